@@ -1,0 +1,65 @@
+/**
+ * Every failure Portalis reports has a stable `code`. The HTTP status lives here, next to the
+ * code, so that one table decides how each failure looks to an orchestrator; only
+ * `server/error-mapper.ts` turns a DriverError into a response body.
+ */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  invalid_connector: 400,
+  multipath_required: 400,
+  payload_too_large: 413,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  volume_not_found: 404,
+  attachment_not_found: 404,
+  snapshot_not_found: 404,
+  host_not_found: 404,
+  method_not_allowed: 405,
+  already_exists: 409,
+  volume_in_use: 409,
+  volume_not_ready: 409,
+  conflict: 409,
+  busy: 409,
+  backend_error: 502,
+  backend_rejected: 502,
+  backend_unavailable: 503,
+  no_path: 503,
+  backend_timeout: 504,
+  internal: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** Codes after which the same request may succeed if simply repeated. */
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'busy',
+  'backend_error',
+  'backend_unavailable',
+  'backend_timeout',
+  'no_path',
+]);
+
+export class DriverError extends Error {
+  readonly code: ErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, opts: { details?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(message, { cause: opts.cause });
+    this.name = 'DriverError';
+    this.code = code;
+    this.details = opts.details;
+  }
+
+  get httpStatus(): number {
+    return ERROR_STATUS[this.code];
+  }
+
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
+  }
+}
+
+export function isDriverError(e: unknown, code?: ErrorCode): e is DriverError {
+  return e instanceof DriverError && (code === undefined || e.code === code);
+}

@@ -1,0 +1,52 @@
+/**
+ * Time as a port, so that every wait in Portalis can be driven by a test without sleeping.
+ * Production code takes a Clock argument (defaulting to `systemClock`); unit tests pass a
+ * `ManualClock` and advance it.
+ */
+export interface Clock {
+  /** Milliseconds since an arbitrary origin; only differences are meaningful. */
+  now(): number;
+  /** Resolves after `ms` milliseconds of this clock's time. */
+  sleep(ms: number): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms))),
+};
+
+/** A clock that only moves when told to; pending sleeps resolve as time passes them. */
+export class ManualClock implements Clock {
+  private current = 0;
+  private sleepers: { until: number; resolve: () => void }[] = [];
+
+  now(): number {
+    return this.current;
+  }
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.sleepers.push({ until: this.current + Math.max(0, ms), resolve });
+    });
+  }
+
+  /** Number of callers currently waiting in sleep(). */
+  get pending(): number {
+    return this.sleepers.length;
+  }
+
+  /** Moves time forward and wakes every sleeper whose deadline has passed. */
+  async advance(ms: number): Promise<void> {
+    this.current += ms;
+    const due = this.sleepers.filter((s) => s.until <= this.current);
+    this.sleepers = this.sleepers.filter((s) => s.until > this.current);
+    for (const s of due) s.resolve();
+    // Let the woken continuations run before the caller inspects state.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  /** Advances in steps until `done()` is true or `maxMs` has passed; for tests of polling loops. */
+  async runUntil(done: () => boolean, stepMs: number, maxMs: number): Promise<void> {
+    for (let spent = 0; !done() && spent <= maxMs; spent += stepMs) await this.advance(stepMs);
+  }
+}

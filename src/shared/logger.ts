@@ -1,0 +1,27 @@
+import pino, { type Logger } from 'pino';
+
+export type { Logger };
+
+/**
+ * Every secret the process handles travels in one of these places; pino replaces them with
+ * "[redacted]" so that a token never reaches a log line, whatever logs the object.
+ */
+const REDACT = [
+  'req.headers.authorization',
+  'headers.authorization',
+  'authorization',
+  'token',
+  'adminToken',
+  'jwt',
+  '*.token',
+  '*.jwt',
+  '*.password',
+];
+
+export function createLogger(opts: { level?: string; name?: string; destination?: pino.DestinationStream } = {}): Logger {
+  const level = opts.level ?? process.env.PORTALIS_LOG_LEVEL ?? 'info';
+  return pino({ name: opts.name ?? 'portalis', level, redact: { paths: REDACT, censor: '[redacted]' } }, opts.destination);
+}
+
+/** A logger that drops everything; the default in tests and library code. */
+export const silentLogger: Logger = pino({ level: 'silent' });

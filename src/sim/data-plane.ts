@@ -1,0 +1,46 @@
+/**
+ * The simulator's data plane: where simulated volumes become something an NVMe/TCP initiator
+ * can reach. The cluster model (`cluster.ts`) decides placement and ANA states and tells the
+ * data plane; the data plane never decides anything itself.
+ *
+ * - `MemoryDataPlane` (default): keeps what it was told, for tests and demos.
+ * - the nvmet plane (Linux kernel target through configfs): each node a target port, the
+ *   cluster one subsystem, each volume a namespace (UUID = volume UUID, backed by a sparse
+ *   file) with its own ANA group.
+ */
+import type { AnaState } from '../driver/model.ts';
+
+export interface SimNodeEndpoint {
+  nodeId: string;
+  /** Index of the node in the cluster (0-based); the nvmet plane uses it as the port id. */
+  index: number;
+  address: string;
+  port: number;
+}
+
+export interface NamespaceSpec {
+  volumeUuid: string;
+  nsid: number;
+  sizeBytes: number;
+  /** The volume's ANA state on every node of the cluster, keyed by nodeId. */
+  ana: Record<string, AnaState>;
+}
+
+export interface DataPlane {
+  readonly kind: string;
+  /** Called once before any other call, with the cluster's subsystem NQN and nodes. */
+  start(subsystemNqn: string, nodes: SimNodeEndpoint[]): Promise<void>;
+  /** A volume became Available: expose it. Idempotent. */
+  addNamespace(ns: NamespaceSpec): Promise<void>;
+  /** The volume grew. */
+  resizeNamespace(volumeUuid: string, sizeBytes: number): Promise<void>;
+  /** The volume was deleted. Not an error when absent. */
+  removeNamespace(volumeUuid: string): Promise<void>;
+  /** The per-node ANA states of a volume changed (failover, failback). */
+  setAna(volumeUuid: string, ana: Record<string, AnaState>): Promise<void>;
+  /** Host NQNs allowed to connect (the union of all volume ACLs). */
+  setAllowedHosts(hostNqns: string[]): Promise<void>;
+  /** A node went down (its portal stops serving) or came back. */
+  setNodeUp(nodeId: string, up: boolean): Promise<void>;
+  stop(): Promise<void>;
+}
