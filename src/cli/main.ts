@@ -1,0 +1,78 @@
+import { ConfigError, loadConfig, SETTINGS } from '../config.ts';
+import { createLogger } from '../shared/logger.ts';
+
+const USAGE = `usage: portalis <command>
+
+  serve                      run the driver service (see README for its environment variables)
+  sim                        run the LightOS API v2 backend simulator on its own port
+  agent [subcommand]         the host connector agent: no subcommand runs the daemon;
+                             connector-properties | attach | detach (see \`portalis agent --help\`)
+  help                       this text
+`;
+
+async function serve(): Promise<number> {
+  const config = loadConfig();
+  const log = createLogger({ level: config.logLevel });
+  const { startService } = await import('../server/service.ts');
+  const svc = await startService(config, log);
+  const tokenLine =
+    svc.tokenSource === 'environment'
+      ? 'admin token: from PORTALIS_ADMIN_TOKEN'
+      : `admin token: ${svc.adminToken}   (${svc.tokenSource === 'generated' ? 'generated, ' : ''}kept in ${config.dataDir}/admin-token)`;
+  process.stdout.write(
+    [
+      `Portalis driver service listening on ${svc.url}`,
+      `  database: ${svc.databaseDescription}`,
+      `  backend:  ${svc.backendDescription}`,
+      `  ${tokenLine}`,
+      `  try: curl -H "Authorization: Bearer $TOKEN" ${svc.url}/v1/attachments`,
+      '',
+    ].join('\n'),
+  );
+  await waitForSignal();
+  log.info('shutting down');
+  await svc.close();
+  return 0;
+}
+
+function waitForSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'serve':
+        return await serve();
+      case 'sim': {
+        const { runSim } = await import('../sim/server.ts');
+        await runSim(process.env);
+        await waitForSignal();
+        return 0;
+      }
+      case 'agent': {
+        const { runAgentCli } = await import('../agent/cli.ts');
+        return await runAgentCli(rest, process.env, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin });
+      }
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE + '\nservice settings:\n' + SETTINGS.map(([k, d, m]) => `  ${k.padEnd(28)} ${d.padEnd(11)} ${m}`).join('\n') + '\n');
+        return cmd === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`portalis: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`portalis: invalid configuration: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Service configuration from the environment. Every setting has a variable and a default;
+ * an invalid value stops start-up with a ConfigError that names the variable.
+ */
+import path from 'node:path';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type BackendKind = 'sim' | 'lightos';
+
+export interface ServiceConfig {
+  port: number;
+  host: string;
+  /** null: generate one (kept in the data directory) and print it. */
+  adminToken: string | null;
+  /** null: start the embedded PostgreSQL under dataDir. */
+  databaseUrl: string | null;
+  dataDir: string;
+  backend: BackendKind;
+  /** `sim`: the simulator's URL; null starts one in-process (3 nodes, in-memory data plane). */
+  simUrl: string | null;
+  lightos: { endpoints: string[]; jwt: string | null; project: string; requestTimeoutMs: number };
+  defaultReplicas: number;
+  logLevel: string;
+  dbPoolMax: number;
+}
+
+/** The documented variables, their defaults and meaning; the README table is generated from the same facts. */
+export const SETTINGS = [
+  ['PORTALIS_PORT', '8080', 'HTTP port'],
+  ['PORTALIS_HOST', '127.0.0.1', 'address to listen on'],
+  ['PORTALIS_ADMIN_TOKEN', 'generated', 'bearer token of the orchestrator API; generated on first start, kept in the data directory and printed'],
+  ['DATABASE_URL', 'embedded', 'PostgreSQL URL; unset starts an embedded PostgreSQL under the data directory'],
+  ['PORTALIS_DATA_DIR', './.portalis', 'embedded PostgreSQL data and the generated admin token'],
+  ['PORTALIS_BACKEND', 'sim', '`sim` (simulator) or `lightos` (LightOS API v2)'],
+  ['PORTALIS_SIM_URL', 'in-process', 'simulator URL for `sim`; unset starts a 3-node in-memory simulator in-process'],
+  ['PORTALIS_LIGHTOS_ENDPOINTS', '-', 'comma-separated LightOS API base URLs (required for `lightos`), e.g. https://10.0.0.1:443'],
+  ['PORTALIS_LIGHTOS_JWT', 'unset', 'LightOS JWT, sent as a bearer token'],
+  ['PORTALIS_LIGHTOS_PROJECT', 'default', 'LightOS project of the volumes'],
+  ['PORTALIS_LIGHTOS_TIMEOUT_MS', '30000', 'per-request timeout towards the backend'],
+  ['PORTALIS_DEFAULT_REPLICAS', '3', 'replica count of a volume created without `replicas`'],
+  ['PORTALIS_DB_POOL_MAX', '10', 'PostgreSQL connection pool size'],
+  ['PORTALIS_LOG_LEVEL', 'info', 'pino log level'],
+] as const;
+
+function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function url(name: string, raw: string): string {
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
+    return raw.replace(/\/+$/, '');
+  } catch {
+    throw new ConfigError(name, `must be an http(s) URL, got ${JSON.stringify(raw)}`);
+  }
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ServiceConfig {
+  const backend = (env.PORTALIS_BACKEND || 'sim') as BackendKind;
+  if (backend !== 'sim' && backend !== 'lightos') throw new ConfigError('PORTALIS_BACKEND', `must be "sim" or "lightos", got ${JSON.stringify(backend)}`);
+
+  const token = env.PORTALIS_ADMIN_TOKEN || null;
+  if (token !== null && token.length < 16) throw new ConfigError('PORTALIS_ADMIN_TOKEN', 'must be at least 16 characters');
+
+  const databaseUrl = env.DATABASE_URL || null;
+  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL', 'must be a postgres:// or postgresql:// URL');
+  }
+
+  const endpoints = (env.PORTALIS_LIGHTOS_ENDPOINTS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((e) => url('PORTALIS_LIGHTOS_ENDPOINTS', e));
+  if (backend === 'lightos' && endpoints.length === 0) {
+    throw new ConfigError('PORTALIS_LIGHTOS_ENDPOINTS', 'required when PORTALIS_BACKEND=lightos (comma-separated API URLs)');
+  }
+
+  const host = env.PORTALIS_HOST || '127.0.0.1';
+  if (!/^[A-Za-z0-9.:_-]+$/.test(host)) throw new ConfigError('PORTALIS_HOST', `not an address: ${JSON.stringify(host)}`);
+
+  return {
+    port: int(env, 'PORTALIS_PORT', 8080, 0, 65535),
+    host,
+    adminToken: token,
+    databaseUrl,
+    dataDir: path.resolve(cwd, env.PORTALIS_DATA_DIR || '.portalis'),
+    backend,
+    simUrl: env.PORTALIS_SIM_URL ? url('PORTALIS_SIM_URL', env.PORTALIS_SIM_URL) : null,
+    lightos: {
+      endpoints,
+      jwt: env.PORTALIS_LIGHTOS_JWT || null,
+      project: env.PORTALIS_LIGHTOS_PROJECT || 'default',
+      requestTimeoutMs: int(env, 'PORTALIS_LIGHTOS_TIMEOUT_MS', 30_000, 100, 600_000),
+    },
+    defaultReplicas: int(env, 'PORTALIS_DEFAULT_REPLICAS', 3, 1, 3),
+    logLevel: env.PORTALIS_LOG_LEVEL || 'info',
+    dbPoolMax: int(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
+  };
+}

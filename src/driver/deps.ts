@@ -1,0 +1,26 @@
+import type { Logger } from '../shared/logger.ts';
+import type { ClusterInfo, StorageBackend, Store, VolumeLocks } from './ports.ts';
+
+/** What the use cases of `driver/` need; built once by the composition root (`server/`). */
+export interface DriverDeps {
+  backend: StorageBackend;
+  locks: VolumeLocks;
+  /** For reads outside any lock. */
+  store: Store;
+  /** Cached cluster identity (the subsystem NQN changes only when the cluster is rebuilt). */
+  clusterInfo: () => Promise<ClusterInfo>;
+  logger: Logger;
+  defaults: { replicas: number };
+}
+
+/** Caches a successful answer; a failure is not cached, so the next call asks again. */
+export function cacheOnSuccess<T>(fn: () => Promise<T>): () => Promise<T> {
+  let value: Promise<T> | undefined;
+  return () => {
+    if (!value) {
+      value = fn();
+      value.catch(() => (value = undefined));
+    }
+    return value;
+  };
+}

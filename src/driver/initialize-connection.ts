@@ -1,0 +1,106 @@
+import { buildConnectionInfo, chooseMultipathMode } from './connection-info.ts';
+import type { DriverDeps } from './deps.ts';
+import { DriverError } from './errors.ts';
+import { type Attachment, type ConnectionInfo, type Connector, LIVE_STATUSES } from './model.ts';
+import type { Store } from './ports.ts';
+
+export interface InitializeConnectionRequest {
+  volumeId: string;
+  connector: Connector;
+  /** Tells apart several attachments of one volume on one host (multiattach, Cinder's instance). */
+  instanceUuid?: string | null;
+  accessMode?: 'rw' | 'ro';
+}
+
+export interface InitializeConnectionResult {
+  attachment: Attachment;
+  connectionInfo: ConnectionInfo;
+  /** True when this call created the attachment; false when it returned an existing one. */
+  created: boolean;
+}
+
+/**
+ * Cinder's `initialize_connection`: grant the host access on the backend and return the
+ * connection info, idempotently. Repeating the call for the same (volume, host, instance)
+ * returns the same attachment (re-granting, which is a no-op on the backend, and refreshing
+ * the portals, since the optimized node may have moved).
+ *
+ * Ordering for crash safety: the attachment is recorded as `attaching` *before* the grant, so
+ * there is never an ACL entry without a record; it becomes `attached` only after the grant is
+ * confirmed, so there is never an active record without an ACL entry. When the grant fails,
+ * a new host's entry is revoked again; when that fails too, the `attaching` row stays, and the
+ * next initialize (or terminate) for the host converges from it.
+ */
+export async function initializeConnection(deps: DriverDeps, req: InitializeConnectionRequest): Promise<InitializeConnectionResult> {
+  const { connector } = req;
+  // Decided before any lock or backend call: a refused connector leaves nothing behind.
+  const mode = chooseMultipathMode(connector);
+  const instanceUuid = req.instanceUuid ?? null;
+
+  return deps.locks.withVolumeLock(req.volumeId, async (store) => {
+    const volume = await store.getVolume(req.volumeId);
+    if (!volume) throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
+    if (volume.status !== 'available' || !volume.backendUuid) {
+      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, { details: { status: volume.status } });
+    }
+    const live = await store.attachmentsOfVolume(volume.id, LIVE_STATUSES);
+    let attachment = live.find((a) => a.hostNqn === connector.nqn && a.instanceUuid === instanceUuid);
+    const created = !attachment;
+    if (!attachment) {
+      const other = live.find((a) => a.hostNqn !== connector.nqn || a.instanceUuid !== instanceUuid);
+      if (other && !volume.multiattach) {
+        throw new DriverError('volume_in_use', `volume ${volume.id} is not multiattach and is already attached to ${other.hostName} (attachment ${other.id})`, {
+          details: { attachment_id: other.id, host: other.hostName },
+        });
+      }
+      attachment = await store.insertAttachment({
+        volumeId: volume.id,
+        hostNqn: connector.nqn,
+        hostName: connector.host,
+        instanceUuid,
+        connector,
+        multipathMode: mode,
+      });
+    }
+
+    try {
+      await deps.backend.grantAccess(volume.backendUuid, connector.nqn);
+      const [cluster, paths, bv] = await Promise.all([
+        deps.clusterInfo(),
+        deps.backend.volumePaths(volume.backendUuid),
+        deps.backend.getVolume(volume.backendUuid),
+      ]);
+      if (!bv) throw new DriverError('backend_error', `LightOS volume ${volume.backendUuid} of volume ${volume.id} is missing on the backend`);
+      const connectionInfo = buildConnectionInfo({
+        volumeUuid: bv.uuid,
+        subsystemNqn: cluster.subsystemNqn,
+        nsid: bv.nsid,
+        nguid: bv.nguid,
+        paths,
+        hostNqn: connector.nqn,
+        mode,
+        accessMode: req.accessMode ?? 'rw',
+      });
+      const saved = await store.updateAttachment(attachment.id, { status: 'attached', connectionInfo, connector, multipathMode: mode });
+      deps.logger.info({ volume: volume.id, attachment: saved.id, host: connector.host, mode, created }, 'connection initialized');
+      return { attachment: saved, connectionInfo, created };
+    } catch (e) {
+      if (created) await compensate(deps, store, attachment, volume.backendUuid, live);
+      throw e;
+    }
+  });
+}
+
+/** Undo a new attachment's grant after a failure, or leave a record a retry converges from. */
+async function compensate(deps: DriverDeps, store: Store, attachment: Attachment, backendUuid: string, live: Attachment[]): Promise<void> {
+  const hostStillUses = live.some((a) => a.hostNqn === attachment.hostNqn);
+  try {
+    if (!hostStillUses) await deps.backend.revokeAccess(backendUuid, attachment.hostNqn);
+    await store.updateAttachment(attachment.id, { status: 'error' });
+  } catch (e) {
+    deps.logger.warn(
+      { attachment: attachment.id, err: (e as Error).message },
+      'could not undo a failed grant; the attaching record stays so that a retry converges',
+    );
+  }
+}

@@ -1,0 +1,116 @@
+import express, { type Request, type Response } from 'express';
+import OpenAPIBackend, { type Context, type Document } from 'openapi-backend';
+import type { DriverDeps } from '../driver/deps.ts';
+import { DriverError } from '../driver/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { Authenticator } from './auth.ts';
+import { toErrorResponse, validationError } from './error-mapper.ts';
+import { attachmentHandlers } from './handlers/attachments.ts';
+import type { HandlerResult } from './handlers/types.ts';
+import { volumeHandlers } from './handlers/volumes.ts';
+import { loadSpec } from './spec.ts';
+
+export interface ReadinessCheck {
+  name: string;
+  check: () => Promise<void>;
+}
+
+export interface AppOptions {
+  deps: DriverDeps;
+  auth: Authenticator;
+  logger: Logger;
+  readiness: ReadinessCheck[];
+  /** Check every response against the OpenAPI document too (tests); a mismatch becomes a 500. */
+  validateResponses?: boolean;
+}
+
+type Handler = (c: Context, req: Request, res: Response) => Promise<HandlerResult>;
+
+export const BODY_LIMIT = '64kb';
+
+/**
+ * The express app: body parsing, then openapi-backend routing, auth and validation from
+ * `api-spec/`, then thin handlers that call one `driver/` function each.
+ */
+export async function createApp(opts: AppOptions): Promise<express.Express> {
+  const { logger: log } = opts;
+  const spec = loadSpec();
+  const api = new OpenAPIBackend({ definition: spec as unknown as Document, strict: true, quick: false, coerceTypes: true });
+
+  const operations: Record<string, Handler> = {
+    ...volumeHandlers(opts.deps),
+    ...attachmentHandlers(opts.deps),
+    getHealthz: async () => ({ status: 200, body: { status: 'ok' } }),
+    getOpenApi: async () => ({ status: 200, body: spec }),
+    getReadyz: async () => readiness(opts.readiness),
+  };
+
+  const fail = (code: 'not_found' | 'method_not_allowed', message: string): Handler => async () => {
+    throw new DriverError(code, message);
+  };
+
+  const lifecycle: Record<string, Handler> = {
+    notFound: fail('not_found', 'no such resource'),
+    methodNotAllowed: async (c) => {
+      throw new DriverError('method_not_allowed', `${c.request.method.toUpperCase()} is not allowed on ${c.request.path}`);
+    },
+    notImplemented: async (c) => {
+      throw new DriverError('not_found', `operation ${c.operation?.operationId ?? '?'} is not implemented`);
+    },
+    validationFail: async (c) => {
+      throw validationError(c.validation.errors as never);
+    },
+    unauthorizedHandler: async () => {
+      throw new DriverError('unauthorized', 'a valid bearer token is required (Authorization: Bearer <token>)');
+    },
+  };
+
+  for (const [id, h] of Object.entries(operations)) api.register(id, h as never);
+  for (const [id, h] of Object.entries(lifecycle)) api.register(id, h as never);
+  api.registerSecurityHandler('bearerAuth', (c: Context) => opts.auth.authenticate(c.request.headers.authorization) !== null);
+  await api.init();
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: BODY_LIMIT, strict: false, type: ['application/json', 'application/*+json'] }));
+  app.use(async (req, res) => {
+    let result: HandlerResult;
+    try {
+      result = (await api.handleRequest(
+        { method: req.method, path: req.path, query: req.query as never, headers: req.headers as never, body: req.body },
+        req,
+        res,
+      )) as HandlerResult;
+      if (opts.validateResponses && result.status < 500) {
+        const ctx = api.matchOperation({ method: req.method, path: req.path, headers: {}, query: {} } as never);
+        const v = ctx ? api.validateResponse(result.body, ctx, result.status) : { errors: null };
+        if (v.errors) throw new Error(`response of ${req.method} ${req.path} does not match the API document: ${JSON.stringify(v.errors)}`);
+      }
+    } catch (err) {
+      const r = toErrorResponse(err, log);
+      result = { status: r.status, body: r.body };
+    }
+    res.status(result.status).json(result.body);
+  });
+  // Errors raised before our handler (body-parser: malformed JSON, oversized body).
+  app.use((err: unknown, _req: Request, res: Response, _next: () => void) => {
+    const r = toErrorResponse(err, log);
+    res.status(r.status).json(r.body);
+  });
+  return app;
+}
+
+async function readiness(checks: ReadinessCheck[]): Promise<HandlerResult> {
+  const results = await Promise.all(
+    checks.map(async (c) => {
+      try {
+        await c.check();
+        return [c.name, { ok: true }] as const;
+      } catch (e) {
+        return [c.name, { ok: false, error: (e as Error).message }] as const;
+      }
+    }),
+  );
+  const ok = results.every(([, r]) => r.ok);
+  return { status: ok ? 200 : 503, body: { status: ok ? 'ok' : 'unavailable', checks: Object.fromEntries(results) } };
+}

@@ -1,0 +1,4 @@
+export interface HandlerResult {
+  status: number;
+  body: unknown;
+}

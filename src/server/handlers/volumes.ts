@@ -1,0 +1,49 @@
+import type { Context } from 'openapi-backend';
+import { createVolume, getVolume } from '../../driver/create-volume.ts';
+import type { DriverDeps } from '../../driver/deps.ts';
+import { initializeConnection } from '../../driver/initialize-connection.ts';
+import type { Connector } from '../../driver/model.ts';
+import { terminateConnection } from '../../driver/terminate-connection.ts';
+import { presentVolume } from '../presenters/presenters.ts';
+import type { HandlerResult } from './types.ts';
+
+interface CreateVolumeBody { id: string; size_gb: number; replicas?: number; multiattach?: boolean }
+interface InitializeBody { connector: Connector; instance_uuid?: string; access_mode?: 'rw' | 'ro' }
+interface TerminateBody { connector: Connector | null; force?: boolean; attachment_id?: string; instance_uuid?: string }
+
+export function volumeHandlers(deps: DriverDeps) {
+  return {
+    async createVolume(c: Context): Promise<HandlerResult> {
+      const b = c.request.requestBody as CreateVolumeBody;
+      const { volume, created } = await createVolume(deps, { id: b.id, sizeGb: b.size_gb, replicas: b.replicas, multiattach: b.multiattach });
+      return { status: created ? 201 : 200, body: presentVolume(volume) };
+    },
+
+    async getVolume(c: Context): Promise<HandlerResult> {
+      return { status: 200, body: presentVolume(await getVolume(deps, c.request.params.id as string)) };
+    },
+
+    async initializeConnection(c: Context): Promise<HandlerResult> {
+      const b = c.request.requestBody as InitializeBody;
+      const r = await initializeConnection(deps, {
+        volumeId: c.request.params.id as string,
+        connector: b.connector,
+        instanceUuid: b.instance_uuid ?? null,
+        accessMode: b.access_mode,
+      });
+      return { status: 200, body: { connection_info: r.connectionInfo, attachment_id: r.attachment.id } };
+    },
+
+    async terminateConnection(c: Context): Promise<HandlerResult> {
+      const b = c.request.requestBody as TerminateBody;
+      const r = await terminateConnection(deps, {
+        volumeId: c.request.params.id as string,
+        connector: b.connector,
+        force: b.force ?? false,
+        attachmentId: b.attachment_id,
+        instanceUuid: b.instance_uuid,
+      });
+      return { status: 200, body: { revoked: r.revoked, shared: r.shared, detached: r.detached, revoked_hosts: r.revokedHosts } };
+    },
+  };
+}

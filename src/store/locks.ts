@@ -1,0 +1,54 @@
+import type { Knex } from 'knex';
+import { DriverError } from '../driver/errors.ts';
+import type { Store, VolumeLocks } from '../driver/ports.ts';
+import { KeyedMutex } from '../shared/keyed-mutex.ts';
+import { PgStore } from './pg-store.ts';
+
+/**
+ * Per-volume locks that hold across every service process sharing the database:
+ * a PostgreSQL session-level advisory lock on a connection reserved for the holder.
+ *
+ * Session-level (not `pg_advisory_xact_lock`) on purpose: the holder's writes must commit as
+ * they happen. An `attaching` row recorded before the backend grant has to survive a crash in
+ * the middle of the grant, or a retry could not find and converge the half-done work.
+ *
+ * Waiters of the same process queue on an in-process mutex first, so 50 concurrent requests
+ * for one volume hold one pooled connection, not 50.
+ */
+export class PgVolumeLocks implements VolumeLocks {
+  private readonly local = new KeyedMutex();
+
+  constructor(
+    private readonly db: Knex,
+    private readonly opts: { lockTimeoutMs?: number } = {},
+  ) {}
+
+  withVolumeLock<T>(volumeId: string, fn: (store: Store) => Promise<T>): Promise<T> {
+    return this.local.run(volumeId, () => this.withAdvisoryLock(`portalis:volume:${volumeId}`, fn));
+  }
+
+  private async withAdvisoryLock<T>(key: string, fn: (store: Store) => Promise<T>): Promise<T> {
+    const client = this.db.client as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
+    const conn = await client.acquireConnection();
+    const timeoutMs = this.opts.lockTimeoutMs ?? 120_000;
+    let locked = false;
+    try {
+      await this.db.raw(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`).connection(conn);
+      try {
+        await this.db.raw('SELECT pg_advisory_lock(hashtextextended(?, 0))', [key]).connection(conn);
+      } catch (e) {
+        if ((e as { code?: string }).code === '55P03') {
+          throw new DriverError('busy', `another operation on this volume is still running (waited ${timeoutMs} ms); retry later`, { cause: e });
+        }
+        throw e;
+      }
+      locked = true;
+      return await fn(new PgStore(this.db, conn));
+    } finally {
+      if (locked) {
+        await this.db.raw('SELECT pg_advisory_unlock(hashtextextended(?, 0))', [key]).connection(conn).catch(() => undefined);
+      }
+      await client.releaseConnection(conn);
+    }
+  }
+}
