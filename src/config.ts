@@ -27,7 +27,16 @@ export interface ServiceConfig {
   backend: BackendKind;
   /** `sim`: the simulator's URL; null starts one in-process (3 nodes, in-memory data plane). */
   simUrl: string | null;
-  lightos: { endpoints: string[]; jwt: string | null; project: string; requestTimeoutMs: number };
+  lightos: {
+    endpoints: string[];
+    jwt: string | null;
+    project: string;
+    requestTimeoutMs: number;
+    /** null: 3 × requestTimeoutMs + 10 s, as the Cinder LightOS driver. */
+    operationTimeoutMs: number | null;
+    pollIntervalMs: number;
+    tlsVerify: boolean;
+  };
   defaultReplicas: number;
   logLevel: string;
   dbPoolMax: number;
@@ -46,6 +55,9 @@ export const SETTINGS = [
   ['PORTALIS_LIGHTOS_JWT', 'unset', 'LightOS JWT, sent as a bearer token'],
   ['PORTALIS_LIGHTOS_PROJECT', 'default', 'LightOS project of the volumes'],
   ['PORTALIS_LIGHTOS_TIMEOUT_MS', '30000', 'per-request timeout towards the backend'],
+  ['PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS', '3×req+10s', 'deadline of one backend operation with its retries and state waits'],
+  ['PORTALIS_LIGHTOS_POLL_INTERVAL_MS', '1000 (sim: 100)', 'pause between backend state polls'],
+  ['PORTALIS_LIGHTOS_TLS_VERIFY', 'true', 'verify the backend\'s TLS certificate (`false` for self-signed lab clusters)'],
   ['PORTALIS_DEFAULT_REPLICAS', '3', 'replica count of a volume created without `replicas`'],
   ['PORTALIS_DB_POOL_MAX', '10', 'PostgreSQL connection pool size'],
   ['PORTALIS_LOG_LEVEL', 'info', 'pino log level'],
@@ -58,6 +70,14 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max
   const n = Number(raw);
   if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
   return n;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string, def: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (/^(true|1|yes)$/i.test(raw)) return true;
+  if (/^(false|0|no)$/i.test(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got ${JSON.stringify(raw)}`);
 }
 
 function url(name: string, raw: string): string {
@@ -107,6 +127,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       jwt: env.PORTALIS_LIGHTOS_JWT || null,
       project: env.PORTALIS_LIGHTOS_PROJECT || 'default',
       requestTimeoutMs: int(env, 'PORTALIS_LIGHTOS_TIMEOUT_MS', 30_000, 100, 600_000),
+      operationTimeoutMs: env.PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS ? int(env, 'PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS', 0, 100, 3_600_000) : null,
+      // The simulator changes state within milliseconds; a real cluster within seconds.
+      pollIntervalMs: int(env, 'PORTALIS_LIGHTOS_POLL_INTERVAL_MS', backend === 'sim' ? 100 : 1000, 10, 60_000),
+      tlsVerify: bool(env, 'PORTALIS_LIGHTOS_TLS_VERIFY', true),
     },
     defaultReplicas: int(env, 'PORTALIS_DEFAULT_REPLICAS', 3, 1, 3),
     logLevel: env.PORTALIS_LOG_LEVEL || 'info',

@@ -78,7 +78,7 @@ describe('buildConnectionInfo', () => {
       { vol_uuid: base.volumeUuid, target_nqn: SUBSYS, portals: [['10.0.0.3', 4420, 'tcp']] },
       { vol_uuid: base.volumeUuid, target_nqn: SUBSYS, portals: [['10.0.0.1', 4420, 'tcp']] },
     ]);
-    assert.equal((info.data as Record<string, unknown>).volume_replicas, undefined);
+    assert.equal((info.data as unknown as Record<string, unknown>).volume_replicas, undefined);
   });
 
   it('omits ns_id when the backend does not report one, and carries the NGUID when it does', () => {

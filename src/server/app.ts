@@ -1,5 +1,5 @@
 import express, { type Request, type Response } from 'express';
-import OpenAPIBackend, { type Context, type Document } from 'openapi-backend';
+import { type Context, type Document, OpenAPIBackend } from 'openapi-backend';
 import type { DriverDeps } from '../driver/deps.ts';
 import { DriverError } from '../driver/errors.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -72,6 +72,14 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
 
   const app = express();
   app.disable('x-powered-by');
+  // One line per request; headers are never logged (they carry the bearer token).
+  app.use((req, res, next) => {
+    const start = performance.now();
+    res.on('finish', () => {
+      log.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - start) }, 'request');
+    });
+    next();
+  });
   app.use(express.json({ limit: BODY_LIMIT, strict: false, type: ['application/json', 'application/*+json'] }));
   app.use(async (req, res) => {
     let result: HandlerResult;

@@ -70,6 +70,9 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     jwt: jwt ?? undefined,
     project: config.lightos.project,
     requestTimeoutMs: config.lightos.requestTimeoutMs,
+    operationTimeoutMs: config.lightos.operationTimeoutMs ?? undefined,
+    pollIntervalMs: config.lightos.pollIntervalMs,
+    tlsVerify: config.lightos.tlsVerify,
     logger: log,
   });
   const deps: DriverDeps = {

@@ -90,7 +90,7 @@ export class PgStore implements Store {
   }
 
   async updateVolume(id: string, patch: Partial<Pick<Volume, 'status' | 'backendUuid' | 'sizeGb'>>): Promise<Volume> {
-    const cols: Partial<VolumeRow> & { updated_at: Knex.Raw } = { updated_at: this.db.fn.now() as Knex.Raw };
+    const cols: Record<string, unknown> = { updated_at: this.db.fn.now() };
     if (patch.status !== undefined) cols.status = patch.status;
     if (patch.backendUuid !== undefined) cols.backend_uuid = patch.backendUuid;
     if (patch.sizeGb !== undefined) cols.size_gb = patch.sizeGb;

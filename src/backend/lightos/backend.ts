@@ -1,0 +1,259 @@
+/**
+ * The StorageBackend port over LightOS API v2. Idempotency and waits follow the LightOS Cinder
+ * driver (reference §2.4): create looks the name up before POSTing and waits for Available,
+ * delete waits for the 404, ACL changes are GET (ETag) → modify → PUT with If-Match, retried on
+ * a changed ETag, then waited for until the ACL shows the change.
+ */
+import type { VolumePath } from '../../driver/model.ts';
+import type {
+  BackendCapacity, BackendSnapshot, BackendVolume, BackendVolumeSpec, ClusterInfo, StorageBackend,
+} from '../../driver/ports.ts';
+import { LightosCalls } from './calls.ts';
+import { type LightosConfig, resolveLightosConfig } from './config.ts';
+import { lightosError, type Op } from './errors.ts';
+import {
+  aclValues, ALLOW_ANY, GiB, parseCapacity, parseClusterInfo, parseNodes, parseSnapshot, parseVolume, type WireVolume,
+} from './parse.ts';
+import { orderPaths } from './paths.ts';
+
+/** States in which a volume is settled enough to hand out (Cinder's success states). */
+const READY = new Set(['Available', 'Migrating']);
+const TRANSIENT = new Set(['Creating', 'Updating', 'Unknown']);
+const GONE = new Set(['Deleting', 'Deleted']);
+
+/** GiB → the size string the Cinder driver sends; whole bytes when not a whole GiB. */
+function sizeForWire(sizeGb: number): string {
+  return Number.isInteger(sizeGb) ? `${sizeGb} gib` : String(Math.round(sizeGb * GiB));
+}
+
+export class LightosBackend implements StorageBackend {
+  readonly kind = 'lightos';
+  private readonly c: LightosCalls;
+
+  constructor(config: LightosConfig) {
+    this.c = new LightosCalls(resolveLightosConfig(config));
+  }
+
+  async clusterInfo(): Promise<ClusterInfo> {
+    const op = this.c.begin('clusterInfo');
+    return this.c.parse(op, await this.c.send(op, { method: 'GET', path: '/api/v2/clusterinfo' }), parseClusterInfo);
+  }
+
+  async ping(): Promise<void> {
+    const op = this.c.begin('ping');
+    this.c.parse(op, await this.c.send(op, { method: 'GET', path: '/api/v2/clusterinfo' }), parseClusterInfo);
+  }
+
+  async createVolume(spec: BackendVolumeSpec): Promise<BackendVolume> {
+    const op = this.c.begin('createVolume', `volume ${spec.name}`);
+    let found = await this.c.readVolumeByName(op, spec.name);
+    if (found && GONE.has(found.volume.state)) {
+      // A previous delete of the same name is still running: let it finish, then create anew.
+      await this.waitVolumeGone(op, found.volume.uuid);
+      found = null;
+    }
+    if (!found) found = await this.postVolume(op, spec);
+    const uuid = found.volume.uuid;
+    const final = await this.c.waitFor(op, `volume ${uuid} to become Available`, async () => {
+      const v = await this.c.readVolume(op, uuid);
+      if (!v) throw lightosError(op, { kind: 'vanished', what: `volume ${uuid}`, during: 'waiting for it to become Available' });
+      return TRANSIENT.has(v.volume.state) ? { done: false, state: v.volume.state } : { done: true, value: v };
+    });
+    if (READY.has(final.volume.state)) return final.volume;
+    let cleanedUp = false;
+    if (final.volume.state === 'Failed') {
+      // As the Cinder driver: a volume that failed to create is removed before reporting.
+      cleanedUp = await this.deleteVolume(uuid).then(
+        () => true,
+        (err) => (this.c.cfg.logger.warn({ err, volume: uuid }, 'could not delete failed LightOS volume'), false),
+      );
+    }
+    throw lightosError(op, { kind: 'endState', what: `volume ${uuid}`, state: final.volume.state, cleanedUp });
+  }
+
+  private async postVolume(op: Op, spec: BackendVolumeSpec): Promise<WireVolume> {
+    const body: Record<string, unknown> = {
+      name: spec.name,
+      size: sizeForWire(spec.sizeGb),
+      replicaCount: String(spec.replicas),
+      compression: spec.compression ? 'True' : 'False',
+      acl: aclValues([]),
+      // Access is controlled by host NQN; the IP ACL stays open (Cinder with lightos_use_ipacl off).
+      IPAcl: { values: [ALLOW_ANY] },
+    };
+    if (spec.sourceSnapshotUuid) body.sourceSnapshotUUID = spec.sourceSnapshotUuid;
+    if (spec.qosPolicyUuid) body.qosPolicyUUID = spec.qosPolicyUuid;
+    const a = await this.c.send(op, { method: 'POST', path: this.c.volumesPath(), body });
+    if (this.c.isOk(a)) return this.c.parse(op, a, parseVolume);
+    if (a.status === 409) {
+      // Lost a race with another create of the same name: that volume is ours too.
+      const raced = await this.c.readVolumeByName(op, spec.name);
+      if (raced) return raced;
+    }
+    this.c.fail(op, a, spec.sourceSnapshotUuid ? 'snapshot_not_found' : undefined);
+  }
+
+  async getVolume(uuid: string): Promise<BackendVolume | null> {
+    const op = this.c.begin('getVolume', `volume ${uuid}`);
+    return (await this.c.readVolume(op, uuid))?.volume ?? null;
+  }
+
+  async getVolumeByName(name: string): Promise<BackendVolume | null> {
+    const op = this.c.begin('getVolumeByName', `volume ${name}`);
+    return (await this.c.readVolumeByName(op, name))?.volume ?? null;
+  }
+
+  async deleteVolume(uuid: string): Promise<void> {
+    const op = this.c.begin('deleteVolume', `volume ${uuid}`);
+    await this.c.deleteAndWait(op, this.c.volumePath(uuid), `volume ${uuid}`, async () => (await this.c.readVolume(op, uuid))?.volume ?? null);
+  }
+
+  private async waitVolumeGone(op: Op, uuid: string): Promise<void> {
+    await this.c.waitFor(op, `volume ${uuid} to be deleted`, async () => {
+      const v = await this.c.readVolume(op, uuid);
+      return !v || v.volume.state === 'Deleted' ? { done: true, value: undefined } : { done: false, state: v.volume.state };
+    });
+  }
+
+  async extendVolume(uuid: string, sizeGb: number): Promise<BackendVolume> {
+    const op = this.c.begin('extendVolume', `volume ${uuid}`);
+    const target = Math.round(sizeGb * GiB);
+    const notFound = () => lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
+    const landed = await this.c.readModifyWrite<WireVolume | null>(op, async () => {
+      const v = await this.c.readVolume(op, uuid);
+      if (!v || GONE.has(v.volume.state)) throw notFound();
+      if (v.sizeBytes === target) return { done: true, value: v };
+      if (v.sizeBytes > target) {
+        throw lightosError(op, { kind: 'invalid', message: `cannot shrink from ${v.volume.sizeGb} GiB to ${sizeGb} GiB` });
+      }
+      const a = await this.c.send(op, { method: 'PUT', path: this.c.volumePath(uuid), body: { UUID: uuid, size: sizeForWire(sizeGb) }, headers: ifMatch(v) });
+      if (this.c.isOk(a)) return { done: true, value: null };
+      if (this.c.isConflict(a)) return { conflict: a };
+      this.c.fail(op, a, 'volume_not_found');
+    });
+    if (landed) return landed.volume; // already that size: a no-op
+    return this.c.waitFor(op, `volume ${uuid} to reach ${sizeGb} GiB`, async () => {
+      const v = await this.c.readVolume(op, uuid);
+      if (!v) throw notFound();
+      const done = v.sizeBytes >= target && READY.has(v.volume.state);
+      return done ? { done: true, value: v.volume } : { done: false, state: `${v.volume.state} at ${v.volume.sizeGb} GiB` };
+    });
+  }
+
+  async grantAccess(uuid: string, hostNqn: string): Promise<{ changed: boolean }> {
+    const op = this.c.begin('grantAccess', `volume ${uuid}`);
+    const r = await this.updateAcl(op, uuid, (hosts) => (hosts.includes(hostNqn) ? null : [...hosts, hostNqn]));
+    if (r === 'missing') throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
+    if (r.changed) await this.waitAcl(op, uuid, `host ${hostNqn} in the ACL`, (hosts) => hosts.includes(hostNqn));
+    return { changed: r.changed };
+  }
+
+  async revokeAccess(uuid: string, hostNqn: string): Promise<{ changed: boolean }> {
+    const op = this.c.begin('revokeAccess', `volume ${uuid}`);
+    const r = await this.updateAcl(op, uuid, (hosts) => (hosts.includes(hostNqn) ? hosts.filter((h) => h !== hostNqn) : null));
+    if (r === 'missing') return { changed: false };
+    if (r.changed) await this.waitAcl(op, uuid, `host ${hostNqn} gone from the ACL`, (hosts) => !hosts.includes(hostNqn));
+    return { changed: r.changed };
+  }
+
+  async revokeAllAccess(uuid: string): Promise<{ removed: string[] }> {
+    const op = this.c.begin('revokeAllAccess', `volume ${uuid}`);
+    const r = await this.updateAcl(op, uuid, (hosts) => (hosts.length > 0 ? [] : null));
+    if (r === 'missing') return { removed: [] };
+    if (r.changed) await this.waitAcl(op, uuid, 'an empty ACL', (hosts) => hosts.length === 0);
+    return { removed: r.changed ? r.before : [] };
+  }
+
+  /**
+   * GET → `change(hosts)` → PUT with If-Match, retried on a changed ETag. `change` returns null
+   * when nothing needs writing. 'missing' when the volume does not exist.
+   */
+  private updateAcl(op: Op, uuid: string, change: (hosts: string[]) => string[] | null) {
+    return this.c.readModifyWrite<'missing' | { changed: boolean; before: string[] }>(op, async () => {
+      const v = await this.c.readVolume(op, uuid);
+      // A volume being deleted is as good as gone: nothing to grant, nothing left to revoke.
+      if (!v || GONE.has(v.volume.state)) return { done: true, value: 'missing' };
+      const next = change(v.volume.acl);
+      if (!next) return { done: true, value: { changed: false, before: v.volume.acl } };
+      const a = await this.c.send(op, { method: 'PUT', path: this.c.volumePath(uuid), body: { acl: aclValues(next) }, headers: ifMatch(v) });
+      if (this.c.isOk(a)) return { done: true, value: { changed: true, before: v.volume.acl } };
+      if (a.status === 404) return { done: true, value: 'missing' };
+      if (this.c.isConflict(a)) return { conflict: a };
+      this.c.fail(op, a);
+    });
+  }
+
+  /** Waits until the ACL satisfies `want` and the volume has settled (Cinder's `_wait_for_volume_acl`). */
+  private async waitAcl(op: Op, uuid: string, what: string, want: (hosts: string[]) => boolean): Promise<void> {
+    await this.c.waitFor(op, what, async () => {
+      const v = await this.c.readVolume(op, uuid);
+      if (!v) return { done: true, value: undefined }; // deleted meanwhile: nothing left to wait for
+      const settled = want(v.volume.acl) && !TRANSIENT.has(v.volume.state);
+      return settled ? { done: true, value: undefined } : { done: false, state: `${v.volume.state} with ACL [${v.volume.acl.join(', ')}]` };
+    });
+  }
+
+  async volumePaths(uuid: string): Promise<VolumePath[]> {
+    const op = this.c.begin('volumePaths', `volume ${uuid}`);
+    const v = await this.c.readVolume(op, uuid);
+    if (!v) throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
+    const nodes = this.c.parse(op, await this.c.send(op, { method: 'GET', path: '/api/v2/nodes' }), parseNodes);
+    return orderPaths(nodes, v.placement, (node) => this.c.cfg.logger.warn({ node: node.uuid, nvmeEndpoint: node.rawEndpoint }, 'LightOS node has an unreadable nvmeEndpoint; left out'));
+  }
+
+  async createSnapshot(sourceVolumeUuid: string, name: string): Promise<BackendSnapshot> {
+    const op = this.c.begin('createSnapshot', `snapshot ${name}`);
+    let found = await this.c.readSnapshotByName(op, name);
+    if (found && GONE.has(found.state)) {
+      const uuid = found.uuid;
+      await this.c.waitFor(op, `snapshot ${uuid} to be deleted`, async () => {
+        const s = await this.c.readSnapshot(op, uuid);
+        return !s || s.state === 'Deleted' ? { done: true, value: undefined } : { done: false, state: s.state };
+      });
+      found = null;
+    }
+    if (!found) {
+      const a = await this.c.send(op, { method: 'POST', path: this.c.snapshotsPath(), body: { name, sourceVolumeUUID: sourceVolumeUuid } });
+      if (this.c.isOk(a)) found = this.c.parse(op, a, parseSnapshot);
+      else if (a.status === 409) found = await this.c.readSnapshotByName(op, name);
+      if (!found) this.c.fail(op, a, 'volume_not_found');
+    }
+    const uuid = found.uuid;
+    const final = await this.c.waitFor(op, `snapshot ${uuid} to become Available`, async () => {
+      const s = await this.c.readSnapshot(op, uuid);
+      if (!s) throw lightosError(op, { kind: 'vanished', what: `snapshot ${uuid}`, during: 'waiting for it to become Available' });
+      return TRANSIENT.has(s.state) ? { done: false, state: s.state } : { done: true, value: s };
+    });
+    if (final.state === 'Available') return final;
+    let cleanedUp = false;
+    if (final.state === 'Failed') {
+      cleanedUp = await this.deleteSnapshot(uuid).then(
+        () => true,
+        (err) => (this.c.cfg.logger.warn({ err, snapshot: uuid }, 'could not delete failed LightOS snapshot'), false),
+      );
+    }
+    throw lightosError(op, { kind: 'endState', what: `snapshot ${uuid}`, state: final.state, cleanedUp });
+  }
+
+  async getSnapshotByName(name: string): Promise<BackendSnapshot | null> {
+    const op = this.c.begin('getSnapshotByName', `snapshot ${name}`);
+    return this.c.readSnapshotByName(op, name);
+  }
+
+  async deleteSnapshot(uuid: string): Promise<void> {
+    const op = this.c.begin('deleteSnapshot', `snapshot ${uuid}`);
+    await this.c.deleteAndWait(op, `${this.c.snapshotsPath()}/${encodeURIComponent(uuid)}`, `snapshot ${uuid}`, () => this.c.readSnapshot(op, uuid));
+  }
+
+  async capacity(): Promise<BackendCapacity> {
+    const op = this.c.begin('capacity');
+    const a = await this.c.send(op, { method: 'GET', path: '/api/v2/cluster' });
+    // A tenant JWT may not read cluster statistics (the reason the Cinder driver reports 'infinite').
+    if (a.status === 403) return { totalGb: null, freeGb: null };
+    return this.c.parse(op, a, parseCapacity);
+  }
+}
+
+function ifMatch(v: WireVolume): Record<string, string> {
+  return v.etag ? { 'If-Match': v.etag } : {};
+}

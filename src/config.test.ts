@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from './config.ts';
+
+describe('loadConfig', () => {
+  it('has working defaults with nothing set', () => {
+    const c = loadConfig({}, '/srv');
+    assert.equal(c.port, 8080);
+    assert.equal(c.host, '127.0.0.1');
+    assert.equal(c.adminToken, null);
+    assert.equal(c.databaseUrl, null);
+    assert.equal(c.dataDir, '/srv/.portalis');
+    assert.equal(c.backend, 'sim');
+    assert.equal(c.simUrl, null);
+    assert.equal(c.defaultReplicas, 3);
+    assert.equal(c.lightos.requestTimeoutMs, 30000);
+    assert.equal(c.lightos.operationTimeoutMs, null);
+    assert.equal(c.lightos.pollIntervalMs, 100);
+    assert.equal(c.lightos.tlsVerify, true);
+  });
+
+  it('reads lightos settings', () => {
+    const c = loadConfig({
+      PORTALIS_BACKEND: 'lightos',
+      PORTALIS_LIGHTOS_ENDPOINTS: 'https://10.0.0.1:443, https://10.0.0.2:443/',
+      PORTALIS_LIGHTOS_JWT: 'jwt',
+      PORTALIS_LIGHTOS_TLS_VERIFY: 'false',
+    });
+    assert.deepEqual(c.lightos.endpoints, ['https://10.0.0.1:443', 'https://10.0.0.2:443']);
+    assert.equal(c.lightos.jwt, 'jwt');
+    assert.equal(c.lightos.pollIntervalMs, 1000);
+    assert.equal(c.lightos.tlsVerify, false);
+  });
+
+  const bad: [Record<string, string>, string][] = [
+    [{ PORTALIS_PORT: 'eighty' }, 'PORTALIS_PORT'],
+    [{ PORTALIS_PORT: '70000' }, 'PORTALIS_PORT'],
+    [{ PORTALIS_BACKEND: 'ceph' }, 'PORTALIS_BACKEND'],
+    [{ PORTALIS_BACKEND: 'lightos' }, 'PORTALIS_LIGHTOS_ENDPOINTS'],
+    [{ PORTALIS_LIGHTOS_ENDPOINTS: 'ftp://x' }, 'PORTALIS_LIGHTOS_ENDPOINTS'],
+    [{ PORTALIS_ADMIN_TOKEN: 'short' }, 'PORTALIS_ADMIN_TOKEN'],
+    [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL'],
+    [{ PORTALIS_SIM_URL: 'not a url' }, 'PORTALIS_SIM_URL'],
+    [{ PORTALIS_DEFAULT_REPLICAS: '4' }, 'PORTALIS_DEFAULT_REPLICAS'],
+    [{ PORTALIS_LIGHTOS_TLS_VERIFY: 'maybe' }, 'PORTALIS_LIGHTOS_TLS_VERIFY'],
+  ];
+  for (const [env, variable] of bad) {
+    it(`rejects ${JSON.stringify(env)} naming ${variable}`, () => {
+      assert.throws(() => loadConfig(env), (e) => e instanceof ConfigError && e.variable === variable && e.message.startsWith(variable));
+    });
+  }
+});

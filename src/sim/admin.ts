@@ -1,0 +1,86 @@
+/**
+ * The simulator's own admin API under `/sim/v1` (no JWT, never faulted): inspect the whole
+ * cluster, take nodes down and up, set and clear faults, reset.
+ */
+import { Router } from 'express';
+import type { SimCluster } from './cluster.ts';
+import type { Faults } from './faults.ts';
+import type { SimVolume } from './model.ts';
+import { formatEndpoint } from './wire.ts';
+
+function volumeState(cluster: SimCluster, v: SimVolume) {
+  return {
+    uuid: v.uuid,
+    name: v.name,
+    project: v.project,
+    state: v.state,
+    sizeBytes: v.sizeBytes,
+    nsid: v.nsid,
+    etag: v.etag,
+    replicaCount: v.replicaCount,
+    acl: [...v.acl],
+    ipAcl: [...v.ipAcl],
+    replicas: [...v.replicas],
+    primaryNodeUUID: v.primary,
+    /** ANA state of the volume on every node of the cluster, keyed by node UUID. */
+    ana: cluster.anaOf(v),
+  };
+}
+
+export function simState(cluster: SimCluster, faults: Faults) {
+  return {
+    cluster: {
+      uuid: cluster.uuid,
+      subsystemNQN: cluster.subsystemNqn,
+      capacityBytes: cluster.capacityBytes,
+      usedBytes: cluster.usedBytes(),
+    },
+    dataPlane: { kind: cluster.dataPlane.kind },
+    nodes: cluster.nodes.map((n) => ({
+      index: n.index, uuid: n.uuid, name: n.name, nvmeEndpoint: formatEndpoint(n.address, n.port), up: n.up,
+    })),
+    volumes: cluster.allVolumes().map((v) => volumeState(cluster, v)),
+    snapshots: cluster.allSnapshots().map((s) => ({
+      uuid: s.uuid, name: s.name, project: s.project, sourceVolumeUUID: s.sourceVolumeUuid, sizeBytes: s.sizeBytes, state: s.state,
+    })),
+    faults: faults.view(),
+  };
+}
+
+export function adminRouter(cluster: SimCluster, faults: Faults): Router {
+  const r = Router();
+
+  r.get('/state', (_req, res) => {
+    res.json(simState(cluster, faults));
+  });
+
+  for (const dir of ['down', 'up'] as const) {
+    r.post(`/nodes/:ref/${dir}`, (req, res) => {
+      const node = cluster.setNodeUp(req.params.ref as string, dir === 'up');
+      res.json({ index: node.index, uuid: node.uuid, name: node.name, up: node.up });
+    });
+  }
+
+  r.get('/faults', (_req, res) => {
+    res.json(faults.view());
+  });
+
+  r.put('/faults', (req, res) => {
+    faults.apply(req.body);
+    res.json(faults.view());
+  });
+
+  r.delete('/faults', (_req, res) => {
+    faults.clear();
+    res.json(faults.view());
+  });
+
+  /** Drops all volumes and snapshots, brings every node up and clears the faults. */
+  r.post('/reset', (_req, res) => {
+    faults.clear();
+    cluster.reset();
+    res.json(simState(cluster, faults));
+  });
+
+  return r;
+}

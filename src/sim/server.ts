@@ -1,0 +1,140 @@
+/**
+ * Starting the simulator: `startSimServer` for tests and the service's in-process default,
+ * `runSim` for `portalis sim` (configured from the environment).
+ */
+import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
+import type { Server } from 'node:http';
+import { createSimApp } from './app.ts';
+import { SimCluster } from './cluster.ts';
+import type { DataPlane } from './data-plane.ts';
+import { Faults } from './faults.ts';
+import { formatEndpoint } from './wire.ts';
+import { type Logger, silentLogger } from '../shared/logger.ts';
+
+export interface SimServerOptions {
+  host?: string;
+  /** 0 picks an ephemeral port. */
+  port?: number;
+  nodes?: number;
+  nodeAddress?: string;
+  basePort?: number;
+  /** When set, every `/api/v2` request needs `Authorization: Bearer <jwt>`. */
+  jwt?: string;
+  capacityBytes?: number;
+  dataPlane?: DataPlane;
+  logger?: Logger;
+}
+
+export interface SimServer {
+  /** Base URL, e.g. `http://127.0.0.1:8090`. */
+  url: string;
+  cluster: SimCluster;
+  faults: Faults;
+  close(): Promise<void>;
+}
+
+export async function startSimServer(opts: SimServerOptions = {}): Promise<SimServer> {
+  const logger = opts.logger ?? silentLogger;
+  const cluster = new SimCluster({
+    nodes: opts.nodes, nodeAddress: opts.nodeAddress, basePort: opts.basePort,
+    capacityBytes: opts.capacityBytes, dataPlane: opts.dataPlane, logger,
+  });
+  await cluster.start();
+  const faults = new Faults(cluster);
+  const app = createSimApp({ cluster, faults, jwt: opts.jwt, logger });
+  const host = opts.host ?? '127.0.0.1';
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(opts.port ?? 0, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+    s.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${formatEndpoint(host, port)}`,
+    cluster,
+    faults,
+    close() {
+      closing ??= (async () => {
+        // Hung requests and idle keep-alive sockets would otherwise hold server.close() open.
+        faults.releaseHung();
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await closed;
+        await cluster.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Configuration error at start-up; the message names the variable. */
+export class SimConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SimConfigError';
+  }
+}
+
+export interface SimEnvConfig {
+  host: string;
+  port: number;
+  nodes: number;
+  nodeAddress: string;
+  basePort: number;
+  jwt?: string;
+}
+
+function intVar(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < min || Number(raw) > max) {
+    throw new SimConfigError(`${name} must be a whole number in ${min}..${max}, got '${raw}'`);
+  }
+  return Number(raw);
+}
+
+function addrVar(env: NodeJS.ProcessEnv, name: string, def: string): string {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const v = raw.trim().replace(/^\[(.*)\]$/, '$1');
+  if (!isIP(v) && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v)) {
+    throw new SimConfigError(`${name} must be an IP address or host name, got '${raw}'`);
+  }
+  return v;
+}
+
+/** Reads the `PORTALIS_SIM_*` variables; throws SimConfigError naming the bad one. */
+export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SimEnvConfig {
+  const nodes = intVar(env, 'PORTALIS_SIM_NODES', 3, 1, 64);
+  const basePort = intVar(env, 'PORTALIS_SIM_BASE_PORT', 4420, 1, 65535);
+  if (basePort + nodes - 1 > 65535) {
+    throw new SimConfigError(`PORTALIS_SIM_BASE_PORT ${basePort} leaves no port for ${nodes} nodes (PORTALIS_SIM_NODES)`);
+  }
+  const jwt = env.PORTALIS_SIM_JWT;
+  if (jwt !== undefined && jwt !== '' && /\s/.test(jwt)) throw new SimConfigError('PORTALIS_SIM_JWT must not contain whitespace');
+  return {
+    host: addrVar(env, 'PORTALIS_SIM_HOST', '127.0.0.1'),
+    port: intVar(env, 'PORTALIS_SIM_PORT', 8090, 0, 65535),
+    nodes,
+    nodeAddress: addrVar(env, 'PORTALIS_SIM_NODE_ADDRESS', '127.0.0.1'),
+    basePort,
+    jwt: jwt === undefined || jwt === '' ? undefined : jwt,
+  };
+}
+
+/**
+ * `portalis sim`: configure from the environment, start, print the URL. Throws SimConfigError
+ * on bad configuration (the caller prints it and exits non-zero).
+ */
+export async function runSim(
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { logger?: Logger; dataPlane?: DataPlane; out?: (line: string) => void } = {},
+): Promise<SimServer> {
+  const cfg = simConfigFromEnv(env);
+  const sim = await startSimServer({ ...cfg, logger: opts.logger, dataPlane: opts.dataPlane });
+  const out = opts.out ?? ((line: string) => process.stdout.write(`${line}\n`));
+  out(`Portalis LightOS simulator listening on ${sim.url} (${cfg.nodes} nodes, data plane ${sim.cluster.dataPlane.kind}` +
+    `${cfg.jwt ? ', JWT required' : ''}); admin API at ${sim.url}/sim/v1`);
+  return sim;
+}

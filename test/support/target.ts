@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import type { Express } from 'express';
+import supertest from 'supertest';
+import type TestAgent from 'supertest/lib/agent.js';
+import { loadConfig } from '../../src/config.ts';
+import { type Logger, silentLogger } from '../../src/shared/logger.ts';
+import { createApp } from '../../src/server/app.ts';
+import { Authenticator } from '../../src/server/auth.ts';
+import { composeDeps } from '../../src/server/service.ts';
+import { startSimServer } from '../../src/sim/server.ts';
+import { createTestDatabase } from './db.ts';
+
+/**
+ * What a contract test talks to: the service (through supertest) and the simulator behind it
+ * (its LightOS API, to check ACLs, and its fault API).
+ *
+ * In-process by default: a fresh database, a simulator on an ephemeral port and the real app.
+ * With PORTALIS_TEST_URL, PORTALIS_TEST_TOKEN and PORTALIS_TEST_SIM_URL set, the same tests run
+ * against a running service (for example the docker-compose stack, or one started from the CLI).
+ */
+export interface Target {
+  http: TestAgent<supertest.Test>;
+  token: string;
+  simUrl: string;
+  /** The service's app when in-process (null by URL). */
+  app: Express | null;
+  close(): Promise<void>;
+}
+
+export const byUrl = (): boolean => Boolean(process.env.PORTALIS_TEST_URL);
+
+export async function startTarget(opts: { logger?: Logger; requestTimeoutMs?: number; simJwt?: string } = {}): Promise<Target> {
+  if (byUrl()) {
+    const token = process.env.PORTALIS_TEST_TOKEN;
+    const simUrl = process.env.PORTALIS_TEST_SIM_URL;
+    if (!token || !simUrl) throw new Error('PORTALIS_TEST_URL needs PORTALIS_TEST_TOKEN and PORTALIS_TEST_SIM_URL too');
+    return { http: supertest(process.env.PORTALIS_TEST_URL!.replace(/\/+$/, '')), token, simUrl: simUrl.replace(/\/+$/, ''), app: null, close: async () => {} };
+  }
+  const log = opts.logger ?? silentLogger;
+  const database = await createTestDatabase();
+  const sim = await startSimServer({ host: '127.0.0.1', port: 0, nodes: 3, logger: log, jwt: opts.simJwt });
+  const stops: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const s of stops.reverse()) await s();
+    await sim.close();
+    await database.drop();
+  };
+  try {
+    return await assemble();
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+
+  async function assemble(): Promise<Target> {
+  const config = loadConfig({
+    DATABASE_URL: database.url,
+    PORTALIS_BACKEND: 'sim',
+    PORTALIS_SIM_URL: sim.url,
+    PORTALIS_LIGHTOS_TIMEOUT_MS: String(opts.requestTimeoutMs ?? 5000),
+    ...(opts.simJwt ? { PORTALIS_LIGHTOS_JWT: opts.simJwt } : {}),
+  });
+  const { deps, db } = await composeDeps(config, log, stops);
+  const token = `test-admin-${randomUUID()}`;
+  const app = await createApp({
+    deps,
+    auth: new Authenticator(token),
+    logger: log,
+    validateResponses: true,
+    readiness: [
+      { name: 'database', check: async () => void (await db.raw('select 1')) },
+      { name: 'backend', check: () => deps.backend.ping() },
+    ],
+  });
+  return {
+    http: supertest(app),
+    token,
+    simUrl: sim.url,
+    app,
+    close: closeAll,
+  };
+  }
+}
+
+let hostCounter = 0;
+
+/** An os-brick-style connector for a made-up compute host. */
+export function connector(over: Record<string, unknown> = {}): Record<string, unknown> {
+  hostCounter += 1;
+  const id = randomUUID();
+  return {
+    nqn: `nqn.2014-08.org.nvmexpress:uuid:${id}`,
+    host: `compute-${hostCounter}-${id.slice(0, 8)}`,
+    nvme_hostid: id,
+    ip: '192.0.2.10',
+    host_ips: ['192.0.2.10'],
+    multipath: false,
+    enforce_multipath: false,
+    nvme_native_multipath: false,
+    platform: 'x86_64',
+    os_type: 'linux',
+    ...over,
+  };
+}
+
+export const NATIVE = { multipath: true, nvme_native_multipath: true };
+export const DM = { multipath: true, nvme_native_multipath: false };
+
+/** Reads the simulator through its own LightOS API and admin API. */
+export class SimView {
+  constructor(private readonly url: string, private readonly jwt?: string) {}
+
+  private async get(path: string): Promise<any> {
+    const r = await fetch(this.url + path, { headers: this.jwt ? { authorization: `Bearer ${this.jwt}` } : {} });
+    if (!r.ok) throw new Error(`GET ${path}: ${r.status}`);
+    return r.json();
+  }
+
+  async acl(volumeUuid: string): Promise<string[]> {
+    const v = await this.get(`/api/v2/projects/default/volumes/${volumeUuid}`);
+    return (v.acl?.values ?? []).filter((h: string) => h !== 'ALLOW_NONE');
+  }
+
+  state(): Promise<any> {
+    return this.get('/sim/v1/state');
+  }
+
+  clusterInfo(): Promise<{ UUID: string; subsystemNQN: string }> {
+    return this.get('/api/v2/clusterinfo');
+  }
+
+  async faults(body: Record<string, unknown>): Promise<void> {
+    const r = await fetch(`${this.url}/sim/v1/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    if (!r.ok) throw new Error(`PUT /sim/v1/faults: ${r.status} ${await r.text()}`);
+  }
+
+  async clearFaults(): Promise<void> {
+    await fetch(`${this.url}/sim/v1/faults`, { method: 'DELETE' });
+  }
+
+  async node(idOrIndex: string | number, up: boolean): Promise<void> {
+    const r = await fetch(`${this.url}/sim/v1/nodes/${idOrIndex}/${up ? 'up' : 'down'}`, { method: 'POST' });
+    if (!r.ok) throw new Error(`node ${idOrIndex} ${up ? 'up' : 'down'}: ${r.status}`);
+  }
+}
