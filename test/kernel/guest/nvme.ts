@@ -1,0 +1,129 @@
+/**
+ * Guest-side NVMe helpers for the kernel scenarios: nvme-cli calls and sysfs views of
+ * controllers and block devices, as the kernel (6.1) shows them.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { RunResult } from '../harness/exec.ts';
+import { check, list, readSys, sh, shAny } from './lib.ts';
+
+export const HOST_NQN = 'nqn.2014-08.org.nvmexpress:uuid:3c1e6a52-8d0b-4f7e-9a21-5b6c7d8e9f01';
+export const HOST_ID = '3c1e6a52-8d0b-4f7e-9a21-5b6c7d8e9f01';
+
+export interface ConnectOptions {
+  nqn: string;
+  address: string;
+  port: number;
+  hostNqn?: string;
+  hostId?: string;
+}
+
+/** `nvme connect … -o json`; the caller interprets the result. */
+export function nvmeConnect(o: ConnectOptions): Promise<RunResult> {
+  return shAny('nvme', [
+    'connect', '-t', 'tcp', '-a', o.address, '-s', String(o.port), '-n', o.nqn,
+    '-q', o.hostNqn ?? HOST_NQN, '-I', o.hostId ?? HOST_ID,
+    '--ctrl-loss-tmo=-1', '--reconnect-delay=1', '-o', 'json',
+  ]);
+}
+
+/** `traddr=127.0.0.1,trsvcid=4420,src_addr=127.0.0.1` → fields (src_addr included). */
+export function parseAddress(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split(',')
+      .map((kv) => kv.split('='))
+      .filter((p) => p.length === 2)
+      .map(([k, v]) => [k.trim(), v.trim()]),
+  );
+}
+
+export interface Controller {
+  name: string;
+  state: string | null;
+  address: Record<string, string>;
+  subsysnqn: string | null;
+}
+
+export function controllers(nqn?: string): Controller[] {
+  return list('/sys/class/nvme')
+    .map((name) => {
+      const dir = `/sys/class/nvme/${name}`;
+      return {
+        name,
+        state: readSys(`${dir}/state`),
+        address: parseAddress(readSys(`${dir}/address`) ?? ''),
+        subsysnqn: readSys(`${dir}/subsysnqn`),
+      };
+    })
+    .filter((c) => nqn === undefined || c.subsysnqn === nqn);
+}
+
+/** Every attribute file of a sysfs folder (not following subfolders), for observations. */
+export function sysAttrs(dir: string, names?: string[]): Record<string, string | null> {
+  const out: Record<string, string | null> = {};
+  for (const n of names ?? list(dir)) out[n] = readSys(`${dir}/${n}`);
+  return out;
+}
+
+/** Visible NVMe block devices (heads, or plain namespaces without native multipath). */
+export function nvmeDisks(): string[] {
+  return list('/sys/block').filter((d) => /^nvme\d+n\d+$/.test(d));
+}
+
+/** Hidden per-path devices of native multipath (`nvme<subsys>c<ctrl>n<nsid>`). */
+export function pathDevices(): string[] {
+  return list('/sys/block').filter((d) => /^nvme\d+c\d+n\d+$/.test(d));
+}
+
+/**
+ * The controller behind a per-path device, or behind a plain namespace when native multipath
+ * is off (`/sys/block/<dev>/device` → ../../nvmeX). A head's `device` is its nvme-subsysN.
+ */
+export function controllerOf(dev: string): string {
+  return path.basename(readlinkSync(`/sys/block/${dev}/device`));
+}
+
+/**
+ * A recognisable pattern: every 4 KiB block starts with the tag and its block number, over one
+ * random 4 KiB block (cheap under emulation, where generating and hashing megabytes of random
+ * data takes seconds). A block written to the wrong offset or a stale read shows.
+ */
+function pattern(bytes: number, tag: string): Buffer {
+  const base = randomBytes(4096);
+  const buf = Buffer.allocUnsafe(bytes);
+  for (let off = 0; off < bytes; off += 4096) {
+    base.copy(buf, off);
+    buf.write(`${tag}:${off / 4096};`, off);
+  }
+  return buf;
+}
+
+/**
+ * Writes `mib` MiB to `dev` with O_DIRECT and reads it back with O_DIRECT (dd, as a host tool
+ * would); returns the durations. Block size 1 MiB: a multiple of any logical block size.
+ */
+export async function directIoRoundTrip(dev: string, mib: number, tag: string): Promise<{ writeMs: number; readMs: number }> {
+  const file = `/tmp/${tag}.pattern`;
+  const back = `/tmp/${tag}.readback`;
+  const data = pattern(mib << 20, tag);
+  writeFileSync(file, data);
+  let t = performance.now();
+  await sh('dd', [`if=${file}`, `of=${dev}`, 'bs=1M', `count=${mib}`, 'oflag=direct', 'status=none'], 60_000);
+  const writeMs = Math.round(performance.now() - t);
+  t = performance.now();
+  await sh('dd', [`if=${dev}`, `of=${back}`, 'bs=1M', `count=${mib}`, 'iflag=direct', 'status=none'], 60_000);
+  const readMs = Math.round(performance.now() - t);
+  check(readFileSync(back).equals(data), `data read back from ${dev} matches what was written`);
+  return { writeMs, readMs };
+}
+
+/** Parses nvme-cli JSON output, keeping the raw text when it is not JSON. */
+export function jsonOrText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text.trim();
+  }
+}

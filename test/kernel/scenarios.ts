@@ -1,0 +1,79 @@
+/**
+ * The kernel-test scenarios: each is one guest boot running one guest script. A boot costs about
+ * 3 s and node's start in the guest about 0.5 s, so a scenario checks a whole story in one
+ * script rather than one fact per boot.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** Something a scenario runs on the host while its guest runs (a service the guest calls). */
+export interface HostSide {
+  /** Extra environment for the guest command. */
+  env: Record<string, string>;
+  close(): Promise<void>;
+}
+
+export interface Scenario {
+  name: string;
+  description: string;
+  /** Guest script, relative to the repo root; bundled on the host, run in the guest by node. */
+  script: string;
+  /** Run when no scenario is named on the command line. */
+  byDefault: boolean;
+  network?: boolean;
+  cmdline?: string[];
+  modules?: string[];
+  timeoutMs: number;
+  host?: () => Promise<HostSide>;
+}
+
+const NVME_MODULES = ['nvmet', 'nvmet-tcp', 'nvme-tcp'];
+
+/**
+ * A one-route HTTP server on the host's loopback; the guest reaches it at 10.0.2.2 through
+ * QEMU's user network. Proves the path later scenarios use to reach the service on the host.
+ */
+async function pingServer(): Promise<HostSide> {
+  const token = `portalis-${process.pid}-${Date.now()}`;
+  const server = createServer((req, res) => {
+    res.writeHead(req.url === '/ping' ? 200 : 404, { 'content-type': 'text/plain' });
+    res.end(req.url === '/ping' ? token : 'not found');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    env: { PORTALIS_HOST_PING_URL: `http://10.0.2.2:${port}/ping`, PORTALIS_HOST_PING_TOKEN: token },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: 'boot',
+    description: 'the guest environment alone: kernel, modules, configfs, 9p run folder (harness debugging)',
+    script: 'test/kernel/guest/boot.ts',
+    byDefault: false,
+    modules: NVME_MODULES,
+    timeoutMs: 90_000,
+  },
+  {
+    name: 'nvmet-native',
+    description:
+      'nvmet plane: 3 ports, per-volume ANA group, native NVMe multipath, O_DIRECT I/O, ANA flip, resize, node down/up, ACL',
+    script: 'test/kernel/guest/nvmet-native.ts',
+    byDefault: true,
+    network: true,
+    modules: NVME_MODULES,
+    timeoutMs: 150_000,
+    host: pingServer,
+  },
+  {
+    name: 'nvmet-dm',
+    description: 'nvmet plane with nvme_core.multipath=N: multipathd assembles /dev/mapper/uuid.<uuid> from two paths',
+    script: 'test/kernel/guest/nvmet-dm.ts',
+    byDefault: true,
+    cmdline: ['nvme_core.multipath=N'],
+    modules: [...NVME_MODULES, 'dm-multipath', 'dm-round-robin', 'dm-service-time'],
+    timeoutMs: 150_000,
+  },
+];
