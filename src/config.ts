@@ -40,6 +40,8 @@ export interface ServiceConfig {
   defaultReplicas: number;
   logLevel: string;
   dbPoolMax: number;
+  /** `GET /v1/capabilities` (Cinder's get_volume_stats). */
+  capabilities: { backendName: string; refreshMs: number; reservedPercentage: number };
 }
 
 /** The documented variables, their defaults and meaning; the README table is generated from the same facts. */
@@ -60,6 +62,9 @@ export const SETTINGS = [
   ['PORTALIS_LIGHTOS_TLS_VERIFY', 'true', 'verify the backend\'s TLS certificate (`false` for self-signed lab clusters)'],
   ['PORTALIS_DEFAULT_REPLICAS', '3', 'replica count of a volume created without `replicas`'],
   ['PORTALIS_DB_POOL_MAX', '10', 'PostgreSQL connection pool size'],
+  ['PORTALIS_VOLUME_BACKEND_NAME', 'portalis', '`volume_backend_name` reported by GET /v1/capabilities'],
+  ['PORTALIS_CAPABILITIES_REFRESH_MS', '60000', 'how long GET /v1/capabilities serves cached capacity figures before asking the backend again'],
+  ['PORTALIS_RESERVED_PERCENTAGE', '0', '`reserved_percentage` reported by GET /v1/capabilities'],
   ['PORTALIS_LOG_LEVEL', 'info', 'pino log level'],
 ] as const;
 
@@ -135,5 +140,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     defaultReplicas: int(env, 'PORTALIS_DEFAULT_REPLICAS', 3, 1, 3),
     logLevel: env.PORTALIS_LOG_LEVEL || 'info',
     dbPoolMax: int(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
+    capabilities: {
+      backendName: backendName(env),
+      refreshMs: int(env, 'PORTALIS_CAPABILITIES_REFRESH_MS', 60_000, 0, 86_400_000),
+      reservedPercentage: int(env, 'PORTALIS_RESERVED_PERCENTAGE', 0, 0, 100),
+    },
   };
+}
+
+function backendName(env: NodeJS.ProcessEnv): string {
+  const raw = env.PORTALIS_VOLUME_BACKEND_NAME || 'portalis';
+  if (!/^[A-Za-z0-9._:@-]{1,255}$/.test(raw)) throw new ConfigError('PORTALIS_VOLUME_BACKEND_NAME', `must be 1-255 letters, digits or . _ : @ -, got ${JSON.stringify(raw)}`);
+  return raw;
 }

@@ -1,5 +1,7 @@
 import type { Logger } from '../shared/logger.ts';
-import type { ClusterInfo, StorageBackend, Store, VolumeLocks } from './ports.ts';
+import type { Clock } from '../shared/clock.ts';
+import type { CapabilitySettings } from './get-capabilities.ts';
+import type { ClusterInfo, HostChangeFeed, HostStore, StorageBackend, Store, VolumeLocks } from './ports.ts';
 
 /** What the use cases of `driver/` need; built once by the composition root (`server/`). */
 export interface DriverDeps {
@@ -11,6 +13,12 @@ export interface DriverDeps {
   clusterInfo: () => Promise<ClusterInfo>;
   logger: Logger;
   defaults: { replicas: number };
+  /** `get_volume_stats` settings; unset fields take the defaults of `get-capabilities.ts`. */
+  capabilities?: Partial<CapabilitySettings>;
+  /** Time for caches and waits in the domain (tests pass a ManualClock); default the system clock. */
+  clock?: Clock;
+  hosts: HostStore;
+  hostChanges: HostChangeFeed;
 }
 
 /** Caches a successful answer; a failure is not cached, so the next call asks again. */

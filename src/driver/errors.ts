@@ -19,6 +19,8 @@ export const ERROR_STATUS = {
   already_exists: 409,
   volume_in_use: 409,
   volume_not_ready: 409,
+  volume_has_snapshots: 409,
+  snapshot_not_ready: 409,
   conflict: 409,
   busy: 409,
   backend_error: 502,

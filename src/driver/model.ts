@@ -94,6 +94,15 @@ export interface Volume {
   backendUuid: string | null;
   createdAt: Date;
   updatedAt: Date;
+  compression: boolean;
+  /** Always true on LightOS (thin only); kept so that a volume says what it was created as. */
+  thinProvisioned: boolean;
+  /** The backend's QoS policy UUID (LightOS `qosPolicyUUID`, Cinder's `lightos:qos_policy`). */
+  qosPolicyId: string | null;
+  /** The orchestrator snapshot this volume was created from. */
+  sourceSnapshotId: string | null;
+  /** The orchestrator volume this volume is a clone of. */
+  sourceVolumeId: string | null;
 }
 
 /**
@@ -106,6 +115,47 @@ export type AttachmentStatus = 'attaching' | 'attached' | 'detaching' | 'detache
 
 /** Attachments whose host is (or is about to be) granted access on the backend. */
 export const LIVE_STATUSES: readonly AttachmentStatus[] = ['attaching', 'attached'];
+
+/** What the host agent last said about an attachment (DESIGN.md "The agent-facing API"). */
+export type AgentState = 'connecting' | 'connected' | 'disconnecting' | 'disconnected' | 'error';
+export type PathHealth = 'optimal' | 'degraded' | 'failed';
+
+export interface PathStatus {
+  /** Controller (`nvme3`), null when the path has none (never connected, or lost). */
+  controller: string | null;
+  address: string;
+  port: number;
+  transport: string;
+  /**
+   * The controller's sysfs state (live, connecting, resetting, deleting, …), or the agent's
+   * word for a portal without a usable pairing: `missing` (no controller), `no-namespace`
+   * (controller live, volume not behind it), `wrong-volume` (another namespace UUID there).
+   */
+  state: string;
+  ana_state: string | null;
+}
+
+export interface AgentReport {
+  state: AgentState;
+  devicePath: string | null;
+  sizeBytes: number | null;
+  health: PathHealth | null;
+  paths: PathStatus[];
+  error: { code: string; message: string } | null;
+  reportedAt: Date;
+}
+
+/** A compute host known to the service: its agent's token and registered connector. */
+export interface Host {
+  nqn: string;
+  name: string;
+  connector: Connector | null;
+  tokenIssuedAt: Date | null;
+  registeredAt: Date | null;
+  lastSeenAt: Date | null;
+  /** Changes whenever something the host's agent must act on changes. */
+  version: number;
+}
 
 export interface Attachment {
   id: string;
@@ -120,4 +170,26 @@ export interface Attachment {
   createdAt: Date;
   updatedAt: Date;
   detachedAt: Date | null;
+  /** Terminated with force: the agent tears down even a device in use. */
+  detachForce: boolean;
+  /** The agent's last report, null before the first. */
+  report: AgentReport | null;
+}
+
+export type SnapshotStatus = 'creating' | 'available' | 'deleting' | 'error';
+
+/** A snapshot the orchestrator took through Portalis (Cinder's snapshot object). */
+export interface Snapshot {
+  /** The orchestrator's snapshot UUID; the idempotency key. */
+  id: string;
+  volumeId: string;
+  /** Display name given by the orchestrator. */
+  name: string | null;
+  /** Cinder naming on the backend: `snapshot-<id>`. */
+  backendName: string;
+  backendUuid: string | null;
+  sizeGb: number;
+  status: SnapshotStatus;
+  createdAt: Date;
+  updatedAt: Date;
 }

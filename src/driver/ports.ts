@@ -4,7 +4,19 @@
  * Each method's comment is its contract, including what happens when the thing is missing
  * or already there.
  */
-import type { Attachment, AttachmentStatus, ConnectionInfo, Connector, MultipathMode, Volume, VolumePath, VolumeStatus } from './model.ts';
+import type {
+  AgentReport,
+  Attachment,
+  AttachmentStatus,
+  ConnectionInfo,
+  Connector,
+  Host,
+  MultipathMode,
+  Volume,
+  VolumePath,
+  VolumeStatus,
+} from './model.ts';
+import type { Snapshot, SnapshotStatus } from './model.ts';
 
 // ---------------------------------------------------------------- storage backend
 
@@ -80,7 +92,8 @@ export interface StorageBackend {
   /**
    * Creates the volume and waits until it is Available. Idempotent on `spec.name`: when a
    * volume of that name exists it is returned (after waiting for it to become Available).
-   * A volume that ends `Failed` is deleted and `backend_error` thrown.
+   * A volume that ends `Failed` (or `Rollback`) is deleted and `backend_error` thrown. From a
+   * snapshot, the backend may create it at the snapshot's size; the caller grows it.
    */
   createVolume(spec: BackendVolumeSpec): Promise<BackendVolume>;
 
@@ -119,7 +132,11 @@ export interface StorageBackend {
    */
   volumePaths(uuid: string): Promise<VolumePath[]>;
 
-  /** Creates a snapshot and waits until Available. Idempotent on `name`. */
+  /**
+   * Creates a snapshot and waits until Available. Idempotent on `name`. Transient refusals are
+   * retried with backoff within the operation deadline; one that ends `Failed` is deleted and
+   * `backend_error` thrown. Throws `volume_not_found` when the source volume does not exist.
+   */
   createSnapshot(sourceVolumeUuid: string, name: string): Promise<BackendSnapshot>;
 
   /** The snapshot with this name, or null. */
@@ -141,6 +158,12 @@ export interface NewVolume {
   replicas: number;
   multiattach: boolean;
   status: VolumeStatus;
+  /** Defaults: compression false, thin true, the rest null. */
+  compression?: boolean;
+  thinProvisioned?: boolean;
+  qosPolicyId?: string | null;
+  sourceSnapshotId?: string | null;
+  sourceVolumeId?: string | null;
 }
 
 export interface NewAttachment {
@@ -179,8 +202,73 @@ export interface Store {
   insertAttachment(a: NewAttachment): Promise<Attachment>;
   updateAttachment(
     id: string,
-    patch: Partial<Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt'>>,
+    patch: Partial<Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce'>>,
   ): Promise<Attachment>;
+
+  /**
+   * Soft-deletes the volume: `getVolume` no longer finds it, its attachment rows stay (the host
+   * agent still tears down after a delete). A later `insertVolume` with the same id starts a
+   * fresh volume. Not an error when absent.
+   */
+  markVolumeDeleted(id: string): Promise<void>;
+
+  /** null when absent. */
+  getSnapshot(id: string): Promise<Snapshot | null>;
+  /** The volume's snapshots, oldest first. */
+  snapshotsOfVolume(volumeId: string): Promise<Snapshot[]>;
+  /** Inserts; returns the existing row unchanged when `id` is already there. */
+  insertSnapshot(s: NewSnapshot): Promise<Snapshot>;
+  updateSnapshot(id: string, patch: Partial<Pick<Snapshot, 'status' | 'backendUuid' | 'sizeGb'>>): Promise<Snapshot>;
+  /** Not an error when absent. */
+  deleteSnapshot(id: string): Promise<void>;
+}
+
+export interface NewSnapshot {
+  id: string;
+  volumeId: string;
+  name: string | null;
+  backendName: string;
+  sizeGb: number;
+  status: SnapshotStatus;
+}
+
+/** An attachment as its host's agent sees it, with the volume's current size. */
+export interface AgentAttachment {
+  attachment: Attachment;
+  volumeSizeGb: number;
+}
+
+/** Hosts, their tokens, and the agent's side of attachments. */
+export interface HostStore {
+  /** Creates the host or replaces its token hash (the old token stops working). */
+  issueToken(nqn: string, name: string, tokenHash: string): Promise<Host>;
+  /** Forgets the host's token; false when the host is unknown. */
+  revokeToken(nqn: string): Promise<boolean>;
+  /** The host whose token hashes to `tokenHash`, or null. */
+  hostByTokenHash(tokenHash: string): Promise<Host | null>;
+  /** null when absent. */
+  getHost(nqn: string): Promise<Host | null>;
+  listHosts(): Promise<Host[]>;
+  /** Records the connector the agent registered with, and that it was seen now. */
+  registerHost(nqn: string, connector: Connector): Promise<Host>;
+  /** Marks the host seen now. Not an error when absent. */
+  touchHost(nqn: string): Promise<void>;
+  /** The host's change counter; 0 for an unknown host. */
+  hostVersion(nqn: string): Promise<number>;
+  /**
+   * What the host's agent must act on: live attachments with connection info (to connect),
+   * and ended ones with connection info that the agent has not yet reported disconnected
+   * (to tear down), the latter for a week after they ended.
+   */
+  agentAttachments(nqn: string): Promise<AgentAttachment[]>;
+  /** Stores the agent's report on the attachment. */
+  saveReport(attachmentId: string, report: AgentReport): Promise<Attachment>;
+}
+
+/** Wakes long-polls when a host's version changes, in any service process. */
+export interface HostChangeFeed {
+  /** Subscribe before reading the version, so that no change between the two is missed. */
+  subscribe(nqn: string): { changed: Promise<void>; cancel(): void };
 }
 
 /** Serialises work on one volume across every service process (PostgreSQL advisory locks). */

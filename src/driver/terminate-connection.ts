@@ -46,7 +46,7 @@ export async function terminateConnection(deps: DriverDeps, req: TerminateConnec
     const unfinished = await store.attachmentsOfVolume(volume.id, UNFINISHED);
 
     if (req.connector === null) {
-      await markAll(store, unfinished, 'detaching');
+      await markAll(store, unfinished, 'detaching', true);
       const removed = volume.backendUuid ? (await deps.backend.revokeAllAccess(volume.backendUuid)).removed : [];
       await markAll(store, unfinished, 'detached');
       deps.logger.info({ volume: volume.id, hosts: removed }, 'all connections terminated');
@@ -63,7 +63,7 @@ export async function terminateConnection(deps: DriverDeps, req: TerminateConnec
     );
     const remaining = ofHost.filter((a) => !targets.includes(a) && LIVE_STATUSES.includes(a.status));
 
-    await markAll(store, targets, 'detaching');
+    await markAll(store, targets, 'detaching', req.force ?? false);
     let revoked = false;
     if (remaining.length === 0 && volume.backendUuid) {
       // Also when there are no targets: a repeated terminate re-checks that access is gone.
@@ -85,9 +85,14 @@ async function checkAttachmentOf(store: Store, id: string, volumeId: string, hos
   }
 }
 
-async function markAll(store: Store, list: Attachment[], status: AttachmentStatus): Promise<void> {
+/** `force` is recorded so that the host's agent tears the device down even while it is in use. */
+async function markAll(store: Store, list: Attachment[], status: AttachmentStatus, force = false): Promise<void> {
   for (const a of list) {
-    if (a.status === status) continue;
-    await store.updateAttachment(a.id, { status, ...(status === 'detached' ? { detachedAt: new Date() } : {}) });
+    if (a.status === status && (!force || a.detachForce)) continue;
+    await store.updateAttachment(a.id, {
+      status,
+      ...(status === 'detached' ? { detachedAt: new Date() } : {}),
+      ...(force ? { detachForce: true } : {}),
+    });
   }
 }

@@ -5,7 +5,11 @@ import { DriverError } from '../driver/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Authenticator } from './auth.ts';
 import { toErrorResponse, validationError } from './error-mapper.ts';
+import { checkAccess } from './access.ts';
+import { agentHandlers } from './handlers/agent.ts';
 import { attachmentHandlers } from './handlers/attachments.ts';
+import { hostHandlers } from './handlers/hosts.ts';
+import { lifecycleHandlers } from './handlers/lifecycle.ts';
 import type { HandlerResult } from './handlers/types.ts';
 import { volumeHandlers } from './handlers/volumes.ts';
 import { loadSpec } from './spec.ts';
@@ -40,6 +44,9 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
   const operations: Record<string, Handler> = {
     ...volumeHandlers(opts.deps),
     ...attachmentHandlers(opts.deps),
+    ...hostHandlers(opts.deps),
+    ...agentHandlers(opts.deps),
+    ...lifecycleHandlers(opts.deps),
     getHealthz: async () => ({ status: 200, body: { status: 'ok' } }),
     getOpenApi: async () => ({ status: 200, body: spec }),
     getReadyz: async () => readiness(opts.readiness),
@@ -65,9 +72,14 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     },
   };
 
-  for (const [id, h] of Object.entries(operations)) api.register(id, h as never);
+  const open = new Set(['getHealthz', 'getOpenApi', 'getReadyz']);
+  for (const [id, h] of Object.entries(operations)) {
+    const guarded: Handler = open.has(id) ? h : async (c, req, res) => (checkAccess(c), h(c, req, res));
+    api.register(id, guarded as never);
+  }
   for (const [id, h] of Object.entries(lifecycle)) api.register(id, h as never);
-  api.registerSecurityHandler('bearerAuth', (c: Context) => opts.auth.authenticate(c.request.headers.authorization) !== null);
+  // The principal it returns is kept in c.security.bearerAuth for checkAccess and the handlers.
+  api.registerSecurityHandler('bearerAuth', (c: Context) => opts.auth.authenticate(c.request.headers.authorization));
   await api.init();
 
   const app = express();

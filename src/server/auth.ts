@@ -1,6 +1,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
-export type Principal = { kind: 'admin' };
+import type { DriverDeps } from '../driver/deps.ts';
+import { hostForToken } from '../driver/hosts.ts';
+
+/** Who a request acts as: the orchestrator (admin token) or one host's agent (its host token). */
+export type Principal = { kind: 'admin' } | { kind: 'host'; hostNqn: string };
 
 /**
  * Compares secrets in constant time. Both sides are hashed first so that the comparison
@@ -21,12 +25,18 @@ export function bearerToken(header: string | string[] | undefined): string | nul
 }
 
 export class Authenticator {
-  constructor(private readonly adminToken: string) {}
+  constructor(
+    private readonly adminToken: string,
+    private readonly deps?: Pick<DriverDeps, 'hosts'>,
+  ) {}
 
   /** The principal a request's Authorization header proves, or null. */
-  authenticate(header: string | string[] | undefined): Principal | null {
+  async authenticate(header: string | string[] | undefined): Promise<Principal | null> {
     const token = bearerToken(header);
     if (token === null) return null;
-    return safeEqual(token, this.adminToken) ? { kind: 'admin' } : null;
+    if (safeEqual(token, this.adminToken)) return { kind: 'admin' };
+    // Host tokens are looked up by their SHA-256, never compared as plain text.
+    const host = this.deps ? await hostForToken(this.deps, token) : null;
+    return host ? { kind: 'host', hostNqn: host.nqn } : null;
   }
 }

@@ -13,6 +13,8 @@ import { openDb, type Db } from '../store/db.ts';
 import { startEmbeddedPostgres } from '../store/embedded.ts';
 import { PgVolumeLocks } from '../store/locks.ts';
 import { PgStore } from '../store/pg-store.ts';
+import { PgHostChangeFeed } from '../store/change-feed.ts';
+import { PgHostStore } from '../store/host-store.ts';
 import { createApp } from './app.ts';
 import { Authenticator } from './auth.ts';
 
@@ -75,13 +77,19 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     tlsVerify: config.lightos.tlsVerify,
     logger: log,
   });
+  const hostChanges = new PgHostChangeFeed(databaseUrl, log);
+  await hostChanges.start();
+  stops.push(() => hostChanges.close());
   const deps: DriverDeps = {
+    hosts: new PgHostStore(db),
+    hostChanges,
     backend,
     locks: new PgVolumeLocks(db),
     store: new PgStore(db),
     clusterInfo: cacheOnSuccess(() => backend.clusterInfo()),
     logger: log,
     defaults: { replicas: config.defaultReplicas },
+    capabilities: config.capabilities,
   };
   return { deps, db, backendDescription, databaseDescription };
 }
@@ -96,7 +104,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     const { deps, db, backendDescription, databaseDescription } = await composeDeps(config, log, stops);
     const app = await createApp({
       deps,
-      auth: new Authenticator(token),
+      auth: new Authenticator(token, deps),
       logger: log,
       readiness: [
         { name: 'database', check: async () => void (await db.raw('select 1')) },

@@ -6,13 +6,26 @@
 export interface Clock {
   /** Milliseconds since an arbitrary origin; only differences are meaningful. */
   now(): number;
-  /** Resolves after `ms` milliseconds of this clock's time. */
-  sleep(ms: number): Promise<void>;
+  /**
+   * Resolves after `ms` milliseconds of this clock's time, or as soon as `signal` aborts (the
+   * timer is then cancelled, so that nothing keeps a stopping process alive).
+   */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
 export const systemClock: Clock = {
   now: () => performance.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms))),
+  sleep: (ms, signal) =>
+    new Promise((resolve) => {
+      if (signal?.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      signal?.addEventListener('abort', done, { once: true });
+    }),
 };
 
 /** A clock that only moves when told to; pending sleeps resolve as time passes them. */
@@ -24,9 +37,19 @@ export class ManualClock implements Clock {
     return this.current;
   }
 
-  sleep(ms: number): Promise<void> {
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
-      this.sleepers.push({ until: this.current + Math.max(0, ms), resolve });
+      if (signal?.aborted) return resolve();
+      const sleeper = { until: this.current + Math.max(0, ms), resolve };
+      this.sleepers.push(sleeper);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          this.sleepers = this.sleepers.filter((x) => x !== sleeper);
+          resolve();
+        },
+        { once: true },
+      );
     });
   }
 

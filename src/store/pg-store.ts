@@ -1,7 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { Attachment, AttachmentStatus, ConnectionInfo, Connector, MultipathMode, Volume, VolumeStatus } from '../driver/model.ts';
+import type {
+  AgentReport,
+  AgentState,
+  Attachment,
+  AttachmentStatus,
+  ConnectionInfo,
+  Connector,
+  MultipathMode,
+  PathHealth,
+  PathStatus,
+  Volume,
+  VolumeStatus,
+} from '../driver/model.ts';
 import type { AttachmentFilter, NewAttachment, NewVolume, Store } from '../driver/ports.ts';
+import type { Snapshot, SnapshotStatus } from '../driver/model.ts';
+import type { NewSnapshot } from '../driver/ports.ts';
 
 interface VolumeRow {
   id: string;
@@ -13,9 +27,15 @@ interface VolumeRow {
   backend_uuid: string | null;
   created_at: Date;
   updated_at: Date;
+  compression: boolean;
+  thin_provisioned: boolean;
+  qos_policy_id: string | null;
+  source_snapshot_id: string | null;
+  source_volume_id: string | null;
+  deleted_at: Date | null;
 }
 
-interface AttachmentRow {
+export interface AttachmentRow {
   id: string;
   volume_id: string;
   host_nqn: string;
@@ -28,6 +48,14 @@ interface AttachmentRow {
   created_at: Date;
   updated_at: Date;
   detached_at: Date | null;
+  detach_force: boolean;
+  agent_state: string | null;
+  device_path: string | null;
+  size_bytes: string | number | null;
+  health: string | null;
+  paths: PathStatus[] | null;
+  agent_error: { code: string; message: string } | null;
+  reported_at: Date | null;
 }
 
 const toVolume = (r: VolumeRow): Volume => ({
@@ -40,9 +68,28 @@ const toVolume = (r: VolumeRow): Volume => ({
   backendUuid: r.backend_uuid,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
+  compression: r.compression,
+  thinProvisioned: r.thin_provisioned,
+  qosPolicyId: r.qos_policy_id,
+  sourceSnapshotId: r.source_snapshot_id,
+  sourceVolumeId: r.source_volume_id,
 });
 
-const toAttachment = (r: AttachmentRow): Attachment => ({
+const toReport = (r: AttachmentRow): AgentReport | null =>
+  r.agent_state === null || r.reported_at === null
+    ? null
+    : {
+        state: r.agent_state as AgentState,
+        devicePath: r.device_path,
+        // bigint columns come back as strings from pg; sizes stay far below 2^53.
+        sizeBytes: r.size_bytes === null ? null : Number(r.size_bytes),
+        health: r.health as PathHealth | null,
+        paths: r.paths ?? [],
+        error: r.agent_error,
+        reportedAt: r.reported_at,
+      };
+
+export const toAttachment = (r: AttachmentRow): Attachment => ({
   id: r.id,
   volumeId: r.volume_id,
   hostNqn: r.host_nqn,
@@ -55,6 +102,8 @@ const toAttachment = (r: AttachmentRow): Attachment => ({
   createdAt: r.created_at,
   updatedAt: r.updated_at,
   detachedAt: r.detached_at,
+  detachForce: r.detach_force,
+  report: toReport(r),
 });
 
 /**
@@ -73,15 +122,22 @@ export class PgStore implements Store {
   }
 
   async getVolume(id: string): Promise<Volume | null> {
-    const row = await this.table<VolumeRow>('volumes').where({ id }).first();
+    const row = await this.table<VolumeRow>('volumes').where({ id }).whereNull('deleted_at').first();
     return row ? toVolume(row as VolumeRow) : null;
   }
 
   async insertVolume(v: NewVolume): Promise<Volume> {
+    const cols = {
+      id: v.id, name: v.name, size_gb: v.sizeGb, replicas: v.replicas, multiattach: v.multiattach, status: v.status,
+      compression: v.compression ?? false, thin_provisioned: v.thinProvisioned ?? true, qos_policy_id: v.qosPolicyId ?? null,
+      source_snapshot_id: v.sourceSnapshotId ?? null, source_volume_id: v.sourceVolumeId ?? null,
+    };
+    // A live row with this id wins (idempotent create); a soft-deleted one is replaced by the new volume.
     const rows = (await this.table<VolumeRow>('volumes')
-      .insert({ id: v.id, name: v.name, size_gb: v.sizeGb, replicas: v.replicas, multiattach: v.multiattach, status: v.status })
+      .insert(cols)
       .onConflict('id')
-      .ignore()
+      .merge({ ...cols, backend_uuid: null, deleted_at: null, created_at: this.db.fn.now(), updated_at: this.db.fn.now() } as never)
+      .whereNotNull('volumes.deleted_at')
       .returning('*')) as VolumeRow[];
     if (rows.length > 0) return toVolume(rows[0]!);
     const existing = await this.getVolume(v.id);
@@ -143,7 +199,7 @@ export class PgStore implements Store {
 
   async updateAttachment(
     id: string,
-    patch: Partial<Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt'>>,
+    patch: Partial<Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce'>>,
   ): Promise<Attachment> {
     const cols: Record<string, unknown> = { updated_at: this.db.fn.now() };
     if (patch.status !== undefined) cols.status = patch.status;
@@ -151,8 +207,73 @@ export class PgStore implements Store {
     if (patch.connector !== undefined) cols.connector = JSON.stringify(patch.connector);
     if (patch.multipathMode !== undefined) cols.multipath_mode = patch.multipathMode;
     if (patch.detachedAt !== undefined) cols.detached_at = patch.detachedAt;
+    if (patch.detachForce !== undefined) cols.detach_force = patch.detachForce;
     const rows = (await this.table<AttachmentRow>('attachments').where({ id }).update(cols as never).returning('*')) as AttachmentRow[];
     if (rows.length === 0) throw new Error(`attachment ${id} not found for update`);
     return toAttachment(rows[0]!);
   }
+
+  async markVolumeDeleted(id: string): Promise<void> {
+    await this.table('volumes').where({ id }).whereNull('deleted_at').update({ status: 'deleted', deleted_at: this.db.fn.now(), updated_at: this.db.fn.now() } as never);
+  }
+
+  async getSnapshot(id: string): Promise<Snapshot | null> {
+    const row = await this.table<SnapshotRow>('snapshots').where({ id }).first();
+    return row ? toSnapshot(row as SnapshotRow) : null;
+  }
+
+  async snapshotsOfVolume(volumeId: string): Promise<Snapshot[]> {
+    const rows = (await this.table<SnapshotRow>('snapshots').where('volume_id', volumeId).orderBy([{ column: 'created_at' }, { column: 'id' }])) as SnapshotRow[];
+    return rows.map(toSnapshot);
+  }
+
+  async insertSnapshot(s: NewSnapshot): Promise<Snapshot> {
+    const rows = (await this.table<SnapshotRow>('snapshots')
+      .insert({ id: s.id, volume_id: s.volumeId, name: s.name, backend_name: s.backendName, size_gb: s.sizeGb, status: s.status })
+      .onConflict('id')
+      .ignore()
+      .returning('*')) as SnapshotRow[];
+    if (rows.length > 0) return toSnapshot(rows[0]!);
+    const existing = await this.getSnapshot(s.id);
+    if (!existing) throw new Error(`snapshot ${s.id} vanished during insert`);
+    return existing;
+  }
+
+  async updateSnapshot(id: string, patch: Partial<Pick<Snapshot, 'status' | 'backendUuid' | 'sizeGb'>>): Promise<Snapshot> {
+    const cols: Record<string, unknown> = { updated_at: this.db.fn.now() };
+    if (patch.status !== undefined) cols.status = patch.status;
+    if (patch.backendUuid !== undefined) cols.backend_uuid = patch.backendUuid;
+    if (patch.sizeGb !== undefined) cols.size_gb = patch.sizeGb;
+    const rows = (await this.table<SnapshotRow>('snapshots').where({ id }).update(cols as never).returning('*')) as SnapshotRow[];
+    if (rows.length === 0) throw new Error(`snapshot ${id} not found for update`);
+    return toSnapshot(rows[0]!);
+  }
+
+  async deleteSnapshot(id: string): Promise<void> {
+    await this.table('snapshots').where({ id }).delete();
+  }
 }
+
+interface SnapshotRow {
+  id: string;
+  volume_id: string;
+  name: string | null;
+  backend_name: string;
+  backend_uuid: string | null;
+  size_gb: number;
+  status: string;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const toSnapshot = (r: SnapshotRow): Snapshot => ({
+  id: r.id,
+  volumeId: r.volume_id,
+  name: r.name,
+  backendName: r.backend_name,
+  backendUuid: r.backend_uuid,
+  sizeGb: r.size_gb,
+  status: r.status as SnapshotStatus,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});

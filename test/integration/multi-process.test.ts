@@ -30,7 +30,7 @@ describe('two service processes on one database', () => {
     apps = [];
     for (let i = 0; i < 2; i++) {
       const { deps } = await composeDeps(config, silentLogger, stops);
-      apps.push(supertest.agent(await createApp({ deps, auth: new Authenticator(token), logger: silentLogger, readiness: [] })));
+      apps.push(supertest.agent(await createApp({ deps, auth: new Authenticator(token, deps), logger: silentLogger, readiness: [] })));
     }
   });
   after(async () => {
@@ -54,6 +54,20 @@ describe('two service processes on one database', () => {
     const list = await apps[1]!.get('/v1/attachments').query({ volume_id: id }).set('authorization', `Bearer ${token}`);
     assert.equal(list.body.attachments.length, 1);
     assert.deepEqual(await new SimView(sim.url).acl(created.body.backend_uuid), [conn.nqn]);
+  });
+
+  it('a long poll in one process is woken by a change made through the other', async () => {
+    const conn = connector(NATIVE);
+    const issued = await apps[0]!.post('/v1/hosts').set('authorization', `Bearer ${token}`).send({ nqn: conn.nqn });
+    const hostAuth = { authorization: `Bearer ${issued.body.token}` };
+    const v0 = (await apps[0]!.get('/v1/agent/attachments').set(hostAuth)).body.version;
+    const waiting = apps[0]!.get('/v1/agent/attachments').query({ since: v0, wait: 60 }).set(hostAuth);
+    const id = randomUUID();
+    await apps[1]!.post('/v1/volumes').set('authorization', `Bearer ${token}`).send({ id, size_gb: 1 });
+    const init = await apps[1]!.post(`/v1/volumes/${id}/initialize_connection`).set('authorization', `Bearer ${token}`).send({ connector: conn });
+    const woken = await waiting;
+    assert.notEqual(woken.body.version, v0);
+    assert.deepEqual(woken.body.attachments.map((a: { id: string }) => a.id), [init.body.attachment_id]);
   });
 
   it('concurrent creates of one volume across both make one backend volume', async () => {

@@ -7,6 +7,7 @@ import { type Logger, silentLogger } from '../../src/shared/logger.ts';
 import { createApp } from '../../src/server/app.ts';
 import { Authenticator } from '../../src/server/auth.ts';
 import { composeDeps } from '../../src/server/service.ts';
+import type { DataPlane } from '../../src/sim/data-plane.ts';
 import { type SimServer, startSimServer } from '../../src/sim/server.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 import { createTestDatabase } from './db.ts';
@@ -40,6 +41,8 @@ export interface TargetOptions {
   simJwt?: string;
   /** Put a TCP proxy between the service and the simulator, to refuse connections at will. */
   proxy?: boolean;
+  /** The simulator's data plane (default: in memory). */
+  dataPlane?: DataPlane;
 }
 
 export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
@@ -51,7 +54,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
   }
   const log = opts.logger ?? silentLogger;
   const database = await createTestDatabase();
-  const sim = await startSimServer({ host: '127.0.0.1', port: 0, nodes: 3, logger: log, jwt: opts.simJwt });
+  const sim = await startSimServer({ host: '127.0.0.1', port: 0, nodes: 3, logger: log, jwt: opts.simJwt, dataPlane: opts.dataPlane });
   const stops: (() => Promise<void>)[] = [];
   const proxy = opts.proxy ? new TcpProxy(Number(new URL(sim.url).port)) : undefined;
   await proxy?.start();
@@ -82,7 +85,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
   const token = `test-admin-${randomUUID()}`;
   const app = await createApp({
     deps,
-    auth: new Authenticator(token),
+    auth: new Authenticator(token, deps),
     logger: log,
     validateResponses: true,
     readiness: [

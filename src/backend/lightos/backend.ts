@@ -12,14 +12,20 @@ import { LightosCalls } from './calls.ts';
 import { type LightosConfig, resolveLightosConfig } from './config.ts';
 import { lightosError, type Op } from './errors.ts';
 import {
-  aclValues, ALLOW_ANY, GiB, parseCapacity, parseClusterInfo, parseNodes, parseSnapshot, parseVolume, type WireVolume,
+  aclValues, ALLOW_ANY, GiB, parseCapacity, parseClusterInfo, parseNodes, parseVolume, type WireVolume,
 } from './parse.ts';
 import { orderPaths } from './paths.ts';
+import { LightosSnapshots } from './snapshots.ts';
 
 /** States in which a volume is settled enough to hand out (Cinder's success states). */
 const READY = new Set(['Available', 'Migrating']);
 const TRANSIENT = new Set(['Creating', 'Updating', 'Unknown']);
 const GONE = new Set(['Deleting', 'Deleted']);
+/**
+ * End states of a create that leave a broken volume behind, which is deleted before reporting
+ * (the Cinder driver deletes on every end state but UNKNOWN; Deleting/Deleted are going anyway).
+ */
+const CLEAN_UP = new Set(['Failed', 'Rollback']);
 
 /** GiB → the size string the Cinder driver sends; whole bytes when not a whole GiB. */
 function sizeForWire(sizeGb: number): string {
@@ -29,9 +35,11 @@ function sizeForWire(sizeGb: number): string {
 export class LightosBackend implements StorageBackend {
   readonly kind = 'lightos';
   private readonly c: LightosCalls;
+  private readonly snapshots: LightosSnapshots;
 
   constructor(config: LightosConfig) {
     this.c = new LightosCalls(resolveLightosConfig(config));
+    this.snapshots = new LightosSnapshots(this.c);
   }
 
   async clusterInfo(): Promise<ClusterInfo> {
@@ -61,7 +69,7 @@ export class LightosBackend implements StorageBackend {
     });
     if (READY.has(final.volume.state)) return final.volume;
     let cleanedUp = false;
-    if (final.volume.state === 'Failed') {
+    if (CLEAN_UP.has(final.volume.state)) {
       // As the Cinder driver: a volume that failed to create is removed before reporting.
       cleanedUp = await this.deleteVolume(uuid).then(
         () => true,
@@ -201,48 +209,16 @@ export class LightosBackend implements StorageBackend {
     return orderPaths(nodes, v.placement, (node) => this.c.cfg.logger.warn({ node: node.uuid, nvmeEndpoint: node.rawEndpoint }, 'LightOS node has an unreadable nvmeEndpoint; left out'));
   }
 
-  async createSnapshot(sourceVolumeUuid: string, name: string): Promise<BackendSnapshot> {
-    const op = this.c.begin('createSnapshot', `snapshot ${name}`);
-    let found = await this.c.readSnapshotByName(op, name);
-    if (found && GONE.has(found.state)) {
-      const uuid = found.uuid;
-      await this.c.waitFor(op, `snapshot ${uuid} to be deleted`, async () => {
-        const s = await this.c.readSnapshot(op, uuid);
-        return !s || s.state === 'Deleted' ? { done: true, value: undefined } : { done: false, state: s.state };
-      });
-      found = null;
-    }
-    if (!found) {
-      const a = await this.c.send(op, { method: 'POST', path: this.c.snapshotsPath(), body: { name, sourceVolumeUUID: sourceVolumeUuid } });
-      if (this.c.isOk(a)) found = this.c.parse(op, a, parseSnapshot);
-      else if (a.status === 409) found = await this.c.readSnapshotByName(op, name);
-      if (!found) this.c.fail(op, a, 'volume_not_found');
-    }
-    const uuid = found.uuid;
-    const final = await this.c.waitFor(op, `snapshot ${uuid} to become Available`, async () => {
-      const s = await this.c.readSnapshot(op, uuid);
-      if (!s) throw lightosError(op, { kind: 'vanished', what: `snapshot ${uuid}`, during: 'waiting for it to become Available' });
-      return TRANSIENT.has(s.state) ? { done: false, state: s.state } : { done: true, value: s };
-    });
-    if (final.state === 'Available') return final;
-    let cleanedUp = false;
-    if (final.state === 'Failed') {
-      cleanedUp = await this.deleteSnapshot(uuid).then(
-        () => true,
-        (err) => (this.c.cfg.logger.warn({ err, snapshot: uuid }, 'could not delete failed LightOS snapshot'), false),
-      );
-    }
-    throw lightosError(op, { kind: 'endState', what: `snapshot ${uuid}`, state: final.state, cleanedUp });
+  createSnapshot(sourceVolumeUuid: string, name: string): Promise<BackendSnapshot> {
+    return this.snapshots.create(sourceVolumeUuid, name);
   }
 
-  async getSnapshotByName(name: string): Promise<BackendSnapshot | null> {
-    const op = this.c.begin('getSnapshotByName', `snapshot ${name}`);
-    return this.c.readSnapshotByName(op, name);
+  getSnapshotByName(name: string): Promise<BackendSnapshot | null> {
+    return this.snapshots.getByName(name);
   }
 
-  async deleteSnapshot(uuid: string): Promise<void> {
-    const op = this.c.begin('deleteSnapshot', `snapshot ${uuid}`);
-    await this.c.deleteAndWait(op, `${this.c.snapshotsPath()}/${encodeURIComponent(uuid)}`, `snapshot ${uuid}`, () => this.c.readSnapshot(op, uuid));
+  deleteSnapshot(uuid: string): Promise<void> {
+    return this.snapshots.delete(uuid);
   }
 
   async capacity(): Promise<BackendCapacity> {

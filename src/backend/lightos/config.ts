@@ -21,6 +21,11 @@ export interface LightosConfig {
   pollIntervalMs?: number;
   /** Verify TLS certificates of https endpoints (Cinder's `driver_ssl_cert_verify`), default true. */
   tlsVerify?: boolean;
+  /**
+   * Attempts at creating a snapshot, `pollIntervalMs × 2^i` apart (Cinder's
+   * `lightos_api_service_snapshots_max_calls`, default 5).
+   */
+  snapshotMaxCalls?: number;
   clock?: Clock;
   logger?: Logger;
   /** Chooses the first endpoint (default Math.random); tests pin it. */
@@ -35,6 +40,7 @@ export interface ResolvedLightosConfig {
   operationTimeoutMs: number;
   pollIntervalMs: number;
   tlsVerify: boolean;
+  snapshotMaxCalls: number;
   clock: Clock;
   logger: Logger;
   random: () => number;
@@ -73,8 +79,15 @@ export function resolveLightosConfig(c: LightosConfig): ResolvedLightosConfig {
     operationTimeoutMs: positive(c.operationTimeoutMs, 'operationTimeoutMs', 3 * requestTimeoutMs + 10_000),
     pollIntervalMs: positive(c.pollIntervalMs, 'pollIntervalMs', 1000),
     tlsVerify: c.tlsVerify ?? true,
+    snapshotMaxCalls: snapshotCalls(c.snapshotMaxCalls),
     clock: c.clock ?? systemClock,
     logger: c.logger ?? silentLogger,
     random: c.random ?? Math.random,
   };
+}
+
+function snapshotCalls(v: number | undefined): number {
+  if (v === undefined) return 5;
+  if (!Number.isInteger(v) || v < 1 || v > 20) throw new TypeError(`LightOS backend config: snapshotMaxCalls must be a whole number in 1..20, got ${v}`);
+  return v;
 }

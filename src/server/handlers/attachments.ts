@@ -2,6 +2,7 @@ import type { Context } from 'openapi-backend';
 import type { DriverDeps } from '../../driver/deps.ts';
 import { DriverError } from '../../driver/errors.ts';
 import type { AttachmentStatus } from '../../driver/model.ts';
+import { confinedHost } from '../access.ts';
 import { presentAttachment } from '../presenters/presenters.ts';
 import type { HandlerResult } from './types.ts';
 
@@ -9,14 +10,18 @@ export function attachmentHandlers(deps: DriverDeps) {
   return {
     async listAttachments(c: Context): Promise<HandlerResult> {
       const q = c.request.query as { volume_id?: string; host_nqn?: string; status?: AttachmentStatus };
-      const list = await deps.store.listAttachments({ volumeId: q.volume_id, hostNqn: q.host_nqn, status: q.status });
-      return { status: 200, body: { attachments: list.map(presentAttachment) } };
+      const host = confinedHost(c);
+      if (host && q.host_nqn && q.host_nqn !== host) throw new DriverError('forbidden', 'a host token may only list its own host\'s attachments');
+      const list = await deps.store.listAttachments({ volumeId: q.volume_id, hostNqn: host ?? q.host_nqn, status: q.status });
+      return { status: 200, body: { attachments: list.map((a) => presentAttachment(a)) } };
     },
 
     async getAttachment(c: Context): Promise<HandlerResult> {
       const id = c.request.params.id as string;
       const a = await deps.store.getAttachment(id);
       if (!a) throw new DriverError('attachment_not_found', `attachment ${id} does not exist`);
+      const host = confinedHost(c);
+      if (host && a.hostNqn !== host) throw new DriverError('forbidden', `attachment ${id} belongs to another host`);
       return { status: 200, body: presentAttachment(a) };
     },
   };

@@ -4,10 +4,19 @@ import type { DriverDeps } from '../../driver/deps.ts';
 import { initializeConnection } from '../../driver/initialize-connection.ts';
 import type { Connector } from '../../driver/model.ts';
 import { terminateConnection } from '../../driver/terminate-connection.ts';
-import { presentVolume } from '../presenters/presenters.ts';
+import { presentVolumeDetail } from '../presenters/lifecycle.ts';
 import type { HandlerResult } from './types.ts';
 
-interface CreateVolumeBody { id: string; size_gb: number; replicas?: number; multiattach?: boolean }
+interface CreateVolumeBody {
+  id: string;
+  size_gb: number;
+  replicas?: number;
+  multiattach?: boolean;
+  compression?: boolean;
+  thin_provisioned?: boolean;
+  qos_policy_id?: string;
+  source?: { snapshot_id: string } | { volume_id: string };
+}
 interface InitializeBody { connector: Connector; instance_uuid?: string; access_mode?: 'rw' | 'ro' }
 interface TerminateBody { connector: Connector | null; force?: boolean; attachment_id?: string; instance_uuid?: string }
 
@@ -15,12 +24,22 @@ export function volumeHandlers(deps: DriverDeps) {
   return {
     async createVolume(c: Context): Promise<HandlerResult> {
       const b = c.request.requestBody as CreateVolumeBody;
-      const { volume, created } = await createVolume(deps, { id: b.id, sizeGb: b.size_gb, replicas: b.replicas, multiattach: b.multiattach });
-      return { status: created ? 201 : 200, body: presentVolume(volume) };
+      const source = b.source && ('snapshot_id' in b.source ? { snapshotId: b.source.snapshot_id } : { volumeId: b.source.volume_id });
+      const { volume, created } = await createVolume(deps, {
+        id: b.id,
+        sizeGb: b.size_gb,
+        replicas: b.replicas,
+        multiattach: b.multiattach,
+        compression: b.compression,
+        thinProvisioned: b.thin_provisioned,
+        qosPolicyId: b.qos_policy_id,
+        source,
+      });
+      return { status: created ? 201 : 200, body: presentVolumeDetail(volume) };
     },
 
     async getVolume(c: Context): Promise<HandlerResult> {
-      return { status: 200, body: presentVolume(await getVolume(deps, c.request.params.id as string)) };
+      return { status: 200, body: presentVolumeDetail(await getVolume(deps, c.request.params.id as string)) };
     },
 
     async initializeConnection(c: Context): Promise<HandlerResult> {

@@ -1,4 +1,7 @@
-import type { Attachment, Volume } from '../../driver/model.ts';
+import { effectiveHealth } from '../../driver/agent-sync.ts';
+import type { Attachment, Host, Volume } from '../../driver/model.ts';
+
+const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
 export const presentVolume = (v: Volume) => ({
   id: v.id,
@@ -12,7 +15,7 @@ export const presentVolume = (v: Volume) => ({
   updated_at: v.updatedAt.toISOString(),
 });
 
-export const presentAttachment = (a: Attachment) => ({
+export const presentAttachment = (a: Attachment, now = new Date()) => ({
   id: a.id,
   volume_id: a.volumeId,
   host_nqn: a.hostNqn,
@@ -24,5 +27,28 @@ export const presentAttachment = (a: Attachment) => ({
   connector: a.connector,
   created_at: a.createdAt.toISOString(),
   updated_at: a.updatedAt.toISOString(),
-  detached_at: a.detachedAt ? a.detachedAt.toISOString() : null,
+  detached_at: iso(a.detachedAt),
+  force: a.detachForce,
+  /** The agent's last report's health; `unknown` before the first or when older than 180 s. */
+  health: effectiveHealth(a.report, now),
+  agent: a.report
+    ? {
+        state: a.report.state,
+        device_path: a.report.devicePath,
+        size_bytes: a.report.sizeBytes,
+        health: a.report.health,
+        paths: a.report.paths,
+        error: a.report.error,
+        reported_at: a.report.reportedAt.toISOString(),
+      }
+    : null,
+});
+
+export const presentHost = (h: Host) => ({
+  nqn: h.nqn,
+  name: h.name,
+  connector: h.connector,
+  token_issued_at: iso(h.tokenIssuedAt),
+  registered_at: iso(h.registeredAt),
+  last_seen_at: iso(h.lastSeenAt),
 });

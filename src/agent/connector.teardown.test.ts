@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { TeardownError } from './connector.ts';
+import { NQN, VOL, VOL2, drive, nativeData, scenario } from './testing/scenario.ts';
+
+async function attached(opts: Parameters<typeof scenario>[0] = {}) {
+  const s = scenario(opts);
+  s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
+  const r = await drive(s.clock, s.connector.connect(nativeData()));
+  return { ...s, dev: r.devicePath };
+}
+
+describe('teardown', () => {
+  it('flushes, disconnects each controller with -d and checks sysfs', async () => {
+    const s = await attached();
+    const r = await drive(s.clock, s.connector.disconnect(nativeData()));
+    assert.deepEqual(r.flushed, ['/dev/nvme0n1']);
+    assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
+    assert.deepEqual(s.host.controllers(), []);
+    assert.equal(s.host.calls('nvme disconnect -n').length, 0, 'never subsystem-wide');
+    assert.ok(!s.host.fs.exists('/sys/block/nvme0n1'));
+  });
+
+  it('is not an error when nothing is attached', async () => {
+    const s = scenario();
+    const r = await drive(s.clock, s.connector.disconnect(nativeData()));
+    assert.deepEqual(r, { devices: [], flushed: [], removedMaps: [], disconnected: [], kept: [], errors: [] });
+  });
+
+  const uses: [string, (s: Awaited<ReturnType<typeof attached>>) => void, RegExp][] = [
+    ['open by a process', (s) => s.host.openDevice(777, s.dev), /open by pid 777/],
+    ['mounted', (s) => s.host.mount(s.dev, '/var/lib/instances/disk 1'), /mounted at \/var\/lib\/instances\/disk 1/],
+    ['held (LVM on top)', (s) => s.host.addHolder('nvme0n1', 'dm-7'), /held by dm-7/],
+    ['swap', (s) => s.host.fs.writeFile('/proc/swaps', 'Filename Type Size Used Priority\n/dev/nvme0n1 partition 1024 0 -2\n'), /swap/],
+  ];
+  for (const [what, use, msg] of uses) {
+    it(`refuses while the device is ${what}, doing nothing; force overrides`, async () => {
+      const s = await attached();
+      use(s);
+      await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'in_use');
+        assert.match(e.message, msg);
+        return true;
+      });
+      assert.equal(s.host.controllers().length, 3);
+      assert.equal(s.host.calls('blockdev').length + s.host.calls('nvme disconnect').length, 0);
+      const r = await drive(s.clock, s.connector.disconnect(nativeData(), { force: true }));
+      assert.equal(r.disconnected.length, 3);
+    });
+  }
+
+  it('sees a mounted partition of the device', async () => {
+    const s = await attached();
+    s.host.fs.mkdirp('/sys/block/nvme0n1/nvme0n1p1');
+    s.host.fs.writeFile('/sys/block/nvme0n1/nvme0n1p1/dev', '259:42\n');
+    s.host.fs.writeFile('/proc/self/mountinfo', '22 1 0:21 / / rw - overlay overlay rw\n40 22 259:42 / /mnt rw - xfs /dev/nvme0n1p1 rw\n');
+    await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), { code: 'in_use' });
+  });
+
+  it('sees a btrfs mount (anonymous 0:N device) by its source', async () => {
+    const s = await attached();
+    s.host.fs.writeFile('/proc/self/mountinfo', '22 1 0:21 / / rw - overlay overlay rw\n41 22 0:45 / /srv rw - btrfs /dev/nvme0n1 rw\n');
+    await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), /mounted at \/srv/);
+  });
+
+  it('stops before disconnecting when the flush fails, unless forced', async () => {
+    const s = await attached();
+    s.host.dm.opts.failFlush.add('nvme0n1');
+    await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), /flushbufs/);
+    assert.equal(s.host.controllers().length, 3);
+    await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData(), { force: true })), (e: unknown) => {
+      assert.ok(e instanceof TeardownError);
+      assert.equal(e.result.disconnected.length, 3, 'forced: went on and disconnected');
+      assert.match(e.result.errors[0]!.message, /flushbufs/);
+      return true;
+    });
+  });
+
+  it('keeps controllers another namespace of a shared subsystem still uses', async () => {
+    const s = scenario();
+    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
+    s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
+    await drive(s.clock, s.connector.connect(nativeData()));
+    const other = await drive(s.clock, s.connector.connect(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
+
+    const r = await drive(s.clock, s.connector.disconnect(nativeData()));
+    assert.deepEqual(r.disconnected, []);
+    assert.equal(r.kept.length, 3);
+    assert.match(r.kept[0]!.reason, /other namespaces/);
+    assert.equal(s.host.calls('nvme disconnect').length, 0);
+    assert.equal((await s.connector.getPaths(nativeData({ vol_uuid: VOL2, ns_id: '2' }))).devicePath, other.devicePath);
+
+    // VOL's namespace stays visible until the service revokes the host's access: until then the
+    // controllers still carry it and stay.
+    const early = await drive(s.clock, s.connector.disconnect(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
+    assert.equal(early.kept.length, 3);
+    s.host.unpublishNamespace(NQN, 1);
+    const last = await drive(s.clock, s.connector.disconnect(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
+    assert.equal(last.disconnected.length, 3);
+  });
+
+  it('keeps controllers another local attachment of the subsystem needs', async () => {
+    const s = await attached();
+    const r = await drive(s.clock, s.connector.disconnect(nativeData(), { otherAttachments: [nativeData({ vol_uuid: VOL2, ns_id: '2', portals: [['10.0.0.1', 4420, 'tcp']] })] }));
+    assert.deepEqual(r.kept.map((k) => k.controller), ['nvme0']);
+    assert.match(r.kept[0]!.reason, /another attachment/);
+    assert.deepEqual(r.disconnected.sort(), ['nvme1', 'nvme2']);
+  });
+
+  it('reports a disconnect nvme-cli claimed (exit 0) but the kernel did not do, and carries on with the rest', async () => {
+    const s = await attached();
+    s.host.cli.failDisconnect.add('nvme1');
+    await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), (e: unknown) => {
+      assert.ok(e instanceof TeardownError);
+      assert.deepEqual(e.result.disconnected.sort(), ['nvme0', 'nvme2']);
+      assert.equal(e.result.errors.length, 1);
+      assert.match(e.result.errors[0]!.message, /nvme disconnect -d nvme1 exited 0 but nvme1 is still present \(state live\)/);
+      return true;
+    });
+    assert.deepEqual(s.host.controllers(), ['nvme1']);
+  });
+
+  it('does not mistake a controller that reused the name for the one it disconnected', async () => {
+    const s = await attached();
+    // While nvme2 goes away, another subsystem's connect takes the number: that is not a failure.
+    s.host.fabric.addSubsystem('nqn.other', [{ address: '10.9.9.9' }]);
+    s.host.script(
+      (cmd, args) => cmd === 'nvme' && args[0] === 'disconnect' && args[2] === 'nvme2',
+      () => {
+        const r = s.host.answer('nvme', ['disconnect', '-d', 'nvme2']);
+        s.host.answer('nvme', ['connect', '-t', 'tcp', '-a', '10.9.9.9', '-s', '4420', '-n', 'nqn.other']);
+        return r;
+      },
+    );
+    const r = await drive(s.clock, s.connector.disconnect(nativeData()));
+    assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
+    assert.equal(s.host.fs.read('/sys/class/nvme/nvme2/subsysnqn')?.trim(), 'nqn.other');
+  });
+});

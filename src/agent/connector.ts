@@ -1,0 +1,263 @@
+/**
+ * The host connector: connect / disconnect / extend / getPaths for one volume, whatever its
+ * multipath mode. The CLI and the daemon both go through this class. Every operation holds the
+ * lock of each subsystem NQN it touches, so connects and disconnects on one subsystem never
+ * interleave while different subsystems proceed in parallel.
+ */
+import type { ConnectionData } from '../driver/model.ts';
+import { type Logger, silentLogger } from '../shared/logger.ts';
+import { poll } from '../shared/poll.ts';
+import { type AttachSpec, type PortalSpec, type TargetSpec, portalLabel, toAttachSpec } from './connection-data.ts';
+import { AgentError } from './errors.ts';
+import type { Health, PathStatus } from './health.ts';
+import type { HostPort } from './host/port.ts';
+import { KeyedMutex } from './locks.ts';
+import { attachDm, locateDm, removeMap } from './multipath/dm.ts';
+import { attachNative, locateNative } from './multipath/native.ts';
+import { DEFAULT_TUNABLES, type ConnectTunables } from './nvme-cli.ts';
+import { type AgentContext, portalStates, rescan, servesPortal } from './portals.ts';
+import { type Controller, identify, listControllers, namespacesUnderController, readBlockNamespace } from './sysfs.ts';
+import { deviceUsage, describeUsage, disconnectController, flush, isInUse } from './teardown.ts';
+
+export interface ConnectorOptions {
+  tunables?: ConnectTunables;
+  iopolicy?: string;
+  deviceTimeoutMs?: number;
+  commandTimeoutMs?: number;
+  log?: Logger;
+  locks?: KeyedMutex;
+}
+
+export interface ConnectResult {
+  devicePath: string;
+  sizeBytes: number | null;
+  paths: PathStatus[];
+  health: Health;
+  elapsedMs: number;
+}
+
+export interface PathsResult {
+  devicePath: string | null;
+  sizeBytes: number | null;
+  paths: PathStatus[];
+  health: Health;
+}
+
+export interface DisconnectOptions {
+  force?: boolean;
+  /** Other attachments on this host that must keep their controllers (the daemon passes them). */
+  otherAttachments?: ConnectionData[];
+}
+
+export interface DisconnectResult {
+  /** The volume's devices found (head/plain namespaces, or the DM map). */
+  devices: string[];
+  flushed: string[];
+  removedMaps: string[];
+  disconnected: string[];
+  kept: { controller: string; reason: string }[];
+  errors: { code: string; message: string }[];
+}
+
+/** Thrown when a teardown step failed; carries everything that was and was not done. */
+export class TeardownError extends AggregateError {
+  constructor(readonly result: DisconnectResult, errors: unknown[]) {
+    super(errors, `teardown incomplete: ${result.errors.map((e) => e.message).join('; ')}`);
+    this.name = 'TeardownError';
+  }
+}
+
+export class Connector {
+  readonly ctx: AgentContext;
+  readonly locks: KeyedMutex;
+
+  constructor(readonly host: HostPort, opts: ConnectorOptions = {}) {
+    const tunables = opts.tunables ?? DEFAULT_TUNABLES;
+    this.ctx = {
+      host,
+      log: opts.log ?? silentLogger,
+      tunables,
+      iopolicy: opts.iopolicy,
+      // os-brick's bound for a reconnecting portal: 10 s + reconnect_delay.
+      deviceTimeoutMs: opts.deviceTimeoutMs ?? (10 + Math.max(tunables.reconnectDelay, 0)) * 1000,
+      commandTimeoutMs: opts.commandTimeoutMs ?? 60_000,
+    };
+    this.locks = opts.locks ?? new KeyedMutex();
+  }
+
+  private keys(spec: AttachSpec): string[] {
+    return spec.targets.map((t) => t.nqn);
+  }
+
+  /** The host NQN controllers are matched on: the connection's, else /etc/nvme/hostnqn. */
+  private async hostNqn(spec: AttachSpec): Promise<string | null> {
+    return spec.hostNqn ?? (await this.host.readFile('/etc/nvme/hostnqn'))?.trim() ?? null;
+  }
+
+  /**
+   * Makes the volume's device present and returns it. Idempotent: live portals are kept as they
+   * are (adopted), missing ones connected, so calling it again is how failed portals get retried
+   * and lost paths come back (self-healing).
+   */
+  async connect(data: ConnectionData): Promise<ConnectResult> {
+    const started = this.host.clock.now();
+    const spec = toAttachSpec(data);
+    return this.locks.runAll(this.keys(spec), async () => {
+      const hostNqn = await this.hostNqn(spec);
+      const r = spec.mode === 'dm' ? await attachDm(this.ctx, spec, hostNqn) : await attachNative(this.ctx, spec, hostNqn);
+      if (!r.devicePath) throw new AgentError('device_not_found', `the device of volume ${spec.volUuid} vanished right after it appeared`, { details: { paths: r.paths } });
+      return { devicePath: r.devicePath, sizeBytes: r.sizeBytes, paths: r.paths, health: r.health, elapsedMs: this.host.clock.now() - started };
+    });
+  }
+
+  /** Where the volume is now and how its paths are, without changing anything. */
+  async getPaths(data: ConnectionData): Promise<PathsResult> {
+    const spec = toAttachSpec(data);
+    const hostNqn = await this.hostNqn(spec);
+    const r = spec.mode === 'dm' ? await locateDm(this.ctx, spec, hostNqn) : await locateNative(this.ctx, spec, hostNqn);
+    return { devicePath: r.devicePath, sizeBytes: r.sizeBytes, paths: r.paths, health: r.health };
+  }
+
+  /**
+   * After the volume grew: rescan its live controllers (no AEN on some targets) and wait for the
+   * device size to reach `expectedBytes` (or just to change) before the deadline.
+   */
+  async extend(data: ConnectionData, expectedBytes?: number): Promise<PathsResult> {
+    const spec = toAttachSpec(data);
+    return this.locks.runAll(this.keys(spec), async () => {
+      const hostNqn = await this.hostNqn(spec);
+      const before = await this.getPaths(data);
+      const states = (await Promise.all(spec.targets.map((t) => portalStates(this.ctx, t, hostNqn)))).flat();
+      await rescan(this.ctx, states.flatMap((s) => (s.controller?.state === 'live' ? [s.controller.name] : [])));
+      if (spec.mode === 'dm') {
+        const loc = await locateDm(this.ctx, spec, hostNqn);
+        if (loc.map) await this.host.run('multipathd', ['resize', 'map', loc.map.name], { timeoutMs: this.ctx.commandTimeoutMs });
+      }
+      const r = await poll<PathsResult>(
+        async () => {
+          const now = await this.getPaths(data);
+          const grown = expectedBytes !== undefined ? (now.sizeBytes ?? 0) >= expectedBytes : now.sizeBytes !== before.sizeBytes;
+          return grown ? { done: true, value: now } : { done: false, last: now };
+        },
+        { deadlineMs: this.ctx.deviceTimeoutMs, intervalMs: 200, backoff: 1.5, maxIntervalMs: 1000, clock: this.host.clock },
+      );
+      return r.done ? r.value : (r.last as PathsResult);
+    });
+  }
+
+  /**
+   * Flushes and removes the volume's device and disconnects the controllers nothing else needs.
+   * Refuses (in_use, nothing done) while the device is open, mounted, swapped on or held,
+   * unless forced. Every other failure is collected and thrown at the end as a TeardownError.
+   * Not an error when the volume is not attached.
+   */
+  async disconnect(data: ConnectionData, opts: DisconnectOptions = {}): Promise<DisconnectResult> {
+    const spec = toAttachSpec(data);
+    return this.locks.runAll(this.keys(spec), async () => {
+      const hostNqn = await this.hostNqn(spec);
+      const res: DisconnectResult = { devices: [], flushed: [], removedMaps: [], disconnected: [], kept: [], errors: [] };
+      const errors: unknown[] = [];
+      const fail = (e: unknown) => {
+        errors.push(e);
+        res.errors.push({ code: e instanceof AgentError ? e.code : 'teardown_failed', message: (e as Error).message });
+      };
+      // A failed flush stops a normal detach before anything is removed; a forced one goes on.
+      const flushTop = async (path: string) => {
+        try {
+          await flush(this.ctx, path);
+          res.flushed.push(path);
+        } catch (e) {
+          if (!opts.force) throw e;
+          fail(e);
+        }
+      };
+
+      // 1. The device on top: refuse while in use, then flush (and for DM remove the map).
+      if (spec.mode === 'dm') {
+        const loc = await locateDm(this.ctx, spec, hostNqn);
+        const top = loc.map ? [{ block: loc.map.dm, path: `/dev/mapper/${loc.map.name}` }] : loc.devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` }));
+        await this.refuseIfUsed(top, opts.force, res);
+        if (loc.map) {
+          await flushTop(`/dev/mapper/${loc.map.name}`);
+          try {
+            await removeMap(this.ctx, loc.map, !!opts.force);
+            res.removedMaps.push(loc.map.name);
+          } catch (e) {
+            fail(e);
+            // Never pull the paths from under a map that is still there.
+            throw new TeardownError(res, errors);
+          }
+        }
+      } else {
+        // Every match: with nvme_core.multipath=N each controller has its own plain device.
+        const { devices } = await locateNative(this.ctx, spec, hostNqn);
+        await this.refuseIfUsed(devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` })), opts.force, res);
+        for (const d of devices) await flushTop(`/dev/${d.name}`);
+      }
+
+      // 2. Controllers: only those nothing else needs.
+      const others = otherUsers(opts.otherAttachments ?? []);
+      for (const t of spec.targets) {
+        const ctrls = (await listControllers(this.host, t.nqn)).filter((c) => t.portals.some((p) => servesPortal(c, p, hostNqn)));
+        await Promise.all(
+          ctrls.map(async (c) => {
+            const reason = await this.keepReason(c, t, others, hostNqn);
+            if (reason) return res.kept.push({ controller: c.name, reason });
+            try {
+              await disconnectController(this.ctx, c);
+              res.disconnected.push(c.name);
+            } catch (e) {
+              fail(e);
+            }
+          }),
+        );
+      }
+      if (errors.length) throw new TeardownError(res, errors);
+      return res;
+    });
+  }
+
+  private async refuseIfUsed(devs: { block: string; path: string }[], force: boolean | undefined, res: DisconnectResult): Promise<void> {
+    for (const d of devs) {
+      res.devices.push(d.path);
+      const u = await deviceUsage(this.host, d.block, [d.path]);
+      if (!isInUse(u)) continue;
+      if (!force) throw new AgentError('in_use', `refusing to detach: ${describeUsage(d.path, u)}`, { details: { ...u } });
+      this.ctx.log.warn({ device: d.path, usage: u }, 'forced detach of a device in use');
+    }
+  }
+
+  /**
+   * Why a controller must stay: another namespace behind it (a shared subsystem: `nvme
+   * disconnect` would take that volume's path too), or another attachment on this host that
+   * uses the same subsystem and portal (its namespace may not be visible yet).
+   */
+  private async keepReason(c: Controller, t: TargetSpec, others: OtherUsers, hostNqn: string | null): Promise<string | null> {
+    const want = { uuid: t.uuid, nguid: t.nguid, nsid: t.nsid };
+    const foreign: string[] = [];
+    for (const name of await namespacesUnderController(this.host, c.name)) {
+      const ns = await readBlockNamespace(this.host, name);
+      if (ns && !['uuid', 'nguid', 'nsid'].includes(identify(ns, want))) foreign.push(name);
+    }
+    if (foreign.length) return `other namespaces behind it: ${foreign.join(', ')}`;
+    const user = others.find((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn));
+    if (user) return `another attachment on this host (volume ${user.volUuid}) uses ${c.nqn} via ${portalLabel(user.portal)}`;
+    return null;
+  }
+}
+
+type OtherUsers = { nqn: string; portal: PortalSpec; volUuid: string }[];
+
+function otherUsers(datas: ConnectionData[]): OtherUsers {
+  const out: OtherUsers = [];
+  for (const d of datas) {
+    let spec: AttachSpec;
+    try {
+      spec = toAttachSpec(d);
+    } catch {
+      continue;
+    }
+    for (const t of spec.targets) for (const p of t.portals) out.push({ nqn: t.nqn, portal: p, volUuid: spec.volUuid });
+  }
+  return out;
+}

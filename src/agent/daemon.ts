@@ -1,0 +1,254 @@
+/**
+ * The agent daemon: reconciles this host's kernel with the attachments the service wants.
+ *
+ * Three loops, all on the injected Clock:
+ * - watch: register, then long-poll the attachment list; each change reconciles that attachment;
+ *   a failing service is retried with exponential backoff and the last known list is kept;
+ * - recheck: every `recheckIntervalMs` every attachment is reconciled again. For a connected one
+ *   that is an idempotent connect: live paths are adopted, missing ones reconnected (self-healing),
+ *   and the report refreshed;
+ * - report: delivers queued reports, backing off while the service is down.
+ *
+ * Safety rules: nothing is done to the kernel before the service's list is known (a restarted
+ * agent rebuilds its view from the kernel and that list); an attachment that disappears from the
+ * list is left alone; a device is only torn down when the service says `disconnected`, and then
+ * never while in use unless `force`.
+ */
+import type { Clock } from '../shared/clock.ts';
+import type { ConnectionData, Connector as ConnectorDict } from '../driver/model.ts';
+import { type Logger, silentLogger } from '../shared/logger.ts';
+import { parseConnectionData } from './connection-data.ts';
+import { type Connector, TeardownError } from './connector.ts';
+import { errorBody } from './errors.ts';
+import { type Health, type PathStatus, toWire } from './health.ts';
+import { Reporter } from './reports.ts';
+import { type AttachmentReport, type ServiceClient, ServiceError, type WireAttachment } from './service-client.ts';
+
+export interface DaemonOptions {
+  connector: Connector;
+  service: ServiceClient;
+  /** The connector dict to register with (connector-properties). */
+  connectorProperties: () => Promise<ConnectorDict>;
+  clock: Clock;
+  log?: Logger;
+  recheckIntervalMs?: number;
+  reportRefreshMs?: number;
+  pollWaitSeconds?: number;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+}
+
+interface Tracked {
+  att: WireAttachment;
+  data: ConnectionData | null;
+  /** Teardown finished (nothing kept) for this desired state; not repeated every pass. */
+  settled: boolean;
+}
+
+export class AgentDaemon {
+  private readonly log: Logger;
+  private readonly reporter: Reporter;
+  private readonly tracked = new Map<string, Tracked>();
+  private version: number | null = null;
+  private registered = false;
+  private running = new Map<string, Promise<void>>();
+  private again = new Set<string>();
+  private wakeReporter: (() => void) | null = null;
+  private readonly o: Required<Omit<DaemonOptions, 'log'>>;
+
+  constructor(opts: DaemonOptions) {
+    this.log = opts.log ?? silentLogger;
+    this.o = { recheckIntervalMs: 30_000, reportRefreshMs: 60_000, pollWaitSeconds: 30, backoffInitialMs: 1000, backoffMaxMs: 60_000, ...opts } as Required<Omit<DaemonOptions, 'log'>>;
+    this.reporter = new Reporter(opts.service, opts.clock, this.log, this.o.reportRefreshMs);
+  }
+
+  /** Runs until `signal` aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all([this.watchLoop(signal), this.recheckLoop(signal), this.reportLoop(signal)]);
+    await this.idle();
+  }
+
+  /** Resolves when no reconcile is running. */
+  async idle(): Promise<void> {
+    while (this.running.size) await Promise.all([...this.running.values()]);
+  }
+
+  /** The attachments known from the service (for diagnostics and tests). */
+  get attachments(): WireAttachment[] {
+    return [...this.tracked.values()].map((t) => t.att);
+  }
+
+  // ------------------------------------------------------------------ loops
+
+  private async watchLoop(signal: AbortSignal): Promise<void> {
+    let backoff = this.o.backoffInitialMs;
+    while (!signal.aborted) {
+      const started = this.o.clock.now();
+      try {
+        await this.syncOnce(signal);
+        backoff = this.o.backoffInitialMs;
+        // A service that answers at once without a change must not make this a busy loop.
+        if (this.o.clock.now() - started < 1000) await this.sleep(1000, signal);
+      } catch (e) {
+        if (signal.aborted) break;
+        if (e instanceof ServiceError && (e.status === 401 || e.status === 403)) this.registered = false;
+        this.log.warn({ error: (e as Error).message, retryInMs: backoff }, 'service unavailable; devices stay as they are');
+        await this.sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, this.o.backoffMaxMs);
+      }
+    }
+  }
+
+  private async recheckLoop(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await this.sleep(this.o.recheckIntervalMs, signal);
+      if (signal.aborted) break;
+      await this.reconcileAll();
+    }
+  }
+
+  private async reportLoop(signal: AbortSignal): Promise<void> {
+    let backoff = this.o.backoffInitialMs;
+    while (!signal.aborted) {
+      this.reporter.refreshStale();
+      const ok = await this.reporter.flush();
+      backoff = ok ? this.o.backoffInitialMs : Math.min(backoff * 2, this.o.backoffMaxMs);
+      if (ok && this.reporter.pending) continue; // submitted while we were sending
+      const wait = ok ? this.reporter.nextRefreshInMs() : backoff;
+      if (wait === 0) continue; // a refresh is due now
+      await new Promise<void>((resolve) => {
+        this.wakeReporter = ok ? resolve : null; // while backing off, new reports wait for the backoff
+        void this.sleep(wait, signal).then(resolve);
+      });
+      this.wakeReporter = null;
+    }
+  }
+
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return this.o.clock.sleep(ms, signal);
+  }
+
+  // ------------------------------------------------------------------ steps (public for tests)
+
+  /** Registers when needed, reads the attachment list once and reconciles what changed. */
+  async syncOnce(signal?: AbortSignal): Promise<void> {
+    if (!this.registered) {
+      const connector = await this.o.connectorProperties();
+      const r = await this.o.service.register(connector);
+      this.registered = true;
+      this.log.info({ host: r.host }, 'registered with the service');
+    }
+    const list = await this.o.service.listAttachments(this.version, this.o.pollWaitSeconds, signal);
+    const seen = new Set<string>();
+    for (const att of list.attachments) {
+      seen.add(att.id);
+      const old = this.tracked.get(att.id);
+      if (old && JSON.stringify(old.att) === JSON.stringify(att)) continue;
+      let data: ConnectionData | null = null;
+      try {
+        data = parseConnectionData(att.connection_info);
+      } catch (e) {
+        this.log.error({ attachment: att.id, error: (e as Error).message }, 'bad connection info');
+      }
+      this.tracked.set(att.id, { att, data, settled: false });
+      void this.reconcile(att.id);
+    }
+    for (const id of [...this.tracked.keys()]) {
+      if (seen.has(id)) continue;
+      // Gone from the service: leave the kernel as it is (never drop a device on a list glitch).
+      this.log.info({ attachment: id }, 'attachment no longer listed; left as it is');
+      this.tracked.delete(id);
+      this.reporter.forget(id);
+    }
+    this.version = list.version;
+  }
+
+  /** Reconciles every known attachment and waits for it. */
+  async reconcileAll(): Promise<void> {
+    await Promise.all([...this.tracked.keys()].map((id) => this.reconcile(id)));
+  }
+
+  /** One reconcile per attachment at a time; a request during a run schedules one more run. */
+  reconcile(id: string): Promise<void> {
+    const current = this.running.get(id);
+    if (current) {
+      this.again.add(id);
+      return current;
+    }
+    const p = (async () => {
+      try {
+        do {
+          this.again.delete(id);
+          await this.reconcileOnce(id);
+        } while (this.again.has(id));
+      } finally {
+        this.running.delete(id);
+      }
+    })();
+    this.running.set(id, p);
+    return p;
+  }
+
+  private report(id: string, r: AttachmentReport): void {
+    if (this.reporter.submit(id, r)) this.wakeReporter?.();
+  }
+
+  private async reconcileOnce(id: string): Promise<void> {
+    const t = this.tracked.get(id);
+    if (!t) return;
+    if (!t.data) return this.report(id, failure('error', null, { code: 'invalid_connection_info', message: 'connection info could not be parsed' }));
+    if (t.att.desired === 'connected') return this.ensureConnected(id, t.data, t.att.size_gb);
+    if (!t.settled) await this.ensureDisconnected(id, t);
+  }
+
+  private async ensureConnected(id: string, data: ConnectionData, sizeGb: number | undefined): Promise<void> {
+    const c = this.o.connector;
+    try {
+      // Adopt what is there: no "connecting" blip for a device that already works.
+      const before = await c.getPaths(data);
+      if (!before.devicePath) this.report(id, failure('connecting', null, null));
+      let r: { devicePath: string | null; sizeBytes: number | null; health: Health | null; paths: PathStatus[] } = await c.connect(data);
+      // Online extend: the service lists the volume's size; a smaller device gets a rescan
+      // (targets without AER support never tell the host on their own).
+      const wanted = sizeGb !== undefined ? sizeGb * GiB : null;
+      if (wanted !== null && r.sizeBytes !== null && r.sizeBytes < wanted) {
+        this.log.info({ attachment: id, from: r.sizeBytes, to: wanted }, 'volume grew; rescanning');
+        r = await c.extend(data, wanted);
+      }
+      this.report(id, { state: 'connected', device_path: r.devicePath, size_bytes: r.sizeBytes, health: r.health, paths: r.paths.map(toWire), error: null });
+    } catch (e) {
+      this.log.warn({ attachment: id, error: (e as Error).message }, 'connect failed; retried on the next pass');
+      const now = await c.getPaths(data).catch(() => null);
+      if (now?.devicePath) {
+        this.report(id, { state: 'connected', device_path: now.devicePath, size_bytes: now.sizeBytes, health: now.health, paths: now.paths.map(toWire), error: errorBody(e) });
+      } else {
+        this.report(id, { ...failure('error', null, errorBody(e)), paths: now?.paths.map(toWire) ?? [], health: now ? now.health : null });
+      }
+    }
+  }
+
+  private async ensureDisconnected(id: string, t: Tracked): Promise<void> {
+    const c = this.o.connector;
+    const data = t.data!;
+    const before = await c.getPaths(data).catch(() => null);
+    if (before?.devicePath) this.report(id, { ...failure('disconnecting', before.devicePath, null), size_bytes: before.sizeBytes, health: before.health, paths: before.paths.map(toWire) });
+    try {
+      const others = [...this.tracked.values()].filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data).map((o) => o.data!);
+      const res = await c.disconnect(data, { force: t.att.force, otherAttachments: others });
+      this.log.info({ attachment: id, ...res }, 'detached');
+      // Controllers kept for another namespace are looked at again on later passes: once the
+      // service revokes that namespace too, they go (no leftover controllers, os-brick #1961102).
+      t.settled = res.kept.length === 0;
+      this.report(id, failure('disconnected', null, null));
+    } catch (e) {
+      this.log.warn({ attachment: id, error: (e as Error).message, ...(e instanceof TeardownError ? { done: e.result } : {}) }, 'detach not completed; retried on the next pass');
+      this.report(id, { ...failure('error', before?.devicePath ?? null, errorBody(e)), paths: before?.paths.map(toWire) ?? [] });
+    }
+  }
+}
+
+const GiB = 1024 ** 3;
+
+function failure(state: AttachmentReport['state'], devicePath: string | null, error: AttachmentReport['error']): AttachmentReport {
+  return { state, device_path: devicePath, size_bytes: null, health: null, paths: [], error };
+}

@@ -1,0 +1,43 @@
+/**
+ * Failures of the host agent. Each has a stable `code` that travels to the service in the
+ * attachment report (`error: {code, message}`), so the codes are part of the wire protocol.
+ */
+export type AgentErrorCode =
+  /** The connection info is malformed (names the field). */
+  | 'invalid_connection_info'
+  /** No portal could be connected. */
+  | 'connect_failed'
+  /** Controllers are there but the volume's block device did not appear before the deadline. */
+  | 'device_not_found'
+  /** A namespace at the expected place belongs to another volume (UUID mismatch). */
+  | 'wrong_volume'
+  /** The device is open, mounted, swapped on or has holders; nothing was done. */
+  | 'in_use'
+  /** A flush, map removal or disconnect failed; see `errors` of the TeardownError. */
+  | 'teardown_failed'
+  /** DM multipath was asked for but is not usable on this host. */
+  | 'dm_unavailable'
+  /** multipathd did not assemble the map before the deadline. */
+  | 'dm_map_missing'
+  /** A required binary (nvme, multipathd) is not installed. */
+  | 'command_unavailable';
+
+export class AgentError extends Error {
+  readonly code: AgentErrorCode;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: AgentErrorCode, message: string, opts: { details?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(message, { cause: opts.cause });
+    this.name = 'AgentError';
+    this.code = code;
+    this.details = opts.details;
+  }
+}
+
+/** The `{code, message}` a report carries for any thrown value. */
+export function errorBody(e: unknown): { code: string; message: string } {
+  if (e instanceof AgentError) return { code: e.code, message: e.message };
+  // TeardownError (an AggregateError) already names every failed step in its message.
+  if (e instanceof AggregateError) return { code: 'teardown_failed', message: e.message };
+  return { code: 'internal', message: e instanceof Error ? e.message : String(e) };
+}

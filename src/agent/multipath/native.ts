@@ -1,0 +1,153 @@
+/**
+ * Native NVMe multipath (and single path): connect the portals, find the volume's top-level
+ * block device (the head `nvmeSnI`, never a per-path `nvmeScCnI`; a plain `nvmeCnI` when
+ * nvme_core.multipath=N) and describe its paths.
+ */
+import { poll } from '../../shared/poll.ts';
+import type { AttachSpec, TargetSpec } from '../connection-data.ts';
+import { AgentError } from '../errors.ts';
+import { type Health, type PathStatus, healthOf } from '../health.ts';
+import { type AgentContext, type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
+import { type BlockNamespace, type Identity, findSubsystem, identify, listNamespaces } from '../sysfs.ts';
+
+export interface Located {
+  devicePath: string | null;
+  sizeBytes: number | null;
+  paths: PathStatus[];
+  health: Health;
+}
+
+const TIERS: Identity[] = ['uuid', 'nguid', 'nsid'];
+
+export interface TopLookup {
+  /** Matches at the best identifier tier; several only for plain namespaces (multipath=N). */
+  devices: BlockNamespace[];
+  by: Identity | null;
+  /** Namespaces of the subsystem at the volume's NSID that belong to another volume. */
+  conflicts: BlockNamespace[];
+}
+
+/** The volume's top-level device(s) among `all`, by subsystem NQN then uuid → nguid → nsid. */
+export function findTop(all: BlockNamespace[], target: TargetSpec): TopLookup {
+  const mine = all.filter((n) => n.kind !== 'path' && n.subsysnqn === target.nqn);
+  const want = { uuid: target.uuid, nguid: target.nguid, nsid: target.nsid };
+  const ids = mine.map((n) => ({ n, id: identify(n, want) }));
+  const conflicts = ids.filter((x) => x.id === 'conflict' && (target.nsid === undefined || x.n.nsid === target.nsid)).map((x) => x.n);
+  for (const tier of TIERS) {
+    const devices = ids.filter((x) => x.id === tier).map((x) => x.n);
+    if (devices.length) return { devices, by: tier, conflicts };
+  }
+  return { devices: [], by: null, conflicts };
+}
+
+/** Our namespace on one controller: the per-path device of our head, or our plain device. */
+function onController(all: BlockNamespace[], target: TargetSpec, ctrl: string): { ns: BlockNamespace | null; conflict: boolean } {
+  const here = all.filter((n) => n.controller === ctrl && n.subsysnqn === target.nqn);
+  const want = { uuid: target.uuid, nguid: target.nguid, nsid: target.nsid };
+  const ns = here.find((n) => ['uuid', 'nguid', 'nsid'].includes(identify(n, want))) ?? null;
+  const conflict = !ns && here.some((n) => identify(n, want) === 'conflict' && (target.nsid === undefined || n.nsid === target.nsid));
+  return { ns, conflict };
+}
+
+/**
+ * One PathStatus per portal that should carry I/O: in native mode every portal, in single mode
+ * the portals that have a controller. The namespace behind each controller is checked to be
+ * this volume (UUID) before the path counts: after a node reboot the same NSID can be another
+ * volume.
+ */
+export function describePaths(all: BlockNamespace[], target: TargetSpec, states: PortalState[], single: boolean): PathStatus[] {
+  const out: PathStatus[] = [];
+  for (const { portal, controller } of states) {
+    if (single && !controller) continue;
+    const base = { address: portal.address, port: portal.port, transport: portal.transport };
+    if (!controller) {
+      out.push({ ...base, controller: null, state: 'missing', anaState: null });
+      continue;
+    }
+    const { ns, conflict } = onController(all, target, controller.name);
+    const state = controller.state ?? 'missing';
+    out.push({
+      ...base,
+      controller: controller.name,
+      state: ns ? state : conflict ? 'wrong-volume' : state === 'live' ? 'no-namespace' : state,
+      anaState: ns?.anaState ?? null,
+    });
+  }
+  return out;
+}
+
+function pickDevice(lookup: TopLookup, states: PortalState[]): BlockNamespace | null {
+  if (lookup.devices.length <= 1) return lookup.devices[0] ?? null;
+  // Several plain namespaces (multipath=N): take the one on the first portal's live controller.
+  for (const s of states) {
+    const d = lookup.devices.find((n) => n.controller === s.controller?.name && s.controller?.state === 'live');
+    if (d) return d;
+  }
+  return lookup.devices[0]!;
+}
+
+/** Reads where the volume is now, without connecting anything. */
+export async function locateNative(ctx: AgentContext, spec: AttachSpec, hostNqn: string | null): Promise<Located & { device: BlockNamespace | null; devices: BlockNamespace[] }> {
+  const target = spec.targets[0]!;
+  const [states, all] = await Promise.all([portalStates(ctx, target, hostNqn), listNamespaces(ctx.host)]);
+  const lookup = findTop(all, target);
+  const device = pickDevice(lookup, states);
+  const paths = describePaths(all, target, states, spec.mode === 'single');
+  return { device, devices: lookup.devices, devicePath: device ? `/dev/${device.name}` : null, sizeBytes: device?.sizeBytes ?? null, paths, health: healthOf(paths) };
+}
+
+export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn: string | null): Promise<Located> {
+  const target = spec.targets[0]!;
+  const single = spec.mode === 'single';
+  const outcome = await connectPortals(ctx, target, hostNqn, single ? 'first' : 'all', spec.hostNqn);
+  if (!outcome.states.some((s) => s.controller)) throw connectFailed(target, outcome.failures);
+
+  let rescanned = false;
+  let lookup: TopLookup = { devices: [], by: null, conflicts: [] };
+  const found = await poll<BlockNamespace>(
+    async () => {
+      const [all, states] = await Promise.all([listNamespaces(ctx.host), portalStates(ctx, target, hostNqn)]);
+      lookup = findTop(all, target);
+      const d = pickDevice(lookup, states);
+      if (d) return { done: true, value: d };
+      // A live controller that was already there does not see a namespace added since it
+      // connected unless the target sent an AEN; ask it to rescan (os-brick, failure mode 21).
+      if (!rescanned) {
+        rescanned = true;
+        const live = states.filter((s) => s.controller?.state === 'live' && !onController(all, target, s.controller.name).ns);
+        await rescan(ctx, live.map((s) => s.controller!.name).filter((c) => outcome.preexisting.has(c)));
+      }
+      return { done: false, last: null };
+    },
+    { deadlineMs: ctx.deviceTimeoutMs, intervalMs: 100, backoff: 1.5, maxIntervalMs: 1000, clock: ctx.host.clock },
+  );
+  if (!found.done) {
+    const now = await locateNative(ctx, spec, hostNqn);
+    if (lookup.conflicts.length) {
+      throw new AgentError('wrong_volume', `subsystem ${target.nqn} shows ${lookup.conflicts.map((c) => `${c.name} (uuid ${c.uuid})`).join(', ')} where volume ${target.uuid} was expected`, {
+        details: { paths: now.paths },
+      });
+    }
+    throw new AgentError(
+      'device_not_found',
+      `no block device for volume ${target.uuid} in ${target.nqn} after ${ctx.deviceTimeoutMs} ms ` +
+        `(paths: ${now.paths.map((p) => `${p.controller ?? '-'}:${p.state}/${p.anaState ?? '-'}`).join(', ')}; ` +
+        'the kernel creates the head only once a path is live and ANA optimized or non-optimized)',
+      { details: { paths: now.paths, failures: outcome.failures } },
+    );
+  }
+  if (lookup.by === 'nsid') ctx.log.warn({ device: found.value.name, nsid: target.nsid }, 'volume matched by NSID only: the namespace exposes neither UUID nor NGUID');
+  if (ctx.iopolicy && !single) await applyIopolicy(ctx, target.nqn, ctx.iopolicy);
+  return locateNative(ctx, spec, hostNqn);
+}
+
+/** Sets the subsystem's iopolicy when configured and different; a failure is logged only. */
+async function applyIopolicy(ctx: AgentContext, nqn: string, policy: string): Promise<void> {
+  const s = await findSubsystem(ctx.host, nqn);
+  if (!s || s.iopolicy === null || s.iopolicy === policy) return;
+  try {
+    await ctx.host.writeFile(`/sys/class/nvme-subsystem/${s.name}/iopolicy`, policy);
+  } catch (e) {
+    ctx.log.warn({ subsystem: s.name, policy, error: (e as Error).message }, 'could not set iopolicy');
+  }
+}

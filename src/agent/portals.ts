@@ -1,0 +1,132 @@
+/**
+ * Portals and their controllers: which portal already has a controller, connecting the ones that
+ * do not, and rescanning. Shared by native, single and DM attachment.
+ */
+import type { Logger } from '../shared/logger.ts';
+import { type PortalSpec, type TargetSpec, portalLabel } from './connection-data.ts';
+import { AgentError } from './errors.ts';
+import type { HostPort } from './host/port.ts';
+import { type ConnectTunables, classify, connectArgs, rescanArgs } from './nvme-cli.ts';
+import { type Controller, canonicalAddress, listControllers } from './sysfs.ts';
+
+export interface AgentContext {
+  host: HostPort;
+  log: Logger;
+  tunables: ConnectTunables;
+  /** Subsystem iopolicy to set (`numa`, `round-robin`, `queue-depth`); undefined = leave as is. */
+  iopolicy?: string;
+  /** How long to wait for a block device (or DM map) to appear. */
+  deviceTimeoutMs: number;
+  /** Per-command timeout (nvme connect to a dead portal can hang in the TCP connect). */
+  commandTimeoutMs: number;
+}
+
+export interface PortalState {
+  portal: PortalSpec;
+  controller: Controller | null;
+}
+
+/** Controller states in which the kernel itself keeps (re)connecting: never connect on top. */
+const KERNEL_RETRYING = new Set(['live', 'connecting', 'resetting', 'new']);
+
+/**
+ * Does the controller serve this portal for this host? Matching is on transport, address
+ * (canonical, so `[fd00::1]` = `fd00:0::1`) and port; `src_addr`/`host_traddr` are ignored.
+ * The host NQN is compared only where sysfs has it (not every kernel does; os-brick matches
+ * anything then).
+ */
+export function servesPortal(c: Controller, p: PortalSpec, hostNqn: string | null): boolean {
+  if (c.transport !== p.transport) return false;
+  if (canonicalAddress(c.address.traddr) !== canonicalAddress(p.address)) return false;
+  if (c.address.trsvcid !== null && Number(c.address.trsvcid) !== p.port) return false;
+  return hostNqn === null || c.hostNqn === null || c.hostNqn === hostNqn;
+}
+
+export async function portalStates(ctx: AgentContext, target: TargetSpec, hostNqn: string | null): Promise<PortalState[]> {
+  const ctrls = await listControllers(ctx.host, target.nqn);
+  return target.portals.map((portal) => ({
+    portal,
+    // A controller being deleted is as good as gone; prefer one that is not.
+    controller:
+      ctrls.find((c) => servesPortal(c, portal, hostNqn) && KERNEL_RETRYING.has(c.state ?? '')) ??
+      ctrls.find((c) => servesPortal(c, portal, hostNqn)) ??
+      null,
+  }));
+}
+
+export interface PortalFailure {
+  portal: string;
+  message: string;
+}
+
+export interface ConnectOutcome {
+  states: PortalState[];
+  /** Controllers that were already there before this call (candidates for a rescan). */
+  preexisting: Set<string>;
+  failures: PortalFailure[];
+}
+
+function needsConnect(s: PortalState): boolean {
+  return s.controller === null || !KERNEL_RETRYING.has(s.controller.state ?? '');
+}
+
+/**
+ * Connects the portals that have no controller. `all`: every one, in parallel (native, DM);
+ * `first`: nothing if any portal has a controller, else one portal after the other until one
+ * connects (single). Live and connecting controllers are left to the kernel (CEPH's rule):
+ * reconnecting is its job while ctrl-loss-tmo runs. A failed portal is only recorded; the next
+ * pass tries it again, so a volume is never left single-path for good (the Lightbits PR).
+ */
+export async function connectPortals(
+  ctx: AgentContext,
+  target: TargetSpec,
+  hostNqn: string | null,
+  policy: 'all' | 'first',
+  explicitHostNqn?: string,
+): Promise<ConnectOutcome> {
+  const before = await portalStates(ctx, target, hostNqn);
+  const preexisting = new Set(before.flatMap((s) => (s.controller && !needsConnect(s) ? [s.controller.name] : [])));
+  const failures: PortalFailure[] = [];
+  const missing = before.filter(needsConnect);
+
+  const connectOne = async (s: PortalState): Promise<boolean> => {
+    const r = await ctx.host.run('nvme', connectArgs(target.nqn, s.portal, ctx.tunables, explicitHostNqn), { timeoutMs: ctx.commandTimeoutMs });
+    const outcome = classify(r);
+    if (outcome.kind === 'not-installed') throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
+    if (outcome.kind === 'ok' || outcome.kind === 'already-connected') {
+      // Trust sysfs, not the exit status: "already connected" only means nvme-cli thought so.
+      const now = await portalStates(ctx, { ...target, portals: [s.portal] }, hostNqn);
+      if (now[0]?.controller) return true;
+      failures.push({ portal: portalLabel(s.portal), message: `nvme connect reported ${outcome.kind} but no controller is in sysfs` });
+      return false;
+    }
+    failures.push({ portal: portalLabel(s.portal), message: outcome.message });
+    ctx.log.warn({ portal: portalLabel(s.portal), nqn: target.nqn, error: outcome.message }, 'nvme connect failed; will retry on a later pass');
+    return false;
+  };
+
+  if (policy === 'all') {
+    await Promise.all(missing.map(connectOne));
+  } else if (before.every(needsConnect)) {
+    for (const s of before) if (await connectOne(s)) break;
+  }
+  return { states: await portalStates(ctx, target, hostNqn), preexisting, failures };
+}
+
+/** `nvme ns-rescan` for controllers that are live; failures are logged, not fatal. */
+export async function rescan(ctx: AgentContext, ctrls: Iterable<string>): Promise<void> {
+  await Promise.all(
+    [...ctrls].map(async (c) => {
+      const r = classify(await ctx.host.run('nvme', rescanArgs(c), { timeoutMs: ctx.commandTimeoutMs }));
+      if (r.kind !== 'ok') ctx.log.warn({ controller: c, error: 'message' in r ? r.message : r.kind }, 'nvme ns-rescan failed');
+    }),
+  );
+}
+
+export function connectFailed(target: TargetSpec, failures: PortalFailure[]): AgentError {
+  return new AgentError(
+    'connect_failed',
+    `no portal of ${target.nqn} could be connected: ${failures.map((f) => `${f.portal}: ${f.message}`).join('; ') || 'no portals'}`,
+    { details: { failures } },
+  );
+}

@@ -1,0 +1,110 @@
+/**
+ * The agent side of the agent-facing API (DESIGN.md "The agent-facing API"). The daemon talks
+ * to the `ServiceClient` interface; `HttpServiceClient` is its axios implementation.
+ *
+ *   POST /v1/agent/register                       {connector} → 200 {host: {nqn, name}}
+ *   GET  /v1/agent/attachments?since=&wait=       → 200 {version, attachments: [...]}
+ *   PUT  /v1/agent/attachments/{id}/report        {state, device_path, …} → 200
+ *
+ * The first list call sends no `since` and `wait=0`: "answer now". The token travels only in
+ * the Authorization header and is never part of an error message or log line.
+ */
+import axios, { type AxiosInstance } from 'axios';
+import type { ConnectionInfo, Connector } from '../driver/model.ts';
+import type { Health, PathReport } from './health.ts';
+
+export type DesiredState = 'connected' | 'disconnected';
+
+export interface WireAttachment {
+  id: string;
+  volume_id: string;
+  desired: DesiredState;
+  force: boolean;
+  /** The volume's size; a connected device smaller than this is rescanned (online extend). */
+  size_gb?: number;
+  connection_info: ConnectionInfo;
+}
+
+export interface AttachmentList {
+  version: number;
+  attachments: WireAttachment[];
+}
+
+export type ReportState = 'connecting' | 'connected' | 'disconnecting' | 'disconnected' | 'error';
+
+export interface AttachmentReport {
+  state: ReportState;
+  device_path: string | null;
+  size_bytes: number | null;
+  health: Health | null;
+  paths: PathReport[];
+  error: { code: string; message: string } | null;
+}
+
+export interface ServiceClient {
+  /** 403 when the token's host is not `connector.nqn`. */
+  register(connector: Connector): Promise<{ host: { nqn: string; name: string } }>;
+  /** Long poll: at once when the version differs from `since` (or `since` is null), else after `waitSeconds`. */
+  listAttachments(since: number | null, waitSeconds: number, signal?: AbortSignal): Promise<AttachmentList>;
+  report(id: string, report: AttachmentReport): Promise<void>;
+}
+
+export class ServiceError extends Error {
+  constructor(
+    message: string,
+    /** HTTP status, or null when no answer came (refused, timeout, DNS). */
+    readonly status: number | null,
+  ) {
+    super(message);
+    this.name = 'ServiceError';
+  }
+
+  /** Worth repeating as is: no answer, 5xx, 429 or 408. 4xx other than those will not heal by retrying. */
+  get retryable(): boolean {
+    return this.status === null || this.status >= 500 || this.status === 429 || this.status === 408;
+  }
+}
+
+export class HttpServiceClient implements ServiceClient {
+  private readonly http: AxiosInstance;
+
+  constructor(opts: { url: string; token: string; timeoutMs?: number }) {
+    this.http = axios.create({
+      baseURL: opts.url.replace(/\/+$/, ''),
+      timeout: opts.timeoutMs ?? 15_000,
+      headers: { Authorization: `Bearer ${opts.token}`, 'Content-Type': 'application/json' },
+      validateStatus: () => true,
+      // No proxy surprises on compute hosts: the service URL is dialled as given.
+      proxy: false,
+    });
+  }
+
+  private async call<T>(method: 'get' | 'post' | 'put', path: string, body?: unknown, extra: { timeout?: number; signal?: AbortSignal } = {}): Promise<T> {
+    let res;
+    try {
+      res = await this.http.request({ method, url: path, data: body, timeout: extra.timeout, signal: extra.signal });
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? (e as Error).message;
+      throw new ServiceError(`${method.toUpperCase()} ${path.split('?')[0]}: no answer (${code})`, null);
+    }
+    if (res.status >= 200 && res.status < 300) return res.data as T;
+    const err = (res.data as { error?: { code?: string; message?: string } } | undefined)?.error;
+    throw new ServiceError(`${method.toUpperCase()} ${path.split('?')[0]}: ${res.status}${err ? ` ${err.code ?? ''}: ${err.message ?? ''}` : ''}`, res.status);
+  }
+
+  register(connector: Connector): Promise<{ host: { nqn: string; name: string } }> {
+    return this.call('post', '/v1/agent/register', { connector });
+  }
+
+  async listAttachments(since: number | null, waitSeconds: number, signal?: AbortSignal): Promise<AttachmentList> {
+    const q = since === null ? `wait=0` : `since=${since}&wait=${waitSeconds}`;
+    const wait = since === null ? 0 : waitSeconds;
+    const body = await this.call<AttachmentList>('get', `/v1/agent/attachments?${q}`, undefined, { timeout: (wait + 15) * 1000, signal });
+    if (typeof body?.version !== 'number' || !Array.isArray(body.attachments)) throw new ServiceError('GET /v1/agent/attachments: malformed answer', 502);
+    return body;
+  }
+
+  async report(id: string, report: AttachmentReport): Promise<void> {
+    await this.call('put', `/v1/agent/attachments/${encodeURIComponent(id)}/report`, report);
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The pieces of a safe teardown: is a block device in use, flushing it, and disconnecting one
+ * controller with the result checked in sysfs (nvme-cli exits 0 when `disconnect -d` fails).
+ */
+import { poll } from '../shared/poll.ts';
+import { AgentError } from './errors.ts';
+import type { HostPort } from './host/port.ts';
+import { classify, disconnectArgs } from './nvme-cli.ts';
+import { parseMountinfo } from './procfs.ts';
+import type { AgentContext } from './portals.ts';
+import { type Controller, readController } from './sysfs.ts';
+
+export interface DeviceUsage {
+  /** Processes with the device (or a partition of it) open, as `pid`. */
+  openBy: string[];
+  mountedAt: string[];
+  /** `holders/` entries: dm maps, LVM, md on top of the device or a partition. */
+  holders: string[];
+  swap: boolean;
+}
+
+export function isInUse(u: DeviceUsage): boolean {
+  return u.openBy.length > 0 || u.mountedAt.length > 0 || u.holders.length > 0 || u.swap;
+}
+
+export function describeUsage(dev: string, u: DeviceUsage): string {
+  const why: string[] = [];
+  if (u.mountedAt.length) why.push(`mounted at ${u.mountedAt.join(', ')}`);
+  if (u.openBy.length) why.push(`open by pid ${u.openBy.join(', ')}`);
+  if (u.holders.length) why.push(`held by ${u.holders.join(', ')}`);
+  if (u.swap) why.push('in use as swap');
+  return `${dev} is ${why.join('; ')}`;
+}
+
+/**
+ * Who uses a block device and its partitions. Mounts are matched by `major:minor` in
+ * /proc/self/mountinfo (and by source, since btrfs reports an anonymous 0:N device); swap has
+ * no process fd, so /proc/swaps is read too; open files come from the /proc/<pid>/fd links.
+ */
+export async function deviceUsage(host: HostPort, block: string, aliases: string[] = []): Promise<DeviceUsage> {
+  const parts = (await host.readdir(`/sys/block/${block}`)).filter((n) => n.startsWith(block) && /p?\d+$/.test(n.slice(block.length)));
+  const names = [block, ...parts];
+  const devs = new Set<string>();
+  const holders: string[] = [];
+  for (const n of names) {
+    const dir = n === block ? `/sys/block/${block}` : `/sys/block/${block}/${n}`;
+    const dev = (await host.readFile(`${dir}/dev`))?.trim();
+    if (dev) devs.add(dev);
+    for (const h of await host.readdir(`${dir}/holders`)) holders.push(h);
+  }
+  const paths = new Set([...names.map((n) => `/dev/${n}`), ...aliases]);
+  const isOurs = async (p: string) => paths.has(p) || paths.has((await host.realpath(p)) ?? '');
+
+  const mountedAt: string[] = [];
+  for (const m of parseMountinfo((await host.readFile('/proc/self/mountinfo')) ?? '')) {
+    if (devs.has(m.majMin) || (m.source.startsWith('/dev/') && (await isOurs(m.source)))) mountedAt.push(m.mountPoint);
+  }
+
+  let swap = false;
+  for (const line of ((await host.readFile('/proc/swaps')) ?? '').split('\n').slice(1)) {
+    const p = line.split(/\s+/)[0];
+    if (p && (await isOurs(p))) swap = true;
+  }
+
+  const openBy: string[] = [];
+  const self = String(host.pid());
+  for (const pid of await host.readdir('/proc')) {
+    if (!/^\d+$/.test(pid) || pid === self) continue;
+    const fds = await host.readdir(`/proc/${pid}/fd`);
+    const links = await Promise.all(fds.map((fd) => host.readlink(`/proc/${pid}/fd/${fd}`)));
+    if (links.some((l) => l !== null && paths.has(l))) openBy.push(pid);
+  }
+  return { openBy, mountedAt, holders, swap };
+}
+
+/** `blockdev --flushbufs`: writes dirty buffers out before the paths go (os-brick bug #1903032). */
+export async function flush(ctx: AgentContext, devPath: string): Promise<void> {
+  const r = await ctx.host.run('blockdev', ['--flushbufs', devPath], { timeoutMs: ctx.commandTimeoutMs });
+  if (r.code !== 0) throw new AgentError('teardown_failed', `blockdev --flushbufs ${devPath} failed: ${(r.stderr || r.stdout).trim() || `exit ${r.code}`}`);
+}
+
+/** Still the same controller? (Names are reused: a new connect may get the freed `nvmeN`.) */
+function sameController(a: Controller, b: Controller | null): boolean {
+  return b !== null && a.nqn === b.nqn && a.address.traddr === b.address.traddr && a.address.trsvcid === b.address.trsvcid;
+}
+
+/**
+ * `nvme disconnect -d <ctrl>`, then sysfs decides: nvme-cli prints a failed disconnect and
+ * still exits 0 (failure mode 7), and `-d` of an unknown name is not an error for us.
+ */
+export async function disconnectController(ctx: AgentContext, ctrl: Controller): Promise<void> {
+  const r = await ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs });
+  const outcome = classify(r);
+  if (outcome.kind === 'not-installed') throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
+  const gone = await poll<true>(
+    async () => (sameController(ctrl, await readController(ctx.host, ctrl.name)) ? { done: false, last: null } : { done: true, value: true }),
+    { deadlineMs: 5000, intervalMs: 100, backoff: 2, maxIntervalMs: 1000, clock: ctx.host.clock },
+  );
+  if (!gone.done) {
+    const still = await readController(ctx.host, ctrl.name);
+    const said = 'message' in outcome ? outcome.message : `exit ${r.code}`;
+    throw new AgentError('teardown_failed', `nvme disconnect -d ${ctrl.name} exited ${r.code} but ${ctrl.name} is still present (state ${still?.state ?? 'unknown'}): ${said}`);
+  }
+}

@@ -1,0 +1,79 @@
+import type { DriverDeps } from './deps.ts';
+import { DriverError } from './errors.ts';
+import type { AgentReport, Attachment, ConnectionInfo, PathHealth } from './model.ts';
+import { LIVE_STATUSES } from './model.ts';
+
+/** Reports are refreshed at least every 60 s; one older than this is shown as `unknown`. */
+export const REPORT_STALE_MS = 180_000;
+
+export interface AgentTask {
+  attachmentId: string;
+  volumeId: string;
+  desired: 'connected' | 'disconnected';
+  force: boolean;
+  connectionInfo: ConnectionInfo;
+  volumeSizeGb: number;
+}
+
+export interface AgentTaskList {
+  version: number;
+  tasks: AgentTask[];
+}
+
+async function currentTasks(deps: DriverDeps, hostNqn: string): Promise<AgentTask[]> {
+  const rows = await deps.hosts.agentAttachments(hostNqn);
+  return rows.map(({ attachment: a, volumeSizeGb }) => ({
+    attachmentId: a.id,
+    volumeId: a.volumeId,
+    desired: LIVE_STATUSES.includes(a.status) ? 'connected' : 'disconnected',
+    force: a.detachForce,
+    connectionInfo: a.connectionInfo!,
+    volumeSizeGb,
+  }));
+}
+
+/**
+ * The agent's long poll: answers at once when the host's version differs from `since` (or
+ * `since` is null), otherwise when it changes or after `waitMs`, whichever comes first.
+ * The subscription is taken before the version is read, so a change in between is not missed.
+ */
+export async function pollAgentTasks(
+  deps: DriverDeps,
+  hostNqn: string,
+  since: number | null,
+  waitMs: number,
+  signal?: AbortSignal,
+): Promise<AgentTaskList> {
+  await deps.hosts.touchHost(hostNqn);
+  const sub = deps.hostChanges.subscribe(hostNqn);
+  try {
+    let version = await deps.hosts.hostVersion(hostNqn);
+    if (since !== null && version === since && waitMs > 0 && !signal?.aborted) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
+      const aborted = new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve(), { once: true }));
+      await Promise.race([sub.changed, timeout, aborted]);
+      clearTimeout(timer);
+      version = await deps.hosts.hostVersion(hostNqn);
+    }
+    return { version, tasks: await currentTasks(deps, hostNqn) };
+  } finally {
+    sub.cancel();
+  }
+}
+
+/** Stores an agent's report on one of its own host's attachments. */
+export async function recordAgentReport(deps: DriverDeps, hostNqn: string, attachmentId: string, report: Omit<AgentReport, 'reportedAt'>): Promise<Attachment> {
+  const a = await deps.store.getAttachment(attachmentId);
+  if (!a) throw new DriverError('attachment_not_found', `attachment ${attachmentId} does not exist`);
+  if (a.hostNqn !== hostNqn) throw new DriverError('forbidden', `attachment ${attachmentId} belongs to another host`);
+  await deps.hosts.touchHost(hostNqn);
+  return deps.hosts.saveReport(attachmentId, { ...report, reportedAt: new Date() });
+}
+
+/** The health the service shows: the agent's, or `unknown` without a fresh report. */
+export function effectiveHealth(report: AgentReport | null, now: Date): PathHealth | 'unknown' {
+  if (!report || report.health === null) return 'unknown';
+  if (now.getTime() - report.reportedAt.getTime() > REPORT_STALE_MS) return 'unknown';
+  return report.health;
+}

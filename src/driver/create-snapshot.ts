@@ -1,0 +1,64 @@
+import type { DriverDeps } from './deps.ts';
+import { DriverError } from './errors.ts';
+import type { Snapshot } from './model.ts';
+
+export interface CreateSnapshotRequest {
+  volumeId: string;
+  /** The orchestrator's snapshot UUID; the idempotency key. */
+  id: string;
+  name?: string | null;
+}
+
+/** Cinder's backend naming convention (`snapshot_name_template`). */
+export const backendSnapshotName = (id: string): string => `snapshot-${id}`;
+
+/**
+ * Cinder's `create_snapshot`, under the source volume's lock (the LightOS driver serialises
+ * snapshot creation per source volume too). Idempotent on `id`: a repeat for the same volume
+ * and name returns the snapshot (finishing one that failed half-way), anything else is a 409
+ * `already_exists`. The backend create is idempotent on `snapshot-<id>` and retried with backoff
+ * (see the adapter); the record is `creating` before it, `available` after, `error` on failure.
+ */
+export async function createSnapshot(deps: DriverDeps, req: CreateSnapshotRequest): Promise<{ snapshot: Snapshot; created: boolean }> {
+  const name = req.name ?? null;
+  return deps.locks.withVolumeLock(req.volumeId, async (store) => {
+    const volume = await store.getVolume(req.volumeId);
+    if (!volume) throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
+    const existing = await store.getSnapshot(req.id);
+    if (existing && (existing.volumeId !== volume.id || existing.name !== name)) {
+      throw new DriverError('already_exists', `snapshot ${req.id} already exists with another volume or name`, {
+        details: { volume_id: existing.volumeId, name: existing.name },
+      });
+    }
+    if (existing?.status === 'available') return { snapshot: existing, created: false };
+    if (volume.status !== 'available' || !volume.backendUuid) {
+      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, { details: { status: volume.status } });
+    }
+    const snapshot =
+      existing ??
+      (await store.insertSnapshot({ id: req.id, volumeId: volume.id, name, backendName: backendSnapshotName(req.id), sizeGb: volume.sizeGb, status: 'creating' }));
+    try {
+      const bs = await deps.backend.createSnapshot(volume.backendUuid, snapshot.backendName);
+      // The backend's size when it reports one (the volume may have grown since a failed first try).
+      const sizeGb = bs.sizeGb > 0 ? Math.ceil(bs.sizeGb) : volume.sizeGb;
+      const saved = await store.updateSnapshot(snapshot.id, { status: 'available', backendUuid: bs.uuid, sizeGb });
+      deps.logger.info({ volume: volume.id, snapshot: snapshot.id, backendUuid: bs.uuid }, 'snapshot created');
+      return { snapshot: saved, created: !existing };
+    } catch (e) {
+      await store.updateSnapshot(snapshot.id, { status: 'error' }).catch(() => undefined);
+      throw e;
+    }
+  });
+}
+
+export async function getSnapshot(deps: DriverDeps, id: string): Promise<Snapshot> {
+  const s = await deps.store.getSnapshot(id);
+  if (!s) throw new DriverError('snapshot_not_found', `snapshot ${id} does not exist`);
+  return s;
+}
+
+/** The volume's snapshots, oldest first; 404 when the volume does not exist. */
+export async function listSnapshots(deps: DriverDeps, volumeId: string): Promise<Snapshot[]> {
+  if (!(await deps.store.getVolume(volumeId))) throw new DriverError('volume_not_found', `volume ${volumeId} does not exist`);
+  return deps.store.snapshotsOfVolume(volumeId);
+}

@@ -1,0 +1,39 @@
+import type { DriverDeps } from './deps.ts';
+import { DriverError } from './errors.ts';
+import type { Volume } from './model.ts';
+
+export interface ExtendVolumeRequest {
+  id: string;
+  newSizeGb: number;
+}
+
+/**
+ * Cinder's `extend_volume`, online: attachments and ACLs are left as they are, the backend grows
+ * the namespace under the connected hosts, and the record's `size_gb` changes. That change is
+ * what host agents act on: the hosts migration's trigger bumps the version of every host with a
+ * live attachment of the volume (waking its long-poll), and the agent's attachment listing
+ * carries the volume's current size, so the agent rescans and resizes its device.
+ *
+ * Shrinking is a 400; the current size is a no-op (a retried extend succeeds). The record is
+ * written only after the backend confirmed the size, so a failure leaves the old size and the
+ * retry converges (the backend extend is a no-op once the size is reached).
+ */
+export async function extendVolume(deps: DriverDeps, req: ExtendVolumeRequest): Promise<{ volume: Volume; extended: boolean }> {
+  return deps.locks.withVolumeLock(req.id, async (store) => {
+    const volume = await store.getVolume(req.id);
+    if (!volume) throw new DriverError('volume_not_found', `volume ${req.id} does not exist`);
+    if (volume.status !== 'available' || !volume.backendUuid) {
+      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, { details: { status: volume.status } });
+    }
+    if (req.newSizeGb < volume.sizeGb) {
+      throw new DriverError('invalid_request', `new_size_gb: ${req.newSizeGb} GiB is smaller than the volume's ${volume.sizeGb} GiB; volumes only grow`, {
+        details: { field: 'new_size_gb', size_gb: volume.sizeGb },
+      });
+    }
+    if (req.newSizeGb === volume.sizeGb) return { volume, extended: false };
+    await deps.backend.extendVolume(volume.backendUuid, req.newSizeGb);
+    const saved = await store.updateVolume(volume.id, { sizeGb: req.newSizeGb });
+    deps.logger.info({ volume: volume.id, from: volume.sizeGb, to: req.newSizeGb }, 'volume extended');
+    return { volume: saved, extended: true };
+  });
+}

@@ -1,0 +1,37 @@
+import type { Context } from 'openapi-backend';
+import { DriverError } from '../driver/errors.ts';
+import type { Principal } from './auth.ts';
+
+/**
+ * Which principals an operation admits, from its `x-portalis-access` in the OpenAPI document:
+ * `admin` (the default), `host` (the agent API) or `any` (reads a host may make of its own
+ * records; the handler narrows them).
+ */
+export type Access = 'admin' | 'host' | 'any';
+
+export function principalOf(c: Context): Principal {
+  const p = (c.security as Record<string, unknown> | undefined)?.bearerAuth as Principal | null | undefined;
+  if (!p) throw new DriverError('unauthorized', 'a valid bearer token is required (Authorization: Bearer <token>)');
+  return p;
+}
+
+export function checkAccess(c: Context): void {
+  const access = ((c.operation as Record<string, unknown> | undefined)?.['x-portalis-access'] as Access | undefined) ?? 'admin';
+  const p = principalOf(c);
+  if (access === 'any') return;
+  if (access === 'admin' && p.kind !== 'admin') throw new DriverError('forbidden', 'this call needs the admin token; a host token may only use the agent API and read its own attachments');
+  if (access === 'host' && p.kind !== 'host') throw new DriverError('forbidden', 'this call is the agent API: it needs a host token (POST /v1/hosts issues one)');
+}
+
+/** The host a host-token request acts for. */
+export function hostOf(c: Context): string {
+  const p = principalOf(c);
+  if (p.kind !== 'host') throw new DriverError('forbidden', 'this call needs a host token');
+  return p.hostNqn;
+}
+
+/** For `any` operations: the host the caller is confined to, or null for the admin. */
+export function confinedHost(c: Context): string | null {
+  const p = principalOf(c);
+  return p.kind === 'host' ? p.hostNqn : null;
+}

@@ -1,0 +1,63 @@
+import type { Context } from 'openapi-backend';
+import { pollAgentTasks, recordAgentReport } from '../../driver/agent-sync.ts';
+import type { DriverDeps } from '../../driver/deps.ts';
+import { registerAgent } from '../../driver/hosts.ts';
+import type { AgentState, Connector, PathHealth, PathStatus } from '../../driver/model.ts';
+import { hostOf } from '../access.ts';
+import { presentHost } from '../presenters/presenters.ts';
+import type { HandlerResult } from './types.ts';
+
+interface ReportBody {
+  state: AgentState;
+  device_path: string | null;
+  size_bytes: number | null;
+  health: PathHealth | null;
+  paths: PathStatus[];
+  error: { code: string; message: string } | null;
+}
+
+/** The agent-facing API: each call acts for the host the token was issued to, and only that host. */
+export function agentHandlers(deps: DriverDeps) {
+  return {
+    async agentRegister(c: Context): Promise<HandlerResult> {
+      const { connector } = c.request.requestBody as { connector: Connector };
+      const host = await registerAgent(deps, hostOf(c), connector);
+      return { status: 200, body: { host: presentHost(host) } };
+    },
+
+    async agentListAttachments(c: Context, _req: unknown, res: { on?: (e: string, f: () => void) => void }): Promise<HandlerResult> {
+      const q = c.request.query as { since?: number; wait?: number };
+      // A client that gives up on its long poll must not keep a waiter behind.
+      const abort = new AbortController();
+      res.on?.('close', () => abort.abort());
+      const list = await pollAgentTasks(deps, hostOf(c), q.since ?? null, (q.wait ?? 0) * 1000, abort.signal);
+      return {
+        status: 200,
+        body: {
+          version: list.version,
+          attachments: list.tasks.map((t) => ({
+            id: t.attachmentId,
+            volume_id: t.volumeId,
+            desired: t.desired,
+            force: t.force,
+            size_gb: t.volumeSizeGb,
+            connection_info: t.connectionInfo,
+          })),
+        },
+      };
+    },
+
+    async agentReport(c: Context): Promise<HandlerResult> {
+      const b = c.request.requestBody as ReportBody;
+      await recordAgentReport(deps, hostOf(c), c.request.params.id as string, {
+        state: b.state,
+        devicePath: b.device_path,
+        sizeBytes: b.size_bytes,
+        health: b.health,
+        paths: b.paths,
+        error: b.error,
+      });
+      return { status: 200, body: { ok: true } };
+    },
+  };
+}

@@ -1,0 +1,115 @@
+import type { Knex } from 'knex';
+import type { AgentReport, Attachment, Connector, Host } from '../driver/model.ts';
+import type { AgentAttachment, HostStore } from '../driver/ports.ts';
+import { type AttachmentRow, toAttachment } from './pg-store.ts';
+
+interface HostRow {
+  nqn: string;
+  name: string;
+  connector: Connector | null;
+  token_hash: string | null;
+  token_issued_at: Date | null;
+  registered_at: Date | null;
+  last_seen_at: Date | null;
+  version: string | number;
+}
+
+const toHost = (r: HostRow): Host => ({
+  nqn: r.nqn,
+  name: r.name,
+  connector: r.connector,
+  tokenIssuedAt: r.token_issued_at,
+  registeredAt: r.registered_at,
+  lastSeenAt: r.last_seen_at,
+  version: Number(r.version),
+});
+
+/** Ended attachments stay in an agent's list this long, or until it reports them disconnected. */
+const TEARDOWN_WINDOW = "interval '7 days'";
+
+export class PgHostStore implements HostStore {
+  constructor(private readonly db: Knex) {}
+
+  async issueToken(nqn: string, name: string, tokenHash: string): Promise<Host> {
+    const rows = (await this.db('hosts')
+      .insert({ nqn, name, token_hash: tokenHash, token_issued_at: this.db.fn.now() })
+      .onConflict('nqn')
+      .merge({ name, token_hash: tokenHash, token_issued_at: this.db.fn.now() })
+      .returning('*')) as HostRow[];
+    return toHost(rows[0]!);
+  }
+
+  async revokeToken(nqn: string): Promise<boolean> {
+    const n = await this.db('hosts').where({ nqn }).update({ token_hash: null, token_issued_at: null });
+    return n > 0;
+  }
+
+  async hostByTokenHash(tokenHash: string): Promise<Host | null> {
+    const row = (await this.db('hosts').where({ token_hash: tokenHash }).first()) as HostRow | undefined;
+    return row ? toHost(row) : null;
+  }
+
+  async getHost(nqn: string): Promise<Host | null> {
+    const row = (await this.db('hosts').where({ nqn }).first()) as HostRow | undefined;
+    return row ? toHost(row) : null;
+  }
+
+  async listHosts(): Promise<Host[]> {
+    return ((await this.db('hosts').orderBy('nqn')) as HostRow[]).map(toHost);
+  }
+
+  async registerHost(nqn: string, connector: Connector): Promise<Host> {
+    const rows = (await this.db('hosts')
+      .where({ nqn })
+      .update({ connector: JSON.stringify(connector), name: connector.host, registered_at: this.db.fn.now(), last_seen_at: this.db.fn.now() })
+      .returning('*')) as HostRow[];
+    if (rows.length === 0) throw new Error(`host ${nqn} not found for registration`);
+    return toHost(rows[0]!);
+  }
+
+  async touchHost(nqn: string): Promise<void> {
+    await this.db('hosts').where({ nqn }).update({ last_seen_at: this.db.fn.now() });
+  }
+
+  async hostVersion(nqn: string): Promise<number> {
+    const row = (await this.db('hosts').where({ nqn }).first('version')) as { version: string } | undefined;
+    return row ? Number(row.version) : 0;
+  }
+
+  async agentAttachments(nqn: string): Promise<AgentAttachment[]> {
+    const rows = (await this.db('attachments as a')
+      .join('volumes as v', 'v.id', 'a.volume_id')
+      .where('a.host_nqn', nqn)
+      .whereNotNull('a.connection_info')
+      .where((q) =>
+        q
+          .whereIn('a.status', ['attaching', 'attached'])
+          .orWhere((e) =>
+            e
+              .whereIn('a.status', ['detaching', 'detached', 'error'])
+              .where((r) => r.whereNull('a.agent_state').orWhereNot('a.agent_state', 'disconnected'))
+              .whereRaw(`a.updated_at > now() - ${TEARDOWN_WINDOW}`),
+          ),
+      )
+      .orderBy([{ column: 'a.created_at' }, { column: 'a.id' }])
+      .select('a.*', 'v.size_gb as volume_size_gb')) as (AttachmentRow & { volume_size_gb: number })[];
+    return rows.map((r) => ({ attachment: toAttachment(r), volumeSizeGb: r.volume_size_gb }));
+  }
+
+  async saveReport(attachmentId: string, report: AgentReport): Promise<Attachment> {
+    const rows = (await this.db('attachments')
+      .where({ id: attachmentId })
+      .update({
+        agent_state: report.state,
+        device_path: report.devicePath,
+        size_bytes: report.sizeBytes,
+        health: report.health,
+        paths: JSON.stringify(report.paths),
+        agent_error: report.error === null ? null : JSON.stringify(report.error),
+        reported_at: report.reportedAt,
+      })
+      .returning('*')) as AttachmentRow[];
+    if (rows.length === 0) throw new Error(`attachment ${attachmentId} not found for report`);
+    return toAttachment(rows[0]!);
+  }
+}

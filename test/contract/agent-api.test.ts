@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
+
+/** The agent-facing API: host tokens, registration, the long poll and state reports. */
+describe('agent API', () => {
+  let t: Target;
+  const admin = () => ({ authorization: `Bearer ${t.token}` });
+  const as = (token: string) => ({ authorization: `Bearer ${token}` });
+
+  before(async () => {
+    t = await startTarget();
+  });
+  after(async () => t?.close());
+
+  async function newHost(over: Record<string, unknown> = {}) {
+    const conn = connector({ ...NATIVE, ...over });
+    const r = await t.http.post('/v1/hosts').set(admin()).send({ nqn: conn.nqn, name: conn.host });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    assert.equal(r.body.host.nqn, conn.nqn);
+    assert.match(r.body.token, /^pth_/);
+    return { conn, token: r.body.token as string };
+  }
+
+  async function volume(body: Record<string, unknown> = {}) {
+    const id = randomUUID();
+    const r = await t.http.post('/v1/volumes').set(admin()).send({ id, size_gb: 1, ...body });
+    assert.equal(r.status, 201);
+    return id;
+  }
+
+  const poll = (token: string, q: Record<string, unknown> = {}) => t.http.get('/v1/agent/attachments').query(q).set(as(token));
+  const report = (token: string, id: string, body: Record<string, unknown>) => t.http.put(`/v1/agent/attachments/${id}/report`).set(as(token)).send(body);
+  const CONNECTED = (paths = 3) => ({
+    state: 'connected',
+    device_path: '/dev/nvme0n1',
+    size_bytes: 1073741824,
+    health: 'optimal',
+    paths: Array.from({ length: paths }, (_, i) => ({ controller: `nvme${i}`, address: '127.0.0.1', port: 4420 + i, transport: 'tcp', state: 'live', ana_state: i === 0 ? 'optimized' : 'non-optimized' })),
+    error: null,
+  });
+
+  it('registers an agent whose connector is its own host, and refuses another host (403)', async () => {
+    const { conn, token } = await newHost();
+    const r = await t.http.post('/v1/agent/register').set(as(token)).send({ connector: conn });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.host.nqn, conn.nqn);
+    assert.ok(r.body.host.registered_at);
+    const other = connector(NATIVE);
+    const bad = await t.http.post('/v1/agent/register').set(as(token)).send({ connector: other });
+    assert.equal(bad.status, 403);
+    assert.equal(bad.body.error.code, 'forbidden');
+    const host = await t.http.get(`/v1/hosts/${conn.nqn}`).set(admin());
+    assert.equal(host.status, 200);
+    assert.deepEqual(host.body.connector, conn);
+  });
+
+  it('a host token cannot use the orchestrator API, and the admin token cannot act as an agent', async () => {
+    const { token } = await newHost();
+    assert.equal((await t.http.post('/v1/volumes').set(as(token)).send({ id: randomUUID(), size_gb: 1 })).status, 403);
+    assert.equal((await t.http.get('/v1/hosts').set(as(token))).status, 403);
+    assert.equal((await poll(t.token)).status, 403);
+    assert.equal((await poll('pth_not-a-real-token')).status, 401);
+  });
+
+  it('the long poll returns what to connect, wakes on change, and lists teardowns until reported', async () => {
+    const { conn, token } = await newHost();
+    const first = await poll(token);
+    assert.equal(first.status, 200);
+    assert.deepEqual(first.body.attachments, []);
+    const v0 = first.body.version;
+
+    const vol = await volume();
+    const init = await t.http.post(`/v1/volumes/${vol}/initialize_connection`).set(admin()).send({ connector: conn });
+    assert.equal(init.status, 200);
+    const second = await poll(token, { since: v0, wait: 30 });
+    assert.notEqual(second.body.version, v0);
+    assert.equal(second.body.attachments.length, 1);
+    const task = second.body.attachments[0];
+    assert.equal(task.id, init.body.attachment_id);
+    assert.equal(task.desired, 'connected');
+    assert.equal(task.force, false);
+    assert.equal(task.size_gb, 1);
+    assert.deepEqual(task.connection_info, init.body.connection_info);
+
+    // Waiting with the current version: the terminate below must wake it (a timeout would
+    // return the same version).
+    const waiting = poll(token, { since: second.body.version, wait: 60 });
+    const term = await t.http.post(`/v1/volumes/${vol}/terminate_connection`).set(admin()).send({ connector: conn });
+    assert.equal(term.status, 200);
+    const woken = await waiting;
+    assert.notEqual(woken.body.version, second.body.version);
+    assert.equal(woken.body.attachments[0].desired, 'disconnected');
+
+    const rep = await report(token, task.id, { state: 'disconnected', device_path: null, size_bytes: null, health: null, paths: [], error: null });
+    assert.equal(rep.status, 200);
+    assert.deepEqual((await poll(token)).body.attachments, []);
+  });
+
+  it('a forced terminate is passed on to the agent', async () => {
+    const { conn, token } = await newHost();
+    const vol = await volume();
+    await t.http.post(`/v1/volumes/${vol}/initialize_connection`).set(admin()).send({ connector: conn });
+    await t.http.post(`/v1/volumes/${vol}/terminate_connection`).set(admin()).send({ connector: conn, force: true });
+    const list = await poll(token);
+    assert.equal(list.body.attachments[0].desired, 'disconnected');
+    assert.equal(list.body.attachments[0].force, true);
+  });
+
+  it('reports show on the attachment and in the health matrix; another host gets 403', async () => {
+    const { conn, token } = await newHost();
+    const intruder = await newHost();
+    const vol = await volume();
+    const init = await t.http.post(`/v1/volumes/${vol}/initialize_connection`).set(admin()).send({ connector: conn });
+    const id = init.body.attachment_id;
+    assert.equal((await t.http.get(`/v1/attachments/${id}`).set(admin())).body.health, 'unknown');
+
+    assert.equal((await report(token, id, CONNECTED())).status, 200);
+    const a = await t.http.get(`/v1/attachments/${id}`).set(admin());
+    assert.equal(a.body.health, 'optimal');
+    assert.equal(a.body.agent.state, 'connected');
+    assert.equal(a.body.agent.device_path, '/dev/nvme0n1');
+    assert.equal(a.body.agent.size_bytes, 1073741824);
+    assert.equal(a.body.agent.paths.length, 3);
+
+    const matrix = await t.http.get('/v1/health/multipath').set(admin());
+    const cell = matrix.body.volumes.find((v: { volume_id: string }) => v.volume_id === vol).hosts[0];
+    assert.equal(cell.health, 'optimal');
+    assert.equal(cell.paths_total, 3);
+    assert.equal(cell.paths_live, 3);
+
+    // The host reads its own attachment; the intruder can neither read nor report it.
+    assert.equal((await t.http.get(`/v1/attachments/${id}`).set(as(token))).status, 200);
+    assert.equal((await t.http.get(`/v1/attachments/${id}`).set(as(intruder.token))).status, 403);
+    assert.equal((await report(intruder.token, id, CONNECTED())).status, 403);
+    const own = await t.http.get('/v1/attachments').set(as(intruder.token));
+    assert.equal(own.status, 200);
+    assert.deepEqual(own.body.attachments, []);
+    assert.equal((await t.http.get('/v1/attachments').query({ host_nqn: conn.nqn }).set(as(intruder.token))).status, 403);
+  });
+
+  it('a malformed report is a 400 naming the field', async () => {
+    const { conn, token } = await newHost();
+    const vol = await volume();
+    const init = await t.http.post(`/v1/volumes/${vol}/initialize_connection`).set(admin()).send({ connector: conn });
+    const r = await report(token, init.body.attachment_id, { ...CONNECTED(), health: 'great' });
+    assert.equal(r.status, 400);
+    assert.match(r.body.error.message, /health/);
+  });
+
+  it('re-issuing a token revokes the old one; revoking leaves none', async () => {
+    const { conn, token } = await newHost();
+    const again = await t.http.post('/v1/hosts').set(admin()).send({ nqn: conn.nqn });
+    assert.equal(again.status, 201);
+    assert.equal((await poll(token)).status, 401);
+    assert.equal((await poll(again.body.token)).status, 200);
+    assert.equal((await t.http.delete(`/v1/hosts/${conn.nqn}/token`).set(admin())).status, 200);
+    assert.equal((await poll(again.body.token)).status, 401);
+    assert.equal((await t.http.delete(`/v1/hosts/nqn.2014-08.org.example:nobody/token`).set(admin())).status, 404);
+  });
+});
