@@ -10,7 +10,7 @@
  * Usage: node scripts/run-tests.mjs [file-or-dir ...] [-- node --test options]
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync, mkdtempSync, rmSync } from 'node:fs';
+import { lstatSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,13 +22,15 @@ const targets = dash >= 0 ? argv.slice(0, dash) : argv;
 const extra = dash >= 0 ? argv.slice(dash + 1) : [];
 
 function collect(p, out) {
-  const st = statSync(p);
+  // lstat: fixture trees hold sysfs-shaped symlink loops, never to be followed.
+  const st = lstatSync(p);
   if (st.isDirectory()) {
     for (const e of readdirSync(p)) {
       if (e === 'node_modules' || e.startsWith('.')) continue;
       const full = path.join(p, e);
       // The kernel suite boots a VM; it runs through `npm run test:kernel`.
       if (full === path.join(root, 'test', 'kernel')) continue;
+      if (full === path.join(root, 'test', 'fixtures')) continue;
       collect(full, out);
     }
   } else if (p.endsWith('.test.ts')) out.push(p);
