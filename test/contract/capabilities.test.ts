@@ -10,7 +10,7 @@ describe('capabilities', () => {
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl);
+    sim = new SimView(t.simUrl, t.simJwt);
   });
   after(async () => t?.close());
 

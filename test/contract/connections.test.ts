@@ -15,7 +15,7 @@ describe('initialize_connection / terminate_connection', () => {
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl);
+    sim = new SimView(t.simUrl, t.simJwt);
   });
   after(async () => t?.close());
 

@@ -21,11 +21,11 @@ describe('volume lifecycle under backend faults', () => {
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl);
+    sim = new SimView(t.simUrl, t.simJwt);
     api = lifecycleClient(t);
   });
   after(async () => t?.close());
-  afterEach(async () => resetFaults(t.simUrl));
+  afterEach(async () => resetFaults(t));
 
   async function volume(body: Record<string, unknown> = {}) {
     const r = await api.create(body);
@@ -41,10 +41,10 @@ describe('volume lifecycle under backend faults', () => {
     assert.equal(r.body.error.code, 'backend_error');
     assert.match(r.body.error.message, /deleteVolume/);
     assert.equal((await api.get(v.id)).body.status, 'error');
-    assert.ok(await simVolume(t.simUrl, v.name), 'still on the backend');
+    assert.ok(await simVolume(t, v.name), 'still on the backend');
 
     assert.equal((await api.del(v.id)).status, 204);
-    assert.equal(await simVolume(t.simUrl, v.name), null);
+    assert.equal(await simVolume(t, v.name), null);
     assert.equal((await api.get(v.id)).status, 404);
   });
 
@@ -56,12 +56,12 @@ describe('volume lifecycle under backend faults', () => {
     assert.match(r.body.error.message, /extendVolume/);
     const after = (await api.get(v.id)).body;
     assert.deepEqual([after.size_gb, after.status], [1, 'available']);
-    assert.equal(Number((await simVolume(t.simUrl, v.name))?.size), 1 * GiB);
+    assert.equal(Number((await simVolume(t, v.name))?.size), 1 * GiB);
 
     const again = await api.extend(v.id, 2);
     assert.equal(again.status, 200, JSON.stringify(again.body));
     assert.equal(again.body.size_gb, 2);
-    assert.equal(Number((await simVolume(t.simUrl, v.name))?.size), 2 * GiB);
+    assert.equal(Number((await simVolume(t, v.name))?.size), 2 * GiB);
   });
 
   it('slow Creating and Deleting transitions are waited out: create, snapshot and delete still succeed', async () => {
@@ -74,9 +74,9 @@ describe('volume lifecycle under backend faults', () => {
     assert.equal(s.status, 201, JSON.stringify(s.body));
     assert.equal(s.body.status, 'available');
     assert.equal((await api.delSnap(s.body.id)).status, 204);
-    assert.equal(await simSnapshot(t.simUrl, s.body.backend_name), null, 'the delete waited until the snapshot was gone');
+    assert.equal(await simSnapshot(t, s.body.backend_name), null, 'the delete waited until the snapshot was gone');
     assert.equal((await api.del(v.id)).status, 204);
-    assert.equal(await simVolume(t.simUrl, v.name), null, 'the delete waited until the volume was gone');
+    assert.equal(await simVolume(t, v.name), null, 'the delete waited until the volume was gone');
   });
 
   it('snapshot create: failing lookups are retried with backoff, and the snapshot is made', async () => {
@@ -86,8 +86,8 @@ describe('volume lifecycle under backend faults', () => {
     const r = await api.snap(v.id, { id });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     assert.equal(r.body.status, 'available');
-    assert.equal((await simFaults(t.simUrl)).failNext, null, 'both injected failures were met (and retried past)');
-    assert.equal((await simSnapshot(t.simUrl, `snapshot-${id}`))?.state, 'Available');
+    assert.equal((await simFaults(t)).failNext, null, 'both injected failures were met (and retried past)');
+    assert.equal((await simSnapshot(t, `snapshot-${id}`))?.state, 'Available');
   });
 
   it('snapshot delete: a 5xx is a 502 naming deleteSnapshot, the snapshot is left in error, the retry deletes', async () => {
@@ -98,9 +98,9 @@ describe('volume lifecycle under backend faults', () => {
     assert.equal(r.status, 502, JSON.stringify(r.body));
     assert.match(r.body.error.message, /deleteSnapshot/);
     assert.equal((await api.getSnap(s.id)).body.status, 'error');
-    assert.ok(await simSnapshot(t.simUrl, s.backend_name));
+    assert.ok(await simSnapshot(t, s.backend_name));
     assert.equal((await api.delSnap(s.id)).status, 204);
-    assert.equal(await simSnapshot(t.simUrl, s.backend_name), null);
+    assert.equal(await simSnapshot(t, s.backend_name), null);
   });
 
   it('from a snapshot: a failed backend create leaves the volume in error; the retry finishes it', async () => {
@@ -115,7 +115,7 @@ describe('volume lifecycle under backend faults', () => {
     const again = await api.create({ id, source: { snapshot_id: s.id } });
     assert.equal(again.status, 200, JSON.stringify(again.body));
     assert.equal(again.body.status, 'available');
-    assert.equal((await simVolume(t.simUrl, `volume-${id}`))?.sourceSnapshotUUID, s.backend_uuid);
+    assert.equal((await simVolume(t, `volume-${id}`))?.sourceSnapshotUUID, s.backend_uuid);
   });
 
   it('clone: when the volume cannot be made, the intermediate snapshot is deleted; the retry clones', async () => {
@@ -125,12 +125,12 @@ describe('volume lifecycle under backend faults', () => {
     const r = await api.create({ id, source: { volume_id: src.id } });
     assert.equal(r.status, 502, JSON.stringify(r.body));
     assert.match(r.body.error.message, /createVolume/);
-    assert.equal(await simSnapshot(t.simUrl, `for_clone_${id}`), null, 'no intermediate snapshot left behind');
+    assert.equal(await simSnapshot(t, `for_clone_${id}`), null, 'no intermediate snapshot left behind');
     assert.equal((await api.get(id)).body.status, 'error');
 
     const again = await api.create({ id, source: { volume_id: src.id } });
     assert.equal(again.status, 200, JSON.stringify(again.body));
     assert.equal(again.body.status, 'available');
-    assert.equal(await simSnapshot(t.simUrl, `for_clone_${id}`), null);
+    assert.equal(await simSnapshot(t, `for_clone_${id}`), null);
   });
 });

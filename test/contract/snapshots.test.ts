@@ -41,7 +41,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
         { id: r.body.id, volume_id: r.body.volume_id, name: r.body.name, status: r.body.status, size_gb: r.body.size_gb, backend_name: r.body.backend_name },
         { id, volume_id: v.id, name: 'before upgrade', status: 'available', size_gb: 2, backend_name: `snapshot-${id}` },
       );
-      const b = await simSnapshot(t.simUrl, `snapshot-${id}`);
+      const b = await simSnapshot(t, `snapshot-${id}`);
       assert.ok(b, 'the backend snapshot exists under the Cinder name');
       assert.equal(b.UUID, r.body.backend_uuid);
       assert.equal(b.sourceVolumeUUID, v.backend_uuid);
@@ -83,7 +83,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
       const s = await snapshot(v.id);
       assert.equal((await api.delSnap(s.id)).status, 204);
       assert.equal((await api.getSnap(s.id)).status, 404);
-      assert.equal(await simSnapshot(t.simUrl, s.backend_name), null);
+      assert.equal(await simSnapshot(t, s.backend_name), null);
       assert.equal((await api.delSnap(s.id)).status, 204);
       assert.equal((await api.delSnap(randomUUID())).status, 204);
       assert.deepEqual((await api.listSnaps(v.id)).body.snapshots, []);
@@ -98,12 +98,12 @@ describe('snapshots, volumes from snapshots, clones', () => {
       assert.equal(r.status, 409, JSON.stringify(r.body));
       assert.equal(r.body.error.code, 'volume_has_snapshots');
       assert.deepEqual(r.body.error.details.snapshots, [s.id]);
-      assert.ok(await simVolume(t.simUrl, v.name), 'the volume is still on the backend');
+      assert.ok(await simVolume(t, v.name), 'the volume is still on the backend');
       assert.equal((await api.get(v.id)).body.status, 'available');
 
       assert.equal((await api.delSnap(s.id)).status, 204);
       assert.equal((await api.del(v.id)).status, 204);
-      assert.equal(await simVolume(t.simUrl, v.name), null);
+      assert.equal(await simVolume(t, v.name), null);
     });
   });
 
@@ -115,7 +115,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
       assert.equal(r.status, 201, JSON.stringify(r.body));
       assert.equal(r.body.size_gb, 5);
       assert.deepEqual(r.body.source, { snapshot_id: s.id });
-      const b = await simVolume(t.simUrl, r.body.name);
+      const b = await simVolume(t, r.body.name);
       assert.equal(b?.sourceSnapshotUUID, s.backend_uuid);
       assert.equal(Number(b?.size), 5 * GiB);
       const again = await api.create({ id: r.body.id, size_gb: 5, source: { snapshot_id: s.id } });
@@ -142,10 +142,10 @@ describe('snapshots, volumes from snapshots, clones', () => {
       assert.equal(r.status, 201, JSON.stringify(r.body));
       assert.equal(r.body.size_gb, 3);
       assert.deepEqual(r.body.source, { volume_id: src.id });
-      const b = await simVolume(t.simUrl, `volume-${id}`);
+      const b = await simVolume(t, `volume-${id}`);
       assert.equal(b?.sourceSnapshotName, `for_clone_${id}`, 'made from the intermediate snapshot');
       assert.equal(Number(b?.size), 3 * GiB);
-      assert.equal(await simSnapshot(t.simUrl, `for_clone_${id}`), null, 'the intermediate snapshot was deleted');
+      assert.equal(await simSnapshot(t, `for_clone_${id}`), null, 'the intermediate snapshot was deleted');
       assert.deepEqual((await api.listSnaps(src.id)).body.snapshots, [], 'the intermediate snapshot is not the orchestrator\'s');
       assert.equal((await api.del(src.id)).status, 204, 'the source can be deleted while its clone lives');
       assert.equal((await api.get(id)).body.status, 'available');

@@ -19,7 +19,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl);
+    sim = new SimView(t.simUrl, t.simJwt);
     api = lifecycleClient(t);
   });
   after(async () => t?.close());
@@ -40,7 +40,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
         { size_gb: r.body.size_gb, replicas: r.body.replicas, compression: r.body.compression, thin: r.body.thin_provisioned, qos: r.body.qos_policy_id, multiattach: r.body.multiattach, source: r.body.source },
         { size_gb: 2, replicas: 2, compression: true, thin: true, qos: QOS, multiattach: true, source: null },
       );
-      const b = await simVolume(t.simUrl, r.body.name);
+      const b = await simVolume(t, r.body.name);
       assert.ok(b, 'the backend volume exists under the Cinder name');
       assert.equal(b.UUID, r.body.backend_uuid);
       assert.equal(Number(b.size), 2 * GiB);
@@ -51,7 +51,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
 
     it('defaults: no compression, thin, no QoS policy', async () => {
       const v = await created();
-      const b = await simVolume(t.simUrl, v.name);
+      const b = await simVolume(t, v.name);
       assert.equal(b?.compression, 'false');
       assert.equal(b?.qosPolicyUUID, '');
       const r = await api.get(v.id);
@@ -77,7 +77,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
       assert.equal(r.status, 400, JSON.stringify(r.body));
       assert.match(r.body.error.message, /thin_provisioned/);
       assert.equal((await api.get(id)).status, 404);
-      assert.equal(await simVolume(t.simUrl, `volume-${id}`), null);
+      assert.equal(await simVolume(t, `volume-${id}`), null);
     });
 
     it('a missing source is a 404 naming it; a source with both kinds is a 400', async () => {
@@ -109,7 +109,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
       const r = await api.del(v.id);
       assert.equal(r.status, 204, JSON.stringify(r.body));
       assert.equal((await api.get(v.id)).status, 404);
-      assert.equal(await simVolume(t.simUrl, v.name), null, 'gone from the backend');
+      assert.equal(await simVolume(t, v.name), null, 'gone from the backend');
       assert.equal((await api.del(v.id)).status, 204);
       assert.equal((await api.del(randomUUID())).status, 204);
     });
@@ -128,7 +128,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
 
       assert.equal((await api.term(v.id, { connector: conn })).status, 200);
       assert.equal((await api.del(v.id)).status, 204);
-      assert.equal(await simVolume(t.simUrl, v.name), null);
+      assert.equal(await simVolume(t, v.name), null);
     });
 
     it('force=true revokes every host and detaches every attachment first', async () => {
@@ -138,7 +138,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
       assert.equal((await api.init(v.id, h2)).status, 200);
       const r = await api.del(v.id, true);
       assert.equal(r.status, 204, JSON.stringify(r.body));
-      assert.equal(await simVolume(t.simUrl, v.name), null);
+      assert.equal(await simVolume(t, v.name), null);
       const rows = await api.attachments(v.id);
       assert.deepEqual(rows.map((a) => a.status), ['detached', 'detached'], 'the attachment records stay, ended, for the host agents');
       assert.ok(rows.every((a) => a.detached_at !== null));
@@ -161,7 +161,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
       const r = await api.extend(v.id, 3);
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(r.body.size_gb, 3);
-      assert.equal(Number((await simVolume(t.simUrl, v.name))?.size), 3 * GiB);
+      assert.equal(Number((await simVolume(t, v.name))?.size), 3 * GiB);
       assert.equal((await api.get(v.id)).body.size_gb, 3);
       const same = await api.extend(v.id, 3);
       assert.equal(same.status, 200);
@@ -174,7 +174,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
       assert.equal(r.status, 400, JSON.stringify(r.body));
       assert.equal(r.body.error.code, 'invalid_request');
       assert.match(r.body.error.message, /new_size_gb/);
-      assert.equal(Number((await simVolume(t.simUrl, v.name))?.size), 2 * GiB);
+      assert.equal(Number((await simVolume(t, v.name))?.size), 2 * GiB);
     });
 
     it('online: an attached volume grows, its attachment and ACL stay, a repeated initialize returns the same attachment', async () => {

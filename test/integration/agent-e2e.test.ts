@@ -84,7 +84,7 @@ describe('service, simulator and agent together', () => {
     assert.equal(host.controllers().length, 3);
 
     // The optimized node fails: one path down, the volume still served by the others.
-    const sim = new SimView(t.simUrl);
+    const sim = new SimView(t.simUrl, t.simJwt);
     const state = await sim.state();
     const v = state.volumes.find((x: { uuid: string }) => x.uuid === vol.body.backend_uuid);
     const optimizedNode = Object.keys(v.ana).find((n) => v.ana[n] === 'optimized')!;

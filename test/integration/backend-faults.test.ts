@@ -15,7 +15,7 @@ describe('backend faults', () => {
 
   before(async () => {
     t = await startTarget({ proxy: true, requestTimeoutMs: 300, operationTimeoutMs: 1500 });
-    sim = new SimView(t.simUrl);
+    sim = new SimView(t.simUrl, t.simJwt);
   });
   after(async () => t?.close());
   beforeEach(async () => {

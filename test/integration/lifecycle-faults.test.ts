@@ -19,7 +19,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
 
   before(async () => {
     t = await startTarget({ requestTimeoutMs: 300, operationTimeoutMs: 1500 });
-    sim = new SimView(t.simUrl);
+    sim = new SimView(t.simUrl, t.simJwt);
     api = lifecycleClient(t);
   });
   after(async () => t?.close());
@@ -80,7 +80,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
       assert.match(r.body.error.message, /deleteVolume.*still in state Deleting/);
       assert.equal((await api.get(v.id)).body.status, 'error');
       assert.equal((await api.del(v.id)).status, 204);
-      assert.equal(await simVolume(t.simUrl, v.name), null);
+      assert.equal(await simVolume(t, v.name), null);
     });
 
     it('a snapshot stuck in Creating past the deadline is a 504 naming the state; the retry finds it', async () => {
@@ -102,7 +102,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
       await sim.faults({ failNext: { count: 2, status: 400, method: 'POST', path: '/snapshots' } });
       const r = await api.snap(v.id);
       assert.equal(r.status, 201, JSON.stringify(r.body));
-      assert.equal((await simFaults(t.simUrl)).failNext, null, 'both refusals were met');
+      assert.equal((await simFaults(t)).failNext, null, 'both refusals were met');
     });
 
     it('a 403 is not retried', async () => {
@@ -111,7 +111,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
       const r = await api.snap(v.id);
       assert.equal(r.status, 502, JSON.stringify(r.body));
       assert.equal(r.body.error.code, 'backend_rejected');
-      assert.equal((await simFaults(t.simUrl)).failNext.count, 4, 'one POST only');
+      assert.equal((await simFaults(t)).failNext.count, 4, 'one POST only');
     });
 
     it('gives up after 5 attempts and says so', async () => {
@@ -120,7 +120,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
       const r = await api.snap(v.id);
       assert.equal(r.status, 502, JSON.stringify(r.body));
       assert.match(r.body.error.message, /createSnapshot.*gave up after 5 attempts/);
-      assert.equal((await simFaults(t.simUrl)).failNext.count, 5);
+      assert.equal((await simFaults(t)).failNext.count, 5);
     });
   });
 
@@ -132,8 +132,8 @@ describe('volume lifecycle under backend faults (in-process)', () => {
       const r = await api.create({ id, source: { volume_id: src.id } });
       assert.equal(r.status, 502, JSON.stringify(r.body));
       assert.match(r.body.error.message, /ended in state Failed \(deleted it\)/);
-      assert.equal(await simVolume(t.simUrl, `volume-${id}`), null);
-      assert.equal(await simSnapshot(t.simUrl, `for_clone_${id}`), null);
+      assert.equal(await simVolume(t, `volume-${id}`), null);
+      assert.equal(await simSnapshot(t, `for_clone_${id}`), null);
       assert.equal((await api.get(id)).body.status, 'error');
       const again = await api.create({ id, source: { volume_id: src.id } });
       assert.equal(again.status, 200, JSON.stringify(again.body));
@@ -151,7 +151,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
         const r = await api.create({ size_gb: 5, source: { snapshot_id: s.id } });
         assert.equal(r.status, 201, JSON.stringify(r.body));
         assert.equal(r.body.size_gb, 5);
-        assert.equal(Number((await simVolume(t.simUrl, r.body.name))?.size), 5 * GiB);
+        assert.equal(Number((await simVolume(t, r.body.name))?.size), 5 * GiB);
       } finally {
         cluster.createVolume = original;
       }

@@ -28,7 +28,7 @@ describe('secrets never reach the log', () => {
     const ok = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set('authorization', `Bearer ${t.token}`).send({ connector: connector(NATIVE) });
     assert.equal(ok.status, 200);
     assert.equal((await t.http.get('/v1/attachments').set('authorization', `Bearer ${wrong}`)).status, 401);
-    await new SimView(t.simUrl).faults({ failNext: { count: 1, status: 500, method: 'PUT' } });
+    await new SimView(t.simUrl, t.simJwt).faults({ failNext: { count: 1, status: 500, method: 'PUT' } });
     const failed = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set('authorization', `Bearer ${t.token}`).send({ connector: connector(NATIVE) });
     assert.equal(failed.status, 502);
     assert.ok(logged.includes('backend_error'), 'the backend failure is logged');

@@ -3,51 +3,30 @@
  * (through its LightOS API and admin API), and the orchestrator calls the tests repeat.
  */
 import { randomUUID } from 'node:crypto';
-import type { Target } from './target.ts';
+import { type SimObject, SimView, type Target } from './target.ts';
+
+export type { SimObject };
 
 export const GiB = 1024 ** 3;
 
-export interface SimObject {
-  UUID: string;
-  name: string;
-  size: string;
-  state: string;
-  [key: string]: unknown;
-}
+type SimTarget = Pick<Target, 'simUrl' | 'simJwt'>;
+const view = (t: SimTarget) => new SimView(t.simUrl, t.simJwt);
 
-async function getJson(url: string): Promise<{ status: number; body: any }> {
-  const r = await fetch(url);
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : undefined };
-}
+/** The simulator's volume of that name, or null. */
+export const simVolume = (t: SimTarget, name: string): Promise<SimObject | null> => view(t).volumeByName(name);
 
-/** The simulator's volume of that name (LightOS `GET volumes/?name=`), or null. */
-export async function simVolume(simUrl: string, name: string): Promise<SimObject | null> {
-  const r = await getJson(`${simUrl}/api/v2/projects/default/volumes/?name=${encodeURIComponent(name)}`);
-  if (r.status === 404) return null;
-  if (r.status !== 200) throw new Error(`sim GET volume ${name}: ${r.status}`);
-  return r.body;
-}
-
-/** The simulator's snapshot of that name (LightOS `GET snapshots/?Name=`), or null. */
-export async function simSnapshot(simUrl: string, name: string): Promise<SimObject | null> {
-  const r = await getJson(`${simUrl}/api/v2/projects/default/snapshots/?Name=${encodeURIComponent(name)}`);
-  if (r.status === 404) return null;
-  if (r.status !== 200) throw new Error(`sim GET snapshot ${name}: ${r.status}`);
-  return r.body;
-}
+/** The simulator's snapshot of that name, or null. */
+export const simSnapshot = (t: SimTarget, name: string): Promise<SimObject | null> => view(t).snapshotByName(name);
 
 /** The simulator's fault settings as they are now. */
-export async function simFaults(simUrl: string): Promise<any> {
-  return (await getJson(`${simUrl}/sim/v1/faults`)).body;
-}
+export const simFaults = (t: SimTarget): Promise<any> => view(t).faultsNow();
 
 /**
  * Undoes the faults a test set, field by field (never `DELETE /sim/v1/faults`: by URL, other
  * test files share the simulator).
  */
-export async function resetFaults(simUrl: string): Promise<void> {
-  const r = await fetch(`${simUrl}/sim/v1/faults`, {
+export async function resetFaults(t: SimTarget): Promise<void> {
+  const r = await fetch(`${t.simUrl}/sim/v1/faults`, {
     method: 'PUT',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ failNext: null, hangNext: null, stateDelayMs: 0 }),

@@ -24,6 +24,8 @@ export interface Target {
   http: TestAgent<supertest.Test>;
   token: string;
   simUrl: string;
+  /** The JWT the simulator's LightOS API wants, when it wants one. */
+  simJwt?: string;
   /** The service's app when in-process (null by URL). */
   app: Express | null;
   /** In-process only: the simulator and the optional proxy in front of it. */
@@ -50,7 +52,14 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
     const token = process.env.PORTALIS_TEST_TOKEN;
     const simUrl = process.env.PORTALIS_TEST_SIM_URL;
     if (!token || !simUrl) throw new Error('PORTALIS_TEST_URL needs PORTALIS_TEST_TOKEN and PORTALIS_TEST_SIM_URL too');
-    return { http: supertest(process.env.PORTALIS_TEST_URL!.replace(/\/+$/, '')), token, simUrl: simUrl.replace(/\/+$/, ''), app: null, close: async () => {} };
+    return {
+      http: supertest(process.env.PORTALIS_TEST_URL!.replace(/\/+$/, '')),
+      token,
+      simUrl: simUrl.replace(/\/+$/, ''),
+      simJwt: process.env.PORTALIS_TEST_SIM_JWT || undefined,
+      app: null,
+      close: async () => {},
+    };
   }
   const log = opts.logger ?? silentLogger;
   const database = await createTestDatabase();
@@ -97,6 +106,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
     http: supertest(app),
     token,
     simUrl: sim.url,
+    simJwt: opts.simJwt,
     app,
     sim,
     proxy,
@@ -129,6 +139,15 @@ export function connector(over: Record<string, unknown> = {}): Record<string, un
 export const NATIVE = { multipath: true, nvme_native_multipath: true };
 export const DM = { multipath: true, nvme_native_multipath: false };
 
+/** A volume or snapshot as the simulator's LightOS API shows it. */
+export interface SimObject {
+  UUID: string;
+  name: string;
+  size: string;
+  state: string;
+  [key: string]: unknown;
+}
+
 /** Reads the simulator through its own LightOS API and admin API. */
 export class SimView {
   constructor(private readonly url: string, private readonly jwt?: string) {}
@@ -137,6 +156,28 @@ export class SimView {
     const r = await fetch(this.url + path, { headers: this.jwt ? { authorization: `Bearer ${this.jwt}` } : {} });
     if (!r.ok) throw new Error(`GET ${path}: ${r.status}`);
     return r.json();
+  }
+
+  /** The simulator's volume of that name (LightOS `GET volumes/?name=`), or null. */
+  volumeByName(name: string): Promise<SimObject | null> {
+    return this.getOrNull(`/api/v2/projects/default/volumes/?name=${encodeURIComponent(name)}`, `volume ${name}`);
+  }
+
+  /** The simulator's snapshot of that name (LightOS `GET snapshots/?Name=`), or null. */
+  snapshotByName(name: string): Promise<SimObject | null> {
+    return this.getOrNull(`/api/v2/projects/default/snapshots/?Name=${encodeURIComponent(name)}`, `snapshot ${name}`);
+  }
+
+  private async getOrNull(path: string, what: string): Promise<SimObject | null> {
+    const r = await fetch(this.url + path, { headers: this.jwt ? { authorization: `Bearer ${this.jwt}` } : {} });
+    if (r.status === 404) return null;
+    if (!r.ok) throw new Error(`sim GET ${what}: ${r.status}`);
+    return (await r.json()) as SimObject;
+  }
+
+  /** The fault settings as they are now. */
+  faultsNow(): Promise<any> {
+    return this.get('/sim/v1/faults');
   }
 
   async acl(volumeUuid: string): Promise<string[]> {
