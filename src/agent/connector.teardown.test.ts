@@ -99,6 +99,31 @@ describe('teardown', () => {
     assert.equal(last.disconnected.length, 3);
   });
 
+  it('given the host\'s complete attachment list, a visible namespace nobody wants or uses does not keep the controllers', async () => {
+    const s = scenario();
+    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
+    s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
+    await drive(s.clock, s.connector.connect(nativeData()));
+    // VOL2's namespace is visible (detached, but its access not yet gone), and nothing uses it.
+    const r = await drive(s.clock, s.connector.disconnect(nativeData(), { otherAttachments: [] }));
+    assert.equal(r.disconnected.length, 3);
+    assert.deepEqual(s.host.controllers(), []);
+  });
+
+  it('given the complete list, keeps the controllers while another namespace behind them is open', async () => {
+    const s = scenario();
+    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
+    s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
+    await drive(s.clock, s.connector.connect(nativeData()));
+    const other = await drive(s.clock, s.connector.connect(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
+    s.host.openDevice(777, other.devicePath!);
+    const r = await drive(s.clock, s.connector.disconnect(nativeData(), { otherAttachments: [] }));
+    assert.deepEqual(r.disconnected, []);
+    assert.equal(r.kept.length, 3);
+    assert.match(r.kept[0]!.reason, /open/);
+    assert.equal((await s.connector.getPaths(nativeData({ vol_uuid: VOL2, ns_id: '2' }))).devicePath, other.devicePath);
+  });
+
   it('keeps controllers another local attachment of the subsystem needs', async () => {
     const s = await attached();
     const r = await drive(s.clock, s.connector.disconnect(nativeData(), { otherAttachments: [nativeData({ vol_uuid: VOL2, ns_id: '2', portals: [['10.0.0.1', 4420, 'tcp']] })] }));

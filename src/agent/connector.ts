@@ -45,7 +45,11 @@ export interface PathsResult {
 
 export interface DisconnectOptions {
   force?: boolean;
-  /** Other attachments on this host that must keep their controllers (the daemon passes them). */
+  /**
+   * Every other attachment this host must keep (the daemon passes them all). When given it is
+   * taken as complete: a visible namespace of none of them that nothing uses does not keep a
+   * controller. When absent (the CLI), any other visible namespace keeps it.
+   */
   otherAttachments?: ConnectionData[];
 }
 
@@ -201,7 +205,7 @@ export class Connector {
         const ctrls = (await listControllers(this.host, t.nqn)).filter((c) => t.portals.some((p) => servesPortal(c, p, hostNqn)));
         await Promise.all(
           ctrls.map(async (c) => {
-            const reason = await this.keepReason(c, t, others, hostNqn);
+            const reason = await this.keepReason(c, t, others, hostNqn, opts.otherAttachments !== undefined);
             if (reason) return res.kept.push({ controller: c.name, reason });
             try {
               await disconnectController(this.ctx, c);
@@ -228,20 +232,37 @@ export class Connector {
   }
 
   /**
-   * Why a controller must stay: another namespace behind it (a shared subsystem: `nvme
-   * disconnect` would take that volume's path too), or another attachment on this host that
-   * uses the same subsystem and portal (its namespace may not be visible yet).
+   * Why a controller must stay: another attachment on this host uses the same subsystem and
+   * portal (its namespace may not even be visible yet), or another namespace behind it is in
+   * use (open, mounted, held): `nvme disconnect` would take that volume's path too.
+   *
+   * Whether a namespace that is merely visible keeps the controller depends on what the caller
+   * knows. The daemon passes every attachment the service wants on this host (`complete`):
+   * then a visible namespace nobody wants and nobody uses does not keep it, since on a shared
+   * subsystem a detached volume's namespace can stay visible (an ACL change does not always
+   * reach the host at once, and nvmet's ACL is per subsystem) and counting it would leak the
+   * controllers for good (os-brick bug #1961102's leftover controllers). A caller without that
+   * knowledge (the CLI) keeps the controller for any other visible namespace, as os-brick does:
+   * an attached but idle volume must not lose its paths.
    */
-  private async keepReason(c: Controller, t: TargetSpec, others: OtherUsers, hostNqn: string | null): Promise<string | null> {
-    const want = { uuid: t.uuid, nguid: t.nguid, nsid: t.nsid };
-    const foreign: string[] = [];
-    for (const name of await namespacesUnderController(this.host, c.name)) {
-      const ns = await readBlockNamespace(this.host, name);
-      if (ns && !['uuid', 'nguid', 'nsid'].includes(identify(ns, want))) foreign.push(name);
-    }
-    if (foreign.length) return `other namespaces behind it: ${foreign.join(', ')}`;
+  private async keepReason(c: Controller, t: TargetSpec, others: OtherUsers, hostNqn: string | null, complete: boolean): Promise<string | null> {
     const user = others.find((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn));
     if (user) return `another attachment on this host (volume ${user.volUuid}) uses ${c.nqn} via ${portalLabel(user.portal)}`;
+    const want = { uuid: t.uuid, nguid: t.nguid, nsid: t.nsid };
+    const busy: string[] = [];
+    for (const name of await namespacesUnderController(this.host, c.name)) {
+      const ns = await readBlockNamespace(this.host, name);
+      if (!ns || ['uuid', 'nguid', 'nsid'].includes(identify(ns, want))) continue;
+      if (!complete) {
+        busy.push(`/dev/${name} (visible; this caller does not know which attachments the host has)`);
+        continue;
+      }
+      // A hidden per-path device nvmeXcYnZ is used through its head nvmeXnZ (X: the subsystem).
+      const top = name.replace(/^(nvme\d+)c\d+(n\d+)$/, '$1$2');
+      const usage = await deviceUsage(this.host, top, [`/dev/${top}`]);
+      if (isInUse(usage)) busy.push(describeUsage(`/dev/${top}`, usage));
+    }
+    if (busy.length) return `other namespaces behind it: ${busy.join('; ')}`;
     return null;
   }
 }

@@ -90,6 +90,24 @@ describe('agent daemon', () => {
     await d.stop();
   });
 
+  it('does not tear down a volume that another attachment on this host still wants', async () => {
+    const { host, clock, service } = setup();
+    service.put('a1', nativeData());
+    service.put('a2', nativeData());
+    const d = start(host, clock, service);
+    await elapse(clock, 2_000);
+    const dev = service.last('a2')?.device_path;
+    assert.ok(dev);
+    service.put('a1', nativeData(), 'disconnected');
+    await elapse(clock, 1_000);
+    assert.equal(service.last('a1')?.state, 'disconnected');
+    assert.equal(host.calls('blockdev').length, 0, 'the shared device was not even flushed');
+    assert.equal(host.calls('nvme disconnect').length, 0);
+    assert.equal(host.controllers().length, 3);
+    assert.equal(service.last('a2')?.device_path, dev);
+    await d.stop();
+  });
+
   it('adopts on restart what is already connected: no nvme connect, no "connecting" blip', async () => {
     const { host, clock, service } = setup();
     service.put('a1', nativeData());

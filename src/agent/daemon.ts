@@ -232,8 +232,15 @@ export class AgentDaemon {
     const data = t.data!;
     const before = await c.getPaths(data).catch(() => null);
     if (before?.devicePath) this.report(id, { ...failure('disconnecting', before.devicePath, null), size_bytes: before.sizeBytes, health: before.health, paths: before.paths.map(toWire) });
+    const others = [...this.tracked.values()].filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data).map((o) => o.data!);
+    // The same volume is still wanted here (another instance of a multiattach volume, or a
+    // re-attach that overtook this teardown): its device must stay, so there is nothing to undo.
+    if (others.some((o) => o.vol_uuid.toLowerCase() === data.vol_uuid.toLowerCase())) {
+      this.log.info({ attachment: id, volume: data.vol_uuid }, 'volume still attached here through another attachment; device kept');
+      t.settled = true;
+      return this.report(id, failure('disconnected', null, null));
+    }
     try {
-      const others = [...this.tracked.values()].filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data).map((o) => o.data!);
       const res = await c.disconnect(data, { force: t.att.force, otherAttachments: others });
       this.log.info({ attachment: id, ...res }, 'detached');
       // Controllers kept for another namespace are looked at again on later passes: once the

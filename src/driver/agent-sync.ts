@@ -2,6 +2,7 @@ import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import type { AgentReport, Attachment, ConnectionInfo, PathHealth } from './model.ts';
 import { LIVE_STATUSES } from './model.ts';
+import { finishDetach } from './terminate-connection.ts';
 
 /** Reports are refreshed at least every 60 s; one older than this is shown as `unknown`. */
 export const REPORT_STALE_MS = 180_000;
@@ -65,10 +66,13 @@ export async function pollAgentTasks(
 /** Stores an agent's report on one of its own host's attachments. */
 export async function recordAgentReport(deps: DriverDeps, hostNqn: string, attachmentId: string, report: Omit<AgentReport, 'reportedAt'>): Promise<Attachment> {
   const a = await deps.store.getAttachment(attachmentId);
-  if (!a) throw new DriverError('attachment_not_found', `attachment ${attachmentId} does not exist`);
-  if (a.hostNqn !== hostNqn) throw new DriverError('forbidden', `attachment ${attachmentId} belongs to another host`);
+  // Another host's attachment answers as a missing one: a host token learns nothing of others.
+  if (!a || a.hostNqn !== hostNqn) throw new DriverError('attachment_not_found', `attachment ${attachmentId} does not exist`);
   await deps.hosts.touchHost(hostNqn);
-  return deps.hosts.saveReport(attachmentId, { ...report, reportedAt: new Date() });
+  const saved = await deps.hosts.saveReport(attachmentId, { ...report, reportedAt: new Date() });
+  // The device is gone from the host: a detach waiting for this can now revoke the access.
+  if (report.state === 'disconnected' && saved.status === 'detaching') await finishDetach(deps, attachmentId);
+  return saved;
 }
 
 /** The health the service shows: the agent's, or `unknown` without a fresh report. */

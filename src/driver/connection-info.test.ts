@@ -40,22 +40,22 @@ describe('chooseMultipathMode', () => {
 });
 
 describe('orderPaths', () => {
-  it('puts the optimized path first and drops inaccessible ones, stable otherwise', () => {
+  it('puts the optimized path first and the inaccessible ones last, stable otherwise', () => {
     const ordered = orderPaths([...PATHS, path('n4', '10.0.0.4', 'non-optimized')]);
-    assert.deepEqual(ordered.map((p) => p.nodeId), ['n3', 'n1', 'n4']);
+    assert.deepEqual(ordered.map((p) => p.nodeId), ['n3', 'n1', 'n4', 'n2']);
   });
 });
 
 describe('buildConnectionInfo', () => {
   const base = { volumeUuid: '4c5e2f9a-0000-4000-8000-000000000001', subsystemNqn: SUBSYS, nsid: 7, paths: PATHS, hostNqn: NQN, accessMode: 'rw' as const };
 
-  it('native: one target_nqn, every usable portal, optimized first, ns_id a string', () => {
+  it('native: one target_nqn, every replica portal, optimized first, a down one last, ns_id a string', () => {
     const info = buildConnectionInfo({ ...base, mode: 'native' });
     assert.equal(info.driver_volume_type, 'nvmeof');
     assert.deepEqual(info.data, {
       vol_uuid: base.volumeUuid,
       target_nqn: SUBSYS,
-      portals: [['10.0.0.3', 4420, 'tcp'], ['10.0.0.1', 4420, 'tcp']],
+      portals: [['10.0.0.3', 4420, 'tcp'], ['10.0.0.1', 4420, 'tcp'], ['10.0.0.2', 4420, 'tcp']],
       ns_id: '7',
       host_nqn: NQN,
       multipath_mode: 'native',
@@ -77,6 +77,7 @@ describe('buildConnectionInfo', () => {
     assert.deepEqual(info.data.dm_replicas, [
       { vol_uuid: base.volumeUuid, target_nqn: SUBSYS, portals: [['10.0.0.3', 4420, 'tcp']] },
       { vol_uuid: base.volumeUuid, target_nqn: SUBSYS, portals: [['10.0.0.1', 4420, 'tcp']] },
+      { vol_uuid: base.volumeUuid, target_nqn: SUBSYS, portals: [['10.0.0.2', 4420, 'tcp']] },
     ]);
     assert.equal((info.data as unknown as Record<string, unknown>).volume_replicas, undefined);
   });

@@ -35,10 +35,15 @@ const ANA_RANK: Record<AnaState, number> = {
   'persistent-loss': 5,
 };
 
-/** Paths a host can use, ANA-optimized first; stable for equal states. */
+const usableNow = (p: VolumePath) => p.anaState !== 'inaccessible' && p.anaState !== 'persistent-loss';
+
+/**
+ * Every path, ANA-optimized first and the ones unusable right now last (a replica whose node
+ * is down is still handed out, so that the host connects it once it is back); stable for equal
+ * states.
+ */
 export function orderPaths(paths: readonly VolumePath[]): VolumePath[] {
   return paths
-    .filter((p) => p.anaState !== 'inaccessible' && p.anaState !== 'persistent-loss')
     .map((p, i) => ({ p, i }))
     .sort((a, b) => ANA_RANK[a.p.anaState] - ANA_RANK[b.p.anaState] || a.i - b.i)
     .map(({ p }) => p);
@@ -63,8 +68,8 @@ export interface ConnectionInfoInput {
  * compares it with the text of sysfs `nsid`.
  */
 export function buildConnectionInfo(input: ConnectionInfoInput): ConnectionInfo {
-  const usable = orderPaths(input.paths);
-  if (usable.length === 0) {
+  const ordered = orderPaths(input.paths);
+  if (!ordered.some(usableNow)) {
     throw new DriverError('no_path', `no storage node can serve volume ${input.volumeUuid} right now (every replica's node is down)`, {
       details: { vol_uuid: input.volumeUuid },
     });
@@ -83,10 +88,11 @@ export function buildConnectionInfo(input: ConnectionInfoInput): ConnectionInfo 
       driver_volume_type: 'nvmeof',
       data: {
         ...common,
-        dm_replicas: usable.map((p) => ({ vol_uuid: input.volumeUuid, target_nqn: input.subsystemNqn, portals: [tuple(p)] })),
+        dm_replicas: ordered.map((p) => ({ vol_uuid: input.volumeUuid, target_nqn: input.subsystemNqn, portals: [tuple(p)] })),
       },
     };
   }
-  const portals = input.mode === 'native' ? usable.map(tuple) : [tuple(usable[0]!)];
+  // Single path: the best one that works now (ordered puts it first).
+  const portals = input.mode === 'native' ? ordered.map(tuple) : [tuple(ordered[0]!)];
   return { driver_volume_type: 'nvmeof', data: { ...common, target_nqn: input.subsystemNqn, portals } };
 }

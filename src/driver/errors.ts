@@ -18,6 +18,7 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   already_exists: 409,
   volume_in_use: 409,
+  ambiguous_attachment: 409,
   volume_not_ready: 409,
   volume_has_snapshots: 409,
   snapshot_not_ready: 409,
@@ -27,6 +28,7 @@ export const ERROR_STATUS = {
   backend_rejected: 502,
   backend_unavailable: 503,
   no_path: 503,
+  service_unavailable: 503,
   backend_timeout: 504,
   internal: 500,
 } as const;
@@ -40,6 +42,7 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'backend_unavailable',
   'backend_timeout',
   'no_path',
+  'service_unavailable',
 ]);
 
 export class DriverError extends Error {

@@ -127,8 +127,10 @@ export interface StorageBackend {
 
   /**
    * The portals through which the volume can be reached, with each node's ANA state for it,
-   * the optimized path first. Nodes that hold no replica of the volume (inaccessible) are
-   * left out. A backend that does not report placement returns every node with `unknown`.
+   * the optimized path first. Every node holding a replica is listed, one that is down too (as
+   * `inaccessible`, last), so that a host connects it once it is back; nodes holding no replica
+   * are left out. A backend that does not report placement returns every node, `unknown` (or
+   * `inaccessible` when it is not Active).
    */
   volumePaths(uuid: string): Promise<VolumePath[]>;
 
@@ -187,7 +189,7 @@ export interface AttachmentFilter {
  */
 export interface Store {
   /** null when absent. */
-  getVolume(id: string): Promise<Volume | null>;
+  getVolume(id: string, opts?: { includeDeleted?: boolean }): Promise<Volume | null>;
   /** Inserts; returns the existing row unchanged when `id` is already there. */
   insertVolume(v: NewVolume): Promise<Volume>;
   updateVolume(id: string, patch: Partial<Pick<Volume, 'status' | 'backendUuid' | 'sizeGb'>>): Promise<Volume>;

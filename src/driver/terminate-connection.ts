@@ -1,6 +1,6 @@
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
-import { type Attachment, type AttachmentStatus, type Connector, LIVE_STATUSES } from './model.ts';
+import { type Attachment, type AttachmentStatus, type Connector, LIVE_STATUSES, type Volume } from './model.ts';
 import type { Store } from './ports.ts';
 
 export interface TerminateConnectionRequest {
@@ -23,16 +23,30 @@ export interface TerminateConnectionResult {
   detached: string[];
   /** Hosts whose access this call removed. */
   revokedHosts: string[];
+  /**
+   * Attachments left `detaching`: the host's agent releases the device first, and the host's
+   * access is revoked when it reports the device gone.
+   */
+  pending: string[];
 }
 
 /** Attachments that still hold, or may still hold, backend access. */
 const UNFINISHED: readonly AttachmentStatus[] = ['attaching', 'attached', 'detaching'];
 
+const NOTHING: TerminateConnectionResult = { revoked: false, shared: false, detached: [], revokedHosts: [], pending: [] };
+
 /**
  * Cinder's `terminate_connection`. The host leaves the backend ACL only when no other live
- * attachment of the volume remains on it (the LightOS Cinder driver revokes on the first
- * detach of two). Targets are recorded as `detaching` before the backend is touched, so a
- * failed revoke leaves records that a retry picks up again. Repeating a terminate is harmless.
+ * attachment of the volume remains on it (the LightOS Cinder driver revokes on the first detach
+ * of two). Targets are recorded as `detaching` before the backend is touched, so a failed revoke
+ * leaves records that a retry picks up again. Repeating a terminate is harmless, also after the
+ * volume was deleted.
+ *
+ * On a host whose Portalis agent is registered, a normal terminate does not revoke at once: the
+ * agent first checks that the device is not in use, flushes and disconnects it, and the access
+ * goes when it reports `disconnected` (`finishDetach`). Revoking first would pull a mounted
+ * device from under its user. `force` revokes at once and tells the agent to tear down even a
+ * device in use. A host without an agent (os-brick) has disconnected before Cinder calls this.
  */
 export async function terminateConnection(deps: DriverDeps, req: TerminateConnectionRequest): Promise<TerminateConnectionResult> {
   if (req.connector === null && !req.force) {
@@ -42,7 +56,10 @@ export async function terminateConnection(deps: DriverDeps, req: TerminateConnec
   }
   return deps.locks.withVolumeLock(req.volumeId, async (store) => {
     const volume = await store.getVolume(req.volumeId);
-    if (!volume) throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
+    if (!volume) {
+      if (await store.getVolume(req.volumeId, { includeDeleted: true })) return NOTHING;
+      throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
+    }
     const unfinished = await store.attachmentsOfVolume(volume.id, UNFINISHED);
 
     if (req.connector === null) {
@@ -50,29 +67,78 @@ export async function terminateConnection(deps: DriverDeps, req: TerminateConnec
       const removed = volume.backendUuid ? (await deps.backend.revokeAllAccess(volume.backendUuid)).removed : [];
       await markAll(store, unfinished, 'detached');
       deps.logger.info({ volume: volume.id, hosts: removed }, 'all connections terminated');
-      return { revoked: removed.length > 0, shared: false, detached: unfinished.map((a) => a.id), revokedHosts: removed };
+      return { ...NOTHING, revoked: removed.length > 0, detached: unfinished.map((a) => a.id), revokedHosts: removed };
     }
 
     const hostNqn = req.connector.nqn;
     if (req.attachmentId) await checkAttachmentOf(store, req.attachmentId, volume.id, hostNqn);
     const ofHost = unfinished.filter((a) => a.hostNqn === hostNqn);
+    const narrowed = req.attachmentId !== undefined || req.instanceUuid !== undefined;
+    const liveOfHost = ofHost.filter((a) => LIVE_STATUSES.includes(a.status));
+    if (!narrowed && !req.force && liveOfHost.length > 1) {
+      throw new DriverError(
+        'ambiguous_attachment',
+        `host ${req.connector.host} has ${liveOfHost.length} attachments of volume ${volume.id}: say which with instance_uuid or attachment_id (or force to detach them all)`,
+        { details: { fields: ['instance_uuid', 'attachment_id'], attachments: liveOfHost.map((a) => ({ id: a.id, instance_uuid: a.instanceUuid })) } },
+      );
+    }
     const targets = ofHost.filter(
-      (a) =>
-        (req.attachmentId === undefined || a.id === req.attachmentId) &&
-        (req.instanceUuid === undefined || a.instanceUuid === (req.instanceUuid ?? null)),
+      (a) => (req.attachmentId === undefined || a.id === req.attachmentId) && (req.instanceUuid === undefined || a.instanceUuid === (req.instanceUuid ?? null)),
     );
-    const remaining = ofHost.filter((a) => !targets.includes(a) && LIVE_STATUSES.includes(a.status));
+    const remaining = liveOfHost.filter((a) => !targets.includes(a));
 
     await markAll(store, targets, 'detaching', req.force ?? false);
-    let revoked = false;
-    if (remaining.length === 0 && volume.backendUuid) {
-      // Also when there are no targets: a repeated terminate re-checks that access is gone.
-      revoked = (await deps.backend.revokeAccess(volume.backendUuid, hostNqn)).changed;
+    // Targets whose device the host's agent has not yet released.
+    const held = targets.filter((a) => a.report?.state !== 'disconnected');
+    if (!req.force && held.length > 0 && (await agentManaged(deps, hostNqn))) {
+      deps.logger.info({ volume: volume.id, host: req.connector.host, attachments: held.map((a) => a.id) }, 'detach handed to the host agent');
+      return { ...NOTHING, shared: remaining.length > 0, pending: held.map((a) => a.id), detached: [] };
     }
-    await markAll(store, targets, 'detached');
-    deps.logger.info({ volume: volume.id, host: req.connector.host, revoked, shared: remaining.length > 0 }, 'connection terminated');
-    return { revoked, shared: remaining.length > 0, detached: targets.map((a) => a.id), revokedHosts: revoked ? [hostNqn] : [] };
+    return finish(deps, store, volume, hostNqn, targets, remaining);
   });
+}
+
+/**
+ * The host's agent reported an attachment's device gone: finish its detach (revoke the host's
+ * access when nothing else of the volume is live on it). Not an error when the attachment is
+ * not detaching; throws the backend's error when the revoke fails, so that the agent reports
+ * again and the detach converges.
+ */
+export async function finishDetach(deps: DriverDeps, attachmentId: string): Promise<void> {
+  const first = await deps.store.getAttachment(attachmentId);
+  if (!first || first.status !== 'detaching') return;
+  await deps.locks.withVolumeLock(first.volumeId, async (store) => {
+    const a = await store.getAttachment(attachmentId);
+    if (!a || a.status !== 'detaching') return;
+    const volume = await store.getVolume(a.volumeId, { includeDeleted: true });
+    if (!volume) return;
+    const remaining = (await store.attachmentsOfVolume(volume.id, LIVE_STATUSES)).filter((x) => x.hostNqn === a.hostNqn);
+    await finish(deps, store, volume, a.hostNqn, [a], remaining);
+  });
+}
+
+async function finish(
+  deps: DriverDeps,
+  store: Store,
+  volume: Volume,
+  hostNqn: string,
+  targets: Attachment[],
+  remaining: Attachment[],
+): Promise<TerminateConnectionResult> {
+  let revoked = false;
+  if (remaining.length === 0 && volume.backendUuid) {
+    // Also when there are no targets: a repeated terminate re-checks that access is gone.
+    revoked = (await deps.backend.revokeAccess(volume.backendUuid, hostNqn)).changed;
+  }
+  await markAll(store, targets, 'detached');
+  deps.logger.info({ volume: volume.id, host: hostNqn, revoked, shared: remaining.length > 0 }, 'connection terminated');
+  return { ...NOTHING, revoked, shared: remaining.length > 0, detached: targets.map((a) => a.id), revokedHosts: revoked ? [hostNqn] : [] };
+}
+
+/** A host whose Portalis agent has registered tears its devices down itself before access goes. */
+async function agentManaged(deps: DriverDeps, hostNqn: string): Promise<boolean> {
+  const host = await deps.hosts.getHost(hostNqn);
+  return host?.registeredAt != null;
 }
 
 async function checkAttachmentOf(store: Store, id: string, volumeId: string, hostNqn: string): Promise<void> {

@@ -6,6 +6,7 @@ import type { Logger } from '../shared/logger.ts';
 import type { Authenticator } from './auth.ts';
 import { toErrorResponse, validationError } from './error-mapper.ts';
 import { checkAccess } from './access.ts';
+import { normalizeUuids } from './normalize.ts';
 import { agentHandlers } from './handlers/agent.ts';
 import { attachmentHandlers } from './handlers/attachments.ts';
 import { hostHandlers } from './handlers/hosts.ts';
@@ -49,7 +50,7 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     ...lifecycleHandlers(opts.deps),
     getHealthz: async () => ({ status: 200, body: { status: 'ok' } }),
     getOpenApi: async () => ({ status: 200, body: spec }),
-    getReadyz: async () => readiness(opts.readiness),
+    getReadyz: async () => readiness(opts.readiness, log),
   };
 
   const fail = (code: 'not_found' | 'method_not_allowed', message: string): Handler => async () => {
@@ -67,19 +68,33 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     validationFail: async (c) => {
       throw validationError(c.validation.errors as never);
     },
-    unauthorizedHandler: async () => {
+    unauthorizedHandler: async (c) => {
+      const failed = authFailures.get(c);
+      if (failed) {
+        throw new DriverError('service_unavailable', 'credentials cannot be checked right now (the database does not answer); retry later', { cause: failed });
+      }
       throw new DriverError('unauthorized', 'a valid bearer token is required (Authorization: Bearer <token>)');
     },
   };
 
   const open = new Set(['getHealthz', 'getOpenApi', 'getReadyz']);
   for (const [id, h] of Object.entries(operations)) {
-    const guarded: Handler = open.has(id) ? h : async (c, req, res) => (checkAccess(c), h(c, req, res));
+    const guarded: Handler = open.has(id) ? h : async (c, req, res) => (checkAccess(c), normalizeUuids(c), h(c, req, res));
     api.register(id, guarded as never);
   }
   for (const [id, h] of Object.entries(lifecycle)) api.register(id, h as never);
   // The principal it returns is kept in c.security.bearerAuth for checkAccess and the handlers.
-  api.registerSecurityHandler('bearerAuth', (c: Context) => opts.auth.authenticate(c.request.headers.authorization));
+  // A lookup that fails (database down) must not read as a bad token: the agent would drop its
+  // registration and the orchestrator would see a credential error. It becomes a 503.
+  const authFailures = new WeakMap<Context, unknown>();
+  api.registerSecurityHandler('bearerAuth', async (c: Context) => {
+    try {
+      return await opts.auth.authenticate(c.request.headers.authorization);
+    } catch (e) {
+      authFailures.set(c, e);
+      return null;
+    }
+  });
   await api.init();
 
   const app = express();
@@ -120,14 +135,16 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
   return app;
 }
 
-async function readiness(checks: ReadinessCheck[]): Promise<HandlerResult> {
+/** Unauthenticated: says which dependency fails, never how (addresses, errors go to the log). */
+async function readiness(checks: ReadinessCheck[], log: Logger): Promise<HandlerResult> {
   const results = await Promise.all(
     checks.map(async (c) => {
       try {
         await c.check();
         return [c.name, { ok: true }] as const;
       } catch (e) {
-        return [c.name, { ok: false, error: (e as Error).message }] as const;
+        log.warn({ check: c.name, err: (e as Error).message }, 'readiness check failed');
+        return [c.name, { ok: false }] as const;
       }
     }),
   );

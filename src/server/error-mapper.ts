@@ -44,6 +44,20 @@ export function validationError(errors: AjvError[] | null | undefined): DriverEr
 }
 
 /**
+ * PostgreSQL unreachable or refusing sessions: SQLSTATE class 08 (connection exception), 57P0x
+ * (shutdown), 53300 (too many connections), a database closed to connections, socket errors,
+ * or knex's pool timing out.
+ */
+function isDatabaseUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; name?: unknown; message?: unknown };
+  if (e?.name === 'KnexTimeoutError') return true;
+  if (typeof e?.code !== 'string') return false;
+  // 55000 is also "object not in prerequisite state"; only the connection-time form counts.
+  if (e.code === '55000' && /not currently accepting connections/.test(String(e.message))) return true;
+  return /^08/.test(e.code) || /^57P0/.test(e.code) || e.code === '53300' || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(e.code);
+}
+
+/**
  * The one place a failure becomes an HTTP answer. Known errors keep their code; anything
  * else is a 500 `internal` that is logged with its stack and never echoed to the client.
  */
@@ -64,6 +78,10 @@ export function toErrorResponse(err: unknown, log: Logger): { status: number; bo
   }
   if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
     return { status: 400, body: { error: { code: 'invalid_request', message: `body: ${e.message}` } } };
+  }
+  if (isDatabaseUnavailable(err)) {
+    log.warn({ err: (err as Error).message }, 'database unavailable');
+    return { status: 503, body: { error: { code: 'service_unavailable', message: 'the database does not answer; retry later' } } };
   }
   log.error({ err }, 'unexpected error');
   return { status: 500, body: { error: { code: 'internal', message: 'internal error; see the service log' } } };

@@ -49,7 +49,7 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     databaseUrl = pg.url;
     databaseDescription = `embedded PostgreSQL in ${path.join(config.dataDir, 'postgres')}`;
   }
-  const db: Db = await openDb(databaseUrl, { poolMax: config.dbPoolMax });
+  const db: Db = await openDb(databaseUrl, { poolMax: config.dbPoolMax, logger: log });
   stops.push(() => db.destroy());
 
   let endpoints = config.lightos.endpoints;

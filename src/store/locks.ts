@@ -15,6 +15,12 @@ import { PgStore } from './pg-store.ts';
  * Waiters of the same process queue on an in-process mutex first, so 50 concurrent requests
  * for one volume hold one pooled connection, not 50.
  */
+/** Closes a pooled connection; knex's pool discards closed connections when it validates them. */
+async function destroyConnection(db: Knex, conn: unknown): Promise<void> {
+  await (conn as { end(): Promise<void> }).end().catch(() => undefined);
+  await (db.client as { releaseConnection(c: unknown): Promise<void> }).releaseConnection(conn).catch(() => undefined);
+}
+
 export class PgVolumeLocks implements VolumeLocks {
   private readonly local = new KeyedMutex();
 
@@ -24,7 +30,9 @@ export class PgVolumeLocks implements VolumeLocks {
   ) {}
 
   withVolumeLock<T>(volumeId: string, fn: (store: Store) => Promise<T>): Promise<T> {
-    return this.local.run(volumeId, () => this.withAdvisoryLock(`portalis:volume:${volumeId}`, fn));
+    // One volume, one key, whatever the case of the UUID text (PostgreSQL's uuid type ignores it).
+    const key = volumeId.toLowerCase();
+    return this.local.run(key, () => this.withAdvisoryLock(`portalis:volume:${key}`, fn));
   }
 
   private async withAdvisoryLock<T>(key: string, fn: (store: Store) => Promise<T>): Promise<T> {
@@ -45,10 +53,17 @@ export class PgVolumeLocks implements VolumeLocks {
       locked = true;
       return await fn(new PgStore(this.db, conn));
     } finally {
+      let unlocked = !locked;
       if (locked) {
-        await this.db.raw('SELECT pg_advisory_unlock(hashtextextended(?, 0))', [key]).connection(conn).catch(() => undefined);
+        unlocked = await this.db
+          .raw('SELECT pg_advisory_unlock(hashtextextended(?, 0))', [key])
+          .connection(conn)
+          .then(() => true, () => false);
       }
-      await client.releaseConnection(conn);
+      if (unlocked) await client.releaseConnection(conn);
+      // A connection that may still hold the lock must not go back to the pool: closing it
+      // makes PostgreSQL release every session lock it holds.
+      else await destroyConnection(this.db, conn);
     }
   }
 }

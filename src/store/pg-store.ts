@@ -121,8 +121,10 @@ export class PgStore implements Store {
     return (this.connection ? q.connection(this.connection) : q) as Knex.QueryBuilder<R, R[]>;
   }
 
-  async getVolume(id: string): Promise<Volume | null> {
-    const row = await this.table<VolumeRow>('volumes').where({ id }).whereNull('deleted_at').first();
+  async getVolume(id: string, opts: { includeDeleted?: boolean } = {}): Promise<Volume | null> {
+    const q = this.table<VolumeRow>('volumes').where({ id });
+    if (!opts.includeDeleted) q.whereNull('deleted_at');
+    const row = await q.first();
     return row ? toVolume(row as VolumeRow) : null;
   }
 

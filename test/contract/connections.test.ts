@@ -167,16 +167,16 @@ describe('initialize_connection / terminate_connection', () => {
 
     const first = await term(vol.id, { connector: conn, attachment_id: a1.body.attachment_id });
     assert.equal(first.status, 200, JSON.stringify(first.body));
-    assert.deepEqual(first.body, { revoked: false, shared: true, detached: [a1.body.attachment_id], revoked_hosts: [] });
+    assert.deepEqual(first.body, { revoked: false, shared: true, detached: [a1.body.attachment_id], revoked_hosts: [], pending: [] });
     assert.ok((await sim.acl(vol.backend_uuid)).includes(conn.nqn as string), 'host keeps access while another attachment of it is live');
 
     const second = await term(vol.id, { connector: conn, instance_uuid: i2 });
-    assert.deepEqual(second.body, { revoked: true, shared: false, detached: [a2.body.attachment_id], revoked_hosts: [conn.nqn] });
+    assert.deepEqual(second.body, { revoked: true, shared: false, detached: [a2.body.attachment_id], revoked_hosts: [conn.nqn], pending: [] });
     assert.deepEqual(await sim.acl(vol.backend_uuid), [other.nqn]);
 
     const again = await term(vol.id, { connector: conn });
     assert.equal(again.status, 200);
-    assert.deepEqual(again.body, { revoked: false, shared: false, detached: [], revoked_hosts: [] });
+    assert.deepEqual(again.body, { revoked: false, shared: false, detached: [], revoked_hosts: [], pending: [] });
 
     const a = await t.http.get(`/v1/attachments/${a1.body.attachment_id}`).set(auth());
     assert.equal(a.body.status, 'detached');

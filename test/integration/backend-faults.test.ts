@@ -119,7 +119,7 @@ describe('backend faults', () => {
 
     const again = await term(vol.id, conn);
     assert.equal(again.status, 200);
-    assert.deepEqual(again.body, { revoked: true, shared: false, detached: [a.body.attachment_id], revoked_hosts: [conn.nqn] });
+    assert.deepEqual(again.body, { revoked: true, shared: false, detached: [a.body.attachment_id], revoked_hosts: [conn.nqn], pending: [] });
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
   });
 

@@ -28,6 +28,8 @@ export interface Target {
   simJwt?: string;
   /** The service's app when in-process (null by URL). */
   app: Express | null;
+  /** In-process only: the test database's name. */
+  databaseName?: string;
   /** In-process only: the simulator and the optional proxy in front of it. */
   sim?: SimServer;
   proxy?: TcpProxy;
@@ -107,6 +109,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
     token,
     simUrl: sim.url,
     simJwt: opts.simJwt,
+    databaseName: new URL(database.url).pathname.slice(1),
     app,
     sim,
     proxy,

@@ -210,7 +210,11 @@ describe('paths', () => {
 
     await admin.node(node(paths[0].nodeId).index, false);
     const failed = await backend.volumePaths(v.uuid);
-    assert.deepEqual(failed.map((p) => [p.nodeId, p.anaState]), [[paths[1].nodeId, 'optimized']], 'down node left out');
+    assert.deepEqual(
+      failed.map((p) => [p.nodeId, p.anaState]),
+      [[paths[1].nodeId, 'optimized'], [paths[0].nodeId, 'inaccessible']],
+      'the down replica stays listed, last, so that hosts reconnect it when it is back',
+    );
 
     await admin.node(node(paths[0].nodeId).index, true);
     const back = await backend.volumePaths(v.uuid);

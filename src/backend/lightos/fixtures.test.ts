@@ -85,12 +85,13 @@ describe('parsing recorded LightOS answers', () => {
 });
 
 describe('paths without replicaPlacement (a real LightOS)', () => {
-  test('every Active node, in API order, anaState unknown; IPv6 unbracketed; Inactive left out', async () => {
+  test('every node: Active ones in API order as unknown, IPv6 unbracketed, the Inactive one last as inaccessible', async () => {
     const paths = await backend.volumePaths(VOLUME.UUID);
     assert.deepEqual(paths, [
       { nodeId: '926e6df8-73e1-11ec-a624-000000000001', portal: { address: '192.168.75.10', port: 4420, transport: 'tcp' }, anaState: 'unknown' },
       { nodeId: '926e6df8-73e1-11ec-a624-000000000002', portal: { address: '::192:168:75:11', port: 4420, transport: 'tcp' }, anaState: 'unknown' },
       { nodeId: '926e6df8-73e1-11ec-a624-000000000004', portal: { address: 'fd00::13', port: 4421, transport: 'tcp' }, anaState: 'unknown' },
+      { nodeId: '926e6df8-73e1-11ec-a624-000000000003', portal: { address: '192.168.75.12', port: 4420, transport: 'tcp' }, anaState: 'inaccessible' },
     ]);
   });
 });

@@ -48,7 +48,7 @@ describe('orderPaths', () => {
   const node = (uuid: string, ep: string, active = true): WireNode => ({ uuid, rawEndpoint: ep, endpoint: parseNvmeEndpoint(ep), active });
   const nodes = [node('n0', '10.0.0.1:4420'), node('n1', '10.0.0.2:4420'), node('n2', '10.0.0.3:4420'), node('n3', 'garbage:x')];
 
-  test('with placement: optimized first, then non-optimized; inaccessible and inactive left out', () => {
+  test('with placement: optimized first, then non-optimized, then the unusable replicas (inactive node = inaccessible)', () => {
     const paths = orderPaths(
       [...nodes.slice(0, 2), node('n2', '10.0.0.3:4420', false)],
       [
@@ -57,7 +57,7 @@ describe('orderPaths', () => {
         { nodeUuid: 'n2', anaState: 'optimized' },
       ],
     );
-    assert.deepEqual(paths.map((p) => [p.nodeId, p.anaState]), [['n1', 'non-optimized']]);
+    assert.deepEqual(paths.map((p) => [p.nodeId, p.anaState]), [['n1', 'non-optimized'], ['n0', 'inaccessible'], ['n2', 'inaccessible']]);
     const two = orderPaths(nodes, [{ nodeUuid: 'n1', anaState: 'non-optimized' }, { nodeUuid: 'n2', anaState: 'optimized' }]);
     assert.deepEqual(two.map((p) => [p.nodeId, p.anaState]), [['n2', 'optimized'], ['n1', 'non-optimized']]);
   });

@@ -21,7 +21,8 @@ export function attachmentHandlers(deps: DriverDeps) {
       const a = await deps.store.getAttachment(id);
       if (!a) throw new DriverError('attachment_not_found', `attachment ${id} does not exist`);
       const host = confinedHost(c);
-      if (host && a.hostNqn !== host) throw new DriverError('forbidden', `attachment ${id} belongs to another host`);
+      // Another host's attachment answers as a missing one: a host token learns nothing of others.
+      if (host && a.hostNqn !== host) throw new DriverError('attachment_not_found', `attachment ${id} does not exist`);
       return { status: 200, body: presentAttachment(a) };
     },
   };

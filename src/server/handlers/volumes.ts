@@ -62,7 +62,7 @@ export function volumeHandlers(deps: DriverDeps) {
         attachmentId: b.attachment_id,
         instanceUuid: b.instance_uuid,
       });
-      return { status: 200, body: { revoked: r.revoked, shared: r.shared, detached: r.detached, revoked_hosts: r.revokedHosts } };
+      return { status: 200, body: { revoked: r.revoked, shared: r.shared, detached: r.detached, revoked_hosts: r.revokedHosts, pending: r.pending } };
     },
   };
 }
