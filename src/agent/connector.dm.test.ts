@@ -24,6 +24,16 @@ describe('DM multipath', () => {
     assert.deepEqual(s.host.fs.list('/sys/block/nvme0n1/holders'), ['dm-0']);
   });
 
+  it('online extend: rescans the paths, then has multipathd reload the map at the new size', async () => {
+    const s = dmScenario();
+    await drive(s.clock, s.connector.connect(dmData()));
+    s.host.fabric.subsystem(NQN).namespaces.get(1)!.sizeBytes = 8 * 2 ** 30; // grown on the target, no AEN
+    const r = await drive(s.clock, s.connector.extend(dmData(), 8 * 2 ** 30));
+    assert.equal(r.sizeBytes, 8 * 2 ** 30);
+    assert.equal(s.host.calls('nvme ns-rescan').length, 2);
+    assert.deepEqual(s.host.calls('multipathd resize map'), [`multipathd resize map ${MAP}`]);
+  });
+
   it('falls back to multipathd reconfigure when adding paths does not build the map', async () => {
     const s = dmScenario({ dm: { assembleOn: 'reconfigure' } });
     const r = await drive(s.clock, s.connector.connect(dmData()));

@@ -133,12 +133,21 @@ export class Connector {
       const before = await this.getPaths(data);
       const states = (await Promise.all(spec.targets.map((t) => portalStates(this.ctx, t, hostNqn)))).flat();
       await rescan(this.ctx, states.flatMap((s) => (s.controller?.state === 'live' ? [s.controller.name] : [])));
-      if (spec.mode === 'dm') {
+      // DM: the map keeps its table's size until multipathd reloads it, and that only helps once
+      // every path device shows the new size (ns-rescan only queues the kernel's scan).
+      let resizedTo = -1;
+      const resizeMapWhenPathsGrew = async () => {
+        if (spec.mode !== 'dm') return;
         const loc = await locateDm(this.ctx, spec, hostNqn);
-        if (loc.map) await this.host.run('multipathd', ['resize', 'map', loc.map.name], { timeoutMs: this.ctx.commandTimeoutMs });
-      }
+        const sizes = loc.devices.map((d) => d.sizeBytes ?? 0);
+        const paths = sizes.length ? Math.min(...sizes) : 0;
+        if (!loc.map || paths <= (loc.sizeBytes ?? 0) || paths === resizedTo) return;
+        resizedTo = paths;
+        await this.host.run('multipathd', ['resize', 'map', loc.map.name], { timeoutMs: this.ctx.commandTimeoutMs });
+      };
       const r = await poll<PathsResult>(
         async () => {
+          await resizeMapWhenPathsGrew();
           const now = await this.getPaths(data);
           const grown = expectedBytes !== undefined ? (now.sizeBytes ?? 0) >= expectedBytes : now.sizeBytes !== before.sizeBytes;
           return grown ? { done: true, value: now } : { done: false, last: now };

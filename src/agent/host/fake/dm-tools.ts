@@ -69,6 +69,15 @@ export class FakeDmTools {
       if (this.opts.assembleOn !== 'never') for (const w of new Set([...this.known].map((d) => this.wwidOf(d)))) if (w) this.assemble(w, this.known);
       return ok('ok\n');
     }
+    if (args[0] === 'resize' && args[1] === 'map') {
+      const m = this.findMap(args[2] ?? '');
+      if (!m) return fail(`${args[2]}: map not found\n`);
+      // Reload the table at the paths' current size (the smallest, as multipathd insists).
+      const sizes = [...m.paths].map((p) => Number(this.kernel.fs.read(`/sys/block/${p}/size`)?.trim() ?? 0));
+      m.sectors = String(Math.min(...sizes));
+      this.kernel.render();
+      return ok('ok\n');
+    }
     if (cmd === 'show maps json') return ok(JSON.stringify(this.mapsJson(), null, 2));
     if (args[0] === 'show' && args[1] === 'paths' && args[2] === 'raw' && args[3] === 'format') {
       const lines: string[] = [];

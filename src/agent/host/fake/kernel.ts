@@ -87,6 +87,11 @@ export interface DmMap {
   name: string;
   wwid: string;
   paths: Set<string>;
+  /**
+   * The table's size in sectors, fixed when the map is loaded: like the real device-mapper, a
+   * map does not grow with its paths until `multipathd resize map` reloads it.
+   */
+  sectors: string | null;
 }
 
 export class FakeKernel {
@@ -211,7 +216,7 @@ export class FakeKernel {
   createMap(wwid: string, paths: string[], name = wwid): DmMap {
     let m = this.maps.get(wwid);
     if (!m) {
-      m = { index: this.nextDm++, name, wwid, paths: new Set() };
+      m = { index: this.nextDm++, name, wwid, paths: new Set(), sectors: null };
       this.maps.set(wwid, m);
     }
     for (const p of paths) m.paths.add(p);
@@ -353,7 +358,8 @@ export class FakeKernel {
       fs.link(`${dir}/slaves/${p}`, pdir);
       fs.link(`${pdir}/holders/${dm}`, dir);
     }
-    fs.writeFile(`${dir}/size`, `${size}\n`);
+    if (m.sectors === null && size !== '0') m.sectors = size;
+    fs.writeFile(`${dir}/size`, `${m.sectors ?? size}\n`);
     fs.link(`/sys/block/${dm}`, dir);
     fs.link(`/sys/dev/block/253:${m.index}`, dir);
     fs.writeFile(`/dev/${dm}`, '');
