@@ -35,7 +35,8 @@ export function simState(cluster: SimCluster, faults: Faults) {
       capacityBytes: cluster.capacityBytes,
       usedBytes: cluster.usedBytes(),
     },
-    dataPlane: { kind: cluster.dataPlane.kind },
+    /** `maxNamespaces`: how many volumes the plane can hold (null: no limit). */
+    dataPlane: { kind: cluster.dataPlane.kind, maxNamespaces: cluster.dataPlane.maxNamespaces ?? null },
     nodes: cluster.nodes.map((n) => ({
       index: n.index, uuid: n.uuid, name: n.name, nvmeEndpoint: formatEndpoint(n.address, n.port), up: n.up,
     })),

@@ -136,7 +136,7 @@ describe('volumes', () => {
     const none = await api('PUT', `${VOLS}/${v.UUID}`, { acl: { values: ['ALLOW_NONE'] } });
     assert.deepEqual(none.body.acl.values, ['ALLOW_NONE']);
     assert.deepEqual(sim.cluster.getVolume('default', v.UUID)!.acl, []);
-    for (const values of [['ALLOW_NONE', HOST_A], ['ALLOW_ANY'], ['iqn.bogus']]) {
+    for (const values of [['ALLOW_NONE', HOST_A], ['ALLOW_ANY'], ['iqn.bogus'], ['nqn.2014-08.org.example:a/b']]) {
       const r = await api('PUT', `${VOLS}/${v.UUID}`, { acl: { values } });
       assert.equal(r.status, 400, JSON.stringify(values));
       assert.match(r.body.message, /acl\.values/);

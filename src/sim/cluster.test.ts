@@ -192,3 +192,64 @@ describe('lifecycle faults', () => {
     assert.ok(b.nsid > a.nsid);
   });
 });
+
+describe('data plane capacity and failures', () => {
+  test('a create beyond the plane capacity is refused with a 400, and a delete frees the slot', async () => {
+    const small = await startSimServer({ port: 0, dataPlane: new MemoryDataPlane({ maxNamespaces: 2 }) });
+    try {
+      const post = (name: string) => call(small.url, 'POST', VOLS, { name, size: '1 gib', replicaCount: 1 });
+      const a = (await post('c1')).body.UUID;
+      assert.equal((await post('c2')).status, 200);
+      const refused = await post('c3');
+      assert.equal(refused.status, 400);
+      assert.match(refused.body.message, /holds at most 2 volumes/);
+      assert.equal((await call(small.url, 'GET', `${VOLS}?name=c3`)).status, 404, 'nothing half-created');
+      assert.equal((await new SimAdmin(small.url).state()).dataPlane.maxNamespaces, 2);
+
+      small.cluster.stateDelayMs = 60_000;
+      await call(small.url, 'DELETE', `${VOLS}/${a}`);
+      assert.equal((await call(small.url, 'GET', `${VOLS}/${a}`)).body.state, 'Deleting');
+      assert.equal((await post('c3')).status, 400, 'a Deleting volume still holds its namespace');
+      small.cluster.reset();
+      small.cluster.stateDelayMs = 0;
+      const b = (await post('c4')).body.UUID;
+      assert.equal((await post('c5')).status, 200);
+      await call(small.url, 'DELETE', `${VOLS}/${b}`);
+      await waitUntil(async () => (await call(small.url, 'GET', `${VOLS}/${b}`)).status === 404);
+      assert.equal((await post('c6')).status, 200, 'a deleted volume frees its slot');
+    } finally {
+      await small.close();
+    }
+  });
+
+  test('an addNamespace that fails leaves the volume Failed, removes what it left, and frees the slot', async () => {
+    const plane = new MemoryDataPlane({ maxNamespaces: 1 });
+    let failNext = true;
+    const add = plane.addNamespace.bind(plane);
+    plane.addNamespace = async (ns) => {
+      await add(ns); // something was set up before it failed
+      if (failNext) {
+        failNext = false;
+        throw new Error('configfs said no');
+      }
+    };
+    const own = await startSimServer({ port: 0, dataPlane: plane });
+    try {
+      const bad = (await call(own.url, 'POST', VOLS, { name: 'f1', size: '1 gib', replicaCount: 1 })).body.UUID;
+      await waitUntil(async () => (await call(own.url, 'GET', `${VOLS}/${bad}`)).body.state === 'Failed');
+      await own.cluster.settled();
+      assert.deepEqual(plane.calls.slice(-2).map((c) => c.op), ['addNamespace', 'removeNamespace']);
+      assert.equal(plane.namespaces.size, 0);
+      const good = await call(own.url, 'POST', VOLS, { name: 'f2', size: '1 gib', replicaCount: 1 });
+      assert.equal(good.status, 200, 'the Failed volume holds no slot');
+      // Deleting the Failed volume does not remove anything twice.
+      await call(own.url, 'DELETE', `${VOLS}/${bad}`);
+      await waitUntil(async () => (await call(own.url, 'GET', `${VOLS}/${bad}`)).status === 404);
+      await own.cluster.settled();
+      assert.equal(plane.callsOf('removeNamespace').length, 1);
+      assert.equal(plane.namespaces.has(good.body.UUID), true);
+    } finally {
+      await own.close();
+    }
+  });
+});

@@ -86,9 +86,10 @@ export class SimCluster {
     return Math.min(3, this.nodes.length);
   }
 
+  /** Starts the data plane; rejects when it cannot (no configfs, a port in use…). */
   async start(): Promise<void> {
     const nodes = this.nodes.map((n) => ({ nodeId: n.uuid, index: n.index, address: n.address, port: n.port }));
-    await this.tell('start', () => this.dataPlane.start(this.subsystemNqn, nodes));
+    await this.seq.run(() => this.dataPlane.start(this.subsystemNqn, nodes));
   }
 
   /** Cancels pending transitions, waits for the data plane queue, stops the data plane. */
@@ -177,6 +178,7 @@ export class SimCluster {
       }
     }
     this.requireCapacity(spec.sizeBytes);
+    this.requireNamespaceSlot();
     const { replicas, primary } = choosePlacement(this.nodes, this.volumes.values(), spec.replicaCount);
     const vol: SimVolume = {
       uuid: randomUUID(), name: spec.name, project, sizeBytes: spec.sizeBytes, replicaCount: spec.replicaCount,
@@ -316,7 +318,12 @@ export class SimCluster {
     // removal queued from now on reaches the data plane after the namespace exists.
     vol.exposed = true;
     void this.tell('addNamespace', () => this.dataPlane.addNamespace(spec)).then((ok) => {
-      if (!ok) vol.exposed = false;
+      if (!ok && vol.exposed) {
+        // Whatever the failed call left behind (a file, an ANA group, a disabled namespace)
+        // goes, so that a Failed volume holds nothing and its nsid and group are free again.
+        vol.exposed = false;
+        this.tell('removeNamespace', () => this.dataPlane.removeNamespace(vol.uuid));
+      }
       if (this.volumes.get(vol.uuid) === vol && vol.state === 'Creating') this.setState(vol, ok ? 'Available' : 'Failed');
     });
   }
@@ -336,6 +343,22 @@ export class SimCluster {
   private requireCapacity(extra: number): void {
     const free = this.capacityBytes - this.usedBytes();
     if (extra > free) throw badRequest(`not enough free capacity: ${extra} bytes asked, ${free} bytes free`);
+  }
+
+  /**
+   * The data plane's namespace limit (nvmet: one ANA group per volume, 127). Every volume in
+   * the map holds, or is about to hold, a namespace, except a Failed one (never exposed, or its
+   * namespace removed again): the removals of deleted volumes are queued before any later add.
+   */
+  private requireNamespaceSlot(): void {
+    const max = this.dataPlane.maxNamespaces;
+    if (max === undefined) return;
+    const held = this.allVolumes().filter((v) => v.state !== 'Failed').length;
+    if (held >= max) {
+      throw badRequest(
+        `the ${this.dataPlane.kind} data plane holds at most ${max} volumes and ${held} exist: delete one first`,
+      );
+    }
   }
 
   /** The data plane allows the union of all ACLs; told only when that union changes. */

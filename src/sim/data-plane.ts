@@ -28,6 +28,11 @@ export interface NamespaceSpec {
 
 export interface DataPlane {
   readonly kind: string;
+  /**
+   * How many namespaces the plane can hold at once; undefined: no limit. The cluster refuses a
+   * create beyond it (a 400 at the API) rather than leave a volume half-created.
+   */
+  readonly maxNamespaces?: number;
   /** Called once before any other call, with the cluster's subsystem NQN and nodes. */
   start(subsystemNqn: string, nodes: SimNodeEndpoint[]): Promise<void>;
   /** A volume became Available: expose it. Idempotent. */

@@ -16,8 +16,14 @@ export type DataPlaneCall =
   | { op: 'setNodeUp'; nodeId: string; up: boolean }
   | { op: 'stop' };
 
+export interface MemoryDataPlaneOptions {
+  /** A capacity limit like the nvmet plane's (tests of the cluster's refusal); default none. */
+  maxNamespaces?: number;
+}
+
 export class MemoryDataPlane implements DataPlane {
   readonly kind = 'memory';
+  readonly maxNamespaces?: number;
   /** Every call in the order received; arguments are copies, never shared with the caller. */
   readonly calls: DataPlaneCall[] = [];
   subsystemNqn: string | null = null;
@@ -27,6 +33,10 @@ export class MemoryDataPlane implements DataPlane {
   readonly nodeUp = new Map<string, boolean>();
   started = false;
   stopped = false;
+
+  constructor(opts: MemoryDataPlaneOptions = {}) {
+    this.maxNamespaces = opts.maxNamespaces;
+  }
 
   async start(subsystemNqn: string, nodes: SimNodeEndpoint[]): Promise<void> {
     this.calls.push({ op: 'start', subsystemNqn, nodes: nodes.map((n) => ({ ...n })) });

@@ -24,6 +24,16 @@ export class Sequencer {
     return p;
   }
 
+  /**
+   * Queues a data-plane call whose failure the caller must see (start): rejects with its
+   * error; later calls still run after it.
+   */
+  run(fn: () => Promise<void>): Promise<void> {
+    const p = this.queue.then(fn);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
   /** Resolves once every call queued so far (and any queued meanwhile) has finished. */
   async settled(): Promise<void> {
     let seen: Promise<unknown>;

@@ -1,12 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { runSim, SimConfigError, simConfigFromEnv } from './server.ts';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { MemoryDataPlane } from './memory-data-plane.ts';
+import { dataPlaneFromConfig, runSim, SimConfigError, simConfigFromEnv } from './server.ts';
 import { call } from './testing.ts';
 
 describe('simConfigFromEnv', () => {
-  test('defaults: 127.0.0.1:8090, 3 nodes at 127.0.0.1 from port 4420, no JWT', () => {
-    assert.deepEqual(simConfigFromEnv({}), {
+  test('defaults: 127.0.0.1:8090, 3 nodes at 127.0.0.1 from port 4420, no JWT, in-memory data plane', () => {
+    assert.deepEqual(simConfigFromEnv({}, '/srv/x'), {
       host: '127.0.0.1', port: 8090, nodes: 3, nodeAddress: '127.0.0.1', basePort: 4420, jwt: undefined,
+      dataPlane: 'memory', dataDir: '/srv/x/.portalis/sim-nvmet', nvmetConfigfs: '/sys/kernel/config/nvmet',
+      nvmetAllowAnyHost: false, logLevel: 'info',
     });
   });
 
@@ -14,8 +20,13 @@ describe('simConfigFromEnv', () => {
     const c = simConfigFromEnv({
       PORTALIS_SIM_HOST: '0.0.0.0', PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '5',
       PORTALIS_SIM_NODE_ADDRESS: '[fd00::1]', PORTALIS_SIM_BASE_PORT: '5000', PORTALIS_SIM_JWT: 'abc',
+      PORTALIS_SIM_DATA_PLANE: 'nvmet', PORTALIS_SIM_DATA_DIR: 'volumes', PORTALIS_SIM_NVMET_CONFIGFS: '/mnt/cfg/nvmet',
+      PORTALIS_SIM_NVMET_ALLOW_ANY_HOST: 'true', PORTALIS_SIM_LOG_LEVEL: 'debug',
+    }, '/srv/x');
+    assert.deepEqual(c, {
+      host: '0.0.0.0', port: 0, nodes: 5, nodeAddress: 'fd00::1', basePort: 5000, jwt: 'abc',
+      dataPlane: 'nvmet', dataDir: '/srv/x/volumes', nvmetConfigfs: '/mnt/cfg/nvmet', nvmetAllowAnyHost: true, logLevel: 'debug',
     });
-    assert.deepEqual(c, { host: '0.0.0.0', port: 0, nodes: 5, nodeAddress: 'fd00::1', basePort: 5000, jwt: 'abc' });
   });
 
   const bad: [Record<string, string>, string][] = [
@@ -27,12 +38,43 @@ describe('simConfigFromEnv', () => {
     [{ PORTALIS_SIM_NODE_ADDRESS: '-x' }, 'PORTALIS_SIM_NODE_ADDRESS'],
     [{ PORTALIS_SIM_BASE_PORT: '65535', PORTALIS_SIM_NODES: '3' }, 'PORTALIS_SIM_BASE_PORT'],
     [{ PORTALIS_SIM_JWT: 'has space' }, 'PORTALIS_SIM_JWT'],
+    [{ PORTALIS_SIM_DATA_PLANE: 'kernel' }, 'PORTALIS_SIM_DATA_PLANE'],
+    [{ PORTALIS_SIM_NVMET_CONFIGFS: 'sys/kernel/config/nvmet' }, 'PORTALIS_SIM_NVMET_CONFIGFS'],
+    [{ PORTALIS_SIM_NVMET_ALLOW_ANY_HOST: 'maybe' }, 'PORTALIS_SIM_NVMET_ALLOW_ANY_HOST'],
+    [{ PORTALIS_SIM_LOG_LEVEL: 'loud' }, 'PORTALIS_SIM_LOG_LEVEL'],
   ];
   for (const [env, name] of bad) {
     test(`a bad ${name} stops start-up with a message naming it (${JSON.stringify(env)})`, () => {
       assert.throws(() => simConfigFromEnv(env), (e: Error) => e instanceof SimConfigError && e.message.includes(name));
     });
   }
+});
+
+describe('dataPlaneFromConfig', () => {
+  test('memory by default; nvmet without its configfs stops start-up naming the variables', async () => {
+    assert.equal(dataPlaneFromConfig(simConfigFromEnv({})).kind, 'memory');
+    const empty = await mkdtemp(path.join(os.tmpdir(), 'no-nvmet-'));
+    try {
+      const cfg = simConfigFromEnv({ PORTALIS_SIM_DATA_PLANE: 'nvmet', PORTALIS_SIM_NVMET_CONFIGFS: empty });
+      assert.throws(
+        () => dataPlaneFromConfig(cfg),
+        (e: Error) => e instanceof SimConfigError && /PORTALIS_SIM_DATA_PLANE=nvmet/.test(e.message) && e.message.includes('PORTALIS_SIM_NVMET_CONFIGFS'),
+      );
+      await mkdir(path.join(empty, 'subsystems'));
+      assert.equal(dataPlaneFromConfig(cfg).kind, 'nvmet');
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+  });
+
+  test('a data plane that cannot start stops the simulator, after undoing what it set up', async () => {
+    const dp = new MemoryDataPlane();
+    dp.start = async () => {
+      throw new Error('port 4420 in use');
+    };
+    await assert.rejects(runSim({ PORTALIS_SIM_PORT: '0' }, { dataPlane: dp, out: () => {} }), /port 4420 in use/);
+    assert.equal(dp.stopped, true);
+  });
 });
 
 describe('runSim', () => {

@@ -2,15 +2,20 @@
  * Starting the simulator: `startSimServer` for tests and the service's in-process default,
  * `runSim` for `portalis sim` (configured from the environment).
  */
+import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 import type { Server } from 'node:http';
+import path from 'node:path';
 import { createSimApp } from './app.ts';
 import { SimCluster } from './cluster.ts';
 import type { DataPlane } from './data-plane.ts';
 import { Faults } from './faults.ts';
+import { MemoryDataPlane } from './memory-data-plane.ts';
+import { DEFAULT_NVMET_ROOT } from './nvmet/configfs.ts';
+import { NvmetDataPlane } from './nvmet/nvmet-data-plane.ts';
 import { formatEndpoint } from './wire.ts';
-import { type Logger, silentLogger } from '../shared/logger.ts';
+import { createLogger, type Logger, silentLogger } from '../shared/logger.ts';
 
 export interface SimServerOptions {
   host?: string;
@@ -40,7 +45,13 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
     nodes: opts.nodes, nodeAddress: opts.nodeAddress, basePort: opts.basePort,
     capacityBytes: opts.capacityBytes, dataPlane: opts.dataPlane, logger,
   });
-  await cluster.start();
+  try {
+    await cluster.start();
+  } catch (err) {
+    // Undo whatever the data plane set up before it failed (nvmet: configfs items).
+    await cluster.close().catch(() => undefined);
+    throw err;
+  }
   const faults = new Faults(cluster);
   const app = createSimApp({ cluster, faults, jwt: opts.jwt, logger });
   const host = opts.host ?? '127.0.0.1';
@@ -76,6 +87,8 @@ export class SimConfigError extends Error {
   }
 }
 
+export type SimDataPlaneKind = 'memory' | 'nvmet';
+
 export interface SimEnvConfig {
   host: string;
   port: number;
@@ -83,7 +96,17 @@ export interface SimEnvConfig {
   nodeAddress: string;
   basePort: number;
   jwt?: string;
+  dataPlane: SimDataPlaneKind;
+  /** nvmet: folder of the volumes' sparse backing files (absolute). */
+  dataDir: string;
+  /** nvmet: nvmet's configfs folder (absolute). */
+  nvmetConfigfs: string;
+  /** nvmet: attr_allow_any_host 1, every host may connect whatever the ACLs. */
+  nvmetAllowAnyHost: boolean;
+  logLevel: string;
 }
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 function intVar(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
   const raw = env[name];
@@ -104,8 +127,35 @@ function addrVar(env: NodeJS.ProcessEnv, name: string, def: string): string {
   return v;
 }
 
-/** Reads the `PORTALIS_SIM_*` variables; throws SimConfigError naming the bad one. */
-export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SimEnvConfig {
+function choiceVar<T extends string>(env: NodeJS.ProcessEnv, name: string, def: T, choices: readonly T[]): T {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  const v = raw.trim().toLowerCase() as T;
+  if (!choices.includes(v)) throw new SimConfigError(`${name} must be one of ${choices.join(', ')}, got '${raw}'`);
+  return v;
+}
+
+function boolVar(env: NodeJS.ProcessEnv, name: string, def: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (/^(true|1|yes)$/i.test(raw.trim())) return true;
+  if (/^(false|0|no)$/i.test(raw.trim())) return false;
+  throw new SimConfigError(`${name} must be true or false, got '${raw}'`);
+}
+
+function pathVar(env: NodeJS.ProcessEnv, name: string, def: string, cwd: string, mustBeAbsolute = false): string {
+  const raw = env[name];
+  const v = raw === undefined || raw === '' ? def : raw;
+  if (v.includes('\0')) throw new SimConfigError(`${name} must be a path, got '${raw}'`);
+  if (mustBeAbsolute && !path.isAbsolute(v)) throw new SimConfigError(`${name} must be an absolute path, got '${raw}'`);
+  return path.resolve(cwd, v);
+}
+
+/**
+ * Reads the `PORTALIS_SIM_*` variables; throws SimConfigError naming the bad one. Relative
+ * paths are resolved against `cwd`.
+ */
+export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): SimEnvConfig {
   const nodes = intVar(env, 'PORTALIS_SIM_NODES', 3, 1, 64);
   const basePort = intVar(env, 'PORTALIS_SIM_BASE_PORT', 4420, 1, 65535);
   if (basePort + nodes - 1 > 65535) {
@@ -120,7 +170,28 @@ export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env): SimEnvCo
     nodeAddress: addrVar(env, 'PORTALIS_SIM_NODE_ADDRESS', '127.0.0.1'),
     basePort,
     jwt: jwt === undefined || jwt === '' ? undefined : jwt,
+    dataPlane: choiceVar(env, 'PORTALIS_SIM_DATA_PLANE', 'memory', ['memory', 'nvmet'] as const),
+    dataDir: pathVar(env, 'PORTALIS_SIM_DATA_DIR', path.join('.portalis', 'sim-nvmet'), cwd),
+    nvmetConfigfs: pathVar(env, 'PORTALIS_SIM_NVMET_CONFIGFS', DEFAULT_NVMET_ROOT, cwd, true),
+    nvmetAllowAnyHost: boolVar(env, 'PORTALIS_SIM_NVMET_ALLOW_ANY_HOST', false),
+    logLevel: choiceVar(env, 'PORTALIS_SIM_LOG_LEVEL', 'info', LOG_LEVELS),
   };
+}
+
+/**
+ * The data plane the configuration asks for. nvmet needs the kernel target's configfs (root,
+ * modules nvmet and nvmet-tcp, configfs mounted); without it start-up stops here with a
+ * message naming the variables, rather than on the first configfs write.
+ */
+export function dataPlaneFromConfig(cfg: SimEnvConfig): DataPlane {
+  if (cfg.dataPlane === 'memory') return new MemoryDataPlane();
+  if (!existsSync(path.join(cfg.nvmetConfigfs, 'subsystems'))) {
+    throw new SimConfigError(
+      `PORTALIS_SIM_DATA_PLANE=nvmet needs the kernel NVMe target's configfs at ${cfg.nvmetConfigfs} ` +
+        '(PORTALIS_SIM_NVMET_CONFIGFS): as root, `modprobe nvmet nvmet-tcp` and mount configfs on /sys/kernel/config',
+    );
+  }
+  return new NvmetDataPlane({ dataDir: cfg.dataDir, configfsRoot: cfg.nvmetConfigfs, allowAnyHost: cfg.nvmetAllowAnyHost });
 }
 
 /**
@@ -132,9 +203,12 @@ export async function runSim(
   opts: { logger?: Logger; dataPlane?: DataPlane; out?: (line: string) => void } = {},
 ): Promise<SimServer> {
   const cfg = simConfigFromEnv(env);
-  const sim = await startSimServer({ ...cfg, logger: opts.logger, dataPlane: opts.dataPlane });
+  const logger = opts.logger ?? createLogger({ level: cfg.logLevel, name: 'portalis-sim' });
+  const dataPlane = opts.dataPlane ?? dataPlaneFromConfig(cfg);
+  const sim = await startSimServer({ ...cfg, logger, dataPlane });
   const out = opts.out ?? ((line: string) => process.stdout.write(`${line}\n`));
-  out(`Portalis LightOS simulator listening on ${sim.url} (${cfg.nodes} nodes, data plane ${sim.cluster.dataPlane.kind}` +
+  const where = dataPlane.kind === 'nvmet' ? ` at ${cfg.nvmetConfigfs}, files in ${cfg.dataDir}` : '';
+  out(`Portalis LightOS simulator listening on ${sim.url} (${cfg.nodes} nodes, data plane ${dataPlane.kind}${where}` +
     `${cfg.jwt ? ', JWT required' : ''}); admin API at ${sim.url}/sim/v1`);
   return sim;
 }

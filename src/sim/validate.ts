@@ -82,8 +82,13 @@ function isNqn(s: string): boolean {
 
 /**
  * `acl.values`: host NQNs, or the sentinel `ALLOW_NONE` alone (stored as the empty list).
- * `ALLOW_ANY` is refused: the DataPlane has no "any host" switch, so the simulator could not
- * honour it on the nvmet plane.
+ *
+ * `ALLOW_ANY` is refused, by decision: nvmet grants access per subsystem, not per namespace,
+ * and the simulated cluster has one subsystem for every volume (as LightOS), so "any host" on
+ * one volume would have to open the whole subsystem: every host could connect and see every
+ * namespace, which is not what LightOS does with that volume's ACL. No client of ours sends
+ * it (the LightOS adapter and the Cinder driver write host NQNs and `ALLOW_NONE`). Whoever
+ * wants an open target says so for the whole simulator: `PORTALIS_SIM_NVMET_ALLOW_ANY_HOST`.
  */
 export function parseAcl(v: unknown, field = 'acl'): string[] {
   const values = listValues(v, field);
@@ -92,6 +97,8 @@ export function parseAcl(v: unknown, field = 'acl'): string[] {
     if (x === ALLOW_NONE) throw badRequest(`${field}.values: ALLOW_NONE cannot be combined with host NQNs`);
     if (x === ALLOW_ANY) throw badRequest(`${field}.values: ALLOW_ANY is not supported by the simulator; list host NQNs`);
     if (!isNqn(x)) throw badRequest(`${field}.values: '${x}' is not an NQN (nqn.…, at most 223 bytes)`);
+    // The nvmet plane names a host by a configfs folder (hosts/<nqn>): no '/' there.
+    if (x.includes('/')) throw badRequest(`${field}.values: '${x}': the simulator cannot serve a host NQN with '/' in it`);
   }
   return [...new Set(values)];
 }

@@ -70,10 +70,20 @@ async function runScenario(s: Scenario, kernel: KernelArtifacts, verbose: boolea
   const runDir = await mkdtemp(path.join(RUNS_DIR, `${s.name}-`));
   let host: HostSide | undefined;
   let r: BootResult;
+  let hostMs = 0;
   try {
     const bundle = path.join(runDir, 'guest.mjs');
     await bundleGuestScript(repoRoot, s.script, bundle);
-    host = await s.host?.();
+    const h0 = performance.now();
+    try {
+      host = await s.host?.();
+    } catch (err) {
+      // Nothing was tested: a failure of the scenario, never a pass or a skip.
+      console.log(`FAIL ${s.name}  its host side did not start: ${err instanceof Error ? err.stack : String(err)}`);
+      console.log(`  run folder kept: ${runDir}`);
+      return { ok: false, runDir };
+    }
+    hostMs = performance.now() - h0;
     r = await boot({
       kernel,
       runDir,
@@ -88,9 +98,12 @@ async function runScenario(s: Scenario, kernel: KernelArtifacts, verbose: boolea
       onConsole: verbose ? (c) => process.stdout.write(c) : undefined,
     });
   } finally {
+    const c0 = performance.now();
     await host?.close();
+    hostMs += performance.now() - c0;
   }
-  const timing = `${secs(r.totalMs)} (guest boot ${secs(r.bootMs)}, scenario ${secs(r.scenarioMs)})`;
+  const hostPart = s.host ? `, host side ${secs(hostMs)}` : '';
+  const timing = `${secs(r.totalMs + hostMs)} (guest boot ${secs(r.bootMs)}, scenario ${secs(r.scenarioMs)}${hostPart})`;
   const ok = r.status === 'exited' && r.exitCode === 0;
   if (ok) {
     console.log(`PASS ${s.name}  ${timing}`);

@@ -97,6 +97,8 @@ export async function supportsODirect(dir: string): Promise<boolean> {
 
 export class NvmetDataPlane implements DataPlane {
   readonly kind = 'nvmet';
+  /** One ANA group per volume: groups 2..128 (group 1 is every port's default). */
+  readonly maxNamespaces = MAX_ANA_GROUP - 1;
   private readonly fs: Configfs;
   private nqn = '';
   private nodes: SimNodeEndpoint[] = [];

@@ -2,8 +2,8 @@
  * Guest-side NVMe helpers for the kernel scenarios: nvme-cli calls and sysfs views of
  * controllers and block devices, as the kernel (6.1) shows them.
  */
-import { randomBytes } from 'node:crypto';
-import { readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { RunResult } from '../harness/exec.ts';
 import { check, list, readSys, sh, shAny } from './lib.ts';
@@ -15,6 +15,8 @@ export interface ConnectOptions {
   nqn: string;
   address: string;
   port: number;
+  /** Default `tcp`. */
+  transport?: string;
   hostNqn?: string;
   hostId?: string;
 }
@@ -22,7 +24,7 @@ export interface ConnectOptions {
 /** `nvme connect … -o json`; the caller interprets the result. */
 export function nvmeConnect(o: ConnectOptions): Promise<RunResult> {
   return shAny('nvme', [
-    'connect', '-t', 'tcp', '-a', o.address, '-s', String(o.port), '-n', o.nqn,
+    'connect', '-t', o.transport ?? 'tcp', '-a', o.address, '-s', String(o.port), '-n', o.nqn,
     '-q', o.hostNqn ?? HOST_NQN, '-I', o.hostId ?? HOST_ID,
     '--ctrl-loss-tmo=-1', '--reconnect-delay=1', '-o', 'json',
   ]);
@@ -117,6 +119,74 @@ export async function directIoRoundTrip(dev: string, mib: number, tag: string): 
   const readMs = Math.round(performance.now() - t);
   check(readFileSync(back).equals(data), `data read back from ${dev} matches what was written`);
   return { writeMs, readMs };
+}
+
+/**
+ * The host's NVMe identity as a connector reports it: `/etc/nvme/hostnqn` and
+ * `/etc/nvme/hostid`, created (as nvme-cli's packaging does) when missing. The guest's /etc is
+ * the tmpfs overlay's, so nothing reaches the host's files.
+ */
+export async function hostIdentity(): Promise<{ hostNqn: string; hostId: string; created: boolean }> {
+  let hostNqn = readSys('/etc/nvme/hostnqn');
+  let hostId = readSys('/etc/nvme/hostid');
+  const created = !hostNqn;
+  if (!hostNqn) {
+    hostNqn = (await sh('nvme', ['gen-hostnqn'])).trim();
+    mkdirSync('/etc/nvme', { recursive: true });
+    writeFileSync('/etc/nvme/hostnqn', `${hostNqn}\n`);
+  }
+  if (!hostId) {
+    hostId = /uuid:([0-9a-f-]{36})$/i.exec(hostNqn)?.[1] ?? randomUUID();
+    writeFileSync('/etc/nvme/hostid', `${hostId}\n`);
+  }
+  return { hostNqn, hostId, created };
+}
+
+/** The visible device whose namespace UUID is `uuid` (a native-multipath head), if exactly one. */
+export function headByUuid(uuid: string): string | undefined {
+  const found = nvmeDisks().filter((d) => readSys(`/sys/block/${d}/uuid`) === uuid.toLowerCase());
+  return found.length === 1 ? found[0] : undefined;
+}
+
+/** The hidden per-path devices behind head `nvme<S>n<N>`: `nvme<S>c<C>n<N>`. */
+export function pathsOfHead(head: string): string[] {
+  const m = /^nvme(\d+)n(\d+)$/.exec(head);
+  if (!m) throw new Error(`${head} is not a head device name`);
+  const re = new RegExp(`^nvme${m[1]}c\\d+n${m[2]}$`);
+  return pathDevices().filter((d) => re.test(d));
+}
+
+export interface PathView {
+  dev: string;
+  controller: string;
+  trsvcid: string;
+  controllerState: string | null;
+  anaState: string | null;
+}
+
+/** Each path of a head: its controller, the controller's port and state, the path's ANA state. */
+export function pathViews(head: string): PathView[] {
+  return pathsOfHead(head).map((dev) => {
+    const controller = controllerOf(dev);
+    const c = controllers().find((x) => x.name === controller);
+    return {
+      dev,
+      controller,
+      trsvcid: c?.address.trsvcid ?? '?',
+      controllerState: c?.state ?? null,
+      anaState: readSys(`/sys/block/${dev}/ana_state`),
+    };
+  });
+}
+
+/** The kernel log's lines, for `kernelLogSince`. */
+export async function kernelLog(): Promise<string[]> {
+  return (await sh('dmesg', [])).split('\n').filter(Boolean);
+}
+
+/** Lines logged after `mark` (the length of an earlier `kernelLog()`) that report I/O errors. */
+export async function ioErrorsSince(mark: number): Promise<string[]> {
+  return (await kernelLog()).slice(mark).filter((l) => /I\/O error|critical (medium|target) error|blk_update_request/.test(l));
 }
 
 /** Parses nvme-cli JSON output, keeping the raw text when it is not JSON. */

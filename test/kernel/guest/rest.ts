@@ -1,0 +1,155 @@
+/**
+ * REST clients for guest scenarios: the driver service's orchestrator API (admin token) and
+ * the simulator's LightOS API and fault API. Every request has a timeout, and a status other
+ * than the expected one throws with the method, path, status and answer, so that a failing
+ * scenario says what the service or simulator answered.
+ */
+
+export interface Answer {
+  status: number;
+  body: any;
+  headers: Headers;
+}
+
+export class Http {
+  constructor(
+    readonly base: string,
+    private readonly headers: Record<string, string> = {},
+    private readonly timeoutMs = 30_000,
+  ) {}
+
+  async request(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+    const init: RequestInit = {
+      method,
+      headers: { accept: 'application/json', ...this.headers, ...headers },
+      signal: AbortSignal.timeout(this.timeoutMs),
+    };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      (init.headers as Record<string, string>)['content-type'] = 'application/json';
+    }
+    let res: Response;
+    try {
+      res = await fetch(this.base + path, init);
+    } catch (err) {
+      throw new Error(`${method} ${this.base}${path}: no answer (${(err as Error).message})`, { cause: err });
+    }
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, body: parsed, headers: res.headers };
+  }
+
+  /** The answer's body when its status is one of `ok`; else throws naming what came back. */
+  async expect(ok: number[], method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<any> {
+    const a = await this.request(method, path, body, headers);
+    if (!ok.includes(a.status)) {
+      throw new Error(`${method} ${path} answered ${a.status}, expected ${ok.join(' or ')}: ${JSON.stringify(a.body)}`);
+    }
+    return a.body;
+  }
+}
+
+/** A connector as os-brick's `get_connector_properties` returns it (the fields we send). */
+export interface Connector {
+  nqn: string;
+  host: string;
+  nvme_hostid?: string;
+  uuid?: string;
+  multipath?: boolean;
+  nvme_native_multipath?: boolean;
+  enforce_multipath?: boolean;
+  [key: string]: unknown;
+}
+
+export interface NvmeofConnectionData {
+  vol_uuid: string;
+  target_nqn?: string;
+  portals?: [string, number, string][];
+  ns_id: string;
+  host_nqn: string;
+  multipath_mode: string;
+  dm_replicas?: { vol_uuid: string; target_nqn: string; portals: [string, number, string][] }[];
+  [key: string]: unknown;
+}
+
+/** The driver service's orchestrator API. */
+export class ServiceApi {
+  readonly http: Http;
+
+  constructor(
+    readonly url: string,
+    token: string,
+  ) {
+    this.http = new Http(url, { authorization: `Bearer ${token}` });
+  }
+
+  createVolume(body: { id: string; size_gb: number; replicas?: number; multiattach?: boolean }) {
+    return this.http.expect([200, 201], 'POST', '/v1/volumes', body);
+  }
+
+  getVolume(id: string) {
+    return this.http.expect([200], 'GET', `/v1/volumes/${id}`);
+  }
+
+  async initializeConnection(id: string, connector: Connector): Promise<{ data: NvmeofConnectionData; attachmentId: string; raw: any }> {
+    const r = await this.http.expect([200], 'POST', `/v1/volumes/${id}/initialize_connection`, { connector });
+    if (r?.connection_info?.driver_volume_type !== 'nvmeof') throw new Error(`initialize_connection: not nvmeof: ${JSON.stringify(r)}`);
+    return { data: r.connection_info.data, attachmentId: r.attachment_id, raw: r };
+  }
+
+  terminateConnection(id: string, connector: Connector | null, force?: boolean) {
+    return this.http.expect([200], 'POST', `/v1/volumes/${id}/terminate_connection`, force === undefined ? { connector } : { connector, force });
+  }
+
+  attachments(query: Record<string, string> = {}) {
+    const q = new URLSearchParams(query).toString();
+    return this.http.expect([200], 'GET', `/v1/attachments${q ? `?${q}` : ''}`);
+  }
+}
+
+/** The simulator: its LightOS API v2 (one project) and its fault API (`/sim/v1`). */
+export class SimApi {
+  readonly http: Http;
+
+  constructor(
+    readonly url: string,
+    readonly project = 'default',
+  ) {
+    this.http = new Http(url);
+  }
+
+  private volumes(): string {
+    return `/api/v2/projects/${this.project}/volumes`;
+  }
+
+  state(): Promise<any> {
+    return this.http.expect([200], 'GET', '/sim/v1/state');
+  }
+
+  /** `POST /sim/v1/nodes/{ref}/down|up`. */
+  node(ref: string | number, up: boolean): Promise<any> {
+    return this.http.expect([200], 'POST', `/sim/v1/nodes/${ref}/${up ? 'up' : 'down'}`);
+  }
+
+  /** The volume as LightOS shows it, with its ETag (from the header, unquoted), or null (404). */
+  async volume(uuid: string): Promise<{ body: any; etag: string } | null> {
+    const a = await this.http.request('GET', `${this.volumes()}/${uuid}`);
+    if (a.status === 404) return null;
+    if (a.status !== 200) throw new Error(`GET volume ${uuid} answered ${a.status}: ${JSON.stringify(a.body)}`);
+    return { body: a.body, etag: (a.headers.get('etag') ?? '').replace(/^"(.*)"$/, '$1') };
+  }
+
+  /** `PUT` with `If-Match`; returns the raw answer (the caller checks 200 or 412). */
+  putVolume(uuid: string, body: Record<string, unknown>, ifMatch?: string): Promise<Answer> {
+    return this.http.request('PUT', `${this.volumes()}/${uuid}`, body, ifMatch === undefined ? {} : { 'If-Match': `"${ifMatch}"` });
+  }
+
+  deleteVolume(uuid: string): Promise<any> {
+    return this.http.expect([200], 'DELETE', `${this.volumes()}/${uuid}`);
+  }
+}
