@@ -50,8 +50,10 @@ export async function main(argv: string[]): Promise<number> {
         return await serve();
       case 'sim': {
         const { runSim } = await import('../sim/server.ts');
-        await runSim(process.env);
+        const sim = await runSim(process.env);
         await waitForSignal();
+        // The nvmet plane takes its subsystem, ports and namespaces out of configfs here.
+        await sim.close();
         return 0;
       }
       case 'agent': {

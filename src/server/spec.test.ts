@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type Document, OpenAPIBackend } from 'openapi-backend';
+import { createApp } from './app.ts';
+import { Authenticator } from './auth.ts';
+import { loadSpec } from './spec.ts';
+import { silentLogger } from '../shared/logger.ts';
+import type { DriverDeps } from '../driver/deps.ts';
+
+/** The app loads the document in openapi-backend's quick mode; the full checks happen here. */
+describe('api-spec/portalis.yaml', () => {
+  it('is a valid OpenAPI document', async () => {
+    const api = new OpenAPIBackend({ definition: loadSpec() as unknown as Document, strict: true, quick: false });
+    await api.init();
+    assert.ok(api.getOperations().length > 20);
+  });
+
+  it('has a handler for every operation, and no handler without an operation', async () => {
+    const api = new OpenAPIBackend({ definition: loadSpec() as unknown as Document, quick: true });
+    await api.init();
+    const ids = api.getOperations().map((o) => o.operationId!).sort();
+    // The app registers its handlers on its own OpenAPIBackend; catch its registrations.
+    const registered: string[] = [];
+    const original = OpenAPIBackend.prototype.register;
+    OpenAPIBackend.prototype.register = function (this: OpenAPIBackend, ...args: unknown[]) {
+      if (typeof args[0] === 'string') registered.push(args[0]);
+      return (original as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof original;
+    try {
+      await createApp({ deps: {} as DriverDeps, auth: new Authenticator('x'.repeat(32)), logger: silentLogger, readiness: [] });
+    } finally {
+      OpenAPIBackend.prototype.register = original;
+    }
+    const lifecycle = new Set(['notFound', 'methodNotAllowed', 'notImplemented', 'validationFail', 'unauthorizedHandler']);
+    assert.deepEqual(registered.filter((r) => !lifecycle.has(r)).sort(), ids);
+    for (const h of lifecycle) assert.ok(registered.includes(h), `${h} is registered`);
+  });
+});
