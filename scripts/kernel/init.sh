@@ -41,10 +41,19 @@ mount -t sysfs sysfs $N/sys
 mount -t configfs configfs $N/sys/kernel/config
 mount -t devtmpfs devtmpfs $N/dev
 mkdir -p $N/dev/pts && mount -t devpts devpts $N/dev/pts
-mount -t tmpfs -o mode=1777 tmpfs $N/tmp
 mount -t tmpfs -o mode=0755 tmpfs $N/run
 mkdir -p $N/lib/modules && mount --bind /lib/modules $N/lib/modules
 mkdir -p "$N$RUN_DIR" && mount -t 9p -o "$P9" results "$N$RUN_DIR" || fail "cannot mount the run folder"
+# The guest gets its own /tmp, but a checkout under the host's /tmp (as CI's clone may be) must
+# stay visible: carry it over the new tmpfs with a bind mount.
+CWD=$(sed -n "s/^export PORTALIS_CWD='\(.*\)'$/\1/p" "$N$RUN_DIR/run.env")
+case "$CWD" in
+  /tmp/*)
+    mkdir -p /keep && mount --bind "$N$CWD" /keep || fail "cannot keep $CWD"
+    mount -t tmpfs -o mode=1777 tmpfs $N/tmp
+    mkdir -p "$N$CWD" && mount -o move /keep "$N$CWD" || fail "cannot bring back $CWD" ;;
+  *) mount -t tmpfs -o mode=1777 tmpfs $N/tmp ;;
+esac
 
 STAGE2=$(sed -n "s/^export PORTALIS_STAGE2='\(.*\)'$/\1/p" "$N$RUN_DIR/run.env")
 [ -n "$STAGE2" ] || fail "no PORTALIS_STAGE2 in $RUN_DIR/run.env"

