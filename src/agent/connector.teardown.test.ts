@@ -147,18 +147,71 @@ describe('teardown', () => {
 
   it('does not mistake a controller that reused the name for the one it disconnected', async () => {
     const s = await attached();
-    // While nvme2 goes away, another subsystem's connect takes the number: that is not a failure.
+    // While nvme1 goes away, another subsystem's connect takes the number: that is not a failure.
     s.host.fabric.addSubsystem('nqn.other', [{ address: '10.9.9.9' }]);
     s.host.script(
-      (cmd, args) => cmd === 'nvme' && args[0] === 'disconnect' && args[2] === 'nvme2',
+      (cmd, args) => cmd === 'nvme' && args[0] === 'disconnect' && args[2] === 'nvme1',
       () => {
-        const r = s.host.answer('nvme', ['disconnect', '-d', 'nvme2']);
+        const r = s.host.answer('nvme', ['disconnect', '-d', 'nvme1']);
         s.host.answer('nvme', ['connect', '-t', 'tcp', '-a', '10.9.9.9', '-s', '4420', '-n', 'nqn.other']);
         return r;
       },
     );
     const r = await drive(s.clock, s.connector.disconnect(nativeData()));
     assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
-    assert.equal(s.host.fs.read('/sys/class/nvme/nvme2/subsysnqn')?.trim(), 'nqn.other');
+    assert.equal(s.host.fs.read('/sys/class/nvme/nvme1/subsysnqn')?.trim(), 'nqn.other');
+  });
+
+  // Seen in the kernel scenarios (Debian 12: nvme-cli 2.3, libnvme 1.3): `nvme disconnect -d`
+  // scans the whole sysfs topology first, and libnvme 1.3 double-frees (SIGABRT, exit 134) when
+  // a controller directory vanishes during that scan (libnvme issue #840), i.e. while another
+  // controller is being removed: parallel disconnects of one volume's controllers crashed it.
+  it('disconnects one controller at a time (no nvme-cli scans sysfs while another controller goes)', async () => {
+    const s = await attached();
+    let most = 0;
+    s.host.script(
+      (cmd, args) => cmd === 'nvme' && args[0] === 'disconnect',
+      () => {
+        const inFlight = s.host.running.filter((r) => r.cmd === 'nvme' && r.args[0] === 'disconnect');
+        most = Math.max(most, inFlight.length);
+        return Promise.resolve(s.host.answer('nvme', inFlight.at(-1)!.args));
+      },
+      3,
+    );
+    const r = await drive(s.clock, s.connector.disconnect(nativeData()));
+    assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
+    assert.equal(most, 1, 'disconnects in flight at once');
+  });
+
+  it('runs nvme disconnect again when nvme-cli aborted before disconnecting (libnvme 1.3 double free)', async () => {
+    const s = await attached();
+    s.host.script((cmd, args) => cmd === 'nvme' && args[0] === 'disconnect' && args[2] === 'nvme1', {
+      code: 134,
+      stdout: '',
+      stderr: 'free(): double free detected in tcache 2\n',
+    });
+    const t0 = s.clock.now();
+    const r = await drive(s.clock, s.connector.disconnect(nativeData()));
+    assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
+    assert.deepEqual(r.errors, []);
+    assert.equal(s.host.calls('nvme disconnect -d nvme1').length, 2);
+    assert.ok(s.clock.now() - t0 < 5000, 'not after waiting out the sysfs check of the crashed attempt');
+    assert.deepEqual(s.host.controllers(), []);
+  });
+
+  it('gives up after three aborted attempts and reports the controller still there', async () => {
+    const s = await attached();
+    s.host.script(
+      (cmd, args) => cmd === 'nvme' && args[0] === 'disconnect' && args[2] === 'nvme1',
+      { code: 134, stdout: '', stderr: 'free(): double free detected in tcache 2\n' },
+      5,
+    );
+    await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), (e: unknown) => {
+      assert.ok(e instanceof TeardownError);
+      assert.match(e.result.errors[0]!.message, /nvme disconnect -d nvme1 exited 134 but nvme1 is still present .*double free/);
+      return true;
+    });
+    assert.equal(s.host.calls('nvme disconnect -d nvme1').length, 3);
+    assert.deepEqual(s.host.controllers(), ['nvme1']);
   });
 });

@@ -208,22 +208,25 @@ export class Connector {
         for (const d of devices) await flushTop(`/dev/${d.name}`);
       }
 
-      // 2. Controllers: only those nothing else needs.
+      // 2. Controllers: only those nothing else needs. One at a time: `nvme disconnect`
+      // (nvme-cli 2.3 / libnvme 1.3) scans all of sysfs first and aborts when a controller
+      // directory vanishes under that scan (libnvme #840), as it does while another one goes.
       const others = otherUsers(opts.otherAttachments ?? []);
       for (const t of spec.targets) {
         const ctrls = (await listControllers(this.host, t.nqn)).filter((c) => t.portals.some((p) => servesPortal(c, p, hostNqn)));
-        await Promise.all(
-          ctrls.map(async (c) => {
-            const reason = await this.keepReason(c, t, others, hostNqn, opts.otherAttachments !== undefined);
-            if (reason) return res.kept.push({ controller: c.name, reason });
-            try {
-              await disconnectController(this.ctx, c);
-              res.disconnected.push(c.name);
-            } catch (e) {
-              fail(e);
-            }
-          }),
-        );
+        for (const c of ctrls) {
+          const reason = await this.keepReason(c, t, others, hostNqn, opts.otherAttachments !== undefined);
+          if (reason) {
+            res.kept.push({ controller: c.name, reason });
+            continue;
+          }
+          try {
+            await disconnectController(this.ctx, c);
+            res.disconnected.push(c.name);
+          } catch (e) {
+            fail(e);
+          }
+        }
       }
       if (errors.length) throw new TeardownError(res, errors);
       return res;

@@ -79,6 +79,13 @@ export async function flush(ctx: AgentContext, devPath: string): Promise<void> {
   if (r.code !== 0) throw new AgentError('teardown_failed', `blockdev --flushbufs ${devPath} failed: ${(r.stderr || r.stdout).trim() || `exit ${r.code}`}`);
 }
 
+const DISCONNECT_ATTEMPTS = 3;
+
+/** Exit status of a command killed by a signal (128 + signal), as the host port reports it. */
+function diedOfSignal(code: number): boolean {
+  return code > 128 && code < 160;
+}
+
 /** Still the same controller? (Names are reused: a new connect may get the freed `nvmeN`.) */
 function sameController(a: Controller, b: Controller | null): boolean {
   return b !== null && a.nqn === b.nqn && a.address.traddr === b.address.traddr && a.address.trsvcid === b.address.trsvcid;
@@ -89,7 +96,15 @@ function sameController(a: Controller, b: Controller | null): boolean {
  * still exits 0 (failure mode 7), and `-d` of an unknown name is not an error for us.
  */
 export async function disconnectController(ctx: AgentContext, ctrl: Controller): Promise<void> {
-  const r = await ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs });
+  let r = await ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs });
+  // Killed by a signal (exit 129–159) with the controller still there: nvme-cli died before it
+  // disconnected anything (libnvme 1.3 aborts on a double free when a controller directory
+  // vanishes during its sysfs scan, libnvme #840; any other tool may be removing one). Run it
+  // again rather than wait for a disconnect that was never asked for.
+  for (let attempt = 2; attempt <= DISCONNECT_ATTEMPTS && diedOfSignal(r.code) && sameController(ctrl, await readController(ctx.host, ctrl.name)); attempt++) {
+    ctx.log.warn({ controller: ctrl.name, exit: r.code, error: (r.stderr || r.stdout).trim() }, 'nvme disconnect died before disconnecting; running it again');
+    r = await ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs });
+  }
   const outcome = classify(r);
   if (outcome.kind === 'not-installed') throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
   const gone = await poll<true>(

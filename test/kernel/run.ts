@@ -9,7 +9,7 @@
  * no QEMU, packages or kernel not obtainable): printed why, nothing was tested.
  * The last line is `N passed, N failed`.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { boot, type BootResult } from './harness/boot.ts';
@@ -23,6 +23,7 @@ import {
   ensurePackages,
   type KernelArtifacts,
 } from './harness/prepare.ts';
+import type { GroupResult } from './guest/lib.ts';
 import { scenarios, type HostSide, type Scenario } from './scenarios.ts';
 
 export const EXIT_CANNOT_RUN = 77;
@@ -34,7 +35,7 @@ const log = (line: string) => console.log(`[kernel] ${line}`);
 
 function usage(): never {
   console.error('usage: node --import tsx test/kernel/run.ts [--list] [--keep] [--verbose] [scenario...]');
-  for (const s of scenarios) console.error(`  ${s.name}${s.byDefault ? '' : ' (only when named)'}: ${s.description}`);
+  console.error(describe().replace(/^/gm, '  '));
   process.exit(2);
 }
 
@@ -65,9 +66,75 @@ function tail(text: string, lines: number): string {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-async function runScenario(s: Scenario, kernel: KernelArtifacts, verbose: boolean): Promise<{ ok: boolean; runDir: string }> {
+interface Outcome {
+  passed: number;
+  failed: number;
+  runDir: string;
+}
+
+function whyNotExited(r: BootResult, s: Scenario): string {
+  return r.status === 'exited'
+    ? `exit ${r.exitCode}`
+    : r.status === 'timeout'
+      ? `timed out after ${secs(s.timeoutMs)}, QEMU killed`
+      : r.status === 'no-result'
+        ? 'the guest powered off without a result'
+        : 'QEMU failed';
+}
+
+async function readGroupResult(runDir: string): Promise<GroupResult | null> {
+  try {
+    return JSON.parse(await readFile(path.join(runDir, 'parts.json'), 'utf8')) as GroupResult;
+  } catch {
+    return null;
+  }
+}
+
+/** The first line of an error text (the stack follows in the guest output). */
+const firstLine = (text: string) => text.split('\n')[0]!.trim();
+
+/**
+ * Prints one PASS/FAIL line per part of a group boot (its own time, measured in the guest),
+ * then one line for the boot with the shared costs. A part with no result fails, saying why;
+ * a boot that failed although every part passed (its teardown) counts as one more failure.
+ */
+function reportGroup(s: Scenario, parts: string[], r: BootResult, g: GroupResult | null, hostMs: number): { passed: number; failed: number } {
+  let passed = 0;
+  let failed = 0;
+  for (const name of parts) {
+    const res = g?.parts.find((p) => p.name === name);
+    if (res?.ok) {
+      passed++;
+      console.log(`PASS ${name}  ${secs(res.ms)}`);
+    } else if (res) {
+      failed++;
+      console.log(`FAIL ${name}  ${secs(res.ms)}  ${firstLine(res.error ?? 'failed')}`);
+    } else {
+      failed++;
+      const skipped = g?.skipped.find((p) => p.name === name);
+      const why = skipped ? firstLine(skipped.why) : g?.setupError ? `not run: the shared setup failed: ${firstLine(g.setupError)}` : `not run: ${whyNotExited(r, s)}`;
+      console.log(`FAIL ${name}  ${why}`);
+    }
+  }
+  const bootOk = r.status === 'exited' && r.exitCode === 0;
+  if (!bootOk && failed === 0) {
+    failed++;
+    const why = g?.teardownError ? `teardown failed: ${firstLine(g.teardownError)}` : whyNotExited(r, s);
+    console.log(`FAIL ${s.name}  ${why}`);
+  }
+  const partsMs = g?.parts.reduce((sum, p) => sum + p.ms, 0) ?? null;
+  console.log(
+    `     ${s.name}: one boot for ${parts.length} scenario${parts.length === 1 ? '' : 's'}  ${secs(r.totalMs + hostMs)} ` +
+      `(guest boot ${secs(r.bootMs)}, shared setup ${secs(g?.setupMs ?? null)}, scenarios ${secs(partsMs)}, ` +
+      `teardown ${secs(g?.teardownMs ?? null)}, host side ${secs(hostMs)})`,
+  );
+  return { passed, failed };
+}
+
+async function runScenario(s: Scenario, parts: string[] | null, kernel: KernelArtifacts, verbose: boolean): Promise<Outcome> {
   await mkdir(RUNS_DIR, { recursive: true });
   const runDir = await mkdtemp(path.join(RUNS_DIR, `${s.name}-`));
+  const count = parts?.length ?? 1;
   let host: HostSide | undefined;
   let r: BootResult;
   let hostMs = 0;
@@ -79,18 +146,20 @@ async function runScenario(s: Scenario, kernel: KernelArtifacts, verbose: boolea
       host = await s.host?.();
     } catch (err) {
       // Nothing was tested: a failure of the scenario, never a pass or a skip.
-      console.log(`FAIL ${s.name}  its host side did not start: ${err instanceof Error ? err.stack : String(err)}`);
+      for (const name of parts ?? [s.name]) console.log(`FAIL ${name}  its host side did not start: ${err instanceof Error ? err.stack : String(err)}`);
       console.log(`  run folder kept: ${runDir}`);
-      return { ok: false, runDir };
+      return { passed: 0, failed: count, runDir };
     }
     hostMs = performance.now() - h0;
+    const env = { ...(host?.env ?? {}) };
+    if (parts && s.parts && parts.length < s.parts.length) env.PORTALIS_KERNEL_PARTS = parts.join(',');
     r = await boot({
       kernel,
       runDir,
       repoRoot,
       command: `exec node --enable-source-maps ${bundle}`,
       cwd: repoRoot,
-      env: host?.env ?? {},
+      env,
       network: s.network ?? false,
       cmdline: s.cmdline ?? [],
       modules: s.modules ?? [],
@@ -102,41 +171,68 @@ async function runScenario(s: Scenario, kernel: KernelArtifacts, verbose: boolea
     await host?.close();
     hostMs += performance.now() - c0;
   }
-  const hostPart = s.host ? `, host side ${secs(hostMs)}` : '';
-  const timing = `${secs(r.totalMs + hostMs)} (guest boot ${secs(r.bootMs)}, scenario ${secs(r.scenarioMs)}${hostPart})`;
   const ok = r.status === 'exited' && r.exitCode === 0;
-  if (ok) {
-    console.log(`PASS ${s.name}  ${timing}`);
-    if (verbose) console.log(r.output.trimEnd());
-    return { ok, runDir };
+  let passed: number;
+  let failed: number;
+  if (parts) {
+    ({ passed, failed } = reportGroup(s, parts, r, await readGroupResult(runDir), hostMs));
+  } else {
+    const hostPart = s.host ? `, host side ${secs(hostMs)}` : '';
+    const timing = `${secs(r.totalMs + hostMs)} (guest boot ${secs(r.bootMs)}, scenario ${secs(r.scenarioMs)}${hostPart})`;
+    console.log(ok ? `PASS ${s.name}  ${timing}` : `FAIL ${s.name}  ${whyNotExited(r, s)}  ${timing}`);
+    [passed, failed] = ok ? [1, 0] : [0, 1];
   }
-  const why =
-    r.status === 'exited'
-      ? `exit ${r.exitCode}`
-      : r.status === 'timeout'
-        ? `timed out after ${secs(s.timeoutMs)}, QEMU killed`
-        : r.status === 'no-result'
-          ? 'the guest powered off without a result'
-          : 'QEMU failed';
-  console.log(`FAIL ${s.name}  ${why}  ${timing}`);
-  if (r.output) console.log(tail(r.output, 60).replace(/^/gm, '  | '));
-  if (r.status !== 'exited') console.log(tail(r.console, 30).replace(/^/gm, '  console| '));
-  console.log(`  run folder kept: ${runDir}`);
-  return { ok, runDir };
+  if (!ok || failed) {
+    if (r.output) console.log(tail(r.output, 80).replace(/^/gm, '  | '));
+    if (r.status !== 'exited') console.log(tail(r.console, 30).replace(/^/gm, '  console| '));
+    console.log(`  run folder kept: ${runDir}`);
+  } else if (verbose) {
+    console.log(r.output.trimEnd());
+  }
+  return { passed, failed, runDir };
+}
+
+/**
+ * What to run: every default scenario, or the named ones. A group's name selects all its
+ * parts; a part's name selects that part (in its group's boot).
+ */
+function choose(names: string[]): { s: Scenario; parts: string[] | null }[] {
+  const out: { s: Scenario; parts: string[] | null }[] = [];
+  for (const s of scenarios) {
+    const all = s.parts?.map((p) => p.name) ?? null;
+    if (!names.length) {
+      if (s.byDefault) out.push({ s, parts: all });
+      continue;
+    }
+    if (names.includes(s.name)) out.push({ s, parts: all });
+    else if (all?.some((p) => names.includes(p))) out.push({ s, parts: all.filter((p) => names.includes(p)) });
+  }
+  return out;
+}
+
+function describe(): string {
+  return scenarios
+    .map((s) => {
+      const head = `${s.name}${s.byDefault ? '' : ' (only when named)'}: ${s.description}`;
+      return [head, ...(s.parts ?? []).map((p) => `  ${p.name}: ${p.description}`)].join('\n');
+    })
+    .join('\n');
 }
 
 async function main(): Promise<number> {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.list) {
-    for (const s of scenarios) console.log(`${s.name}${s.byDefault ? '' : ' (only when named)'}: ${s.description}`);
+    console.log(describe());
     return 0;
   }
-  const unknown = opts.names.filter((n) => !scenarios.some((s) => s.name === n));
+  const known = new Set(scenarios.flatMap((s) => [s.name, ...(s.parts ?? []).map((p) => p.name)]));
+  const unknown = opts.names.filter((n) => !known.has(n));
   if (unknown.length) {
     console.error(`unknown scenario: ${unknown.join(', ')}`);
     usage();
   }
-  const chosen = opts.names.length ? scenarios.filter((s) => opts.names.includes(s.name)) : scenarios.filter((s) => s.byDefault);
+  const chosen = choose(opts.names);
+  const planned = chosen.reduce((n, c) => n + (c.parts?.length ?? 1), 0);
 
   let kernel: KernelArtifacts;
   try {
@@ -148,19 +244,20 @@ async function main(): Promise<number> {
       return EXIT_CANNOT_RUN;
     }
     console.log(`FAIL preparing the kernel tests: ${err instanceof Error ? err.stack : String(err)}`);
-    console.log(`0 passed, ${chosen.length} failed`);
+    console.log(`0 passed, ${planned} failed`);
     return 1;
   }
 
   let passed = 0;
   let failed = 0;
-  for (const s of chosen) {
-    const { ok, runDir } = await runScenario(s, kernel, opts.verbose);
-    if (ok) {
-      passed++;
-      if (!opts.keep) await rm(runDir, { recursive: true, force: true });
-      else console.log(`  run folder kept: ${runDir}`);
-    } else failed++;
+  for (const { s, parts } of chosen) {
+    const o = await runScenario(s, parts, kernel, opts.verbose);
+    passed += o.passed;
+    failed += o.failed;
+    if (o.failed === 0) {
+      if (!opts.keep) await rm(o.runDir, { recursive: true, force: true });
+      else console.log(`  run folder kept: ${o.runDir}`);
+    }
   }
   console.log(`${passed} passed, ${failed} failed`);
   return failed ? 1 : 0;

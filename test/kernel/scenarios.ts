@@ -14,9 +14,24 @@ export interface HostSide {
   close(): Promise<void>;
 }
 
+/**
+ * One scenario of a group that shares a boot (and what is slow to start in it): reported on its
+ * own line with its own timing, and selectable by name on the command line.
+ */
+export interface ScenarioPart {
+  name: string;
+  description: string;
+}
+
 export interface Scenario {
   name: string;
   description: string;
+  /**
+   * A group: the guest script runs these parts after one shared setup (`scenarioGroup` in
+   * guest/lib.ts) and reports each in `parts.json`; naming a part runs only that part of the
+   * group (the shared setup included).
+   */
+  parts?: ScenarioPart[];
   /** Guest script, relative to the repo root; bundled on the host, run in the guest by node. */
   script: string;
   /** Run when no scenario is named on the command line. */
@@ -29,6 +44,7 @@ export interface Scenario {
 }
 
 const NVME_MODULES = ['nvmet', 'nvmet-tcp', 'nvme-tcp'];
+const DM_MODULES = ['dm-multipath', 'dm-round-robin', 'dm-service-time'];
 
 /**
  * A one-route HTTP server on the host's loopback; the guest reaches it at 10.0.2.2 through
@@ -83,7 +99,7 @@ export const scenarios: Scenario[] = [
     script: 'test/kernel/guest/nvmet-dm.ts',
     byDefault: true,
     cmdline: ['nvme_core.multipath=N'],
-    modules: [...NVME_MODULES, 'dm-multipath', 'dm-round-robin', 'dm-service-time'],
+    modules: [...NVME_MODULES, ...DM_MODULES],
     timeoutMs: 150_000,
   },
   {
@@ -97,5 +113,64 @@ export const scenarios: Scenario[] = [
     modules: NVME_MODULES,
     timeoutMs: 300_000,
     host: hostDatabase,
+  },
+  {
+    name: 'agent-native',
+    description:
+      'one boot, one stack (portalis sim on nvmet, portalis serve, the portalis agent daemon) for the agent scenarios of issue 4 ' +
+      'with native NVMe multipath; nothing connected by hand',
+    script: 'test/kernel/guest/agent-native.ts',
+    byDefault: true,
+    network: true,
+    modules: NVME_MODULES,
+    timeoutMs: 420_000,
+    host: hostDatabase,
+    parts: [
+      {
+        name: 'agent-attach',
+        description:
+          '3-replica volume attached with the agent\'s own connector: 3 portals connected by the agent, one head, report connected/optimal with ' +
+          '3 paths matching sysfs; O_DIRECT pattern; terminate pending until the agent disconnected; no controller left, host revoked',
+      },
+      {
+        name: 'agent-shared-subsystem',
+        description: 'two volumes of one subsystem on the host; one detached (then deleted) while writes run on the other: no write fails, its controllers never leave live',
+      },
+      {
+        name: 'agent-failover',
+        description: 'optimized node down and up via the fault API under O_DIRECT writes: no I/O error, every block verifies, reported health optimal → degraded → optimal',
+      },
+      {
+        name: 'agent-extend',
+        description: 'online extend through the service: the agent reports the new size, sysfs and blockdev show it, old data intact, new space usable',
+      },
+      {
+        name: 'agent-killed',
+        description: 'agent SIGKILLed (with its children) while its third nvme connect is held; the restarted agent adopts the two controllers and connects the third: one per portal',
+      },
+      {
+        name: 'agent-busy',
+        description: 'detach while a process holds the device open: pending, in_use reported, device and access stay; force tears it down',
+      },
+    ],
+  },
+  {
+    name: 'agent-dm',
+    description: 'the agent with nvme_core.multipath=N and a DM connector (own boot: multipath is a boot parameter)',
+    script: 'test/kernel/guest/agent-dm.ts',
+    byDefault: true,
+    network: true,
+    cmdline: ['nvme_core.multipath=N'],
+    modules: [...NVME_MODULES, ...DM_MODULES],
+    timeoutMs: 300_000,
+    host: hostDatabase,
+    parts: [
+      {
+        name: 'agent-dm',
+        description:
+          'DM connector, dm_replicas: the agent connects 3 replicas, multipathd assembles /dev/mapper/uuid.<uuid>, O_DIRECT verified, one path failed ' +
+          '(node down) and restored under writes, clean teardown with the map removed before any path goes',
+      },
+    ],
   },
 ];

@@ -11,10 +11,18 @@ import { run, type RunResult } from '../harness/exec.ts';
 export const runDir = process.env.PORTALIS_RUN_DIR ?? '/tmp';
 const observations: Record<string, unknown> = {};
 const stepTimes: { name: string; ms: number }[] = [];
+/** In a scenario group: the part running now (its observations and steps are kept apart). */
+let currentPart: string | null = null;
+
+function bucket(): Record<string, unknown> {
+  if (currentPart === null) return observations;
+  const parts = (observations.parts ??= {}) as Record<string, Record<string, unknown>>;
+  return (parts[currentPart] ??= {});
+}
 
 /** Records a fact about the kernel or a tool for the report (`observations.json`). */
 export function observe(key: string, value: unknown): void {
-  observations[key] = value;
+  bucket()[key] = value;
 }
 
 export function check(cond: unknown, message: string): asserts cond {
@@ -34,7 +42,7 @@ export async function step<T>(name: string, fn: () => Promise<T> | T): Promise<T
     return await fn();
   } finally {
     const ms = Math.round(performance.now() - t0);
-    stepTimes.push({ name, ms });
+    stepTimes.push({ name: currentPart ? `${currentPart}: ${name}` : name, ms });
     console.log(`  ${name} (${ms} ms)`);
   }
 }
@@ -108,4 +116,124 @@ export async function scenario(name: string, body: () => Promise<void>): Promise
     observe('stepTimesMs', stepTimes);
     writeFileSync(path.join(runDir, 'observations.json'), `${JSON.stringify(observations, null, 2)}\n`);
   }
+}
+
+/** One part of a scenario group: a scenario of its own, reported on its own line. */
+export interface Part<C> {
+  name: string;
+  run: (ctx: C) => Promise<void>;
+}
+
+export interface PartResult {
+  name: string;
+  ok: boolean;
+  ms: number;
+  error?: string;
+}
+
+/** What a group leaves in `<run folder>/parts.json` for the runner (rewritten after each part). */
+export interface GroupResult {
+  group: string;
+  setupMs: number | null;
+  setupError?: string;
+  parts: PartResult[];
+  /** A part that was not run, and why (setup failed, or leftovers of a failed part). */
+  skipped: { name: string; why: string }[];
+  teardownMs: number | null;
+  teardownError?: string;
+}
+
+/**
+ * Several scenarios in one guest boot, sharing what is slow to start (the service, simulator
+ * and agent): `setup` once, then each selected part (`PORTALIS_KERNEL_PARTS`, comma-separated;
+ * all when unset) with its own timing and pass/fail in `parts.json`, `between` after every part
+ * (pass or fail) to put the shared state back, and `teardown` at the end. When `between` cannot
+ * clean up after a part, the remaining parts are not run (and are reported as such), so a
+ * failure stays attributable to the part that caused it.
+ */
+export async function scenarioGroup<C>(
+  group: string,
+  opts: {
+    setup: () => Promise<C>;
+    parts: Part<C>[];
+    between?: (ctx: C, part: string) => Promise<void>;
+    /** Called with the failing part's name (or 'setup'): print logs worth reading. */
+    diagnose?: (ctx: C | undefined, part: string) => void;
+    teardown: (ctx: C) => Promise<void>;
+  },
+): Promise<void> {
+  const wanted = (process.env.PORTALIS_KERNEL_PARTS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const parts = wanted.length ? opts.parts.filter((p) => wanted.includes(p.name)) : opts.parts;
+  const result: GroupResult = { group, setupMs: null, parts: [], skipped: [], teardownMs: null };
+  const save = () => {
+    writeFileSync(path.join(runDir, 'parts.json'), `${JSON.stringify(result, null, 2)}\n`);
+    observations.stepTimesMs = stepTimes;
+    writeFileSync(path.join(runDir, 'observations.json'), `${JSON.stringify(observations, null, 2)}\n`);
+  };
+  const message = (err: unknown) => (err instanceof Error ? (err.stack ?? err.message) : String(err));
+  console.log(`${group}: node up after ${Math.round(process.uptime() * 1000)} ms; parts: ${parts.map((p) => p.name).join(', ')}`);
+  let ctx: C | undefined;
+  let t0 = performance.now();
+  try {
+    ctx = await opts.setup();
+    result.setupMs = Math.round(performance.now() - t0);
+    console.log(`${group}: shared setup done in ${result.setupMs} ms`);
+  } catch (err) {
+    result.setupMs = Math.round(performance.now() - t0);
+    result.setupError = message(err);
+    console.log(`${group}: setup FAILED: ${result.setupError}`);
+    opts.diagnose?.(ctx, 'setup');
+    result.skipped = parts.map((p) => ({ name: p.name, why: 'the shared setup failed' }));
+    process.exitCode = 1;
+    save();
+    return;
+  }
+  save();
+  let blocked: string | null = null;
+  for (const p of parts) {
+    if (blocked) {
+      result.skipped.push({ name: p.name, why: blocked });
+      continue;
+    }
+    console.log(`--- ${p.name}`);
+    currentPart = p.name;
+    t0 = performance.now();
+    let ok = true;
+    let error: string | undefined;
+    try {
+      await p.run(ctx);
+    } catch (err) {
+      ok = false;
+      error = message(err);
+    }
+    const ms = Math.round(performance.now() - t0);
+    console.log(`--- ${p.name}: ${ok ? 'ok' : `FAILED: ${error}`} (${ms} ms)`);
+    if (!ok) {
+      process.exitCode = 1;
+      opts.diagnose?.(ctx, p.name);
+    }
+    result.parts.push({ name: p.name, ok, ms, ...(error ? { error } : {}) });
+    save();
+    if (opts.between) {
+      try {
+        await step('clean up for the next part', () => opts.between!(ctx!, p.name));
+      } catch (err) {
+        blocked = `not run: cleaning up after ${p.name} failed: ${message(err)}`;
+        console.log(`--- ${blocked}`);
+        process.exitCode = 1;
+        opts.diagnose?.(ctx, `after ${p.name}`);
+      }
+    }
+    currentPart = null;
+  }
+  t0 = performance.now();
+  try {
+    await opts.teardown(ctx);
+  } catch (err) {
+    result.teardownError = message(err);
+    console.log(`${group}: teardown FAILED: ${result.teardownError}`);
+    process.exitCode = 1;
+  }
+  result.teardownMs = Math.round(performance.now() - t0);
+  save();
 }

@@ -77,6 +77,36 @@ export interface NvmeofConnectionData {
   [key: string]: unknown;
 }
 
+export interface PathReport {
+  controller: string | null;
+  address: string;
+  port: number;
+  transport: string;
+  state: string;
+  ana_state: string | null;
+}
+
+export interface AgentReportView {
+  state: string;
+  device_path: string | null;
+  size_bytes: number | null;
+  health: string | null;
+  paths: PathReport[];
+  error: { code: string; message: string } | null;
+  reported_at: string;
+}
+
+export interface AttachmentView {
+  id: string;
+  volume_id: string;
+  host_nqn: string;
+  status: string;
+  force: boolean;
+  health: string;
+  agent: AgentReportView | null;
+  [key: string]: unknown;
+}
+
 /** The driver service's orchestrator API. */
 export class ServiceApi {
   readonly http: Http;
@@ -109,6 +139,29 @@ export class ServiceApi {
   attachments(query: Record<string, string> = {}) {
     const q = new URLSearchParams(query).toString();
     return this.http.expect([200], 'GET', `/v1/attachments${q ? `?${q}` : ''}`);
+  }
+
+  /** One attachment with the agent's report (`agent`: state, device_path, size_bytes, paths, error) and `health`. */
+  attachment(id: string): Promise<AttachmentView> {
+    return this.http.expect([200], 'GET', `/v1/attachments/${id}`);
+  }
+
+  extendVolume(id: string, newSizeGb: number) {
+    return this.http.expect([200], 'POST', `/v1/volumes/${id}/extend`, { new_size_gb: newSizeGb });
+  }
+
+  deleteVolume(id: string, force = false) {
+    return this.http.expect([204], 'DELETE', `/v1/volumes/${id}${force ? '?force=true' : ''}`);
+  }
+
+  /** `POST /v1/hosts`: the host's agent token (`pth_…`). */
+  async issueHostToken(nqn: string, name?: string): Promise<string> {
+    const r = await this.http.expect([201], 'POST', '/v1/hosts', name === undefined ? { nqn } : { nqn, name });
+    return r.token;
+  }
+
+  host(nqn: string) {
+    return this.http.expect([200], 'GET', `/v1/hosts/${encodeURIComponent(nqn)}`);
   }
 }
 

@@ -29,10 +29,15 @@ export class PortalisProcess {
   exit: Exit | null = null;
   readonly exited: Promise<Exit>;
 
+  /**
+   * `detached`: the program leads its own process group, so that `kill(signal, true)` reaches
+   * its children too (the commands it runs), as systemd's KillMode=control-group would.
+   */
   constructor(
     readonly name: string,
     args: string[],
     env: Record<string, string>,
+    opts: { detached?: boolean } = {},
   ) {
     this.logFile = path.join(runDir, `${name}.log`);
     const fd = openSync(this.logFile, 'a');
@@ -40,6 +45,7 @@ export class PortalisProcess {
       cwd: repoRoot,
       env: { ...process.env, ...env },
       stdio: ['ignore', fd, fd],
+      detached: opts.detached ?? false,
     });
     closeSync(fd);
     this.exited = new Promise((resolve) => {
@@ -53,6 +59,13 @@ export class PortalisProcess {
         resolve(this.exit);
       });
     });
+  }
+
+  /** Sends `signal` to the program, or to its whole process group (needs `detached`). */
+  kill(signal: NodeJS.Signals, group = false): void {
+    if (this.exit || this.child.pid === undefined) return;
+    if (group) process.kill(-this.child.pid, signal);
+    else this.child.kill(signal);
   }
 
   get running(): boolean {

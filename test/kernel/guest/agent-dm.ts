@@ -1,0 +1,225 @@
+/**
+ * Guest scenario group `agent-dm` (booted with `nvme_core.multipath=N`): the agent with a DM
+ * connector. systemd-udevd and multipathd run as a host would run them; `portalis sim` (nvmet
+ * plane), `portalis serve` and `portalis agent` as in agent-native. One part:
+ *
+ * - agent-dm: connector-properties says DM (native multipath off, multipathd usable);
+ *   initialize_connection answers `dm_replicas`; the agent connects the three replicas and
+ *   multipathd assembles `/dev/mapper/uuid.<uuid>` (checked in `multipathd show maps json` and
+ *   sysfs holders); O_DIRECT pattern verified through the map; the optimized node down and up
+ *   through the fault API while writes run: multipathd fails the path and reinstates it, the
+ *   agent reports degraded and optimal again, no write fails, every block verifies, no I/O
+ *   error on the map; terminate_connection: the agent removes the map before any path goes
+ *   (sampled every 20 ms), then its controllers; nothing left.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { openSync, readlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { AgentStack, agentLogLines, GiB, Sampler, startAgentStack } from './agent.ts';
+import { BackgroundWriter, verifyChunks, writeChunks } from './io.ts';
+import { check, checkEqual, list, observe, readSys, runDir, scenarioGroup, sh, shAny, step, waitFor, type Part } from './lib.ts';
+import { controllerOf, controllers, ioErrorsSince, jsonOrText, kernelLog, nvmeDisks } from './nvme.ts';
+
+interface MapPath {
+  dev: string;
+  dm_st: string;
+  chk_st: string;
+  pri: number;
+}
+
+interface MultipathdMaps {
+  maps?: { name: string; uuid: string; sysfs: string; path_groups?: { pri: number; paths?: MapPath[] }[] }[];
+}
+
+async function showMaps(): Promise<MultipathdMaps> {
+  const r = await shAny('multipathd', ['show', 'maps', 'json']);
+  return r.code === 0 ? (jsonOrText(r.stdout) as MultipathdMaps) : {};
+}
+
+function mapPaths(json: MultipathdMaps, map: string): MapPath[] | null {
+  const m = json.maps?.find((x) => x.name === map);
+  return m ? (m.path_groups?.flatMap((g) => g.paths ?? []) ?? []) : null;
+}
+
+/** The plain namespace device (multipath=N) of the volume behind the controller to `port`. */
+function pathDevOfPort(nqn: string, port: number, wwid: string): string | undefined {
+  const ctrl = controllers(nqn).find((c) => c.address.trsvcid === String(port))?.name;
+  return nvmeDisks().find((d) => readSys(`/sys/block/${d}/wwid`) === wwid && controllerOf(d) === ctrl);
+}
+
+interface DmStack {
+  s: AgentStack;
+  multipathd: ChildProcess;
+}
+
+async function agentDm({ s }: DmStack): Promise<void> {
+  const c = s.connector;
+  check(c.nvme_native_multipath === false && c.dm_multipath === true && c.multipath === true, `a DM connector: ${JSON.stringify(c)}`);
+
+  const volumeId = randomUUID();
+  await s.createVolume(volumeId, 1);
+  const { data, attachmentId } = await step('initialize_connection with the DM connector: dm_replicas', async () => {
+    const r = await s.attach(volumeId);
+    observe('connection_info.data', r.data);
+    checkEqual(r.data.multipath_mode, 'dm', 'multipath_mode');
+    check(r.data.target_nqn === undefined && r.data.portals === undefined, 'no top-level target_nqn/portals with dm_replicas');
+    checkEqual(r.data.dm_replicas?.length, 3, 'dm_replicas of a 3-replica volume');
+    for (const x of r.data.dm_replicas!) {
+      checkEqual([x.vol_uuid, x.target_nqn, x.portals.length], [r.data.vol_uuid, s.nqn, 1], 'replica entry');
+    }
+    return r;
+  });
+  const wwid = `uuid.${data.vol_uuid}`;
+  const mapper = `/dev/mapper/${wwid}`;
+  const ports = data.dm_replicas!.map((x) => x.portals[0]![1]);
+
+  const view = await step('the agent connects the replicas, multipathd assembles the map, connected/optimal reported', async () => {
+    const t0 = performance.now();
+    const a = await s.waitConnected(attachmentId, 3, 60_000);
+    observe('connected reported after ms', Math.round(performance.now() - t0));
+    observe('report', a.agent);
+    checkEqual(a.agent!.device_path, mapper, 'device_path');
+    return a;
+  });
+
+  const dm = await step('multipathd and sysfs: the map over three active paths, one per replica', async () => {
+    const json = await waitFor('the map with three active, ready paths in multipathd', async () => {
+      const j = await showMaps();
+      const p = mapPaths(j, wwid);
+      return p && p.length === 3 && p.every((x) => x.dm_st === 'active' && x.chk_st === 'ready') ? j : undefined;
+    });
+    observe('multipathd show maps json', json);
+    const dmDev = path.basename(readlinkSync(mapper));
+    checkEqual(readSys(`/sys/block/${dmDev}/dm/uuid`), `mpath-${wwid}`, 'dm uuid');
+    const devs = ports.map((p) => pathDevOfPort(s.nqn, p, wwid));
+    check(devs.every(Boolean), `a path device per replica port: ${JSON.stringify(devs)}`);
+    checkEqual(mapPaths(json, wwid)!.map((p) => p.dev).sort(), [...(devs as string[])].sort(), 'the map\'s paths are the replicas\' namespaces');
+    for (const d of devs) checkEqual(list(`/sys/block/${d}/holders`), [dmDev], `${d} holders`);
+    checkEqual(Number(readSys(`/sys/block/${dmDev}/size`)) * 512, GiB, 'map size');
+    checkEqual(view.agent!.size_bytes, GiB, 'reported size');
+    checkEqual(controllers(s.nqn).length, 3, 'controllers');
+    return dmDev;
+  });
+
+  await step('O_DIRECT write and read back 8 MiB through the map', async () => {
+    const writeMs = await writeChunks(mapper, 0, 8, 'dm');
+    const { problems, readMs } = await verifyChunks(mapper, 0, 'dm', new Array(8).fill(1));
+    checkEqual(problems, [], 'data read back');
+    observe('O_DIRECT 8 MiB', { writeMs, readMs });
+  });
+
+  // ---- one path failed and restored, under writes
+  const state = await s.sim.state();
+  const vol = state.volumes.find((v: { uuid: string }) => v.uuid === data.vol_uuid);
+  const optimized = (state.nodes as { uuid: string; nvmeEndpoint: string }[]).find((n) => vol.ana[n.uuid] === 'optimized')!;
+  const downPort = Number(optimized.nvmeEndpoint.split(':').pop());
+  const downDev = pathDevOfPort(s.nqn, downPort, wwid)!;
+  observe('failed path', { port: downPort, dev: downDev });
+  const logMark = (await kernelLog()).length;
+  const writer = new BackgroundWriter(mapper, 16, 8, 'dm-failover').start();
+  const mp = new Sampler(async () => {
+    const p = mapPaths(await showMaps(), wwid)?.find((x) => x.dev === downDev);
+    return p ? `${p.dm_st}/${p.chk_st}` : 'absent';
+  }, 100);
+  try {
+    await writer.waitForWrites(4, 'before the failure');
+    await step('optimized node down: multipathd fails the path, the agent reports degraded, writes go on', async () => {
+      const t0 = performance.now();
+      await s.sim.node(optimized.uuid, false);
+      await waitFor('multipathd to fail the path', () => (mp.samples.at(-1)?.value.startsWith('failed') ? true : undefined), 30_000, () => mp.samples.at(-1));
+      const a = await s.waitAttachment(attachmentId, 'health degraded', (x) => {
+        const lost = x.agent?.paths.find((p) => p.port === downPort);
+        return x.health === 'degraded' && lost && lost.state !== 'live' ? x : undefined;
+      });
+      observe('degraded reported after ms', Math.round(performance.now() - t0));
+      observe('report while down', a.agent);
+      await writer.waitForWrites(6, 'while the node is down');
+      checkEqual(writer.failures, [], 'write failures while the node is down');
+    });
+    await step('node up: multipathd reinstates the path, the agent reports optimal', async () => {
+      const t0 = performance.now();
+      await s.sim.node(optimized.uuid, true);
+      await waitFor('every path active and ready in multipathd', async () => {
+        const p = mapPaths(await showMaps(), wwid);
+        return p && p.length === 3 && p.every((x) => x.dm_st === 'active' && x.chk_st === 'ready') ? true : undefined;
+      }, 30_000, () => mp.samples.at(-1));
+      observe('reinstated after ms', Math.round(performance.now() - t0));
+      await s.waitConnected(attachmentId, 3);
+      observe('optimal reported after ms', Math.round(performance.now() - t0));
+      await writer.waitForWrites(4, 'after the path came back');
+    });
+  } finally {
+    await writer.stop();
+    await mp.stop();
+  }
+  observe('failed path in multipathd over time', mp.transitions());
+  observe('writer', { chunkWrites: writer.written, maxWriteMs: writer.maxWriteMs, failures: writer.failures });
+  checkEqual(writer.failures, [], 'write failures');
+  checkEqual((await writer.verify()).problems, [], 'every block written reads back');
+  const errors = await ioErrorsSince(logMark);
+  // The failed path's own requests fail fast (that is how dm-multipath learns of it); the map's must not.
+  observe('kernel I/O errors on path devices (expected: the failed path)', errors.slice(0, 10));
+  checkEqual(errors.filter((l) => l.includes(dm) || !/nvme\d+n\d+/.test(l)), [], 'kernel I/O errors on the map');
+
+  // ---- teardown: map first, then the paths
+  await step('terminate_connection: the agent removes the map before any path goes; nothing left', async () => {
+    const mark = (await kernelLog()).length;
+    const order = new Sampler(() => ({ map: readSys(`/sys/block/${dm}/dm/name`) === wwid, controllers: controllers(s.nqn).length, paths: nvmeDisks().length }), 20);
+    let a;
+    try {
+      a = await s.detach(volumeId, attachmentId);
+    } finally {
+      await order.stop();
+    }
+    observe('teardown over time', order.transitions());
+    observe('attachment after detach', { status: a.status, agent: a.agent });
+    const firstFewer = order.samples.find((x) => x.value.controllers < 3 || x.value.paths < 3);
+    check(firstFewer, 'the sampler saw the paths go');
+    checkEqual(firstFewer.value.map, false, `the map was gone when the first path went (at ${firstFewer.at} ms)`);
+    const detached = agentLogLines(s.agent, 'detached', attachmentId).at(-1);
+    observe('agent: detached', detached);
+    checkEqual(detached?.removedMaps, [wwid], 'maps the agent removed');
+    checkEqual(((detached?.disconnected as string[]) ?? []).length, 3, 'controllers the agent disconnected');
+    checkEqual(mapPaths(await showMaps(), wwid), null, 'the map in multipathd');
+    checkEqual(controllers(s.nqn), [], 'controllers');
+    checkEqual(list('/sys/block').filter((d) => d.startsWith('dm-') || d.startsWith('nvme')), [], 'block devices left');
+    checkEqual(await ioErrorsSince(mark), [], 'kernel I/O errors during the teardown');
+    checkEqual(s.allowedHosts(), [], 'allowed_hosts');
+  });
+  await s.deleteVolume(volumeId);
+}
+
+const parts: Part<DmStack>[] = [{ name: 'agent-dm', run: agentDm }];
+
+await scenarioGroup('agent-dm', {
+  setup: async () => {
+    checkEqual(readSys('/sys/module/nvme_core/parameters/multipath'), 'N', 'nvme_core.multipath');
+    const multipathd = await step('systemd-udevd and multipathd', async () => {
+      // The guest's /etc is the overlay's: this never reaches the host. A 1 s path checker
+      // (default 5 s, up to 20 s while healthy) so that a returning path is seen quickly.
+      writeFileSync('/etc/multipath.conf', 'defaults {\n  user_friendly_names no\n  find_multipaths no\n  polling_interval 1\n  max_polling_interval 2\n}\n');
+      await sh('/lib/systemd/systemd-udevd', ['--daemon']);
+      const log = openSync(path.join(runDir, 'multipathd.log'), 'w');
+      const child = spawn('multipathd', ['-d', '-s'], { stdio: ['ignore', log, log], detached: true });
+      await waitFor('multipathd to answer', async () => {
+        const r = await shAny('multipathd', ['show', 'daemon']);
+        return r.code === 0 && /running|idle/.test(r.stdout) ? r.stdout.trim() : undefined;
+      });
+      return child;
+    });
+    const s = await startAgentStack({ PORTALIS_AGENT_DEVICE_TIMEOUT: '30' });
+    return { s, multipathd };
+  },
+  parts,
+  between: ({ s }) => s.cleanUp(),
+  diagnose: (x) => x?.s.diagnose(),
+  teardown: async ({ s, multipathd }) => {
+    await step('stop the agent, portalis serve and portalis sim (SIGTERM)', () => s.stop());
+    await step('stop multipathd and udevd', async () => {
+      await shAny('multipathd', ['shutdown']);
+      await waitFor('multipathd to exit', () => (multipathd.exitCode !== null || multipathd.signalCode !== null ? true : undefined));
+      await shAny('udevadm', ['control', '--exit']);
+    });
+  },
+});
