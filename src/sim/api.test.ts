@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { type SimServer, startSimServer } from './server.ts';
-import { call, SimAdmin, waitUntil } from './testing.ts';
+import { availableVolume, call, SimAdmin, waitUntil } from './testing.ts';
 import { MemoryDataPlane } from './memory-data-plane.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
@@ -17,8 +17,7 @@ const api = (method: string, path: string, body?: unknown, headers?: Record<stri
 async function createAvailable(name: string, extra: Record<string, unknown> = {}) {
   const r = await api('POST', VOLS, { name, size: '10 gib', replicaCount: '2', compression: 'False', ...extra });
   assert.equal(r.status, 200, JSON.stringify(r.body));
-  await waitUntil(async () => (await api('GET', `${VOLS}/${r.body.UUID}`)).body.state === 'Available', { what: `${name} Available` });
-  return (await api('GET', `${VOLS}/${r.body.UUID}`)).body;
+  return availableVolume(sim.url, r.body.UUID);
 }
 
 before(async () => {

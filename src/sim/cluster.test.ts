@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { MemoryDataPlane } from './memory-data-plane.ts';
 import { type SimServer, startSimServer } from './server.ts';
-import { call, SimAdmin, waitUntil } from './testing.ts';
+import { availableVolume, call, SimAdmin, waitUntil } from './testing.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
 const HOST = 'nqn.2014-08.org.nvmexpress:uuid:33333333-3333-4333-8333-333333333333';
@@ -16,11 +16,6 @@ async function create(name: string, replicaCount: number, extra: Record<string, 
   const r = await api('POST', VOLS, { name, size: '1 gib', replicaCount, ...extra });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return r.body.UUID as string;
-}
-
-async function available(uuid: string) {
-  await waitUntil(async () => (await api('GET', `${VOLS}/${uuid}`)).body.state === 'Available', { what: `volume ${uuid} Available` });
-  return (await api('GET', `${VOLS}/${uuid}`)).body;
 }
 
 async function stateOf(uuid: string) {
@@ -67,7 +62,7 @@ describe('placement and ANA', () => {
 
   test('node down moves the optimized path to the surviving replica; back up it stays non-optimized', async () => {
     const uuid = await create('fo', 2);
-    await available(uuid);
+    await availableVolume(sim.url, uuid);
     const before = await stateOf(uuid);
     const primary = sim.cluster.nodes.find((n) => n.uuid === before.primaryNodeUUID)!;
     const survivor = before.replicas.find((r: string) => r !== primary.uuid);
@@ -112,7 +107,7 @@ describe('placement and ANA', () => {
 describe('data plane', () => {
   test('is told about namespaces, ACL hosts, resizes, ANA changes, node state and removal', async () => {
     const uuid = await create('dp', 2, { acl: { values: [HOST] } });
-    const vol = await available(uuid);
+    const vol = await availableVolume(sim.url, uuid);
     await sim.cluster.settled();
     const ns = dp.namespaces.get(uuid)!;
     assert.equal(ns.nsid, vol.nsid);
@@ -144,7 +139,7 @@ describe('data plane', () => {
 
   test('reset drops every volume and brings every node up', async () => {
     const uuid = await create('r', 1);
-    await available(uuid);
+    await availableVolume(sim.url, uuid);
     await admin.node(0, false);
     await admin.reset();
     await sim.cluster.settled();
@@ -161,7 +156,7 @@ describe('lifecycle faults', () => {
     const started = performance.now();
     const uuid = await create('slow', 1);
     assert.equal((await api('GET', `${VOLS}/${uuid}`)).body.state, 'Creating');
-    await available(uuid);
+    await availableVolume(sim.url, uuid);
     assert.ok(performance.now() - started >= 140, 'stayed Creating for the configured delay');
   });
 
@@ -170,7 +165,7 @@ describe('lifecycle faults', () => {
     const bad = await create('bad', 1);
     await waitUntil(async () => (await api('GET', `${VOLS}/${bad}`)).body.state === 'Failed');
     const good = await create('good', 1);
-    assert.equal((await available(good)).state, 'Available');
+    assert.equal((await availableVolume(sim.url, good)).state, 'Available');
     await sim.cluster.settled();
     assert.equal(dp.namespaces.has(bad), false, 'a Failed volume is never exposed');
   });
@@ -185,10 +180,10 @@ describe('lifecycle faults', () => {
   });
 
   test('nsids are never reused, even across delete and reset', async () => {
-    const a = await available(await create('n1', 1));
+    const a = await availableVolume(sim.url, await create('n1', 1));
     await api('DELETE', `${VOLS}/${a.UUID}`);
     await admin.reset();
-    const b = await available(await create('n2', 1));
+    const b = await availableVolume(sim.url, await create('n2', 1));
     assert.ok(b.nsid > a.nsid);
   });
 });

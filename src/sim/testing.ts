@@ -45,6 +45,13 @@ export async function waitUntil(
   if (!r.done) throw new Error(`timed out waiting for ${opts.what ?? 'condition'}`);
 }
 
+/** Waits until the simulator's volume `uuid` is Available; returns it as its LightOS API shows it. */
+export async function availableVolume(base: string, uuid: string): Promise<any> {
+  const get = () => call(base, 'GET', `/api/v2/projects/default/volumes/${uuid}`);
+  await waitUntil(async () => (await get()).body.state === 'Available', { what: `volume ${uuid} Available` });
+  return (await get()).body;
+}
+
 /** Thin client of the simulator's admin API. */
 export class SimAdmin {
   constructor(readonly url: string) {}

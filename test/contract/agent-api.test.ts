@@ -1,16 +1,19 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { lifecycleClient } from '../support/lifecycle.ts';
 import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
 
 /** The agent-facing API: host tokens, registration, the long poll and state reports. */
 describe('agent API', () => {
   let t: Target;
+  let api: ReturnType<typeof lifecycleClient>;
   const admin = () => ({ authorization: `Bearer ${t.token}` });
   const as = (token: string) => ({ authorization: `Bearer ${token}` });
 
   before(async () => {
     t = await startTarget();
+    api = lifecycleClient(t);
   });
   after(async () => t?.close());
 
@@ -21,13 +24,6 @@ describe('agent API', () => {
     assert.equal(r.body.host.nqn, conn.nqn);
     assert.match(r.body.token, /^pth_/);
     return { conn, token: r.body.token as string };
-  }
-
-  async function volume(body: Record<string, unknown> = {}) {
-    const id = randomUUID();
-    const r = await t.http.post('/v1/volumes').set(admin()).send({ id, size_gb: 1, ...body });
-    assert.equal(r.status, 201);
-    return id;
   }
 
   const poll = (token: string, q: Record<string, unknown> = {}) => t.http.get('/v1/agent/attachments').query(q).set(as(token));
@@ -71,8 +67,8 @@ describe('agent API', () => {
     assert.deepEqual(first.body.attachments, []);
     const v0 = first.body.version;
 
-    const vol = await volume();
-    const init = await t.http.post(`/v1/volumes/${vol}/initialize_connection`).set(admin()).send({ connector: conn });
+    const vol = (await api.created()).id;
+    const init = await api.init(vol, conn);
     assert.equal(init.status, 200);
     const second = await poll(token, { since: v0, wait: 30 });
     assert.notEqual(second.body.version, v0);
@@ -87,7 +83,7 @@ describe('agent API', () => {
     // Waiting with the current version: the terminate below must wake it (a timeout would
     // return the same version).
     const waiting = poll(token, { since: second.body.version, wait: 60 });
-    const term = await t.http.post(`/v1/volumes/${vol}/terminate_connection`).set(admin()).send({ connector: conn });
+    const term = await api.term(vol, { connector: conn });
     assert.equal(term.status, 200);
     const woken = await waiting;
     assert.notEqual(woken.body.version, second.body.version);
@@ -100,9 +96,9 @@ describe('agent API', () => {
 
   it('a forced terminate is passed on to the agent', async () => {
     const { conn, token } = await newHost();
-    const vol = await volume();
-    await t.http.post(`/v1/volumes/${vol}/initialize_connection`).set(admin()).send({ connector: conn });
-    await t.http.post(`/v1/volumes/${vol}/terminate_connection`).set(admin()).send({ connector: conn, force: true });
+    const vol = (await api.created()).id;
+    await api.init(vol, conn);
+    await api.term(vol, { connector: conn, force: true });
     const list = await poll(token);
     assert.equal(list.body.attachments[0].desired, 'disconnected');
     assert.equal(list.body.attachments[0].force, true);
@@ -111,8 +107,8 @@ describe('agent API', () => {
   it('reports show on the attachment and in the health matrix; another host learns nothing of it', async () => {
     const { conn, token } = await newHost();
     const intruder = await newHost();
-    const vol = await volume();
-    const init = await t.http.post(`/v1/volumes/${vol}/initialize_connection`).set(admin()).send({ connector: conn });
+    const vol = (await api.created()).id;
+    const init = await api.init(vol, conn);
     const id = init.body.attachment_id;
     assert.equal((await t.http.get(`/v1/attachments/${id}`).set(admin())).body.health, 'unknown');
 
@@ -144,8 +140,8 @@ describe('agent API', () => {
 
   it('a malformed report is a 400 naming the field', async () => {
     const { conn, token } = await newHost();
-    const vol = await volume();
-    const init = await t.http.post(`/v1/volumes/${vol}/initialize_connection`).set(admin()).send({ connector: conn });
+    const vol = (await api.created()).id;
+    const init = await api.init(vol, conn);
     const r = await report(token, init.body.attachment_id, { ...CONNECTED(), health: 'great' });
     assert.equal(r.status, 400);
     assert.match(r.body.error.message, /health/);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { lifecycleClient } from '../support/lifecycle.ts';
 import { connector, DM, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
 
 /**
@@ -11,25 +12,20 @@ import { connector, DM, NATIVE, SimView, startTarget, type Target } from '../sup
 describe('initialize_connection / terminate_connection', () => {
   let t: Target;
   let sim: SimView;
-  const auth = () => ({ authorization: `Bearer ${t.token}` });
+  let api: ReturnType<typeof lifecycleClient>;
 
   before(async () => {
     t = await startTarget();
     sim = new SimView(t.simUrl, t.simJwt);
+    api = lifecycleClient(t);
   });
   after(async () => t?.close());
 
-  async function createVolume(body: Record<string, unknown> = {}): Promise<{ id: string; backend_uuid: string }> {
-    const id = randomUUID();
-    const r = await t.http.post('/v1/volumes').set(auth()).send({ id, size_gb: 1, ...body });
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    assert.equal(r.body.status, 'available');
-    return r.body;
+  async function createVolume(body: Record<string, unknown> = {}) {
+    const v = await api.created(body);
+    assert.equal(v.status, 'available');
+    return v;
   }
-
-  const init = (volumeId: string, conn: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-    t.http.post(`/v1/volumes/${volumeId}/initialize_connection`).set(auth()).send({ connector: conn, ...extra });
-  const term = (volumeId: string, body: Record<string, unknown>) => t.http.post(`/v1/volumes/${volumeId}/terminate_connection`).set(auth()).send(body);
 
   /** The simulator's own view (admin API): the nodes holding the volume and the optimized one. */
   async function simVolume(backendUuid: string): Promise<{ optimized: string; portals: string[] }> {
@@ -48,7 +44,7 @@ describe('initialize_connection / terminate_connection', () => {
   it('native connector: one target_nqn, a portal per replica node, the optimized one first, ns_id a string', async () => {
     const vol = await createVolume({ replicas: 3 });
     const conn = connector(NATIVE);
-    const r = await init(vol.id, conn);
+    const r = await api.init(vol.id, conn);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const { connection_info: info, attachment_id } = r.body;
     assert.match(attachment_id, /^[0-9a-f-]{36}$/);
@@ -72,7 +68,7 @@ describe('initialize_connection / terminate_connection', () => {
 
   it('native connector on a 2-replica volume lists only the nodes that hold it', async () => {
     const vol = await createVolume({ replicas: 2 });
-    const r = await init(vol.id, connector(NATIVE));
+    const r = await api.init(vol.id, connector(NATIVE));
     assert.equal(r.status, 200);
     const expected = await simVolume(vol.backend_uuid);
     assert.equal(r.body.connection_info.data.portals.length, 2);
@@ -81,7 +77,7 @@ describe('initialize_connection / terminate_connection', () => {
 
   it('DM connector: dm_replicas with one entry per path and no top-level portals', async () => {
     const vol = await createVolume({ replicas: 3 });
-    const r = await init(vol.id, connector(DM));
+    const r = await api.init(vol.id, connector(DM));
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const data = r.body.connection_info.data;
     assert.equal(data.multipath_mode, 'dm');
@@ -101,7 +97,7 @@ describe('initialize_connection / terminate_connection', () => {
 
   it('plain connector: a single portal, the optimized one', async () => {
     const vol = await createVolume({ replicas: 3 });
-    const r = await init(vol.id, connector());
+    const r = await api.init(vol.id, connector());
     assert.equal(r.status, 200);
     const data = r.body.connection_info.data;
     assert.equal(data.multipath_mode, 'single');
@@ -112,20 +108,19 @@ describe('initialize_connection / terminate_connection', () => {
   it('enforce_multipath on a host that cannot multipath: 400 that says why, nothing granted or recorded', async () => {
     const vol = await createVolume();
     const conn = connector({ multipath: false, enforce_multipath: true });
-    const r = await init(vol.id, conn);
+    const r = await api.init(vol.id, conn);
     assert.equal(r.status, 400);
     assert.equal(r.body.error.code, 'multipath_required');
     assert.match(r.body.error.message, /cannot multipath/);
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
-    const list = await t.http.get('/v1/attachments').query({ volume_id: vol.id }).set(auth());
-    assert.deepEqual(list.body.attachments, []);
+    assert.deepEqual(await api.attachments(vol.id), []);
   });
 
   it('repeating the call returns the same attachment and adds no second ACL entry', async () => {
     const vol = await createVolume();
     const conn = connector(NATIVE);
-    const a = await init(vol.id, conn);
-    const b = await init(vol.id, conn);
+    const a = await api.init(vol.id, conn);
+    const b = await api.init(vol.id, conn);
     assert.equal(a.status, 200);
     assert.equal(b.status, 200);
     assert.equal(b.body.attachment_id, a.body.attachment_id);
@@ -136,19 +131,19 @@ describe('initialize_connection / terminate_connection', () => {
   it('50 identical concurrent calls give exactly one attachment and one ACL entry', async () => {
     const vol = await createVolume();
     const conn = connector(NATIVE);
-    const results = await Promise.all(Array.from({ length: 50 }, () => init(vol.id, conn)));
+    const results = await Promise.all(Array.from({ length: 50 }, () => api.init(vol.id, conn)));
     for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(new Set(results.map((r) => r.body.attachment_id)).size, 1);
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
-    const list = await t.http.get('/v1/attachments').query({ volume_id: vol.id }).set(auth());
-    assert.equal(list.body.attachments.length, 1);
-    assert.equal(list.body.attachments[0].status, 'attached');
+    const list = await api.attachments(vol.id);
+    assert.equal(list.length, 1);
+    assert.equal(list[0].status, 'attached');
   });
 
   it('a volume without multiattach refuses a second host with 409', async () => {
     const vol = await createVolume();
-    assert.equal((await init(vol.id, connector())).status, 200);
-    const r = await init(vol.id, connector());
+    assert.equal((await api.init(vol.id, connector())).status, 200);
+    const r = await api.init(vol.id, connector());
     assert.equal(r.status, 409);
     assert.equal(r.body.error.code, 'volume_in_use');
   });
@@ -159,26 +154,26 @@ describe('initialize_connection / terminate_connection', () => {
     const other = connector(NATIVE);
     const i1 = randomUUID();
     const i2 = randomUUID();
-    const a1 = await init(vol.id, conn, { instance_uuid: i1 });
-    const a2 = await init(vol.id, conn, { instance_uuid: i2 });
+    const a1 = await api.init(vol.id, conn, { instance_uuid: i1 });
+    const a2 = await api.init(vol.id, conn, { instance_uuid: i2 });
     assert.notEqual(a1.body.attachment_id, a2.body.attachment_id);
-    assert.equal((await init(vol.id, other)).status, 200);
+    assert.equal((await api.init(vol.id, other)).status, 200);
     assert.deepEqual((await sim.acl(vol.backend_uuid)).sort(), [conn.nqn as string, other.nqn as string].sort());
 
-    const first = await term(vol.id, { connector: conn, attachment_id: a1.body.attachment_id });
+    const first = await api.term(vol.id, { connector: conn, attachment_id: a1.body.attachment_id });
     assert.equal(first.status, 200, JSON.stringify(first.body));
     assert.deepEqual(first.body, { revoked: false, shared: true, detached: [a1.body.attachment_id], revoked_hosts: [], pending: [] });
     assert.ok((await sim.acl(vol.backend_uuid)).includes(conn.nqn as string), 'host keeps access while another attachment of it is live');
 
-    const second = await term(vol.id, { connector: conn, instance_uuid: i2 });
+    const second = await api.term(vol.id, { connector: conn, instance_uuid: i2 });
     assert.deepEqual(second.body, { revoked: true, shared: false, detached: [a2.body.attachment_id], revoked_hosts: [conn.nqn], pending: [] });
     assert.deepEqual(await sim.acl(vol.backend_uuid), [other.nqn]);
 
-    const again = await term(vol.id, { connector: conn });
+    const again = await api.term(vol.id, { connector: conn });
     assert.equal(again.status, 200);
     assert.deepEqual(again.body, { revoked: false, shared: false, detached: [], revoked_hosts: [], pending: [] });
 
-    const a = await t.http.get(`/v1/attachments/${a1.body.attachment_id}`).set(auth());
+    const a = await t.http.get(`/v1/attachments/${a1.body.attachment_id}`).set(api.auth());
     assert.equal(a.body.status, 'detached');
     assert.ok(a.body.detached_at);
   });
@@ -187,45 +182,45 @@ describe('initialize_connection / terminate_connection', () => {
     const vol = await createVolume({ multiattach: true });
     const h1 = connector(NATIVE);
     const h2 = connector(DM);
-    await init(vol.id, h1);
-    await init(vol.id, h2);
-    const refused = await term(vol.id, { connector: null });
+    await api.init(vol.id, h1);
+    await api.init(vol.id, h2);
+    const refused = await api.term(vol.id, { connector: null });
     assert.equal(refused.status, 400);
     assert.match(refused.body.error.message, /connector/);
     assert.equal((await sim.acl(vol.backend_uuid)).length, 2);
 
-    const r = await term(vol.id, { connector: null, force: true });
+    const r = await api.term(vol.id, { connector: null, force: true });
     assert.equal(r.status, 200);
     assert.equal(r.body.revoked, true);
     assert.deepEqual(r.body.revoked_hosts.sort(), [h1.nqn as string, h2.nqn as string].sort());
     assert.equal(r.body.detached.length, 2);
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
-    const live = await t.http.get('/v1/attachments').query({ volume_id: vol.id, status: 'attached' }).set(auth());
+    const live = await t.http.get('/v1/attachments').query({ volume_id: vol.id, status: 'attached' }).set(api.auth());
     assert.deepEqual(live.body.attachments, []);
   });
 
   it('lists and reads attachments with their connection info and status', async () => {
     const vol = await createVolume();
     const conn = connector(NATIVE);
-    const r = await init(vol.id, conn);
+    const r = await api.init(vol.id, conn);
     const id = r.body.attachment_id;
-    const one = await t.http.get(`/v1/attachments/${id}`).set(auth());
+    const one = await t.http.get(`/v1/attachments/${id}`).set(api.auth());
     assert.equal(one.status, 200);
     assert.equal(one.body.volume_id, vol.id);
     assert.equal(one.body.host_nqn, conn.nqn);
     assert.equal(one.body.host, conn.host);
     assert.equal(one.body.status, 'attached');
     assert.deepEqual(one.body.connection_info, r.body.connection_info);
-    const byHost = await t.http.get('/v1/attachments').query({ host_nqn: conn.nqn }).set(auth());
+    const byHost = await t.http.get('/v1/attachments').query({ host_nqn: conn.nqn }).set(api.auth());
     assert.deepEqual(byHost.body.attachments.map((a: any) => a.id), [id]);
-    const missing = await t.http.get(`/v1/attachments/${randomUUID()}`).set(auth());
+    const missing = await t.http.get(`/v1/attachments/${randomUUID()}`).set(api.auth());
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, 'attachment_not_found');
   });
 
   it('unknown volume: 404 on initialize and terminate', async () => {
     const id = randomUUID();
-    assert.equal((await init(id, connector())).status, 404);
-    assert.equal((await term(id, { connector: connector() })).status, 404);
+    assert.equal((await api.init(id, connector())).status, 404);
+    assert.equal((await api.term(id, { connector: connector() })).status, 404);
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { lifecycleClient } from '../support/lifecycle.ts';
 import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
 
 /**
@@ -11,74 +12,66 @@ import { connector, NATIVE, SimView, startTarget, type Target } from '../support
 describe('detach safety', () => {
   let t: Target;
   let sim: SimView;
-  const admin = () => ({ authorization: `Bearer ${t.token}` });
+  let api: ReturnType<typeof lifecycleClient>;
 
   before(async () => {
     t = await startTarget();
     sim = new SimView(t.simUrl, t.simJwt);
+    api = lifecycleClient(t);
   });
   after(async () => t?.close());
 
-  async function volume(body: Record<string, unknown> = {}) {
-    const id = randomUUID();
-    const r = await t.http.post('/v1/volumes').set(admin()).send({ id, size_gb: 1, ...body });
-    assert.equal(r.status, 201);
-    return r.body as { id: string; backend_uuid: string };
-  }
-  const init = (id: string, conn: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-    t.http.post(`/v1/volumes/${id}/initialize_connection`).set(admin()).send({ connector: conn, ...extra });
-  const term = (id: string, body: Record<string, unknown>) => t.http.post(`/v1/volumes/${id}/terminate_connection`).set(admin()).send(body);
-  const attachment = async (id: string) => (await t.http.get(`/v1/attachments/${id}`).set(admin())).body;
+  const attachment = async (id: string) => (await t.http.get(`/v1/attachments/${id}`).set(api.auth())).body;
 
   it('a terminate that does not say which of a host\'s attachments is refused; nothing changes', async () => {
-    const vol = await volume({ multiattach: true });
+    const vol = await api.created({ multiattach: true });
     const conn = connector(NATIVE);
-    const a1 = await init(vol.id, conn, { instance_uuid: randomUUID() });
-    const a2 = await init(vol.id, conn, { instance_uuid: randomUUID() });
-    const r = await term(vol.id, { connector: conn });
+    const a1 = await api.init(vol.id, conn, { instance_uuid: randomUUID() });
+    const a2 = await api.init(vol.id, conn, { instance_uuid: randomUUID() });
+    const r = await api.term(vol.id, { connector: conn });
     assert.equal(r.status, 409);
     assert.equal(r.body.error.code, 'ambiguous_attachment');
     assert.match(r.body.error.message, /instance_uuid or attachment_id/);
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
     for (const a of [a1, a2]) assert.equal((await attachment(a.body.attachment_id)).status, 'attached');
 
-    const forced = await term(vol.id, { connector: conn, force: true });
+    const forced = await api.term(vol.id, { connector: conn, force: true });
     assert.equal(forced.status, 200);
     assert.deepEqual(forced.body.detached.sort(), [a1.body.attachment_id, a2.body.attachment_id].sort());
     assert.equal(forced.body.revoked, true);
   });
 
   it('upper- and lower-case spellings of a volume id are one volume, one lock and one attachment', async () => {
-    const vol = await volume();
+    const vol = await api.created();
     const conn = connector(NATIVE);
-    const [a, b] = await Promise.all([init(vol.id, conn), init(vol.id.toUpperCase(), conn)]);
+    const [a, b] = await Promise.all([api.init(vol.id, conn), api.init(vol.id.toUpperCase(), conn)]);
     assert.equal(a.status, 200);
     assert.equal(b.status, 200);
     assert.equal(a.body.attachment_id, b.body.attachment_id);
     // Two hosts racing for a volume without multiattach through both spellings: one wins.
-    const other = await volume();
-    const results = await Promise.all([init(other.id, connector()), init(other.id.toUpperCase(), connector())]);
+    const other = await api.created();
+    const results = await Promise.all([api.init(other.id, connector()), api.init(other.id.toUpperCase(), connector())]);
     assert.deepEqual(results.map((r) => r.status).sort(), [200, 409]);
     const instance = randomUUID();
-    const shared = await volume({ multiattach: true });
+    const shared = await api.created({ multiattach: true });
     const h = connector();
-    const i1 = await init(shared.id, h, { instance_uuid: instance });
-    const i2 = await init(shared.id, h, { instance_uuid: instance.toUpperCase() });
+    const i1 = await api.init(shared.id, h, { instance_uuid: instance });
+    const i2 = await api.init(shared.id, h, { instance_uuid: instance.toUpperCase() });
     assert.equal(i1.body.attachment_id, i2.body.attachment_id, 'instance ids compare without case');
   });
 
   it('a host with a registered agent keeps its access until the agent has released the device', async () => {
     const conn = connector(NATIVE);
-    const issued = await t.http.post('/v1/hosts').set(admin()).send({ nqn: conn.nqn });
+    const issued = await t.http.post('/v1/hosts').set(api.auth()).send({ nqn: conn.nqn });
     const agent = { authorization: `Bearer ${issued.body.token}` };
     assert.equal((await t.http.post('/v1/agent/register').set(agent).send({ connector: conn })).status, 200);
-    const vol = await volume();
-    const id = (await init(vol.id, conn)).body.attachment_id;
+    const vol = await api.created();
+    const id = (await api.init(vol.id, conn)).body.attachment_id;
     const report = (state: string, error: unknown = null) =>
       t.http.put(`/v1/agent/attachments/${id}/report`).set(agent).send({ state, device_path: state === 'disconnected' ? null : '/dev/nvme0n1', size_bytes: null, health: null, paths: [], error });
     assert.equal((await report('connected')).status, 200);
 
-    const r = await term(vol.id, { connector: conn });
+    const r = await api.term(vol.id, { connector: conn });
     assert.equal(r.status, 200);
     assert.deepEqual(r.body, { revoked: false, shared: false, detached: [], revoked_hosts: [], pending: [id] });
     assert.equal((await attachment(id)).status, 'detaching');
@@ -95,18 +88,18 @@ describe('detach safety', () => {
     assert.equal((await report('disconnected')).status, 200);
     assert.equal((await attachment(id)).status, 'detached');
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
-    const again = await term(vol.id, { connector: conn });
+    const again = await api.term(vol.id, { connector: conn });
     assert.deepEqual(again.body, { revoked: false, shared: false, detached: [], revoked_hosts: [], pending: [] });
   });
 
   it('force on an agent host revokes at once and tells the agent to tear down even a device in use', async () => {
     const conn = connector(NATIVE);
-    const issued = await t.http.post('/v1/hosts').set(admin()).send({ nqn: conn.nqn });
+    const issued = await t.http.post('/v1/hosts').set(api.auth()).send({ nqn: conn.nqn });
     const agent = { authorization: `Bearer ${issued.body.token}` };
     await t.http.post('/v1/agent/register').set(agent).send({ connector: conn });
-    const vol = await volume();
-    const id = (await init(vol.id, conn)).body.attachment_id;
-    const r = await term(vol.id, { connector: conn, force: true });
+    const vol = await api.created();
+    const id = (await api.init(vol.id, conn)).body.attachment_id;
+    const r = await api.term(vol.id, { connector: conn, force: true });
     assert.deepEqual(r.body, { revoked: true, shared: false, detached: [id], revoked_hosts: [conn.nqn], pending: [] });
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
     const tasks = (await t.http.get('/v1/agent/attachments').set(agent)).body.attachments;
@@ -114,11 +107,11 @@ describe('detach safety', () => {
   });
 
   it('a terminate repeated after the volume was deleted is harmless', async () => {
-    const vol = await volume();
+    const vol = await api.created();
     const conn = connector();
-    await init(vol.id, conn);
-    assert.equal((await t.http.delete(`/v1/volumes/${vol.id}`).query({ force: true }).set(admin())).status, 204);
-    const r = await term(vol.id, { connector: conn });
+    await api.init(vol.id, conn);
+    assert.equal((await api.del(vol.id, true)).status, 204);
+    const r = await api.term(vol.id, { connector: conn });
     assert.equal(r.status, 200);
     assert.deepEqual(r.body, { revoked: false, shared: false, detached: [], revoked_hosts: [], pending: [] });
   });

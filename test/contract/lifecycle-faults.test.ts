@@ -27,14 +27,8 @@ describe('volume lifecycle under backend faults', () => {
   after(async () => t?.close());
   afterEach(async () => resetFaults(t));
 
-  async function volume(body: Record<string, unknown> = {}) {
-    const r = await api.create(body);
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    return r.body as { id: string; name: string; backend_uuid: string };
-  }
-
   it('delete: a 5xx is a 502 naming deleteVolume, the record is left in error, the retry deletes', async () => {
-    const v = await volume();
+    const v = await api.created();
     await sim.faults({ failNext: { count: 1, status: 500, method: 'DELETE', path: `/volumes/${v.backend_uuid}` } });
     const r = await api.del(v.id);
     assert.equal(r.status, 502, JSON.stringify(r.body));
@@ -49,7 +43,7 @@ describe('volume lifecycle under backend faults', () => {
   });
 
   it('extend: a 5xx is a 502 naming extendVolume, the record keeps its size, the retry grows it', async () => {
-    const v = await volume({ size_gb: 1 });
+    const v = await api.created({ size_gb: 1 });
     await sim.faults({ failNext: { count: 1, status: 503, method: 'PUT', path: `/volumes/${v.backend_uuid}` } });
     const r = await api.extend(v.id, 2);
     assert.equal(r.status, 502, JSON.stringify(r.body));
@@ -67,7 +61,7 @@ describe('volume lifecycle under backend faults', () => {
   it('slow Creating and Deleting transitions are waited out: create, snapshot and delete still succeed', async () => {
     await sim.faults({ stateDelayMs: 300 });
     const started = performance.now();
-    const v = await volume();
+    const v = await api.created();
     assert.ok(performance.now() - started >= 300, 'the create waited for the backend to leave Creating');
     assert.equal((await api.get(v.id)).body.status, 'available');
     const s = await api.snap(v.id);
@@ -80,7 +74,7 @@ describe('volume lifecycle under backend faults', () => {
   });
 
   it('snapshot create: failing lookups are retried with backoff, and the snapshot is made', async () => {
-    const v = await volume();
+    const v = await api.created();
     const id = randomUUID();
     await sim.faults({ failNext: { count: 2, status: 503, method: 'GET', path: `?Name=snapshot-${id}` } });
     const r = await api.snap(v.id, { id });
@@ -91,7 +85,7 @@ describe('volume lifecycle under backend faults', () => {
   });
 
   it('snapshot delete: a 5xx is a 502 naming deleteSnapshot, the snapshot is left in error, the retry deletes', async () => {
-    const v = await volume();
+    const v = await api.created();
     const s = (await api.snap(v.id)).body;
     await sim.faults({ failNext: { count: 1, status: 500, method: 'DELETE', path: `/snapshots/${s.backend_uuid}` } });
     const r = await api.delSnap(s.id);
@@ -104,7 +98,7 @@ describe('volume lifecycle under backend faults', () => {
   });
 
   it('from a snapshot: a failed backend create leaves the volume in error; the retry finishes it', async () => {
-    const src = await volume();
+    const src = await api.created();
     const s = (await api.snap(src.id)).body;
     const id = randomUUID();
     await sim.faults({ failNext: { count: 1, status: 500, method: 'GET', path: `?name=volume-${id}` } });
@@ -119,7 +113,7 @@ describe('volume lifecycle under backend faults', () => {
   });
 
   it('clone: when the volume cannot be made, the intermediate snapshot is deleted; the retry clones', async () => {
-    const src = await volume();
+    const src = await api.created();
     const id = randomUUID();
     await sim.faults({ failNext: { count: 1, status: 500, method: 'GET', path: `?name=volume-${id}` } });
     const r = await api.create({ id, source: { volume_id: src.id } });

@@ -19,12 +19,6 @@ describe('snapshots, volumes from snapshots, clones', () => {
   });
   after(async () => t?.close());
 
-  async function volume(body: Record<string, unknown> = {}) {
-    const r = await api.create(body);
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    return r.body as { id: string; name: string; backend_uuid: string; size_gb: number };
-  }
-
   async function snapshot(volumeId: string, body: Record<string, unknown> = {}) {
     const r = await api.snap(volumeId, body);
     assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -33,7 +27,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
 
   describe('snapshots', () => {
     it('creates snapshot-<id> on the backend from the volume; a retry is a 200 with the same snapshot', async () => {
-      const v = await volume({ size_gb: 2 });
+      const v = await api.created({ size_gb: 2 });
       const id = randomUUID();
       const r = await api.snap(v.id, { id, name: 'before upgrade' });
       assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -53,7 +47,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
     });
 
     it('the same snapshot id with another name or volume is a 409 already_exists', async () => {
-      const [v1, v2] = [await volume(), await volume()];
+      const [v1, v2] = [await api.created(), await api.created()];
       const s = await snapshot(v1.id, { name: 'a' });
       for (const [vol, name] of [[v1.id, 'b'], [v2.id, 'a']] as const) {
         const r = await api.snap(vol, { id: s.id, name });
@@ -63,7 +57,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
     });
 
     it('reads one snapshot and lists a volume\'s snapshots oldest first; unknown ones are 404', async () => {
-      const v = await volume();
+      const v = await api.created();
       const s1 = await snapshot(v.id);
       const s2 = await snapshot(v.id);
       const one = await api.getSnap(s1.id);
@@ -79,7 +73,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
     });
 
     it('delete removes it from the backend (204); again, and for an unknown id, still 204', async () => {
-      const v = await volume();
+      const v = await api.created();
       const s = await snapshot(v.id);
       assert.equal((await api.delSnap(s.id)).status, 204);
       assert.equal((await api.getSnap(s.id)).status, 404);
@@ -92,7 +86,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
 
   describe('a volume with snapshots', () => {
     it('is refused deletion with 409 volume_has_snapshots naming them (the backend would orphan them)', async () => {
-      const v = await volume();
+      const v = await api.created();
       const s = await snapshot(v.id);
       const r = await api.del(v.id);
       assert.equal(r.status, 409, JSON.stringify(r.body));
@@ -109,7 +103,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
 
   describe('from a snapshot', () => {
     it('creates a volume from the snapshot; a larger size grows it', async () => {
-      const v = await volume({ size_gb: 2 });
+      const v = await api.created({ size_gb: 2 });
       const s = await snapshot(v.id);
       const r = await api.create({ size_gb: 5, source: { snapshot_id: s.id } });
       assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -126,7 +120,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
     });
 
     it('a size smaller than the snapshot is a 400 naming size_gb', async () => {
-      const v = await volume({ size_gb: 3 });
+      const v = await api.created({ size_gb: 3 });
       const s = await snapshot(v.id);
       const r = await api.create({ size_gb: 2, source: { snapshot_id: s.id } });
       assert.equal(r.status, 400, JSON.stringify(r.body));
@@ -136,7 +130,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
 
   describe('clones', () => {
     it('clones through an intermediate for_clone_<id> snapshot that is gone afterwards', async () => {
-      const src = await volume({ size_gb: 2 });
+      const src = await api.created({ size_gb: 2 });
       const id = randomUUID();
       const r = await api.create({ id, size_gb: 3, source: { volume_id: src.id } });
       assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -152,7 +146,7 @@ describe('snapshots, volumes from snapshots, clones', () => {
     });
 
     it('a source larger than the clone is a 400; an unknown source a 404', async () => {
-      const src = await volume({ size_gb: 2 });
+      const src = await api.created({ size_gb: 2 });
       const small = await api.create({ size_gb: 1, source: { volume_id: src.id } });
       assert.equal(small.status, 400, JSON.stringify(small.body));
       assert.match(small.body.error.message, /size_gb/);

@@ -24,12 +24,6 @@ describe('volume lifecycle: create options, delete, extend', () => {
   });
   after(async () => t?.close());
 
-  async function created(body: Record<string, unknown> = {}) {
-    const r = await api.create(body);
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    return r.body as { id: string; name: string; backend_uuid: string; size_gb: number };
-  }
-
   describe('create', () => {
     it('passes replicas, compression and the QoS policy to the backend and reports them', async () => {
       const r = await api.create({ size_gb: 2, replicas: 2, compression: true, qos_policy_id: QOS, multiattach: true });
@@ -50,7 +44,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
     });
 
     it('defaults: no compression, thin, no QoS policy', async () => {
-      const v = await created();
+      const v = await api.created();
       const b = await simVolume(t, v.name);
       assert.equal(b?.compression, 'false');
       assert.equal(b?.qosPolicyUUID, '');
@@ -59,7 +53,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
     });
 
     it('a retried create returns the volume (200); other parameters are a 409 naming them', async () => {
-      const v = await created({ compression: true, qos_policy_id: QOS });
+      const v = await api.created({ compression: true, qos_policy_id: QOS });
       const again = await api.create({ id: v.id, compression: true, qos_policy_id: QOS });
       assert.equal(again.status, 200, JSON.stringify(again.body));
       assert.equal(again.body.backend_uuid, v.backend_uuid);
@@ -105,7 +99,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
 
   describe('delete', () => {
     it('deletes on the backend and answers 204; again, and for an unknown id, still 204', async () => {
-      const v = await created();
+      const v = await api.created();
       const r = await api.del(v.id);
       assert.equal(r.status, 204, JSON.stringify(r.body));
       assert.equal((await api.get(v.id)).status, 404);
@@ -115,7 +109,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
     });
 
     it('is refused with 409 volume_in_use while attached; works after terminate', async () => {
-      const v = await created();
+      const v = await api.created();
       const conn = connector(NATIVE);
       const a = await api.init(v.id, conn);
       assert.equal(a.status, 200);
@@ -132,7 +126,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
     });
 
     it('force=true revokes every host and detaches every attachment first', async () => {
-      const v = await created({ multiattach: true });
+      const v = await api.created({ multiattach: true });
       const [h1, h2] = [connector(NATIVE), connector()];
       assert.equal((await api.init(v.id, h1)).status, 200);
       assert.equal((await api.init(v.id, h2)).status, 200);
@@ -146,7 +140,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
     });
 
     it('an id used again after its volume was deleted creates a new volume', async () => {
-      const v = await created({ size_gb: 1 });
+      const v = await api.created({ size_gb: 1 });
       assert.equal((await api.del(v.id)).status, 204);
       const again = await api.create({ id: v.id, size_gb: 2 });
       assert.equal(again.status, 201, JSON.stringify(again.body));
@@ -157,7 +151,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
 
   describe('extend', () => {
     it('grows the backend volume and the record; the same size again is a no-op', async () => {
-      const v = await created({ size_gb: 1 });
+      const v = await api.created({ size_gb: 1 });
       const r = await api.extend(v.id, 3);
       assert.equal(r.status, 200, JSON.stringify(r.body));
       assert.equal(r.body.size_gb, 3);
@@ -169,7 +163,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
     });
 
     it('shrinking is a 400 naming new_size_gb; nothing changes', async () => {
-      const v = await created({ size_gb: 2 });
+      const v = await api.created({ size_gb: 2 });
       const r = await api.extend(v.id, 1);
       assert.equal(r.status, 400, JSON.stringify(r.body));
       assert.equal(r.body.error.code, 'invalid_request');
@@ -178,7 +172,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
     });
 
     it('online: an attached volume grows, its attachment and ACL stay, a repeated initialize returns the same attachment', async () => {
-      const v = await created({ size_gb: 1 });
+      const v = await api.created({ size_gb: 1 });
       const conn = connector(NATIVE);
       const a = await api.init(v.id, conn);
       assert.equal(a.status, 200);
@@ -195,7 +189,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
     });
 
     it('online: the attached host\'s agent is woken and sees the new size_gb', async () => {
-      const v = await created({ size_gb: 1 });
+      const v = await api.created({ size_gb: 1 });
       const conn = connector(NATIVE);
       const host = await t.http.post('/v1/hosts').set(api.auth()).send({ nqn: conn.nqn, name: conn.host });
       assert.equal(host.status, 201, JSON.stringify(host.body));
@@ -214,7 +208,7 @@ describe('volume lifecycle: create options, delete, extend', () => {
 
     it('an unknown volume is a 404; a missing or extra field is a 400 naming it', async () => {
       assert.equal((await api.extend(randomUUID(), 2)).status, 404);
-      const v = await created();
+      const v = await api.created();
       const missing = await t.http.post(`/v1/volumes/${v.id}/extend`).set(api.auth()).send({});
       assert.equal(missing.status, 400);
       assert.match(missing.body.error.message, /new_size_gb/);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import { lifecycleClient } from '../support/lifecycle.ts';
 import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
 
 /**
@@ -11,11 +12,12 @@ import { connector, NATIVE, SimView, startTarget, type Target } from '../support
 describe('backend faults', () => {
   let t: Target;
   let sim: SimView;
-  const auth = () => ({ authorization: `Bearer ${t.token}` });
+  let api: ReturnType<typeof lifecycleClient>;
 
   before(async () => {
     t = await startTarget({ proxy: true, requestTimeoutMs: 300, operationTimeoutMs: 1500 });
     sim = new SimView(t.simUrl, t.simJwt);
+    api = lifecycleClient(t);
   });
   after(async () => t?.close());
   beforeEach(async () => {
@@ -27,70 +29,58 @@ describe('backend faults', () => {
     return fetch(t.proxy!.url + '/api/v2/clusterinfo').then(() => true, () => false);
   }
 
-  async function createVolume(body: Record<string, unknown> = {}) {
-    const id = randomUUID();
-    const r = await t.http.post('/v1/volumes').set(auth()).send({ id, size_gb: 1, ...body });
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    return r.body as { id: string; backend_uuid: string };
-  }
-  const init = (id: string, conn: Record<string, unknown>) => t.http.post(`/v1/volumes/${id}/initialize_connection`).set(auth()).send({ connector: conn });
-  const term = (id: string, conn: Record<string, unknown> | null, force = false) =>
-    t.http.post(`/v1/volumes/${id}/terminate_connection`).set(auth()).send({ connector: conn, force });
-  const attachments = async (volumeId: string) =>
-    (await t.http.get('/v1/attachments').query({ volume_id: volumeId }).set(auth())).body.attachments as { id: string; status: string }[];
-
   it('a 5xx on the ACL update is a 502 naming the operation; nothing granted, the retry succeeds', async () => {
-    const vol = await createVolume();
+    const vol = await api.created();
     const conn = connector(NATIVE);
     await sim.faults({ failNext: { count: 1, status: 500, method: 'PUT', path: '/volumes/' } });
-    const r = await init(vol.id, conn);
+    const r = await api.init(vol.id, conn);
     assert.equal(r.status, 502, JSON.stringify(r.body));
     assert.equal(r.body.error.code, 'backend_error');
     assert.match(r.body.error.message, /grantAccess/);
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
-    assert.deepEqual((await attachments(vol.id)).map((a) => a.status), ['error']);
+    assert.deepEqual((await api.attachments(vol.id)).map((a) => a.status), ['error']);
 
-    const again = await init(vol.id, conn);
+    const again = await api.init(vol.id, conn);
     assert.equal(again.status, 200);
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
   });
 
   it('a failure after the grant (reading the nodes) revokes the new grant again', async () => {
-    const vol = await createVolume();
+    const vol = await api.created();
     await sim.faults({ failNext: { count: 1, status: 500, method: 'GET', path: '/nodes' } });
-    const r = await init(vol.id, connector(NATIVE));
+    const r = await api.init(vol.id, connector(NATIVE));
     assert.equal(r.status, 502, JSON.stringify(r.body));
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
-    assert.deepEqual((await attachments(vol.id)).map((a) => a.status), ['error']);
+    assert.deepEqual((await api.attachments(vol.id)).map((a) => a.status), ['error']);
   });
 
   it('a backend that never answers is a 504 naming the operation; nothing granted', async () => {
-    const vol = await createVolume();
+    const vol = await api.created();
     await sim.faults({ hangNext: { count: 1000, method: 'PUT' } });
-    const r = await init(vol.id, connector(NATIVE));
+    const r = await api.init(vol.id, connector(NATIVE));
     assert.equal(r.status, 504, JSON.stringify(r.body));
     assert.equal(r.body.error.code, 'backend_timeout');
     assert.match(r.body.error.message, /grantAccess/);
     await sim.clearFaults();
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
-    assert.ok((await attachments(vol.id)).every((a) => a.status !== 'attached'));
+    assert.ok((await api.attachments(vol.id)).every((a) => a.status !== 'attached'));
   });
 
   it('a backend refusing connections is a 503; the recorded attaching row converges on retry', async () => {
-    const vol = await createVolume();
+    const vol = await api.created();
     const conn = connector(NATIVE);
     await t.proxy!.stop();
-    const r = await init(vol.id, conn);
+    const r = await api.init(vol.id, conn);
     assert.equal(r.status, 503, JSON.stringify(r.body));
     assert.equal(r.body.error.code, 'backend_unavailable');
     assert.match(r.body.error.message, /grantAccess/);
     // Nothing is active: the attempt is recorded as `attaching`, since the backend could not
     // even be asked to undo it.
-    const rows = await attachments(vol.id);
+    const rows = await api.attachments(vol.id);
     assert.deepEqual(rows.map((a) => a.status), ['attaching']);
 
     await t.proxy!.start();
-    const again = await init(vol.id, conn);
+    const again = await api.init(vol.id, conn);
     assert.equal(again.status, 200, JSON.stringify(again.body));
     assert.equal(again.body.attachment_id, rows[0]!.id);
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
@@ -107,17 +97,17 @@ describe('backend faults', () => {
   });
 
   it('a failed revoke leaves the attachment detaching with access intact; the retried terminate finishes it', async () => {
-    const vol = await createVolume();
+    const vol = await api.created();
     const conn = connector(NATIVE);
-    const a = await init(vol.id, conn);
+    const a = await api.init(vol.id, conn);
     await sim.faults({ failNext: { count: 1, status: 503, method: 'PUT', path: '/volumes/' } });
-    const r = await term(vol.id, conn);
+    const r = await api.term(vol.id, { connector: conn, force: false });
     assert.equal(r.status, 502, JSON.stringify(r.body));
     assert.match(r.body.error.message, /revokeAccess/);
-    assert.deepEqual((await attachments(vol.id)).map((x) => x.status), ['detaching']);
+    assert.deepEqual((await api.attachments(vol.id)).map((x) => x.status), ['detaching']);
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
 
-    const again = await term(vol.id, conn);
+    const again = await api.term(vol.id, { connector: conn, force: false });
     assert.equal(again.status, 200);
     assert.deepEqual(again.body, { revoked: true, shared: false, detached: [a.body.attachment_id], revoked_hosts: [conn.nqn], pending: [] });
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
@@ -126,11 +116,11 @@ describe('backend faults', () => {
   it('a failed create is a 502 and leaves the volume in error; the retried create finishes it', async () => {
     const id = randomUUID();
     await sim.faults({ failNext: { count: 1, status: 500, method: 'POST', path: '/volumes' } });
-    const r = await t.http.post('/v1/volumes').set(auth()).send({ id, size_gb: 1 });
+    const r = await api.create({ id });
     assert.equal(r.status, 502, JSON.stringify(r.body));
     assert.match(r.body.error.message, /createVolume/);
-    assert.equal((await t.http.get(`/v1/volumes/${id}`).set(auth())).body.status, 'error');
-    const again = await t.http.post('/v1/volumes').set(auth()).send({ id, size_gb: 1 });
+    assert.equal((await api.get(id)).body.status, 'error');
+    const again = await api.create({ id });
     assert.equal(again.status, 200, JSON.stringify(again.body));
     assert.equal(again.body.status, 'available');
   });
@@ -138,7 +128,7 @@ describe('backend faults', () => {
   it('a volume that ends Failed on the backend is cleaned up and reported', async () => {
     await sim.faults({ failCreate: true });
     const id = randomUUID();
-    const r = await t.http.post('/v1/volumes').set(auth()).send({ id, size_gb: 1 });
+    const r = await api.create({ id });
     assert.equal(r.status, 502, JSON.stringify(r.body));
     const state = await sim.state();
     assert.equal(state.volumes.some((v: { name: string }) => v.name === `volume-${id}`), false, 'the Failed volume was deleted');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { lifecycleClient } from '../support/lifecycle.ts';
 import { connector, DM, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
 
 /**
@@ -11,34 +12,35 @@ import { connector, DM, NATIVE, SimView, startTarget, type Target } from '../sup
 describe('attach while a replica node is down', () => {
   let t: Target;
   let sim: SimView;
-  const admin = () => ({ authorization: `Bearer ${t.token}` });
+  let api: ReturnType<typeof lifecycleClient>;
   before(async () => {
     t = await startTarget();
     sim = new SimView(t.simUrl, t.simJwt);
+    api = lifecycleClient(t);
   });
   after(async () => t?.close());
 
   it('lists every replica node, the down one last; single gets a working portal; all down is 503 no_path', async () => {
     const id = randomUUID();
-    const vol = (await t.http.post('/v1/volumes').set(admin()).send({ id, size_gb: 1, replicas: 3, multiattach: true })).body;
+    const vol = (await api.create({ id, replicas: 3, multiattach: true })).body;
     const state = await sim.state();
     const v = state.volumes.find((x: { uuid: string }) => x.uuid === vol.backend_uuid);
     const endpoint = (node: string) => state.nodes.find((n: { uuid: string }) => n.uuid === node).nvmeEndpoint;
     const optimized = Object.keys(v.ana).find((n) => v.ana[n] === 'optimized')!;
     await sim.node(optimized, false);
 
-    const native = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set(admin()).send({ connector: connector(NATIVE) });
+    const native = await api.init(id, connector(NATIVE));
     assert.equal(native.status, 200);
     const portals = native.body.connection_info.data.portals.map((p: [string, number]) => `${p[0]}:${p[1]}`);
     assert.equal(portals.length, 3);
     assert.equal(portals[2], endpoint(optimized), 'the down node is listed last');
-    const dm = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set(admin()).send({ connector: connector(DM) });
+    const dm = await api.init(id, connector(DM));
     assert.equal(dm.body.connection_info.data.dm_replicas.length, 3);
-    const single = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set(admin()).send({ connector: connector() });
+    const single = await api.init(id, connector());
     assert.notEqual(`${single.body.connection_info.data.portals[0][0]}:${single.body.connection_info.data.portals[0][1]}`, endpoint(optimized));
 
     for (const n of v.replicas as string[]) await sim.node(n, false);
-    const none = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set(admin()).send({ connector: connector(NATIVE) });
+    const none = await api.init(id, connector(NATIVE));
     assert.equal(none.status, 503);
     assert.equal(none.body.error.code, 'no_path');
     for (const n of v.replicas as string[]) await sim.node(n, true);

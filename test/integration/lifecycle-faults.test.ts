@@ -25,15 +25,9 @@ describe('volume lifecycle under backend faults (in-process)', () => {
   after(async () => t?.close());
   afterEach(async () => sim.clearFaults());
 
-  async function volume(body: Record<string, unknown> = {}) {
-    const r = await api.create(body);
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    return r.body as { id: string; name: string; backend_uuid: string };
-  }
-
   describe('deadlines', () => {
     it('extend against a backend that never answers is a 504 naming extendVolume; the retry grows it', async () => {
-      const v = await volume({ size_gb: 1 });
+      const v = await api.created({ size_gb: 1 });
       await sim.faults({ hangNext: { count: 1000, method: 'PUT', path: v.backend_uuid } });
       const r = await api.extend(v.id, 2);
       assert.equal(r.status, 504, JSON.stringify(r.body));
@@ -45,7 +39,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
     });
 
     it('a snapshot POST that never answers is a 504 naming createSnapshot; the retry makes it', async () => {
-      const v = await volume();
+      const v = await api.created();
       const id = randomUUID();
       await sim.faults({ hangNext: { count: 1000, method: 'POST', path: '/snapshots' } });
       const r = await api.snap(v.id, { id });
@@ -73,7 +67,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
     });
 
     it('a delete stuck in Deleting past the deadline is a 504 naming the state; the retry finishes', async () => {
-      const v = await volume();
+      const v = await api.created();
       await sim.faults({ stateDelayMs: SLOW_MS });
       const r = await api.del(v.id);
       assert.equal(r.status, 504, JSON.stringify(r.body));
@@ -84,7 +78,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
     });
 
     it('a snapshot stuck in Creating past the deadline is a 504 naming the state; the retry finds it', async () => {
-      const v = await volume();
+      const v = await api.created();
       await sim.faults({ stateDelayMs: SLOW_MS });
       const id = randomUUID();
       const r = await api.snap(v.id, { id });
@@ -98,7 +92,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
 
   describe('snapshot create retries (Cinder: 400, 500, 503 with 2^i backoff)', () => {
     it('two refused POSTs (400) are retried, the third makes the snapshot', async () => {
-      const v = await volume();
+      const v = await api.created();
       await sim.faults({ failNext: { count: 2, status: 400, method: 'POST', path: '/snapshots' } });
       const r = await api.snap(v.id);
       assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -106,7 +100,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
     });
 
     it('a 403 is not retried', async () => {
-      const v = await volume();
+      const v = await api.created();
       await sim.faults({ failNext: { count: 5, status: 403, method: 'POST', path: '/snapshots' } });
       const r = await api.snap(v.id);
       assert.equal(r.status, 502, JSON.stringify(r.body));
@@ -115,7 +109,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
     });
 
     it('gives up after 5 attempts and says so', async () => {
-      const v = await volume();
+      const v = await api.created();
       await sim.faults({ failNext: { count: 10, status: 503, method: 'POST', path: '/snapshots' } });
       const r = await api.snap(v.id);
       assert.equal(r.status, 502, JSON.stringify(r.body));
@@ -126,7 +120,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
 
   describe('creates from a source', () => {
     it('a clone whose volume ends Failed: the volume and the intermediate snapshot are cleaned up; the retry clones', async () => {
-      const src = await volume();
+      const src = await api.created();
       const id = randomUUID();
       await sim.faults({ failCreate: true });
       const r = await api.create({ id, source: { volume_id: src.id } });
@@ -141,7 +135,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
     });
 
     it('a backend that creates from a snapshot at the snapshot\'s size: the volume is grown to the size asked', async () => {
-      const src = await volume({ size_gb: 2 });
+      const src = await api.created({ size_gb: 2 });
       const s = (await api.snap(src.id)).body;
       const cluster = t.sim!.cluster;
       const original = cluster.createVolume.bind(cluster);
@@ -159,7 +153,7 @@ describe('volume lifecycle under backend faults (in-process)', () => {
   });
 
   it('online extend reaches the data plane under the connected host', async () => {
-    const v = await volume({ size_gb: 1 });
+    const v = await api.created({ size_gb: 1 });
     const conn = connector(NATIVE);
     assert.equal((await api.init(v.id, conn)).status, 200);
     assert.equal((await api.extend(v.id, 3)).status, 200);

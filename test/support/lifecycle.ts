@@ -1,7 +1,8 @@
 /**
- * Helpers for the volume-lifecycle tests: the simulator's own view of volumes and snapshots
- * (through its LightOS API and admin API), and the orchestrator calls the tests repeat.
+ * Helpers for the tests that drive the service: the simulator's own view of volumes and
+ * snapshots (through its LightOS API and admin API), and the orchestrator calls the tests repeat.
  */
+import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { type SimObject, SimView, type Target } from './target.ts';
 
@@ -25,21 +26,30 @@ export const simFaults = (t: SimTarget): Promise<any> => view(t).faultsNow();
  * Undoes the faults a test set, field by field (never `DELETE /sim/v1/faults`: by URL, other
  * test files share the simulator).
  */
-export async function resetFaults(t: SimTarget): Promise<void> {
-  const r = await fetch(`${t.simUrl}/sim/v1/faults`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ failNext: null, hangNext: null, stateDelayMs: 0 }),
-  });
-  if (!r.ok) throw new Error(`PUT /sim/v1/faults: ${r.status}`);
+export const resetFaults = (t: SimTarget): Promise<void> => view(t).faults({ failNext: null, hangNext: null, stateDelayMs: 0 });
+
+/** A volume as `POST /v1/volumes` answers it. */
+export interface CreatedVolume {
+  id: string;
+  name: string;
+  backend_uuid: string;
+  size_gb: number;
+  status: string;
 }
 
 /** Orchestrator calls with the admin token. */
 export function lifecycleClient(t: Target) {
   const auth = () => ({ authorization: `Bearer ${t.token}` });
+  const create = (body: Record<string, unknown> = {}) => t.http.post('/v1/volumes').set(auth()).send({ id: randomUUID(), size_gb: 1, ...body });
   return {
     auth,
-    create: (body: Record<string, unknown>) => t.http.post('/v1/volumes').set(auth()).send({ id: randomUUID(), size_gb: 1, ...body }),
+    create,
+    /** Creates a volume (a random id, 1 GiB unless `body` says otherwise); it must be a 201. */
+    async created(body: Record<string, unknown> = {}): Promise<CreatedVolume> {
+      const r = await create(body);
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      return r.body;
+    },
     get: (id: string) => t.http.get(`/v1/volumes/${id}`).set(auth()),
     del: (id: string, force?: boolean) => t.http.delete(`/v1/volumes/${id}`).query(force === undefined ? {} : { force }).set(auth()),
     extend: (id: string, size: number) => t.http.post(`/v1/volumes/${id}/extend`).set(auth()).send({ new_size_gb: size }),

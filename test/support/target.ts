@@ -83,38 +83,38 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
   }
 
   async function assemble(): Promise<Target> {
-  const config = loadConfig({
-    DATABASE_URL: database.url,
-    PORTALIS_BACKEND: 'sim',
-    PORTALIS_SIM_URL: proxy ? proxy.url : sim.url,
-    PORTALIS_LIGHTOS_TIMEOUT_MS: String(opts.requestTimeoutMs ?? 5000),
-    PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
-    ...(opts.operationTimeoutMs ? { PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS: String(opts.operationTimeoutMs) } : {}),
-    ...(opts.simJwt ? { PORTALIS_LIGHTOS_JWT: opts.simJwt } : {}),
-  });
-  const { deps, db } = await composeDeps(config, log, stops);
-  const token = `test-admin-${randomUUID()}`;
-  const app = await createApp({
-    deps,
-    auth: new Authenticator(token, deps),
-    logger: log,
-    validateResponses: true,
-    readiness: [
-      { name: 'database', check: async () => void (await db.raw('select 1')) },
-      { name: 'backend', check: () => deps.backend.ping() },
-    ],
-  });
-  return {
-    http: supertest(app),
-    token,
-    simUrl: sim.url,
-    simJwt: opts.simJwt,
-    databaseName: new URL(database.url).pathname.slice(1),
-    app,
-    sim,
-    proxy,
-    close: closeAll,
-  };
+    const config = loadConfig({
+      DATABASE_URL: database.url,
+      PORTALIS_BACKEND: 'sim',
+      PORTALIS_SIM_URL: proxy ? proxy.url : sim.url,
+      PORTALIS_LIGHTOS_TIMEOUT_MS: String(opts.requestTimeoutMs ?? 5000),
+      PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
+      ...(opts.operationTimeoutMs ? { PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS: String(opts.operationTimeoutMs) } : {}),
+      ...(opts.simJwt ? { PORTALIS_LIGHTOS_JWT: opts.simJwt } : {}),
+    });
+    const { deps, db } = await composeDeps(config, log, stops);
+    const token = `test-admin-${randomUUID()}`;
+    const app = await createApp({
+      deps,
+      auth: new Authenticator(token, deps),
+      logger: log,
+      validateResponses: true,
+      readiness: [
+        { name: 'database', check: async () => void (await db.raw('select 1')) },
+        { name: 'backend', check: () => deps.backend.ping() },
+      ],
+    });
+    return {
+      http: supertest(app),
+      token,
+      simUrl: sim.url,
+      simJwt: opts.simJwt,
+      databaseName: new URL(database.url).pathname.slice(1),
+      app,
+      sim,
+      proxy,
+      close: closeAll,
+    };
   }
 }
 

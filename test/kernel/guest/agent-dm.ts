@@ -12,35 +12,15 @@
  *   error on the map; terminate_connection: the agent removes the map before any path goes
  *   (sampled every 20 ms), then its controllers; nothing left.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { openSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { AgentStack, agentLogLines, GiB, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunks } from './io.ts';
-import { check, checkEqual, list, observe, readSys, runDir, scenarioGroup, sh, shAny, step, waitFor, type Part } from './lib.ts';
-import { controllerOf, controllers, ioErrorsSince, jsonOrText, kernelLog, nvmeDisks } from './nvme.ts';
-
-interface MapPath {
-  dev: string;
-  dm_st: string;
-  chk_st: string;
-  pri: number;
-}
-
-interface MultipathdMaps {
-  maps?: { name: string; uuid: string; sysfs: string; path_groups?: { pri: number; paths?: MapPath[] }[] }[];
-}
-
-async function showMaps(): Promise<MultipathdMaps> {
-  const r = await shAny('multipathd', ['show', 'maps', 'json']);
-  return r.code === 0 ? (jsonOrText(r.stdout) as MultipathdMaps) : {};
-}
-
-function mapPaths(json: MultipathdMaps, map: string): MapPath[] | null {
-  const m = json.maps?.find((x) => x.name === map);
-  return m ? (m.path_groups?.flatMap((g) => g.paths ?? []) ?? []) : null;
-}
+import { check, checkEqual, list, observe, readSys, scenarioGroup, step, waitFor, type Part } from './lib.ts';
+import { mapPaths, showMaps, startMultipathd, stopMultipathd } from './multipathd.ts';
+import { controllerOf, controllers, ioErrorsSince, kernelLog, nvmeDisks } from './nvme.ts';
 
 /** The plain namespace device (multipath=N) of the volume behind the controller to `port`. */
 function pathDevOfPort(nqn: string, port: number, wwid: string): string | undefined {
@@ -195,19 +175,11 @@ const parts: Part<DmStack>[] = [{ name: 'agent-dm', run: agentDm }];
 await scenarioGroup('agent-dm', {
   setup: async () => {
     checkEqual(readSys('/sys/module/nvme_core/parameters/multipath'), 'N', 'nvme_core.multipath');
-    const multipathd = await step('systemd-udevd and multipathd', async () => {
-      // The guest's /etc is the overlay's: this never reaches the host. A 1 s path checker
-      // (default 5 s, up to 20 s while healthy) so that a returning path is seen quickly.
-      writeFileSync('/etc/multipath.conf', 'defaults {\n  user_friendly_names no\n  find_multipaths no\n  polling_interval 1\n  max_polling_interval 2\n}\n');
-      await sh('/lib/systemd/systemd-udevd', ['--daemon']);
-      const log = openSync(path.join(runDir, 'multipathd.log'), 'w');
-      const child = spawn('multipathd', ['-d', '-s'], { stdio: ['ignore', log, log], detached: true });
-      await waitFor('multipathd to answer', async () => {
-        const r = await shAny('multipathd', ['show', 'daemon']);
-        return r.code === 0 && /running|idle/.test(r.stdout) ? r.stdout.trim() : undefined;
-      });
-      return child;
-    });
+    // A 1 s path checker (default 5 s, up to 20 s while healthy) so that a returning path is
+    // seen quickly.
+    const multipathd = await step('systemd-udevd and multipathd', () =>
+      startMultipathd('defaults {\n  user_friendly_names no\n  find_multipaths no\n  polling_interval 1\n  max_polling_interval 2\n}\n'),
+    );
     const s = await startAgentStack({ PORTALIS_AGENT_DEVICE_TIMEOUT: '30' });
     return { s, multipathd };
   },
@@ -216,10 +188,6 @@ await scenarioGroup('agent-dm', {
   diagnose: (x) => x?.s.diagnose(),
   teardown: async ({ s, multipathd }) => {
     await step('stop the agent, portalis serve and portalis sim (SIGTERM)', () => s.stop());
-    await step('stop multipathd and udevd', async () => {
-      await shAny('multipathd', ['shutdown']);
-      await waitFor('multipathd to exit', () => (multipathd.exitCode !== null || multipathd.signalCode !== null ? true : undefined));
-      await shAny('udevadm', ['control', '--exit']);
-    });
+    await step('stop multipathd and udevd', () => stopMultipathd(multipathd));
   },
 });

@@ -5,13 +5,13 @@
  * map; flush, disconnect, teardown. Observations (multipathd's JSON, sysfs holders) go to
  * observations.json.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, openSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { SimNodeEndpoint } from '../../../src/sim/data-plane.ts';
 import { NvmetDataPlane } from '../../../src/sim/nvmet/nvmet-data-plane.ts';
-import { check, checkEqual, list, observe, readSys, runDir, scenario, sh, shAny, step, waitFor } from './lib.ts';
-import { controllerOf, controllers, directIoRoundTrip, jsonOrText, nvmeConnect, nvmeDisks, sysAttrs } from './nvme.ts';
+import { check, checkEqual, list, observe, readSys, scenario, sh, shAny, step, waitFor } from './lib.ts';
+import { mapPaths, showMaps, startMultipathd, stopMultipathd } from './multipathd.ts';
+import { controllerOf, controllers, directIoRoundTrip, nvmeConnect, nvmeDisks, sysAttrs } from './nvme.ts';
 
 const NQN = 'nqn.2016-01.com.lightbitslabs:uuid:0d6c3b1e-5a7f-4c2d-8e9b-1f2a3b4c5d6e';
 const VOL = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d';
@@ -24,37 +24,13 @@ const NODES: SimNodeEndpoint[] = [0, 1].map((index) => ({
   port: 4420 + index,
 }));
 
-/** `multipathd show maps json` (multipath-tools 0.9.4; there is no `show paths json`). */
-interface MultipathdMaps {
-  maps?: { name: string; path_groups?: { pri: number; paths?: { dev: string; dm_st: string; pri: number }[] }[] }[];
-}
-
-function mapPaths(json: MultipathdMaps): { dev: string; dm_st: string; pri: number }[] {
-  const map = json.maps?.find((m) => m.name === MAP);
-  return map?.path_groups?.flatMap((g) => g.paths ?? []) ?? [];
-}
-
-async function showMaps(): Promise<MultipathdMaps> {
-  const r = await shAny('multipathd', ['show', 'maps', 'json']);
-  return r.code === 0 ? (jsonOrText(r.stdout) as MultipathdMaps) : {};
-}
-
 await scenario('nvmet-dm', async () => {
   checkEqual(readSys('/sys/module/nvme_core/parameters/multipath'), 'N', 'nvme_core.multipath');
   observe('multipath-tools', (await shAny('multipath', ['-h'])).stderr.split('\n')[0]);
 
-  const multipathd = await step('systemd-udevd and multipathd', async () => {
-    // The guest's /etc is the overlay's: this file never reaches the host.
-    writeFileSync('/etc/multipath.conf', 'defaults {\n  user_friendly_names no\n  find_multipaths no\n}\n');
-    await sh('/lib/systemd/systemd-udevd', ['--daemon']);
-    const log = openSync(path.join(runDir, 'multipathd.log'), 'w');
-    const child = spawn('multipathd', ['-d', '-s'], { stdio: ['ignore', log, log], detached: true });
-    await waitFor('multipathd to answer', async () => {
-      const r = await shAny('multipathd', ['show', 'daemon']);
-      return r.code === 0 && /running|idle/.test(r.stdout) ? r.stdout.trim() : undefined;
-    });
-    return child;
-  });
+  const multipathd = await step('systemd-udevd and multipathd', () =>
+    startMultipathd('defaults {\n  user_friendly_names no\n  find_multipaths no\n}\n'),
+  );
 
   const plane = new NvmetDataPlane({ dataDir: '/tmp/portalis-nvmet', allowAnyHost: true });
   await step('nvmet plane: 2 ports, 64 MiB volume (node 1 optimized, node 2 non-optimized)', async () => {
@@ -83,8 +59,8 @@ await scenario('nvmet-dm', async () => {
       'the map with two active paths',
       async () => {
         const j = await showMaps();
-        const paths = mapPaths(j);
-        return existsSync(`/dev/mapper/${MAP}`) && paths.length === 2 && paths.every((p) => p.dm_st === 'active') ? j : undefined;
+        const paths = mapPaths(j, MAP);
+        return existsSync(`/dev/mapper/${MAP}`) && paths?.length === 2 && paths.every((p) => p.dm_st === 'active') ? j : undefined;
       },
       30_000,
       () => readSys('/proc/partitions'),
@@ -93,7 +69,7 @@ await scenario('nvmet-dm', async () => {
     observe('multipathd show maps json', json);
     // multipathd's ANA prioritizer: the path through node 1 (optimized) ranks above node 2's.
     const portOf = (dev: string) => controllers(NQN).find((c) => c.name === controllerOf(dev))?.address.trsvcid;
-    const pri = Object.fromEntries(mapPaths(json).map((p) => [portOf(p.dev), p.pri]));
+    const pri = Object.fromEntries(mapPaths(json, MAP)!.map((p) => [portOf(p.dev), p.pri]));
     observe('path priority by port', pri);
     check(pri['4420'] > pri['4421'], `the optimized path has the higher priority: ${JSON.stringify(pri)}`);
     observe('multipath -ll', (await sh('multipath', ['-ll'])).trim().split('\n'));
@@ -124,9 +100,7 @@ await scenario('nvmet-dm', async () => {
   });
 
   await step('stop multipathd and udevd, tear the target down', async () => {
-    await shAny('multipathd', ['shutdown']);
-    await waitFor('multipathd to exit', () => (multipathd.exitCode !== null || multipathd.signalCode !== null ? true : undefined));
-    await shAny('udevadm', ['control', '--exit']);
+    await stopMultipathd(multipathd);
     await plane.stop();
     for (const d of ['subsystems', 'ports', 'hosts']) checkEqual(list(`/sys/kernel/config/nvmet/${d}`), [], `configfs ${d}`);
   });
