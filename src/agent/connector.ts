@@ -9,7 +9,7 @@ import { type Logger, silentLogger } from '../shared/logger.ts';
 import { poll } from '../shared/poll.ts';
 import { type AttachSpec, type PortalSpec, type TargetSpec, portalLabel, toAttachSpec } from './connection-data.ts';
 import { AgentError } from './errors.ts';
-import type { Health, PathStatus } from './health.ts';
+import type { Health, ObservedPath } from './health.ts';
 import type { HostPort } from './host/port.ts';
 import { KeyedMutex } from './locks.ts';
 import { attachDm, locateDm, removeMap } from './multipath/dm.ts';
@@ -31,7 +31,7 @@ export interface ConnectorOptions {
 export interface ConnectResult {
   devicePath: string;
   sizeBytes: number | null;
-  paths: PathStatus[];
+  paths: ObservedPath[];
   health: Health;
   elapsedMs: number;
 }
@@ -39,7 +39,7 @@ export interface ConnectResult {
 export interface PathsResult {
   devicePath: string | null;
   sizeBytes: number | null;
-  paths: PathStatus[];
+  paths: ObservedPath[];
   health: Health;
 }
 

@@ -17,10 +17,11 @@
 import type { Clock } from '../shared/clock.ts';
 import type { ConnectionData, Connector as ConnectorDict } from '../driver/model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
+import { GiB } from '../shared/units.ts';
 import { parseConnectionData } from './connection-data.ts';
-import { type Connector, TeardownError } from './connector.ts';
+import { type Connector, type PathsResult, TeardownError } from './connector.ts';
 import { errorBody } from './errors.ts';
-import { type Health, type PathStatus, toWire } from './health.ts';
+import { toWire } from './health.ts';
 import { Reporter } from './reports.ts';
 import { type AttachmentReport, type ServiceClient, ServiceError, type WireAttachment } from './service-client.ts';
 
@@ -207,7 +208,7 @@ export class AgentDaemon {
       // Adopt what is there: no "connecting" blip for a device that already works.
       const before = await c.getPaths(data);
       if (!before.devicePath) this.report(id, failure('connecting', null, null));
-      let r: { devicePath: string | null; sizeBytes: number | null; health: Health | null; paths: PathStatus[] } = await c.connect(data);
+      let r: PathsResult = await c.connect(data);
       // Online extend: the service lists the volume's size; a smaller device gets a rescan
       // (targets without AER support never tell the host on their own).
       const wanted = sizeGb !== undefined ? sizeGb * GiB : null;
@@ -253,8 +254,6 @@ export class AgentDaemon {
     }
   }
 }
-
-const GiB = 1024 ** 3;
 
 function failure(state: AttachmentReport['state'], devicePath: string | null, error: AttachmentReport['error']): AttachmentReport {
   return { state, device_path: devicePath, size_bytes: null, health: null, paths: [], error };

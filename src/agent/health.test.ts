@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type PathStatus, healthOf, isUsable, toWire } from './health.ts';
+import { type ObservedPath, healthOf, isUsable, toWire } from './health.ts';
 
-const p = (state: string, anaState: string | null, dmState?: string | null): PathStatus => ({ controller: 'nvme0', address: '10.0.0.1', port: 4420, transport: 'tcp', state, anaState, dmState });
+const p = (state: string, anaState: string | null, dmState?: string | null): ObservedPath => ({ controller: 'nvme0', address: '10.0.0.1', port: 4420, transport: 'tcp', state, anaState, dmState });
 
 describe('health', () => {
   it('usable = live and optimized or non-optimized (no ANA counts as optimized)', () => {

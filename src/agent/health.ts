@@ -13,7 +13,7 @@ export type Health = PathHealth;
  */
 export type AgentPathState = 'missing' | 'no-namespace' | 'wrong-volume';
 
-export interface PathStatus {
+export interface ObservedPath {
   /** `nvme3`; null when no controller exists for the portal. */
   controller: string | null;
   address: string;
@@ -41,23 +41,23 @@ const USABLE_ANA = new Set(['optimized', 'non-optimized']);
  * the path as optimized, so a null ANA state counts as optimized. In DM mode multipathd must
  * also not have failed the path.
  */
-export function isUsable(p: PathStatus): boolean {
+export function isUsable(p: ObservedPath): boolean {
   if (p.state !== 'live') return false;
   if (p.dmState && p.dmState !== 'active') return false;
   return p.anaState === null || USABLE_ANA.has(p.anaState);
 }
 
-function isOptimized(p: PathStatus): boolean {
+function isOptimized(p: ObservedPath): boolean {
   return isUsable(p) && (p.anaState === null || p.anaState === 'optimized');
 }
 
 /** optimal: every path usable and one optimized; degraded: some usable; failed: none. */
-export function healthOf(paths: readonly PathStatus[]): Health {
+export function healthOf(paths: readonly ObservedPath[]): Health {
   const usable = paths.filter(isUsable).length;
   if (usable === 0) return 'failed';
   return usable === paths.length && paths.some(isOptimized) ? 'optimal' : 'degraded';
 }
 
-export function toWire(p: PathStatus): PathReport {
+export function toWire(p: ObservedPath): PathReport {
   return { controller: p.controller, address: p.address, port: p.port, transport: p.transport, state: p.state, ana_state: p.anaState };
 }

@@ -3,6 +3,7 @@
  * plain lists and sizes as byte counts; only the API layer speaks LightOS (`ALLOW_NONE`, sizes
  * as strings, `ETag`).
  */
+import { GiB } from '../shared/units.ts';
 
 /** The subset of LightOS volume states the simulator produces. */
 export type SimVolumeState = 'Creating' | 'Available' | 'Updating' | 'Deleting' | 'Failed';
@@ -95,5 +96,5 @@ export function grpcCodeFor(status: number): number {
   }
 }
 
-export const GiB = 1024 ** 3;
+export { GiB };
 export const TiB = 1024 ** 4;

@@ -6,7 +6,7 @@
 import { poll } from '../../shared/poll.ts';
 import type { AttachSpec } from '../connection-data.ts';
 import { AgentError } from '../errors.ts';
-import { type PathStatus, healthOf } from '../health.ts';
+import { type ObservedPath, healthOf } from '../health.ts';
 import { type AgentContext, type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
 import { type BlockNamespace, dmHolders, identify, listNamespaces, readNativeMultipath } from '../sysfs.ts';
 import { describePaths, type Located } from './native.ts';
@@ -70,7 +70,7 @@ async function multipathdPathStates(ctx: AgentContext, wwid: string): Promise<Ma
   return states;
 }
 
-async function dmPaths(ctx: AgentContext, spec: AttachSpec, all: BlockNamespace[], statesByTarget: PortalState[][], map: DmMap | null): Promise<PathStatus[]> {
+async function dmPaths(ctx: AgentContext, spec: AttachSpec, all: BlockNamespace[], statesByTarget: PortalState[][], map: DmMap | null): Promise<ObservedPath[]> {
   const dmStates = map ? await multipathdPathStates(ctx, mapWwid(spec)) : new Map<string, string>();
   const devices = pathDevices(all, spec);
   return spec.targets.flatMap((t, i) =>

@@ -6,14 +6,14 @@
 import { poll } from '../../shared/poll.ts';
 import type { AttachSpec, TargetSpec } from '../connection-data.ts';
 import { AgentError } from '../errors.ts';
-import { type Health, type PathStatus, healthOf } from '../health.ts';
+import { type Health, type ObservedPath, healthOf } from '../health.ts';
 import { type AgentContext, type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
 import { type BlockNamespace, type Identity, findSubsystem, identify, listNamespaces } from '../sysfs.ts';
 
 export interface Located {
   devicePath: string | null;
   sizeBytes: number | null;
-  paths: PathStatus[];
+  paths: ObservedPath[];
   health: Health;
 }
 
@@ -50,13 +50,13 @@ function onController(all: BlockNamespace[], target: TargetSpec, ctrl: string): 
 }
 
 /**
- * One PathStatus per portal that should carry I/O: in native mode every portal, in single mode
+ * One ObservedPath per portal that should carry I/O: in native mode every portal, in single mode
  * the portals that have a controller. The namespace behind each controller is checked to be
  * this volume (UUID) before the path counts: after a node reboot the same NSID can be another
  * volume.
  */
-export function describePaths(all: BlockNamespace[], target: TargetSpec, states: PortalState[], single: boolean): PathStatus[] {
-  const out: PathStatus[] = [];
+export function describePaths(all: BlockNamespace[], target: TargetSpec, states: PortalState[], single: boolean): ObservedPath[] {
+  const out: ObservedPath[] = [];
   for (const { portal, controller } of states) {
     if (single && !controller) continue;
     const base = { address: portal.address, port: portal.port, transport: portal.transport };

@@ -7,8 +7,10 @@
 import { isIP } from 'node:net';
 import type { AnaState } from '../../driver/model.ts';
 import type { BackendCapacity, BackendSnapshot, BackendState, BackendVolume, ClusterInfo } from '../../driver/ports.ts';
+import { GiB } from '../../shared/units.ts';
 
-export const GiB = 1024 ** 3;
+export { GiB };
+
 /** LightOS's ACL sentinel for "no host": it never stores an empty list. */
 export const ALLOW_NONE = 'ALLOW_NONE';
 export const ALLOW_ANY = 'ALLOW_ANY';
