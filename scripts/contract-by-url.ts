@@ -43,7 +43,13 @@ try {
   const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'run-tests.mjs'), 'test/contract'], {
     cwd: ROOT,
     stdio: 'inherit',
-    env: { ...process.env, PORTALIS_TEST_URL: url!, PORTALIS_TEST_TOKEN: token, PORTALIS_TEST_SIM_URL: simUrl!, PORTALIS_TEST_SIM_JWT: jwt },
+    env: {
+      ...process.env,
+      PORTALIS_TEST_URL: url!,
+      PORTALIS_TEST_TOKEN: token,
+      PORTALIS_TEST_SIM_URL: simUrl!,
+      PORTALIS_TEST_SIM_JWT: jwt,
+    },
   });
   code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
 } catch (e) {

@@ -46,15 +46,26 @@ describe('loadConfig', () => {
   ];
   for (const [env, variable] of bad) {
     it(`rejects ${JSON.stringify(env)} naming ${variable}`, () => {
-      assert.throws(() => loadConfig(env), (e) => e instanceof ConfigError && e.variable === variable && e.message.startsWith(variable));
+      assert.throws(
+        () => loadConfig(env),
+        (e) => e instanceof ConfigError && e.variable === variable && e.message.startsWith(variable),
+      );
     });
   }
 });
 
 describe('loadConfig: capabilities settings', () => {
   it('defaults: backend name portalis, 60 s refresh, 0 % reserved; and reads the variables', () => {
-    assert.deepEqual(loadConfig({}).capabilities, { backendName: 'portalis', refreshMs: 60_000, reservedPercentage: 0 });
-    const c = loadConfig({ PORTALIS_VOLUME_BACKEND_NAME: 'lightos-rack2', PORTALIS_CAPABILITIES_REFRESH_MS: '5000', PORTALIS_RESERVED_PERCENTAGE: '10' });
+    assert.deepEqual(loadConfig({}).capabilities, {
+      backendName: 'portalis',
+      refreshMs: 60_000,
+      reservedPercentage: 0,
+    });
+    const c = loadConfig({
+      PORTALIS_VOLUME_BACKEND_NAME: 'lightos-rack2',
+      PORTALIS_CAPABILITIES_REFRESH_MS: '5000',
+      PORTALIS_RESERVED_PERCENTAGE: '10',
+    });
     assert.deepEqual(c.capabilities, { backendName: 'lightos-rack2', refreshMs: 5000, reservedPercentage: 10 });
   });
 
@@ -64,7 +75,10 @@ describe('loadConfig: capabilities settings', () => {
     [{ PORTALIS_VOLUME_BACKEND_NAME: 'has space' }, 'PORTALIS_VOLUME_BACKEND_NAME'],
   ] as const) {
     it(`rejects ${JSON.stringify(env)} naming ${variable}`, () => {
-      assert.throws(() => loadConfig(env), (e) => e instanceof ConfigError && e.variable === variable);
+      assert.throws(
+        () => loadConfig(env),
+        (e) => e instanceof ConfigError && e.variable === variable,
+      );
     });
   }
 });

@@ -48,22 +48,42 @@ export interface ServiceConfig {
 export const SETTINGS = [
   ['PORTALIS_PORT', '8080', 'HTTP port'],
   ['PORTALIS_HOST', '127.0.0.1', 'address to listen on'],
-  ['PORTALIS_ADMIN_TOKEN', 'generated', 'bearer token of the orchestrator API; generated on first start, kept in the data directory and printed'],
+  [
+    'PORTALIS_ADMIN_TOKEN',
+    'generated',
+    'bearer token of the orchestrator API; generated on first start, kept in the data directory and printed',
+  ],
   ['DATABASE_URL', 'embedded', 'PostgreSQL URL; unset starts an embedded PostgreSQL under the data directory'],
   ['PORTALIS_DATA_DIR', './.portalis', 'embedded PostgreSQL data and the generated admin token'],
   ['PORTALIS_BACKEND', 'sim', '`sim` (simulator) or `lightos` (LightOS API v2)'],
   ['PORTALIS_SIM_URL', 'in-process', 'simulator URL for `sim`; unset starts a 3-node in-memory simulator in-process'],
-  ['PORTALIS_LIGHTOS_ENDPOINTS', '-', 'comma-separated LightOS API base URLs (required for `lightos`), e.g. https://10.0.0.1:443'],
+  [
+    'PORTALIS_LIGHTOS_ENDPOINTS',
+    '-',
+    'comma-separated LightOS API base URLs (required for `lightos`), e.g. https://10.0.0.1:443',
+  ],
   ['PORTALIS_LIGHTOS_JWT', 'unset', 'LightOS JWT, sent as a bearer token'],
   ['PORTALIS_LIGHTOS_PROJECT', 'default', 'LightOS project of the volumes'],
   ['PORTALIS_LIGHTOS_TIMEOUT_MS', '30000', 'per-request timeout towards the backend'],
-  ['PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS', '3×req+10s', 'deadline of one backend operation with its retries and state waits'],
+  [
+    'PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS',
+    '3×req+10s',
+    'deadline of one backend operation with its retries and state waits',
+  ],
   ['PORTALIS_LIGHTOS_POLL_INTERVAL_MS', '1000 (sim: 100)', 'pause between backend state polls'],
-  ['PORTALIS_LIGHTOS_TLS_VERIFY', 'true', 'verify the backend\'s TLS certificate (`false` for self-signed lab clusters)'],
+  [
+    'PORTALIS_LIGHTOS_TLS_VERIFY',
+    'true',
+    "verify the backend's TLS certificate (`false` for self-signed lab clusters)",
+  ],
   ['PORTALIS_DEFAULT_REPLICAS', '3', 'replica count of a volume created without `replicas`'],
   ['PORTALIS_DB_POOL_MAX', '10', 'PostgreSQL connection pool size'],
   ['PORTALIS_VOLUME_BACKEND_NAME', 'portalis', '`volume_backend_name` reported by GET /v1/capabilities'],
-  ['PORTALIS_CAPABILITIES_REFRESH_MS', '60000', 'how long GET /v1/capabilities serves cached capacity figures before asking the backend again'],
+  [
+    'PORTALIS_CAPABILITIES_REFRESH_MS',
+    '60000',
+    'how long GET /v1/capabilities serves cached capacity figures before asking the backend again',
+  ],
   ['PORTALIS_RESERVED_PERCENTAGE', '0', '`reserved_percentage` reported by GET /v1/capabilities'],
   ['PORTALIS_LOG_LEVEL', 'info', 'pino log level'],
 ] as const;
@@ -97,10 +117,12 @@ function url(name: string, raw: string): string {
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ServiceConfig {
   const backend = (env.PORTALIS_BACKEND || 'sim') as BackendKind;
-  if (backend !== 'sim' && backend !== 'lightos') throw new ConfigError('PORTALIS_BACKEND', `must be "sim" or "lightos", got ${JSON.stringify(backend)}`);
+  if (backend !== 'sim' && backend !== 'lightos')
+    throw new ConfigError('PORTALIS_BACKEND', `must be "sim" or "lightos", got ${JSON.stringify(backend)}`);
 
   const token = env.PORTALIS_ADMIN_TOKEN || null;
-  if (token !== null && token.length < 16) throw new ConfigError('PORTALIS_ADMIN_TOKEN', 'must be at least 16 characters');
+  if (token !== null && token.length < 16)
+    throw new ConfigError('PORTALIS_ADMIN_TOKEN', 'must be at least 16 characters');
 
   const databaseUrl = env.DATABASE_URL || null;
   if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -113,11 +135,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     .filter(Boolean)
     .map((e) => url('PORTALIS_LIGHTOS_ENDPOINTS', e));
   if (backend === 'lightos' && endpoints.length === 0) {
-    throw new ConfigError('PORTALIS_LIGHTOS_ENDPOINTS', 'required when PORTALIS_BACKEND=lightos (comma-separated API URLs)');
+    throw new ConfigError(
+      'PORTALIS_LIGHTOS_ENDPOINTS',
+      'required when PORTALIS_BACKEND=lightos (comma-separated API URLs)',
+    );
   }
 
   const host = env.PORTALIS_HOST || '127.0.0.1';
-  if (!/^[A-Za-z0-9.:_-]+$/.test(host)) throw new ConfigError('PORTALIS_HOST', `not an address: ${JSON.stringify(host)}`);
+  if (!/^[A-Za-z0-9.:_-]+$/.test(host))
+    throw new ConfigError('PORTALIS_HOST', `not an address: ${JSON.stringify(host)}`);
 
   return {
     port: int(env, 'PORTALIS_PORT', 8080, 0, 65535),
@@ -132,7 +158,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       jwt: env.PORTALIS_LIGHTOS_JWT || null,
       project: env.PORTALIS_LIGHTOS_PROJECT || 'default',
       requestTimeoutMs: int(env, 'PORTALIS_LIGHTOS_TIMEOUT_MS', 30_000, 100, 600_000),
-      operationTimeoutMs: env.PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS ? int(env, 'PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS', 0, 100, 3_600_000) : null,
+      operationTimeoutMs: env.PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS
+        ? int(env, 'PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS', 0, 100, 3_600_000)
+        : null,
       // The simulator changes state within milliseconds; a real cluster within seconds.
       pollIntervalMs: int(env, 'PORTALIS_LIGHTOS_POLL_INTERVAL_MS', backend === 'sim' ? 100 : 1000, 10, 60_000),
       tlsVerify: bool(env, 'PORTALIS_LIGHTOS_TLS_VERIFY', true),
@@ -150,6 +178,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
 
 function backendName(env: NodeJS.ProcessEnv): string {
   const raw = env.PORTALIS_VOLUME_BACKEND_NAME || 'portalis';
-  if (!/^[A-Za-z0-9._:@-]{1,255}$/.test(raw)) throw new ConfigError('PORTALIS_VOLUME_BACKEND_NAME', `must be 1-255 letters, digits or . _ : @ -, got ${JSON.stringify(raw)}`);
+  if (!/^[A-Za-z0-9._:@-]{1,255}$/.test(raw))
+    throw new ConfigError(
+      'PORTALIS_VOLUME_BACKEND_NAME',
+      `must be 1-255 letters, digits or . _ : @ -, got ${JSON.stringify(raw)}`,
+    );
   return raw;
 }

@@ -81,7 +81,17 @@ export async function down(knex: Knex): Promise<void> {
     DROP FUNCTION IF EXISTS portalis_bump_host(text, text);
   `);
   await knex.schema.alterTable('attachments', (t) => {
-    for (const c of ['detach_force', 'agent_state', 'device_path', 'size_bytes', 'health', 'paths', 'agent_error', 'reported_at']) t.dropColumn(c);
+    for (const c of [
+      'detach_force',
+      'agent_state',
+      'device_path',
+      'size_bytes',
+      'health',
+      'paths',
+      'agent_error',
+      'reported_at',
+    ])
+      t.dropColumn(c);
   });
   await knex.schema.dropTable('hosts');
 }

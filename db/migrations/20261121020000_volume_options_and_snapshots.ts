@@ -39,6 +39,14 @@ export async function up(knex: Knex): Promise<void> {
 export async function down(knex: Knex): Promise<void> {
   await knex.schema.dropTable('snapshots');
   await knex.schema.alterTable('volumes', (t) => {
-    for (const c of ['compression', 'thin_provisioned', 'qos_policy_id', 'source_snapshot_id', 'source_volume_id', 'deleted_at']) t.dropColumn(c);
+    for (const c of [
+      'compression',
+      'thin_provisioned',
+      'qos_policy_id',
+      'source_snapshot_id',
+      'source_volume_id',
+      'deleted_at',
+    ])
+      t.dropColumn(c);
   });
 }

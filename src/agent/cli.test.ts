@@ -8,7 +8,15 @@ import { NQN, VOL, nativeData, scenario } from './testing/scenario.ts';
 function io(extra: Partial<AgentIo> = {}) {
   const out: string[] = [];
   const err: string[] = [];
-  return { io: { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) }, ...extra } as AgentIo, out: () => out.join(''), err: () => err.join('') };
+  return {
+    io: {
+      stdout: { write: (s: string) => out.push(s) },
+      stderr: { write: (s: string) => err.push(s) },
+      ...extra,
+    } as AgentIo,
+    out: () => out.join(''),
+    err: () => err.join(''),
+  };
 }
 
 function attachedHost() {
@@ -43,7 +51,9 @@ describe('portalis agent CLI', () => {
 
   it('attach reads just the data dict from stdin; detach --force prints what it did', async () => {
     const s = attachedHost();
-    const stdin = (async function* () { yield JSON.stringify(nativeData()); })();
+    const stdin = (async function* () {
+      yield JSON.stringify(nativeData());
+    })();
     const a = io({ host: s.host, stdin });
     assert.equal(await runAgentCli(['attach', '--connection-info', '-'], {}, a.io), 0);
     s.host.mount('/dev/nvme0n1', '/mnt');
@@ -64,7 +74,12 @@ describe('portalis agent CLI', () => {
       [['attach', '--connection-info', '/nope.json'], {}, 2, /does not exist/],
       [['frobnicate'], {}, 2, /unknown subcommand/],
       [['attach', '--connection-info', '/etc/nvme/hostnqn'], {}, 2, /not JSON/],
-      [['connector-properties'], { PORTALIS_AGENT_KEEP_ALIVE_TMO: 'abc' }, 2, /PORTALIS_AGENT_KEEP_ALIVE_TMO: must be an integer/],
+      [
+        ['connector-properties'],
+        { PORTALIS_AGENT_KEEP_ALIVE_TMO: 'abc' },
+        2,
+        /PORTALIS_AGENT_KEEP_ALIVE_TMO: must be an integer/,
+      ],
       [['connector-properties'], { PORTALIS_AGENT_IOPOLICY: 'fastest' }, 2, /PORTALIS_AGENT_IOPOLICY/],
       [[], {}, 2, /PORTALIS_URL: is required/],
       [[], { PORTALIS_URL: 'ftp://x' }, 2, /PORTALIS_URL: must be an http/],
@@ -83,7 +98,13 @@ describe('portalis agent CLI', () => {
 
   it('documents defaults: Lightbits connect options, iopolicy unchanged', () => {
     const s = loadAgentSettings({});
-    assert.deepEqual(s.tunables, { ctrlLossTmo: -1, reconnectDelay: 10, keepAliveTmo: 30, fastIoFailTmo: undefined, nrIoQueues: undefined });
+    assert.deepEqual(s.tunables, {
+      ctrlLossTmo: -1,
+      reconnectDelay: 10,
+      keepAliveTmo: 30,
+      fastIoFailTmo: undefined,
+      nrIoQueues: undefined,
+    });
     assert.equal(s.iopolicy, undefined);
     assert.equal(s.recheckIntervalMs, 30_000);
     assert.equal(s.reportRefreshMs, 60_000);
@@ -96,7 +117,11 @@ describe('portalis agent CLI', () => {
     const ac = new AbortController();
     const token = 'ptl_very_secret_token';
     const t = io({ host: s.host, service, signal: ac.signal });
-    const done = runAgentCli([], { PORTALIS_URL: 'http://svc:8080', PORTALIS_TOKEN: token, PORTALIS_LOG_LEVEL: 'debug' }, t.io);
+    const done = runAgentCli(
+      [],
+      { PORTALIS_URL: 'http://svc:8080', PORTALIS_TOKEN: token, PORTALIS_LOG_LEVEL: 'debug' },
+      t.io,
+    );
     for (let i = 0; i < 30; i++) {
       await new Promise((r) => setImmediate(r));
       await s.clock.advance(100);

@@ -13,7 +13,13 @@
  */
 import pino from 'pino';
 import { type Logger, createLogger } from '../shared/logger.ts';
-import { AGENT_SETTINGS, AgentConfigError, type AgentSettings, loadAgentSettings, loadDaemonSettings } from './config.ts';
+import {
+  AGENT_SETTINGS,
+  AgentConfigError,
+  type AgentSettings,
+  loadAgentSettings,
+  loadDaemonSettings,
+} from './config.ts';
 import { parseConnectionData } from './connection-data.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Connector, TeardownError } from './connector.ts';
@@ -73,18 +79,32 @@ async function readInput(io: AgentIo, host: HostPort, src: string | undefined): 
 }
 
 function logger(io: AgentIo, env: Record<string, string | undefined>, level: string): Logger {
-  return createLogger({ name: 'portalis-agent', level: env.PORTALIS_LOG_LEVEL ?? level, destination: { write: (s: string) => void io.stderr.write(s) } as pino.DestinationStream });
+  return createLogger({
+    name: 'portalis-agent',
+    level: env.PORTALIS_LOG_LEVEL ?? level,
+    destination: { write: (s: string) => void io.stderr.write(s) } as pino.DestinationStream,
+  });
 }
 
 function connectorFor(host: HostPort, s: AgentSettings, log: Logger): Connector {
-  return new Connector(host, { tunables: s.tunables, iopolicy: s.iopolicy, deviceTimeoutMs: s.deviceTimeoutMs, commandTimeoutMs: s.commandTimeoutMs, log });
+  return new Connector(host, {
+    tunables: s.tunables,
+    iopolicy: s.iopolicy,
+    deviceTimeoutMs: s.deviceTimeoutMs,
+    commandTimeoutMs: s.commandTimeoutMs,
+    log,
+  });
 }
 
 function printJson(io: AgentIo, v: unknown): void {
   io.stdout.write(JSON.stringify(v, null, 2) + '\n');
 }
 
-export async function runAgentCli(argv: string[], env: Record<string, string | undefined>, io: AgentIo): Promise<number> {
+export async function runAgentCli(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  io: AgentIo,
+): Promise<number> {
   const [sub, ...rest] = argv;
   try {
     if (sub === 'help' || sub === '--help' || sub === '-h') {
@@ -105,7 +125,13 @@ export async function runAgentCli(argv: string[], env: Record<string, string | u
         if (flags.force) throw new UsageError('--force is only for detach');
         const data = parseConnectionData(await readInput(io, host, flags.connectionInfo));
         const r = await connectorFor(host, settings, log).connect(data);
-        printJson(io, { device_path: r.devicePath, size_bytes: r.sizeBytes, paths: r.paths.map(toWire), health: r.health, elapsed_ms: Math.round(r.elapsedMs) });
+        printJson(io, {
+          device_path: r.devicePath,
+          size_bytes: r.sizeBytes,
+          paths: r.paths.map(toWire),
+          health: r.health,
+          elapsed_ms: Math.round(r.elapsedMs),
+        });
         return 0;
       }
       case 'detach': {
@@ -142,7 +168,14 @@ export async function runAgentCli(argv: string[], env: Record<string, string | u
 }
 
 function detachJson(r: TeardownError['result']) {
-  return { devices: r.devices, flushed: r.flushed, removed_maps: r.removedMaps, disconnected: r.disconnected, kept: r.kept, errors: r.errors };
+  return {
+    devices: r.devices,
+    flushed: r.flushed,
+    removed_maps: r.removedMaps,
+    disconnected: r.disconnected,
+    kept: r.kept,
+    errors: r.errors,
+  };
 }
 
 async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): Promise<number> {
@@ -173,7 +206,10 @@ async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): 
     };
     signal = ac.signal;
   }
-  log.info({ url: s.url, recheckIntervalMs: s.recheckIntervalMs, tunables: s.tunables, iopolicy: s.iopolicy ?? '(unchanged)' }, 'portalis agent starting');
+  log.info(
+    { url: s.url, recheckIntervalMs: s.recheckIntervalMs, tunables: s.tunables, iopolicy: s.iopolicy ?? '(unchanged)' },
+    'portalis agent starting',
+  );
   try {
     await daemon.run(signal);
   } finally {

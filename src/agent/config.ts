@@ -5,7 +5,10 @@
 import type { ConnectTunables } from './nvme-cli.ts';
 
 export class AgentConfigError extends Error {
-  constructor(readonly variable: string, message: string) {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
     super(`${variable}: ${message}`);
     this.name = 'AgentConfigError';
   }
@@ -37,9 +40,17 @@ export const AGENT_SETTINGS: [string, string, string][] = [
   ['PORTALIS_AGENT_CTRL_LOSS_TMO', '-1', 'nvme connect --ctrl-loss-tmo (seconds, -1 = forever)'],
   ['PORTALIS_AGENT_RECONNECT_DELAY', '10', 'nvme connect --reconnect-delay (seconds)'],
   ['PORTALIS_AGENT_KEEP_ALIVE_TMO', '30', 'nvme connect --keep-alive-tmo (seconds)'],
-  ['PORTALIS_AGENT_FAST_IO_FAIL_TMO', '(unset)', 'nvme connect --fast_io_fail_tmo (seconds); unset = kernel default (off)'],
+  [
+    'PORTALIS_AGENT_FAST_IO_FAIL_TMO',
+    '(unset)',
+    'nvme connect --fast_io_fail_tmo (seconds); unset = kernel default (off)',
+  ],
   ['PORTALIS_AGENT_NR_IO_QUEUES', '(unset)', 'nvme connect --nr-io-queues'],
-  ['PORTALIS_AGENT_IOPOLICY', '(unset)', 'subsystem iopolicy: numa, round-robin or queue-depth; unset = leave as is (numa)'],
+  [
+    'PORTALIS_AGENT_IOPOLICY',
+    '(unset)',
+    'subsystem iopolicy: numa, round-robin or queue-depth; unset = leave as is (numa)',
+  ],
   ['PORTALIS_AGENT_ENFORCE_MULTIPATH', 'false', 'connector enforce_multipath'],
   ['PORTALIS_AGENT_DEVICE_TIMEOUT', '10 + reconnect delay', 'seconds to wait for a block device or DM map'],
   ['PORTALIS_AGENT_COMMAND_TIMEOUT', '60', 'seconds before a command (nvme, multipathd) is killed'],
@@ -53,11 +64,18 @@ export const AGENT_SETTINGS: [string, string, string][] = [
   ['PORTALIS_LOG_LEVEL', 'info', 'pino log level (logs go to stderr)'],
 ];
 
-function int(env: Env, name: string, def: number | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+function int(
+  env: Env,
+  name: string,
+  def: number | undefined,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return def;
   const n = Number(raw.trim());
-  if (!Number.isInteger(n) || n < min || n > max) throw new AgentConfigError(name, `must be an integer between ${min} and ${max}, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new AgentConfigError(name, `must be an integer between ${min} and ${max}, got ${JSON.stringify(raw)}`);
   return n;
 }
 
@@ -72,7 +90,10 @@ function bool(env: Env, name: string, def: boolean): boolean {
 export function loadAgentSettings(env: Env): AgentSettings {
   const iopolicy = env.PORTALIS_AGENT_IOPOLICY?.trim() || undefined;
   if (iopolicy && !['numa', 'round-robin', 'queue-depth'].includes(iopolicy)) {
-    throw new AgentConfigError('PORTALIS_AGENT_IOPOLICY', `must be numa, round-robin or queue-depth, got ${JSON.stringify(iopolicy)}`);
+    throw new AgentConfigError(
+      'PORTALIS_AGENT_IOPOLICY',
+      `must be numa, round-robin or queue-depth, got ${JSON.stringify(iopolicy)}`,
+    );
   }
   const deviceTimeout = int(env, 'PORTALIS_AGENT_DEVICE_TIMEOUT', undefined, 1);
   return {
@@ -101,7 +122,8 @@ export function loadAgentSettings(env: Env): AgentSettings {
 
 export function loadDaemonSettings(env: Env): DaemonSettings {
   const url = env.PORTALIS_URL?.trim();
-  if (!url) throw new AgentConfigError('PORTALIS_URL', 'is required for the agent daemon (the driver service base URL)');
+  if (!url)
+    throw new AgentConfigError('PORTALIS_URL', 'is required for the agent daemon (the driver service base URL)');
   try {
     const u = new URL(url);
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)');

@@ -62,7 +62,12 @@ function parsePortal(p: unknown, field: string): PortalSpec {
   if (!Number.isInteger(n) || n <= 0 || n > 65535) bad(`${field}[1]`, 'must be a port number');
   const t = String(transport).toLowerCase();
   // os-brick: 'RoCEv2' and 'rdma' mean RDMA; we reject what we cannot connect (fc, loop).
-  const tr = t === 'rocev2' || t === 'rdma' ? 'rdma' : t === 'tcp' ? 'tcp' : bad(`${field}[2]`, `transport '${transport}' is not tcp or rdma`);
+  const tr =
+    t === 'rocev2' || t === 'rdma'
+      ? 'rdma'
+      : t === 'tcp'
+        ? 'tcp'
+        : bad(`${field}[2]`, `transport '${transport}' is not tcp or rdma`);
   return { address: stripBrackets(address), port: n, transport: tr };
 }
 
@@ -75,8 +80,12 @@ function parseUuid(v: unknown, field: string): string {
 export function parseConnectionData(input: unknown): ConnectionData {
   if (typeof input !== 'object' || input === null) bad('data', 'must be an object');
   const o = input as Record<string, unknown>;
-  const d = (typeof o.data === 'object' && o.data !== null && 'driver_volume_type' in o ? o.data : o) as Record<string, unknown>;
-  if (d.dm_replicas !== undefined && d.volume_replicas !== undefined) bad('dm_replicas', 'cannot be combined with volume_replicas');
+  const d = (typeof o.data === 'object' && o.data !== null && 'driver_volume_type' in o ? o.data : o) as Record<
+    string,
+    unknown
+  >;
+  if (d.dm_replicas !== undefined && d.volume_replicas !== undefined)
+    bad('dm_replicas', 'cannot be combined with volume_replicas');
   const vol = parseUuid(d.vol_uuid, 'vol_uuid');
   const mode = (d.multipath_mode as MultipathMode | undefined) ?? (d.dm_replicas ? 'dm' : 'native');
   if (!['native', 'dm', 'single'].includes(mode)) bad('multipath_mode', 'must be native, dm or single');
@@ -87,7 +96,12 @@ export function parseConnectionData(input: unknown): ConnectionData {
   }
   if (d.ns_id !== undefined && !/^\d+$/.test(String(d.ns_id))) bad('ns_id', 'must be a namespace id');
   if (d.host_nqn !== undefined && typeof d.host_nqn !== 'string') bad('host_nqn', 'must be a string');
-  return { ...(d as unknown as ConnectionData), vol_uuid: vol, multipath_mode: mode, ns_id: d.ns_id === undefined ? undefined : String(d.ns_id) };
+  return {
+    ...(d as unknown as ConnectionData),
+    vol_uuid: vol,
+    multipath_mode: mode,
+    ns_id: d.ns_id === undefined ? undefined : String(d.ns_id),
+  };
 }
 
 export function toAttachSpec(data: ConnectionData): AttachSpec {
@@ -108,13 +122,15 @@ export function toAttachSpec(data: ConnectionData): AttachSpec {
       };
     });
   } else {
-    targets = [{
-      nqn: data.target_nqn!,
-      uuid: volUuid,
-      nguid,
-      nsid: data.ns_id,
-      portals: (data.portals ?? []).map((p, j) => parsePortal(p, `portals[${j}]`)),
-    }];
+    targets = [
+      {
+        nqn: data.target_nqn!,
+        uuid: volUuid,
+        nguid,
+        nsid: data.ns_id,
+        portals: (data.portals ?? []).map((p, j) => parsePortal(p, `portals[${j}]`)),
+      },
+    ];
   }
   return { mode: data.multipath_mode, volUuid, hostNqn: data.host_nqn || undefined, targets };
 }

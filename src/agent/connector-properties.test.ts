@@ -24,20 +24,33 @@ describe('host identity', () => {
   });
 
   it('takes the hostid from the UUID inside an existing hostnqn', async () => {
-    const host = new FakeHost({ hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE', hostid: null });
+    const host = new FakeHost({
+      hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE',
+      hostid: null,
+    });
     assert.equal((await ensureHostIdentity(host, rand)).hostid, 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee');
-    assert.equal(host.fs.read('/etc/nvme/hostnqn')?.trim(), 'nqn.2014-08.org.nvmexpress:uuid:AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE', 'untouched');
+    assert.equal(
+      host.fs.read('/etc/nvme/hostnqn')?.trim(),
+      'nqn.2014-08.org.nvmexpress:uuid:AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE',
+      'untouched',
+    );
   });
 
   it('derives the hostnqn from an existing hostid', async () => {
     const host = new FakeHost({ hostnqn: null, hostid: '12345678-1234-4234-8234-123456789abc' });
-    assert.equal((await ensureHostIdentity(host, rand)).nqn, 'nqn.2014-08.org.nvmexpress:uuid:12345678-1234-4234-8234-123456789abc');
+    assert.equal(
+      (await ensureHostIdentity(host, rand)).nqn,
+      'nqn.2014-08.org.nvmexpress:uuid:12345678-1234-4234-8234-123456789abc',
+    );
   });
 
   it('falls back to a random UUID when DMI has none (or a useless all-zero one)', async () => {
     const host = new FakeHost({ hostnqn: null, hostid: null });
     host.fs.writeFile('/sys/class/dmi/id/product_uuid', '00000000-0000-0000-0000-000000000000\n');
-    assert.deepEqual(await ensureHostIdentity(host, rand), { nqn: `nqn.2014-08.org.nvmexpress:uuid:${rand()}`, hostid: rand() });
+    assert.deepEqual(await ensureHostIdentity(host, rand), {
+      nqn: `nqn.2014-08.org.nvmexpress:uuid:${rand()}`,
+      hostid: rand(),
+    });
     const second = await ensureHostIdentity(host, () => 'ffffffff-0000-4000-8000-000000000000');
     assert.equal(second.hostid, rand(), 'stable once written');
   });

@@ -39,13 +39,17 @@ function validUuid(v: string | null | undefined): string | null {
  * the one inside a `…:uuid:<uuid>` hostnqn, else the DMI product_uuid (what `nvme gen-hostnqn`
  * uses), else random. Existing files are never rewritten.
  */
-export async function ensureHostIdentity(host: HostPort, randomUuid: () => string = randomUUID): Promise<{ nqn: string; hostid: string }> {
+export async function ensureHostIdentity(
+  host: HostPort,
+  randomUuid: () => string = randomUUID,
+): Promise<{ nqn: string; hostid: string }> {
   const nqnFile = (await host.readFile(HOSTNQN))?.trim() || null;
   const idFile = validUuid(await host.readFile(HOSTID));
   if (nqnFile && idFile) return { nqn: nqnFile, hostid: idFile };
 
   const fromNqn = nqnFile?.startsWith(UUID_NQN_PREFIX) ? validUuid(nqnFile.slice(UUID_NQN_PREFIX.length)) : null;
-  const uuid = fromNqn ?? idFile ?? validUuid(await host.readFile('/sys/class/dmi/id/product_uuid')) ?? randomUuid().toLowerCase();
+  const uuid =
+    fromNqn ?? idFile ?? validUuid(await host.readFile('/sys/class/dmi/id/product_uuid')) ?? randomUuid().toLowerCase();
   const nqn = nqnFile ?? `${UUID_NQN_PREFIX}${uuid}`;
   const hostid = idFile ?? uuid;
   // Both written together, hostid first: a crash in between leaves a hostid from which the
@@ -58,7 +62,9 @@ export async function ensureHostIdentity(host: HostPort, randomUuid: () => strin
 /** The root filesystem's UUID via mountinfo and /dev/disk/by-uuid, or null (overlay, tmpfs, NFS…). */
 export async function rootFsUuid(host: HostPort): Promise<string | null> {
   // The last mount on / is the one in effect.
-  const source = parseMountinfo((await host.readFile('/proc/self/mountinfo')) ?? '').filter((m) => m.mountPoint === '/').pop()?.source;
+  const source = parseMountinfo((await host.readFile('/proc/self/mountinfo')) ?? '')
+    .filter((m) => m.mountPoint === '/')
+    .pop()?.source;
   if (!source?.startsWith('/dev/')) return null;
   const dev = await host.realpath(source);
   for (const uuid of await host.readdir('/dev/disk/by-uuid')) {
@@ -74,11 +80,17 @@ async function dmMultipathUsable(host: HostPort): Promise<boolean> {
   return r.code !== 127;
 }
 
-export async function connectorProperties(host: HostPort, opts: ConnectorPropertiesOptions = {}): Promise<AgentConnector> {
+export async function connectorProperties(
+  host: HostPort,
+  opts: ConnectorPropertiesOptions = {},
+): Promise<AgentConnector> {
   const { nqn, hostid } = await ensureHostIdentity(host, opts.randomUuid);
   const [native, dm, uuid] = await Promise.all([readNativeMultipath(host), dmMultipathUsable(host), rootFsUuid(host)]);
   // Loopback and IPv6 link-local addresses cannot reach a storage cluster.
-  const ips = host.networkAddresses().filter((a) => !a.internal && !a.address.toLowerCase().startsWith('fe80:')).map((a) => a.address);
+  const ips = host
+    .networkAddresses()
+    .filter((a) => !a.internal && !a.address.toLowerCase().startsWith('fe80:'))
+    .map((a) => a.address);
   return {
     platform: host.machine(),
     os_type: 'linux',

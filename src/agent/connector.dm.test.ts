@@ -18,8 +18,17 @@ describe('DM multipath', () => {
     assert.equal(r.devicePath, `/dev/mapper/${MAP}`);
     assert.equal(r.sizeBytes, 4 * 2 ** 30);
     assert.equal(r.health, 'optimal');
-    assert.deepEqual(r.paths.map((p) => [p.controller, p.state, p.dmState]), [['nvme0', 'live', 'active'], ['nvme1', 'live', 'active']]);
-    assert.deepEqual(s.host.calls('multipathd add path').sort(), ['multipathd add path nvme0n1', 'multipathd add path nvme1n1']);
+    assert.deepEqual(
+      r.paths.map((p) => [p.controller, p.state, p.dmState]),
+      [
+        ['nvme0', 'live', 'active'],
+        ['nvme1', 'live', 'active'],
+      ],
+    );
+    assert.deepEqual(s.host.calls('multipathd add path').sort(), [
+      'multipathd add path nvme0n1',
+      'multipathd add path nvme1n1',
+    ]);
     // the dm is found from the path devices' holders
     assert.deepEqual(s.host.fs.list('/sys/block/nvme0n1/holders'), ['dm-0']);
   });
@@ -57,10 +66,12 @@ describe('DM multipath', () => {
     const s = dmScenario();
     s.host.fabric.addSubsystem(NQN_B, [{ address: '10.0.1.1' }]);
     s.host.fabric.addNamespace(NQN_B, { nsid: 7, uuid: VOL, sizeBytes: 4 * 2 ** 30 });
-    const data = dmData({ dm_replicas: [
-      { vol_uuid: VOL, target_nqn: NQN, portals: [['10.0.0.1', 4420, 'tcp']] },
-      { vol_uuid: VOL, target_nqn: NQN_B, portals: [['10.0.1.1', 4420, 'tcp']] },
-    ] });
+    const data = dmData({
+      dm_replicas: [
+        { vol_uuid: VOL, target_nqn: NQN, portals: [['10.0.0.1', 4420, 'tcp']] },
+        { vol_uuid: VOL, target_nqn: NQN_B, portals: [['10.0.1.1', 4420, 'tcp']] },
+      ],
+    });
     const r = await drive(s.clock, s.connector.connect(data));
     assert.equal(r.devicePath, `/dev/mapper/${MAP}`);
     assert.equal(r.paths.length, 2);
@@ -73,7 +84,13 @@ describe('DM multipath', () => {
     s.host.setPortalUp('10.0.0.2', false);
     const down = await s.connector.getPaths(dmData());
     assert.equal(down.health, 'degraded');
-    assert.deepEqual(down.paths.map((p) => [p.state, p.dmState]), [['live', 'active'], ['connecting', 'failed']]);
+    assert.deepEqual(
+      down.paths.map((p) => [p.state, p.dmState]),
+      [
+        ['live', 'active'],
+        ['connecting', 'failed'],
+      ],
+    );
 
     s.host.expirePortal('10.0.0.2');
     s.host.fabric.portal('10.0.0.2').up = true;
@@ -86,9 +103,16 @@ describe('DM multipath', () => {
     const s = dmScenario();
     await drive(s.clock, s.connector.connect(dmData()));
     s.host.setPortalUp('10.0.0.1', false);
-    s.host.script((cmd, args) => cmd === 'multipathd' && args.join(' ') === 'show maps json', { code: 1, stdout: '', stderr: 'unknown command\n' });
+    s.host.script((cmd, args) => cmd === 'multipathd' && args.join(' ') === 'show maps json', {
+      code: 1,
+      stdout: '',
+      stderr: 'unknown command\n',
+    });
     const r = await s.connector.getPaths(dmData());
-    assert.deepEqual(r.paths.map((p) => p.dmState), ['failed', 'active']);
+    assert.deepEqual(
+      r.paths.map((p) => p.dmState),
+      ['failed', 'active'],
+    );
     assert.equal(s.host.calls('multipathd show paths raw format').length, 1);
   });
 

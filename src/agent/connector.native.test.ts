@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import type { AlreadyForm, FakeNvmeCliVersion } from './host/fake/nvme-cli.ts';
 import { ADDRS, NQN, NQN_B, VOL, VOL2, drive, nativeData, portals, scenario } from './testing/scenario.ts';
 
-const isConnect = (addr: string) => (cmd: string, args: readonly string[]) => cmd === 'nvme' && args[0] === 'connect' && args.includes(addr);
+const isConnect = (addr: string) => (cmd: string, args: readonly string[]) =>
+  cmd === 'nvme' && args[0] === 'connect' && args.includes(addr);
 
 describe('native multipath connect', () => {
   it('connects every portal in parallel and returns the head, never a per-path device', async () => {
@@ -13,7 +14,10 @@ describe('native multipath connect', () => {
     assert.equal(r.devicePath, '/dev/nvme0n1');
     assert.equal(r.sizeBytes, 10 * 2 ** 30);
     assert.equal(r.health, 'optimal');
-    assert.deepEqual(r.paths.map((p) => [p.address, p.state, p.anaState]), ADDRS.map((a) => [a, 'live', 'optimized']));
+    assert.deepEqual(
+      r.paths.map((p) => [p.address, p.state, p.anaState]),
+      ADDRS.map((a) => [a, 'live', 'optimized']),
+    );
     assert.equal(s.host.controllers(NQN).length, 3);
     assert.ok(s.host.fs.list('/sys/block').includes('nvme0c1n1'), 'per-path devices exist in /sys/block');
     assert.ok(!(await s.host.exists('/dev/nvme0c1n1')), 'and have no /dev node');
@@ -21,12 +25,24 @@ describe('native multipath connect', () => {
   });
 
   it('passes the connect options (Lightbits defaults) and -q when the connection has host_nqn', async () => {
-    const s = scenario({ connector: { tunables: { ctrlLossTmo: 600, reconnectDelay: 2, keepAliveTmo: 15, fastIoFailTmo: 5, nrIoQueues: 4 } } });
+    const s = scenario({
+      connector: {
+        tunables: { ctrlLossTmo: 600, reconnectDelay: 2, keepAliveTmo: 15, fastIoFailTmo: 5, nrIoQueues: 4 },
+      },
+    });
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
     const hostNqn = 'nqn.2014-08.org.nvmexpress:uuid:99999999-8888-7777-6666-555555555555';
     await drive(s.clock, s.connector.connect(nativeData({ host_nqn: hostNqn })));
     const line = s.host.calls('nvme connect')[0]!;
-    for (const opt of ['--keep-alive-tmo=15', '--reconnect-delay=2', '--ctrl-loss-tmo=600', '--fast_io_fail_tmo=5', '--nr-io-queues=4', `-q ${hostNqn}`]) assert.ok(line.includes(opt), `${opt} in ${line}`);
+    for (const opt of [
+      '--keep-alive-tmo=15',
+      '--reconnect-delay=2',
+      '--ctrl-loss-tmo=600',
+      '--fast_io_fail_tmo=5',
+      '--nr-io-queues=4',
+      `-q ${hostNqn}`,
+    ])
+      assert.ok(line.includes(opt), `${opt} in ${line}`);
     assert.equal(s.host.fs.read('/sys/class/nvme/nvme0/hostnqn')?.trim(), hostNqn);
     assert.equal(s.host.fs.read('/sys/class/nvme/nvme0/fast_io_fail_tmo')?.trim(), '5');
 
@@ -45,7 +61,10 @@ describe('native multipath connect', () => {
     const before = s.host.commands.length;
     const r = await drive(s.clock, s.connector.connect(nativeData()));
     assert.equal(r.devicePath, '/dev/nvme0n1');
-    assert.deepEqual(s.host.commands.slice(before).map((c) => c.cmd + ' ' + c.args[0]), []);
+    assert.deepEqual(
+      s.host.commands.slice(before).map((c) => c.cmd + ' ' + c.args[0]),
+      [],
+    );
   });
 
   const forms: [FakeNvmeCliVersion, AlreadyForm | undefined][] = [
@@ -78,7 +97,10 @@ describe('native multipath connect', () => {
     s.host.script(isConnect('10.0.0.3'), { code: 1, stdout: '', stderr: 'already connected\n' });
     const r = await drive(s.clock, s.connector.connect(nativeData()));
     assert.equal(r.health, 'degraded');
-    assert.deepEqual(r.paths.find((p) => p.address === '10.0.0.3'), { address: '10.0.0.3', port: 4420, transport: 'tcp', controller: null, state: 'missing', anaState: null });
+    assert.deepEqual(
+      r.paths.find((p) => p.address === '10.0.0.3'),
+      { address: '10.0.0.3', port: 4420, transport: 'tcp', controller: null, state: 'missing', anaState: null },
+    );
   });
 
   it('retries a failed portal on a later pass, connecting only that one', async () => {
@@ -92,7 +114,13 @@ describe('native multipath connect', () => {
     const n = s.host.calls('nvme connect').length;
     const second = await drive(s.clock, s.connector.connect(nativeData()));
     assert.equal(second.health, 'optimal');
-    assert.deepEqual(s.host.calls('nvme connect').slice(n).map((l) => l.split(' ')[5]), ['10.0.0.3']);
+    assert.deepEqual(
+      s.host
+        .calls('nvme connect')
+        .slice(n)
+        .map((l) => l.split(' ')[5]),
+      ['10.0.0.3'],
+    );
   });
 
   it('fails with connect_failed naming each portal when none connects', async () => {
@@ -112,7 +140,10 @@ describe('native multipath connect', () => {
     s.host.fabric.addNamespace(NQN, { nsid: 3, nguid, sizeBytes: 2 ** 30 });
     s.host.fabric.addNamespace(NQN, { nsid: 4, sizeBytes: 2 ** 31 });
     s.host.fabric.addNamespace(NQN, { nsid: 5, uuid: VOL2, sizeBytes: 2 ** 32 });
-    const byNguid = await drive(s.clock, s.connector.connect(nativeData({ vol_uuid: VOL, volume_nguid: nguid, ns_id: '4' })));
+    const byNguid = await drive(
+      s.clock,
+      s.connector.connect(nativeData({ vol_uuid: VOL, volume_nguid: nguid, ns_id: '4' })),
+    );
     assert.equal(byNguid.sizeBytes, 2 ** 30, 'nguid wins over nsid');
     const byNsid = await drive(s.clock, s.connector.connect(nativeData({ vol_uuid: VOL, ns_id: '4' })));
     assert.equal(byNsid.sizeBytes, 2 ** 31);
@@ -130,10 +161,19 @@ describe('native multipath connect', () => {
     for (const style of ['src_addr', 'host_traddr', 'space', 'plain'] as const) {
       const s = scenario({ kernel: { addressStyle: style }, addrs: ['10.0.0.1', 'fd00::a'] });
       s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
-      const data = nativeData({ portals: [['10.0.0.1', 4420, 'tcp'], ['[FD00:0::A]', 4420, 'tcp']] });
+      const data = nativeData({
+        portals: [
+          ['10.0.0.1', 4420, 'tcp'],
+          ['[FD00:0::A]', 4420, 'tcp'],
+        ],
+      });
       const r = await drive(s.clock, s.connector.connect(data));
       assert.equal(r.health, 'optimal', style);
-      assert.deepEqual(r.paths.map((p) => p.controller), ['nvme0', 'nvme1'], style);
+      assert.deepEqual(
+        r.paths.map((p) => p.controller),
+        ['nvme0', 'nvme1'],
+        style,
+      );
       const n = s.host.commands.length;
       await drive(s.clock, s.connector.connect(data));
       assert.equal(s.host.commands.length, n, `${style}: both portals recognised as connected`);
@@ -150,7 +190,11 @@ describe('native multipath connect', () => {
     const r = await drive(s.clock, s.connector.connect(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
     assert.equal(r.devicePath, '/dev/nvme0n2');
     assert.equal(s.host.calls('nvme connect').length, n, 'no reconnect');
-    assert.deepEqual(s.host.calls('nvme ns-rescan').sort(), ['nvme ns-rescan /dev/nvme0', 'nvme ns-rescan /dev/nvme1', 'nvme ns-rescan /dev/nvme2']);
+    assert.deepEqual(s.host.calls('nvme ns-rescan').sort(), [
+      'nvme ns-rescan /dev/nvme0',
+      'nvme ns-rescan /dev/nvme1',
+      'nvme ns-rescan /dev/nvme2',
+    ]);
   });
 
   it('waits for a namespace that appears late, without fixed sleeps, and gives up at the deadline', async () => {
@@ -170,7 +214,11 @@ describe('native multipath connect', () => {
 
   it('reports device_not_found when every path is ANA-inaccessible (the kernel creates no head)', async () => {
     const s = scenario({ connector: { deviceTimeoutMs: 2_000 } });
-    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, ana: Object.fromEntries(ADDRS.map((a) => [`tcp:${a}:4420`, 'inaccessible'])) });
+    s.host.fabric.addNamespace(NQN, {
+      nsid: 1,
+      uuid: VOL,
+      ana: Object.fromEntries(ADDRS.map((a) => [`tcp:${a}:4420`, 'inaccessible'])),
+    });
     await assert.rejects(drive(s.clock, s.connector.connect(nativeData())), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'device_not_found');
       assert.match(e.message, /ANA/);
@@ -180,9 +228,20 @@ describe('native multipath connect', () => {
 
   it('reports ANA per path: optimal needs one optimized, non-optimized only is degraded', async () => {
     const s = scenario();
-    const ns = s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, ana: { 'tcp:10.0.0.1:4420': 'optimized', 'tcp:10.0.0.2:4420': 'non-optimized', 'tcp:10.0.0.3:4420': 'inaccessible' } });
+    const ns = s.host.fabric.addNamespace(NQN, {
+      nsid: 1,
+      uuid: VOL,
+      ana: {
+        'tcp:10.0.0.1:4420': 'optimized',
+        'tcp:10.0.0.2:4420': 'non-optimized',
+        'tcp:10.0.0.3:4420': 'inaccessible',
+      },
+    });
     const r = await drive(s.clock, s.connector.connect(nativeData()));
-    assert.deepEqual(r.paths.map((p) => p.anaState), ['optimized', 'non-optimized', 'inaccessible']);
+    assert.deepEqual(
+      r.paths.map((p) => p.anaState),
+      ['optimized', 'non-optimized', 'inaccessible'],
+    );
     assert.equal(r.health, 'degraded');
     ns.ana.set('tcp:10.0.0.3:4420', 'non-optimized');
     s.host.kernel.render();
@@ -221,20 +280,37 @@ describe('native multipath connect', () => {
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 2 ** 30 });
     s.host.fabric.addNamespace(NQN_B, { nsid: 1, uuid: VOL2, sizeBytes: 2 ** 31 });
     const a = await drive(s.clock, s.connector.connect(nativeData()));
-    const b = await drive(s.clock, s.connector.connect(nativeData({ vol_uuid: VOL2, target_nqn: NQN_B, portals: portals(['10.0.1.1', '10.0.1.2']) })));
+    const b = await drive(
+      s.clock,
+      s.connector.connect(
+        nativeData({ vol_uuid: VOL2, target_nqn: NQN_B, portals: portals(['10.0.1.1', '10.0.1.2']) }),
+      ),
+    );
     assert.notEqual(a.devicePath, b.devicePath);
     assert.equal(b.sizeBytes, 2 ** 31);
-    assert.deepEqual(b.paths.map((p) => p.controller), ['nvme3', 'nvme4']);
+    assert.deepEqual(
+      b.paths.map((p) => p.controller),
+      ['nvme3', 'nvme4'],
+    );
   });
 
   it('works on older sysfs layouts: no head `device` link, no controller hostnqn, cntlid in per-path names, own subsysnqn', async () => {
-    for (const kernel of [{ headDeviceLink: false, ctrlHostnqn: false }, { perPathCntlid: true }, { nsSubsysnqn: true, headDeviceLink: false }, { multipathLinks: true }]) {
+    for (const kernel of [
+      { headDeviceLink: false, ctrlHostnqn: false },
+      { perPathCntlid: true },
+      { nsSubsysnqn: true, headDeviceLink: false },
+      { multipathLinks: true },
+    ]) {
       const s = scenario({ kernel });
       s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
       const r = await drive(s.clock, s.connector.connect(nativeData()));
       assert.equal(r.devicePath, '/dev/nvme0n1', JSON.stringify(kernel));
       assert.equal(r.health, 'optimal', JSON.stringify(kernel));
-      assert.deepEqual(r.paths.map((p) => p.controller), ['nvme0', 'nvme1', 'nvme2'], JSON.stringify(kernel));
+      assert.deepEqual(
+        r.paths.map((p) => p.controller),
+        ['nvme0', 'nvme1', 'nvme2'],
+        JSON.stringify(kernel),
+      );
     }
   });
 });
@@ -259,7 +335,10 @@ describe('single path', () => {
     s.host.fabric.portal('10.0.0.1').up = false;
     const r = await drive(s.clock, s.connector.connect(nativeData({ multipath_mode: 'single' })));
     assert.equal(r.devicePath, '/dev/nvme0n1');
-    assert.deepEqual(r.paths.map((p) => p.address), ['10.0.0.2']);
+    assert.deepEqual(
+      r.paths.map((p) => p.address),
+      ['10.0.0.2'],
+    );
     assert.equal(s.host.controllers().length, 1);
     assert.equal(r.health, 'optimal');
     const n = s.host.commands.length;

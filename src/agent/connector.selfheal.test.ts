@@ -27,7 +27,13 @@ describe('self-healing', () => {
     const back = await drive(s.clock, s.connector.connect(nativeData()));
     assert.equal(back.health, 'optimal');
     assert.equal(back.devicePath, '/dev/nvme0n1');
-    assert.deepEqual(s.host.calls('nvme connect').slice(n).map((l) => l.split(' ')[5]), ['10.0.0.2']);
+    assert.deepEqual(
+      s.host
+        .calls('nvme connect')
+        .slice(n)
+        .map((l) => l.split(' ')[5]),
+      ['10.0.0.2'],
+    );
     assert.equal(s.host.controllers(NQN).length, 3);
   });
 

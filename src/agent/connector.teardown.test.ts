@@ -31,7 +31,11 @@ describe('teardown', () => {
     ['open by a process', (s) => s.host.openDevice(777, s.dev), /open by pid 777/],
     ['mounted', (s) => s.host.mount(s.dev, '/var/lib/instances/disk 1'), /mounted at \/var\/lib\/instances\/disk 1/],
     ['held (LVM on top)', (s) => s.host.addHolder('nvme0n1', 'dm-7'), /held by dm-7/],
-    ['swap', (s) => s.host.fs.writeFile('/proc/swaps', 'Filename Type Size Used Priority\n/dev/nvme0n1 partition 1024 0 -2\n'), /swap/],
+    [
+      'swap',
+      (s) => s.host.fs.writeFile('/proc/swaps', 'Filename Type Size Used Priority\n/dev/nvme0n1 partition 1024 0 -2\n'),
+      /swap/,
+    ],
   ];
   for (const [what, use, msg] of uses) {
     it(`refuses while the device is ${what}, doing nothing; force overrides`, async () => {
@@ -53,13 +57,19 @@ describe('teardown', () => {
     const s = await attached();
     s.host.fs.mkdirp('/sys/block/nvme0n1/nvme0n1p1');
     s.host.fs.writeFile('/sys/block/nvme0n1/nvme0n1p1/dev', '259:42\n');
-    s.host.fs.writeFile('/proc/self/mountinfo', '22 1 0:21 / / rw - overlay overlay rw\n40 22 259:42 / /mnt rw - xfs /dev/nvme0n1p1 rw\n');
+    s.host.fs.writeFile(
+      '/proc/self/mountinfo',
+      '22 1 0:21 / / rw - overlay overlay rw\n40 22 259:42 / /mnt rw - xfs /dev/nvme0n1p1 rw\n',
+    );
     await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), { code: 'in_use' });
   });
 
   it('sees a btrfs mount (anonymous 0:N device) by its source', async () => {
     const s = await attached();
-    s.host.fs.writeFile('/proc/self/mountinfo', '22 1 0:21 / / rw - overlay overlay rw\n41 22 0:45 / /srv rw - btrfs /dev/nvme0n1 rw\n');
+    s.host.fs.writeFile(
+      '/proc/self/mountinfo',
+      '22 1 0:21 / / rw - overlay overlay rw\n41 22 0:45 / /srv rw - btrfs /dev/nvme0n1 rw\n',
+    );
     await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), /mounted at \/srv/);
   });
 
@@ -99,7 +109,7 @@ describe('teardown', () => {
     assert.equal(last.disconnected.length, 3);
   });
 
-  it('given the host\'s complete attachment list, a visible namespace nobody wants or uses does not keep the controllers', async () => {
+  it("given the host's complete attachment list, a visible namespace nobody wants or uses does not keep the controllers", async () => {
     const s = scenario();
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
     s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
@@ -126,8 +136,16 @@ describe('teardown', () => {
 
   it('keeps controllers another local attachment of the subsystem needs', async () => {
     const s = await attached();
-    const r = await drive(s.clock, s.connector.disconnect(nativeData(), { otherAttachments: [nativeData({ vol_uuid: VOL2, ns_id: '2', portals: [['10.0.0.1', 4420, 'tcp']] })] }));
-    assert.deepEqual(r.kept.map((k) => k.controller), ['nvme0']);
+    const r = await drive(
+      s.clock,
+      s.connector.disconnect(nativeData(), {
+        otherAttachments: [nativeData({ vol_uuid: VOL2, ns_id: '2', portals: [['10.0.0.1', 4420, 'tcp']] })],
+      }),
+    );
+    assert.deepEqual(
+      r.kept.map((k) => k.controller),
+      ['nvme0'],
+    );
     assert.match(r.kept[0]!.reason, /another attachment/);
     assert.deepEqual(r.disconnected.sort(), ['nvme1', 'nvme2']);
   });
@@ -139,7 +157,10 @@ describe('teardown', () => {
       assert.ok(e instanceof TeardownError);
       assert.deepEqual(e.result.disconnected.sort(), ['nvme0', 'nvme2']);
       assert.equal(e.result.errors.length, 1);
-      assert.match(e.result.errors[0]!.message, /nvme disconnect -d nvme1 exited 0 but nvme1 is still present \(state live\)/);
+      assert.match(
+        e.result.errors[0]!.message,
+        /nvme disconnect -d nvme1 exited 0 but nvme1 is still present \(state live\)/,
+      );
       return true;
     });
     assert.deepEqual(s.host.controllers(), ['nvme1']);
@@ -208,7 +229,10 @@ describe('teardown', () => {
     );
     await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), (e: unknown) => {
       assert.ok(e instanceof TeardownError);
-      assert.match(e.result.errors[0]!.message, /nvme disconnect -d nvme1 exited 134 but nvme1 is still present .*double free/);
+      assert.match(
+        e.result.errors[0]!.message,
+        /nvme disconnect -d nvme1 exited 134 but nvme1 is still present .*double free/,
+      );
       return true;
     });
     assert.equal(s.host.calls('nvme disconnect -d nvme1').length, 3);

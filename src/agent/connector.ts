@@ -65,7 +65,10 @@ export interface DisconnectResult {
 
 /** Thrown when a teardown step failed; carries everything that was and was not done. */
 export class TeardownError extends AggregateError {
-  constructor(readonly result: DisconnectResult, errors: unknown[]) {
+  constructor(
+    readonly result: DisconnectResult,
+    errors: unknown[],
+  ) {
     super(errors, `teardown incomplete: ${result.errors.map((e) => e.message).join('; ')}`);
     this.name = 'TeardownError';
   }
@@ -75,7 +78,10 @@ export class Connector {
   readonly ctx: AgentContext;
   readonly locks: KeyedMutex;
 
-  constructor(readonly host: HostPort, opts: ConnectorOptions = {}) {
+  constructor(
+    readonly host: HostPort,
+    opts: ConnectorOptions = {},
+  ) {
     const tunables = opts.tunables ?? DEFAULT_TUNABLES;
     this.ctx = {
       host,
@@ -108,9 +114,21 @@ export class Connector {
     const spec = toAttachSpec(data);
     return this.locks.runAll(this.keys(spec), async () => {
       const hostNqn = await this.hostNqn(spec);
-      const r = spec.mode === 'dm' ? await attachDm(this.ctx, spec, hostNqn) : await attachNative(this.ctx, spec, hostNqn);
-      if (!r.devicePath) throw new AgentError('device_not_found', `the device of volume ${spec.volUuid} vanished right after it appeared`, { details: { paths: r.paths } });
-      return { devicePath: r.devicePath, sizeBytes: r.sizeBytes, paths: r.paths, health: r.health, elapsedMs: this.host.clock.now() - started };
+      const r =
+        spec.mode === 'dm' ? await attachDm(this.ctx, spec, hostNqn) : await attachNative(this.ctx, spec, hostNqn);
+      if (!r.devicePath)
+        throw new AgentError(
+          'device_not_found',
+          `the device of volume ${spec.volUuid} vanished right after it appeared`,
+          { details: { paths: r.paths } },
+        );
+      return {
+        devicePath: r.devicePath,
+        sizeBytes: r.sizeBytes,
+        paths: r.paths,
+        health: r.health,
+        elapsedMs: this.host.clock.now() - started,
+      };
     });
   }
 
@@ -118,7 +136,8 @@ export class Connector {
   async getPaths(data: ConnectionData): Promise<PathsResult> {
     const spec = toAttachSpec(data);
     const hostNqn = await this.hostNqn(spec);
-    const r = spec.mode === 'dm' ? await locateDm(this.ctx, spec, hostNqn) : await locateNative(this.ctx, spec, hostNqn);
+    const r =
+      spec.mode === 'dm' ? await locateDm(this.ctx, spec, hostNqn) : await locateNative(this.ctx, spec, hostNqn);
     return { devicePath: r.devicePath, sizeBytes: r.sizeBytes, paths: r.paths, health: r.health };
   }
 
@@ -132,7 +151,10 @@ export class Connector {
       const hostNqn = await this.hostNqn(spec);
       const before = await this.getPaths(data);
       const states = (await Promise.all(spec.targets.map((t) => portalStates(this.ctx, t, hostNqn)))).flat();
-      await rescan(this.ctx, states.flatMap((s) => (s.controller?.state === 'live' ? [s.controller.name] : [])));
+      await rescan(
+        this.ctx,
+        states.flatMap((s) => (s.controller?.state === 'live' ? [s.controller.name] : [])),
+      );
       // DM: the map keeps its table's size until multipathd reloads it, and that only helps once
       // every path device shows the new size (ns-rescan only queues the kernel's scan).
       let resizedTo = -1;
@@ -149,10 +171,17 @@ export class Connector {
         async () => {
           await resizeMapWhenPathsGrew();
           const now = await this.getPaths(data);
-          const grown = expectedBytes !== undefined ? (now.sizeBytes ?? 0) >= expectedBytes : now.sizeBytes !== before.sizeBytes;
+          const grown =
+            expectedBytes !== undefined ? (now.sizeBytes ?? 0) >= expectedBytes : now.sizeBytes !== before.sizeBytes;
           return grown ? { done: true, value: now } : { done: false, last: now };
         },
-        { deadlineMs: this.ctx.deviceTimeoutMs, intervalMs: 200, backoff: 1.5, maxIntervalMs: 1000, clock: this.host.clock },
+        {
+          deadlineMs: this.ctx.deviceTimeoutMs,
+          intervalMs: 200,
+          backoff: 1.5,
+          maxIntervalMs: 1000,
+          clock: this.host.clock,
+        },
       );
       return r.done ? r.value : (r.last as PathsResult);
     });
@@ -168,7 +197,14 @@ export class Connector {
     const spec = toAttachSpec(data);
     return this.locks.runAll(this.keys(spec), async () => {
       const hostNqn = await this.hostNqn(spec);
-      const res: DisconnectResult = { devices: [], flushed: [], removedMaps: [], disconnected: [], kept: [], errors: [] };
+      const res: DisconnectResult = {
+        devices: [],
+        flushed: [],
+        removedMaps: [],
+        disconnected: [],
+        kept: [],
+        errors: [],
+      };
       const errors: unknown[] = [];
       const fail = (e: unknown) => {
         errors.push(e);
@@ -188,7 +224,9 @@ export class Connector {
       // 1. The device on top: refuse while in use, then flush (and for DM remove the map).
       if (spec.mode === 'dm') {
         const loc = await locateDm(this.ctx, spec, hostNqn);
-        const top = loc.map ? [{ block: loc.map.dm, path: `/dev/mapper/${loc.map.name}` }] : loc.devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` }));
+        const top = loc.map
+          ? [{ block: loc.map.dm, path: `/dev/mapper/${loc.map.name}` }]
+          : loc.devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` }));
         await this.refuseIfUsed(top, opts.force, res);
         if (loc.map) {
           await flushTop(`/dev/mapper/${loc.map.name}`);
@@ -204,7 +242,11 @@ export class Connector {
       } else {
         // Every match: with nvme_core.multipath=N each controller has its own plain device.
         const { devices } = await locateNative(this.ctx, spec, hostNqn);
-        await this.refuseIfUsed(devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` })), opts.force, res);
+        await this.refuseIfUsed(
+          devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` })),
+          opts.force,
+          res,
+        );
         for (const d of devices) await flushTop(`/dev/${d.name}`);
       }
 
@@ -213,7 +255,9 @@ export class Connector {
       // directory vanishes under that scan (libnvme #840), as it does while another one goes.
       const others = otherUsers(opts.otherAttachments ?? []);
       for (const t of spec.targets) {
-        const ctrls = (await listControllers(this.host, t.nqn)).filter((c) => t.portals.some((p) => servesPortal(c, p, hostNqn)));
+        const ctrls = (await listControllers(this.host, t.nqn)).filter((c) =>
+          t.portals.some((p) => servesPortal(c, p, hostNqn)),
+        );
         for (const c of ctrls) {
           const reason = await this.keepReason(c, t, others, hostNqn, opts.otherAttachments !== undefined);
           if (reason) {
@@ -233,12 +277,17 @@ export class Connector {
     });
   }
 
-  private async refuseIfUsed(devs: { block: string; path: string }[], force: boolean | undefined, res: DisconnectResult): Promise<void> {
+  private async refuseIfUsed(
+    devs: { block: string; path: string }[],
+    force: boolean | undefined,
+    res: DisconnectResult,
+  ): Promise<void> {
     for (const d of devs) {
       res.devices.push(d.path);
       const u = await deviceUsage(this.host, d.block, [d.path]);
       if (!isInUse(u)) continue;
-      if (!force) throw new AgentError('in_use', `refusing to detach: ${describeUsage(d.path, u)}`, { details: { ...u } });
+      if (!force)
+        throw new AgentError('in_use', `refusing to detach: ${describeUsage(d.path, u)}`, { details: { ...u } });
       this.ctx.log.warn({ device: d.path, usage: u }, 'forced detach of a device in use');
     }
   }
@@ -257,9 +306,16 @@ export class Connector {
    * knowledge (the CLI) keeps the controller for any other visible namespace, as os-brick does:
    * an attached but idle volume must not lose its paths.
    */
-  private async keepReason(c: Controller, t: TargetSpec, others: OtherUsers, hostNqn: string | null, complete: boolean): Promise<string | null> {
+  private async keepReason(
+    c: Controller,
+    t: TargetSpec,
+    others: OtherUsers,
+    hostNqn: string | null,
+    complete: boolean,
+  ): Promise<string | null> {
     const user = others.find((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn));
-    if (user) return `another attachment on this host (volume ${user.volUuid}) uses ${c.nqn} via ${portalLabel(user.portal)}`;
+    if (user)
+      return `another attachment on this host (volume ${user.volUuid}) uses ${c.nqn} via ${portalLabel(user.portal)}`;
     const want = { uuid: t.uuid, nguid: t.nguid, nsid: t.nsid };
     const busy: string[] = [];
     for (const name of await namespacesUnderController(this.host, c.name)) {

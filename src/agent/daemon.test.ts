@@ -31,7 +31,14 @@ function start(host: FakeHost, clock: ManualClock, service: FakeService) {
   });
   const ac = new AbortController();
   const done = daemon.run(ac.signal);
-  return { daemon, stop: async () => { ac.abort(); await elapse(clock, 0); await done; } };
+  return {
+    daemon,
+    stop: async () => {
+      ac.abort();
+      await elapse(clock, 0);
+      await done;
+    },
+  };
 }
 
 function setup(second = false) {
@@ -54,7 +61,14 @@ describe('agent daemon', () => {
     assert.equal(r.device_path, '/dev/nvme0n1');
     assert.equal(r.health, 'optimal');
     assert.equal(r.size_bytes, 2 ** 30);
-    assert.deepEqual(r.paths[0], { controller: 'nvme0', address: '10.0.0.1', port: 4420, transport: 'tcp', state: 'live', ana_state: 'optimized' });
+    assert.deepEqual(r.paths[0], {
+      controller: 'nvme0',
+      address: '10.0.0.1',
+      port: 4420,
+      transport: 'tcp',
+      state: 'live',
+      ana_state: 'optimized',
+    });
     // `connecting` may be superseded before it is sent; nothing else may appear.
     assert.ok(['connecting,connected', 'connected'].includes(service.states('a1').join()), service.states('a1').join());
     await d.stop();
@@ -120,7 +134,13 @@ describe('agent daemon', () => {
     const second = start(host, clock, service);
     await elapse(clock, 2_000);
     assert.equal(host.calls('nvme connect').length, connects);
-    assert.deepEqual(service.reports.get('a1')!.slice(reports).map((r) => r.state), ['connected']);
+    assert.deepEqual(
+      service.reports
+        .get('a1')!
+        .slice(reports)
+        .map((r) => r.state),
+      ['connected'],
+    );
     await second.stop();
   });
 

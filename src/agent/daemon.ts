@@ -59,7 +59,14 @@ export class AgentDaemon {
 
   constructor(opts: DaemonOptions) {
     this.log = opts.log ?? silentLogger;
-    this.o = { recheckIntervalMs: 30_000, reportRefreshMs: 60_000, pollWaitSeconds: 30, backoffInitialMs: 1000, backoffMaxMs: 60_000, ...opts } as Required<Omit<DaemonOptions, 'log'>>;
+    this.o = {
+      recheckIntervalMs: 30_000,
+      reportRefreshMs: 60_000,
+      pollWaitSeconds: 30,
+      backoffInitialMs: 1000,
+      backoffMaxMs: 60_000,
+      ...opts,
+    } as Required<Omit<DaemonOptions, 'log'>>;
     this.reporter = new Reporter(opts.service, opts.clock, this.log, this.o.reportRefreshMs);
   }
 
@@ -93,7 +100,10 @@ export class AgentDaemon {
       } catch (e) {
         if (signal.aborted) break;
         if (e instanceof ServiceError && (e.status === 401 || e.status === 403)) this.registered = false;
-        this.log.warn({ error: (e as Error).message, retryInMs: backoff }, 'service unavailable; devices stay as they are');
+        this.log.warn(
+          { error: (e as Error).message, retryInMs: backoff },
+          'service unavailable; devices stay as they are',
+        );
         await this.sleep(backoff, signal);
         backoff = Math.min(backoff * 2, this.o.backoffMaxMs);
       }
@@ -197,7 +207,11 @@ export class AgentDaemon {
   private async reconcileOnce(id: string): Promise<void> {
     const t = this.tracked.get(id);
     if (!t) return;
-    if (!t.data) return this.report(id, failure('error', null, { code: 'invalid_connection_info', message: 'connection info could not be parsed' }));
+    if (!t.data)
+      return this.report(
+        id,
+        failure('error', null, { code: 'invalid_connection_info', message: 'connection info could not be parsed' }),
+      );
     if (t.att.desired === 'connected') return this.ensureConnected(id, t.data, t.att.size_gb);
     if (!t.settled) await this.ensureDisconnected(id, t);
   }
@@ -216,14 +230,32 @@ export class AgentDaemon {
         this.log.info({ attachment: id, from: r.sizeBytes, to: wanted }, 'volume grew; rescanning');
         r = await c.extend(data, wanted);
       }
-      this.report(id, { state: 'connected', device_path: r.devicePath, size_bytes: r.sizeBytes, health: r.health, paths: r.paths.map(toWire), error: null });
+      this.report(id, {
+        state: 'connected',
+        device_path: r.devicePath,
+        size_bytes: r.sizeBytes,
+        health: r.health,
+        paths: r.paths.map(toWire),
+        error: null,
+      });
     } catch (e) {
       this.log.warn({ attachment: id, error: (e as Error).message }, 'connect failed; retried on the next pass');
       const now = await c.getPaths(data).catch(() => null);
       if (now?.devicePath) {
-        this.report(id, { state: 'connected', device_path: now.devicePath, size_bytes: now.sizeBytes, health: now.health, paths: now.paths.map(toWire), error: errorBody(e) });
+        this.report(id, {
+          state: 'connected',
+          device_path: now.devicePath,
+          size_bytes: now.sizeBytes,
+          health: now.health,
+          paths: now.paths.map(toWire),
+          error: errorBody(e),
+        });
       } else {
-        this.report(id, { ...failure('error', null, errorBody(e)), paths: now?.paths.map(toWire) ?? [], health: now ? now.health : null });
+        this.report(id, {
+          ...failure('error', null, errorBody(e)),
+          paths: now?.paths.map(toWire) ?? [],
+          health: now ? now.health : null,
+        });
       }
     }
   }
@@ -232,12 +264,23 @@ export class AgentDaemon {
     const c = this.o.connector;
     const data = t.data!;
     const before = await c.getPaths(data).catch(() => null);
-    if (before?.devicePath) this.report(id, { ...failure('disconnecting', before.devicePath, null), size_bytes: before.sizeBytes, health: before.health, paths: before.paths.map(toWire) });
-    const others = [...this.tracked.values()].filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data).map((o) => o.data!);
+    if (before?.devicePath)
+      this.report(id, {
+        ...failure('disconnecting', before.devicePath, null),
+        size_bytes: before.sizeBytes,
+        health: before.health,
+        paths: before.paths.map(toWire),
+      });
+    const others = [...this.tracked.values()]
+      .filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data)
+      .map((o) => o.data!);
     // The same volume is still wanted here (another instance of a multiattach volume, or a
     // re-attach that overtook this teardown): its device must stay, so there is nothing to undo.
     if (others.some((o) => o.vol_uuid.toLowerCase() === data.vol_uuid.toLowerCase())) {
-      this.log.info({ attachment: id, volume: data.vol_uuid }, 'volume still attached here through another attachment; device kept');
+      this.log.info(
+        { attachment: id, volume: data.vol_uuid },
+        'volume still attached here through another attachment; device kept',
+      );
       t.settled = true;
       return this.report(id, failure('disconnected', null, null));
     }
@@ -249,12 +292,22 @@ export class AgentDaemon {
       t.settled = res.kept.length === 0;
       this.report(id, failure('disconnected', null, null));
     } catch (e) {
-      this.log.warn({ attachment: id, error: (e as Error).message, ...(e instanceof TeardownError ? { done: e.result } : {}) }, 'detach not completed; retried on the next pass');
-      this.report(id, { ...failure('error', before?.devicePath ?? null, errorBody(e)), paths: before?.paths.map(toWire) ?? [] });
+      this.log.warn(
+        { attachment: id, error: (e as Error).message, ...(e instanceof TeardownError ? { done: e.result } : {}) },
+        'detach not completed; retried on the next pass',
+      );
+      this.report(id, {
+        ...failure('error', before?.devicePath ?? null, errorBody(e)),
+        paths: before?.paths.map(toWire) ?? [],
+      });
     }
   }
 }
 
-function failure(state: AttachmentReport['state'], devicePath: string | null, error: AttachmentReport['error']): AttachmentReport {
+function failure(
+  state: AttachmentReport['state'],
+  devicePath: string | null,
+  error: AttachmentReport['error'],
+): AttachmentReport {
   return { state, device_path: devicePath, size_bytes: null, health: null, paths: [], error };
 }

@@ -26,7 +26,11 @@ export class AgentError extends Error {
   readonly code: AgentErrorCode;
   readonly details?: Record<string, unknown>;
 
-  constructor(code: AgentErrorCode, message: string, opts: { details?: Record<string, unknown>; cause?: unknown } = {}) {
+  constructor(
+    code: AgentErrorCode,
+    message: string,
+    opts: { details?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
     super(message, { cause: opts.cause });
     this.name = 'AgentError';
     this.code = code;

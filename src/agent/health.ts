@@ -59,5 +59,12 @@ export function healthOf(paths: readonly ObservedPath[]): Health {
 }
 
 export function toWire(p: ObservedPath): PathReport {
-  return { controller: p.controller, address: p.address, port: p.port, transport: p.transport, state: p.state, ana_state: p.anaState };
+  return {
+    controller: p.controller,
+    address: p.address,
+    port: p.port,
+    transport: p.transport,
+    state: p.state,
+    ana_state: p.anaState,
+  };
 }

@@ -24,7 +24,11 @@ describe('KeyedMutex', () => {
 
   it('releases the key when the holder throws', async () => {
     const m = new KeyedMutex();
-    await assert.rejects(m.run('k', async () => { throw new Error('boom'); }));
+    await assert.rejects(
+      m.run('k', async () => {
+        throw new Error('boom');
+      }),
+    );
     assert.equal(await m.run('k', async () => 7), 7);
   });
 
@@ -52,18 +56,26 @@ describe('connector serialisation', () => {
     const gates: { args: readonly string[]; open: () => void }[] = [];
     s.host.script(
       (cmd, args) => cmd === 'nvme' && args[0] === 'connect',
-      () => new Promise<RunResult>((resolve) => {
-        const args = s.host.running[s.host.running.length - 1]!.args;
-        gates.push({ args, open: () => resolve(s.host.answer('nvme', args)) });
-      }),
+      () =>
+        new Promise<RunResult>((resolve) => {
+          const args = s.host.running[s.host.running.length - 1]!.args;
+          gates.push({ args, open: () => resolve(s.host.answer('nvme', args)) });
+        }),
       100,
     );
     const v1 = s.connector.connect(nativeData());
     const v2 = s.connector.connect(nativeData({ vol_uuid: VOL2, ns_id: '2' }));
-    const v3 = s.connector.connect(nativeData({ vol_uuid: '6e7f8091-3d4e-4f60-8b12-c3d4e5f60718', target_nqn: NQN_B, portals: portals(['10.0.1.1']) }));
+    const v3 = s.connector.connect(
+      nativeData({
+        vol_uuid: '6e7f8091-3d4e-4f60-8b12-c3d4e5f60718',
+        target_nqn: NQN_B,
+        portals: portals(['10.0.1.1']),
+      }),
+    );
     for (let i = 0; i < 10; i++) await flush();
 
-    const nqnsInFlight = () => s.host.running.filter((r) => r.args[0] === 'connect').map((r) => r.args[r.args.indexOf('-n') + 1]);
+    const nqnsInFlight = () =>
+      s.host.running.filter((r) => r.args[0] === 'connect').map((r) => r.args[r.args.indexOf('-n') + 1]);
     // Volume 1's three portals (in parallel) and volume 3's subsystem at the same time; volume 2
     // (same subsystem as 1) waits for the lock.
     assert.deepEqual(nqnsInFlight().sort(), [NQN, NQN, NQN, NQN_B].sort());
@@ -83,13 +95,20 @@ describe('connector serialisation', () => {
     await s.connector.connect(nativeData());
     let release!: () => void;
     // Portal 3 is lost; volume 2's attach reconnects it, and that connect hangs until released.
-    s.host.script((cmd, args) => cmd === 'nvme' && args[0] === 'connect', () => new Promise<RunResult>((r) => (release = () => r({ code: 1, stdout: '', stderr: 'already connected' }))));
+    s.host.script(
+      (cmd, args) => cmd === 'nvme' && args[0] === 'connect',
+      () => new Promise<RunResult>((r) => (release = () => r({ code: 1, stdout: '', stderr: 'already connected' }))),
+    );
     s.host.expirePortal('10.0.0.3');
     const attach = s.connector.connect(nativeData({ vol_uuid: VOL2, ns_id: '2' }));
     for (let i = 0; i < 10; i++) await flush();
     const detach = s.connector.disconnect(nativeData());
     for (let i = 0; i < 10; i++) await flush();
-    assert.equal(s.host.calls('blockdev').length + s.host.calls('nvme disconnect').length, 0, 'detach waits for the lock');
+    assert.equal(
+      s.host.calls('blockdev').length + s.host.calls('nvme disconnect').length,
+      0,
+      'detach waits for the lock',
+    );
     release();
     await attach;
     const r = await detach;

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FakeHost } from './host/fake.ts';
-import { DEFAULT_TUNABLES, classify, connectArgs, disconnectArgs, normalizeListSubsys, parseConnectedDevice } from './nvme-cli.ts';
+import {
+  DEFAULT_TUNABLES,
+  classify,
+  connectArgs,
+  disconnectArgs,
+  normalizeListSubsys,
+  parseConnectedDevice,
+} from './nvme-cli.ts';
 
 const r = (code: number, stdout = '', stderr = '') => ({ code, stdout, stderr });
 
@@ -21,14 +28,39 @@ describe('classify', () => {
   for (const [name, res, kind] of cases) it(name, () => assert.equal(classify(res).kind, kind));
 
   it('carries the first message line', () => {
-    assert.deepEqual(classify(r(1, '', '\n  Failed to write to /dev/nvme-fabrics: Connection refused\nmore\n')), { kind: 'failed', message: 'Failed to write to /dev/nvme-fabrics: Connection refused' });
+    assert.deepEqual(classify(r(1, '', '\n  Failed to write to /dev/nvme-fabrics: Connection refused\nmore\n')), {
+      kind: 'failed',
+      message: 'Failed to write to /dev/nvme-fabrics: Connection refused',
+    });
   });
 });
 
 describe('commands', () => {
   it('builds connect with long options only, underscores for fast_io_fail_tmo, never -D or -o', () => {
-    const args = connectArgs('nqn.x', { address: 'fd00::1', port: 4421, transport: 'tcp' }, { ...DEFAULT_TUNABLES, fastIoFailTmo: 0, nrIoQueues: 8 }, 'nqn.host');
-    assert.deepEqual(args, ['connect', '-t', 'tcp', '-a', 'fd00::1', '-s', '4421', '-n', 'nqn.x', '--keep-alive-tmo=30', '--reconnect-delay=10', '--ctrl-loss-tmo=-1', '--fast_io_fail_tmo=0', '--nr-io-queues=8', '-q', 'nqn.host']);
+    const args = connectArgs(
+      'nqn.x',
+      { address: 'fd00::1', port: 4421, transport: 'tcp' },
+      { ...DEFAULT_TUNABLES, fastIoFailTmo: 0, nrIoQueues: 8 },
+      'nqn.host',
+    );
+    assert.deepEqual(args, [
+      'connect',
+      '-t',
+      'tcp',
+      '-a',
+      'fd00::1',
+      '-s',
+      '4421',
+      '-n',
+      'nqn.x',
+      '--keep-alive-tmo=30',
+      '--reconnect-delay=10',
+      '--ctrl-loss-tmo=-1',
+      '--fast_io_fail_tmo=0',
+      '--nr-io-queues=8',
+      '-q',
+      'nqn.host',
+    ]);
     assert.deepEqual(disconnectArgs('nvme4'), ['disconnect', '-d', 'nvme4']);
   });
 
@@ -42,11 +74,46 @@ describe('commands', () => {
 
 describe('normalizeListSubsys', () => {
   it('folds the 1.x object root and the 2.x host-array root into one shape', () => {
-    const v1 = { Subsystems: [{ Name: 'nvme-subsys0', NQN: 'nqn.a', Paths: [{ Name: 'nvme0', Transport: 'tcp', Address: 'traddr=10.0.0.1 trsvcid=4420', State: 'live' }] }] };
-    const v2 = [{ HostNQN: 'nqn.host', HostID: 'id', Subsystems: [{ Name: 'nvme-subsys0', NQN: 'nqn.a', IOPolicy: 'numa', Paths: [{ Name: 'nvme0', Transport: 'tcp', Address: 'traddr=10.0.0.1,trsvcid=4420,src_addr=10.0.0.9', State: 'live', ANAState: 'optimized' }] }] }];
+    const v1 = {
+      Subsystems: [
+        {
+          Name: 'nvme-subsys0',
+          NQN: 'nqn.a',
+          Paths: [{ Name: 'nvme0', Transport: 'tcp', Address: 'traddr=10.0.0.1 trsvcid=4420', State: 'live' }],
+        },
+      ],
+    };
+    const v2 = [
+      {
+        HostNQN: 'nqn.host',
+        HostID: 'id',
+        Subsystems: [
+          {
+            Name: 'nvme-subsys0',
+            NQN: 'nqn.a',
+            IOPolicy: 'numa',
+            Paths: [
+              {
+                Name: 'nvme0',
+                Transport: 'tcp',
+                Address: 'traddr=10.0.0.1,trsvcid=4420,src_addr=10.0.0.9',
+                State: 'live',
+                ANAState: 'optimized',
+              },
+            ],
+          },
+        ],
+      },
+    ];
     const a = normalizeListSubsys(v1);
     const b = normalizeListSubsys(v2);
-    assert.deepEqual(a[0]!.paths[0], { name: 'nvme0', transport: 'tcp', address: 'traddr=10.0.0.1 trsvcid=4420', state: 'live', anaState: null });
+    assert.deepEqual(a[0]!.paths[0], {
+      name: 'nvme0',
+      transport: 'tcp',
+      address: 'traddr=10.0.0.1 trsvcid=4420',
+      state: 'live',
+      anaState: null,
+    });
     assert.equal(a[0]!.hostNqn, null);
     assert.equal(b[0]!.hostNqn, 'nqn.host');
     assert.equal(b[0]!.paths[0]!.anaState, 'optimized');
@@ -63,7 +130,11 @@ describe('normalizeListSubsys', () => {
       const out = await host.run('nvme', ['list-subsys', '-o', 'json']);
       const [s] = normalizeListSubsys(JSON.parse(out.stdout));
       assert.equal(s!.nqn, 'nqn.a', version);
-      assert.deepEqual(s!.paths.map((p) => [p.name, p.state]), [['nvme0', 'live']], version);
+      assert.deepEqual(
+        s!.paths.map((p) => [p.name, p.state]),
+        [['nvme0', 'live']],
+        version,
+      );
     }
   });
 });

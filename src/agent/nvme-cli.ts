@@ -28,7 +28,11 @@ export const DEFAULT_TUNABLES: ConnectTunables = { ctrlLossTmo: -1, reconnectDel
  */
 export function connectArgs(nqn: string, portal: PortalSpec, t: ConnectTunables, hostNqn?: string): string[] {
   const args = ['connect', '-t', portal.transport, '-a', portal.address, '-s', String(portal.port), '-n', nqn];
-  args.push(`--keep-alive-tmo=${t.keepAliveTmo}`, `--reconnect-delay=${t.reconnectDelay}`, `--ctrl-loss-tmo=${t.ctrlLossTmo}`);
+  args.push(
+    `--keep-alive-tmo=${t.keepAliveTmo}`,
+    `--reconnect-delay=${t.reconnectDelay}`,
+    `--ctrl-loss-tmo=${t.ctrlLossTmo}`,
+  );
   if (t.fastIoFailTmo !== undefined) args.push(`--fast_io_fail_tmo=${t.fastIoFailTmo}`);
   if (t.nrIoQueues !== undefined) args.push(`--nr-io-queues=${t.nrIoQueues}`);
   if (hostNqn) args.push('-q', hostNqn);
@@ -77,7 +81,12 @@ export function classify(r: RunResult): NvmeOutcome {
 }
 
 function firstLine(s: string): string {
-  return s.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
+  return (
+    s
+      .split('\n')
+      .map((l) => l.trim())
+      .find(Boolean) ?? ''
+  );
 }
 
 /** `{"device":"nvme3"}` (-o json), `device: nvme3` (≤2.6) or `connecting to device: nvme3` (2.7+). */

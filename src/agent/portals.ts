@@ -42,7 +42,11 @@ export function servesPortal(c: Controller, p: PortalSpec, hostNqn: string | nul
   return hostNqn === null || c.hostNqn === null || c.hostNqn === hostNqn;
 }
 
-export async function portalStates(ctx: AgentContext, target: TargetSpec, hostNqn: string | null): Promise<PortalState[]> {
+export async function portalStates(
+  ctx: AgentContext,
+  target: TargetSpec,
+  hostNqn: string | null,
+): Promise<PortalState[]> {
   const ctrls = await listControllers(ctx.host, target.nqn);
   return target.portals.map((portal) => ({
     portal,
@@ -90,18 +94,27 @@ export async function connectPortals(
   const missing = before.filter(needsConnect);
 
   const connectOne = async (s: PortalState): Promise<boolean> => {
-    const r = await ctx.host.run('nvme', connectArgs(target.nqn, s.portal, ctx.tunables, explicitHostNqn), { timeoutMs: ctx.commandTimeoutMs });
+    const r = await ctx.host.run('nvme', connectArgs(target.nqn, s.portal, ctx.tunables, explicitHostNqn), {
+      timeoutMs: ctx.commandTimeoutMs,
+    });
     const outcome = classify(r);
-    if (outcome.kind === 'not-installed') throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
+    if (outcome.kind === 'not-installed')
+      throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
     if (outcome.kind === 'ok' || outcome.kind === 'already-connected') {
       // Trust sysfs, not the exit status: "already connected" only means nvme-cli thought so.
       const now = await portalStates(ctx, { ...target, portals: [s.portal] }, hostNqn);
       if (now[0]?.controller) return true;
-      failures.push({ portal: portalLabel(s.portal), message: `nvme connect reported ${outcome.kind} but no controller is in sysfs` });
+      failures.push({
+        portal: portalLabel(s.portal),
+        message: `nvme connect reported ${outcome.kind} but no controller is in sysfs`,
+      });
       return false;
     }
     failures.push({ portal: portalLabel(s.portal), message: outcome.message });
-    ctx.log.warn({ portal: portalLabel(s.portal), nqn: target.nqn, error: outcome.message }, 'nvme connect failed; will retry on a later pass');
+    ctx.log.warn(
+      { portal: portalLabel(s.portal), nqn: target.nqn, error: outcome.message },
+      'nvme connect failed; will retry on a later pass',
+    );
     return false;
   };
 
@@ -118,7 +131,8 @@ export async function rescan(ctx: AgentContext, ctrls: Iterable<string>): Promis
   await Promise.all(
     [...ctrls].map(async (c) => {
       const r = classify(await ctx.host.run('nvme', rescanArgs(c), { timeoutMs: ctx.commandTimeoutMs }));
-      if (r.kind !== 'ok') ctx.log.warn({ controller: c, error: 'message' in r ? r.message : r.kind }, 'nvme ns-rescan failed');
+      if (r.kind !== 'ok')
+        ctx.log.warn({ controller: c, error: 'message' in r ? r.message : r.kind }, 'nvme ns-rescan failed');
     }),
   );
 }

@@ -25,7 +25,12 @@ export function parseMountinfo(text: string): MountEntry[] {
     const f = line.split(' ');
     const sep = f.indexOf('-', 6);
     if (f.length < 5 || sep < 0) continue;
-    out.push({ majMin: f[2]!, mountPoint: unescape(f[4]!), fstype: f[sep + 1] ?? '', source: unescape(f[sep + 2] ?? '') });
+    out.push({
+      majMin: f[2]!,
+      mountPoint: unescape(f[4]!),
+      fstype: f[sep + 1] ?? '',
+      source: unescape(f[sep + 2] ?? ''),
+    });
   }
   return out;
 }

@@ -31,7 +31,9 @@ export class Reporter {
   /** Re-queues every report last sent `refreshMs` ago or more. */
   refreshStale(): void {
     const now = this.clock.now();
-    for (const [id, s] of this.sent) if (now - s.at >= this.refreshMs && !this.queued.has(id)) this.queued.set(id, JSON.parse(s.json) as AttachmentReport);
+    for (const [id, s] of this.sent)
+      if (now - s.at >= this.refreshMs && !this.queued.has(id))
+        this.queued.set(id, JSON.parse(s.json) as AttachmentReport);
   }
 
   /** Milliseconds until the oldest sent report is due for a refresh. */

@@ -18,7 +18,12 @@ describe('HttpServiceClient', () => {
       req.on('data', (c) => (body += c));
       req.on('end', () => {
         seen.push({ method: req.method!, url: req.url!, auth: req.headers.authorization, body });
-        const answer = next ?? { status: 200, body: req.url!.startsWith('/v1/agent/attachments?') ? { version: 4, attachments: [] } : { host: { nqn: 'nqn.h', name: 'h' } } };
+        const answer = next ?? {
+          status: 200,
+          body: req.url!.startsWith('/v1/agent/attachments?')
+            ? { version: 4, attachments: [] }
+            : { host: { nqn: 'nqn.h', name: 'h' } },
+        };
         next = null;
         res.writeHead(answer.status, { 'content-type': 'application/json' }).end(JSON.stringify(answer.body));
       });
@@ -33,13 +38,23 @@ describe('HttpServiceClient', () => {
     assert.deepEqual(await c.register({ nqn: 'nqn.h', host: 'h' }), { host: { nqn: 'nqn.h', name: 'h' } });
     assert.deepEqual(await c.listAttachments(null, 30), { version: 4, attachments: [] });
     await c.listAttachments(4, 25);
-    await c.report('att/1', { state: 'connected', device_path: '/dev/nvme0n1', size_bytes: 1, health: 'optimal', paths: [], error: null });
-    assert.deepEqual(seen.map((s) => `${s.method} ${s.url}`), [
-      'POST /v1/agent/register',
-      'GET /v1/agent/attachments?wait=0',
-      'GET /v1/agent/attachments?since=4&wait=25',
-      'PUT /v1/agent/attachments/att%2F1/report',
-    ]);
+    await c.report('att/1', {
+      state: 'connected',
+      device_path: '/dev/nvme0n1',
+      size_bytes: 1,
+      health: 'optimal',
+      paths: [],
+      error: null,
+    });
+    assert.deepEqual(
+      seen.map((s) => `${s.method} ${s.url}`),
+      [
+        'POST /v1/agent/register',
+        'GET /v1/agent/attachments?wait=0',
+        'GET /v1/agent/attachments?since=4&wait=25',
+        'PUT /v1/agent/attachments/att%2F1/report',
+      ],
+    );
     assert.ok(seen.every((s) => s.auth === `Bearer ${TOKEN}`));
     assert.deepEqual(JSON.parse(seen[0]!.body), { connector: { nqn: 'nqn.h', host: 'h' } });
     assert.equal(JSON.parse(seen[3]!.body).device_path, '/dev/nvme0n1');

@@ -79,7 +79,12 @@ export class HttpServiceClient implements ServiceClient {
     });
   }
 
-  private async call<T>(method: 'get' | 'post' | 'put', path: string, body?: unknown, extra: { timeout?: number; signal?: AbortSignal } = {}): Promise<T> {
+  private async call<T>(
+    method: 'get' | 'post' | 'put',
+    path: string,
+    body?: unknown,
+    extra: { timeout?: number; signal?: AbortSignal } = {},
+  ): Promise<T> {
     let res;
     try {
       res = await this.http.request({ method, url: path, data: body, timeout: extra.timeout, signal: extra.signal });
@@ -89,7 +94,10 @@ export class HttpServiceClient implements ServiceClient {
     }
     if (res.status >= 200 && res.status < 300) return res.data as T;
     const err = (res.data as { error?: { code?: string; message?: string } } | undefined)?.error;
-    throw new ServiceError(`${method.toUpperCase()} ${path.split('?')[0]}: ${res.status}${err ? ` ${err.code ?? ''}: ${err.message ?? ''}` : ''}`, res.status);
+    throw new ServiceError(
+      `${method.toUpperCase()} ${path.split('?')[0]}: ${res.status}${err ? ` ${err.code ?? ''}: ${err.message ?? ''}` : ''}`,
+      res.status,
+    );
   }
 
   register(connector: Connector): Promise<{ host: { nqn: string; name: string } }> {
@@ -99,8 +107,12 @@ export class HttpServiceClient implements ServiceClient {
   async listAttachments(since: number | null, waitSeconds: number, signal?: AbortSignal): Promise<AttachmentList> {
     const q = since === null ? `wait=0` : `since=${since}&wait=${waitSeconds}`;
     const wait = since === null ? 0 : waitSeconds;
-    const body = await this.call<AttachmentList>('get', `/v1/agent/attachments?${q}`, undefined, { timeout: (wait + 15) * 1000, signal });
-    if (typeof body?.version !== 'number' || !Array.isArray(body.attachments)) throw new ServiceError('GET /v1/agent/attachments: malformed answer', 502);
+    const body = await this.call<AttachmentList>('get', `/v1/agent/attachments?${q}`, undefined, {
+      timeout: (wait + 15) * 1000,
+      signal,
+    });
+    if (typeof body?.version !== 'number' || !Array.isArray(body.attachments))
+      throw new ServiceError('GET /v1/agent/attachments: malformed answer', 502);
     return body;
   }
 

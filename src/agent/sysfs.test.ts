@@ -4,16 +4,32 @@ import { fileURLToPath } from 'node:url';
 import { parseConnectionData, toAttachSpec } from './connection-data.ts';
 import { LinuxHost } from './host/linux.ts';
 import { findTop } from './multipath/native.ts';
-import { canonicalAddress, identify, listControllers, listNamespaces, parseAddress, readBlockNamespace } from './sysfs.ts';
+import {
+  canonicalAddress,
+  identify,
+  listControllers,
+  listNamespaces,
+  parseAddress,
+  readBlockNamespace,
+} from './sysfs.ts';
 
 const VOL = '4c5e2f3a-1b2c-4d5e-8f90-a1b2c3d4e5f6';
 
 describe('parseAddress', () => {
   it('reads kernel 6.x TCP addresses with src_addr', () => {
-    assert.deepEqual(parseAddress('traddr=127.0.0.1,trsvcid=4420,src_addr=127.0.0.1\n'), { traddr: '127.0.0.1', trsvcid: '4420', srcAddr: '127.0.0.1' });
+    assert.deepEqual(parseAddress('traddr=127.0.0.1,trsvcid=4420,src_addr=127.0.0.1\n'), {
+      traddr: '127.0.0.1',
+      trsvcid: '4420',
+      srcAddr: '127.0.0.1',
+    });
   });
   it('reads host_traddr and host_iface', () => {
-    assert.deepEqual(parseAddress('traddr=10.0.0.1,trsvcid=4420,host_traddr=10.0.0.9,host_iface=eth1'), { traddr: '10.0.0.1', trsvcid: '4420', hostTraddr: '10.0.0.9', hostIface: 'eth1' });
+    assert.deepEqual(parseAddress('traddr=10.0.0.1,trsvcid=4420,host_traddr=10.0.0.9,host_iface=eth1'), {
+      traddr: '10.0.0.1',
+      trsvcid: '4420',
+      hostTraddr: '10.0.0.9',
+      hostIface: 'eth1',
+    });
   });
   it('reads the old space-separated form', () => {
     assert.deepEqual(parseAddress('traddr=10.0.0.1 trsvcid=4420'), { traddr: '10.0.0.1', trsvcid: '4420' });
@@ -34,16 +50,55 @@ describe('identify', () => {
   it('uuid, then nguid, then nsid', () => {
     assert.equal(identify({ uuid: VOL, nguid: null, nsid: '1', wwid: `uuid.${VOL}` }, want), 'uuid');
     // no UUID: sysfs `uuid` shows the NGUID, wwid says eui.
-    assert.equal(identify({ uuid: '00112233-4455-6677-8899-aabbccddeeff', nguid: '00112233445566778899aabbccddeeff', nsid: '1', wwid: 'eui.00112233445566778899aabbccddeeff' }, want), 'nguid');
+    assert.equal(
+      identify(
+        {
+          uuid: '00112233-4455-6677-8899-aabbccddeeff',
+          nguid: '00112233445566778899aabbccddeeff',
+          nsid: '1',
+          wwid: 'eui.00112233445566778899aabbccddeeff',
+        },
+        want,
+      ),
+      'nguid',
+    );
     assert.equal(identify({ uuid: null, nguid: null, nsid: '7', wwid: 'nvme.0000-3-00000007' }, want), 'nsid');
   });
   it('a namespace with a different identifier is another volume, whatever its NSID', () => {
-    assert.equal(identify({ uuid: '11111111-1111-1111-1111-111111111111', nguid: null, nsid: '7', wwid: 'uuid.11111111-1111-1111-1111-111111111111' }, want), 'conflict');
-    assert.equal(identify({ uuid: null, nguid: 'ffffffffffffffffffffffffffffffff', nsid: '7', wwid: 'eui.ffffffffffffffffffffffffffffffff' }, want), 'conflict');
+    assert.equal(
+      identify(
+        {
+          uuid: '11111111-1111-1111-1111-111111111111',
+          nguid: null,
+          nsid: '7',
+          wwid: 'uuid.11111111-1111-1111-1111-111111111111',
+        },
+        want,
+      ),
+      'conflict',
+    );
+    assert.equal(
+      identify(
+        {
+          uuid: null,
+          nguid: 'ffffffffffffffffffffffffffffffff',
+          nsid: '7',
+          wwid: 'eui.ffffffffffffffffffffffffffffffff',
+        },
+        want,
+      ),
+      'conflict',
+    );
     assert.equal(identify({ uuid: null, nguid: null, nsid: '8', wwid: null }, want), 'none');
   });
   it('without wwid a uuid attribute is taken as a UUID (refuse rather than guess)', () => {
-    assert.equal(identify({ uuid: '11111111-1111-1111-1111-111111111111', nguid: null, nsid: '7', wwid: null }, { uuid: VOL, nsid: '7' }), 'conflict');
+    assert.equal(
+      identify(
+        { uuid: '11111111-1111-1111-1111-111111111111', nguid: null, nsid: '7', wwid: null },
+        { uuid: VOL, nsid: '7' },
+      ),
+      'conflict',
+    );
   });
 });
 
@@ -53,13 +108,21 @@ const fixture = (name: string) => fileURLToPath(new URL(`../../test/fixtures/sys
 describe('fixture trees through LinuxHost', () => {
   it('kernel 6.1, native multipath over three portals (KERNEL-TESTS.md layout)', async () => {
     const root = fixture('native-6.1');
-    const host = new LinuxHost({ sysRoot: `${root}sys`, devRoot: `${root}dev`, etcRoot: `${root}etc`, procRoot: `${root}proc` });
+    const host = new LinuxHost({
+      sysRoot: `${root}sys`,
+      devRoot: `${root}dev`,
+      etcRoot: `${root}etc`,
+      procRoot: `${root}proc`,
+    });
     const ctrls = await listControllers(host);
-    assert.deepEqual(ctrls.map((c) => [c.name, c.state, c.address.traddr, c.address.trsvcid, c.address.srcAddr]), [
-      ['nvme0', 'live', '127.0.0.1', '4420', '127.0.0.1'],
-      ['nvme1', 'live', '127.0.0.1', '4421', '127.0.0.1'],
-      ['nvme2', 'connecting', '127.0.0.1', '4422', '127.0.0.1'],
-    ]);
+    assert.deepEqual(
+      ctrls.map((c) => [c.name, c.state, c.address.traddr, c.address.trsvcid, c.address.srcAddr]),
+      [
+        ['nvme0', 'live', '127.0.0.1', '4420', '127.0.0.1'],
+        ['nvme1', 'live', '127.0.0.1', '4421', '127.0.0.1'],
+        ['nvme2', 'connecting', '127.0.0.1', '4422', '127.0.0.1'],
+      ],
+    );
     const all = await listNamespaces(host);
     assert.deepEqual(all.map((n) => [n.name, n.kind, n.controller]).sort(), [
       ['nvme0c0n1', 'path', 'nvme0'],
@@ -67,10 +130,20 @@ describe('fixture trees through LinuxHost', () => {
       ['nvme0c2n1', 'path', 'nvme2'],
       ['nvme0n1', 'head', null],
     ]);
-    const spec = toAttachSpec(parseConnectionData({ vol_uuid: VOL, target_nqn: 'nqn.2014-08.org.portalis:cluster', portals: [['127.0.0.1', 4420, 'tcp']], ns_id: '1' }));
+    const spec = toAttachSpec(
+      parseConnectionData({
+        vol_uuid: VOL,
+        target_nqn: 'nqn.2014-08.org.portalis:cluster',
+        portals: [['127.0.0.1', 4420, 'tcp']],
+        ns_id: '1',
+      }),
+    );
     const top = findTop(all, spec.targets[0]!);
     assert.equal(top.by, 'uuid');
-    assert.deepEqual(top.devices.map((d) => [d.name, d.sizeBytes]), [['nvme0n1', 1073741824]]);
+    assert.deepEqual(
+      top.devices.map((d) => [d.name, d.sizeBytes]),
+      [['nvme0n1', 1073741824]],
+    );
     assert.equal((await readBlockNamespace(host, 'nvme0c2n1'))?.anaState, 'inaccessible');
     assert.equal(await host.realpath('/sys/block/nvme0n1/device'), '/sys/devices/virtual/nvme-subsystem/nvme-subsys0');
   });

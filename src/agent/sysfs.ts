@@ -90,7 +90,8 @@ export interface Subsystem {
 export async function findSubsystem(host: HostPort, nqn: string): Promise<Subsystem | null> {
   for (const name of await host.readdir('/sys/class/nvme-subsystem')) {
     const dir = `/sys/class/nvme-subsystem/${name}`;
-    if ((await attr(host, `${dir}/subsysnqn`)) === nqn) return { name, nqn, iopolicy: await attr(host, `${dir}/iopolicy`) };
+    if ((await attr(host, `${dir}/subsysnqn`)) === nqn)
+      return { name, nqn, iopolicy: await attr(host, `${dir}/iopolicy`) };
   }
   return null;
 }
@@ -147,8 +148,16 @@ export async function readBlockNamespace(host: HostPort, name: string): Promise<
   if (nsid === null && wwid === null) return null; // vanished between readdir and read
   // Kernels differ in where the NQN is: some namespaces carry `subsysnqn`, otherwise the parent
   // (subsystem or controller) has it, reached by `device` or, without that link, by the real path.
-  const subsysnqn = ownNqn ?? (await attr(host, `${dir}/device/subsysnqn`)) ?? (await attr(host, `${parent}/subsysnqn`));
-  const controller = kind === 'head' ? null : (device && /^nvme\d+$/.test(device) ? device : /^nvme\d+$/.test(parentName) ? parentName : null);
+  const subsysnqn =
+    ownNqn ?? (await attr(host, `${dir}/device/subsysnqn`)) ?? (await attr(host, `${parent}/subsysnqn`));
+  const controller =
+    kind === 'head'
+      ? null
+      : device && /^nvme\d+$/.test(device)
+        ? device
+        : /^nvme\d+$/.test(parentName)
+          ? parentName
+          : null;
   return {
     name,
     kind,
@@ -167,7 +176,9 @@ export async function readBlockNamespace(host: HostPort, name: string): Promise<
 /** Every NVMe namespace block device in /sys/block (heads, plain and hidden per-path). */
 export async function listNamespaces(host: HostPort): Promise<BlockNamespace[]> {
   const names = (await host.readdir('/sys/block')).filter((n) => HEAD_OR_PLAIN.test(n) || PER_PATH.test(n));
-  return (await Promise.all(names.map((n) => readBlockNamespace(host, n)))).filter((n): n is BlockNamespace => n !== null);
+  return (await Promise.all(names.map((n) => readBlockNamespace(host, n)))).filter(
+    (n): n is BlockNamespace => n !== null,
+  );
 }
 
 export interface NamespaceWant {
@@ -190,7 +201,10 @@ export type Identity = 'uuid' | 'nguid' | 'nsid' | 'conflict' | 'none';
 export function identify(ns: Pick<BlockNamespace, 'uuid' | 'nguid' | 'nsid' | 'wwid'>, want: NamespaceWant): Identity {
   const wwid = ns.wwid?.toLowerCase() ?? null;
   const realUuid = wwid === null ? ns.uuid : wwid.startsWith('uuid.') ? wwid.slice(5) : null;
-  const nguid = ns.nguid ?? (wwid?.startsWith('eui.') && wwid.length === 36 ? wwid.slice(4) : null) ?? (realUuid === null && ns.uuid ? normHex(ns.uuid) : null);
+  const nguid =
+    ns.nguid ??
+    (wwid?.startsWith('eui.') && wwid.length === 36 ? wwid.slice(4) : null) ??
+    (realUuid === null && ns.uuid ? normHex(ns.uuid) : null);
   if (realUuid) {
     if (normUuid(realUuid) === normUuid(want.uuid)) return 'uuid';
     if (want.nguid && normHex(realUuid) === want.nguid) return 'nguid';
@@ -205,10 +219,17 @@ export function identify(ns: Pick<BlockNamespace, 'uuid' | 'nguid' | 'nsid' | 'w
 }
 
 /** The dm devices holding a block device (`/sys/block/<dev>/holders/dm-*`), with their names. */
-export async function dmHolders(host: HostPort, dev: string): Promise<{ dm: string; name: string | null; uuid: string | null }[]> {
+export async function dmHolders(
+  host: HostPort,
+  dev: string,
+): Promise<{ dm: string; name: string | null; uuid: string | null }[]> {
   const holders = (await host.readdir(`/sys/block/${dev}/holders`)).filter((h) => h.startsWith('dm-'));
   return Promise.all(
-    holders.map(async (dm) => ({ dm, name: await attr(host, `/sys/block/${dm}/dm/name`), uuid: await attr(host, `/sys/block/${dm}/dm/uuid`) })),
+    holders.map(async (dm) => ({
+      dm,
+      name: await attr(host, `/sys/block/${dm}/dm/name`),
+      uuid: await attr(host, `/sys/block/${dm}/dm/uuid`),
+    })),
   );
 }
 

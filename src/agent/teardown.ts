@@ -38,7 +38,9 @@ export function describeUsage(dev: string, u: DeviceUsage): string {
  * no process fd, so /proc/swaps is read too; open files come from the /proc/<pid>/fd links.
  */
 export async function deviceUsage(host: HostPort, block: string, aliases: string[] = []): Promise<DeviceUsage> {
-  const parts = (await host.readdir(`/sys/block/${block}`)).filter((n) => n.startsWith(block) && /p?\d+$/.test(n.slice(block.length)));
+  const parts = (await host.readdir(`/sys/block/${block}`)).filter(
+    (n) => n.startsWith(block) && /p?\d+$/.test(n.slice(block.length)),
+  );
   const names = [block, ...parts];
   const devs = new Set<string>();
   const holders: string[] = [];
@@ -76,7 +78,11 @@ export async function deviceUsage(host: HostPort, block: string, aliases: string
 /** `blockdev --flushbufs`: writes dirty buffers out before the paths go (os-brick bug #1903032). */
 export async function flush(ctx: AgentContext, devPath: string): Promise<void> {
   const r = await ctx.host.run('blockdev', ['--flushbufs', devPath], { timeoutMs: ctx.commandTimeoutMs });
-  if (r.code !== 0) throw new AgentError('teardown_failed', `blockdev --flushbufs ${devPath} failed: ${(r.stderr || r.stdout).trim() || `exit ${r.code}`}`);
+  if (r.code !== 0)
+    throw new AgentError(
+      'teardown_failed',
+      `blockdev --flushbufs ${devPath} failed: ${(r.stderr || r.stdout).trim() || `exit ${r.code}`}`,
+    );
 }
 
 const DISCONNECT_ATTEMPTS = 3;
@@ -88,7 +94,9 @@ function diedOfSignal(code: number): boolean {
 
 /** Still the same controller? (Names are reused: a new connect may get the freed `nvmeN`.) */
 function sameController(a: Controller, b: Controller | null): boolean {
-  return b !== null && a.nqn === b.nqn && a.address.traddr === b.address.traddr && a.address.trsvcid === b.address.trsvcid;
+  return (
+    b !== null && a.nqn === b.nqn && a.address.traddr === b.address.traddr && a.address.trsvcid === b.address.trsvcid
+  );
 }
 
 /**
@@ -101,19 +109,35 @@ export async function disconnectController(ctx: AgentContext, ctrl: Controller):
   // disconnected anything (libnvme 1.3 aborts on a double free when a controller directory
   // vanishes during its sysfs scan, libnvme #840; any other tool may be removing one). Run it
   // again rather than wait for a disconnect that was never asked for.
-  for (let attempt = 2; attempt <= DISCONNECT_ATTEMPTS && diedOfSignal(r.code) && sameController(ctrl, await readController(ctx.host, ctrl.name)); attempt++) {
-    ctx.log.warn({ controller: ctrl.name, exit: r.code, error: (r.stderr || r.stdout).trim() }, 'nvme disconnect died before disconnecting; running it again');
+  for (
+    let attempt = 2;
+    attempt <= DISCONNECT_ATTEMPTS &&
+    diedOfSignal(r.code) &&
+    sameController(ctrl, await readController(ctx.host, ctrl.name));
+    attempt++
+  ) {
+    ctx.log.warn(
+      { controller: ctrl.name, exit: r.code, error: (r.stderr || r.stdout).trim() },
+      'nvme disconnect died before disconnecting; running it again',
+    );
     r = await ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs });
   }
   const outcome = classify(r);
-  if (outcome.kind === 'not-installed') throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
+  if (outcome.kind === 'not-installed')
+    throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
   const gone = await poll<true>(
-    async () => (sameController(ctrl, await readController(ctx.host, ctrl.name)) ? { done: false, last: null } : { done: true, value: true }),
+    async () =>
+      sameController(ctrl, await readController(ctx.host, ctrl.name))
+        ? { done: false, last: null }
+        : { done: true, value: true },
     { deadlineMs: 5000, intervalMs: 100, backoff: 2, maxIntervalMs: 1000, clock: ctx.host.clock },
   );
   if (!gone.done) {
     const still = await readController(ctx.host, ctrl.name);
     const said = 'message' in outcome ? outcome.message : `exit ${r.code}`;
-    throw new AgentError('teardown_failed', `nvme disconnect -d ${ctrl.name} exited ${r.code} but ${ctrl.name} is still present (state ${still?.state ?? 'unknown'}): ${said}`);
+    throw new AgentError(
+      'teardown_failed',
+      `nvme disconnect -d ${ctrl.name} exited ${r.code} but ${ctrl.name} is still present (state ${still?.state ?? 'unknown'}): ${said}`,
+    );
   }
 }

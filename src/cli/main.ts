@@ -58,13 +58,22 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'agent': {
         const { runAgentCli } = await import('../agent/cli.ts');
-        return await runAgentCli(rest, process.env, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin });
+        return await runAgentCli(rest, process.env, {
+          stdout: process.stdout,
+          stderr: process.stderr,
+          stdin: process.stdin,
+        });
       }
       case undefined:
       case 'help':
       case '--help':
       case '-h':
-        process.stdout.write(USAGE + '\nservice settings:\n' + SETTINGS.map(([k, d, m]) => `  ${k.padEnd(28)} ${d.padEnd(11)} ${m}`).join('\n') + '\n');
+        process.stdout.write(
+          USAGE +
+            '\nservice settings:\n' +
+            SETTINGS.map(([k, d, m]) => `  ${k.padEnd(28)} ${d.padEnd(11)} ${m}`).join('\n') +
+            '\n',
+        );
         return cmd === undefined ? 2 : 0;
       default:
         process.stderr.write(`portalis: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);

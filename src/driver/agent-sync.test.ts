@@ -6,7 +6,13 @@ import type { AgentReport } from './model.ts';
 describe('effectiveHealth', () => {
   const at = new Date('2026-11-21T10:00:00Z');
   const report = (health: AgentReport['health'], ageMs: number): AgentReport => ({
-    state: 'connected', devicePath: '/dev/nvme0n1', sizeBytes: 1, health, paths: [], error: null, reportedAt: new Date(at.getTime() - ageMs),
+    state: 'connected',
+    devicePath: '/dev/nvme0n1',
+    sizeBytes: 1,
+    health,
+    paths: [],
+    error: null,
+    reportedAt: new Date(at.getTime() - ageMs),
   });
 
   it('is the reported health while the report is fresh', () => {

@@ -52,7 +52,9 @@ export async function pollAgentTasks(
     if (since !== null && version === since && waitMs > 0 && !signal?.aborted) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
-      const aborted = new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve(), { once: true }));
+      const aborted = new Promise<void>((resolve) =>
+        signal?.addEventListener('abort', () => resolve(), { once: true }),
+      );
       await Promise.race([sub.changed, timeout, aborted]);
       clearTimeout(timer);
       version = await deps.hosts.hostVersion(hostNqn);
@@ -64,10 +66,16 @@ export async function pollAgentTasks(
 }
 
 /** Stores an agent's report on one of its own host's attachments. */
-export async function recordAgentReport(deps: DriverDeps, hostNqn: string, attachmentId: string, report: Omit<AgentReport, 'reportedAt'>): Promise<Attachment> {
+export async function recordAgentReport(
+  deps: DriverDeps,
+  hostNqn: string,
+  attachmentId: string,
+  report: Omit<AgentReport, 'reportedAt'>,
+): Promise<Attachment> {
   const a = await deps.store.getAttachment(attachmentId);
   // Another host's attachment answers as a missing one: a host token learns nothing of others.
-  if (!a || a.hostNqn !== hostNqn) throw new DriverError('attachment_not_found', `attachment ${attachmentId} does not exist`);
+  if (!a || a.hostNqn !== hostNqn)
+    throw new DriverError('attachment_not_found', `attachment ${attachmentId} does not exist`);
   await deps.hosts.touchHost(hostNqn);
   const saved = await deps.hosts.saveReport(attachmentId, { ...report, reportedAt: new Date() });
   // The device is gone from the host: a detach waiting for this can now revoke the access.

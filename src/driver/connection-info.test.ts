@@ -12,7 +12,11 @@ const path = (nodeId: string, address: string, anaState: VolumePath['anaState'])
   portal: { address, port: 4420, transport: 'tcp' },
   anaState,
 });
-const PATHS = [path('n1', '10.0.0.1', 'non-optimized'), path('n2', '10.0.0.2', 'inaccessible'), path('n3', '10.0.0.3', 'optimized')];
+const PATHS = [
+  path('n1', '10.0.0.1', 'non-optimized'),
+  path('n2', '10.0.0.2', 'inaccessible'),
+  path('n3', '10.0.0.3', 'optimized'),
+];
 
 describe('chooseMultipathMode', () => {
   it('native when multipath and nvme_native_multipath are both true', () => {
@@ -25,29 +29,49 @@ describe('chooseMultipathMode', () => {
   it('single otherwise, and when the host reports no DM', () => {
     assert.equal(chooseMultipathMode(conn()), 'single');
     assert.equal(chooseMultipathMode(conn({ multipath: false, nvme_native_multipath: true })), 'single');
-    assert.equal(chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: false, dm_multipath: false })), 'single');
+    assert.equal(
+      chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: false, dm_multipath: false })),
+      'single',
+    );
   });
   it('refuses enforce_multipath on a host that cannot multipath, naming the field', () => {
     assert.throws(
       () => chooseMultipathMode(conn({ multipath: false, enforce_multipath: true })),
       (e) => isDriverError(e, 'multipath_required') && e.httpStatus === 400 && /enforce_multipath/.test(e.message),
     );
-    assert.throws(() => chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: false, dm_multipath: false, enforce_multipath: true })));
+    assert.throws(() =>
+      chooseMultipathMode(
+        conn({ multipath: true, nvme_native_multipath: false, dm_multipath: false, enforce_multipath: true }),
+      ),
+    );
   });
   it('accepts enforce_multipath on a host that can', () => {
-    assert.equal(chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: true, enforce_multipath: true })), 'native');
+    assert.equal(
+      chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: true, enforce_multipath: true })),
+      'native',
+    );
   });
 });
 
 describe('orderPaths', () => {
   it('puts the optimized path first and the inaccessible ones last, stable otherwise', () => {
     const ordered = orderPaths([...PATHS, path('n4', '10.0.0.4', 'non-optimized')]);
-    assert.deepEqual(ordered.map((p) => p.nodeId), ['n3', 'n1', 'n4', 'n2']);
+    assert.deepEqual(
+      ordered.map((p) => p.nodeId),
+      ['n3', 'n1', 'n4', 'n2'],
+    );
   });
 });
 
 describe('buildConnectionInfo', () => {
-  const base = { volumeUuid: '4c5e2f9a-0000-4000-8000-000000000001', subsystemNqn: SUBSYS, nsid: 7, paths: PATHS, hostNqn: NQN, accessMode: 'rw' as const };
+  const base = {
+    volumeUuid: '4c5e2f9a-0000-4000-8000-000000000001',
+    subsystemNqn: SUBSYS,
+    nsid: 7,
+    paths: PATHS,
+    hostNqn: NQN,
+    accessMode: 'rw' as const,
+  };
 
   it('native: one target_nqn, every replica portal, optimized first, a down one last, ns_id a string', () => {
     const info = buildConnectionInfo({ ...base, mode: 'native' });
@@ -55,7 +79,11 @@ describe('buildConnectionInfo', () => {
     assert.deepEqual(info.data, {
       vol_uuid: base.volumeUuid,
       target_nqn: SUBSYS,
-      portals: [['10.0.0.3', 4420, 'tcp'], ['10.0.0.1', 4420, 'tcp'], ['10.0.0.2', 4420, 'tcp']],
+      portals: [
+        ['10.0.0.3', 4420, 'tcp'],
+        ['10.0.0.1', 4420, 'tcp'],
+        ['10.0.0.2', 4420, 'tcp'],
+      ],
       ns_id: '7',
       host_nqn: NQN,
       multipath_mode: 'native',

@@ -19,9 +19,13 @@ export function chooseMultipathMode(connector: Connector): MultipathMode {
       connector.multipath !== true
         ? 'the connector says multipath=false'
         : 'native NVMe multipath is off (nvme_native_multipath=false) and DeviceMapper multipath is unavailable (dm_multipath=false)';
-    throw new DriverError('multipath_required', `connector.enforce_multipath is set but host ${connector.host} cannot multipath: ${why}`, {
-      details: { field: 'connector.enforce_multipath', host: connector.host },
-    });
+    throw new DriverError(
+      'multipath_required',
+      `connector.enforce_multipath is set but host ${connector.host} cannot multipath: ${why}`,
+      {
+        details: { field: 'connector.enforce_multipath', host: connector.host },
+      },
+    );
   }
   return mode;
 }
@@ -70,9 +74,13 @@ export interface ConnectionInfoInput {
 export function buildConnectionInfo(input: ConnectionInfoInput): ConnectionInfo {
   const ordered = orderPaths(input.paths);
   if (!ordered.some(usableNow)) {
-    throw new DriverError('no_path', `no storage node can serve volume ${input.volumeUuid} right now (every replica's node is down)`, {
-      details: { vol_uuid: input.volumeUuid },
-    });
+    throw new DriverError(
+      'no_path',
+      `no storage node can serve volume ${input.volumeUuid} right now (every replica's node is down)`,
+      {
+        details: { vol_uuid: input.volumeUuid },
+      },
+    );
   }
   const common = {
     vol_uuid: input.volumeUuid,
@@ -88,7 +96,11 @@ export function buildConnectionInfo(input: ConnectionInfoInput): ConnectionInfo 
       driver_volume_type: 'nvmeof',
       data: {
         ...common,
-        dm_replicas: ordered.map((p) => ({ vol_uuid: input.volumeUuid, target_nqn: input.subsystemNqn, portals: [tuple(p)] })),
+        dm_replicas: ordered.map((p) => ({
+          vol_uuid: input.volumeUuid,
+          target_nqn: input.subsystemNqn,
+          portals: [tuple(p)],
+        })),
       },
     };
   }

@@ -19,7 +19,10 @@ export const backendSnapshotName = (id: string): string => `snapshot-${id}`;
  * `already_exists`. The backend create is idempotent on `snapshot-<id>` and retried with backoff
  * (see the adapter); the record is `creating` before it, `available` after, `error` on failure.
  */
-export async function createSnapshot(deps: DriverDeps, req: CreateSnapshotRequest): Promise<{ snapshot: Snapshot; created: boolean }> {
+export async function createSnapshot(
+  deps: DriverDeps,
+  req: CreateSnapshotRequest,
+): Promise<{ snapshot: Snapshot; created: boolean }> {
   const name = req.name ?? null;
   return deps.locks.withVolumeLock(req.volumeId, async (store) => {
     const volume = await store.getVolume(req.volumeId);
@@ -32,11 +35,20 @@ export async function createSnapshot(deps: DriverDeps, req: CreateSnapshotReques
     }
     if (existing?.status === 'available') return { snapshot: existing, created: false };
     if (volume.status !== 'available' || !volume.backendUuid) {
-      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, { details: { status: volume.status } });
+      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, {
+        details: { status: volume.status },
+      });
     }
     const snapshot =
       existing ??
-      (await store.insertSnapshot({ id: req.id, volumeId: volume.id, name, backendName: backendSnapshotName(req.id), sizeGb: volume.sizeGb, status: 'creating' }));
+      (await store.insertSnapshot({
+        id: req.id,
+        volumeId: volume.id,
+        name,
+        backendName: backendSnapshotName(req.id),
+        sizeGb: volume.sizeGb,
+        status: 'creating',
+      }));
     try {
       const bs = await deps.backend.createSnapshot(volume.backendUuid, snapshot.backendName);
       // The backend's size when it reports one (the volume may have grown since a failed first try).
@@ -59,6 +71,7 @@ export async function getSnapshot(deps: DriverDeps, id: string): Promise<Snapsho
 
 /** The volume's snapshots, oldest first; 404 when the volume does not exist. */
 export async function listSnapshots(deps: DriverDeps, volumeId: string): Promise<Snapshot[]> {
-  if (!(await deps.store.getVolume(volumeId))) throw new DriverError('volume_not_found', `volume ${volumeId} does not exist`);
+  if (!(await deps.store.getVolume(volumeId)))
+    throw new DriverError('volume_not_found', `volume ${volumeId} does not exist`);
   return deps.store.snapshotsOfVolume(volumeId);
 }

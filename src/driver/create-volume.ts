@@ -35,8 +35,14 @@ interface Wanted {
 }
 
 const API_FIELD: Record<keyof Wanted, string> = {
-  sizeGb: 'size_gb', replicas: 'replicas', multiattach: 'multiattach', compression: 'compression', thinProvisioned: 'thin_provisioned',
-  qosPolicyId: 'qos_policy_id', sourceSnapshotId: 'source.snapshot_id', sourceVolumeId: 'source.volume_id',
+  sizeGb: 'size_gb',
+  replicas: 'replicas',
+  multiattach: 'multiattach',
+  compression: 'compression',
+  thinProvisioned: 'thin_provisioned',
+  qosPolicyId: 'qos_policy_id',
+  sourceSnapshotId: 'source.snapshot_id',
+  sourceVolumeId: 'source.volume_id',
 };
 
 function wanted(deps: DriverDeps, req: CreateVolumeRequest): Wanted {
@@ -51,12 +57,18 @@ function wanted(deps: DriverDeps, req: CreateVolumeRequest): Wanted {
     sourceVolumeId: req.source && 'volumeId' in req.source ? req.source.volumeId.toLowerCase() : null,
   };
   if (!w.thinProvisioned) {
-    throw new DriverError('invalid_request', 'thin_provisioned: LightOS volumes are always thin-provisioned (capabilities: thick_provisioning_support false)', {
-      details: { field: 'thin_provisioned' },
-    });
+    throw new DriverError(
+      'invalid_request',
+      'thin_provisioned: LightOS volumes are always thin-provisioned (capabilities: thick_provisioning_support false)',
+      {
+        details: { field: 'thin_provisioned' },
+      },
+    );
   }
   if (w.sourceVolumeId === req.id.toLowerCase()) {
-    throw new DriverError('invalid_request', 'source.volume_id: a volume cannot be a clone of itself', { details: { field: 'source.volume_id' } });
+    throw new DriverError('invalid_request', 'source.volume_id: a volume cannot be a clone of itself', {
+      details: { field: 'source.volume_id' },
+    });
   }
   return w;
 }
@@ -70,22 +82,37 @@ function wanted(deps: DriverDeps, req: CreateVolumeRequest): Wanted {
  * From a snapshot or as a clone (Cinder's `create_volume_from_snapshot`, `create_cloned_volume`),
  * see `volume-source.ts`; a size larger than the source's grows the new volume.
  */
-export async function createVolume(deps: DriverDeps, req: CreateVolumeRequest): Promise<{ volume: Volume; created: boolean }> {
+export async function createVolume(
+  deps: DriverDeps,
+  req: CreateVolumeRequest,
+): Promise<{ volume: Volume; created: boolean }> {
   const w = wanted(deps, req);
   return deps.locks.withVolumeLock(req.id, async (store) => {
     const existing = await store.getVolume(req.id);
     if (existing) {
       const differing = (Object.keys(w) as (keyof Wanted)[]).filter((k) => existing[k] !== w[k]);
       if (differing.length > 0) {
-        throw new DriverError('already_exists', `volume ${req.id} already exists with other ${differing.map((k) => API_FIELD[k]).join(', ')}`, {
-          details: { fields: differing.map((k) => API_FIELD[k]), existing: Object.fromEntries(differing.map((k) => [API_FIELD[k], existing[k]])) },
-        });
+        throw new DriverError(
+          'already_exists',
+          `volume ${req.id} already exists with other ${differing.map((k) => API_FIELD[k]).join(', ')}`,
+          {
+            details: {
+              fields: differing.map((k) => API_FIELD[k]),
+              existing: Object.fromEntries(differing.map((k) => [API_FIELD[k], existing[k]])),
+            },
+          },
+        );
       }
       if (existing.status === 'available') return { volume: existing, created: false };
     }
     // Checked before anything is recorded: a missing or unusable source leaves nothing behind.
-    const source = await resolveSource(store, { sizeGb: w.sizeGb, snapshotId: w.sourceSnapshotId, volumeId: w.sourceVolumeId });
-    const volume = existing ?? (await store.insertVolume({ id: req.id, name: backendVolumeName(req.id), status: 'creating', ...w }));
+    const source = await resolveSource(store, {
+      sizeGb: w.sizeGb,
+      snapshotId: w.sourceSnapshotId,
+      volumeId: w.sourceVolumeId,
+    });
+    const volume =
+      existing ?? (await store.insertVolume({ id: req.id, name: backendVolumeName(req.id), status: 'creating', ...w }));
     try {
       const bv = await createOnBackend(deps, volume, source);
       const saved = await store.updateVolume(volume.id, { status: 'available', backendUuid: bv.uuid });

@@ -25,7 +25,10 @@ export async function deleteSnapshot(deps: DriverDeps, id: string): Promise<{ de
       await store.updateSnapshot(id, { status: 'error' }).catch(() => undefined);
       throw e;
     }
-    deps.logger.info({ volume: snapshot.volumeId, snapshot: id, backendUuid: snapshot.backendUuid }, 'snapshot deleted');
+    deps.logger.info(
+      { volume: snapshot.volumeId, snapshot: id, backendUuid: snapshot.backendUuid },
+      'snapshot deleted',
+    );
     return { deleted: true };
   });
 }

@@ -34,9 +34,13 @@ export async function deleteVolume(deps: DriverDeps, req: DeleteVolumeRequest): 
     const unfinished = await store.attachmentsOfVolume(volume.id, UNFINISHED);
     const live = unfinished.filter((a) => LIVE_STATUSES.includes(a.status));
     if (live.length > 0 && !req.force) {
-      throw new DriverError('volume_in_use', `volume ${volume.id} has ${live.length} live attachment(s); detach first or delete with force=true`, {
-        details: { attachments: live.map((a) => ({ id: a.id, host: a.hostName, host_nqn: a.hostNqn })) },
-      });
+      throw new DriverError(
+        'volume_in_use',
+        `volume ${volume.id} has ${live.length} live attachment(s); detach first or delete with force=true`,
+        {
+          details: { attachments: live.map((a) => ({ id: a.id, host: a.hostName, host_nqn: a.hostNqn })) },
+        },
+      );
     }
     const snapshots = await store.snapshotsOfVolume(volume.id);
     if (snapshots.length > 0) {
@@ -58,7 +62,10 @@ export async function deleteVolume(deps: DriverDeps, req: DeleteVolumeRequest): 
       await store.updateVolume(volume.id, { status: 'error' }).catch(() => undefined);
       throw e;
     }
-    deps.logger.info({ volume: volume.id, backendUuid: volume.backendUuid, forcedDetach: unfinished.map((a) => a.id) }, 'volume deleted');
+    deps.logger.info(
+      { volume: volume.id, backendUuid: volume.backendUuid, forcedDetach: unfinished.map((a) => a.id) },
+      'volume deleted',
+    );
     return { deleted: true };
   });
 }
@@ -67,8 +74,15 @@ export async function deleteVolume(deps: DriverDeps, req: DeleteVolumeRequest): 
  * Every attachment `detaching` → no host left in the ACL → `detached`. Without force only
  * leftovers of failed terminates get here (already `detaching`, their force flag kept).
  */
-async function detachAll(deps: DriverDeps, store: Store, volume: Volume, list: Attachment[], force: boolean): Promise<void> {
-  for (const a of list) await store.updateAttachment(a.id, { status: 'detaching', ...(force ? { detachForce: true } : {}) });
+async function detachAll(
+  deps: DriverDeps,
+  store: Store,
+  volume: Volume,
+  list: Attachment[],
+  force: boolean,
+): Promise<void> {
+  for (const a of list)
+    await store.updateAttachment(a.id, { status: 'detaching', ...(force ? { detachForce: true } : {}) });
   if (volume.backendUuid) await deps.backend.revokeAllAccess(volume.backendUuid);
   const now = new Date();
   for (const a of list) await store.updateAttachment(a.id, { status: 'detached', detachedAt: now });

@@ -18,17 +18,26 @@ export interface ExtendVolumeRequest {
  * written only after the backend confirmed the size, so a failure leaves the old size and the
  * retry converges (the backend extend is a no-op once the size is reached).
  */
-export async function extendVolume(deps: DriverDeps, req: ExtendVolumeRequest): Promise<{ volume: Volume; extended: boolean }> {
+export async function extendVolume(
+  deps: DriverDeps,
+  req: ExtendVolumeRequest,
+): Promise<{ volume: Volume; extended: boolean }> {
   return deps.locks.withVolumeLock(req.id, async (store) => {
     const volume = await store.getVolume(req.id);
     if (!volume) throw new DriverError('volume_not_found', `volume ${req.id} does not exist`);
     if (volume.status !== 'available' || !volume.backendUuid) {
-      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, { details: { status: volume.status } });
+      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, {
+        details: { status: volume.status },
+      });
     }
     if (req.newSizeGb < volume.sizeGb) {
-      throw new DriverError('invalid_request', `new_size_gb: ${req.newSizeGb} GiB is smaller than the volume's ${volume.sizeGb} GiB; volumes only grow`, {
-        details: { field: 'new_size_gb', size_gb: volume.sizeGb },
-      });
+      throw new DriverError(
+        'invalid_request',
+        `new_size_gb: ${req.newSizeGb} GiB is smaller than the volume's ${volume.sizeGb} GiB; volumes only grow`,
+        {
+          details: { field: 'new_size_gb', size_gb: volume.sizeGb },
+        },
+      );
     }
     if (req.newSizeGb === volume.sizeGb) return { volume, extended: false };
     await deps.backend.extendVolume(volume.backendUuid, req.newSizeGb);

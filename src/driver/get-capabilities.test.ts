@@ -23,16 +23,32 @@ const ok = (totalGb: number | null, freeGb: number | null) => () => Promise.reso
 const failing = () => Promise.reject(new Error('LightOS capacity(): HTTP 500'));
 
 function cache(backend: StorageBackend, clock: ManualClock, refreshMs = 60_000) {
-  return new CapabilitiesCache(backend, { ...DEFAULT_CAPABILITY_SETTINGS, backendName: 'lightos-a', refreshMs, reservedPercentage: 5 }, clock, silentLogger);
+  return new CapabilitiesCache(
+    backend,
+    { ...DEFAULT_CAPABILITY_SETTINGS, backendName: 'lightos-a', refreshMs, reservedPercentage: 5 },
+    clock,
+    silentLogger,
+  );
 }
 
 describe('capabilities (get_volume_stats)', () => {
   it('reports the fixed keys and the backend capacity, rounded down to whole GiB', async () => {
     const { backend } = scriptedBackend([ok(10240.7, 10000.2)]);
     assert.deepEqual(await cache(backend, new ManualClock()).get(), {
-      volume_backend_name: 'lightos-a', vendor_name: 'Portalis', driver_version: DRIVER_VERSION, storage_protocol: 'NVMe-oF',
-      total_capacity_gb: 10240, free_capacity_gb: 10000, reserved_percentage: 5, multiattach: true, online_extend_support: true,
-      thin_provisioning_support: true, thick_provisioning_support: false, QoS_support: true, compression: [true, false], shared_targets: true,
+      volume_backend_name: 'lightos-a',
+      vendor_name: 'Portalis',
+      driver_version: DRIVER_VERSION,
+      storage_protocol: 'NVMe-oF',
+      total_capacity_gb: 10240,
+      free_capacity_gb: 10000,
+      reserved_percentage: 5,
+      multiattach: true,
+      online_extend_support: true,
+      thin_provisioning_support: true,
+      thick_provisioning_support: false,
+      QoS_support: true,
+      compression: [true, false],
+      shared_targets: true,
     });
   });
 
@@ -49,7 +65,7 @@ describe('capabilities (get_volume_stats)', () => {
     assert.equal(calls(), 2);
   });
 
-  it('a backend that does not report capacity gives \'unknown\'', async () => {
+  it("a backend that does not report capacity gives 'unknown'", async () => {
     const { backend } = scriptedBackend([ok(null, null)]);
     const caps = await cache(backend, new ManualClock()).get();
     assert.deepEqual([caps.total_capacity_gb, caps.free_capacity_gb], ['unknown', 'unknown']);
@@ -69,7 +85,7 @@ describe('capabilities (get_volume_stats)', () => {
     assert.equal((await c.get()).free_capacity_gb, 70);
   });
 
-  it('a failure before any figures is \'unknown\', not an error', async () => {
+  it("a failure before any figures is 'unknown', not an error", async () => {
     const { backend } = scriptedBackend([failing]);
     const caps = await cache(backend, new ManualClock()).get();
     assert.equal(caps.free_capacity_gb, 'unknown');
@@ -81,7 +97,10 @@ describe('capabilities (get_volume_stats)', () => {
     const c = cache(backend, new ManualClock());
     const all = Promise.all([c.get(), c.get(), c.get()]);
     release({ totalGb: 10, freeGb: 5 });
-    assert.deepEqual((await all).map((x) => x.free_capacity_gb), [5, 5, 5]);
+    assert.deepEqual(
+      (await all).map((x) => x.free_capacity_gb),
+      [5, 5, 5],
+    );
     assert.equal(calls(), 1);
   });
 

@@ -27,7 +27,11 @@ export interface CapabilitySettings {
   reservedPercentage: number;
 }
 
-export const DEFAULT_CAPABILITY_SETTINGS: CapabilitySettings = { backendName: 'portalis', refreshMs: 60_000, reservedPercentage: 0 };
+export const DEFAULT_CAPABILITY_SETTINGS: CapabilitySettings = {
+  backendName: 'portalis',
+  refreshMs: 60_000,
+  reservedPercentage: 0,
+};
 
 /** GiB, or Cinder's `'unknown'` when the backend does not tell (a tenant JWT cannot read cluster stats). */
 export type CapacityFigure = number | 'unknown';
@@ -91,8 +95,15 @@ export class CapabilitiesCache {
     } catch (e) {
       // Keep the last figures (or 'unknown') and ask again only after the interval: a backend
       // that is down must not make every scheduler poll wait for the operation deadline.
-      this.logger.warn({ err: (e as Error).message }, 'could not read backend capacity; serving the last known figures');
-      this.figures = { total: this.figures?.total ?? 'unknown', free: this.figures?.free ?? 'unknown', at: this.clock.now() };
+      this.logger.warn(
+        { err: (e as Error).message },
+        'could not read backend capacity; serving the last known figures',
+      );
+      this.figures = {
+        total: this.figures?.total ?? 'unknown',
+        free: this.figures?.free ?? 'unknown',
+        at: this.clock.now(),
+      };
     }
   }
 

@@ -13,7 +13,11 @@ const TOKEN_PREFIX = 'pth_';
  * returned once and never stored; issuing again replaces it, so a leaked token is revoked by
  * issuing a new one.
  */
-export async function issueHostToken(deps: DriverDeps, nqn: string, name?: string): Promise<{ host: Host; token: string }> {
+export async function issueHostToken(
+  deps: DriverDeps,
+  nqn: string,
+  name?: string,
+): Promise<{ host: Host; token: string }> {
   const token = TOKEN_PREFIX + randomBytes(32).toString('base64url');
   const existing = await deps.hosts.getHost(nqn);
   const host = await deps.hosts.issueToken(nqn, name ?? existing?.name ?? nqn, hashToken(token));

@@ -31,7 +31,10 @@ export interface InitializeConnectionResult {
  * a new host's entry is revoked again; when that fails too, the `attaching` row stays, and the
  * next initialize (or terminate) for the host converges from it.
  */
-export async function initializeConnection(deps: DriverDeps, req: InitializeConnectionRequest): Promise<InitializeConnectionResult> {
+export async function initializeConnection(
+  deps: DriverDeps,
+  req: InitializeConnectionRequest,
+): Promise<InitializeConnectionResult> {
   const { connector } = req;
   // Decided before any lock or backend call: a refused connector leaves nothing behind.
   const mode = chooseMultipathMode(connector);
@@ -41,7 +44,9 @@ export async function initializeConnection(deps: DriverDeps, req: InitializeConn
     const volume = await store.getVolume(req.volumeId);
     if (!volume) throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
     if (volume.status !== 'available' || !volume.backendUuid) {
-      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, { details: { status: volume.status } });
+      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, {
+        details: { status: volume.status },
+      });
     }
     const live = await store.attachmentsOfVolume(volume.id, LIVE_STATUSES);
     let attachment = live.find((a) => a.hostNqn === connector.nqn && a.instanceUuid === instanceUuid);
@@ -49,9 +54,13 @@ export async function initializeConnection(deps: DriverDeps, req: InitializeConn
     if (!attachment) {
       const other = live.find((a) => a.hostNqn !== connector.nqn || a.instanceUuid !== instanceUuid);
       if (other && !volume.multiattach) {
-        throw new DriverError('volume_in_use', `volume ${volume.id} is not multiattach and is already attached to ${other.hostName} (attachment ${other.id})`, {
-          details: { attachment_id: other.id, host: other.hostName },
-        });
+        throw new DriverError(
+          'volume_in_use',
+          `volume ${volume.id} is not multiattach and is already attached to ${other.hostName} (attachment ${other.id})`,
+          {
+            details: { attachment_id: other.id, host: other.hostName },
+          },
+        );
       }
       attachment = await store.insertAttachment({
         volumeId: volume.id,
@@ -70,7 +79,11 @@ export async function initializeConnection(deps: DriverDeps, req: InitializeConn
         deps.backend.volumePaths(volume.backendUuid),
         deps.backend.getVolume(volume.backendUuid),
       ]);
-      if (!bv) throw new DriverError('backend_error', `LightOS volume ${volume.backendUuid} of volume ${volume.id} is missing on the backend`);
+      if (!bv)
+        throw new DriverError(
+          'backend_error',
+          `LightOS volume ${volume.backendUuid} of volume ${volume.id} is missing on the backend`,
+        );
       const connectionInfo = buildConnectionInfo({
         volumeUuid: bv.uuid,
         subsystemNqn: cluster.subsystemNqn,
@@ -81,8 +94,16 @@ export async function initializeConnection(deps: DriverDeps, req: InitializeConn
         mode,
         accessMode: req.accessMode ?? 'rw',
       });
-      const saved = await store.updateAttachment(attachment.id, { status: 'attached', connectionInfo, connector, multipathMode: mode });
-      deps.logger.info({ volume: volume.id, attachment: saved.id, host: connector.host, mode, created }, 'connection initialized');
+      const saved = await store.updateAttachment(attachment.id, {
+        status: 'attached',
+        connectionInfo,
+        connector,
+        multipathMode: mode,
+      });
+      deps.logger.info(
+        { volume: volume.id, attachment: saved.id, host: connector.host, mode, created },
+        'connection initialized',
+      );
       return { attachment: saved, connectionInfo, created };
     } catch (e) {
       if (created) await compensate(deps, store, attachment, volume.backendUuid, live);
@@ -92,7 +113,13 @@ export async function initializeConnection(deps: DriverDeps, req: InitializeConn
 }
 
 /** Undo a new attachment's grant after a failure, or leave a record a retry converges from. */
-async function compensate(deps: DriverDeps, store: Store, attachment: Attachment, backendUuid: string, live: Attachment[]): Promise<void> {
+async function compensate(
+  deps: DriverDeps,
+  store: Store,
+  attachment: Attachment,
+  backendUuid: string,
+  live: Attachment[],
+): Promise<void> {
   const hostStillUses = live.some((a) => a.hostNqn === attachment.hostNqn);
   try {
     if (!hostStillUses) await deps.backend.revokeAccess(backendUuid, attachment.hostNqn);

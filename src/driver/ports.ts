@@ -29,7 +29,15 @@ export interface ClusterInfo {
 
 /** Backend volume lifecycle states (LightOS API v2 names). */
 export type BackendState =
-  | 'Unknown' | 'Creating' | 'Available' | 'Deleting' | 'Deleted' | 'Failed' | 'Updating' | 'Migrating' | 'Rollback';
+  | 'Unknown'
+  | 'Creating'
+  | 'Available'
+  | 'Deleting'
+  | 'Deleted'
+  | 'Failed'
+  | 'Updating'
+  | 'Migrating'
+  | 'Rollback';
 
 export interface BackendVolume {
   /** Backend id; also the NVMe namespace UUID hosts see (os-brick `vol_uuid`). */
@@ -204,7 +212,9 @@ export interface Store {
   insertAttachment(a: NewAttachment): Promise<Attachment>;
   updateAttachment(
     id: string,
-    patch: Partial<Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce'>>,
+    patch: Partial<
+      Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce'>
+    >,
   ): Promise<Attachment>;
 
   /**

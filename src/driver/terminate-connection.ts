@@ -33,7 +33,13 @@ export interface TerminateConnectionResult {
 /** Attachments that still hold, or may still hold, backend access. */
 const UNFINISHED: readonly AttachmentStatus[] = ['attaching', 'attached', 'detaching'];
 
-const NOTHING: TerminateConnectionResult = { revoked: false, shared: false, detached: [], revokedHosts: [], pending: [] };
+const NOTHING: TerminateConnectionResult = {
+  revoked: false,
+  shared: false,
+  detached: [],
+  revokedHosts: [],
+  pending: [],
+};
 
 /**
  * Cinder's `terminate_connection`. The host leaves the backend ACL only when no other live
@@ -48,11 +54,18 @@ const NOTHING: TerminateConnectionResult = { revoked: false, shared: false, deta
  * device from under its user. `force` revokes at once and tells the agent to tear down even a
  * device in use. A host without an agent (os-brick) has disconnected before Cinder calls this.
  */
-export async function terminateConnection(deps: DriverDeps, req: TerminateConnectionRequest): Promise<TerminateConnectionResult> {
+export async function terminateConnection(
+  deps: DriverDeps,
+  req: TerminateConnectionRequest,
+): Promise<TerminateConnectionResult> {
   if (req.connector === null && !req.force) {
-    throw new DriverError('invalid_request', 'connector: required unless force is true (connector null with force revokes every host)', {
-      details: { field: 'connector' },
-    });
+    throw new DriverError(
+      'invalid_request',
+      'connector: required unless force is true (connector null with force revokes every host)',
+      {
+        details: { field: 'connector' },
+      },
+    );
   }
   return deps.locks.withVolumeLock(req.volumeId, async (store) => {
     const volume = await store.getVolume(req.volumeId);
@@ -79,11 +92,18 @@ export async function terminateConnection(deps: DriverDeps, req: TerminateConnec
       throw new DriverError(
         'ambiguous_attachment',
         `host ${req.connector.host} has ${liveOfHost.length} attachments of volume ${volume.id}: say which with instance_uuid or attachment_id (or force to detach them all)`,
-        { details: { fields: ['instance_uuid', 'attachment_id'], attachments: liveOfHost.map((a) => ({ id: a.id, instance_uuid: a.instanceUuid })) } },
+        {
+          details: {
+            fields: ['instance_uuid', 'attachment_id'],
+            attachments: liveOfHost.map((a) => ({ id: a.id, instance_uuid: a.instanceUuid })),
+          },
+        },
       );
     }
     const targets = ofHost.filter(
-      (a) => (req.attachmentId === undefined || a.id === req.attachmentId) && (req.instanceUuid === undefined || a.instanceUuid === (req.instanceUuid ?? null)),
+      (a) =>
+        (req.attachmentId === undefined || a.id === req.attachmentId) &&
+        (req.instanceUuid === undefined || a.instanceUuid === (req.instanceUuid ?? null)),
     );
     const remaining = liveOfHost.filter((a) => !targets.includes(a));
 
@@ -91,7 +111,10 @@ export async function terminateConnection(deps: DriverDeps, req: TerminateConnec
     // Targets whose device the host's agent has not yet released.
     const held = targets.filter((a) => a.report?.state !== 'disconnected');
     if (!req.force && held.length > 0 && (await agentManaged(deps, hostNqn))) {
-      deps.logger.info({ volume: volume.id, host: req.connector.host, attachments: held.map((a) => a.id) }, 'detach handed to the host agent');
+      deps.logger.info(
+        { volume: volume.id, host: req.connector.host, attachments: held.map((a) => a.id) },
+        'detach handed to the host agent',
+      );
       return { ...NOTHING, shared: remaining.length > 0, pending: held.map((a) => a.id), detached: [] };
     }
     return finish(deps, store, volume, hostNqn, targets, remaining);
@@ -112,7 +135,9 @@ export async function finishDetach(deps: DriverDeps, attachmentId: string): Prom
     if (!a || a.status !== 'detaching') return;
     const volume = await store.getVolume(a.volumeId, { includeDeleted: true });
     if (!volume) return;
-    const remaining = (await store.attachmentsOfVolume(volume.id, LIVE_STATUSES)).filter((x) => x.hostNqn === a.hostNqn);
+    const remaining = (await store.attachmentsOfVolume(volume.id, LIVE_STATUSES)).filter(
+      (x) => x.hostNqn === a.hostNqn,
+    );
     await finish(deps, store, volume, a.hostNqn, [a], remaining);
   });
 }
@@ -131,8 +156,17 @@ async function finish(
     revoked = (await deps.backend.revokeAccess(volume.backendUuid, hostNqn)).changed;
   }
   await markAll(store, targets, 'detached');
-  deps.logger.info({ volume: volume.id, host: hostNqn, revoked, shared: remaining.length > 0 }, 'connection terminated');
-  return { ...NOTHING, revoked, shared: remaining.length > 0, detached: targets.map((a) => a.id), revokedHosts: revoked ? [hostNqn] : [] };
+  deps.logger.info(
+    { volume: volume.id, host: hostNqn, revoked, shared: remaining.length > 0 },
+    'connection terminated',
+  );
+  return {
+    ...NOTHING,
+    revoked,
+    shared: remaining.length > 0,
+    detached: targets.map((a) => a.id),
+    revokedHosts: revoked ? [hostNqn] : [],
+  };
 }
 
 /** A host whose Portalis agent has registered tears its devices down itself before access goes. */
@@ -143,11 +177,16 @@ async function agentManaged(deps: DriverDeps, hostNqn: string): Promise<boolean>
 
 async function checkAttachmentOf(store: Store, id: string, volumeId: string, hostNqn: string): Promise<void> {
   const a = await store.getAttachment(id);
-  if (!a || a.volumeId !== volumeId) throw new DriverError('attachment_not_found', `attachment ${id} of volume ${volumeId} does not exist`);
+  if (!a || a.volumeId !== volumeId)
+    throw new DriverError('attachment_not_found', `attachment ${id} of volume ${volumeId} does not exist`);
   if (a.hostNqn !== hostNqn) {
-    throw new DriverError('invalid_request', `attachment_id: attachment ${id} belongs to host ${a.hostName}, not to connector.nqn ${hostNqn}`, {
-      details: { field: 'attachment_id' },
-    });
+    throw new DriverError(
+      'invalid_request',
+      `attachment_id: attachment ${id} belongs to host ${a.hostName}, not to connector.nqn ${hostNqn}`,
+      {
+        details: { field: 'attachment_id' },
+      },
+    );
   }
 }
 

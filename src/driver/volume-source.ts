@@ -37,18 +37,30 @@ export async function resolveSource(
 ): Promise<ResolvedSource> {
   if (req.snapshotId) {
     const s = await store.getSnapshot(req.snapshotId);
-    if (!s) throw new DriverError('snapshot_not_found', `source.snapshot_id: snapshot ${req.snapshotId} does not exist`, { details: { field: 'source.snapshot_id' } });
+    if (!s)
+      throw new DriverError('snapshot_not_found', `source.snapshot_id: snapshot ${req.snapshotId} does not exist`, {
+        details: { field: 'source.snapshot_id' },
+      });
     if (s.status !== 'available' || !s.backendUuid) {
-      throw new DriverError('snapshot_not_ready', `source.snapshot_id: snapshot ${s.id} is ${s.status}, not available`, { details: { field: 'source.snapshot_id', status: s.status } });
+      throw new DriverError(
+        'snapshot_not_ready',
+        `source.snapshot_id: snapshot ${s.id} is ${s.status}, not available`,
+        { details: { field: 'source.snapshot_id', status: s.status } },
+      );
     }
     tooSmall(req.sizeGb, s.sizeGb, `snapshot ${s.id}`);
     return { kind: 'snapshot', snapshot: { ...s, backendUuid: s.backendUuid } };
   }
   if (req.volumeId) {
     const v = await store.getVolume(req.volumeId);
-    if (!v) throw new DriverError('volume_not_found', `source.volume_id: volume ${req.volumeId} does not exist`, { details: { field: 'source.volume_id' } });
+    if (!v)
+      throw new DriverError('volume_not_found', `source.volume_id: volume ${req.volumeId} does not exist`, {
+        details: { field: 'source.volume_id' },
+      });
     if (v.status !== 'available' || !v.backendUuid) {
-      throw new DriverError('volume_not_ready', `source.volume_id: volume ${v.id} is ${v.status}, not available`, { details: { field: 'source.volume_id', status: v.status } });
+      throw new DriverError('volume_not_ready', `source.volume_id: volume ${v.id} is ${v.status}, not available`, {
+        details: { field: 'source.volume_id', status: v.status },
+      });
     }
     tooSmall(req.sizeGb, v.sizeGb, `volume ${v.id}`);
     return { kind: 'volume', volume: { ...v, backendUuid: v.backendUuid } };
@@ -58,14 +70,22 @@ export async function resolveSource(
 
 function tooSmall(sizeGb: number, sourceGb: number, what: string): void {
   if (sizeGb < sourceGb) {
-    throw new DriverError('invalid_request', `size_gb: ${sizeGb} GiB is smaller than the source ${what} (${sourceGb} GiB)`, {
-      details: { field: 'size_gb', source_size_gb: sourceGb },
-    });
+    throw new DriverError(
+      'invalid_request',
+      `size_gb: ${sizeGb} GiB is smaller than the source ${what} (${sourceGb} GiB)`,
+      {
+        details: { field: 'size_gb', source_size_gb: sourceGb },
+      },
+    );
   }
 }
 
 /** Creates (or finds, by name) the volume's backend volume from its source, at its full size. */
-export async function createOnBackend(deps: DriverDeps, volume: Volume, source: ResolvedSource): Promise<BackendVolume> {
+export async function createOnBackend(
+  deps: DriverDeps,
+  volume: Volume,
+  source: ResolvedSource,
+): Promise<BackendVolume> {
   const spec: BackendVolumeSpec = {
     name: volume.name,
     sizeGb: volume.sizeGb,
@@ -74,7 +94,8 @@ export async function createOnBackend(deps: DriverDeps, volume: Volume, source: 
     ...(volume.qosPolicyId ? { qosPolicyUuid: volume.qosPolicyId } : {}),
   };
   let bv: BackendVolume;
-  if (source.kind === 'snapshot') bv = await deps.backend.createVolume({ ...spec, sourceSnapshotUuid: source.snapshot.backendUuid });
+  if (source.kind === 'snapshot')
+    bv = await deps.backend.createVolume({ ...spec, sourceSnapshotUuid: source.snapshot.backendUuid });
   else if (source.kind === 'volume') bv = await cloneOnBackend(deps, volume, spec, source.volume.backendUuid);
   else bv = await deps.backend.createVolume(spec);
   if (bv.sizeGb < volume.sizeGb) bv = await deps.backend.extendVolume(bv.uuid, volume.sizeGb);
@@ -86,16 +107,26 @@ export async function createOnBackend(deps: DriverDeps, volume: Volume, source: 
  * after a good create, the create fails too: the orchestrator's retry (idempotent on both names)
  * then finds the volume and the leftover snapshot, and deletes the snapshot.
  */
-async function cloneOnBackend(deps: DriverDeps, volume: Volume, spec: BackendVolumeSpec, sourceUuid: string): Promise<BackendVolume> {
+async function cloneOnBackend(
+  deps: DriverDeps,
+  volume: Volume,
+  spec: BackendVolumeSpec,
+  sourceUuid: string,
+): Promise<BackendVolume> {
   const name = intermediateSnapshotName(volume.id);
   const snap = await deps.backend.createSnapshot(sourceUuid, name);
   let bv: BackendVolume;
   try {
     bv = await deps.backend.createVolume({ ...spec, sourceSnapshotUuid: snap.uuid });
   } catch (e) {
-    await deps.backend.deleteSnapshot(snap.uuid).catch((err: unknown) =>
-      deps.logger.warn({ volume: volume.id, snapshot: name, err: (err as Error).message }, 'could not delete the intermediate clone snapshot; a retried create deletes it'),
-    );
+    await deps.backend
+      .deleteSnapshot(snap.uuid)
+      .catch((err: unknown) =>
+        deps.logger.warn(
+          { volume: volume.id, snapshot: name, err: (err as Error).message },
+          'could not delete the intermediate clone snapshot; a retried create deletes it',
+        ),
+      );
     throw e;
   }
   await deps.backend.deleteSnapshot(snap.uuid);

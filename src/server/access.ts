@@ -16,11 +16,17 @@ export function principalOf(c: Context): Principal {
 }
 
 export function checkAccess(c: Context): void {
-  const access = ((c.operation as Record<string, unknown> | undefined)?.['x-portalis-access'] as Access | undefined) ?? 'admin';
+  const access =
+    ((c.operation as Record<string, unknown> | undefined)?.['x-portalis-access'] as Access | undefined) ?? 'admin';
   const p = principalOf(c);
   if (access === 'any') return;
-  if (access === 'admin' && p.kind !== 'admin') throw new DriverError('forbidden', 'this call needs the admin token; a host token may only use the agent API and read its own attachments');
-  if (access === 'host' && p.kind !== 'host') throw new DriverError('forbidden', 'this call is the agent API: it needs a host token (POST /v1/hosts issues one)');
+  if (access === 'admin' && p.kind !== 'admin')
+    throw new DriverError(
+      'forbidden',
+      'this call needs the admin token; a host token may only use the agent API and read its own attachments',
+    );
+  if (access === 'host' && p.kind !== 'host')
+    throw new DriverError('forbidden', 'this call is the agent API: it needs a host token (POST /v1/hosts issues one)');
 }
 
 /** The host a host-token request acts for. */

@@ -42,7 +42,12 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
   const spec = loadSpec();
   // quick: no definition validation (src/server/spec.test.ts does it) and validators compiled on
   // first use: start-up drops from ~1 s to ~2 ms natively (16-20 s in the emulated kernel tests).
-  const api = new OpenAPIBackend({ definition: spec as unknown as Document, strict: true, quick: true, coerceTypes: true });
+  const api = new OpenAPIBackend({
+    definition: spec as unknown as Document,
+    strict: true,
+    quick: true,
+    coerceTypes: true,
+  });
 
   const operations: Record<string, Handler> = {
     ...volumeHandlers(opts.deps),
@@ -55,14 +60,19 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     getReadyz: async () => readiness(opts.readiness, log),
   };
 
-  const fail = (code: 'not_found' | 'method_not_allowed', message: string): Handler => async () => {
-    throw new DriverError(code, message);
-  };
+  const fail =
+    (code: 'not_found' | 'method_not_allowed', message: string): Handler =>
+    async () => {
+      throw new DriverError(code, message);
+    };
 
   const lifecycle: Record<string, Handler> = {
     notFound: fail('not_found', 'no such resource'),
     methodNotAllowed: async (c) => {
-      throw new DriverError('method_not_allowed', `${c.request.method.toUpperCase()} is not allowed on ${c.request.path}`);
+      throw new DriverError(
+        'method_not_allowed',
+        `${c.request.method.toUpperCase()} is not allowed on ${c.request.path}`,
+      );
     },
     notImplemented: async (c) => {
       throw new DriverError('not_found', `operation ${c.operation?.operationId ?? '?'} is not implemented`);
@@ -73,7 +83,11 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     unauthorizedHandler: async (c) => {
       const failed = authFailures.get(c);
       if (failed) {
-        throw new DriverError('service_unavailable', 'credentials cannot be checked right now (the database does not answer); retry later', { cause: failed });
+        throw new DriverError(
+          'service_unavailable',
+          'credentials cannot be checked right now (the database does not answer); retry later',
+          { cause: failed },
+        );
       }
       throw new DriverError('unauthorized', 'a valid bearer token is required (Authorization: Bearer <token>)');
     },
@@ -81,7 +95,9 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
 
   const open = new Set(['getHealthz', 'getOpenApi', 'getReadyz']);
   for (const [id, h] of Object.entries(operations)) {
-    const guarded: Handler = open.has(id) ? h : async (c, req, res) => (checkAccess(c), normalizeUuids(c), h(c, req, res));
+    const guarded: Handler = open.has(id)
+      ? h
+      : async (c, req, res) => (checkAccess(c), normalizeUuids(c), h(c, req, res));
     api.register(id, guarded as never);
   }
   for (const [id, h] of Object.entries(lifecycle)) api.register(id, h as never);
@@ -105,7 +121,10 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
   app.use((req, res, next) => {
     const start = performance.now();
     res.on('finish', () => {
-      log.info({ method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - start) }, 'request');
+      log.info(
+        { method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - start) },
+        'request',
+      );
     });
     next();
   });
@@ -114,14 +133,23 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     let result: HandlerResult;
     try {
       result = (await api.handleRequest(
-        { method: req.method, path: req.path, query: req.query as never, headers: req.headers as never, body: req.body },
+        {
+          method: req.method,
+          path: req.path,
+          query: req.query as never,
+          headers: req.headers as never,
+          body: req.body,
+        },
         req,
         res,
       )) as HandlerResult;
       if (opts.validateResponses && result.status < 500) {
         const ctx = api.matchOperation({ method: req.method, path: req.path, headers: {}, query: {} } as never);
         const v = ctx ? api.validateResponse(result.body, ctx, result.status) : { errors: null };
-        if (v.errors) throw new Error(`response of ${req.method} ${req.path} does not match the API document: ${JSON.stringify(v.errors)}`);
+        if (v.errors)
+          throw new Error(
+            `response of ${req.method} ${req.path} does not match the API document: ${JSON.stringify(v.errors)}`,
+          );
       }
     } catch (err) {
       const r = toErrorResponse(err, log);

@@ -14,10 +14,14 @@ interface AjvError {
 
 /** `/requestBody/connector/nqn` → `connector.nqn`; `/path/id` → `id`; `/query/status` → `status`. */
 function fieldOf(e: AjvError): string {
-  const parts = (e.instancePath ?? '').split('/').filter(Boolean).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const parts = (e.instancePath ?? '')
+    .split('/')
+    .filter(Boolean)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (['requestBody', 'path', 'query', 'headers'].includes(parts[0] ?? '')) parts.shift();
   if (e.keyword === 'required' && typeof e.params?.missingProperty === 'string') parts.push(e.params.missingProperty);
-  if (e.keyword === 'additionalProperties' && typeof e.params?.additionalProperty === 'string') parts.push(e.params.additionalProperty);
+  if (e.keyword === 'additionalProperties' && typeof e.params?.additionalProperty === 'string')
+    parts.push(e.params.additionalProperty);
   return parts.length > 0 ? parts.join('.') : 'body';
 }
 
@@ -54,7 +58,12 @@ function isDatabaseUnavailable(err: unknown): boolean {
   if (typeof e?.code !== 'string') return false;
   // 55000 is also "object not in prerequisite state"; only the connection-time form counts.
   if (e.code === '55000' && /not currently accepting connections/.test(String(e.message))) return true;
-  return /^08/.test(e.code) || /^57P0/.test(e.code) || e.code === '53300' || ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(e.code);
+  return (
+    /^08/.test(e.code) ||
+    /^57P0/.test(e.code) ||
+    e.code === '53300' ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(e.code)
+  );
 }
 
 /**
@@ -71,17 +80,32 @@ export function toErrorResponse(err: unknown, log: Logger): { status: number; bo
   const e = err as { type?: string; status?: number; message?: string };
   // body-parser's own errors: malformed JSON and oversized bodies are the client's fault.
   if (e?.type === 'entity.parse.failed') {
-    return { status: 400, body: { error: { code: 'invalid_request', message: 'body: not valid JSON', details: { fields: ['body'] } } } };
+    return {
+      status: 400,
+      body: { error: { code: 'invalid_request', message: 'body: not valid JSON', details: { fields: ['body'] } } },
+    };
   }
   if (e?.type === 'entity.too.large') {
-    return { status: 413, body: { error: { code: 'payload_too_large', message: 'body: larger than the 64 KiB limit', details: { fields: ['body'] } } } };
+    return {
+      status: 413,
+      body: {
+        error: {
+          code: 'payload_too_large',
+          message: 'body: larger than the 64 KiB limit',
+          details: { fields: ['body'] },
+        },
+      },
+    };
   }
   if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
     return { status: 400, body: { error: { code: 'invalid_request', message: `body: ${e.message}` } } };
   }
   if (isDatabaseUnavailable(err)) {
     log.warn({ err: (err as Error).message }, 'database unavailable');
-    return { status: 503, body: { error: { code: 'service_unavailable', message: 'the database does not answer; retry later' } } };
+    return {
+      status: 503,
+      body: { error: { code: 'service_unavailable', message: 'the database does not answer; retry later' } },
+    };
   }
   log.error({ err }, 'unexpected error');
   return { status: 500, body: { error: { code: 'internal', message: 'internal error; see the service log' } } };

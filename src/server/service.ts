@@ -97,7 +97,8 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
 export async function startService(config: ServiceConfig, log: Logger): Promise<RunningService> {
   const stops: (() => Promise<void>)[] = [];
   const close = async () => {
-    for (const stop of stops.reverse()) await stop().catch((e) => log.warn({ err: (e as Error).message }, 'shutdown step failed'));
+    for (const stop of stops.reverse())
+      await stop().catch((e) => log.warn({ err: (e as Error).message }, 'shutdown step failed'));
   };
   try {
     const { token, source } = await adminToken(config);
@@ -126,7 +127,14 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     const addr = server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.port;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    return { url: `http://${host}:${port}`, adminToken: token, tokenSource: source, backendDescription, databaseDescription, close };
+    return {
+      url: `http://${host}:${port}`,
+      adminToken: token,
+      tokenSource: source,
+      backendDescription,
+      databaseDescription,
+      close,
+    };
   } catch (e) {
     await close();
     throw e;

@@ -18,7 +18,10 @@ describe('api-spec/portalis.yaml', () => {
   it('has a handler for every operation, and no handler without an operation', async () => {
     const api = new OpenAPIBackend({ definition: loadSpec() as unknown as Document, quick: true });
     await api.init();
-    const ids = api.getOperations().map((o) => o.operationId!).sort();
+    const ids = api
+      .getOperations()
+      .map((o) => o.operationId!)
+      .sort();
     // The app registers its handlers on its own OpenAPIBackend; catch its registrations.
     const registered: string[] = [];
     const original = OpenAPIBackend.prototype.register;
@@ -27,11 +30,22 @@ describe('api-spec/portalis.yaml', () => {
       return (original as (...a: unknown[]) => unknown).apply(this, args);
     } as typeof original;
     try {
-      await createApp({ deps: {} as DriverDeps, auth: new Authenticator('x'.repeat(32)), logger: silentLogger, readiness: [] });
+      await createApp({
+        deps: {} as DriverDeps,
+        auth: new Authenticator('x'.repeat(32)),
+        logger: silentLogger,
+        readiness: [],
+      });
     } finally {
       OpenAPIBackend.prototype.register = original;
     }
-    const lifecycle = new Set(['notFound', 'methodNotAllowed', 'notImplemented', 'validationFail', 'unauthorizedHandler']);
+    const lifecycle = new Set([
+      'notFound',
+      'methodNotAllowed',
+      'notImplemented',
+      'validationFail',
+      'unauthorizedHandler',
+    ]);
     assert.deepEqual(registered.filter((r) => !lifecycle.has(r)).sort(), ids);
     for (const h of lifecycle) assert.ok(registered.includes(h), `${h} is registered`);
   });

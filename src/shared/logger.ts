@@ -18,9 +18,14 @@ const REDACT = [
   '*.password',
 ];
 
-export function createLogger(opts: { level?: string; name?: string; destination?: pino.DestinationStream } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; name?: string; destination?: pino.DestinationStream } = {},
+): Logger {
   const level = opts.level ?? process.env.PORTALIS_LOG_LEVEL ?? 'info';
-  return pino({ name: opts.name ?? 'portalis', level, redact: { paths: REDACT, censor: '[redacted]' } }, opts.destination);
+  return pino(
+    { name: opts.name ?? 'portalis', level, redact: { paths: REDACT, censor: '[redacted]' } },
+    opts.destination,
+  );
 }
 
 /** A logger that drops everything; the default in tests and library code. */

@@ -38,11 +38,20 @@ export function simState(cluster: SimCluster, faults: Faults) {
     /** `maxNamespaces`: how many volumes the plane can hold (null: no limit). */
     dataPlane: { kind: cluster.dataPlane.kind, maxNamespaces: cluster.dataPlane.maxNamespaces ?? null },
     nodes: cluster.nodes.map((n) => ({
-      index: n.index, uuid: n.uuid, name: n.name, nvmeEndpoint: formatEndpoint(n.address, n.port), up: n.up,
+      index: n.index,
+      uuid: n.uuid,
+      name: n.name,
+      nvmeEndpoint: formatEndpoint(n.address, n.port),
+      up: n.up,
     })),
     volumes: cluster.allVolumes().map((v) => volumeState(cluster, v)),
     snapshots: cluster.allSnapshots().map((s) => ({
-      uuid: s.uuid, name: s.name, project: s.project, sourceVolumeUUID: s.sourceVolumeUuid, sizeBytes: s.sizeBytes, state: s.state,
+      uuid: s.uuid,
+      name: s.name,
+      project: s.project,
+      sourceVolumeUUID: s.sourceVolumeUuid,
+      sizeBytes: s.sizeBytes,
+      state: s.state,
     })),
     faults: faults.view(),
   };

@@ -12,7 +12,8 @@ const GIB = 1024 ** 3;
 let sim: SimServer;
 let admin: SimAdmin;
 let dp: MemoryDataPlane;
-const api = (method: string, path: string, body?: unknown, headers?: Record<string, string>) => call(sim.url, method, path, body, headers);
+const api = (method: string, path: string, body?: unknown, headers?: Record<string, string>) =>
+  call(sim.url, method, path, body, headers);
 
 async function createAvailable(name: string, extra: Record<string, unknown> = {}) {
   const r = await api('POST', VOLS, { name, size: '10 gib', replicaCount: '2', compression: 'False', ...extra });
@@ -38,9 +39,14 @@ describe('cluster and nodes', () => {
 
   test('nodes are node-<i> at 127.0.0.1:4420+i, Active, and readable one by one', async () => {
     const r = await api('GET', '/api/v2/nodes');
-    assert.deepEqual(r.body.nodes.map((n: any) => [n.name, n.nvmeEndpoint, n.state]), [
-      ['node-0', '127.0.0.1:4420', 'Active'], ['node-1', '127.0.0.1:4421', 'Active'], ['node-2', '127.0.0.1:4422', 'Active'],
-    ]);
+    assert.deepEqual(
+      r.body.nodes.map((n: any) => [n.name, n.nvmeEndpoint, n.state]),
+      [
+        ['node-0', '127.0.0.1:4420', 'Active'],
+        ['node-1', '127.0.0.1:4421', 'Active'],
+        ['node-2', '127.0.0.1:4422', 'Active'],
+      ],
+    );
     const one = await api('GET', `/api/v2/nodes/${r.body.nodes[1].UUID}`);
     assert.equal(one.body.name, 'node-1');
     assert.equal((await api('GET', '/api/v2/nodes/nope')).status, 404);
@@ -63,7 +69,13 @@ describe('cluster and nodes', () => {
 
 describe('volumes', () => {
   test('create answers 200 Creating with LightOS fields, then becomes Available', async () => {
-    const r = await api('POST', VOLS, { name: 'volume-a', size: '10 gib', replicaCount: '2', compression: 'True', sourceSnapshotUUID: null });
+    const r = await api('POST', VOLS, {
+      name: 'volume-a',
+      size: '10 gib',
+      replicaCount: '2',
+      compression: 'True',
+      sourceSnapshotUUID: null,
+    });
     assert.equal(r.status, 200);
     assert.equal(r.body.state, 'Creating');
     assert.equal(r.body.size, String(10 * GIB));
@@ -80,7 +92,11 @@ describe('volumes', () => {
   });
 
   test('size is accepted as "N GiB", bytes as a number, and bytes as a digit string', async () => {
-    for (const [name, size] of [['s1', '1 GiB'], ['s2', GIB], ['s3', String(GIB)]] as const) {
+    for (const [name, size] of [
+      ['s1', '1 GiB'],
+      ['s2', GIB],
+      ['s3', String(GIB)],
+    ] as const) {
       const r = await api('POST', VOLS, { name, size, replicaCount: 1 });
       assert.equal(r.status, 200, `${name}: ${JSON.stringify(r.body)}`);
       assert.equal(r.body.size, String(GIB));
@@ -103,7 +119,11 @@ describe('volumes', () => {
     assert.equal(one.status, 200);
     assert.equal(one.body.UUID, a.UUID);
     assert.equal((await api('GET', `${VOLS}/?name=nope`)).status, 404);
-    assert.equal((await api('GET', '/api/v2/projects/other/volumes/?name=list-a')).status, 404, 'names are per project');
+    assert.equal(
+      (await api('GET', '/api/v2/projects/other/volumes/?name=list-a')).status,
+      404,
+      'names are per project',
+    );
   });
 
   test('delete answers 200, the volume is Deleting and then gone (404)', async () => {
@@ -122,7 +142,12 @@ describe('volumes', () => {
     const stale = await api('PUT', `${VOLS}/${v.UUID}`, { acl: { values: [HOST_B] } }, { 'If-Match': v.ETag });
     assert.equal(stale.status, 412);
     assert.match(stale.body.message, /ETag mismatch/);
-    const quoted = await api('PUT', `${VOLS}/${v.UUID}`, { acl: { values: [HOST_A, HOST_B] } }, { 'If-Match': `"${ok.body.ETag}"` });
+    const quoted = await api(
+      'PUT',
+      `${VOLS}/${v.UUID}`,
+      { acl: { values: [HOST_A, HOST_B] } },
+      { 'If-Match': `"${ok.body.ETag}"` },
+    );
     assert.equal(quoted.status, 200, 'a quoted ETag (RFC 9110 form) matches too');
     const unconditional = await api('PUT', `${VOLS}/${v.UUID}`, { acl: { values: [HOST_B] } });
     assert.equal(unconditional.status, 200, 'without If-Match the PUT applies');
@@ -211,14 +236,26 @@ describe('snapshots', () => {
     const s = await api('POST', '/api/v2/projects/default/snapshots', { name: 'snap-1', sourceVolumeUUID: v.UUID });
     assert.equal(s.status, 200);
     assert.equal(s.body.sourceVolumeUUID, v.UUID);
-    await waitUntil(async () => (await api('GET', `/api/v2/projects/default/snapshots/${s.body.UUID}`)).body.state === 'Available');
+    await waitUntil(
+      async () => (await api('GET', `/api/v2/projects/default/snapshots/${s.body.UUID}`)).body.state === 'Available',
+    );
     const byName = await api('GET', '/api/v2/projects/default/snapshots/?Name=snap-1');
     assert.equal(byName.body.UUID, s.body.UUID);
     assert.equal((await api('GET', '/api/v2/projects/default/snapshots/?Name=nope')).status, 404);
-    const small = await api('POST', VOLS, { name: 'clone-small', size: '5 gib', replicaCount: 1, sourceSnapshotUUID: s.body.UUID });
+    const small = await api('POST', VOLS, {
+      name: 'clone-small',
+      size: '5 gib',
+      replicaCount: 1,
+      sourceSnapshotUUID: s.body.UUID,
+    });
     assert.equal(small.status, 400);
     assert.match(small.body.message, /smaller than the source snapshot/);
-    const clone = await api('POST', VOLS, { name: 'clone', size: '20 gib', replicaCount: 1, sourceSnapshotName: 'snap-1' });
+    const clone = await api('POST', VOLS, {
+      name: 'clone',
+      size: '20 gib',
+      replicaCount: 1,
+      sourceSnapshotName: 'snap-1',
+    });
     assert.equal(clone.status, 200);
     assert.equal(clone.body.sourceSnapshotUUID, s.body.UUID);
     assert.equal((await api('DELETE', `/api/v2/projects/default/snapshots/${s.body.UUID}`)).status, 200);
@@ -226,7 +263,10 @@ describe('snapshots', () => {
   });
 
   test('a snapshot of a missing volume is 404', async () => {
-    const r = await api('POST', '/api/v2/projects/default/snapshots', { name: 's', sourceVolumeUUID: '00000000-0000-4000-8000-000000000000' });
+    const r = await api('POST', '/api/v2/projects/default/snapshots', {
+      name: 's',
+      sourceVolumeUUID: '00000000-0000-4000-8000-000000000000',
+    });
     assert.equal(r.status, 404);
   });
 });
@@ -240,7 +280,9 @@ describe('JWT', () => {
       assert.match(missing.body.message, /Authorization/);
       const wrong = await call(secured.url, 'GET', '/api/v2/clusterinfo', undefined, { authorization: 'Bearer other' });
       assert.equal(wrong.status, 401);
-      const right = await call(secured.url, 'GET', '/api/v2/clusterinfo', undefined, { authorization: 'Bearer secret-token' });
+      const right = await call(secured.url, 'GET', '/api/v2/clusterinfo', undefined, {
+        authorization: 'Bearer secret-token',
+      });
       assert.equal(right.status, 200);
       assert.equal((await call(secured.url, 'GET', '/sim/v1/state')).status, 200);
     } finally {

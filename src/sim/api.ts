@@ -20,9 +20,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { SimCluster } from './cluster.ts';
 import { badRequest, notFound, SimError } from './model.ts';
-import {
-  parseCreateSnapshot, parseCreateVolume, parseIfMatch, parseUpdateVolume, queryString,
-} from './validate.ts';
+import { parseCreateSnapshot, parseCreateVolume, parseIfMatch, parseUpdateVolume, queryString } from './validate.ts';
 import { presentCluster, presentNode, presentSnapshot, presentVolume } from './wire.ts';
 
 const PROJECT = /^[A-Za-z0-9._-]{1,256}$/;
@@ -138,7 +136,9 @@ export function requireJwt(jwt: string): RequestHandler {
   const want = createHash('sha256').update(jwt).digest();
   return (req: Request, _res: Response, next: NextFunction) => {
     const m = /^Bearer\s+(.+)$/i.exec(req.get('Authorization') ?? '');
-    const got = createHash('sha256').update(m ? m[1].trim() : '').digest();
+    const got = createHash('sha256')
+      .update(m ? m[1].trim() : '')
+      .digest();
     if (!m || !timingSafeEqual(want, got)) {
       next(new SimError(401, m ? 'invalid JWT' : 'missing Authorization: Bearer <jwt> header'));
       return;

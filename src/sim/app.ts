@@ -31,7 +31,9 @@ export function createSimApp(opts: SimAppOptions): express.Express {
   app.set('etag', false);
   app.disable('x-powered-by');
   app.use((req, res, next) => {
-    res.on('finish', () => logger.debug({ method: req.method, url: req.originalUrl, status: res.statusCode }, 'sim request'));
+    res.on('finish', () =>
+      logger.debug({ method: req.method, url: req.originalUrl, status: res.statusCode }, 'sim request'),
+    );
     next();
   });
 
@@ -60,9 +62,11 @@ export function createSimApp(opts: SimAppOptions): express.Express {
     if (typeof status === 'number' && status >= 400 && status < 500) {
       const type = (err as { type?: string }).type;
       const message =
-        type === 'entity.parse.failed' ? 'request body is not valid JSON (an object is expected)'
-        : type === 'entity.too.large' ? `request body exceeds ${BODY_LIMIT}`
-        : (err as Error).message;
+        type === 'entity.parse.failed'
+          ? 'request body is not valid JSON (an object is expected)'
+          : type === 'entity.too.large'
+            ? `request body exceeds ${BODY_LIMIT}`
+            : (err as Error).message;
       res.status(status).json(errorBody(status, message));
       return;
     }

@@ -127,7 +127,11 @@ describe('data plane', () => {
 
     await admin.node(primary.index, true);
     await sim.cluster.settled();
-    assert.deepEqual(dp.calls.slice(-2).map((c) => c.op), ['setAna', 'setNodeUp'], 'ANA is set before the port serves again');
+    assert.deepEqual(
+      dp.calls.slice(-2).map((c) => c.op),
+      ['setAna', 'setNodeUp'],
+      'ANA is set before the port serves again',
+    );
 
     await api('DELETE', `${VOLS}/${uuid}`);
     await waitUntil(async () => (await api('GET', `${VOLS}/${uuid}`)).status === 404);
@@ -233,7 +237,10 @@ describe('data plane capacity and failures', () => {
       const bad = (await call(own.url, 'POST', VOLS, { name: 'f1', size: '1 gib', replicaCount: 1 })).body.UUID;
       await waitUntil(async () => (await call(own.url, 'GET', `${VOLS}/${bad}`)).body.state === 'Failed');
       await own.cluster.settled();
-      assert.deepEqual(plane.calls.slice(-2).map((c) => c.op), ['addNamespace', 'removeNamespace']);
+      assert.deepEqual(
+        plane.calls.slice(-2).map((c) => c.op),
+        ['addNamespace', 'removeNamespace'],
+      );
       assert.equal(plane.namespaces.size, 0);
       const good = await call(own.url, 'POST', VOLS, { name: 'f2', size: '1 gib', replicaCount: 1 });
       assert.equal(good.status, 200, 'the Failed volume holds no slot');

@@ -74,7 +74,12 @@ export class SimCluster {
     const address = opts.nodeAddress ?? '127.0.0.1';
     const basePort = opts.basePort ?? 4420;
     this.nodes = Array.from({ length: count }, (_, i) => ({
-      index: i, uuid: randomUUID(), name: `node-${i}`, address, port: basePort + i, up: true,
+      index: i,
+      uuid: randomUUID(),
+      name: `node-${i}`,
+      address,
+      port: basePort + i,
+      up: true,
     }));
     this.capacityBytes = opts.capacityBytes ?? 10 * TiB;
     this.dataPlane = opts.dataPlane ?? new MemoryDataPlane();
@@ -106,7 +111,8 @@ export class SimCluster {
   /** Drops every volume and snapshot, brings every node up, clears the model's faults. */
   reset(): void {
     this.seq.cancelTimers();
-    for (const v of this.volumes.values()) if (v.exposed) this.tell('removeNamespace', () => this.dataPlane.removeNamespace(v.uuid));
+    for (const v of this.volumes.values())
+      if (v.exposed) this.tell('removeNamespace', () => this.dataPlane.removeNamespace(v.uuid));
     this.volumes.clear();
     this.snapshots.clear();
     for (const n of this.nodes) {
@@ -162,30 +168,53 @@ export class SimCluster {
   // ------------------------------------------------------------------ volumes
 
   createVolume(project: string, spec: CreateVolumeSpec): SimVolume {
-    if (this.findVolumeByName(project, spec.name)) throw conflict(`volume named '${spec.name}' already exists in project '${project}'`);
+    if (this.findVolumeByName(project, spec.name))
+      throw conflict(`volume named '${spec.name}' already exists in project '${project}'`);
     if (spec.replicaCount > this.maxReplicas) {
-      throw badRequest(`replicaCount ${spec.replicaCount} exceeds what a ${this.nodes.length}-node cluster supports (max ${this.maxReplicas})`);
+      throw badRequest(
+        `replicaCount ${spec.replicaCount} exceeds what a ${this.nodes.length}-node cluster supports (max ${this.maxReplicas})`,
+      );
     }
     let source: SimSnapshot | undefined;
     if (spec.sourceSnapshotUuid || spec.sourceSnapshotName) {
       source = spec.sourceSnapshotUuid
         ? this.getSnapshot(project, spec.sourceSnapshotUuid)
         : this.findSnapshotByName(project, spec.sourceSnapshotName!);
-      if (!source) throw notFound(`source snapshot ${spec.sourceSnapshotUuid ?? spec.sourceSnapshotName} not found in project '${project}'`);
-      if (source.state !== 'Available') throw precondition(`source snapshot ${source.uuid} is ${source.state}, not Available`);
+      if (!source)
+        throw notFound(
+          `source snapshot ${spec.sourceSnapshotUuid ?? spec.sourceSnapshotName} not found in project '${project}'`,
+        );
+      if (source.state !== 'Available')
+        throw precondition(`source snapshot ${source.uuid} is ${source.state}, not Available`);
       if (spec.sizeBytes < source.sizeBytes) {
-        throw badRequest(`size ${spec.sizeBytes} bytes is smaller than the source snapshot (${source.sizeBytes} bytes)`);
+        throw badRequest(
+          `size ${spec.sizeBytes} bytes is smaller than the source snapshot (${source.sizeBytes} bytes)`,
+        );
       }
     }
     this.requireCapacity(spec.sizeBytes);
     this.requireNamespaceSlot();
     const { replicas, primary } = choosePlacement(this.nodes, this.volumes.values(), spec.replicaCount);
     const vol: SimVolume = {
-      uuid: randomUUID(), name: spec.name, project, sizeBytes: spec.sizeBytes, replicaCount: spec.replicaCount,
-      compression: spec.compression, acl: [...spec.acl], ipAcl: [...spec.ipAcl], state: 'Creating',
-      etag: this.nextEtag(), nsid: this.nextNsid++, replicas, primary, exposed: false,
-      failOnCreate: this.failCreate, sourceSnapshotUuid: source?.uuid ?? '', sourceSnapshotName: source?.name ?? '',
-      qosPolicyUuid: spec.qosPolicyUuid ?? '', createdAt: new Date(),
+      uuid: randomUUID(),
+      name: spec.name,
+      project,
+      sizeBytes: spec.sizeBytes,
+      replicaCount: spec.replicaCount,
+      compression: spec.compression,
+      acl: [...spec.acl],
+      ipAcl: [...spec.ipAcl],
+      state: 'Creating',
+      etag: this.nextEtag(),
+      nsid: this.nextNsid++,
+      replicas,
+      primary,
+      exposed: false,
+      failOnCreate: this.failCreate,
+      sourceSnapshotUuid: source?.uuid ?? '',
+      sourceSnapshotName: source?.name ?? '',
+      qosPolicyUuid: spec.qosPolicyUuid ?? '',
+      createdAt: new Date(),
     };
     this.failCreate = false;
     this.volumes.set(vol.uuid, vol);
@@ -204,7 +233,8 @@ export class SimCluster {
     if (vol.state === 'Deleting' || vol.state === 'Failed') throw precondition(`volume ${uuid} is ${vol.state}`);
     let changed = false;
     if (patch.sizeBytes !== undefined && patch.sizeBytes !== vol.sizeBytes) {
-      if (patch.sizeBytes < vol.sizeBytes) throw badRequest(`size can only grow: volume ${uuid} has ${vol.sizeBytes} bytes, asked for ${patch.sizeBytes}`);
+      if (patch.sizeBytes < vol.sizeBytes)
+        throw badRequest(`size can only grow: volume ${uuid} has ${vol.sizeBytes} bytes, asked for ${patch.sizeBytes}`);
       this.requireCapacity(patch.sizeBytes - vol.sizeBytes);
       vol.sizeBytes = patch.sizeBytes;
       changed = true;
@@ -249,16 +279,31 @@ export class SimCluster {
     return this.allSnapshots().filter((s) => s.project === project);
   }
 
-  createSnapshot(project: string, spec: { name: string; sourceVolumeUuid?: string; sourceVolumeName?: string }): SimSnapshot {
-    if (this.findSnapshotByName(project, spec.name)) throw conflict(`snapshot named '${spec.name}' already exists in project '${project}'`);
+  createSnapshot(
+    project: string,
+    spec: { name: string; sourceVolumeUuid?: string; sourceVolumeName?: string },
+  ): SimSnapshot {
+    if (this.findSnapshotByName(project, spec.name))
+      throw conflict(`snapshot named '${spec.name}' already exists in project '${project}'`);
     const src = spec.sourceVolumeUuid
       ? this.getVolume(project, spec.sourceVolumeUuid)
       : this.findVolumeByName(project, spec.sourceVolumeName ?? '');
-    if (!src) throw notFound(`source volume ${spec.sourceVolumeUuid ?? spec.sourceVolumeName} not found in project '${project}'`);
-    if (src.state !== 'Available' && src.state !== 'Updating') throw precondition(`source volume ${src.uuid} is ${src.state}, not Available`);
+    if (!src)
+      throw notFound(
+        `source volume ${spec.sourceVolumeUuid ?? spec.sourceVolumeName} not found in project '${project}'`,
+      );
+    if (src.state !== 'Available' && src.state !== 'Updating')
+      throw precondition(`source volume ${src.uuid} is ${src.state}, not Available`);
     const snap: SimSnapshot = {
-      uuid: randomUUID(), name: spec.name, project, sourceVolumeUuid: src.uuid, sourceVolumeName: src.name,
-      sizeBytes: src.sizeBytes, state: 'Creating', etag: this.nextEtag(), createdAt: new Date(),
+      uuid: randomUUID(),
+      name: spec.name,
+      project,
+      sourceVolumeUuid: src.uuid,
+      sourceVolumeName: src.name,
+      sizeBytes: src.sizeBytes,
+      state: 'Creating',
+      etag: this.nextEtag(),
+      createdAt: new Date(),
     };
     this.snapshots.set(snap.uuid, snap);
     this.later(() => {
@@ -313,7 +358,12 @@ export class SimCluster {
       this.setState(vol, 'Failed');
       return;
     }
-    const spec: NamespaceSpec = { volumeUuid: vol.uuid, nsid: vol.nsid, sizeBytes: vol.sizeBytes, ana: this.anaOf(vol) };
+    const spec: NamespaceSpec = {
+      volumeUuid: vol.uuid,
+      nsid: vol.nsid,
+      sizeBytes: vol.sizeBytes,
+      ana: this.anaOf(vol),
+    };
     // Marked exposed when queued, not when done: the queue is FIFO, so any resize, ANA change or
     // removal queued from now on reaches the data plane after the namespace exists.
     vol.exposed = true;
@@ -324,7 +374,8 @@ export class SimCluster {
         vol.exposed = false;
         this.tell('removeNamespace', () => this.dataPlane.removeNamespace(vol.uuid));
       }
-      if (this.volumes.get(vol.uuid) === vol && vol.state === 'Creating') this.setState(vol, ok ? 'Available' : 'Failed');
+      if (this.volumes.get(vol.uuid) === vol && vol.state === 'Creating')
+        this.setState(vol, ok ? 'Available' : 'Failed');
     });
   }
 

@@ -29,7 +29,10 @@ describe('faults', () => {
   test('failNext can match on the method', async () => {
     await admin.faults({ failNext: { count: 1, status: 503, method: 'post' } });
     assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 200);
-    assert.equal((await api('POST', '/api/v2/projects/default/volumes', { name: 'x', size: '1 gib', replicaCount: 1 })).status, 503);
+    assert.equal(
+      (await api('POST', '/api/v2/projects/default/volumes', { name: 'x', size: '1 gib', replicaCount: 1 })).status,
+      503,
+    );
   });
 
   test('errorRate is deterministic for a seed and uses errorStatus', async () => {
@@ -81,7 +84,13 @@ describe('faults', () => {
   });
 
   test('bad fault settings are 400 and change nothing; DELETE clears everything', async () => {
-    for (const body of [{ errorRate: 2 }, { latencyMs: -1 }, { failNext: { count: 1, status: 200 } }, { bogus: 1 }, { failCreate: 'yes' }]) {
+    for (const body of [
+      { errorRate: 2 },
+      { latencyMs: -1 },
+      { failNext: { count: 1, status: 200 } },
+      { bogus: 1 },
+      { failCreate: 'yes' },
+    ]) {
       const r = await admin.faults(body);
       assert.equal(r.status, 400, JSON.stringify(body));
       assert.ok(r.body.message.length > 0);

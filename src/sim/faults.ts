@@ -57,9 +57,15 @@ export class Faults {
 
   view(): FaultView {
     return {
-      latencyMs: this.latencyMs, errorRate: this.errorRate, errorStatus: this.errorStatus, seed: this.seed,
-      failNext: this.failNext && { ...this.failNext }, hangNext: this.hangNext && { ...this.hangNext },
-      stateDelayMs: this.cluster.stateDelayMs, failCreate: this.cluster.failCreate, hung: this.hung.size,
+      latencyMs: this.latencyMs,
+      errorRate: this.errorRate,
+      errorStatus: this.errorStatus,
+      seed: this.seed,
+      failNext: this.failNext && { ...this.failNext },
+      hangNext: this.hangNext && { ...this.hangNext },
+      stateDelayMs: this.cluster.stateDelayMs,
+      failCreate: this.cluster.failCreate,
+      hung: this.hung.size,
     };
   }
 
@@ -67,9 +73,19 @@ export class Faults {
   apply(raw: unknown): void {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw badRequest('faults must be a JSON object');
     const b = raw as Record<string, unknown>;
-    const known = ['latencyMs', 'errorRate', 'errorStatus', 'seed', 'failNext', 'hangNext', 'stateDelayMs', 'failCreate'];
+    const known = [
+      'latencyMs',
+      'errorRate',
+      'errorStatus',
+      'seed',
+      'failNext',
+      'hangNext',
+      'stateDelayMs',
+      'failCreate',
+    ];
     const unknown = Object.keys(b).filter((k) => !known.includes(k));
-    if (unknown.length > 0) throw badRequest(`unknown fault field(s): ${unknown.join(', ')}; known: ${known.join(', ')}`);
+    if (unknown.length > 0)
+      throw badRequest(`unknown fault field(s): ${unknown.join(', ')}; known: ${known.join(', ')}`);
     const latency = b.latencyMs === undefined ? undefined : int(b.latencyMs, 'latencyMs', 0, 600_000);
     const rate = b.errorRate === undefined ? undefined : num(b.errorRate, 'errorRate', 0, 1);
     const status = b.errorStatus === undefined ? undefined : int(b.errorStatus, 'errorStatus', 400, 599);
@@ -77,7 +93,8 @@ export class Faults {
     const failNext = b.failNext === undefined ? undefined : matcher(b.failNext, 'failNext', true);
     const hangNext = b.hangNext === undefined ? undefined : matcher(b.hangNext, 'hangNext', false);
     const delay = b.stateDelayMs === undefined ? undefined : int(b.stateDelayMs, 'stateDelayMs', 0, 3_600_000);
-    if (b.failCreate !== undefined && typeof b.failCreate !== 'boolean') throw badRequest('failCreate must be true or false');
+    if (b.failCreate !== undefined && typeof b.failCreate !== 'boolean')
+      throw badRequest('failCreate must be true or false');
 
     if (latency !== undefined) this.latencyMs = latency;
     if (rate !== undefined) this.errorRate = rate;
@@ -145,7 +162,8 @@ function matches(m: RequestMatcher, req: Request): boolean {
 }
 
 function num(v: unknown, field: string, min: number, max: number): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw badRequest(`${field} must be a number in ${min}..${max}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max)
+    throw badRequest(`${field} must be a number in ${min}..${max}`);
   return v;
 }
 
@@ -162,7 +180,8 @@ function matcher(v: unknown, field: string, withStatus: boolean): (RequestMatche
   const out: RequestMatcher & { status?: number } = { count: int(b.count ?? 1, `${field}.count`, 0, 1_000_000) };
   if (withStatus) out.status = int(b.status ?? DEFAULT_ERROR_STATUS, `${field}.status`, 400, 599);
   if (b.method !== undefined) {
-    if (typeof b.method !== 'string' || !/^[A-Za-z]+$/.test(b.method)) throw badRequest(`${field}.method must be an HTTP method`);
+    if (typeof b.method !== 'string' || !/^[A-Za-z]+$/.test(b.method))
+      throw badRequest(`${field}.method must be an HTTP method`);
     out.method = b.method.toUpperCase();
   }
   if (b.path !== undefined) {

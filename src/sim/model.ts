@@ -81,18 +81,30 @@ export const precondition = (message: string): SimError => new SimError(400, mes
 /** gRPC status codes grpc-gateway maps to these HTTP statuses (its DefaultHTTPError table). */
 export function grpcCodeFor(status: number): number {
   switch (status) {
-    case 400: return 3; // InvalidArgument
-    case 401: return 16; // Unauthenticated
-    case 403: return 7; // PermissionDenied
-    case 404: return 5; // NotFound
-    case 409: return 6; // AlreadyExists
-    case 412: return 9; // FailedPrecondition
-    case 413: return 8; // ResourceExhausted
-    case 429: return 8;
-    case 501: return 12; // Unimplemented
-    case 503: return 14; // Unavailable
-    case 504: return 4; // DeadlineExceeded
-    default: return status >= 500 ? 13 : 2; // Internal / Unknown
+    case 400:
+      return 3; // InvalidArgument
+    case 401:
+      return 16; // Unauthenticated
+    case 403:
+      return 7; // PermissionDenied
+    case 404:
+      return 5; // NotFound
+    case 409:
+      return 6; // AlreadyExists
+    case 412:
+      return 9; // FailedPrecondition
+    case 413:
+      return 8; // ResourceExhausted
+    case 429:
+      return 8;
+    case 501:
+      return 12; // Unimplemented
+    case 503:
+      return 14; // Unavailable
+    case 504:
+      return 4; // DeadlineExceeded
+    default:
+      return status >= 500 ? 13 : 2; // Internal / Unknown
   }
 }
 

@@ -28,8 +28,7 @@ export function choosePlacement(
     primaries.set(v.primary, (primaries.get(v.primary) ?? 0) + 1);
   }
   const ranked = [...nodes].sort(
-    (a, b) =>
-      Number(b.up) - Number(a.up) || (load.get(a.uuid) ?? 0) - (load.get(b.uuid) ?? 0) || a.index - b.index,
+    (a, b) => Number(b.up) - Number(a.up) || (load.get(a.uuid) ?? 0) - (load.get(b.uuid) ?? 0) || a.index - b.index,
   );
   const chosen = ranked.slice(0, replicaCount);
   const upChosen = chosen.filter((n) => n.up);

@@ -10,22 +10,49 @@ import { call } from './testing.ts';
 describe('simConfigFromEnv', () => {
   test('defaults: 127.0.0.1:8090, 3 nodes at 127.0.0.1 from port 4420, no JWT, in-memory data plane', () => {
     assert.deepEqual(simConfigFromEnv({}, '/srv/x'), {
-      host: '127.0.0.1', port: 8090, nodes: 3, nodeAddress: '127.0.0.1', basePort: 4420, jwt: undefined,
-      dataPlane: 'memory', dataDir: '/srv/x/.portalis/sim-nvmet', nvmetConfigfs: '/sys/kernel/config/nvmet',
-      nvmetAllowAnyHost: false, logLevel: 'info',
+      host: '127.0.0.1',
+      port: 8090,
+      nodes: 3,
+      nodeAddress: '127.0.0.1',
+      basePort: 4420,
+      jwt: undefined,
+      dataPlane: 'memory',
+      dataDir: '/srv/x/.portalis/sim-nvmet',
+      nvmetConfigfs: '/sys/kernel/config/nvmet',
+      nvmetAllowAnyHost: false,
+      logLevel: 'info',
     });
   });
 
   test('reads every PORTALIS_SIM_* variable', () => {
-    const c = simConfigFromEnv({
-      PORTALIS_SIM_HOST: '0.0.0.0', PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '5',
-      PORTALIS_SIM_NODE_ADDRESS: '[fd00::1]', PORTALIS_SIM_BASE_PORT: '5000', PORTALIS_SIM_JWT: 'abc',
-      PORTALIS_SIM_DATA_PLANE: 'nvmet', PORTALIS_SIM_DATA_DIR: 'volumes', PORTALIS_SIM_NVMET_CONFIGFS: '/mnt/cfg/nvmet',
-      PORTALIS_SIM_NVMET_ALLOW_ANY_HOST: 'true', PORTALIS_SIM_LOG_LEVEL: 'debug',
-    }, '/srv/x');
+    const c = simConfigFromEnv(
+      {
+        PORTALIS_SIM_HOST: '0.0.0.0',
+        PORTALIS_SIM_PORT: '0',
+        PORTALIS_SIM_NODES: '5',
+        PORTALIS_SIM_NODE_ADDRESS: '[fd00::1]',
+        PORTALIS_SIM_BASE_PORT: '5000',
+        PORTALIS_SIM_JWT: 'abc',
+        PORTALIS_SIM_DATA_PLANE: 'nvmet',
+        PORTALIS_SIM_DATA_DIR: 'volumes',
+        PORTALIS_SIM_NVMET_CONFIGFS: '/mnt/cfg/nvmet',
+        PORTALIS_SIM_NVMET_ALLOW_ANY_HOST: 'true',
+        PORTALIS_SIM_LOG_LEVEL: 'debug',
+      },
+      '/srv/x',
+    );
     assert.deepEqual(c, {
-      host: '0.0.0.0', port: 0, nodes: 5, nodeAddress: 'fd00::1', basePort: 5000, jwt: 'abc',
-      dataPlane: 'nvmet', dataDir: '/srv/x/volumes', nvmetConfigfs: '/mnt/cfg/nvmet', nvmetAllowAnyHost: true, logLevel: 'debug',
+      host: '0.0.0.0',
+      port: 0,
+      nodes: 5,
+      nodeAddress: 'fd00::1',
+      basePort: 5000,
+      jwt: 'abc',
+      dataPlane: 'nvmet',
+      dataDir: '/srv/x/volumes',
+      nvmetConfigfs: '/mnt/cfg/nvmet',
+      nvmetAllowAnyHost: true,
+      logLevel: 'debug',
     });
   });
 
@@ -45,7 +72,10 @@ describe('simConfigFromEnv', () => {
   ];
   for (const [env, name] of bad) {
     test(`a bad ${name} stops start-up with a message naming it (${JSON.stringify(env)})`, () => {
-      assert.throws(() => simConfigFromEnv(env), (e: Error) => e instanceof SimConfigError && e.message.includes(name));
+      assert.throws(
+        () => simConfigFromEnv(env),
+        (e: Error) => e instanceof SimConfigError && e.message.includes(name),
+      );
     });
   }
 });
@@ -58,7 +88,10 @@ describe('dataPlaneFromConfig', () => {
       const cfg = simConfigFromEnv({ PORTALIS_SIM_DATA_PLANE: 'nvmet', PORTALIS_SIM_NVMET_CONFIGFS: empty });
       assert.throws(
         () => dataPlaneFromConfig(cfg),
-        (e: Error) => e instanceof SimConfigError && /PORTALIS_SIM_DATA_PLANE=nvmet/.test(e.message) && e.message.includes('PORTALIS_SIM_NVMET_CONFIGFS'),
+        (e: Error) =>
+          e instanceof SimConfigError &&
+          /PORTALIS_SIM_DATA_PLANE=nvmet/.test(e.message) &&
+          e.message.includes('PORTALIS_SIM_NVMET_CONFIGFS'),
       );
       await mkdir(path.join(empty, 'subsystems'));
       assert.equal(dataPlaneFromConfig(cfg).kind, 'nvmet');
@@ -80,19 +113,28 @@ describe('dataPlaneFromConfig', () => {
 describe('runSim', () => {
   test('starts from the environment, prints its URL, and serves the LightOS API there', async () => {
     const lines: string[] = [];
-    const sim = await runSim({ PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '2', PORTALIS_SIM_BASE_PORT: '5500' }, { out: (l) => lines.push(l) });
+    const sim = await runSim(
+      { PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '2', PORTALIS_SIM_BASE_PORT: '5500' },
+      { out: (l) => lines.push(l) },
+    );
     try {
       assert.equal(lines.length, 1);
       assert.ok(lines[0].includes(sim.url), lines[0]);
       const nodes = (await call(sim.url, 'GET', '/api/v2/nodes')).body.nodes;
-      assert.deepEqual(nodes.map((n: any) => n.nvmeEndpoint), ['127.0.0.1:5500', '127.0.0.1:5501']);
+      assert.deepEqual(
+        nodes.map((n: any) => n.nvmeEndpoint),
+        ['127.0.0.1:5500', '127.0.0.1:5501'],
+      );
     } finally {
       await sim.close();
     }
   });
 
   test('an IPv6 node address is bracketed in nvmeEndpoint', async () => {
-    const sim = await runSim({ PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '1', PORTALIS_SIM_NODE_ADDRESS: '::1' }, { out: () => {} });
+    const sim = await runSim(
+      { PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '1', PORTALIS_SIM_NODE_ADDRESS: '::1' },
+      { out: () => {} },
+    );
     try {
       const nodes = (await call(sim.url, 'GET', '/api/v2/nodes')).body.nodes;
       assert.equal(nodes[0].nvmeEndpoint, '[::1]:4420');

@@ -42,8 +42,12 @@ export interface SimServer {
 export async function startSimServer(opts: SimServerOptions = {}): Promise<SimServer> {
   const logger = opts.logger ?? silentLogger;
   const cluster = new SimCluster({
-    nodes: opts.nodes, nodeAddress: opts.nodeAddress, basePort: opts.basePort,
-    capacityBytes: opts.capacityBytes, dataPlane: opts.dataPlane, logger,
+    nodes: opts.nodes,
+    nodeAddress: opts.nodeAddress,
+    basePort: opts.basePort,
+    capacityBytes: opts.capacityBytes,
+    dataPlane: opts.dataPlane,
+    logger,
   });
   try {
     await cluster.start();
@@ -159,10 +163,13 @@ export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = pro
   const nodes = intVar(env, 'PORTALIS_SIM_NODES', 3, 1, 64);
   const basePort = intVar(env, 'PORTALIS_SIM_BASE_PORT', 4420, 1, 65535);
   if (basePort + nodes - 1 > 65535) {
-    throw new SimConfigError(`PORTALIS_SIM_BASE_PORT ${basePort} leaves no port for ${nodes} nodes (PORTALIS_SIM_NODES)`);
+    throw new SimConfigError(
+      `PORTALIS_SIM_BASE_PORT ${basePort} leaves no port for ${nodes} nodes (PORTALIS_SIM_NODES)`,
+    );
   }
   const jwt = env.PORTALIS_SIM_JWT;
-  if (jwt !== undefined && jwt !== '' && /\s/.test(jwt)) throw new SimConfigError('PORTALIS_SIM_JWT must not contain whitespace');
+  if (jwt !== undefined && jwt !== '' && /\s/.test(jwt))
+    throw new SimConfigError('PORTALIS_SIM_JWT must not contain whitespace');
   return {
     host: addrVar(env, 'PORTALIS_SIM_HOST', '127.0.0.1'),
     port: intVar(env, 'PORTALIS_SIM_PORT', 8090, 0, 65535),
@@ -191,7 +198,11 @@ export function dataPlaneFromConfig(cfg: SimEnvConfig): DataPlane {
         '(PORTALIS_SIM_NVMET_CONFIGFS): as root, `modprobe nvmet nvmet-tcp` and mount configfs on /sys/kernel/config',
     );
   }
-  return new NvmetDataPlane({ dataDir: cfg.dataDir, configfsRoot: cfg.nvmetConfigfs, allowAnyHost: cfg.nvmetAllowAnyHost });
+  return new NvmetDataPlane({
+    dataDir: cfg.dataDir,
+    configfsRoot: cfg.nvmetConfigfs,
+    allowAnyHost: cfg.nvmetAllowAnyHost,
+  });
 }
 
 /**
@@ -208,7 +219,9 @@ export async function runSim(
   const sim = await startSimServer({ ...cfg, logger, dataPlane });
   const out = opts.out ?? ((line: string) => process.stdout.write(`${line}\n`));
   const where = dataPlane.kind === 'nvmet' ? ` at ${cfg.nvmetConfigfs}, files in ${cfg.dataDir}` : '';
-  out(`Portalis LightOS simulator listening on ${sim.url} (${cfg.nodes} nodes, data plane ${dataPlane.kind}${where}` +
-    `${cfg.jwt ? ', JWT required' : ''}); admin API at ${sim.url}/sim/v1`);
+  out(
+    `Portalis LightOS simulator listening on ${sim.url} (${cfg.nodes} nodes, data plane ${dataPlane.kind}${where}` +
+      `${cfg.jwt ? ', JWT required' : ''}); admin API at ${sim.url}/sim/v1`,
+  );
   return sim;
 }

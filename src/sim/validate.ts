@@ -19,7 +19,8 @@ export const ALLOW_ANY = 'ALLOW_ANY';
 type Body = Record<string, unknown>;
 
 function asObject(body: unknown): Body {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('request body must be a JSON object');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw badRequest('request body must be a JSON object');
   return body as Body;
 }
 
@@ -37,15 +38,18 @@ export function parseSize(v: unknown, field = 'size'): number {
     const unit = m ? UNITS[(m[2] || 'b').toLowerCase()] : undefined;
     if (m && unit) bytes = Number(m[1]) * unit;
   }
-  if (bytes === undefined) throw badRequest(`${field} must be a byte count or a string like "10 GiB", got ${JSON.stringify(v)}`);
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw badRequest(`${field} must be a positive whole number of bytes, got ${JSON.stringify(v)}`);
+  if (bytes === undefined)
+    throw badRequest(`${field} must be a byte count or a string like "10 GiB", got ${JSON.stringify(v)}`);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0)
+    throw badRequest(`${field} must be a positive whole number of bytes, got ${JSON.stringify(v)}`);
   if (bytes % BLOCK !== 0) throw badRequest(`${field} must be a multiple of ${BLOCK} bytes, got ${bytes}`);
   return bytes;
 }
 
 function parseReplicaCount(v: unknown): number {
   const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
-  if (!Number.isInteger(n) || n < 1 || n > 3) throw badRequest(`replicaCount must be 1, 2 or 3, got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(n) || n < 1 || n > 3)
+    throw badRequest(`replicaCount must be 1, 2 or 3, got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -95,10 +99,12 @@ export function parseAcl(v: unknown, field = 'acl'): string[] {
   if (values.length === 1 && values[0] === ALLOW_NONE) return [];
   for (const x of values) {
     if (x === ALLOW_NONE) throw badRequest(`${field}.values: ALLOW_NONE cannot be combined with host NQNs`);
-    if (x === ALLOW_ANY) throw badRequest(`${field}.values: ALLOW_ANY is not supported by the simulator; list host NQNs`);
+    if (x === ALLOW_ANY)
+      throw badRequest(`${field}.values: ALLOW_ANY is not supported by the simulator; list host NQNs`);
     if (!isNqn(x)) throw badRequest(`${field}.values: '${x}' is not an NQN (nqn.…, at most 223 bytes)`);
     // The nvmet plane names a host by a configfs folder (hosts/<nqn>): no '/' there.
-    if (x.includes('/')) throw badRequest(`${field}.values: '${x}': the simulator cannot serve a host NQN with '/' in it`);
+    if (x.includes('/'))
+      throw badRequest(`${field}.values: '${x}': the simulator cannot serve a host NQN with '/' in it`);
   }
   return [...new Set(values)];
 }
@@ -112,7 +118,8 @@ export function parseIpAcl(v: unknown, field = 'IPAcl'): string[] {
     const [ip, prefix, extra] = x.split('/');
     const bits = isIP(ip);
     const okPrefix = prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= (bits === 6 ? 128 : 32));
-    if (!bits || !okPrefix || extra !== undefined) throw badRequest(`${field}.values: '${x}' is not an IP address or CIDR`);
+    if (!bits || !okPrefix || extra !== undefined)
+      throw badRequest(`${field}.values: '${x}' is not an IP address or CIDR`);
   }
   return [...new Set(values)];
 }
@@ -129,8 +136,12 @@ export function parseCreateVolume(raw: unknown): CreateVolumeSpec {
     compression: present(b.compression) ? parseBool(b.compression, 'compression') : false,
     acl: present(b.acl) ? parseAcl(b.acl) : [],
     ipAcl: present(b.IPAcl) ? parseIpAcl(b.IPAcl) : [ALLOW_ANY],
-    sourceSnapshotUuid: present(b.sourceSnapshotUUID) ? parseUuid(b.sourceSnapshotUUID, 'sourceSnapshotUUID') : undefined,
-    sourceSnapshotName: present(b.sourceSnapshotName) ? parseName(b.sourceSnapshotName, 'sourceSnapshotName') : undefined,
+    sourceSnapshotUuid: present(b.sourceSnapshotUUID)
+      ? parseUuid(b.sourceSnapshotUUID, 'sourceSnapshotUUID')
+      : undefined,
+    sourceSnapshotName: present(b.sourceSnapshotName)
+      ? parseName(b.sourceSnapshotName, 'sourceSnapshotName')
+      : undefined,
     qosPolicyUuid: present(b.qosPolicyUUID) ? parseUuid(b.qosPolicyUUID, 'qosPolicyUUID') : undefined,
   };
 }
@@ -145,14 +156,20 @@ export function parseUpdateVolume(raw: unknown, pathUuid: string): UpdateVolumeP
   if (present(b.acl)) patch.acl = parseAcl(b.acl);
   if (present(b.IPAcl)) patch.ipAcl = parseIpAcl(b.IPAcl);
   if (present(b.size)) patch.sizeBytes = parseSize(b.size);
-  if (!patch.acl && !patch.ipAcl && patch.sizeBytes === undefined) throw badRequest('nothing to update: give acl, IPAcl and/or size');
+  if (!patch.acl && !patch.ipAcl && patch.sizeBytes === undefined)
+    throw badRequest('nothing to update: give acl, IPAcl and/or size');
   return patch;
 }
 
-export function parseCreateSnapshot(raw: unknown): { name: string; sourceVolumeUuid?: string; sourceVolumeName?: string } {
+export function parseCreateSnapshot(raw: unknown): {
+  name: string;
+  sourceVolumeUuid?: string;
+  sourceVolumeName?: string;
+} {
   const b = asObject(raw);
   if (!present(b.name)) throw badRequest('name is required');
-  if (!present(b.sourceVolumeUUID) && !present(b.sourceVolumeName)) throw badRequest('sourceVolumeUUID or sourceVolumeName is required');
+  if (!present(b.sourceVolumeUUID) && !present(b.sourceVolumeName))
+    throw badRequest('sourceVolumeUUID or sourceVolumeName is required');
   return {
     name: parseName(b.name, 'name'),
     sourceVolumeUuid: present(b.sourceVolumeUUID) ? parseUuid(b.sourceVolumeUUID, 'sourceVolumeUUID') : undefined,

@@ -29,7 +29,10 @@ export function createDb(url: string, opts: { poolMax?: number; logger?: Logger 
   });
 }
 
-export async function openDb(url: string, opts: { poolMax?: number; migrate?: boolean; logger?: Logger } = {}): Promise<Db> {
+export async function openDb(
+  url: string,
+  opts: { poolMax?: number; migrate?: boolean; logger?: Logger } = {},
+): Promise<Db> {
   const db = createDb(url, opts);
   if (opts.migrate ?? true) await migrateLatest(db);
   return db;

@@ -61,7 +61,12 @@ export class PgHostStore implements HostStore {
   async registerHost(nqn: string, connector: Connector): Promise<Host> {
     const rows = (await this.db('hosts')
       .where({ nqn })
-      .update({ connector: JSON.stringify(connector), name: connector.host, registered_at: this.db.fn.now(), last_seen_at: this.db.fn.now() })
+      .update({
+        connector: JSON.stringify(connector),
+        name: connector.host,
+        registered_at: this.db.fn.now(),
+        last_seen_at: this.db.fn.now(),
+      })
       .returning('*')) as HostRow[];
     if (rows.length === 0) throw new Error(`host ${nqn} not found for registration`);
     return toHost(rows[0]!);
@@ -82,14 +87,12 @@ export class PgHostStore implements HostStore {
       .where('a.host_nqn', nqn)
       .whereNotNull('a.connection_info')
       .where((q) =>
-        q
-          .whereIn('a.status', ['attaching', 'attached'])
-          .orWhere((e) =>
-            e
-              .whereIn('a.status', ['detaching', 'detached', 'error'])
-              .where((r) => r.whereNull('a.agent_state').orWhereNot('a.agent_state', 'disconnected'))
-              .whereRaw(`a.updated_at > now() - ${TEARDOWN_WINDOW}`),
-          ),
+        q.whereIn('a.status', ['attaching', 'attached']).orWhere((e) =>
+          e
+            .whereIn('a.status', ['detaching', 'detached', 'error'])
+            .where((r) => r.whereNull('a.agent_state').orWhereNot('a.agent_state', 'disconnected'))
+            .whereRaw(`a.updated_at > now() - ${TEARDOWN_WINDOW}`),
+        ),
       )
       .orderBy([{ column: 'a.created_at' }, { column: 'a.id' }])
       .select('a.*', 'v.size_gb as volume_size_gb')) as (AttachmentRow & { volume_size_gb: number })[];

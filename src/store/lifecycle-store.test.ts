@@ -19,7 +19,15 @@ describe('PostgreSQL store: volume options, soft delete, snapshots', () => {
   after(async () => t?.drop());
 
   const newVolume = (over: Record<string, unknown> = {}) =>
-    store.insertVolume({ id: randomUUID(), name: 'v', sizeGb: 1, replicas: 3, multiattach: false, status: 'available', ...over });
+    store.insertVolume({
+      id: randomUUID(),
+      name: 'v',
+      sizeGb: 1,
+      replicas: 3,
+      multiattach: false,
+      status: 'available',
+      ...over,
+    });
 
   it('keeps the create options; defaults for a volume created without them', async () => {
     const src = await newVolume();
@@ -35,18 +43,40 @@ describe('PostgreSQL store: volume options, soft delete, snapshots', () => {
   it('a soft-deleted volume is gone for getVolume, its attachments stay; its id starts a fresh volume', async () => {
     const v = await newVolume({ sizeGb: 1 });
     await store.updateVolume(v.id, { backendUuid: 'b-1' });
-    const a = await store.insertAttachment({ volumeId: v.id, hostNqn: NQN, hostName: 'h1', instanceUuid: null, connector: { nqn: NQN, host: 'h1' }, multipathMode: 'single' });
+    const a = await store.insertAttachment({
+      volumeId: v.id,
+      hostNqn: NQN,
+      hostName: 'h1',
+      instanceUuid: null,
+      connector: { nqn: NQN, host: 'h1' },
+      multipathMode: 'single',
+    });
     await store.markVolumeDeleted(v.id);
     assert.equal(await store.getVolume(v.id), null);
     assert.equal((await store.getAttachment(a.id))?.volumeId, v.id, 'the attachment row outlives the volume');
     await store.markVolumeDeleted(v.id); // again: not an error
 
-    const fresh = await store.insertVolume({ id: v.id, name: 'v2', sizeGb: 5, replicas: 1, multiattach: true, status: 'creating', compression: true });
+    const fresh = await store.insertVolume({
+      id: v.id,
+      name: 'v2',
+      sizeGb: 5,
+      replicas: 1,
+      multiattach: true,
+      status: 'creating',
+      compression: true,
+    });
     assert.deepEqual(
       [fresh.name, fresh.sizeGb, fresh.replicas, fresh.status, fresh.backendUuid, fresh.compression],
       ['v2', 5, 1, 'creating', null, true],
     );
-    const live = await store.insertVolume({ id: v.id, name: 'v3', sizeGb: 9, replicas: 1, multiattach: true, status: 'creating' });
+    const live = await store.insertVolume({
+      id: v.id,
+      name: 'v3',
+      sizeGb: 9,
+      replicas: 1,
+      multiattach: true,
+      status: 'creating',
+    });
     assert.equal(live.name, 'v2', 'a live volume is never replaced');
   });
 
@@ -60,16 +90,29 @@ describe('PostgreSQL store: volume options, soft delete, snapshots', () => {
     assert.equal(again.name, 'nightly', 'the existing row, unchanged');
     const up = await store.updateSnapshot(s1.id, { status: 'available', backendUuid: 'bs-1', sizeGb: 2 });
     assert.deepEqual([up.status, up.backendUuid, up.sizeGb], ['available', 'bs-1', 2]);
-    assert.deepEqual((await store.snapshotsOfVolume(v.id)).map((s) => s.id), ids);
+    assert.deepEqual(
+      (await store.snapshotsOfVolume(v.id)).map((s) => s.id),
+      ids,
+    );
     await store.deleteSnapshot(s1.id);
     await store.deleteSnapshot(s1.id);
     assert.equal(await store.getSnapshot(s1.id), null);
-    assert.deepEqual((await store.snapshotsOfVolume(v.id)).map((s) => s.id), [ids[1]]);
+    assert.deepEqual(
+      (await store.snapshotsOfVolume(v.id)).map((s) => s.id),
+      [ids[1]],
+    );
   });
 
   it('a snapshot keeps its volume row from being removed (the service refuses first; the key is the backstop)', async () => {
     const v = await newVolume();
-    await store.insertSnapshot({ id: randomUUID(), volumeId: v.id, name: null, backendName: 'snapshot-x', sizeGb: 1, status: 'available' });
+    await store.insertSnapshot({
+      id: randomUUID(),
+      volumeId: v.id,
+      name: null,
+      backendName: 'snapshot-x',
+      sizeGb: 1,
+      status: 'available',
+    });
     await assert.rejects(store.deleteVolume(v.id), /foreign key/);
   });
 

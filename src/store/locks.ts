@@ -36,7 +36,10 @@ export class PgVolumeLocks implements VolumeLocks {
   }
 
   private async withAdvisoryLock<T>(key: string, fn: (store: Store) => Promise<T>): Promise<T> {
-    const client = this.db.client as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
+    const client = this.db.client as {
+      acquireConnection(): Promise<unknown>;
+      releaseConnection(c: unknown): Promise<void>;
+    };
     const conn = await client.acquireConnection();
     const timeoutMs = this.opts.lockTimeoutMs ?? 120_000;
     let locked = false;
@@ -46,7 +49,11 @@ export class PgVolumeLocks implements VolumeLocks {
         await this.db.raw('SELECT pg_advisory_lock(hashtextextended(?, 0))', [key]).connection(conn);
       } catch (e) {
         if ((e as { code?: string }).code === '55P03') {
-          throw new DriverError('busy', `another operation on this volume is still running (waited ${timeoutMs} ms); retry later`, { cause: e });
+          throw new DriverError(
+            'busy',
+            `another operation on this volume is still running (waited ${timeoutMs} ms); retry later`,
+            { cause: e },
+          );
         }
         throw e;
       }
@@ -58,7 +65,10 @@ export class PgVolumeLocks implements VolumeLocks {
         unlocked = await this.db
           .raw('SELECT pg_advisory_unlock(hashtextextended(?, 0))', [key])
           .connection(conn)
-          .then(() => true, () => false);
+          .then(
+            () => true,
+            () => false,
+          );
       }
       if (unlocked) await client.releaseConnection(conn);
       // A connection that may still hold the lock must not go back to the pool: closing it

@@ -130,15 +130,29 @@ export class PgStore implements Store {
 
   async insertVolume(v: NewVolume): Promise<Volume> {
     const cols = {
-      id: v.id, name: v.name, size_gb: v.sizeGb, replicas: v.replicas, multiattach: v.multiattach, status: v.status,
-      compression: v.compression ?? false, thin_provisioned: v.thinProvisioned ?? true, qos_policy_id: v.qosPolicyId ?? null,
-      source_snapshot_id: v.sourceSnapshotId ?? null, source_volume_id: v.sourceVolumeId ?? null,
+      id: v.id,
+      name: v.name,
+      size_gb: v.sizeGb,
+      replicas: v.replicas,
+      multiattach: v.multiattach,
+      status: v.status,
+      compression: v.compression ?? false,
+      thin_provisioned: v.thinProvisioned ?? true,
+      qos_policy_id: v.qosPolicyId ?? null,
+      source_snapshot_id: v.sourceSnapshotId ?? null,
+      source_volume_id: v.sourceVolumeId ?? null,
     };
     // A live row with this id wins (idempotent create); a soft-deleted one is replaced by the new volume.
     const rows = (await this.table<VolumeRow>('volumes')
       .insert(cols)
       .onConflict('id')
-      .merge({ ...cols, backend_uuid: null, deleted_at: null, created_at: this.db.fn.now(), updated_at: this.db.fn.now() } as never)
+      .merge({
+        ...cols,
+        backend_uuid: null,
+        deleted_at: null,
+        created_at: this.db.fn.now(),
+        updated_at: this.db.fn.now(),
+      } as never)
       .whereNotNull('volumes.deleted_at')
       .returning('*')) as VolumeRow[];
     if (rows.length > 0) return toVolume(rows[0]!);
@@ -152,7 +166,10 @@ export class PgStore implements Store {
     if (patch.status !== undefined) cols.status = patch.status;
     if (patch.backendUuid !== undefined) cols.backend_uuid = patch.backendUuid;
     if (patch.sizeGb !== undefined) cols.size_gb = patch.sizeGb;
-    const rows = (await this.table<VolumeRow>('volumes').where({ id }).update(cols as never).returning('*')) as VolumeRow[];
+    const rows = (await this.table<VolumeRow>('volumes')
+      .where({ id })
+      .update(cols as never)
+      .returning('*')) as VolumeRow[];
     if (rows.length === 0) throw new Error(`volume ${id} not found for update`);
     return toVolume(rows[0]!);
   }
@@ -201,22 +218,31 @@ export class PgStore implements Store {
 
   async updateAttachment(
     id: string,
-    patch: Partial<Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce'>>,
+    patch: Partial<
+      Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce'>
+    >,
   ): Promise<Attachment> {
     const cols: Record<string, unknown> = { updated_at: this.db.fn.now() };
     if (patch.status !== undefined) cols.status = patch.status;
-    if (patch.connectionInfo !== undefined) cols.connection_info = patch.connectionInfo === null ? null : JSON.stringify(patch.connectionInfo);
+    if (patch.connectionInfo !== undefined)
+      cols.connection_info = patch.connectionInfo === null ? null : JSON.stringify(patch.connectionInfo);
     if (patch.connector !== undefined) cols.connector = JSON.stringify(patch.connector);
     if (patch.multipathMode !== undefined) cols.multipath_mode = patch.multipathMode;
     if (patch.detachedAt !== undefined) cols.detached_at = patch.detachedAt;
     if (patch.detachForce !== undefined) cols.detach_force = patch.detachForce;
-    const rows = (await this.table<AttachmentRow>('attachments').where({ id }).update(cols as never).returning('*')) as AttachmentRow[];
+    const rows = (await this.table<AttachmentRow>('attachments')
+      .where({ id })
+      .update(cols as never)
+      .returning('*')) as AttachmentRow[];
     if (rows.length === 0) throw new Error(`attachment ${id} not found for update`);
     return toAttachment(rows[0]!);
   }
 
   async markVolumeDeleted(id: string): Promise<void> {
-    await this.table('volumes').where({ id }).whereNull('deleted_at').update({ status: 'deleted', deleted_at: this.db.fn.now(), updated_at: this.db.fn.now() } as never);
+    await this.table('volumes')
+      .where({ id })
+      .whereNull('deleted_at')
+      .update({ status: 'deleted', deleted_at: this.db.fn.now(), updated_at: this.db.fn.now() } as never);
   }
 
   async getSnapshot(id: string): Promise<Snapshot | null> {
@@ -225,13 +251,22 @@ export class PgStore implements Store {
   }
 
   async snapshotsOfVolume(volumeId: string): Promise<Snapshot[]> {
-    const rows = (await this.table<SnapshotRow>('snapshots').where('volume_id', volumeId).orderBy([{ column: 'created_at' }, { column: 'id' }])) as SnapshotRow[];
+    const rows = (await this.table<SnapshotRow>('snapshots')
+      .where('volume_id', volumeId)
+      .orderBy([{ column: 'created_at' }, { column: 'id' }])) as SnapshotRow[];
     return rows.map(toSnapshot);
   }
 
   async insertSnapshot(s: NewSnapshot): Promise<Snapshot> {
     const rows = (await this.table<SnapshotRow>('snapshots')
-      .insert({ id: s.id, volume_id: s.volumeId, name: s.name, backend_name: s.backendName, size_gb: s.sizeGb, status: s.status })
+      .insert({
+        id: s.id,
+        volume_id: s.volumeId,
+        name: s.name,
+        backend_name: s.backendName,
+        size_gb: s.sizeGb,
+        status: s.status,
+      })
       .onConflict('id')
       .ignore()
       .returning('*')) as SnapshotRow[];
@@ -241,12 +276,18 @@ export class PgStore implements Store {
     return existing;
   }
 
-  async updateSnapshot(id: string, patch: Partial<Pick<Snapshot, 'status' | 'backendUuid' | 'sizeGb'>>): Promise<Snapshot> {
+  async updateSnapshot(
+    id: string,
+    patch: Partial<Pick<Snapshot, 'status' | 'backendUuid' | 'sizeGb'>>,
+  ): Promise<Snapshot> {
     const cols: Record<string, unknown> = { updated_at: this.db.fn.now() };
     if (patch.status !== undefined) cols.status = patch.status;
     if (patch.backendUuid !== undefined) cols.backend_uuid = patch.backendUuid;
     if (patch.sizeGb !== undefined) cols.size_gb = patch.sizeGb;
-    const rows = (await this.table<SnapshotRow>('snapshots').where({ id }).update(cols as never).returning('*')) as SnapshotRow[];
+    const rows = (await this.table<SnapshotRow>('snapshots')
+      .where({ id })
+      .update(cols as never)
+      .returning('*')) as SnapshotRow[];
     if (rows.length === 0) throw new Error(`snapshot ${id} not found for update`);
     return toSnapshot(rows[0]!);
   }

@@ -28,7 +28,14 @@ describe('PostgreSQL store and locks', () => {
   it('insertVolume is idempotent on id', async () => {
     const store = new PgStore(t.db);
     const v = await newVolume(store);
-    const again = await store.insertVolume({ id: v.id, name: 'other', sizeGb: 9, replicas: 1, multiattach: false, status: 'creating' });
+    const again = await store.insertVolume({
+      id: v.id,
+      name: 'other',
+      sizeGb: 9,
+      replicas: 1,
+      multiattach: false,
+      status: 'creating',
+    });
     assert.equal(again.name, 'v');
     assert.equal(again.sizeGb, 1);
   });
@@ -36,20 +43,40 @@ describe('PostgreSQL store and locks', () => {
   it('stores attachments with their connector and connection info as JSON', async () => {
     const store = new PgStore(t.db);
     const v = await newVolume(store);
-    const a = await store.insertAttachment({ volumeId: v.id, hostNqn: NQN, hostName: 'h1', instanceUuid: null, connector: { nqn: NQN, host: 'h1', multipath: true }, multipathMode: 'dm' });
+    const a = await store.insertAttachment({
+      volumeId: v.id,
+      hostNqn: NQN,
+      hostName: 'h1',
+      instanceUuid: null,
+      connector: { nqn: NQN, host: 'h1', multipath: true },
+      multipathMode: 'dm',
+    });
     assert.equal(a.status, 'attaching');
-    const info = { driver_volume_type: 'nvmeof' as const, data: { vol_uuid: 'x', host_nqn: NQN, multipath_mode: 'dm' as const, access_mode: 'rw' as const, discard: true } };
+    const info = {
+      driver_volume_type: 'nvmeof' as const,
+      data: { vol_uuid: 'x', host_nqn: NQN, multipath_mode: 'dm' as const, access_mode: 'rw' as const, discard: true },
+    };
     const b = await store.updateAttachment(a.id, { status: 'attached', connectionInfo: info });
     assert.deepEqual(b.connectionInfo, info);
     assert.deepEqual(b.connector, { nqn: NQN, host: 'h1', multipath: true });
-    assert.deepEqual((await store.listAttachments({ volumeId: v.id, status: 'attached' })).map((x) => x.id), [a.id]);
+    assert.deepEqual(
+      (await store.listAttachments({ volumeId: v.id, status: 'attached' })).map((x) => x.id),
+      [a.id],
+    );
     assert.deepEqual(await store.listAttachments({ volumeId: v.id, status: 'detached' }), []);
   });
 
   it('refuses a second live attachment for the same volume, host and instance at the database level', async () => {
     const store = new PgStore(t.db);
     const v = await newVolume(store);
-    const req = { volumeId: v.id, hostNqn: NQN, hostName: 'h1', instanceUuid: null, connector: { nqn: NQN, host: 'h1' }, multipathMode: 'single' as const };
+    const req = {
+      volumeId: v.id,
+      hostNqn: NQN,
+      hostName: 'h1',
+      instanceUuid: null,
+      connector: { nqn: NQN, host: 'h1' },
+      multipathMode: 'single' as const,
+    };
     const first = await store.insertAttachment(req);
     await assert.rejects(store.insertAttachment(req), /attachments_one_live_per_host_instance/);
     // Once detached, the host may attach again.
@@ -96,7 +123,12 @@ describe('PostgreSQL store and locks', () => {
 
   it('releases the lock when the holder throws', async () => {
     const a = new PgVolumeLocks(t.db);
-    await assert.rejects(a.withVolumeLock('vol-C', async () => { throw new Error('boom'); }), /boom/);
+    await assert.rejects(
+      a.withVolumeLock('vol-C', async () => {
+        throw new Error('boom');
+      }),
+      /boom/,
+    );
     const b = new PgVolumeLocks(second);
     assert.equal(await b.withVolumeLock('vol-C', async () => 'ok'), 'ok');
   });
@@ -108,9 +140,15 @@ describe('PostgreSQL store and locks', () => {
     const held = new Promise<void>((r) => (release = r));
     let entered!: () => void;
     const inside = new Promise<void>((r) => (entered = r));
-    const p = a.withVolumeLock('vol-D', async () => { entered(); await held; });
+    const p = a.withVolumeLock('vol-D', async () => {
+      entered();
+      await held;
+    });
     await inside;
-    await assert.rejects(b.withVolumeLock('vol-D', async () => 'never'), (e: unknown) => (e as { code?: string }).code === 'busy');
+    await assert.rejects(
+      b.withVolumeLock('vol-D', async () => 'never'),
+      (e: unknown) => (e as { code?: string }).code === 'busy',
+    );
     release();
     await p;
   });

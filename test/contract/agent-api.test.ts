@@ -26,14 +26,23 @@ describe('agent API', () => {
     return { conn, token: r.body.token as string };
   }
 
-  const poll = (token: string, q: Record<string, unknown> = {}) => t.http.get('/v1/agent/attachments').query(q).set(as(token));
-  const report = (token: string, id: string, body: Record<string, unknown>) => t.http.put(`/v1/agent/attachments/${id}/report`).set(as(token)).send(body);
+  const poll = (token: string, q: Record<string, unknown> = {}) =>
+    t.http.get('/v1/agent/attachments').query(q).set(as(token));
+  const report = (token: string, id: string, body: Record<string, unknown>) =>
+    t.http.put(`/v1/agent/attachments/${id}/report`).set(as(token)).send(body);
   const CONNECTED = (paths = 3) => ({
     state: 'connected',
     device_path: '/dev/nvme0n1',
     size_bytes: 1073741824,
     health: 'optimal',
-    paths: Array.from({ length: paths }, (_, i) => ({ controller: `nvme${i}`, address: '127.0.0.1', port: 4420 + i, transport: 'tcp', state: 'live', ana_state: i === 0 ? 'optimized' : 'non-optimized' })),
+    paths: Array.from({ length: paths }, (_, i) => ({
+      controller: `nvme${i}`,
+      address: '127.0.0.1',
+      port: 4420 + i,
+      transport: 'tcp',
+      state: 'live',
+      ana_state: i === 0 ? 'optimized' : 'non-optimized',
+    })),
     error: null,
   });
 
@@ -89,7 +98,14 @@ describe('agent API', () => {
     assert.notEqual(woken.body.version, second.body.version);
     assert.equal(woken.body.attachments[0].desired, 'disconnected');
 
-    const rep = await report(token, task.id, { state: 'disconnected', device_path: null, size_bytes: null, health: null, paths: [], error: null });
+    const rep = await report(token, task.id, {
+      state: 'disconnected',
+      device_path: null,
+      size_bytes: null,
+      health: null,
+      paths: [],
+      error: null,
+    });
     assert.equal(rep.status, 200);
     assert.deepEqual((await poll(token)).body.attachments, []);
   });
@@ -131,11 +147,18 @@ describe('agent API', () => {
     assert.equal((await t.http.get(`/v1/attachments/${id}`).set(as(token))).status, 200);
     assert.equal((await t.http.get(`/v1/attachments/${id}`).set(as(intruder.token))).status, 404);
     assert.equal((await report(intruder.token, id, CONNECTED())).status, 404);
-    assert.equal((await t.http.get(`/v1/attachments/${id}`).set(admin())).body.agent.state, 'connected', 'the intruder changed nothing');
+    assert.equal(
+      (await t.http.get(`/v1/attachments/${id}`).set(admin())).body.agent.state,
+      'connected',
+      'the intruder changed nothing',
+    );
     const own = await t.http.get('/v1/attachments').set(as(intruder.token));
     assert.equal(own.status, 200);
     assert.deepEqual(own.body.attachments, []);
-    assert.equal((await t.http.get('/v1/attachments').query({ host_nqn: conn.nqn }).set(as(intruder.token))).status, 403);
+    assert.equal(
+      (await t.http.get('/v1/attachments').query({ host_nqn: conn.nqn }).set(as(intruder.token))).status,
+      403,
+    );
   });
 
   it('a malformed report is a 400 naming the field', async () => {

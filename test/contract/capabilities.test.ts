@@ -14,10 +14,16 @@ describe('capabilities', () => {
   });
   after(async () => t?.close());
 
-  it('reports the Cinder get_volume_stats keys with the backend\'s real capacity', async () => {
+  it("reports the Cinder get_volume_stats keys with the backend's real capacity", async () => {
     const r = await t.http.get('/v1/capabilities').set({ authorization: `Bearer ${t.token}` });
     assert.equal(r.status, 200, JSON.stringify(r.body));
-    const { total_capacity_gb: total, free_capacity_gb: free, volume_backend_name: name, driver_version: version, ...fixed } = r.body;
+    const {
+      total_capacity_gb: total,
+      free_capacity_gb: free,
+      volume_backend_name: name,
+      driver_version: version,
+      ...fixed
+    } = r.body;
     assert.deepEqual(fixed, {
       vendor_name: 'Portalis',
       storage_protocol: 'NVMe-oF',

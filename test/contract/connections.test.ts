@@ -148,7 +148,7 @@ describe('initialize_connection / terminate_connection', () => {
     assert.equal(r.body.error.code, 'volume_in_use');
   });
 
-  it('terminate revokes only the host\'s last live attachment of the volume', async () => {
+  it("terminate revokes only the host's last live attachment of the volume", async () => {
     const vol = await createVolume({ multiattach: true });
     const conn = connector(NATIVE);
     const other = connector(NATIVE);
@@ -162,11 +162,26 @@ describe('initialize_connection / terminate_connection', () => {
 
     const first = await api.term(vol.id, { connector: conn, attachment_id: a1.body.attachment_id });
     assert.equal(first.status, 200, JSON.stringify(first.body));
-    assert.deepEqual(first.body, { revoked: false, shared: true, detached: [a1.body.attachment_id], revoked_hosts: [], pending: [] });
-    assert.ok((await sim.acl(vol.backend_uuid)).includes(conn.nqn as string), 'host keeps access while another attachment of it is live');
+    assert.deepEqual(first.body, {
+      revoked: false,
+      shared: true,
+      detached: [a1.body.attachment_id],
+      revoked_hosts: [],
+      pending: [],
+    });
+    assert.ok(
+      (await sim.acl(vol.backend_uuid)).includes(conn.nqn as string),
+      'host keeps access while another attachment of it is live',
+    );
 
     const second = await api.term(vol.id, { connector: conn, instance_uuid: i2 });
-    assert.deepEqual(second.body, { revoked: true, shared: false, detached: [a2.body.attachment_id], revoked_hosts: [conn.nqn], pending: [] });
+    assert.deepEqual(second.body, {
+      revoked: true,
+      shared: false,
+      detached: [a2.body.attachment_id],
+      revoked_hosts: [conn.nqn],
+      pending: [],
+    });
     assert.deepEqual(await sim.acl(vol.backend_uuid), [other.nqn]);
 
     const again = await api.term(vol.id, { connector: conn });
@@ -212,7 +227,10 @@ describe('initialize_connection / terminate_connection', () => {
     assert.equal(one.body.status, 'attached');
     assert.deepEqual(one.body.connection_info, r.body.connection_info);
     const byHost = await t.http.get('/v1/attachments').query({ host_nqn: conn.nqn }).set(api.auth());
-    assert.deepEqual(byHost.body.attachments.map((a: any) => a.id), [id]);
+    assert.deepEqual(
+      byHost.body.attachments.map((a: any) => a.id),
+      [id],
+    );
     const missing = await t.http.get(`/v1/attachments/${randomUUID()}`).set(api.auth());
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, 'attachment_not_found');

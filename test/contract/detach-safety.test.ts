@@ -23,7 +23,7 @@ describe('detach safety', () => {
 
   const attachment = async (id: string) => (await t.http.get(`/v1/attachments/${id}`).set(api.auth())).body;
 
-  it('a terminate that does not say which of a host\'s attachments is refused; nothing changes', async () => {
+  it("a terminate that does not say which of a host's attachments is refused; nothing changes", async () => {
     const vol = await api.created({ multiattach: true });
     const conn = connector(NATIVE);
     const a1 = await api.init(vol.id, conn, { instance_uuid: randomUUID() });
@@ -68,7 +68,17 @@ describe('detach safety', () => {
     const vol = await api.created();
     const id = (await api.init(vol.id, conn)).body.attachment_id;
     const report = (state: string, error: unknown = null) =>
-      t.http.put(`/v1/agent/attachments/${id}/report`).set(agent).send({ state, device_path: state === 'disconnected' ? null : '/dev/nvme0n1', size_bytes: null, health: null, paths: [], error });
+      t.http
+        .put(`/v1/agent/attachments/${id}/report`)
+        .set(agent)
+        .send({
+          state,
+          device_path: state === 'disconnected' ? null : '/dev/nvme0n1',
+          size_bytes: null,
+          health: null,
+          paths: [],
+          error,
+        });
     assert.equal((await report('connected')).status, 200);
 
     const r = await api.term(vol.id, { connector: conn });
@@ -77,10 +87,17 @@ describe('detach safety', () => {
     assert.equal((await attachment(id)).status, 'detaching');
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn], 'access stays while the device may be in use');
     const tasks = (await t.http.get('/v1/agent/attachments').set(agent)).body.attachments;
-    assert.deepEqual(tasks.map((x: { id: string; desired: string }) => [x.id, x.desired]), [[id, 'disconnected']]);
+    assert.deepEqual(
+      tasks.map((x: { id: string; desired: string }) => [x.id, x.desired]),
+      [[id, 'disconnected']],
+    );
 
     // The agent refuses: the device is mounted. Nothing moves.
-    assert.equal((await report('error', { code: 'in_use', message: 'refusing to detach: /dev/nvme0n1 is mounted on /mnt' })).status, 200);
+    assert.equal(
+      (await report('error', { code: 'in_use', message: 'refusing to detach: /dev/nvme0n1 is mounted on /mnt' }))
+        .status,
+      200,
+    );
     assert.equal((await attachment(id)).status, 'detaching');
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
 
@@ -103,7 +120,10 @@ describe('detach safety', () => {
     assert.deepEqual(r.body, { revoked: true, shared: false, detached: [id], revoked_hosts: [conn.nqn], pending: [] });
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
     const tasks = (await t.http.get('/v1/agent/attachments').set(agent)).body.attachments;
-    assert.deepEqual(tasks.map((x: { id: string; desired: string; force: boolean }) => [x.id, x.desired, x.force]), [[id, 'disconnected', true]]);
+    assert.deepEqual(
+      tasks.map((x: { id: string; desired: string; force: boolean }) => [x.id, x.desired, x.force]),
+      [[id, 'disconnected', true]],
+    );
   });
 
   it('a terminate repeated after the volume was deleted is harmless', async () => {

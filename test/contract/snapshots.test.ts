@@ -32,8 +32,22 @@ describe('snapshots, volumes from snapshots, clones', () => {
       const r = await api.snap(v.id, { id, name: 'before upgrade' });
       assert.equal(r.status, 201, JSON.stringify(r.body));
       assert.deepEqual(
-        { id: r.body.id, volume_id: r.body.volume_id, name: r.body.name, status: r.body.status, size_gb: r.body.size_gb, backend_name: r.body.backend_name },
-        { id, volume_id: v.id, name: 'before upgrade', status: 'available', size_gb: 2, backend_name: `snapshot-${id}` },
+        {
+          id: r.body.id,
+          volume_id: r.body.volume_id,
+          name: r.body.name,
+          status: r.body.status,
+          size_gb: r.body.size_gb,
+          backend_name: r.body.backend_name,
+        },
+        {
+          id,
+          volume_id: v.id,
+          name: 'before upgrade',
+          status: 'available',
+          size_gb: 2,
+          backend_name: `snapshot-${id}`,
+        },
       );
       const b = await simSnapshot(t, `snapshot-${id}`);
       assert.ok(b, 'the backend snapshot exists under the Cinder name');
@@ -49,14 +63,17 @@ describe('snapshots, volumes from snapshots, clones', () => {
     it('the same snapshot id with another name or volume is a 409 already_exists', async () => {
       const [v1, v2] = [await api.created(), await api.created()];
       const s = await snapshot(v1.id, { name: 'a' });
-      for (const [vol, name] of [[v1.id, 'b'], [v2.id, 'a']] as const) {
+      for (const [vol, name] of [
+        [v1.id, 'b'],
+        [v2.id, 'a'],
+      ] as const) {
         const r = await api.snap(vol, { id: s.id, name });
         assert.equal(r.status, 409, JSON.stringify(r.body));
         assert.equal(r.body.error.code, 'already_exists');
       }
     });
 
-    it('reads one snapshot and lists a volume\'s snapshots oldest first; unknown ones are 404', async () => {
+    it("reads one snapshot and lists a volume's snapshots oldest first; unknown ones are 404", async () => {
       const v = await api.created();
       const s1 = await snapshot(v.id);
       const s2 = await snapshot(v.id);
@@ -65,7 +82,10 @@ describe('snapshots, volumes from snapshots, clones', () => {
       assert.equal(one.body.id, s1.id);
       const list = await api.listSnaps(v.id);
       assert.equal(list.status, 200);
-      assert.deepEqual(list.body.snapshots.map((s: { id: string }) => s.id), [s1.id, s2.id]);
+      assert.deepEqual(
+        list.body.snapshots.map((s: { id: string }) => s.id),
+        [s1.id, s2.id],
+      );
       assert.equal((await api.getSnap(randomUUID())).status, 404);
       assert.equal((await api.getSnap(randomUUID())).body.error.code, 'snapshot_not_found');
       assert.equal((await api.listSnaps(randomUUID())).status, 404);
@@ -140,7 +160,11 @@ describe('snapshots, volumes from snapshots, clones', () => {
       assert.equal(b?.sourceSnapshotName, `for_clone_${id}`, 'made from the intermediate snapshot');
       assert.equal(Number(b?.size), 3 * GiB);
       assert.equal(await simSnapshot(t, `for_clone_${id}`), null, 'the intermediate snapshot was deleted');
-      assert.deepEqual((await api.listSnaps(src.id)).body.snapshots, [], 'the intermediate snapshot is not the orchestrator\'s');
+      assert.deepEqual(
+        (await api.listSnaps(src.id)).body.snapshots,
+        [],
+        "the intermediate snapshot is not the orchestrator's",
+      );
       assert.equal((await api.del(src.id)).status, 204, 'the source can be deleted while its clone lives');
       assert.equal((await api.get(id)).body.status, 'available');
     });

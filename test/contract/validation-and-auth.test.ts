@@ -7,7 +7,11 @@ describe('request validation and authentication', () => {
   let t: Target;
   let volumeId: string;
   const auth = () => ({ authorization: `Bearer ${t.token}` });
-  const init = (body: unknown) => t.http.post(`/v1/volumes/${volumeId}/initialize_connection`).set(auth()).send(body as object);
+  const init = (body: unknown) =>
+    t.http
+      .post(`/v1/volumes/${volumeId}/initialize_connection`)
+      .set(auth())
+      .send(body as object);
 
   before(async () => {
     t = await startTarget();
@@ -24,7 +28,12 @@ describe('request validation and authentication', () => {
   }
 
   it('no token, a malformed header and a wrong token are 401', async () => {
-    for (const headers of [{}, { authorization: 'Basic abc' }, { authorization: `Bearer ${t.token}x` }, { authorization: 'Bearer ' }]) {
+    for (const headers of [
+      {},
+      { authorization: 'Basic abc' },
+      { authorization: `Bearer ${t.token}x` },
+      { authorization: 'Bearer ' },
+    ]) {
       const r = await t.http.get('/v1/attachments').set(headers);
       assert.equal(r.status, 401, JSON.stringify(headers));
       assert.equal(r.body.error.code, 'unauthorized');
@@ -54,7 +63,12 @@ describe('request validation and authentication', () => {
   });
 
   it('a malformed NQN is a 400 naming connector.nqn', async () => {
-    for (const nqn of ['iqn.2004-10.com.example:host', 'nqn.2014-13.org.nvmexpress:uuid:x', 'nqn.2014-08.org.nvmexpress:uuid: space', 'nqn']) {
+    for (const nqn of [
+      'iqn.2004-10.com.example:host',
+      'nqn.2014-13.org.nvmexpress:uuid:x',
+      'nqn.2014-08.org.nvmexpress:uuid: space',
+      'nqn',
+    ]) {
       assertBadRequest(await init({ connector: connector({ nqn }) }), 'connector.nqn');
     }
   });
@@ -70,18 +84,26 @@ describe('request validation and authentication', () => {
 
   it('a wrongly typed field is a 400 naming it', async () => {
     assertBadRequest(await init({ connector: connector({ multipath: 'yes' }) }), 'connector.multipath');
-    assertBadRequest(await t.http.post('/v1/volumes').set(auth()).send({ id: randomUUID(), size_gb: 'big' }), 'size_gb');
+    assertBadRequest(
+      await t.http.post('/v1/volumes').set(auth()).send({ id: randomUUID(), size_gb: 'big' }),
+      'size_gb',
+    );
     assertBadRequest(await t.http.post('/v1/volumes').set(auth()).send({ id: randomUUID(), size_gb: 0 }), 'size_gb');
   });
 
   it('extra os-brick connector keys are accepted, oversized ones are not', async () => {
-    const ok = await init({ connector: connector({ 'system uuid': randomUUID(), found_dsc: '', mountpoint: '/dev/vdb' }) });
+    const ok = await init({
+      connector: connector({ 'system uuid': randomUUID(), found_dsc: '', mountpoint: '/dev/vdb' }),
+    });
     assert.equal(ok.status, 200, JSON.stringify(ok.body));
     assertBadRequest(await init({ connector: connector({ note: 'x'.repeat(2000) }) }), 'connector.note');
   });
 
   it('a path id that is not a UUID is a 400 naming id', async () => {
-    const r = await t.http.post('/v1/volumes/not-a-uuid/initialize_connection').set(auth()).send({ connector: connector() });
+    const r = await t.http
+      .post('/v1/volumes/not-a-uuid/initialize_connection')
+      .set(auth())
+      .send({ connector: connector() });
     assertBadRequest(r, 'id');
   });
 
@@ -90,7 +112,11 @@ describe('request validation and authentication', () => {
   });
 
   it('malformed JSON is a 400, an oversized body a 413, neither a 500', async () => {
-    const bad = await t.http.post(`/v1/volumes/${volumeId}/initialize_connection`).set(auth()).set('content-type', 'application/json').send('{"connector": ');
+    const bad = await t.http
+      .post(`/v1/volumes/${volumeId}/initialize_connection`)
+      .set(auth())
+      .set('content-type', 'application/json')
+      .send('{"connector": ');
     assert.equal(bad.status, 400);
     assert.equal(bad.body.error.code, 'invalid_request');
     const huge = await t.http
@@ -103,7 +129,11 @@ describe('request validation and authentication', () => {
   });
 
   it('a non-JSON body, an unknown path and a wrong method get clear 4xx answers', async () => {
-    const text = await t.http.post(`/v1/volumes/${volumeId}/initialize_connection`).set(auth()).set('content-type', 'text/plain').send('hello');
+    const text = await t.http
+      .post(`/v1/volumes/${volumeId}/initialize_connection`)
+      .set(auth())
+      .set('content-type', 'text/plain')
+      .send('hello');
     assert.equal(text.status, 400);
     const nf = await t.http.get('/v1/nothing-here').set(auth());
     assert.equal(nf.status, 404);

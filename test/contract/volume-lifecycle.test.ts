@@ -31,7 +31,15 @@ describe('volume lifecycle: create options, delete, extend', () => {
       assert.equal(r.body.name, `volume-${r.body.id}`);
       assert.equal(r.body.status, 'available');
       assert.deepEqual(
-        { size_gb: r.body.size_gb, replicas: r.body.replicas, compression: r.body.compression, thin: r.body.thin_provisioned, qos: r.body.qos_policy_id, multiattach: r.body.multiattach, source: r.body.source },
+        {
+          size_gb: r.body.size_gb,
+          replicas: r.body.replicas,
+          compression: r.body.compression,
+          thin: r.body.thin_provisioned,
+          qos: r.body.qos_policy_id,
+          multiattach: r.body.multiattach,
+          source: r.body.source,
+        },
         { size_gb: 2, replicas: 2, compression: true, thin: true, qos: QOS, multiattach: true, source: null },
       );
       const b = await simVolume(t, r.body.name);
@@ -57,7 +65,11 @@ describe('volume lifecycle: create options, delete, extend', () => {
       const again = await api.create({ id: v.id, compression: true, qos_policy_id: QOS });
       assert.equal(again.status, 200, JSON.stringify(again.body));
       assert.equal(again.body.backend_uuid, v.backend_uuid);
-      for (const [field, body] of [['compression', { compression: false, qos_policy_id: QOS }], ['qos_policy_id', { compression: true }], ['size_gb', { size_gb: 2, compression: true, qos_policy_id: QOS }]] as const) {
+      for (const [field, body] of [
+        ['compression', { compression: false, qos_policy_id: QOS }],
+        ['qos_policy_id', { compression: true }],
+        ['size_gb', { size_gb: 2, compression: true, qos_policy_id: QOS }],
+      ] as const) {
         const r = await api.create({ id: v.id, ...body });
         assert.equal(r.status, 409, `${field}: ${JSON.stringify(r.body)}`);
         assert.equal(r.body.error.code, 'already_exists');
@@ -116,7 +128,10 @@ describe('volume lifecycle: create options, delete, extend', () => {
       const r = await api.del(v.id);
       assert.equal(r.status, 409, JSON.stringify(r.body));
       assert.equal(r.body.error.code, 'volume_in_use');
-      assert.deepEqual(r.body.error.details.attachments.map((x: { id: string }) => x.id), [a.body.attachment_id]);
+      assert.deepEqual(
+        r.body.error.details.attachments.map((x: { id: string }) => x.id),
+        [a.body.attachment_id],
+      );
       assert.equal((await api.get(v.id)).body.status, 'available', 'a refused delete changes nothing');
       assert.deepEqual(await sim.acl(v.backend_uuid), [conn.nqn]);
 
@@ -134,9 +149,16 @@ describe('volume lifecycle: create options, delete, extend', () => {
       assert.equal(r.status, 204, JSON.stringify(r.body));
       assert.equal(await simVolume(t, v.name), null);
       const rows = await api.attachments(v.id);
-      assert.deepEqual(rows.map((a) => a.status), ['detached', 'detached'], 'the attachment records stay, ended, for the host agents');
+      assert.deepEqual(
+        rows.map((a) => a.status),
+        ['detached', 'detached'],
+        'the attachment records stay, ended, for the host agents',
+      );
       assert.ok(rows.every((a) => a.detached_at !== null));
-      assert.ok(rows.every((a) => a.force === true), 'flagged force: the agents tear down even a device in use');
+      assert.ok(
+        rows.every((a) => a.force === true),
+        'flagged force: the agents tear down even a device in use',
+      );
     });
 
     it('an id used again after its volume was deleted creates a new volume', async () => {
@@ -182,13 +204,16 @@ describe('volume lifecycle: create options, delete, extend', () => {
       assert.equal(state.volumes.find((x: { uuid: string }) => x.uuid === v.backend_uuid).sizeBytes, 4 * GiB);
       assert.deepEqual(await sim.acl(v.backend_uuid), [conn.nqn]);
       const rows = await api.attachments(v.id);
-      assert.deepEqual(rows.map((x) => [x.id, x.status]), [[a.body.attachment_id, 'attached']]);
+      assert.deepEqual(
+        rows.map((x) => [x.id, x.status]),
+        [[a.body.attachment_id, 'attached']],
+      );
       const again = await api.init(v.id, conn);
       assert.equal(again.body.attachment_id, a.body.attachment_id);
       assert.equal(again.body.connection_info.data.vol_uuid, v.backend_uuid);
     });
 
-    it('online: the attached host\'s agent is woken and sees the new size_gb', async () => {
+    it("online: the attached host's agent is woken and sees the new size_gb", async () => {
       const v = await api.created({ size_gb: 1 });
       const conn = connector(NATIVE);
       const host = await t.http.post('/v1/hosts').set(api.auth()).send({ nqn: conn.nqn, name: conn.host });
@@ -197,13 +222,23 @@ describe('volume lifecycle: create options, delete, extend', () => {
       assert.equal((await api.init(v.id, conn)).status, 200);
       const before = await t.http.get('/v1/agent/attachments').set(asAgent);
       assert.equal(before.status, 200, JSON.stringify(before.body));
-      assert.deepEqual(before.body.attachments.map((a: { size_gb: number }) => a.size_gb), [1]);
+      assert.deepEqual(
+        before.body.attachments.map((a: { size_gb: number }) => a.size_gb),
+        [1],
+      );
       // Waiting with the current version: the extend must wake it (a timeout would return the same version).
-      const waiting = t.http.get('/v1/agent/attachments').query({ since: before.body.version, wait: 60 }).set(asAgent).then((r) => r);
+      const waiting = t.http
+        .get('/v1/agent/attachments')
+        .query({ since: before.body.version, wait: 60 })
+        .set(asAgent)
+        .then((r) => r);
       assert.equal((await api.extend(v.id, 2)).status, 200);
       const woken = await waiting;
       assert.notEqual(woken.body.version, before.body.version);
-      assert.deepEqual(woken.body.attachments.map((a: { volume_id: string; size_gb: number }) => [a.volume_id, a.size_gb]), [[v.id, 2]]);
+      assert.deepEqual(
+        woken.body.attachments.map((a: { volume_id: string; size_gb: number }) => [a.volume_id, a.size_gb]),
+        [[v.id, 2]],
+      );
     });
 
     it('an unknown volume is a 404; a missing or extra field is a 400 naming it', async () => {

@@ -48,10 +48,13 @@ describe('service, simulator and agent together', () => {
 
   /** Waits until the attachment satisfies `ok`, with a deadline. */
   async function until(id: string, ok: (a: any) => boolean, what: string) {
-    const r = await poll(async () => {
-      const a = await attachment(id);
-      return ok(a) ? { done: true as const, value: a } : { done: false as const, last: a };
-    }, { deadlineMs: 15_000, intervalMs: 50 });
+    const r = await poll(
+      async () => {
+        const a = await attachment(id);
+        return ok(a) ? { done: true as const, value: a } : { done: false as const, last: a };
+      },
+      { deadlineMs: 15_000, intervalMs: 50 },
+    );
     assert.ok(r.done, `${what}; last seen: ${JSON.stringify(r.done ? null : r.last)}`);
     return r.value;
   }
@@ -73,11 +76,18 @@ describe('service, simulator and agent together', () => {
     const volumeId = randomUUID();
     const vol = await t.http.post('/v1/volumes').set(admin()).send({ id: volumeId, size_gb: 1, replicas: 3 });
     assert.equal(vol.status, 201);
-    const init = await t.http.post(`/v1/volumes/${volumeId}/initialize_connection`).set(admin()).send({ connector: { ...conn, multipath: true } });
+    const init = await t.http
+      .post(`/v1/volumes/${volumeId}/initialize_connection`)
+      .set(admin())
+      .send({ connector: { ...conn, multipath: true } });
     assert.equal(init.status, 200, JSON.stringify(init.body));
     const id = init.body.attachment_id;
 
-    const connected = await until(id, (a) => a.agent?.state === 'connected' && a.health === 'optimal', 'connected and optimal');
+    const connected = await until(
+      id,
+      (a) => a.agent?.state === 'connected' && a.health === 'optimal',
+      'connected and optimal',
+    );
     assert.equal(connected.agent.paths.length, 3);
     assert.match(connected.agent.device_path, /^\/dev\/nvme\d+n\d+$/);
     assert.equal(connected.agent.size_bytes, 2 ** 30);
@@ -91,12 +101,22 @@ describe('service, simulator and agent together', () => {
     await sim.node(optimizedNode, false);
     const degraded = await until(id, (a) => a.health === 'degraded', 'degraded after the node failed');
     assert.equal(degraded.agent.paths.filter((p: { state: string }) => p.state === 'live').length, 2);
-    assert.ok(degraded.agent.paths.some((p: { ana_state: string }) => p.ana_state === 'optimized'), 'the optimized path moved to a survivor');
+    assert.ok(
+      degraded.agent.paths.some((p: { ana_state: string }) => p.ana_state === 'optimized'),
+      'the optimized path moved to a survivor',
+    );
 
     await sim.node(optimizedNode, true);
-    await until(id, (a) => a.health === 'optimal' && a.agent.paths.every((p: { state: string }) => p.state === 'live'), 'optimal after recovery');
+    await until(
+      id,
+      (a) => a.health === 'optimal' && a.agent.paths.every((p: { state: string }) => p.state === 'live'),
+      'optimal after recovery',
+    );
 
-    const term = await t.http.post(`/v1/volumes/${volumeId}/terminate_connection`).set(admin()).send({ connector: conn });
+    const term = await t.http
+      .post(`/v1/volumes/${volumeId}/terminate_connection`)
+      .set(admin())
+      .send({ connector: conn });
     assert.equal(term.status, 200);
     await until(id, (a) => a.agent?.state === 'disconnected', 'disconnected by the agent');
     assert.deepEqual(host.controllers(), []);

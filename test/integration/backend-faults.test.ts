@@ -26,7 +26,10 @@ describe('backend faults', () => {
   });
 
   async function reachable(): Promise<boolean> {
-    return fetch(t.proxy!.url + '/api/v2/clusterinfo').then(() => true, () => false);
+    return fetch(t.proxy!.url + '/api/v2/clusterinfo').then(
+      () => true,
+      () => false,
+    );
   }
 
   it('a 5xx on the ACL update is a 502 naming the operation; nothing granted, the retry succeeds', async () => {
@@ -38,7 +41,10 @@ describe('backend faults', () => {
     assert.equal(r.body.error.code, 'backend_error');
     assert.match(r.body.error.message, /grantAccess/);
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
-    assert.deepEqual((await api.attachments(vol.id)).map((a) => a.status), ['error']);
+    assert.deepEqual(
+      (await api.attachments(vol.id)).map((a) => a.status),
+      ['error'],
+    );
 
     const again = await api.init(vol.id, conn);
     assert.equal(again.status, 200);
@@ -51,7 +57,10 @@ describe('backend faults', () => {
     const r = await api.init(vol.id, connector(NATIVE));
     assert.equal(r.status, 502, JSON.stringify(r.body));
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
-    assert.deepEqual((await api.attachments(vol.id)).map((a) => a.status), ['error']);
+    assert.deepEqual(
+      (await api.attachments(vol.id)).map((a) => a.status),
+      ['error'],
+    );
   });
 
   it('a backend that never answers is a 504 naming the operation; nothing granted', async () => {
@@ -77,7 +86,10 @@ describe('backend faults', () => {
     // Nothing is active: the attempt is recorded as `attaching`, since the backend could not
     // even be asked to undo it.
     const rows = await api.attachments(vol.id);
-    assert.deepEqual(rows.map((a) => a.status), ['attaching']);
+    assert.deepEqual(
+      rows.map((a) => a.status),
+      ['attaching'],
+    );
 
     await t.proxy!.start();
     const again = await api.init(vol.id, conn);
@@ -104,12 +116,21 @@ describe('backend faults', () => {
     const r = await api.term(vol.id, { connector: conn, force: false });
     assert.equal(r.status, 502, JSON.stringify(r.body));
     assert.match(r.body.error.message, /revokeAccess/);
-    assert.deepEqual((await api.attachments(vol.id)).map((x) => x.status), ['detaching']);
+    assert.deepEqual(
+      (await api.attachments(vol.id)).map((x) => x.status),
+      ['detaching'],
+    );
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
 
     const again = await api.term(vol.id, { connector: conn, force: false });
     assert.equal(again.status, 200);
-    assert.deepEqual(again.body, { revoked: true, shared: false, detached: [a.body.attachment_id], revoked_hosts: [conn.nqn], pending: [] });
+    assert.deepEqual(again.body, {
+      revoked: true,
+      shared: false,
+      detached: [a.body.attachment_id],
+      revoked_hosts: [conn.nqn],
+      pending: [],
+    });
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
   });
 
@@ -131,6 +152,10 @@ describe('backend faults', () => {
     const r = await api.create({ id });
     assert.equal(r.status, 502, JSON.stringify(r.body));
     const state = await sim.state();
-    assert.equal(state.volumes.some((v: { name: string }) => v.name === `volume-${id}`), false, 'the Failed volume was deleted');
+    assert.equal(
+      state.volumes.some((v: { name: string }) => v.name === `volume-${id}`),
+      false,
+      'the Failed volume was deleted',
+    );
   });
 });

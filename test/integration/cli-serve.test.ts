@@ -18,7 +18,10 @@ describe('portalis serve with no configuration', () => {
 
   async function serve() {
     // Port 0 only so that the test never collides; everything else is the default.
-    const p = startCli(['serve'], cleanEnv({ PORTALIS_DATA_DIR: dataDir, PORTALIS_PORT: '0', PORTALIS_LOG_LEVEL: 'warn' }));
+    const p = startCli(
+      ['serve'],
+      cleanEnv({ PORTALIS_DATA_DIR: dataDir, PORTALIS_PORT: '0', PORTALIS_LOG_LEVEL: 'warn' }),
+    );
     const [, url] = await p.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
     const [, token] = await p.waitFor(/admin token: (\S+)/);
     return { p, url: url!, token: token! };
@@ -32,10 +35,23 @@ describe('portalis serve with no configuration', () => {
       assert.equal(statSync(path.join(dataDir, 'admin-token')).mode & 0o777, 0o600);
       const h = { authorization: `Bearer ${first.token}`, 'content-type': 'application/json' };
       const id = randomUUID();
-      const created = await fetch(`${first.url}/v1/volumes`, { method: 'POST', headers: h, body: JSON.stringify({ id, size_gb: 1 }) });
+      const created = await fetch(`${first.url}/v1/volumes`, {
+        method: 'POST',
+        headers: h,
+        body: JSON.stringify({ id, size_gb: 1 }),
+      });
       assert.equal(created.status, 201);
-      const conn = { nqn: `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`, host: 'cli-host', multipath: true, nvme_native_multipath: true };
-      const init = await fetch(`${first.url}/v1/volumes/${id}/initialize_connection`, { method: 'POST', headers: h, body: JSON.stringify({ connector: conn }) });
+      const conn = {
+        nqn: `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`,
+        host: 'cli-host',
+        multipath: true,
+        nvme_native_multipath: true,
+      };
+      const init = await fetch(`${first.url}/v1/volumes/${id}/initialize_connection`, {
+        method: 'POST',
+        headers: h,
+        body: JSON.stringify({ connector: conn }),
+      });
       assert.equal(init.status, 200);
       const body = (await init.json()) as { connection_info: { data: { portals: unknown[] } } };
       assert.equal(body.connection_info.data.portals.length, 3);
@@ -48,7 +64,9 @@ describe('portalis serve with no configuration', () => {
       assert.equal(second.token, first.token);
       assert.match(second.p.output(), /kept in/);
       // The database survived the restart too.
-      const list = await fetch(`${second.url}/v1/attachments`, { headers: { authorization: `Bearer ${second.token}` } });
+      const list = await fetch(`${second.url}/v1/attachments`, {
+        headers: { authorization: `Bearer ${second.token}` },
+      });
       assert.equal(((await list.json()) as { attachments: unknown[] }).attachments.length, 1);
     } finally {
       await second.p.stop();

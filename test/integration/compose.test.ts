@@ -13,12 +13,23 @@ import { ROOT } from '../support/cli.ts';
  */
 describe('docker-compose.yml', () => {
   const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as {
-    services: Record<string, { image?: string; build?: string; command?: string[]; environment?: Record<string, string>; ports?: string[]; depends_on?: Record<string, unknown> }>;
+    services: Record<
+      string,
+      {
+        image?: string;
+        build?: string;
+        command?: string[];
+        environment?: Record<string, string>;
+        ports?: string[];
+        depends_on?: Record<string, unknown>;
+      }
+    >;
   };
   const { postgres, sim, portalis } = compose.services;
   const containerPort = (ports: string[] | undefined) => Number(ports?.[0]?.split(':')[1]);
   // ${VAR:-default} as compose substitutes it with VAR unset.
-  const substitute = (env: Record<string, string>) => Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v).replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$1')]));
+  const substitute = (env: Record<string, string>) =>
+    Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v).replace(/\$\{[A-Z_]+:-([^}]*)\}/g, '$1')]));
 
   it('has PostgreSQL, the simulator and the service', () => {
     assert.deepEqual(Object.keys(compose.services).sort(), ['portalis', 'postgres', 'sim']);
@@ -57,9 +68,12 @@ describe('docker-compose.yml', () => {
   it('builds one image whose entrypoint is the portalis CLI with everything it loads at run time', () => {
     const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
     assert.match(dockerfile, /ENTRYPOINT \["node", "bin\/portalis\.mjs"\]/);
-    for (const dir of ['bin', 'src', 'api-spec', 'db']) assert.match(dockerfile, new RegExp(`COPY ${dir} `), `the image copies ${dir}/`);
+    for (const dir of ['bin', 'src', 'api-spec', 'db'])
+      assert.match(dockerfile, new RegExp(`COPY ${dir} `), `the image copies ${dir}/`);
     assert.match(dockerfile, /npm ci --omit=dev/);
-    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
     assert.ok(pkg.dependencies.tsx, 'tsx is a runtime dependency, since the image omits dev dependencies');
   });
 });

@@ -17,7 +17,8 @@ describe('database unavailable', () => {
     t = await startTarget();
     dbName = (await t.http.get('/readyz')).status === 200 ? (t.databaseName as string) : '';
     const conn = connector();
-    hostToken = (await t.http.post('/v1/hosts').set('authorization', `Bearer ${t.token}`).send({ nqn: conn.nqn })).body.token;
+    hostToken = (await t.http.post('/v1/hosts').set('authorization', `Bearer ${t.token}`).send({ nqn: conn.nqn })).body
+      .token;
   });
   after(async () => {
     await admin.raw(`ALTER DATABASE ${dbName} ALLOW_CONNECTIONS true`);
@@ -27,7 +28,10 @@ describe('database unavailable', () => {
 
   async function cutOff(): Promise<void> {
     await admin.raw(`ALTER DATABASE ${dbName} ALLOW_CONNECTIONS false`);
-    await admin.raw('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ? AND pid <> pg_backend_pid()', [dbName]);
+    await admin.raw(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ? AND pid <> pg_backend_pid()',
+      [dbName],
+    );
   }
 
   it('answers 503 for host tokens, admin calls and readiness, and recovers', async () => {

@@ -37,7 +37,10 @@ describe('attach while a replica node is down', () => {
     const dm = await api.init(id, connector(DM));
     assert.equal(dm.body.connection_info.data.dm_replicas.length, 3);
     const single = await api.init(id, connector());
-    assert.notEqual(`${single.body.connection_info.data.portals[0][0]}:${single.body.connection_info.data.portals[0][1]}`, endpoint(optimized));
+    assert.notEqual(
+      `${single.body.connection_info.data.portals[0][0]}:${single.body.connection_info.data.portals[0][1]}`,
+      endpoint(optimized),
+    );
 
     for (const n of v.replicas as string[]) await sim.node(n, false);
     const none = await api.init(id, connector(NATIVE));

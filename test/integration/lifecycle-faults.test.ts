@@ -63,7 +63,11 @@ describe('volume lifecycle under backend faults (in-process)', () => {
       const again = await api.create({ id });
       assert.equal(again.status, 200, JSON.stringify(again.body));
       assert.equal(again.body.status, 'available');
-      assert.equal((await sim.state()).volumes.filter((x: { name: string }) => x.name === `volume-${id}`).length, 1, 'one backend volume');
+      assert.equal(
+        (await sim.state()).volumes.filter((x: { name: string }) => x.name === `volume-${id}`).length,
+        1,
+        'one backend volume',
+      );
     });
 
     it('a delete stuck in Deleting past the deadline is a 504 naming the state; the retry finishes', async () => {
@@ -86,7 +90,10 @@ describe('volume lifecycle under backend faults (in-process)', () => {
       assert.match(r.body.error.message, /createSnapshot.*still in state Creating/);
       const again = await api.snap(v.id, { id });
       assert.equal(again.status, 200, JSON.stringify(again.body));
-      assert.equal((await sim.state()).snapshots.filter((s: { name: string }) => s.name === `snapshot-${id}`).length, 1);
+      assert.equal(
+        (await sim.state()).snapshots.filter((s: { name: string }) => s.name === `snapshot-${id}`).length,
+        1,
+      );
     });
   });
 
@@ -134,13 +141,18 @@ describe('volume lifecycle under backend faults (in-process)', () => {
       assert.equal(again.body.status, 'available');
     });
 
-    it('a backend that creates from a snapshot at the snapshot\'s size: the volume is grown to the size asked', async () => {
+    it("a backend that creates from a snapshot at the snapshot's size: the volume is grown to the size asked", async () => {
       const src = await api.created({ size_gb: 2 });
       const s = (await api.snap(src.id)).body;
       const cluster = t.sim!.cluster;
       const original = cluster.createVolume.bind(cluster);
       cluster.createVolume = (project, spec) =>
-        original(project, spec.sourceSnapshotUuid ? { ...spec, sizeBytes: cluster.getSnapshot(project, spec.sourceSnapshotUuid)!.sizeBytes } : spec);
+        original(
+          project,
+          spec.sourceSnapshotUuid
+            ? { ...spec, sizeBytes: cluster.getSnapshot(project, spec.sourceSnapshotUuid)!.sizeBytes }
+            : spec,
+        );
       try {
         const r = await api.create({ size_gb: 5, source: { snapshot_id: s.id } });
         assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -159,12 +171,18 @@ describe('volume lifecycle under backend faults (in-process)', () => {
     assert.equal((await api.extend(v.id, 3)).status, 200);
     await t.sim!.cluster.settled();
     const dp = t.sim!.cluster.dataPlane as MemoryDataPlane;
-    assert.deepEqual(dp.callsOf('resizeNamespace').filter((c) => c.volumeUuid === v.backend_uuid).map((c) => c.sizeBytes), [3 * GiB]);
+    assert.deepEqual(
+      dp
+        .callsOf('resizeNamespace')
+        .filter((c) => c.volumeUuid === v.backend_uuid)
+        .map((c) => c.sizeBytes),
+      [3 * GiB],
+    );
     assert.equal(dp.namespaces.get(v.backend_uuid)?.sizeBytes, 3 * GiB);
     assert.deepEqual(dp.allowedHosts.includes(conn.nqn as string), true, 'the host keeps its access');
   });
 
-  it('capabilities with an unreadable capacity answer 200 with \'unknown\' figures, not an error', async () => {
+  it("capabilities with an unreadable capacity answer 200 with 'unknown' figures, not an error", async () => {
     // count 5: the path also matches /clusterinfo, which must not use up the fault.
     await sim.faults({ failNext: { count: 5, status: 500, method: 'GET', path: '/api/v2/cluster' } });
     const r = await t.http.get('/v1/capabilities').set(api.auth());

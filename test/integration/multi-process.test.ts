@@ -26,11 +26,19 @@ describe('two service processes on one database', () => {
     const database = await createTestDatabase();
     drop = database.drop;
     sim = await startSimServer({ port: 0, nodes: 3 });
-    const config = loadConfig({ DATABASE_URL: database.url, PORTALIS_SIM_URL: sim.url, PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20' });
+    const config = loadConfig({
+      DATABASE_URL: database.url,
+      PORTALIS_SIM_URL: sim.url,
+      PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
+    });
     apps = [];
     for (let i = 0; i < 2; i++) {
       const { deps } = await composeDeps(config, silentLogger, stops);
-      apps.push(supertest.agent(await createApp({ deps, auth: new Authenticator(token, deps), logger: silentLogger, readiness: [] })));
+      apps.push(
+        supertest.agent(
+          await createApp({ deps, auth: new Authenticator(token, deps), logger: silentLogger, readiness: [] }),
+        ),
+      );
     }
   });
   after(async () => {
@@ -46,7 +54,9 @@ describe('two service processes on one database', () => {
     const conn = connector(NATIVE);
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
-        apps[i % 2]!.post(`/v1/volumes/${id}/initialize_connection`).set('authorization', `Bearer ${token}`).send({ connector: conn }),
+        apps[i % 2]!.post(`/v1/volumes/${id}/initialize_connection`)
+          .set('authorization', `Bearer ${token}`)
+          .send({ connector: conn }),
       ),
     );
     for (const r of results) assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -64,16 +74,24 @@ describe('two service processes on one database', () => {
     const waiting = apps[0]!.get('/v1/agent/attachments').query({ since: v0, wait: 60 }).set(hostAuth);
     const id = randomUUID();
     await apps[1]!.post('/v1/volumes').set('authorization', `Bearer ${token}`).send({ id, size_gb: 1 });
-    const init = await apps[1]!.post(`/v1/volumes/${id}/initialize_connection`).set('authorization', `Bearer ${token}`).send({ connector: conn });
+    const init = await apps[1]!
+      .post(`/v1/volumes/${id}/initialize_connection`)
+      .set('authorization', `Bearer ${token}`)
+      .send({ connector: conn });
     const woken = await waiting;
     assert.notEqual(woken.body.version, v0);
-    assert.deepEqual(woken.body.attachments.map((a: { id: string }) => a.id), [init.body.attachment_id]);
+    assert.deepEqual(
+      woken.body.attachments.map((a: { id: string }) => a.id),
+      [init.body.attachment_id],
+    );
   });
 
   it('concurrent creates of one volume across both make one backend volume', async () => {
     const id = randomUUID();
     const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => apps[i % 2]!.post('/v1/volumes').set('authorization', `Bearer ${token}`).send({ id, size_gb: 2 })),
+      Array.from({ length: 10 }, (_, i) =>
+        apps[i % 2]!.post('/v1/volumes').set('authorization', `Bearer ${token}`).send({ id, size_gb: 2 }),
+      ),
     );
     assert.deepEqual(results.map((r) => r.status).sort(), [200, 200, 200, 200, 200, 200, 200, 200, 200, 201]);
     assert.equal(new Set(results.map((r) => r.body.backend_uuid)).size, 1);

@@ -24,23 +24,43 @@ describe('secrets never reach the log', () => {
   it('neither the admin token, a host token, a wrong token nor the backend JWT is logged, on success or failure', async () => {
     const wrong = `wrong-${randomUUID()}`;
     const id = randomUUID();
-    assert.equal((await t.http.post('/v1/volumes').set('authorization', `Bearer ${t.token}`).send({ id, size_gb: 1, multiattach: true })).status, 201);
-    const ok = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set('authorization', `Bearer ${t.token}`).send({ connector: connector(NATIVE) });
+    assert.equal(
+      (
+        await t.http
+          .post('/v1/volumes')
+          .set('authorization', `Bearer ${t.token}`)
+          .send({ id, size_gb: 1, multiattach: true })
+      ).status,
+      201,
+    );
+    const ok = await t.http
+      .post(`/v1/volumes/${id}/initialize_connection`)
+      .set('authorization', `Bearer ${t.token}`)
+      .send({ connector: connector(NATIVE) });
     assert.equal(ok.status, 200);
     assert.equal((await t.http.get('/v1/attachments').set('authorization', `Bearer ${wrong}`)).status, 401);
     await new SimView(t.simUrl, t.simJwt).faults({ failNext: { count: 1, status: 500, method: 'PUT' } });
-    const failed = await t.http.post(`/v1/volumes/${id}/initialize_connection`).set('authorization', `Bearer ${t.token}`).send({ connector: connector(NATIVE) });
+    const failed = await t.http
+      .post(`/v1/volumes/${id}/initialize_connection`)
+      .set('authorization', `Bearer ${t.token}`)
+      .send({ connector: connector(NATIVE) });
     assert.equal(failed.status, 502);
     assert.ok(logged.includes('backend_error'), 'the backend failure is logged');
     const conn = connector(NATIVE);
-    const hostToken = (await t.http.post('/v1/hosts').set('authorization', `Bearer ${t.token}`).send({ nqn: conn.nqn })).body.token as string;
+    const hostToken = (await t.http.post('/v1/hosts').set('authorization', `Bearer ${t.token}`).send({ nqn: conn.nqn }))
+      .body.token as string;
     assert.match(hostToken, /^pth_/);
-    assert.equal((await t.http.post('/v1/agent/register').set('authorization', `Bearer ${hostToken}`).send({ connector: conn })).status, 200);
+    assert.equal(
+      (await t.http.post('/v1/agent/register').set('authorization', `Bearer ${hostToken}`).send({ connector: conn }))
+        .status,
+      200,
+    );
     assert.equal((await t.http.get('/v1/agent/attachments').set('authorization', `Bearer ${hostToken}x`)).status, 401);
     assert.ok(logged.includes('"msg":"request"'), 'requests are logged');
     assert.ok(logged.includes('host token issued'));
     assert.equal(logged.includes(hostToken), false, 'a host token appears in the log');
     assert.ok(logged.includes('connection initialized'));
-    for (const secret of [t.token, wrong, jwt]) assert.equal(logged.includes(secret), false, 'a secret appears in the log');
+    for (const secret of [t.token, wrong, jwt])
+      assert.equal(logged.includes(secret), false, 'a secret appears in the log');
   });
 });

@@ -98,7 +98,13 @@ const firstLine = (text: string) => text.split('\n')[0]!.trim();
  * then one line for the boot with the shared costs. A part with no result fails, saying why;
  * a boot that failed although every part passed (its teardown) counts as one more failure.
  */
-function reportGroup(s: Scenario, parts: string[], r: BootResult, g: GroupResult | null, hostMs: number): { passed: number; failed: number } {
+function reportGroup(
+  s: Scenario,
+  parts: string[],
+  r: BootResult,
+  g: GroupResult | null,
+  hostMs: number,
+): { passed: number; failed: number } {
   let passed = 0;
   let failed = 0;
   for (const name of parts) {
@@ -112,7 +118,11 @@ function reportGroup(s: Scenario, parts: string[], r: BootResult, g: GroupResult
     } else {
       failed++;
       const skipped = g?.skipped.find((p) => p.name === name);
-      const why = skipped ? firstLine(skipped.why) : g?.setupError ? `not run: the shared setup failed: ${firstLine(g.setupError)}` : `not run: ${whyNotExited(r, s)}`;
+      const why = skipped
+        ? firstLine(skipped.why)
+        : g?.setupError
+          ? `not run: the shared setup failed: ${firstLine(g.setupError)}`
+          : `not run: ${whyNotExited(r, s)}`;
       console.log(`FAIL ${name}  ${why}`);
     }
   }
@@ -131,7 +141,12 @@ function reportGroup(s: Scenario, parts: string[], r: BootResult, g: GroupResult
   return { passed, failed };
 }
 
-async function runScenario(s: Scenario, parts: string[] | null, kernel: KernelArtifacts, verbose: boolean): Promise<Outcome> {
+async function runScenario(
+  s: Scenario,
+  parts: string[] | null,
+  kernel: KernelArtifacts,
+  verbose: boolean,
+): Promise<Outcome> {
   await mkdir(RUNS_DIR, { recursive: true });
   const runDir = await mkdtemp(path.join(RUNS_DIR, `${s.name}-`));
   const count = parts?.length ?? 1;
@@ -146,7 +161,8 @@ async function runScenario(s: Scenario, parts: string[] | null, kernel: KernelAr
       host = await s.host?.();
     } catch (err) {
       // Nothing was tested: a failure of the scenario, never a pass or a skip.
-      for (const name of parts ?? [s.name]) console.log(`FAIL ${name}  its host side did not start: ${err instanceof Error ? err.stack : String(err)}`);
+      for (const name of parts ?? [s.name])
+        console.log(`FAIL ${name}  its host side did not start: ${err instanceof Error ? err.stack : String(err)}`);
       console.log(`  run folder kept: ${runDir}`);
       return { passed: 0, failed: count, runDir };
     }

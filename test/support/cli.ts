@@ -39,7 +39,10 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
     output: () => out,
     waitFor(re, timeoutMs = 60_000) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${re}; output:\n${out}`)), timeoutMs);
+        const timer = setTimeout(
+          () => finish(new Error(`timed out after ${timeoutMs} ms waiting for ${re}; output:\n${out}`)),
+          timeoutMs,
+        );
         const check = () => {
           const m = re.exec(out);
           if (m) finish(null, m);

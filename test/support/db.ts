@@ -8,7 +8,8 @@ import { openDb, type Db } from '../../src/store/db.ts';
  */
 export async function createTestDatabase(): Promise<{ url: string; db: Db; drop: () => Promise<void> }> {
   const base = process.env.DATABASE_URL;
-  if (!base) throw new Error('DATABASE_URL is not set: run the tests through `npm test`, which starts an embedded PostgreSQL');
+  if (!base)
+    throw new Error('DATABASE_URL is not set: run the tests through `npm test`, which starts an embedded PostgreSQL');
   const name = `portalis_test_${randomBytes(6).toString('hex')}`;
   const admin = knexFactory({ client: 'pg', connection: base, pool: { min: 0, max: 1 } });
   await admin.raw(`CREATE DATABASE ${name}`);

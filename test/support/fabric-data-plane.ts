@@ -26,7 +26,10 @@ export class FabricDataPlane implements DataPlane {
   async start(subsystemNqn: string, nodes: SimNodeEndpoint[]): Promise<void> {
     this.nqn = subsystemNqn;
     this.nodes = nodes;
-    this.host.fabric.addSubsystem(subsystemNqn, nodes.map((n) => ({ address: n.address, port: n.port })));
+    this.host.fabric.addSubsystem(
+      subsystemNqn,
+      nodes.map((n) => ({ address: n.address, port: n.port })),
+    );
   }
 
   async addNamespace(ns: NamespaceSpec): Promise<void> {

@@ -26,7 +26,8 @@ export const simFaults = (t: SimTarget): Promise<any> => view(t).faultsNow();
  * Undoes the faults a test set, field by field (never `DELETE /sim/v1/faults`: by URL, other
  * test files share the simulator).
  */
-export const resetFaults = (t: SimTarget): Promise<void> => view(t).faults({ failNext: null, hangNext: null, stateDelayMs: 0 });
+export const resetFaults = (t: SimTarget): Promise<void> =>
+  view(t).faults({ failNext: null, hangNext: null, stateDelayMs: 0 });
 
 /** A volume as `POST /v1/volumes` answers it. */
 export interface CreatedVolume {
@@ -40,7 +41,11 @@ export interface CreatedVolume {
 /** Orchestrator calls with the admin token. */
 export function lifecycleClient(t: Target) {
   const auth = () => ({ authorization: `Bearer ${t.token}` });
-  const create = (body: Record<string, unknown> = {}) => t.http.post('/v1/volumes').set(auth()).send({ id: randomUUID(), size_gb: 1, ...body });
+  const create = (body: Record<string, unknown> = {}) =>
+    t.http
+      .post('/v1/volumes')
+      .set(auth())
+      .send({ id: randomUUID(), size_gb: 1, ...body });
   return {
     auth,
     create,
@@ -51,16 +56,29 @@ export function lifecycleClient(t: Target) {
       return r.body;
     },
     get: (id: string) => t.http.get(`/v1/volumes/${id}`).set(auth()),
-    del: (id: string, force?: boolean) => t.http.delete(`/v1/volumes/${id}`).query(force === undefined ? {} : { force }).set(auth()),
-    extend: (id: string, size: number) => t.http.post(`/v1/volumes/${id}/extend`).set(auth()).send({ new_size_gb: size }),
+    del: (id: string, force?: boolean) =>
+      t.http
+        .delete(`/v1/volumes/${id}`)
+        .query(force === undefined ? {} : { force })
+        .set(auth()),
+    extend: (id: string, size: number) =>
+      t.http.post(`/v1/volumes/${id}/extend`).set(auth()).send({ new_size_gb: size }),
     snap: (volumeId: string, body: Record<string, unknown> = {}) =>
-      t.http.post(`/v1/volumes/${volumeId}/snapshots`).set(auth()).send({ id: randomUUID(), ...body }),
+      t.http
+        .post(`/v1/volumes/${volumeId}/snapshots`)
+        .set(auth())
+        .send({ id: randomUUID(), ...body }),
     getSnap: (id: string) => t.http.get(`/v1/snapshots/${id}`).set(auth()),
     listSnaps: (volumeId: string) => t.http.get(`/v1/volumes/${volumeId}/snapshots`).set(auth()),
     delSnap: (id: string) => t.http.delete(`/v1/snapshots/${id}`).set(auth()),
     init: (id: string, connector: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-      t.http.post(`/v1/volumes/${id}/initialize_connection`).set(auth()).send({ connector, ...extra }),
-    term: (id: string, body: Record<string, unknown>) => t.http.post(`/v1/volumes/${id}/terminate_connection`).set(auth()).send(body),
-    attachments: async (volumeId: string) => (await t.http.get('/v1/attachments').query({ volume_id: volumeId }).set(auth())).body.attachments as any[],
+      t.http
+        .post(`/v1/volumes/${id}/initialize_connection`)
+        .set(auth())
+        .send({ connector, ...extra }),
+    term: (id: string, body: Record<string, unknown>) =>
+      t.http.post(`/v1/volumes/${id}/terminate_connection`).set(auth()).send(body),
+    attachments: async (volumeId: string) =>
+      (await t.http.get('/v1/attachments').query({ volume_id: volumeId }).set(auth())).body.attachments as any[],
   };
 }

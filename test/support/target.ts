@@ -65,7 +65,14 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
   }
   const log = opts.logger ?? silentLogger;
   const database = await createTestDatabase();
-  const sim = await startSimServer({ host: '127.0.0.1', port: 0, nodes: 3, logger: log, jwt: opts.simJwt, dataPlane: opts.dataPlane });
+  const sim = await startSimServer({
+    host: '127.0.0.1',
+    port: 0,
+    nodes: 3,
+    logger: log,
+    jwt: opts.simJwt,
+    dataPlane: opts.dataPlane,
+  });
   const stops: (() => Promise<void>)[] = [];
   const proxy = opts.proxy ? new TcpProxy(Number(new URL(sim.url).port)) : undefined;
   await proxy?.start();
@@ -153,7 +160,10 @@ export interface SimObject {
 
 /** Reads the simulator through its own LightOS API and admin API. */
 export class SimView {
-  constructor(private readonly url: string, private readonly jwt?: string) {}
+  constructor(
+    private readonly url: string,
+    private readonly jwt?: string,
+  ) {}
 
   private async get(path: string): Promise<any> {
     const r = await fetch(this.url + path, { headers: this.jwt ? { authorization: `Bearer ${this.jwt}` } : {} });
@@ -197,7 +207,11 @@ export class SimView {
   }
 
   async faults(body: Record<string, unknown>): Promise<void> {
-    const r = await fetch(`${this.url}/sim/v1/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const r = await fetch(`${this.url}/sim/v1/faults`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     if (!r.ok) throw new Error(`PUT /sim/v1/faults: ${r.status} ${await r.text()}`);
   }
 

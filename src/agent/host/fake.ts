@@ -35,7 +35,11 @@ export interface RecordedCommand {
   result: RunResult;
 }
 
-type Script = { match: (cmd: string, args: readonly string[]) => boolean; reply: RunResult | (() => RunResult | Promise<RunResult>); times: number };
+type Script = {
+  match: (cmd: string, args: readonly string[]) => boolean;
+  reply: RunResult | (() => RunResult | Promise<RunResult>);
+  times: number;
+};
 
 export const FAKE_HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555';
 const SELF_PID = 4242;
@@ -76,7 +80,8 @@ export class FakeHost implements HostPort {
     if (this.dm.opts.installed) this.fs.mkdirp('/sys/module/dm_multipath');
     this.fs.writeFile('/sys/class/dmi/id/product_uuid', '4c4c4544-0042-3510-8052-b4c04f333532\n', { mode: 0o400 });
     if (opts.hostnqn !== null) this.fs.writeFile('/etc/nvme/hostnqn', `${opts.hostnqn ?? FAKE_HOSTNQN}\n`);
-    if (opts.hostid !== null) this.fs.writeFile('/etc/nvme/hostid', `${opts.hostid ?? FAKE_HOSTNQN.split(':uuid:')[1]}\n`);
+    if (opts.hostid !== null)
+      this.fs.writeFile('/etc/nvme/hostid', `${opts.hostid ?? FAKE_HOSTNQN.split(':uuid:')[1]}\n`);
     this.fs.mkdirp(`/proc/${SELF_PID}/fd`);
     this.fs.symlink('/proc/self', String(SELF_PID));
     this.fs.writeFile('/proc/swaps', 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n');
@@ -95,7 +100,9 @@ export class FakeHost implements HostPort {
       if (script) {
         script.times--;
         const reply = typeof script.reply === 'function' ? script.reply() : script.reply;
-        result = opts.timeoutMs ? await Promise.race([reply, this.clock.sleep(opts.timeoutMs).then(() => timedOut(cmd, opts.timeoutMs!))]) : await reply;
+        result = opts.timeoutMs
+          ? await Promise.race([reply, this.clock.sleep(opts.timeoutMs).then(() => timedOut(cmd, opts.timeoutMs!))])
+          : await reply;
       } else {
         // Microtask only: with a ManualClock everything that does not wait on the clock finishes
         // within one `advance()`, which keeps tests deterministic. Concurrency tests use scripts
@@ -135,7 +142,8 @@ export class FakeHost implements HostPort {
   }
 
   async writeFile(p: string, data: string, opts: { mode?: number } = {}): Promise<void> {
-    if (p.startsWith('/sys/') && this.fs.read(p) === null) throw Object.assign(new Error(`ENOENT: ${p}`), { code: 'ENOENT' });
+    if (p.startsWith('/sys/') && this.fs.read(p) === null)
+      throw Object.assign(new Error(`ENOENT: ${p}`), { code: 'ENOENT' });
     this.fs.writeFile(p, data, opts);
   }
 
@@ -253,7 +261,11 @@ export class FakeHost implements HostPort {
     const lines = [`22 1 0:21 / / rw,relatime shared:1 - overlay overlay rw`];
     // mountinfo escapes space, tab, newline and backslash as octal (\040 …).
     const esc = (v: string) => v.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
-    this.mounts.forEach((m, i) => lines.push(`${40 + i} 22 ${m.majMin} / ${esc(m.target)} rw,relatime shared:${10 + i} - ${m.fstype} ${esc(m.source)} rw`));
+    this.mounts.forEach((m, i) =>
+      lines.push(
+        `${40 + i} 22 ${m.majMin} / ${esc(m.target)} rw,relatime shared:${10 + i} - ${m.fstype} ${esc(m.source)} rw`,
+      ),
+    );
     this.fs.writeFile(`/proc/${SELF_PID}/mountinfo`, lines.join('\n') + '\n');
   }
 

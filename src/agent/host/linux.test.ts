@@ -10,15 +10,25 @@ describe('LinuxHost', () => {
   let host: LinuxHost;
   before(async () => {
     root = await mkdtemp(path.join(tmpdir(), 'portalis-linuxhost-'));
-    for (const d of ['sys/devices/x', 'sys/block', 'dev', 'etc', 'proc']) await mkdir(path.join(root, d), { recursive: true });
+    for (const d of ['sys/devices/x', 'sys/block', 'dev', 'etc', 'proc'])
+      await mkdir(path.join(root, d), { recursive: true });
     await writeFile(path.join(root, 'sys/devices/x/size'), '2048\n');
     await symlink('../devices/x', path.join(root, 'sys/block/nvme0n1'));
-    host = new LinuxHost({ sysRoot: path.join(root, 'sys'), devRoot: path.join(root, 'dev'), etcRoot: path.join(root, 'etc'), procRoot: path.join(root, 'proc') });
+    host = new LinuxHost({
+      sysRoot: path.join(root, 'sys'),
+      devRoot: path.join(root, 'dev'),
+      etcRoot: path.join(root, 'etc'),
+      procRoot: path.join(root, 'proc'),
+    });
   });
   after(() => rm(root, { recursive: true, force: true }));
 
   it('runs commands without rejecting on a non-zero exit', async () => {
-    assert.deepEqual(await host.run('sh', ['-c', 'echo out; echo err >&2; exit 3']), { code: 3, stdout: 'out\n', stderr: 'err\n' });
+    assert.deepEqual(await host.run('sh', ['-c', 'echo out; echo err >&2; exit 3']), {
+      code: 3,
+      stdout: 'out\n',
+      stderr: 'err\n',
+    });
   });
 
   it('answers 127 for a binary that is not there, and 124 on timeout', async () => {

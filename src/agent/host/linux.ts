@@ -8,7 +8,14 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type Clock, systemClock } from '../../shared/clock.ts';
-import { DEFAULT_ROOTS, type HostPort, type HostRoots, type NetworkAddress, type RunOptions, type RunResult } from './port.ts';
+import {
+  DEFAULT_ROOTS,
+  type HostPort,
+  type HostRoots,
+  type NetworkAddress,
+  type RunOptions,
+  type RunResult,
+} from './port.ts';
 
 const MISSING = new Set(['ENOENT', 'ENOTDIR', 'ENODEV', 'ENXIO']);
 /** After SIGTERM on timeout, how long a command gets before SIGKILL. */

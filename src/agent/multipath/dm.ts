@@ -7,7 +7,14 @@ import { poll } from '../../shared/poll.ts';
 import type { AttachSpec } from '../connection-data.ts';
 import { AgentError } from '../errors.ts';
 import { type ObservedPath, healthOf } from '../health.ts';
-import { type AgentContext, type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
+import {
+  type AgentContext,
+  type PortalState,
+  connectFailed,
+  connectPortals,
+  portalStates,
+  rescan,
+} from '../portals.ts';
 import { type BlockNamespace, dmHolders, identify, listNamespaces, readNativeMultipath } from '../sysfs.ts';
 import { describePaths, type Located } from './native.ts';
 
@@ -34,7 +41,8 @@ function pathDevices(all: BlockNamespace[], spec: AttachSpec): BlockNamespace[] 
 export async function findMap(ctx: AgentContext, spec: AttachSpec, devices: BlockNamespace[]): Promise<DmMap | null> {
   const wwid = mapWwid(spec);
   for (const d of devices) {
-    for (const h of await dmHolders(ctx.host, d.name)) if (h.name && (h.uuid === `mpath-${wwid}` || h.uuid === null)) return { dm: h.dm, name: h.name };
+    for (const h of await dmHolders(ctx.host, d.name))
+      if (h.name && (h.uuid === `mpath-${wwid}` || h.uuid === null)) return { dm: h.dm, name: h.name };
   }
   // No path left (all controllers gone) but the map may still be there: scan the dm devices.
   for (const dm of (await ctx.host.readdir('/sys/block')).filter((n) => n.startsWith('dm-'))) {
@@ -52,17 +60,23 @@ async function multipathdPathStates(ctx: AgentContext, wwid: string): Promise<Ma
   const r = await ctx.host.run('multipathd', ['show', 'maps', 'json'], { timeoutMs: ctx.commandTimeoutMs });
   if (r.code === 0) {
     try {
-      const j = JSON.parse(r.stdout) as { maps?: { uuid?: string; path_groups?: { paths?: { dev?: string; dm_st?: string; chk_st?: string }[] }[] }[] };
+      const j = JSON.parse(r.stdout) as {
+        maps?: { uuid?: string; path_groups?: { paths?: { dev?: string; dm_st?: string; chk_st?: string }[] }[] }[];
+      };
       for (const m of j.maps ?? []) {
         if (m.uuid !== wwid) continue;
-        for (const g of m.path_groups ?? []) for (const p of g.paths ?? []) if (p.dev) states.set(p.dev, p.dm_st === 'active' && p.chk_st !== 'faulty' ? 'active' : 'failed');
+        for (const g of m.path_groups ?? [])
+          for (const p of g.paths ?? [])
+            if (p.dev) states.set(p.dev, p.dm_st === 'active' && p.chk_st !== 'faulty' ? 'active' : 'failed');
       }
       return states;
     } catch {
       // fall through to the text format (older multipath-tools without json, or garbled output)
     }
   }
-  const t = await ctx.host.run('multipathd', ['show', 'paths', 'raw', 'format', '%d %w %t %T %o %m'], { timeoutMs: ctx.commandTimeoutMs });
+  const t = await ctx.host.run('multipathd', ['show', 'paths', 'raw', 'format', '%d %w %t %T %o %m'], {
+    timeoutMs: ctx.commandTimeoutMs,
+  });
   for (const line of t.code === 0 ? t.stdout.split('\n') : []) {
     const [dev, w, dmSt, chkSt] = line.trim().split(/\s+/);
     if (dev && w === wwid) states.set(dev, dmSt === 'active' && chkSt !== 'faulty' ? 'active' : 'failed');
@@ -70,7 +84,13 @@ async function multipathdPathStates(ctx: AgentContext, wwid: string): Promise<Ma
   return states;
 }
 
-async function dmPaths(ctx: AgentContext, spec: AttachSpec, all: BlockNamespace[], statesByTarget: PortalState[][], map: DmMap | null): Promise<ObservedPath[]> {
+async function dmPaths(
+  ctx: AgentContext,
+  spec: AttachSpec,
+  all: BlockNamespace[],
+  statesByTarget: PortalState[][],
+  map: DmMap | null,
+): Promise<ObservedPath[]> {
   const dmStates = map ? await multipathdPathStates(ctx, mapWwid(spec)) : new Map<string, string>();
   const devices = pathDevices(all, spec);
   return spec.targets.flatMap((t, i) =>
@@ -82,26 +102,47 @@ async function dmPaths(ctx: AgentContext, spec: AttachSpec, all: BlockNamespace[
   );
 }
 
-export async function locateDm(ctx: AgentContext, spec: AttachSpec, hostNqn: string | null): Promise<Located & { map: DmMap | null; devices: BlockNamespace[] }> {
-  const [all, statesByTarget] = await Promise.all([listNamespaces(ctx.host), Promise.all(spec.targets.map((t) => portalStates(ctx, t, hostNqn)))]);
+export async function locateDm(
+  ctx: AgentContext,
+  spec: AttachSpec,
+  hostNqn: string | null,
+): Promise<Located & { map: DmMap | null; devices: BlockNamespace[] }> {
+  const [all, statesByTarget] = await Promise.all([
+    listNamespaces(ctx.host),
+    Promise.all(spec.targets.map((t) => portalStates(ctx, t, hostNqn))),
+  ]);
   const devices = pathDevices(all, spec);
   const map = await findMap(ctx, spec, devices);
   const paths = await dmPaths(ctx, spec, all, statesByTarget, map);
   const size = map ? Number((await ctx.host.readFile(`/sys/block/${map.dm}/size`))?.trim() ?? NaN) * 512 : NaN;
-  return { map, devices, devicePath: map ? `/dev/mapper/${map.name}` : null, sizeBytes: Number.isFinite(size) ? size : null, paths, health: healthOf(paths) };
+  return {
+    map,
+    devices,
+    devicePath: map ? `/dev/mapper/${map.name}` : null,
+    sizeBytes: Number.isFinite(size) ? size : null,
+    paths,
+    health: healthOf(paths),
+  };
 }
 
 /** DM needs nvme_core.multipath=N: multipath-tools ≥0.9.6 blacklists NVMe when it is Y. */
 export async function assertDmUsable(ctx: AgentContext): Promise<void> {
   if ((await readNativeMultipath(ctx.host)) === true) {
-    throw new AgentError('dm_unavailable', 'DM multipath needs nvme_core.multipath=N (boot parameter): with native multipath on, multipath-tools ignores NVMe devices');
+    throw new AgentError(
+      'dm_unavailable',
+      'DM multipath needs nvme_core.multipath=N (boot parameter): with native multipath on, multipath-tools ignores NVMe devices',
+    );
   }
 }
 
 export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: string | null): Promise<Located> {
   await assertDmUsable(ctx);
   const outcomes = await Promise.all(spec.targets.map((t) => connectPortals(ctx, t, hostNqn, 'all', spec.hostNqn)));
-  if (!outcomes.some((o) => o.states.some((s) => s.controller))) throw connectFailed(spec.targets[0]!, outcomes.flatMap((o) => o.failures));
+  if (!outcomes.some((o) => o.states.some((s) => s.controller)))
+    throw connectFailed(
+      spec.targets[0]!,
+      outcomes.flatMap((o) => o.failures),
+    );
 
   // Steps to make multipathd build (or extend) the map, escalating: tell it about each path
   // (no udev event may have reached it), then reconfigure (strict find_multipaths, reread).
@@ -114,7 +155,10 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
       if (devices.length === 0) {
         if (step === 0) {
           step = 1;
-          await rescan(ctx, outcomes.flatMap((o) => [...o.preexisting]));
+          await rescan(
+            ctx,
+            outcomes.flatMap((o) => [...o.preexisting]),
+          );
         }
         return { done: false, last: null };
       }
@@ -142,8 +186,17 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
   );
   if (!found.done) {
     const now = await locateDm(ctx, spec, hostNqn);
-    if (now.devices.length === 0) throw new AgentError('device_not_found', `no NVMe device with WWID ${mapWwid(spec)} appeared after ${ctx.deviceTimeoutMs} ms`, { details: { paths: now.paths } });
-    throw new AgentError('dm_map_missing', `multipathd did not assemble a map for ${mapWwid(spec)} over ${now.devices.map((d) => d.name).join(', ')} (find_multipaths strict and the WWID not in the wwids file?)`, { details: { paths: now.paths } });
+    if (now.devices.length === 0)
+      throw new AgentError(
+        'device_not_found',
+        `no NVMe device with WWID ${mapWwid(spec)} appeared after ${ctx.deviceTimeoutMs} ms`,
+        { details: { paths: now.paths } },
+      );
+    throw new AgentError(
+      'dm_map_missing',
+      `multipathd did not assemble a map for ${mapWwid(spec)} over ${now.devices.map((d) => d.name).join(', ')} (find_multipaths strict and the WWID not in the wwids file?)`,
+      { details: { paths: now.paths } },
+    );
   }
   return locateDm(ctx, spec, hostNqn);
 }

@@ -7,7 +7,14 @@ import { poll } from '../../shared/poll.ts';
 import type { AttachSpec, TargetSpec } from '../connection-data.ts';
 import { AgentError } from '../errors.ts';
 import { type Health, type ObservedPath, healthOf } from '../health.ts';
-import { type AgentContext, type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
+import {
+  type AgentContext,
+  type PortalState,
+  connectFailed,
+  connectPortals,
+  portalStates,
+  rescan,
+} from '../portals.ts';
 import { type BlockNamespace, type Identity, findSubsystem, identify, listNamespaces } from '../sysfs.ts';
 
 export interface Located {
@@ -32,7 +39,9 @@ export function findTop(all: BlockNamespace[], target: TargetSpec): TopLookup {
   const mine = all.filter((n) => n.kind !== 'path' && n.subsysnqn === target.nqn);
   const want = { uuid: target.uuid, nguid: target.nguid, nsid: target.nsid };
   const ids = mine.map((n) => ({ n, id: identify(n, want) }));
-  const conflicts = ids.filter((x) => x.id === 'conflict' && (target.nsid === undefined || x.n.nsid === target.nsid)).map((x) => x.n);
+  const conflicts = ids
+    .filter((x) => x.id === 'conflict' && (target.nsid === undefined || x.n.nsid === target.nsid))
+    .map((x) => x.n);
   for (const tier of TIERS) {
     const devices = ids.filter((x) => x.id === tier).map((x) => x.n);
     if (devices.length) return { devices, by: tier, conflicts };
@@ -41,11 +50,16 @@ export function findTop(all: BlockNamespace[], target: TargetSpec): TopLookup {
 }
 
 /** Our namespace on one controller: the per-path device of our head, or our plain device. */
-function onController(all: BlockNamespace[], target: TargetSpec, ctrl: string): { ns: BlockNamespace | null; conflict: boolean } {
+function onController(
+  all: BlockNamespace[],
+  target: TargetSpec,
+  ctrl: string,
+): { ns: BlockNamespace | null; conflict: boolean } {
   const here = all.filter((n) => n.controller === ctrl && n.subsysnqn === target.nqn);
   const want = { uuid: target.uuid, nguid: target.nguid, nsid: target.nsid };
   const ns = here.find((n) => ['uuid', 'nguid', 'nsid'].includes(identify(n, want))) ?? null;
-  const conflict = !ns && here.some((n) => identify(n, want) === 'conflict' && (target.nsid === undefined || n.nsid === target.nsid));
+  const conflict =
+    !ns && here.some((n) => identify(n, want) === 'conflict' && (target.nsid === undefined || n.nsid === target.nsid));
   return { ns, conflict };
 }
 
@@ -55,7 +69,12 @@ function onController(all: BlockNamespace[], target: TargetSpec, ctrl: string): 
  * this volume (UUID) before the path counts: after a node reboot the same NSID can be another
  * volume.
  */
-export function describePaths(all: BlockNamespace[], target: TargetSpec, states: PortalState[], single: boolean): ObservedPath[] {
+export function describePaths(
+  all: BlockNamespace[],
+  target: TargetSpec,
+  states: PortalState[],
+  single: boolean,
+): ObservedPath[] {
   const out: ObservedPath[] = [];
   for (const { portal, controller } of states) {
     if (single && !controller) continue;
@@ -87,13 +106,24 @@ function pickDevice(lookup: TopLookup, states: PortalState[]): BlockNamespace | 
 }
 
 /** Reads where the volume is now, without connecting anything. */
-export async function locateNative(ctx: AgentContext, spec: AttachSpec, hostNqn: string | null): Promise<Located & { device: BlockNamespace | null; devices: BlockNamespace[] }> {
+export async function locateNative(
+  ctx: AgentContext,
+  spec: AttachSpec,
+  hostNqn: string | null,
+): Promise<Located & { device: BlockNamespace | null; devices: BlockNamespace[] }> {
   const target = spec.targets[0]!;
   const [states, all] = await Promise.all([portalStates(ctx, target, hostNqn), listNamespaces(ctx.host)]);
   const lookup = findTop(all, target);
   const device = pickDevice(lookup, states);
   const paths = describePaths(all, target, states, spec.mode === 'single');
-  return { device, devices: lookup.devices, devicePath: device ? `/dev/${device.name}` : null, sizeBytes: device?.sizeBytes ?? null, paths, health: healthOf(paths) };
+  return {
+    device,
+    devices: lookup.devices,
+    devicePath: device ? `/dev/${device.name}` : null,
+    sizeBytes: device?.sizeBytes ?? null,
+    paths,
+    health: healthOf(paths),
+  };
 }
 
 export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn: string | null): Promise<Located> {
@@ -114,8 +144,13 @@ export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn:
       // connected unless the target sent an AEN; ask it to rescan (os-brick, failure mode 21).
       if (!rescanned) {
         rescanned = true;
-        const live = states.filter((s) => s.controller?.state === 'live' && !onController(all, target, s.controller.name).ns);
-        await rescan(ctx, live.map((s) => s.controller!.name).filter((c) => outcome.preexisting.has(c)));
+        const live = states.filter(
+          (s) => s.controller?.state === 'live' && !onController(all, target, s.controller.name).ns,
+        );
+        await rescan(
+          ctx,
+          live.map((s) => s.controller!.name).filter((c) => outcome.preexisting.has(c)),
+        );
       }
       return { done: false, last: null };
     },
@@ -124,9 +159,13 @@ export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn:
   if (!found.done) {
     const now = await locateNative(ctx, spec, hostNqn);
     if (lookup.conflicts.length) {
-      throw new AgentError('wrong_volume', `subsystem ${target.nqn} shows ${lookup.conflicts.map((c) => `${c.name} (uuid ${c.uuid})`).join(', ')} where volume ${target.uuid} was expected`, {
-        details: { paths: now.paths },
-      });
+      throw new AgentError(
+        'wrong_volume',
+        `subsystem ${target.nqn} shows ${lookup.conflicts.map((c) => `${c.name} (uuid ${c.uuid})`).join(', ')} where volume ${target.uuid} was expected`,
+        {
+          details: { paths: now.paths },
+        },
+      );
     }
     throw new AgentError(
       'device_not_found',
@@ -136,7 +175,11 @@ export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn:
       { details: { paths: now.paths, failures: outcome.failures } },
     );
   }
-  if (lookup.by === 'nsid') ctx.log.warn({ device: found.value.name, nsid: target.nsid }, 'volume matched by NSID only: the namespace exposes neither UUID nor NGUID');
+  if (lookup.by === 'nsid')
+    ctx.log.warn(
+      { device: found.value.name, nsid: target.nsid },
+      'volume matched by NSID only: the namespace exposes neither UUID nor NGUID',
+    );
   if (ctx.iopolicy && !single) await applyIopolicy(ctx, target.nqn, ctx.iopolicy);
   return locateNative(ctx, spec, hostNqn);
 }

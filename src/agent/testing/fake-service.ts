@@ -5,7 +5,13 @@
  */
 import type { ConnectionData, Connector } from '../../driver/model.ts';
 import type { Clock } from '../../shared/clock.ts';
-import { type AttachmentList, type AttachmentReport, type ServiceClient, ServiceError, type WireAttachment } from '../service-client.ts';
+import {
+  type AttachmentList,
+  type AttachmentReport,
+  type ServiceClient,
+  ServiceError,
+  type WireAttachment,
+} from '../service-client.ts';
 
 export class FakeService implements ServiceClient {
   version = 1;
@@ -21,7 +27,13 @@ export class FakeService implements ServiceClient {
 
   constructor(private readonly clock: Clock) {}
 
-  put(id: string, data: ConnectionData, desired: 'connected' | 'disconnected' = 'connected', force = false, sizeGb?: number): void {
+  put(
+    id: string,
+    data: ConnectionData,
+    desired: 'connected' | 'disconnected' = 'connected',
+    force = false,
+    sizeGb?: number,
+  ): void {
     this.attachments.set(id, {
       id,
       volume_id: `vol-${id}`,
@@ -58,7 +70,8 @@ export class FakeService implements ServiceClient {
 
   async register(connector: Connector): Promise<{ host: { nqn: string; name: string } }> {
     this.check();
-    if (this.tokenHost && this.tokenHost !== connector.nqn) throw new ServiceError('POST /v1/agent/register: 403 forbidden', 403);
+    if (this.tokenHost && this.tokenHost !== connector.nqn)
+      throw new ServiceError('POST /v1/agent/register: 403 forbidden', 403);
     this.registered.push(connector);
     return { host: { nqn: connector.nqn, name: connector.host } };
   }

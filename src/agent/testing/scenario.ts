@@ -19,10 +19,15 @@ export interface Scenario {
   connector: Connector;
 }
 
-export function scenario(opts: FakeHostOptions & { connector?: ConnectorOptions; addrs?: string[]; nqn?: string } = {}): Scenario {
+export function scenario(
+  opts: FakeHostOptions & { connector?: ConnectorOptions; addrs?: string[]; nqn?: string } = {},
+): Scenario {
   const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock();
   const host = new FakeHost({ ...opts, clock });
-  host.fabric.addSubsystem(opts.nqn ?? NQN, (opts.addrs ?? ADDRS).map((address) => ({ address })));
+  host.fabric.addSubsystem(
+    opts.nqn ?? NQN,
+    (opts.addrs ?? ADDRS).map((address) => ({ address })),
+  );
   const connector = new Connector(host, { deviceTimeoutMs: 20_000, ...opts.connector });
   return { clock, host, connector };
 }
@@ -48,7 +53,11 @@ export function nativeData(over: Partial<ConnectionData> = {}): ConnectionData {
 export function dmData(over: Partial<ConnectionData> = {}): ConnectionData {
   return {
     vol_uuid: VOL,
-    dm_replicas: ADDRS.slice(0, 2).map((a) => ({ vol_uuid: VOL, target_nqn: NQN, portals: [[a, 4420, 'tcp'] as PortalTuple] })),
+    dm_replicas: ADDRS.slice(0, 2).map((a) => ({
+      vol_uuid: VOL,
+      target_nqn: NQN,
+      portals: [[a, 4420, 'tcp'] as PortalTuple],
+    })),
     host_nqn: '',
     multipath_mode: 'dm',
     access_mode: 'rw',

@@ -18,10 +18,22 @@ let backend: LightosBackend;
 
 /** Fast polling, first endpoint first, short deadlines: failures show within a second. */
 const make = (over: Partial<LightosConfig> = {}) =>
-  new LightosBackend({ endpoints: [sim.url], pollIntervalMs: 10, requestTimeoutMs: 2000, operationTimeoutMs: 3000, random: () => 0, ...over });
+  new LightosBackend({
+    endpoints: [sim.url],
+    pollIntervalMs: 10,
+    requestTimeoutMs: 2000,
+    operationTimeoutMs: 3000,
+    random: () => 0,
+    ...over,
+  });
 
 /** Rejects with a DriverError of this code whose message names the operation. */
-async function rejectsWith(p: Promise<unknown>, code: string, operation: string, message?: RegExp): Promise<Record<string, unknown>> {
+async function rejectsWith(
+  p: Promise<unknown>,
+  code: string,
+  operation: string,
+  message?: RegExp,
+): Promise<Record<string, unknown>> {
   let details: Record<string, unknown> = {};
   await assert.rejects(p, (e: unknown) => {
     assert.ok(isDriverError(e), `expected a DriverError, got ${String(e)}`);
@@ -103,7 +115,12 @@ describe('volumes', () => {
 
   test('a volume that ends Failed is deleted and reported as backend_error', async () => {
     await admin.faults({ failCreate: true });
-    await rejectsWith(backend.createVolume({ name: 'volume-bad', sizeGb: 1, replicas: 1 }), 'backend_error', 'createVolume', /Failed \(deleted it\)/);
+    await rejectsWith(
+      backend.createVolume({ name: 'volume-bad', sizeGb: 1, replicas: 1 }),
+      'backend_error',
+      'createVolume',
+      /Failed \(deleted it\)/,
+    );
     assert.deepEqual((await admin.state()).volumes, []);
   });
 
@@ -153,7 +170,12 @@ describe('access control', () => {
   });
 
   test('grant on a missing volume is volume_not_found', async () => {
-    const details = await rejectsWith(backend.grantAccess(MISSING, HOST_A), 'volume_not_found', 'grantAccess', new RegExp(MISSING));
+    const details = await rejectsWith(
+      backend.grantAccess(MISSING, HOST_A),
+      'volume_not_found',
+      'grantAccess',
+      new RegExp(MISSING),
+    );
     assert.equal(details.backend, 'lightos');
   });
 
@@ -189,7 +211,10 @@ describe('access control', () => {
       }
     };
     try {
-      const hosts = Array.from({ length: 6 }, (_, i) => `nqn.2014-08.org.nvmexpress:uuid:0000000${i}-0000-4000-8000-000000000000`);
+      const hosts = Array.from(
+        { length: 6 },
+        (_, i) => `nqn.2014-08.org.nvmexpress:uuid:0000000${i}-0000-4000-8000-000000000000`,
+      );
       const results = await Promise.all(hosts.map((h) => make().grantAccess(v.uuid, h)));
       assert.ok(results.every((r) => r.changed));
       assert.deepEqual((await backend.getVolume(v.uuid))!.acl.sort(), hosts.sort());
@@ -204,21 +229,34 @@ describe('paths', () => {
   test('volumePaths lists replica portals, optimized first, and follows a node failure', async () => {
     const v = await backend.createVolume({ name: 'volume-paths', sizeGb: 1, replicas: 2 });
     const paths = await backend.volumePaths(v.uuid);
-    assert.deepEqual(paths.map((p) => p.anaState), ['optimized', 'non-optimized']);
+    assert.deepEqual(
+      paths.map((p) => p.anaState),
+      ['optimized', 'non-optimized'],
+    );
     const node = (i: string) => sim.cluster.nodes.find((n) => n.uuid === i)!;
-    for (const p of paths) assert.deepEqual(p.portal, { address: '127.0.0.1', port: node(p.nodeId).port, transport: 'tcp' });
+    for (const p of paths)
+      assert.deepEqual(p.portal, { address: '127.0.0.1', port: node(p.nodeId).port, transport: 'tcp' });
 
     await admin.node(node(paths[0].nodeId).index, false);
     const failed = await backend.volumePaths(v.uuid);
     assert.deepEqual(
       failed.map((p) => [p.nodeId, p.anaState]),
-      [[paths[1].nodeId, 'optimized'], [paths[0].nodeId, 'inaccessible']],
+      [
+        [paths[1].nodeId, 'optimized'],
+        [paths[0].nodeId, 'inaccessible'],
+      ],
       'the down replica stays listed, last, so that hosts reconnect it when it is back',
     );
 
     await admin.node(node(paths[0].nodeId).index, true);
     const back = await backend.volumePaths(v.uuid);
-    assert.deepEqual(back.map((p) => [p.nodeId, p.anaState]), [[paths[1].nodeId, 'optimized'], [paths[0].nodeId, 'non-optimized']]);
+    assert.deepEqual(
+      back.map((p) => [p.nodeId, p.anaState]),
+      [
+        [paths[1].nodeId, 'optimized'],
+        [paths[0].nodeId, 'non-optimized'],
+      ],
+    );
     await rejectsWith(backend.volumePaths(MISSING), 'volume_not_found', 'volumePaths');
   });
 });
@@ -233,13 +271,22 @@ describe('snapshots', () => {
     assert.equal((await backend.createSnapshot(v.uuid, 'snapshot-1')).uuid, s.uuid);
     assert.equal((await backend.getSnapshotByName('snapshot-1'))?.uuid, s.uuid);
     assert.equal(await backend.getSnapshotByName('snapshot-none'), null);
-    const clone = await backend.createVolume({ name: 'volume-clone', sizeGb: 8, replicas: 1, sourceSnapshotUuid: s.uuid });
+    const clone = await backend.createVolume({
+      name: 'volume-clone',
+      sizeGb: 8,
+      replicas: 1,
+      sourceSnapshotUuid: s.uuid,
+    });
     assert.equal(clone.sourceSnapshotUuid, s.uuid);
     await backend.deleteSnapshot(s.uuid);
     assert.equal(await backend.getSnapshotByName('snapshot-1'), null);
     await backend.deleteSnapshot(s.uuid);
     await rejectsWith(backend.createSnapshot(MISSING, 'snapshot-2'), 'volume_not_found', 'createSnapshot');
-    await rejectsWith(backend.createVolume({ name: 'volume-x', sizeGb: 8, replicas: 1, sourceSnapshotUuid: MISSING }), 'snapshot_not_found', 'createVolume');
+    await rejectsWith(
+      backend.createVolume({ name: 'volume-x', sizeGb: 8, replicas: 1, sourceSnapshotUuid: MISSING }),
+      'snapshot_not_found',
+      'createVolume',
+    );
   });
 });
 
@@ -260,7 +307,12 @@ describe('endpoints and failures', () => {
 
   test('every endpoint refusing is backend_unavailable naming the operation and the endpoints', async () => {
     const [a, b] = [await closedPortUrl(), await closedPortUrl()];
-    const details = await rejectsWith(make({ endpoints: [a, b] }).getVolume(MISSING), 'backend_unavailable', 'getVolume', /ECONNREFUSED/);
+    const details = await rejectsWith(
+      make({ endpoints: [a, b] }).getVolume(MISSING),
+      'backend_unavailable',
+      'getVolume',
+      /ECONNREFUSED/,
+    );
     assert.deepEqual(details, { operation: 'getVolume', backend: 'lightos' });
   });
 
@@ -272,7 +324,11 @@ describe('endpoints and failures', () => {
 
   test('a transient 5xx while waiting for a state is ridden out', async () => {
     await admin.faults({ stateDelayMs: 100 });
-    const posted = await call(sim.url, 'POST', '/api/v2/projects/default/volumes', { name: 'volume-flaky', size: '1 gib', replicaCount: 1 });
+    const posted = await call(sim.url, 'POST', '/api/v2/projects/default/volumes', {
+      name: 'volume-flaky',
+      size: '1 gib',
+      replicaCount: 1,
+    });
     // Only the polls of the volume by UUID fail, not the lookup by name that starts createVolume.
     await admin.faults({ failNext: { count: 2, status: 503, method: 'GET', path: `/volumes/${posted.body.UUID}` } });
     const v = await backend.createVolume({ name: 'volume-flaky', sizeGb: 1, replicas: 1 });
@@ -291,7 +347,12 @@ describe('endpoints and failures', () => {
   test('a state wait past the deadline is backend_timeout naming the state', async () => {
     await admin.faults({ stateDelayMs: 60_000 });
     const b = make({ operationTimeoutMs: 300 });
-    await rejectsWith(b.createVolume({ name: 'volume-stuck', sizeGb: 1, replicas: 1 }), 'backend_timeout', 'createVolume', /still in state Creating/);
+    await rejectsWith(
+      b.createVolume({ name: 'volume-stuck', sizeGb: 1, replicas: 1 }),
+      'backend_timeout',
+      'createVolume',
+      /still in state Creating/,
+    );
   });
 
   test('the JWT is sent when configured; without it the sim answers 401 → backend_rejected', async () => {
@@ -299,9 +360,19 @@ describe('endpoints and failures', () => {
     try {
       const ok = make({ endpoints: [secured.url], jwt: 'jwt-123' });
       assert.equal((await ok.clusterInfo()).uuid, secured.cluster.uuid);
-      const details = await rejectsWith(make({ endpoints: [secured.url] }).clusterInfo(), 'backend_rejected', 'clusterInfo', /HTTP 401/);
+      const details = await rejectsWith(
+        make({ endpoints: [secured.url] }).clusterInfo(),
+        'backend_rejected',
+        'clusterInfo',
+        /HTTP 401/,
+      );
       assert.equal(details.status, 401);
-      await rejectsWith(make({ endpoints: [secured.url], jwt: 'wrong' }).ping(), 'backend_rejected', 'ping', /invalid JWT/);
+      await rejectsWith(
+        make({ endpoints: [secured.url], jwt: 'wrong' }).ping(),
+        'backend_rejected',
+        'ping',
+        /invalid JWT/,
+      );
     } finally {
       await secured.close();
     }

@@ -6,13 +6,25 @@
  */
 import type { VolumePath } from '../../driver/model.ts';
 import type {
-  BackendCapacity, BackendSnapshot, BackendVolume, BackendVolumeSpec, ClusterInfo, StorageBackend,
+  BackendCapacity,
+  BackendSnapshot,
+  BackendVolume,
+  BackendVolumeSpec,
+  ClusterInfo,
+  StorageBackend,
 } from '../../driver/ports.ts';
 import { LightosCalls } from './calls.ts';
 import { type LightosConfig, resolveLightosConfig } from './config.ts';
 import { lightosError, type Op } from './errors.ts';
 import {
-  aclValues, ALLOW_ANY, GiB, parseCapacity, parseClusterInfo, parseNodes, parseVolume, type WireVolume,
+  aclValues,
+  ALLOW_ANY,
+  GiB,
+  parseCapacity,
+  parseClusterInfo,
+  parseNodes,
+  parseVolume,
+  type WireVolume,
 } from './parse.ts';
 import { orderPaths } from './paths.ts';
 import { LightosSnapshots } from './snapshots.ts';
@@ -64,7 +76,12 @@ export class LightosBackend implements StorageBackend {
     const uuid = found.volume.uuid;
     const final = await this.c.waitFor(op, `volume ${uuid} to become Available`, async () => {
       const v = await this.c.readVolume(op, uuid);
-      if (!v) throw lightosError(op, { kind: 'vanished', what: `volume ${uuid}`, during: 'waiting for it to become Available' });
+      if (!v)
+        throw lightosError(op, {
+          kind: 'vanished',
+          what: `volume ${uuid}`,
+          during: 'waiting for it to become Available',
+        });
       return TRANSIENT.has(v.volume.state) ? { done: false, state: v.volume.state } : { done: true, value: v };
     });
     if (READY.has(final.volume.state)) return final.volume;
@@ -113,13 +130,20 @@ export class LightosBackend implements StorageBackend {
 
   async deleteVolume(uuid: string): Promise<void> {
     const op = this.c.begin('deleteVolume', `volume ${uuid}`);
-    await this.c.deleteAndWait(op, this.c.volumePath(uuid), `volume ${uuid}`, async () => (await this.c.readVolume(op, uuid))?.volume ?? null);
+    await this.c.deleteAndWait(
+      op,
+      this.c.volumePath(uuid),
+      `volume ${uuid}`,
+      async () => (await this.c.readVolume(op, uuid))?.volume ?? null,
+    );
   }
 
   private async waitVolumeGone(op: Op, uuid: string): Promise<void> {
     await this.c.waitFor(op, `volume ${uuid} to be deleted`, async () => {
       const v = await this.c.readVolume(op, uuid);
-      return !v || v.volume.state === 'Deleted' ? { done: true, value: undefined } : { done: false, state: v.volume.state };
+      return !v || v.volume.state === 'Deleted'
+        ? { done: true, value: undefined }
+        : { done: false, state: v.volume.state };
     });
   }
 
@@ -132,9 +156,17 @@ export class LightosBackend implements StorageBackend {
       if (!v || GONE.has(v.volume.state)) throw notFound();
       if (v.sizeBytes === target) return { done: true, value: v };
       if (v.sizeBytes > target) {
-        throw lightosError(op, { kind: 'invalid', message: `cannot shrink from ${v.volume.sizeGb} GiB to ${sizeGb} GiB` });
+        throw lightosError(op, {
+          kind: 'invalid',
+          message: `cannot shrink from ${v.volume.sizeGb} GiB to ${sizeGb} GiB`,
+        });
       }
-      const a = await this.c.send(op, { method: 'PUT', path: this.c.volumePath(uuid), body: { UUID: uuid, size: sizeForWire(sizeGb) }, headers: ifMatch(v) });
+      const a = await this.c.send(op, {
+        method: 'PUT',
+        path: this.c.volumePath(uuid),
+        body: { UUID: uuid, size: sizeForWire(sizeGb) },
+        headers: ifMatch(v),
+      });
       if (this.c.isOk(a)) return { done: true, value: null };
       if (this.c.isConflict(a)) return { conflict: a };
       this.c.fail(op, a, 'volume_not_found');
@@ -144,7 +176,9 @@ export class LightosBackend implements StorageBackend {
       const v = await this.c.readVolume(op, uuid);
       if (!v) throw notFound();
       const done = v.sizeBytes >= target && READY.has(v.volume.state);
-      return done ? { done: true, value: v.volume } : { done: false, state: `${v.volume.state} at ${v.volume.sizeGb} GiB` };
+      return done
+        ? { done: true, value: v.volume }
+        : { done: false, state: `${v.volume.state} at ${v.volume.sizeGb} GiB` };
     });
   }
 
@@ -158,9 +192,12 @@ export class LightosBackend implements StorageBackend {
 
   async revokeAccess(uuid: string, hostNqn: string): Promise<{ changed: boolean }> {
     const op = this.c.begin('revokeAccess', `volume ${uuid}`);
-    const r = await this.updateAcl(op, uuid, (hosts) => (hosts.includes(hostNqn) ? hosts.filter((h) => h !== hostNqn) : null));
+    const r = await this.updateAcl(op, uuid, (hosts) =>
+      hosts.includes(hostNqn) ? hosts.filter((h) => h !== hostNqn) : null,
+    );
     if (r === 'missing') return { changed: false };
-    if (r.changed) await this.waitAcl(op, uuid, `host ${hostNqn} gone from the ACL`, (hosts) => !hosts.includes(hostNqn));
+    if (r.changed)
+      await this.waitAcl(op, uuid, `host ${hostNqn} gone from the ACL`, (hosts) => !hosts.includes(hostNqn));
     return { changed: r.changed };
   }
 
@@ -183,7 +220,12 @@ export class LightosBackend implements StorageBackend {
       if (!v || GONE.has(v.volume.state)) return { done: true, value: 'missing' };
       const next = change(v.volume.acl);
       if (!next) return { done: true, value: { changed: false, before: v.volume.acl } };
-      const a = await this.c.send(op, { method: 'PUT', path: this.c.volumePath(uuid), body: { acl: aclValues(next) }, headers: ifMatch(v) });
+      const a = await this.c.send(op, {
+        method: 'PUT',
+        path: this.c.volumePath(uuid),
+        body: { acl: aclValues(next) },
+        headers: ifMatch(v),
+      });
       if (this.c.isOk(a)) return { done: true, value: { changed: true, before: v.volume.acl } };
       if (a.status === 404) return { done: true, value: 'missing' };
       if (this.c.isConflict(a)) return { conflict: a };
@@ -197,7 +239,9 @@ export class LightosBackend implements StorageBackend {
       const v = await this.c.readVolume(op, uuid);
       if (!v) return { done: true, value: undefined }; // deleted meanwhile: nothing left to wait for
       const settled = want(v.volume.acl) && !TRANSIENT.has(v.volume.state);
-      return settled ? { done: true, value: undefined } : { done: false, state: `${v.volume.state} with ACL [${v.volume.acl.join(', ')}]` };
+      return settled
+        ? { done: true, value: undefined }
+        : { done: false, state: `${v.volume.state} with ACL [${v.volume.acl.join(', ')}]` };
     });
   }
 
@@ -206,7 +250,12 @@ export class LightosBackend implements StorageBackend {
     const v = await this.c.readVolume(op, uuid);
     if (!v) throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
     const nodes = this.c.parse(op, await this.c.send(op, { method: 'GET', path: '/api/v2/nodes' }), parseNodes);
-    return orderPaths(nodes, v.placement, (node) => this.c.cfg.logger.warn({ node: node.uuid, nvmeEndpoint: node.rawEndpoint }, 'LightOS node has an unreadable nvmeEndpoint; left out'));
+    return orderPaths(nodes, v.placement, (node) =>
+      this.c.cfg.logger.warn(
+        { node: node.uuid, nvmeEndpoint: node.rawEndpoint },
+        'LightOS node has an unreadable nvmeEndpoint; left out',
+      ),
+    );
   }
 
   createSnapshot(sourceVolumeUuid: string, name: string): Promise<BackendSnapshot> {

@@ -48,7 +48,13 @@ export class LightosCalls {
 
   /** Throws the mapped error for an answer the operation cannot accept. */
   fail(op: Op, a: HttpAnswer, notFound?: ErrorCode): never {
-    throw lightosError(op, { kind: 'http', status: a.status, endpoint: a.endpoint, message: answerMessage(a), notFound });
+    throw lightosError(op, {
+      kind: 'http',
+      status: a.status,
+      endpoint: a.endpoint,
+      message: answerMessage(a),
+      notFound,
+    });
   }
 
   /** Parses a 2xx answer's body; a missing or unparseable body is `backend_error`. */
@@ -151,7 +157,11 @@ export class LightosCalls {
       { deadlineMs: Math.max(0, op.deadline - clock.now()), intervalMs: this.cfg.pollIntervalMs, clock },
     );
     if (r.done) return r.value;
-    throw lightosError(op, { kind: 'conflict', status: last?.status ?? 412, waitedMs: Math.round(clock.now() - start) });
+    throw lightosError(op, {
+      kind: 'conflict',
+      status: last?.status ?? 412,
+      waitedMs: Math.round(clock.now() - start),
+    });
   }
 
   /**
@@ -168,7 +178,12 @@ export class LightosCalls {
    * DELETE, then wait until the object is gone (404) or reports Deleted, as the Cinder driver's
    * `_delete_lightos_volume`. A 404 to the DELETE means already gone. A 409 (busy) is retried.
    */
-  async deleteAndWait(op: Op, path: string, what: string, read: () => Promise<{ state: string } | null>): Promise<void> {
+  async deleteAndWait(
+    op: Op,
+    path: string,
+    what: string,
+    read: () => Promise<{ state: string } | null>,
+  ): Promise<void> {
     const gone = await this.readModifyWrite<boolean>(op, async () => {
       const a = await this.send(op, { method: 'DELETE', path });
       if (a.status === 404) return { done: true, value: true };

@@ -48,7 +48,8 @@ export interface ResolvedLightosConfig {
 
 function positive(v: number | undefined, name: string, def: number): number {
   if (v === undefined) return def;
-  if (!Number.isFinite(v) || v <= 0) throw new TypeError(`LightOS backend config: ${name} must be a positive number of milliseconds, got ${v}`);
+  if (!Number.isFinite(v) || v <= 0)
+    throw new TypeError(`LightOS backend config: ${name} must be a positive number of milliseconds, got ${v}`);
   return v;
 }
 
@@ -69,7 +70,8 @@ export function resolveLightosConfig(c: LightosConfig): ResolvedLightosConfig {
     return e.replace(/\/+$/, '');
   });
   const project = c.project ?? 'default';
-  if (!/^[A-Za-z0-9._-]{1,256}$/.test(project)) throw new TypeError(`LightOS backend config: project '${project}' is not a valid name`);
+  if (!/^[A-Za-z0-9._-]{1,256}$/.test(project))
+    throw new TypeError(`LightOS backend config: project '${project}' is not a valid name`);
   const requestTimeoutMs = positive(c.requestTimeoutMs, 'requestTimeoutMs', 30_000);
   return {
     endpoints,
@@ -88,6 +90,7 @@ export function resolveLightosConfig(c: LightosConfig): ResolvedLightosConfig {
 
 function snapshotCalls(v: number | undefined): number {
   if (v === undefined) return 5;
-  if (!Number.isInteger(v) || v < 1 || v > 20) throw new TypeError(`LightOS backend config: snapshotMaxCalls must be a whole number in 1..20, got ${v}`);
+  if (!Number.isInteger(v) || v < 1 || v > 20)
+    throw new TypeError(`LightOS backend config: snapshotMaxCalls must be a whole number in 1..20, got ${v}`);
   return v;
 }

@@ -56,7 +56,10 @@ function classify(f: LightosFailure): { code: ErrorCode; text: string; status?: 
         text: `no answer within the ${f.requestTimeoutMs} ms request timeout (${attemptsText(f.attempts)})`,
       };
     case 'stuck':
-      return { code: 'backend_timeout', text: `still in state ${f.state} after ${f.waitedMs} ms waiting for ${f.waitingFor}` };
+      return {
+        code: 'backend_timeout',
+        text: `still in state ${f.state} after ${f.waitedMs} ms waiting for ${f.waitingFor}`,
+      };
     case 'conflict':
       return {
         code: 'backend_timeout',
@@ -70,7 +73,10 @@ function classify(f: LightosFailure): { code: ErrorCode; text: string; status?: 
     case 'vanished':
       return { code: 'backend_error', text: `${f.what} disappeared while ${f.during}` };
     case 'endState':
-      return { code: 'backend_error', text: `${f.what} ended in state ${f.state}${f.cleanedUp ? ' (deleted it)' : ''}` };
+      return {
+        code: 'backend_error',
+        text: `${f.what} ended in state ${f.state}${f.cleanedUp ? ' (deleted it)' : ''}`,
+      };
     case 'invalid':
       return { code: 'invalid_request', text: f.message };
     case 'http': {

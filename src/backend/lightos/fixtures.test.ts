@@ -24,18 +24,25 @@ function answer(r: RecordedRequest): FakeAnswer {
   if (o) return o;
   const key = `${r.method} ${r.url}`;
   switch (key) {
-    case 'GET /api/v2/clusterinfo': return { body: fixture('clusterinfo.json') };
-    case 'GET /api/v2/cluster': return { body: fixture('cluster.json') };
-    case 'GET /api/v2/nodes': return { body: fixture('nodes.json') };
-    case `GET ${VOLS}/${volume.UUID}`: return { body: volume };
-    case `GET ${VOLS}/?name=${volume.name}`: return { body: volume };
-    case `GET ${VOLS}/?name=${VOLUME_ACL.name}`: return { body: VOLUME_ACL };
+    case 'GET /api/v2/clusterinfo':
+      return { body: fixture('clusterinfo.json') };
+    case 'GET /api/v2/cluster':
+      return { body: fixture('cluster.json') };
+    case 'GET /api/v2/nodes':
+      return { body: fixture('nodes.json') };
+    case `GET ${VOLS}/${volume.UUID}`:
+      return { body: volume };
+    case `GET ${VOLS}/?name=${volume.name}`:
+      return { body: volume };
+    case `GET ${VOLS}/?name=${VOLUME_ACL.name}`:
+      return { body: VOLUME_ACL };
     case `PUT ${VOLS}/${volume.UUID}`: {
       const body = r.body as { acl: { values: string[] } };
       volume = { ...volume, acl: body.acl, ETag: String(Number(volume.ETag) + 1) };
       return { body: volume };
     }
-    default: return { status: 404, body: { code: 5, message: `no fixture for ${key}` } };
+    default:
+      return { status: 404, body: { code: 5, message: `no fixture for ${key}` } };
   }
 }
 
@@ -47,7 +54,12 @@ beforeEach(() => {
   volume = structuredClone(VOLUME);
   override = undefined;
   fake.requests.length = 0;
-  backend = new LightosBackend({ endpoints: [fake.url], pollIntervalMs: 10, operationTimeoutMs: 2000, random: () => 0 });
+  backend = new LightosBackend({
+    endpoints: [fake.url],
+    pollIntervalMs: 10,
+    operationTimeoutMs: 2000,
+    random: () => 0,
+  });
 });
 
 describe('parsing recorded LightOS answers', () => {
@@ -60,16 +72,29 @@ describe('parsing recorded LightOS answers', () => {
 
   test('a volume: byte-string size, ALLOW_NONE as an empty ACL, nsid, QoS policy', async () => {
     assert.deepEqual(await backend.getVolume(VOLUME.UUID), {
-      uuid: VOLUME.UUID, name: VOLUME.name, sizeGb: 10, replicas: 3, compression: false, state: 'Available',
-      acl: [], nsid: 12, qosPolicyUuid: '2a9c1f4e-7b3d-4e8a-9f61-5d2c0b7a8e93',
+      uuid: VOLUME.UUID,
+      name: VOLUME.name,
+      sizeGb: 10,
+      replicas: 3,
+      compression: false,
+      state: 'Available',
+      acl: [],
+      nsid: 12,
+      qosPolicyUuid: '2a9c1f4e-7b3d-4e8a-9f61-5d2c0b7a8e93',
     });
   });
 
   test('an older-style volume: "20 GiB", numbers as strings, "True", a host in the ACL', async () => {
     const v = await backend.getVolumeByName(VOLUME_ACL.name);
     assert.deepEqual(v, {
-      uuid: VOLUME_ACL.UUID, name: VOLUME_ACL.name, sizeGb: 20, replicas: 2, compression: true, state: 'Available',
-      acl: ['nqn.2014-08.org.nvmexpress:uuid:36363636-3636-4336-8336-363636363636'], nsid: 13,
+      uuid: VOLUME_ACL.UUID,
+      name: VOLUME_ACL.name,
+      sizeGb: 20,
+      replicas: 2,
+      compression: true,
+      state: 'Available',
+      acl: ['nqn.2014-08.org.nvmexpress:uuid:36363636-3636-4336-8336-363636363636'],
+      nsid: 13,
       sourceSnapshotUuid: '5e0c9a1b-2d3f-4a5b-8c6d-7e8f9a0b1c2d',
     });
   });
@@ -79,7 +104,8 @@ describe('parsing recorded LightOS answers', () => {
   });
 
   test('a tenant JWT refused cluster statistics (403) means unknown capacity, not an error', async () => {
-    override = (r) => (r.url === '/api/v2/cluster' ? { status: 403, body: { code: 7, message: 'permission denied' } } : undefined);
+    override = (r) =>
+      r.url === '/api/v2/cluster' ? { status: 403, body: { code: 7, message: 'permission denied' } } : undefined;
     assert.deepEqual(await backend.capacity(), { totalGb: null, freeGb: null });
   });
 });
@@ -88,10 +114,26 @@ describe('paths without replicaPlacement (a real LightOS)', () => {
   test('every node: Active ones in API order as unknown, IPv6 unbracketed, the Inactive one last as inaccessible', async () => {
     const paths = await backend.volumePaths(VOLUME.UUID);
     assert.deepEqual(paths, [
-      { nodeId: '926e6df8-73e1-11ec-a624-000000000001', portal: { address: '192.168.75.10', port: 4420, transport: 'tcp' }, anaState: 'unknown' },
-      { nodeId: '926e6df8-73e1-11ec-a624-000000000002', portal: { address: '::192:168:75:11', port: 4420, transport: 'tcp' }, anaState: 'unknown' },
-      { nodeId: '926e6df8-73e1-11ec-a624-000000000004', portal: { address: 'fd00::13', port: 4421, transport: 'tcp' }, anaState: 'unknown' },
-      { nodeId: '926e6df8-73e1-11ec-a624-000000000003', portal: { address: '192.168.75.12', port: 4420, transport: 'tcp' }, anaState: 'inaccessible' },
+      {
+        nodeId: '926e6df8-73e1-11ec-a624-000000000001',
+        portal: { address: '192.168.75.10', port: 4420, transport: 'tcp' },
+        anaState: 'unknown',
+      },
+      {
+        nodeId: '926e6df8-73e1-11ec-a624-000000000002',
+        portal: { address: '::192:168:75:11', port: 4420, transport: 'tcp' },
+        anaState: 'unknown',
+      },
+      {
+        nodeId: '926e6df8-73e1-11ec-a624-000000000004',
+        portal: { address: 'fd00::13', port: 4421, transport: 'tcp' },
+        anaState: 'unknown',
+      },
+      {
+        nodeId: '926e6df8-73e1-11ec-a624-000000000003',
+        portal: { address: '192.168.75.12', port: 4420, transport: 'tcp' },
+        anaState: 'inaccessible',
+      },
     ]);
   });
 });
@@ -116,14 +158,16 @@ describe('what the adapter sends', () => {
 
   test('a 400 that speaks of the ETag is retried like a 412 (LightOS gateway precondition)', async () => {
     let refused = 0;
-    override = (r) => (r.method === 'PUT' && refused++ === 0 ? { status: 400, body: { code: 9, message: 'etag mismatch' } } : undefined);
+    override = (r) =>
+      r.method === 'PUT' && refused++ === 0 ? { status: 400, body: { code: 9, message: 'etag mismatch' } } : undefined;
     assert.deepEqual(await backend.grantAccess(VOLUME.UUID, HOST), { changed: true });
     assert.equal(fake.requests.filter((r) => r.method === 'PUT').length, 2);
   });
 
   test('create sends the Cinder body: "<N> gib", replicaCount string, "True"/"False", ALLOW_NONE', async () => {
     override = (r) => {
-      if (r.method === 'GET' && r.url.startsWith(`${VOLS}/?name=`)) return { status: 404, body: { code: 5, message: 'not found' } };
+      if (r.method === 'GET' && r.url.startsWith(`${VOLS}/?name=`))
+        return { status: 404, body: { code: 5, message: 'not found' } };
       if (r.method === 'POST') return { body: { ...volume, name: 'volume-new' } };
       return undefined;
     };
@@ -131,8 +175,12 @@ describe('what the adapter sends', () => {
     const post = fake.requests.find((r) => r.method === 'POST')!;
     assert.equal(post.url, VOLS);
     assert.deepEqual(post.body, {
-      name: 'volume-new', size: '10 gib', replicaCount: '3', compression: 'False',
-      acl: { values: ['ALLOW_NONE'] }, IPAcl: { values: ['ALLOW_ANY'] },
+      name: 'volume-new',
+      size: '10 gib',
+      replicaCount: '3',
+      compression: 'False',
+      acl: { values: ['ALLOW_NONE'] },
+      IPAcl: { values: ['ALLOW_ANY'] },
     });
   });
 

@@ -24,7 +24,11 @@ const VOLS = '/api/v2/projects/default/volumes';
 const GONE = { status: 404, body: { code: 5, message: 'not found' } };
 
 /** Runs `p` to completion, advancing the clock by `stepMs` whenever the code under test sleeps. */
-async function drive<T>(clock: ManualClock, p: Promise<T>, stepMs: number): Promise<{ ok: true; value: T } | { ok: false; error: DriverError }> {
+async function drive<T>(
+  clock: ManualClock,
+  p: Promise<T>,
+  stepMs: number,
+): Promise<{ ok: true; value: T } | { ok: false; error: DriverError }> {
   let done = false;
   const settled = p.then(
     (value) => ((done = true), { ok: true as const, value }),
@@ -57,7 +61,14 @@ beforeEach(() => {
 });
 
 const make = (over: Partial<LightosConfig> = {}) =>
-  new LightosBackend({ endpoints: [fake.url], clock, pollIntervalMs: 1000, operationTimeoutMs: 100_000, random: () => 0, ...over });
+  new LightosBackend({
+    endpoints: [fake.url],
+    clock,
+    pollIntervalMs: 1000,
+    operationTimeoutMs: 100_000,
+    random: () => 0,
+    ...over,
+  });
 
 /** A LightOS that has no snapshot yet, answers POSTs from `posts` (then creates), and serves the snapshot in `states` order. */
 function lightos(posts: number[], states: string[] = ['Available']) {
@@ -93,8 +104,17 @@ describe('createSnapshot', () => {
     lightos([], ['Creating', 'Available']);
     const r = await drive(clock, make().createSnapshot(SNAPSHOT.sourceVolumeUUID, SNAPSHOT.name), 1000);
     assert.ok(r.ok, String(!r.ok && r.error));
-    assert.deepEqual(r.value, { uuid: SNAPSHOT.UUID, name: SNAPSHOT.name, sourceVolumeUuid: SNAPSHOT.sourceVolumeUUID, sizeGb: 10, state: 'Available' });
-    assert.deepEqual(fake.requests.slice(0, 2).map((q) => `${q.method} ${q.url}`), [`GET ${SNAPS}/?Name=${SNAPSHOT.name}`, `POST ${SNAPS}`]);
+    assert.deepEqual(r.value, {
+      uuid: SNAPSHOT.UUID,
+      name: SNAPSHOT.name,
+      sourceVolumeUuid: SNAPSHOT.sourceVolumeUUID,
+      sizeGb: 10,
+      state: 'Available',
+    });
+    assert.deepEqual(
+      fake.requests.slice(0, 2).map((q) => `${q.method} ${q.url}`),
+      [`GET ${SNAPS}/?Name=${SNAPSHOT.name}`, `POST ${SNAPS}`],
+    );
     assert.deepEqual(fake.requests[1]!.body, { name: SNAPSHOT.name, sourceVolumeUUID: SNAPSHOT.sourceVolumeUUID });
     assert.equal(clock.now(), 1000, 'one poll interval in Creating');
   });
@@ -111,7 +131,10 @@ describe('createSnapshot', () => {
     lightos([503, 400]);
     const r = await drive(clock, make().createSnapshot(SNAPSHOT.sourceVolumeUUID, SNAPSHOT.name), 1000);
     assert.ok(r.ok, String(!r.ok && r.error));
-    assert.deepEqual(posts().map((q) => q.t), [0, 1000, 3000]);
+    assert.deepEqual(
+      posts().map((q) => q.t),
+      [0, 1000, 3000],
+    );
     assert.equal(at.filter((q) => q.url.includes('?Name=')).length, 3, 'a lookup before every POST');
   });
 
@@ -121,15 +144,26 @@ describe('createSnapshot', () => {
     assert.ok(!r.ok && isDriverError(r.error, 'backend_error'), String(!r.ok && r.error));
     assert.match(r.error.message, /^LightOS createSnapshot\(snapshot .*\): HTTP 500 .* \(gave up after 5 attempts\)$/);
     assert.equal(r.error.details?.attempts, 5);
-    assert.deepEqual(posts().map((q) => q.t), [0, 1000, 3000, 7000, 15000]);
+    assert.deepEqual(
+      posts().map((q) => q.t),
+      [0, 1000, 3000, 7000, 15000],
+    );
   });
 
   test('never pauses past the operation deadline', async () => {
     lightos([503, 503, 503, 503]);
-    const r = await drive(clock, make({ operationTimeoutMs: 2500 }).createSnapshot(SNAPSHOT.sourceVolumeUUID, SNAPSHOT.name), 1000);
+    const r = await drive(
+      clock,
+      make({ operationTimeoutMs: 2500 }).createSnapshot(SNAPSHOT.sourceVolumeUUID, SNAPSHOT.name),
+      1000,
+    );
     assert.ok(!r.ok && isDriverError(r.error, 'backend_error'));
     assert.match(r.error.message, /gave up after 2 attempts/);
-    assert.deepEqual(posts().map((q) => q.t), [0, 1000], 'a third attempt would start at 3 s, past the 2.5 s deadline');
+    assert.deepEqual(
+      posts().map((q) => q.t),
+      [0, 1000],
+      'a third attempt would start at 3 s, past the 2.5 s deadline',
+    );
   });
 
   test('other refusals (403) are final at once', async () => {
@@ -157,7 +191,11 @@ describe('createSnapshot', () => {
 
   test('a snapshot stuck in Creating is backend_timeout naming the state', async () => {
     lightos([], ['Creating']);
-    const r = await drive(clock, make({ operationTimeoutMs: 3000 }).createSnapshot(SNAPSHOT.sourceVolumeUUID, SNAPSHOT.name), 1000);
+    const r = await drive(
+      clock,
+      make({ operationTimeoutMs: 3000 }).createSnapshot(SNAPSHOT.sourceVolumeUUID, SNAPSHOT.name),
+      1000,
+    );
     assert.ok(!r.ok && isDriverError(r.error, 'backend_timeout'));
     assert.match(r.error.message, /still in state Creating after 3000 ms waiting for snapshot .* to become Available/);
   });
@@ -168,12 +206,16 @@ describe('deleteSnapshot', () => {
     handler = () => GONE;
     const r = await drive(clock, make().deleteSnapshot(SNAPSHOT.UUID), 1000);
     assert.ok(r.ok, String(!r.ok && r.error));
-    assert.deepEqual(fake.requests.map((q) => q.method), ['DELETE']);
+    assert.deepEqual(
+      fake.requests.map((q) => q.method),
+      ['DELETE'],
+    );
   });
 
   test('waits until the snapshot is gone', async () => {
     let reads = 0;
-    handler = (r) => (r.method === 'DELETE' ? { body: {} } : reads++ < 2 ? { body: { ...SNAPSHOT, state: 'Deleting' } } : GONE);
+    handler = (r) =>
+      r.method === 'DELETE' ? { body: {} } : reads++ < 2 ? { body: { ...SNAPSHOT, state: 'Deleting' } } : GONE;
     const r = await drive(clock, make().deleteSnapshot(SNAPSHOT.UUID), 1000);
     assert.ok(r.ok);
     assert.equal(clock.now(), 2000);
@@ -186,7 +228,8 @@ describe('createVolume end states', () => {
       let exists = true;
       handler = (r) => {
         if (r.method === 'GET' && r.url.startsWith(`${VOLS}/?name=`)) return { body: { ...VOLUME, state: 'Creating' } };
-        if (r.method === 'GET' && r.url === `${VOLS}/${VOLUME.UUID}`) return exists ? { body: { ...VOLUME, state } } : GONE;
+        if (r.method === 'GET' && r.url === `${VOLS}/${VOLUME.UUID}`)
+          return exists ? { body: { ...VOLUME, state } } : GONE;
         if (r.method === 'DELETE') {
           exists = false;
           return { body: {} };
@@ -196,7 +239,10 @@ describe('createVolume end states', () => {
       const r = await drive(clock, make().createVolume({ name: VOLUME.name, sizeGb: 10, replicas: 3 }), 1000);
       assert.ok(!r.ok && isDriverError(r.error, 'backend_error'), String(!r.ok && r.error));
       assert.match(r.error.message, new RegExp(`ended in state ${state} \\(deleted it\\)`));
-      assert.deepEqual(at.filter((q) => q.method === 'DELETE').map((q) => q.url), [`${VOLS}/${VOLUME.UUID}`]);
+      assert.deepEqual(
+        at.filter((q) => q.method === 'DELETE').map((q) => q.url),
+        [`${VOLS}/${VOLUME.UUID}`],
+      );
     });
   }
 });

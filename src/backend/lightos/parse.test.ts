@@ -9,10 +9,18 @@ const GiB = 1024 ** 3;
 
 describe('parseSizeBytes', () => {
   const ok: [unknown, number][] = [
-    ['10 GiB', 10 * GiB], ['10 gib', 10 * GiB], ['10GiB', 10 * GiB], ['512 MiB', GiB / 2], ['1 TiB', 1024 * GiB],
-    [10737418240, 10 * GiB], ['10737418240', 10 * GiB], ['1.5 GiB', 1.5 * GiB], [0, 0],
+    ['10 GiB', 10 * GiB],
+    ['10 gib', 10 * GiB],
+    ['10GiB', 10 * GiB],
+    ['512 MiB', GiB / 2],
+    ['1 TiB', 1024 * GiB],
+    [10737418240, 10 * GiB],
+    ['10737418240', 10 * GiB],
+    ['1.5 GiB', 1.5 * GiB],
+    [0, 0],
   ];
-  for (const [input, bytes] of ok) test(`${JSON.stringify(input)} is ${bytes} bytes`, () => assert.equal(parseSizeBytes(input), bytes));
+  for (const [input, bytes] of ok)
+    test(`${JSON.stringify(input)} is ${bytes} bytes`, () => assert.equal(parseSizeBytes(input), bytes));
   for (const bad of ['ten', '10 GB', '', -1, null, undefined, {}, '10 gib extra']) {
     test(`${JSON.stringify(bad)} is unreadable`, () => assert.equal(parseSizeBytes(bad), undefined));
   }
@@ -45,8 +53,18 @@ describe('ACL sentinel', () => {
 });
 
 describe('orderPaths', () => {
-  const node = (uuid: string, ep: string, active = true): WireNode => ({ uuid, rawEndpoint: ep, endpoint: parseNvmeEndpoint(ep), active });
-  const nodes = [node('n0', '10.0.0.1:4420'), node('n1', '10.0.0.2:4420'), node('n2', '10.0.0.3:4420'), node('n3', 'garbage:x')];
+  const node = (uuid: string, ep: string, active = true): WireNode => ({
+    uuid,
+    rawEndpoint: ep,
+    endpoint: parseNvmeEndpoint(ep),
+    active,
+  });
+  const nodes = [
+    node('n0', '10.0.0.1:4420'),
+    node('n1', '10.0.0.2:4420'),
+    node('n2', '10.0.0.3:4420'),
+    node('n3', 'garbage:x'),
+  ];
 
   test('with placement: optimized first, then non-optimized, then the unusable replicas (inactive node = inaccessible)', () => {
     const paths = orderPaths(
@@ -57,15 +75,38 @@ describe('orderPaths', () => {
         { nodeUuid: 'n2', anaState: 'optimized' },
       ],
     );
-    assert.deepEqual(paths.map((p) => [p.nodeId, p.anaState]), [['n1', 'non-optimized'], ['n0', 'inaccessible'], ['n2', 'inaccessible']]);
-    const two = orderPaths(nodes, [{ nodeUuid: 'n1', anaState: 'non-optimized' }, { nodeUuid: 'n2', anaState: 'optimized' }]);
-    assert.deepEqual(two.map((p) => [p.nodeId, p.anaState]), [['n2', 'optimized'], ['n1', 'non-optimized']]);
+    assert.deepEqual(
+      paths.map((p) => [p.nodeId, p.anaState]),
+      [
+        ['n1', 'non-optimized'],
+        ['n0', 'inaccessible'],
+        ['n2', 'inaccessible'],
+      ],
+    );
+    const two = orderPaths(nodes, [
+      { nodeUuid: 'n1', anaState: 'non-optimized' },
+      { nodeUuid: 'n2', anaState: 'optimized' },
+    ]);
+    assert.deepEqual(
+      two.map((p) => [p.nodeId, p.anaState]),
+      [
+        ['n2', 'optimized'],
+        ['n1', 'non-optimized'],
+      ],
+    );
   });
 
   test('without placement: every active node with a readable endpoint, anaState unknown', () => {
     const bad: string[] = [];
     const paths = orderPaths(nodes, undefined, (n) => bad.push(n.uuid));
-    assert.deepEqual(paths.map((p) => [p.nodeId, p.anaState]), [['n0', 'unknown'], ['n1', 'unknown'], ['n2', 'unknown']]);
+    assert.deepEqual(
+      paths.map((p) => [p.nodeId, p.anaState]),
+      [
+        ['n0', 'unknown'],
+        ['n1', 'unknown'],
+        ['n2', 'unknown'],
+      ],
+    );
     assert.deepEqual(bad, ['n3'], 'an unreadable endpoint is reported');
   });
 });
@@ -73,15 +114,28 @@ describe('orderPaths', () => {
 describe('lightosError', () => {
   const op: Op = { name: 'grantAccess', subject: 'volume v-1', deadline: 0 };
   const table: [LightosFailure, string][] = [
-    [{ kind: 'unreachable', attempts: [{ endpoint: 'http://a', reason: 'ECONNREFUSED', timedOut: false }] }, 'backend_unavailable'],
-    [{ kind: 'timeout', attempts: [{ endpoint: 'http://a', reason: 'timed out', timedOut: true }], requestTimeoutMs: 5 }, 'backend_timeout'],
+    [
+      { kind: 'unreachable', attempts: [{ endpoint: 'http://a', reason: 'ECONNREFUSED', timedOut: false }] },
+      'backend_unavailable',
+    ],
+    [
+      {
+        kind: 'timeout',
+        attempts: [{ endpoint: 'http://a', reason: 'timed out', timedOut: true }],
+        requestTimeoutMs: 5,
+      },
+      'backend_timeout',
+    ],
     [{ kind: 'stuck', waitingFor: 'x', state: 'Creating', waitedMs: 5 }, 'backend_timeout'],
     [{ kind: 'conflict', status: 412, waitedMs: 5 }, 'backend_timeout'],
     [{ kind: 'http', status: 503, endpoint: 'http://a', message: 'm' }, 'backend_error'],
     [{ kind: 'http', status: 401, endpoint: 'http://a', message: 'm' }, 'backend_rejected'],
     [{ kind: 'http', status: 403, endpoint: 'http://a', message: 'm' }, 'backend_rejected'],
     [{ kind: 'http', status: 422, endpoint: 'http://a', message: 'm' }, 'backend_rejected'],
-    [{ kind: 'http', status: 404, endpoint: 'http://a', message: 'm', notFound: 'volume_not_found' }, 'volume_not_found'],
+    [
+      { kind: 'http', status: 404, endpoint: 'http://a', message: 'm', notFound: 'volume_not_found' },
+      'volume_not_found',
+    ],
     [{ kind: 'http', status: 404, endpoint: 'http://a', message: 'm' }, 'backend_rejected'],
     [{ kind: 'malformed', endpoint: 'http://a', reason: 'r' }, 'backend_error'],
     [{ kind: 'notFound', what: 'volume v-1', code: 'volume_not_found' }, 'volume_not_found'],
@@ -100,6 +154,9 @@ describe('lightosError', () => {
   }
 
   test('the stuck message names the state', () => {
-    assert.match(lightosError(op, { kind: 'stuck', waitingFor: 'Available', state: 'Creating', waitedMs: 100 }).message, /still in state Creating/);
+    assert.match(
+      lightosError(op, { kind: 'stuck', waitingFor: 'Available', state: 'Creating', waitedMs: 100 }).message,
+      /still in state Creating/,
+    );
   });
 });

@@ -16,7 +16,17 @@ export const ALLOW_NONE = 'ALLOW_NONE';
 export const ALLOW_ANY = 'ALLOW_ANY';
 const DEFAULT_NVME_PORT = 4420;
 
-const STATES: readonly BackendState[] = ['Unknown', 'Creating', 'Available', 'Deleting', 'Deleted', 'Failed', 'Updating', 'Migrating', 'Rollback'];
+const STATES: readonly BackendState[] = [
+  'Unknown',
+  'Creating',
+  'Available',
+  'Deleting',
+  'Deleted',
+  'Failed',
+  'Updating',
+  'Migrating',
+  'Rollback',
+];
 const UNITS: Record<string, number> = { b: 1, kib: 1024, mib: 1024 ** 2, gib: GiB, tib: 1024 ** 4, pib: 1024 ** 5 };
 
 /** The answer does not have the shape the API documents. */
@@ -25,7 +35,8 @@ export class MalformedAnswer extends Error {}
 type Obj = Record<string, unknown>;
 
 function obj(v: unknown, what: string): Obj {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new MalformedAnswer(`${what} is not a JSON object`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new MalformedAnswer(`${what} is not a JSON object`);
   return v as Obj;
 }
 
@@ -85,7 +96,8 @@ export function parseNvmeEndpoint(v: unknown): { address: string; port: number }
 export function aclHosts(v: unknown): string[] {
   const values = typeof v === 'object' && v !== null ? (v as Obj).values : undefined;
   if (values === undefined || values === null) return [];
-  if (!Array.isArray(values) || values.some((x) => typeof x !== 'string')) throw new MalformedAnswer('acl.values is not a list of strings');
+  if (!Array.isArray(values) || values.some((x) => typeof x !== 'string'))
+    throw new MalformedAnswer('acl.values is not a list of strings');
   return (values as string[]).filter((x) => x !== ALLOW_NONE);
 }
 
@@ -118,7 +130,10 @@ function placement(v: unknown): PlacementEntry[] | undefined {
   if (!Array.isArray(v)) return undefined;
   return v.map((e, i) => {
     const o = obj(e, `replicaPlacement[${i}]`);
-    const ana = typeof o.anaState === 'string' && (ANA as readonly string[]).includes(o.anaState) ? (o.anaState as AnaState) : 'unknown';
+    const ana =
+      typeof o.anaState === 'string' && (ANA as readonly string[]).includes(o.anaState)
+        ? (o.anaState as AnaState)
+        : 'unknown';
     return { nodeUuid: str(o, 'nodeUUID', `replicaPlacement[${i}]`), anaState: ana };
   });
 }
@@ -146,7 +161,12 @@ export function parseVolume(body: unknown): WireVolume {
   if (qos) volume.qosPolicyUuid = qos;
   const src = optStr(o.sourceSnapshotUUID);
   if (src) volume.sourceSnapshotUuid = src;
-  return { volume, sizeBytes, etag: typeof o.ETag === 'string' ? o.ETag : '', placement: placement(o.replicaPlacement) };
+  return {
+    volume,
+    sizeBytes,
+    etag: typeof o.ETag === 'string' ? o.ETag : '',
+    placement: placement(o.replicaPlacement),
+  };
 }
 
 export function parseSnapshot(body: unknown): BackendSnapshot {

@@ -43,7 +43,12 @@ export class LightosSnapshots {
     const { uuid } = await this.findOrPostWithRetries(op, sourceVolumeUuid, name);
     const final = await this.c.waitFor(op, `snapshot ${uuid} to become Available`, async () => {
       const s = await this.c.readSnapshot(op, uuid);
-      if (!s) throw lightosError(op, { kind: 'vanished', what: `snapshot ${uuid}`, during: 'waiting for it to become Available' });
+      if (!s)
+        throw lightosError(op, {
+          kind: 'vanished',
+          what: `snapshot ${uuid}`,
+          during: 'waiting for it to become Available',
+        });
       return TRANSIENT.has(s.state) ? { done: false, state: s.state } : { done: true, value: s };
     });
     if (final.state === 'Available') return final;
@@ -73,14 +78,21 @@ export class LightosSnapshots {
       } catch (e) {
         if (!retryable(e)) throw e;
         last = e;
-        logger.warn({ operation: op.name, snapshot: name, attempt: attempts, err: e.message }, 'LightOS snapshot create attempt failed; retrying');
+        logger.warn(
+          { operation: op.name, snapshot: name, attempt: attempts, err: e.message },
+          'LightOS snapshot create attempt failed; retrying',
+        );
       }
     }
     const cause = last!;
-    throw new DriverError(cause.code, `${cause.message} (gave up after ${attempts} attempt${attempts === 1 ? '' : 's'})`, {
-      details: { ...cause.details, attempts },
-      cause,
-    });
+    throw new DriverError(
+      cause.code,
+      `${cause.message} (gave up after ${attempts} attempt${attempts === 1 ? '' : 's'})`,
+      {
+        details: { ...cause.details, attempts },
+        cause,
+      },
+    );
   }
 
   /** One attempt: the snapshot by name (an earlier attempt may have made it), else POST. */
@@ -96,7 +108,11 @@ export class LightosSnapshots {
       found = null;
     }
     if (found) return found;
-    const a = await this.c.send(op, { method: 'POST', path: this.c.snapshotsPath(), body: { name, sourceVolumeUUID: sourceVolumeUuid } });
+    const a = await this.c.send(op, {
+      method: 'POST',
+      path: this.c.snapshotsPath(),
+      body: { name, sourceVolumeUUID: sourceVolumeUuid },
+    });
     if (this.c.isOk(a)) return this.c.parse(op, a, parseSnapshot);
     if (a.status === 409) {
       // Lost a race with another create of the same name: that snapshot is ours too.

@@ -15,7 +15,11 @@ const VOLS = '/api/v2/projects/default/volumes';
 const UUID = '6d2a3b6e-1f0c-4b8e-9a57-2c1d0e4f5a61';
 
 /** Runs `p` to completion, advancing the clock by `stepMs` each time the code under test sleeps. */
-async function drive<T>(clock: ManualClock, p: Promise<T>, stepMs: number): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+async function drive<T>(
+  clock: ManualClock,
+  p: Promise<T>,
+  stepMs: number,
+): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
   let done = false;
   const settled = p.then(
     (value) => ((done = true), { ok: true as const, value }),
@@ -80,7 +84,15 @@ describe('waits and conflicts', () => {
   let mode: 'creating' | 'conflict';
   before(async () => {
     fake = await startFakeLightos((r) => {
-      const vol = { UUID, name: 'volume-w', size: '1073741824', replicaCount: 1, state: mode === 'creating' ? 'Creating' : 'Available', acl: { values: ['ALLOW_NONE'] }, ETag: '1' };
+      const vol = {
+        UUID,
+        name: 'volume-w',
+        size: '1073741824',
+        replicaCount: 1,
+        state: mode === 'creating' ? 'Creating' : 'Available',
+        acl: { values: ['ALLOW_NONE'] },
+        ETag: '1',
+      };
       if (r.method === 'PUT') return { status: 412, body: { code: 9, message: 'etag mismatch' } };
       if (r.url.startsWith(VOLS)) return { body: vol };
       return { status: 404, body: {} };

@@ -85,13 +85,18 @@ export class LightosTransport {
           return o.answer;
         }
         attempts.push(o.attempt);
-        this.cfg.logger.warn({ operation: op.name, endpoint: o.attempt.endpoint, reason: o.attempt.reason }, 'LightOS endpoint did not answer; failing over');
+        this.cfg.logger.warn(
+          { operation: op.name, endpoint: o.attempt.endpoint, reason: o.attempt.reason },
+          'LightOS endpoint did not answer; failing over',
+        );
       }
     }
     const timedOut = attempts.some((a) => a.timedOut);
     throw lightosError(
       op,
-      timedOut ? { kind: 'timeout', attempts, requestTimeoutMs: this.cfg.requestTimeoutMs } : { kind: 'unreachable', attempts },
+      timedOut
+        ? { kind: 'timeout', attempts, requestTimeoutMs: this.cfg.requestTimeoutMs }
+        : { kind: 'unreachable', attempts },
     );
   }
 
@@ -110,14 +115,21 @@ export class LightosTransport {
       });
       const answer = parseAnswer(endpoint, res.status, typeof res.data === 'string' ? res.data : '');
       this.cfg.logger.debug(
-        { operation: op.name, method: req.method, path: req.path, endpoint, status: res.status, ms: Date.now() - started },
+        {
+          operation: op.name,
+          method: req.method,
+          path: req.path,
+          endpoint,
+          status: res.status,
+          ms: Date.now() - started,
+        },
         'LightOS request',
       );
       return { ok: true, answer };
     } catch (err) {
       const code = (err as { code?: string }).code;
       const timedOut = code === 'ECONNABORTED' || code === 'ETIMEDOUT';
-      const reason = timedOut ? `timed out after ${this.cfg.requestTimeoutMs} ms` : code ?? (err as Error).message;
+      const reason = timedOut ? `timed out after ${this.cfg.requestTimeoutMs} ms` : (code ?? (err as Error).message);
       return { ok: false, attempt: { endpoint, reason, timedOut } };
     }
   }

@@ -25,7 +25,11 @@ export function agentHandlers(deps: DriverDeps) {
       return { status: 200, body: { host: presentHost(host) } };
     },
 
-    async agentListAttachments(c: Context, _req: unknown, res: { on?: (e: string, f: () => void) => void }): Promise<HandlerResult> {
+    async agentListAttachments(
+      c: Context,
+      _req: unknown,
+      res: { on?: (e: string, f: () => void) => void },
+    ): Promise<HandlerResult> {
       const q = c.request.query as { since?: number; wait?: number };
       // A client that gives up on its long poll must not keep a waiter behind.
       const abort = new AbortController();

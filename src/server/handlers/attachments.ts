@@ -11,8 +11,13 @@ export function attachmentHandlers(deps: DriverDeps) {
     async listAttachments(c: Context): Promise<HandlerResult> {
       const q = c.request.query as { volume_id?: string; host_nqn?: string; status?: AttachmentStatus };
       const host = confinedHost(c);
-      if (host && q.host_nqn && q.host_nqn !== host) throw new DriverError('forbidden', 'a host token may only list its own host\'s attachments');
-      const list = await deps.store.listAttachments({ volumeId: q.volume_id, hostNqn: host ?? q.host_nqn, status: q.status });
+      if (host && q.host_nqn && q.host_nqn !== host)
+        throw new DriverError('forbidden', "a host token may only list its own host's attachments");
+      const list = await deps.store.listAttachments({
+        volumeId: q.volume_id,
+        hostNqn: host ?? q.host_nqn,
+        status: q.status,
+      });
       return { status: 200, body: { attachments: list.map((a) => presentAttachment(a)) } };
     },
 

@@ -53,7 +53,12 @@ export function hostHandlers(deps: DriverDeps) {
         status: 200,
         body: {
           generated_at: now.toISOString(),
-          summary: { optimal: count('optimal'), degraded: count('degraded'), failed: count('failed'), unknown: count('unknown') },
+          summary: {
+            optimal: count('optimal'),
+            degraded: count('degraded'),
+            failed: count('failed'),
+            unknown: count('unknown'),
+          },
           volumes: [...byVolume.entries()].map(([volume_id, hosts]) => ({ volume_id, hosts })),
         },
       };

@@ -11,7 +11,9 @@ import { capabilityHandlers } from './capabilities.ts';
 import { snapshotHandlers } from './snapshots.ts';
 import type { HandlerResult } from './types.ts';
 
-interface ExtendBody { new_size_gb: number }
+interface ExtendBody {
+  new_size_gb: number;
+}
 
 export function lifecycleHandlers(deps: DriverDeps) {
   return {

@@ -5,13 +5,20 @@ import type { DriverDeps } from '../../driver/deps.ts';
 import { presentSnapshot } from '../presenters/lifecycle.ts';
 import type { HandlerResult } from './types.ts';
 
-interface CreateSnapshotBody { id: string; name?: string }
+interface CreateSnapshotBody {
+  id: string;
+  name?: string;
+}
 
 export function snapshotHandlers(deps: DriverDeps) {
   return {
     async createSnapshot(c: Context): Promise<HandlerResult> {
       const b = c.request.requestBody as CreateSnapshotBody;
-      const { snapshot, created } = await createSnapshot(deps, { volumeId: c.request.params.id as string, id: b.id, name: b.name });
+      const { snapshot, created } = await createSnapshot(deps, {
+        volumeId: c.request.params.id as string,
+        id: b.id,
+        name: b.name,
+      });
       return { status: created ? 201 : 200, body: presentSnapshot(snapshot) };
     },
 

@@ -17,14 +17,25 @@ interface CreateVolumeBody {
   qos_policy_id?: string;
   source?: { snapshot_id: string } | { volume_id: string };
 }
-interface InitializeBody { connector: Connector; instance_uuid?: string; access_mode?: 'rw' | 'ro' }
-interface TerminateBody { connector: Connector | null; force?: boolean; attachment_id?: string; instance_uuid?: string }
+interface InitializeBody {
+  connector: Connector;
+  instance_uuid?: string;
+  access_mode?: 'rw' | 'ro';
+}
+interface TerminateBody {
+  connector: Connector | null;
+  force?: boolean;
+  attachment_id?: string;
+  instance_uuid?: string;
+}
 
 export function volumeHandlers(deps: DriverDeps) {
   return {
     async createVolume(c: Context): Promise<HandlerResult> {
       const b = c.request.requestBody as CreateVolumeBody;
-      const source = b.source && ('snapshot_id' in b.source ? { snapshotId: b.source.snapshot_id } : { volumeId: b.source.volume_id });
+      const source =
+        b.source &&
+        ('snapshot_id' in b.source ? { snapshotId: b.source.snapshot_id } : { volumeId: b.source.volume_id });
       const { volume, created } = await createVolume(deps, {
         id: b.id,
         sizeGb: b.size_gb,
@@ -62,7 +73,16 @@ export function volumeHandlers(deps: DriverDeps) {
         attachmentId: b.attachment_id,
         instanceUuid: b.instance_uuid,
       });
-      return { status: 200, body: { revoked: r.revoked, shared: r.shared, detached: r.detached, revoked_hosts: r.revokedHosts, pending: r.pending } };
+      return {
+        status: 200,
+        body: {
+          revoked: r.revoked,
+          shared: r.shared,
+          detached: r.detached,
+          revoked_hosts: r.revokedHosts,
+          pending: r.pending,
+        },
+      };
     },
   };
 }

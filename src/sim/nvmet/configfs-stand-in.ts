@@ -123,7 +123,8 @@ export class ConfigfsStandIn extends NodeConfigfs {
     if (!kind || !existsSync(this.abs(path.dirname(rel)))) fail('mkdir', rel, kind ? 'ENOENT' : 'EPERM');
     if (existsSync(this.abs(rel))) fail('mkdir', rel, 'EEXIST');
     const name = path.basename(rel);
-    if (kind === 'anagroup' && !(/^\d+$/.test(name) && Number(name) >= 2 && Number(name) <= 128)) fail('mkdir', rel, 'EINVAL');
+    if (kind === 'anagroup' && !(/^\d+$/.test(name) && Number(name) >= 2 && Number(name) <= 128))
+      fail('mkdir', rel, 'EINVAL');
     if ((kind === 'namespace' || kind === 'port') && !/^\d+$/.test(name)) fail('mkdir', rel, 'EINVAL');
     await super.mkdir(rel);
     for (const [entry, value] of Object.entries(defaults(kind, this.options.revalidateSize ?? true))) {
@@ -157,7 +158,8 @@ export class ConfigfsStandIn extends NodeConfigfs {
     if (!(portLink && kindOf(targetRel) === 'subsystem') && !(hostLink && kindOf(targetRel) === 'host')) {
       fail('symlink', linkRel, 'EPERM');
     }
-    if (!existsSync(this.abs(targetRel)) || !existsSync(this.abs(path.dirname(linkRel)))) fail('symlink', linkRel, 'ENOENT');
+    if (!existsSync(this.abs(targetRel)) || !existsSync(this.abs(path.dirname(linkRel))))
+      fail('symlink', linkRel, 'ENOENT');
     if (portLink && (await this.read(`${portLink[1]}/addr_trtype`)) === '') fail('symlink', linkRel, 'EINVAL');
     if (hostLink && (await this.read(`${hostLink[1]}/attr_allow_any_host`)) === '1') fail('symlink', linkRel, 'EINVAL');
     await super.symlink(targetRel, linkRel);
@@ -192,7 +194,8 @@ export class ConfigfsStandIn extends NodeConfigfs {
         if (this.options.odirect === false && (await this.read(`${dir}/buffered_io`)) !== '1') refuse('EINVAL');
       }
     }
-    if (kind === 'port' && attr.startsWith('addr_') && (await this.list(`${dir}/subsystems`)).length > 0) refuse('EACCES');
+    if (kind === 'port' && attr.startsWith('addr_') && (await this.list(`${dir}/subsystems`)).length > 0)
+      refuse('EACCES');
     if (attr === 'ana_state' && !ANA_STATES.includes(value)) refuse('EINVAL');
     if (attr === 'attr_allow_any_host' && value === '1' && (await this.list(`${dir}/allowed_hosts`)).length > 0) {
       refuse('EINVAL');

@@ -29,11 +29,15 @@ afterEach(async () => {
 async function setup(standIn: StandInOptions = {}, plane: Partial<NvmetDataPlaneOptions> = {}) {
   const fs = await ConfigfsStandIn.create(standIn);
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'nvmet-data-'));
-  cleanups.push(() => fs.destroy(), () => rm(dataDir, { recursive: true, force: true }));
+  cleanups.push(
+    () => fs.destroy(),
+    () => rm(dataDir, { recursive: true, force: true }),
+  );
   const dp = new NvmetDataPlane({ configfs: fs, dataDir, bufferedIo: standIn.odirect === false, ...plane });
   await dp.start(NQN, NODES);
   const sub = `subsystems/${NQN}`;
-  const anaOf = async (nodeIndex: number, group: number) => fs.read(`ports/${nodeIndex + 1}/ana_groups/${group}/ana_state`);
+  const anaOf = async (nodeIndex: number, group: number) =>
+    fs.read(`ports/${nodeIndex + 1}/ana_groups/${group}/ana_state`);
   return { fs, dp, dataDir, sub, anaOf };
 }
 
@@ -54,7 +58,10 @@ describe('NvmetDataPlane', () => {
   it('gives an IPv6 node an ipv6 port', async () => {
     const fs = await ConfigfsStandIn.create();
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'nvmet-data-'));
-    cleanups.push(() => fs.destroy(), () => rm(dataDir, { recursive: true, force: true }));
+    cleanups.push(
+      () => fs.destroy(),
+      () => rm(dataDir, { recursive: true, force: true }),
+    );
     const dp = new NvmetDataPlane({ configfs: fs, dataDir, bufferedIo: false });
     await dp.start(NQN, [{ nodeId: 'n1', index: 0, address: 'fd00::1', port: 4420 }]);
     assert.equal(await fs.read('ports/1/addr_adrfam'), 'ipv6');
@@ -74,11 +81,10 @@ describe('NvmetDataPlane', () => {
     const group = Number(await fs.read(`${ns}/ana_grpid`));
     assert.ok(group >= 2, 'not the ports default group 1');
     assert.equal(dp.volume(VOL)?.anaGroup, group);
-    assert.deepEqual([await anaOf(0, group), await anaOf(1, group), await anaOf(2, group)], [
-      'optimized',
-      'non-optimized',
-      'inaccessible',
-    ]);
+    assert.deepEqual(
+      [await anaOf(0, group), await anaOf(1, group), await anaOf(2, group)],
+      ['optimized', 'non-optimized', 'inaccessible'],
+    );
     const st = await stat(file);
     assert.equal(st.size, 64 * MiB);
     assert.ok(st.blocks * 512 < MiB, 'sparse');
@@ -111,15 +117,23 @@ describe('NvmetDataPlane', () => {
   it('gives concurrent volumes distinct ANA groups', async () => {
     const { dp } = await setup();
     const uuids = Array.from({ length: 6 }, (_, i) => `${VOL.slice(0, -2)}${String(i).padStart(2, '0')}`);
-    await Promise.all(uuids.map((volumeUuid, i) => dp.addNamespace({ volumeUuid, nsid: i + 1, sizeBytes: MiB, ana: ANA })));
+    await Promise.all(
+      uuids.map((volumeUuid, i) => dp.addNamespace({ volumeUuid, nsid: i + 1, sizeBytes: MiB, ana: ANA })),
+    );
     const groups = uuids.map((u) => dp.volume(u)?.anaGroup);
     assert.equal(new Set(groups).size, uuids.length);
   });
 
   it('rejects ANA states nvmet cannot take and nodes it does not know', async () => {
     const { dp } = await setup();
-    await assert.rejects(dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: MiB, ana: { 'node-1': 'unknown' } }), /unknown cannot be set/);
-    await assert.rejects(dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: MiB, ana: { 'node-9': 'optimized' } }), /unknown node node-9/);
+    await assert.rejects(
+      dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: MiB, ana: { 'node-1': 'unknown' } }),
+      /unknown cannot be set/,
+    );
+    await assert.rejects(
+      dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: MiB, ana: { 'node-9': 'optimized' } }),
+      /unknown node node-9/,
+    );
     await assert.rejects(dp.setAna(VOL2, ANA), /no namespace for volume/);
   });
 
@@ -128,7 +142,10 @@ describe('NvmetDataPlane', () => {
     await dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: MiB, ana: ANA });
     const g = dp.volume(VOL)!.anaGroup;
     await dp.setAna(VOL, { 'node-1': 'non-optimized', 'node-2': 'optimized' });
-    assert.deepEqual([await anaOf(0, g), await anaOf(1, g), await anaOf(2, g)], ['non-optimized', 'optimized', 'inaccessible']);
+    assert.deepEqual(
+      [await anaOf(0, g), await anaOf(1, g), await anaOf(2, g)],
+      ['non-optimized', 'optimized', 'inaccessible'],
+    );
   });
 
   it('setAllowedHosts links and unlinks hosts, and removes host entries no one uses', async () => {
@@ -180,7 +197,10 @@ describe('NvmetDataPlane', () => {
     // A bigger size through addNamespace (a replayed create) also reaches the hosts.
     const n = fs.writes.length;
     await dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: 128 * MiB, ana: ANA });
-    assert.deepEqual(fs.writes.slice(n).map((w) => w.rel), [`${sub}/namespaces/1/revalidate_size`]);
+    assert.deepEqual(
+      fs.writes.slice(n).map((w) => w.rel),
+      [`${sub}/namespaces/1/revalidate_size`],
+    );
   });
 
   it('resize without revalidate_size cycles the namespace', async () => {

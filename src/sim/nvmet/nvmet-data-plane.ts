@@ -125,7 +125,8 @@ export class NvmetDataPlane implements DataPlane {
   start(subsystemNqn: string, nodes: SimNodeEndpoint[]): Promise<void> {
     return this.serial(async () => {
       checkNqn(subsystemNqn);
-      if (new Set(nodes.map((n) => n.index)).size !== nodes.length) throw new Error('nvmet: node indexes must be unique');
+      if (new Set(nodes.map((n) => n.index)).size !== nodes.length)
+        throw new Error('nvmet: node indexes must be unique');
       this.nqn = subsystemNqn;
       this.nodes = [...nodes];
       await mkdir(this.opts.dataDir, { recursive: true });
@@ -134,7 +135,8 @@ export class NvmetDataPlane implements DataPlane {
 
       await ensureDir(this.fs, this.sub);
       if (this.opts.allowAnyHost) {
-        for (const h of await this.fs.list(`${this.sub}/allowed_hosts`)) await removeEntry(this.fs, this.hostLink(h), 'unlink');
+        for (const h of await this.fs.list(`${this.sub}/allowed_hosts`))
+          await removeEntry(this.fs, this.hostLink(h), 'unlink');
       }
       await writeIfChanged(this.fs, `${this.sub}/attr_allow_any_host`, this.opts.allowAnyHost ? '1' : '0');
       for (const node of this.nodes) await this.setupPort(node);
@@ -146,7 +148,8 @@ export class NvmetDataPlane implements DataPlane {
     return this.serial(async () => {
       this.checkStarted();
       if (!UUID_RE.test(ns.volumeUuid)) throw new Error(`nvmet: volume UUID ${ns.volumeUuid} is not a UUID`);
-      if (!Number.isInteger(ns.nsid) || ns.nsid < 1 || ns.nsid > 0xfffffffe) throw new Error(`nvmet: bad nsid ${ns.nsid}`);
+      if (!Number.isInteger(ns.nsid) || ns.nsid < 1 || ns.nsid > 0xfffffffe)
+        throw new Error(`nvmet: bad nsid ${ns.nsid}`);
       if (!(ns.sizeBytes > 0)) throw new Error(`nvmet: bad size ${ns.sizeBytes}`);
       this.checkAna(ns.ana);
       const uuid = ns.volumeUuid.toLowerCase();
@@ -155,7 +158,14 @@ export class NvmetDataPlane implements DataPlane {
       let v = this.volumes.get(uuid);
       if (v && v.nsid !== ns.nsid) throw new Error(`nvmet: volume ${uuid} is already nsid ${v.nsid}, not ${ns.nsid}`);
       if (!v) {
-        v = { volumeUuid: uuid, nsid: ns.nsid, anaGroup: this.freeGroup(), file: this.fileOf(uuid), sizeBytes: 0, ana: {} };
+        v = {
+          volumeUuid: uuid,
+          nsid: ns.nsid,
+          anaGroup: this.freeGroup(),
+          file: this.fileOf(uuid),
+          sizeBytes: 0,
+          ana: {},
+        };
         this.volumes.set(uuid, v);
       }
       v.ana = { ...ns.ana };
@@ -183,7 +193,8 @@ export class NvmetDataPlane implements DataPlane {
   resizeNamespace(volumeUuid: string, sizeBytes: number): Promise<void> {
     return this.serial(async () => {
       const v = this.need(volumeUuid);
-      if (sizeBytes < v.sizeBytes) throw new Error(`nvmet: volume ${v.volumeUuid} cannot shrink (${v.sizeBytes} → ${sizeBytes})`);
+      if (sizeBytes < v.sizeBytes)
+        throw new Error(`nvmet: volume ${v.volumeUuid} cannot shrink (${v.sizeBytes} → ${sizeBytes})`);
       await this.growFile(v, sizeBytes);
       // Always: a repeated call after a crash between truncate and revalidate still converges,
       // and nvmet only signals hosts when the size really changed.
@@ -195,7 +206,8 @@ export class NvmetDataPlane implements DataPlane {
     return this.serial(async () => {
       const v = this.volumes.get(volumeUuid.toLowerCase());
       if (v) await this.remove(v);
-      else if (this.started && UUID_RE.test(volumeUuid)) await rm(this.fileOf(volumeUuid.toLowerCase()), { force: true });
+      else if (this.started && UUID_RE.test(volumeUuid))
+        await rm(this.fileOf(volumeUuid.toLowerCase()), { force: true });
     });
   }
 
@@ -309,7 +321,8 @@ export class NvmetDataPlane implements DataPlane {
       ['addr_trsvcid', String(node.port)],
     ];
     const changed: [string, string][] = [];
-    for (const [attr, value] of want) if ((await this.fs.read(`${port}/${attr}`)) !== value) changed.push([attr, value]);
+    for (const [attr, value] of want)
+      if ((await this.fs.read(`${port}/${attr}`)) !== value) changed.push([attr, value]);
     if (changed.length) {
       const users = (await this.fs.list(`${port}/subsystems`)).filter((s) => s !== this.nqn);
       if (users.length) throw new Error(`nvmet: ${port} serves ${users.join(', ')} at another address`);
@@ -385,7 +398,8 @@ export class NvmetDataPlane implements DataPlane {
       await this.fs.write(`${dir}/enable`, '0');
       await removeEntry(this.fs, dir, 'rmdir');
     }
-    if (v.anaGroup !== 1) for (const node of this.nodes) await removeEntry(this.fs, this.group(node, v.anaGroup), 'rmdir');
+    if (v.anaGroup !== 1)
+      for (const node of this.nodes) await removeEntry(this.fs, this.group(node, v.anaGroup), 'rmdir');
     await rm(v.file, { force: true });
     this.volumes.delete(v.volumeUuid);
   }
@@ -433,5 +447,6 @@ export class NvmetDataPlane implements DataPlane {
 }
 
 function checkNqn(nqn: string): void {
-  if (!nqn || nqn.includes('/') || Buffer.byteLength(nqn) > 223) throw new Error(`nvmet: bad NQN ${JSON.stringify(nqn)}`);
+  if (!nqn || nqn.includes('/') || Buffer.byteLength(nqn) > 223)
+    throw new Error(`nvmet: bad NQN ${JSON.stringify(nqn)}`);
 }

@@ -21,12 +21,17 @@ let fs: ConfigfsStandIn;
 let dataDir: string;
 let sim: SimServer;
 let admin: SimAdmin;
-const api = (method: string, p: string, body?: unknown, headers?: Record<string, string>) => call(sim.url, method, p, body, headers);
+const api = (method: string, p: string, body?: unknown, headers?: Record<string, string>) =>
+  call(sim.url, method, p, body, headers);
 
 before(async () => {
   fs = await ConfigfsStandIn.create({ odirect: false });
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'sim-nvmet-'));
-  sim = await startSimServer({ port: 0, nodes: 3, dataPlane: new NvmetDataPlane({ configfs: fs, dataDir, bufferedIo: true }) });
+  sim = await startSimServer({
+    port: 0,
+    nodes: 3,
+    dataPlane: new NvmetDataPlane({ configfs: fs, dataDir, bufferedIo: true }),
+  });
   admin = new SimAdmin(sim.url);
 });
 after(async () => {
@@ -61,7 +66,8 @@ describe('the simulator on the nvmet data plane', () => {
     const group = Number(await fs.read(`${ns}/ana_grpid`));
     const anaOnPorts = async () => {
       const out: Record<string, string> = {};
-      for (const n of sim.cluster.nodes) out[n.uuid] = await fs.read(`ports/${n.index + 1}/ana_groups/${group}/ana_state`);
+      for (const n of sim.cluster.nodes)
+        out[n.uuid] = await fs.read(`ports/${n.index + 1}/ana_groups/${group}/ana_state`);
       return out;
     };
     const simAna = async () => (await admin.state()).volumes.find((v: any) => v.uuid === uuid).ana;
@@ -99,7 +105,10 @@ describe('the simulator on the nvmet data plane', () => {
 
     // ACL: the last host revoked
     const etag2 = (await api('GET', `${VOLS}/${uuid}`)).body.ETag;
-    assert.equal((await api('PUT', `${VOLS}/${uuid}`, { acl: { values: ['ALLOW_NONE'] } }, { 'If-Match': etag2 })).status, 200);
+    assert.equal(
+      (await api('PUT', `${VOLS}/${uuid}`, { acl: { values: ['ALLOW_NONE'] } }, { 'If-Match': etag2 })).status,
+      200,
+    );
     await sim.cluster.settled();
     assert.deepEqual(await fs.list(`${sub}/allowed_hosts`), []);
     assert.deepEqual(await fs.list('hosts'), []);
@@ -116,7 +125,11 @@ describe('the simulator on the nvmet data plane', () => {
   test('close tears the target down', async () => {
     const own = await ConfigfsStandIn.create({ odirect: false });
     const dir = await mkdtemp(path.join(os.tmpdir(), 'sim-nvmet-'));
-    const s = await startSimServer({ port: 0, nodes: 2, dataPlane: new NvmetDataPlane({ configfs: own, dataDir: dir, bufferedIo: true }) });
+    const s = await startSimServer({
+      port: 0,
+      nodes: 2,
+      dataPlane: new NvmetDataPlane({ configfs: own, dataDir: dir, bufferedIo: true }),
+    });
     try {
       const r = await call(s.url, 'POST', VOLS, { name: 'c', size: '1 gib', replicaCount: 2, acl: { values: [HOST] } });
       await waitUntil(async () => (await call(s.url, 'GET', `${VOLS}/${r.body.UUID}`)).body.state === 'Available');

@@ -35,7 +35,10 @@ interface DmStack {
 
 async function agentDm({ s }: DmStack): Promise<void> {
   const c = s.connector;
-  check(c.nvme_native_multipath === false && c.dm_multipath === true && c.multipath === true, `a DM connector: ${JSON.stringify(c)}`);
+  check(
+    c.nvme_native_multipath === false && c.dm_multipath === true && c.multipath === true,
+    `a DM connector: ${JSON.stringify(c)}`,
+  );
 
   const volumeId = randomUUID();
   await s.createVolume(volumeId, 1);
@@ -43,7 +46,10 @@ async function agentDm({ s }: DmStack): Promise<void> {
     const r = await s.attach(volumeId);
     observe('connection_info.data', r.data);
     checkEqual(r.data.multipath_mode, 'dm', 'multipath_mode');
-    check(r.data.target_nqn === undefined && r.data.portals === undefined, 'no top-level target_nqn/portals with dm_replicas');
+    check(
+      r.data.target_nqn === undefined && r.data.portals === undefined,
+      'no top-level target_nqn/portals with dm_replicas',
+    );
     checkEqual(r.data.dm_replicas?.length, 3, 'dm_replicas of a 3-replica volume');
     for (const x of r.data.dm_replicas!) {
       checkEqual([x.vol_uuid, x.target_nqn, x.portals.length], [r.data.vol_uuid, s.nqn, 1], 'replica entry');
@@ -54,14 +60,17 @@ async function agentDm({ s }: DmStack): Promise<void> {
   const mapper = `/dev/mapper/${wwid}`;
   const ports = data.dm_replicas!.map((x) => x.portals[0]![1]);
 
-  const view = await step('the agent connects the replicas, multipathd assembles the map, connected/optimal reported', async () => {
-    const t0 = performance.now();
-    const a = await s.waitConnected(attachmentId, 3, 60_000);
-    observe('connected reported after ms', Math.round(performance.now() - t0));
-    observe('report', a.agent);
-    checkEqual(a.agent!.device_path, mapper, 'device_path');
-    return a;
-  });
+  const view = await step(
+    'the agent connects the replicas, multipathd assembles the map, connected/optimal reported',
+    async () => {
+      const t0 = performance.now();
+      const a = await s.waitConnected(attachmentId, 3, 60_000);
+      observe('connected reported after ms', Math.round(performance.now() - t0));
+      observe('report', a.agent);
+      checkEqual(a.agent!.device_path, mapper, 'device_path');
+      return a;
+    },
+  );
 
   const dm = await step('multipathd and sysfs: the map over three active paths, one per replica', async () => {
     const json = await waitFor('the map with three active, ready paths in multipathd', async () => {
@@ -74,7 +83,13 @@ async function agentDm({ s }: DmStack): Promise<void> {
     checkEqual(readSys(`/sys/block/${dmDev}/dm/uuid`), `mpath-${wwid}`, 'dm uuid');
     const devs = ports.map((p) => pathDevOfPort(s.nqn, p, wwid));
     check(devs.every(Boolean), `a path device per replica port: ${JSON.stringify(devs)}`);
-    checkEqual(mapPaths(json, wwid)!.map((p) => p.dev).sort(), [...(devs as string[])].sort(), 'the map\'s paths are the replicas\' namespaces');
+    checkEqual(
+      mapPaths(json, wwid)!
+        .map((p) => p.dev)
+        .sort(),
+      [...(devs as string[])].sort(),
+      "the map's paths are the replicas' namespaces",
+    );
     for (const d of devs) checkEqual(list(`/sys/block/${d}/holders`), [dmDev], `${d} holders`);
     checkEqual(Number(readSys(`/sys/block/${dmDev}/size`)) * 512, GiB, 'map size');
     checkEqual(view.agent!.size_bytes, GiB, 'reported size');
@@ -92,7 +107,9 @@ async function agentDm({ s }: DmStack): Promise<void> {
   // ---- one path failed and restored, under writes
   const state = await s.sim.state();
   const vol = state.volumes.find((v: { uuid: string }) => v.uuid === data.vol_uuid);
-  const optimized = (state.nodes as { uuid: string; nvmeEndpoint: string }[]).find((n) => vol.ana[n.uuid] === 'optimized')!;
+  const optimized = (state.nodes as { uuid: string; nvmeEndpoint: string }[]).find(
+    (n) => vol.ana[n.uuid] === 'optimized',
+  )!;
   const downPort = Number(optimized.nvmeEndpoint.split(':').pop());
   const downDev = pathDevOfPort(s.nqn, downPort, wwid)!;
   observe('failed path', { port: downPort, dev: downDev });
@@ -107,7 +124,12 @@ async function agentDm({ s }: DmStack): Promise<void> {
     await step('optimized node down: multipathd fails the path, the agent reports degraded, writes go on', async () => {
       const t0 = performance.now();
       await s.sim.node(optimized.uuid, false);
-      await waitFor('multipathd to fail the path', () => (mp.samples.at(-1)?.value.startsWith('failed') ? true : undefined), 30_000, () => mp.samples.at(-1));
+      await waitFor(
+        'multipathd to fail the path',
+        () => (mp.samples.at(-1)?.value.startsWith('failed') ? true : undefined),
+        30_000,
+        () => mp.samples.at(-1),
+      );
       const a = await s.waitAttachment(attachmentId, 'health degraded', (x) => {
         const lost = x.agent?.paths.find((p) => p.port === downPort);
         return x.health === 'degraded' && lost && lost.state !== 'live' ? x : undefined;
@@ -120,10 +142,15 @@ async function agentDm({ s }: DmStack): Promise<void> {
     await step('node up: multipathd reinstates the path, the agent reports optimal', async () => {
       const t0 = performance.now();
       await s.sim.node(optimized.uuid, true);
-      await waitFor('every path active and ready in multipathd', async () => {
-        const p = mapPaths(await showMaps(), wwid);
-        return p && p.length === 3 && p.every((x) => x.dm_st === 'active' && x.chk_st === 'ready') ? true : undefined;
-      }, 30_000, () => mp.samples.at(-1));
+      await waitFor(
+        'every path active and ready in multipathd',
+        async () => {
+          const p = mapPaths(await showMaps(), wwid);
+          return p && p.length === 3 && p.every((x) => x.dm_st === 'active' && x.chk_st === 'ready') ? true : undefined;
+        },
+        30_000,
+        () => mp.samples.at(-1),
+      );
       observe('reinstated after ms', Math.round(performance.now() - t0));
       await s.waitConnected(attachmentId, 3);
       observe('optimal reported after ms', Math.round(performance.now() - t0));
@@ -140,12 +167,23 @@ async function agentDm({ s }: DmStack): Promise<void> {
   const errors = await ioErrorsSince(logMark);
   // The failed path's own requests fail fast (that is how dm-multipath learns of it); the map's must not.
   observe('kernel I/O errors on path devices (expected: the failed path)', errors.slice(0, 10));
-  checkEqual(errors.filter((l) => l.includes(dm) || !/nvme\d+n\d+/.test(l)), [], 'kernel I/O errors on the map');
+  checkEqual(
+    errors.filter((l) => l.includes(dm) || !/nvme\d+n\d+/.test(l)),
+    [],
+    'kernel I/O errors on the map',
+  );
 
   // ---- teardown: map first, then the paths
   await step('terminate_connection: the agent removes the map before any path goes; nothing left', async () => {
     const mark = (await kernelLog()).length;
-    const order = new Sampler(() => ({ map: readSys(`/sys/block/${dm}/dm/name`) === wwid, controllers: controllers(s.nqn).length, paths: nvmeDisks().length }), 20);
+    const order = new Sampler(
+      () => ({
+        map: readSys(`/sys/block/${dm}/dm/name`) === wwid,
+        controllers: controllers(s.nqn).length,
+        paths: nvmeDisks().length,
+      }),
+      20,
+    );
     let a;
     try {
       a = await s.detach(volumeId, attachmentId);
@@ -163,7 +201,11 @@ async function agentDm({ s }: DmStack): Promise<void> {
     checkEqual(((detached?.disconnected as string[]) ?? []).length, 3, 'controllers the agent disconnected');
     checkEqual(mapPaths(await showMaps(), wwid), null, 'the map in multipathd');
     checkEqual(controllers(s.nqn), [], 'controllers');
-    checkEqual(list('/sys/block').filter((d) => d.startsWith('dm-') || d.startsWith('nvme')), [], 'block devices left');
+    checkEqual(
+      list('/sys/block').filter((d) => d.startsWith('dm-') || d.startsWith('nvme')),
+      [],
+      'block devices left',
+    );
     checkEqual(await ioErrorsSince(mark), [], 'kernel I/O errors during the teardown');
     checkEqual(s.allowedHosts(), [], 'allowed_hosts');
   });
@@ -178,7 +220,9 @@ await scenarioGroup('agent-dm', {
     // A 1 s path checker (default 5 s, up to 20 s while healthy) so that a returning path is
     // seen quickly.
     const multipathd = await step('systemd-udevd and multipathd', () =>
-      startMultipathd('defaults {\n  user_friendly_names no\n  find_multipaths no\n  polling_interval 1\n  max_polling_interval 2\n}\n'),
+      startMultipathd(
+        'defaults {\n  user_friendly_names no\n  find_multipaths no\n  polling_interval 1\n  max_polling_interval 2\n}\n',
+      ),
     );
     const s = await startAgentStack({ PORTALIS_AGENT_DEVICE_TIMEOUT: '30' });
     return { s, multipathd };

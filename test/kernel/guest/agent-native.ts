@@ -23,7 +23,17 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { AgentStack, agentLogLines, GiB, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunk, writeChunks } from './io.ts';
@@ -39,13 +49,16 @@ async function simAnaByPort(s: AgentStack, volUuid: string): Promise<Record<stri
   const vol = state.volumes.find((v: { uuid: string }) => v.uuid === volUuid);
   check(vol, `the simulator knows volume ${volUuid}`);
   const out: Record<string, string> = {};
-  for (const n of state.nodes as { uuid: string; nvmeEndpoint: string }[]) out[n.nvmeEndpoint.split(':').pop()!] = vol.ana[n.uuid];
+  for (const n of state.nodes as { uuid: string; nvmeEndpoint: string }[])
+    out[n.nvmeEndpoint.split(':').pop()!] = vol.ana[n.uuid];
   return out;
 }
 
 async function simNodeOf(s: AgentStack, portal: Portal): Promise<{ uuid: string; index: number }> {
   const state = await s.sim.state();
-  const n = (state.nodes as { uuid: string; index: number; nvmeEndpoint: string }[]).find((x) => x.nvmeEndpoint === `${portal[0]}:${portal[1]}`);
+  const n = (state.nodes as { uuid: string; index: number; nvmeEndpoint: string }[]).find(
+    (x) => x.nvmeEndpoint === `${portal[0]}:${portal[1]}`,
+  );
   check(n, `portal ${portal[0]}:${portal[1]} is a simulator node`);
   return n;
 }
@@ -90,7 +103,8 @@ function checkReportMatchesSysfs(a: AttachmentView, data: NvmeofConnectionData, 
 function checkOneControllerPerPortal(nqn: string, portals: Portal[]): Record<string, string[]> {
   const byPort = controllersByPort(nqn);
   checkEqual(Object.keys(byPort).sort(), portals.map((p) => String(p[1])).sort(), 'ports with a controller');
-  for (const [port, names] of Object.entries(byPort)) checkEqual(names.length, 1, `controllers to port ${port} (${names.join(', ')})`);
+  for (const [port, names] of Object.entries(byPort))
+    checkEqual(names.length, 1, `controllers to port ${port} (${names.join(', ')})`);
   for (const c of controllers(nqn)) checkEqual(c.state, 'live', `${c.name} state`);
   return byPort;
 }
@@ -119,21 +133,32 @@ async function detachAndDelete(s: AgentStack, volumeId: string, attachmentId: st
 // ------------------------------------------------------------------------------ 1. attach
 
 async function agentAttach(s: AgentStack): Promise<void> {
-  const { volumeId, data, attachmentId, portals, view, connectMs } = await step('create, initialize_connection, agent connects', () => attachNew(s, 'volume'));
+  const { volumeId, data, attachmentId, portals, view, connectMs } = await step(
+    'create, initialize_connection, agent connects',
+    () => attachNew(s, 'volume'),
+  );
   observe('connection_info.data', data);
   observe('report when connected', { afterMs: connectMs, agent: view.agent });
   checkEqual(s.allowedHosts(), [s.connector.nqn], 'configfs allowed_hosts');
 
-  const head = await step('the report matches sysfs: one head, three paths, one live controller per portal', async () => {
-    const h = checkReportMatchesSysfs(view, data, portals);
-    checkOneControllerPerPortal(s.nqn, portals);
-    checkEqual(view.agent!.size_bytes, GiB, 'size_bytes');
-    const sim = await simAnaByPort(s, data.vol_uuid);
-    for (const p of view.agent!.paths) checkEqual(p.ana_state, sim[String(p.port)], `ANA state of port ${p.port} as the simulator set it`);
-    checkEqual(view.agent!.paths.find((p) => p.port === portals[0]![1])?.ana_state, 'optimized', 'the first portal is optimized');
-    observe('paths (sysfs)', pathViews(h));
-    return h;
-  });
+  const head = await step(
+    'the report matches sysfs: one head, three paths, one live controller per portal',
+    async () => {
+      const h = checkReportMatchesSysfs(view, data, portals);
+      checkOneControllerPerPortal(s.nqn, portals);
+      checkEqual(view.agent!.size_bytes, GiB, 'size_bytes');
+      const sim = await simAnaByPort(s, data.vol_uuid);
+      for (const p of view.agent!.paths)
+        checkEqual(p.ana_state, sim[String(p.port)], `ANA state of port ${p.port} as the simulator set it`);
+      checkEqual(
+        view.agent!.paths.find((p) => p.port === portals[0]![1])?.ana_state,
+        'optimized',
+        'the first portal is optimized',
+      );
+      observe('paths (sysfs)', pathViews(h));
+      return h;
+    },
+  );
 
   await step('O_DIRECT write and read back 8 MiB through the reported device', async () => {
     const dev = view.agent!.device_path!;
@@ -143,15 +168,23 @@ async function agentAttach(s: AgentStack): Promise<void> {
     observe('O_DIRECT 8 MiB', { writeMs, readMs });
   });
 
-  await step('terminate_connection: pending until the agent disconnected; no controller left; host revoked', async () => {
-    const t0 = performance.now();
-    const a = await s.detach(volumeId, attachmentId);
-    observe('detached after ms', Math.round(performance.now() - t0));
-    observe('attachment after detach', { status: a.status, agent: a.agent });
-    await waitFor('no controller of the subsystem', () => (controllers(s.nqn).length === 0 ? true : undefined), 10_000, () => controllers(s.nqn));
-    check(!existsSync(`/sys/block/${head}`), `${head} is gone`);
-    checkEqual(s.allowedHosts(), [], 'configfs allowed_hosts after the revoke');
-  });
+  await step(
+    'terminate_connection: pending until the agent disconnected; no controller left; host revoked',
+    async () => {
+      const t0 = performance.now();
+      const a = await s.detach(volumeId, attachmentId);
+      observe('detached after ms', Math.round(performance.now() - t0));
+      observe('attachment after detach', { status: a.status, agent: a.agent });
+      await waitFor(
+        'no controller of the subsystem',
+        () => (controllers(s.nqn).length === 0 ? true : undefined),
+        10_000,
+        () => controllers(s.nqn),
+      );
+      check(!existsSync(`/sys/block/${head}`), `${head} is gone`);
+      checkEqual(s.allowedHosts(), [], 'configfs allowed_hosts after the revoke');
+    },
+  );
   await s.deleteVolume(volumeId);
 }
 
@@ -169,7 +202,15 @@ async function agentSharedSubsystem(s: AgentStack): Promise<void> {
   check(devA !== devB, `two heads (${devA}, ${devB})`);
   const ctrls = await step('one set of three controllers carries both', () => {
     const byPort = checkOneControllerPerPortal(s.nqn, A.portals);
-    checkEqual(pathViews(path.basename(devB)).map((v) => v.controller).sort(), pathViews(path.basename(devA)).map((v) => v.controller).sort(), 'both heads use the same controllers');
+    checkEqual(
+      pathViews(path.basename(devB))
+        .map((v) => v.controller)
+        .sort(),
+      pathViews(path.basename(devA))
+        .map((v) => v.controller)
+        .sort(),
+      'both heads use the same controllers',
+    );
     return Object.values(byPort).flat().sort();
   });
   observe('controllers', ctrls);
@@ -191,12 +232,15 @@ async function agentSharedSubsystem(s: AgentStack): Promise<void> {
       const kept = agentLogLines(s.agent, 'detached', A.attachmentId).at(-1);
       observe('agent: A detached', kept);
       checkEqual((kept?.disconnected as string[] | undefined) ?? [], [], 'controllers the agent disconnected for A');
-      check(B.data.vol_uuid !== A.data.vol_uuid && s.allowedHosts().includes(s.connector.nqn), 'the host stays allowed (B)');
+      check(
+        B.data.vol_uuid !== A.data.vol_uuid && s.allowedHosts().includes(s.connector.nqn),
+        'the host stays allowed (B)',
+      );
     });
     await writer.waitForWrites(4, 'B after the detach of A');
     await step('delete A: its namespace and head go, B is untouched', async () => {
       await s.deleteVolume(A.volumeId);
-      await waitFor('A\'s head to go', () => (headByUuid(A.data.vol_uuid) ? undefined : true), 15_000);
+      await waitFor("A's head to go", () => (headByUuid(A.data.vol_uuid) ? undefined : true), 15_000);
     });
     await writer.waitForWrites(4, 'B after A was deleted');
   } finally {
@@ -207,17 +251,35 @@ async function agentSharedSubsystem(s: AgentStack): Promise<void> {
   observe('B controllers over time', watch.transitions());
   checkEqual(writer.failures, [], 'B write failures');
   const bad = watch.samples.filter((x) => !x.value.headB || ctrls.some((c) => x.value.states[c] !== 'live'));
-  checkEqual(bad.slice(0, 3), [], `samples (of ${watch.samples.length}) in which B's head or one of its controllers was missing or not live`);
+  checkEqual(
+    bad.slice(0, 3),
+    [],
+    `samples (of ${watch.samples.length}) in which B's head or one of its controllers was missing or not live`,
+  );
   const { problems } = await writer.verify();
   checkEqual(problems, [], 'every block of B reads back');
   checkEqual(await ioErrorsSince(logMark), [], 'kernel I/O errors');
   const b = await s.api.attachment(B.attachmentId);
-  check(b.agent?.state === 'connected' && b.health === 'optimal', `B still connected and optimal: ${JSON.stringify(b.agent)}`);
-  checkEqual(controllers(s.nqn).map((c) => c.name).sort(), ctrls, 'B\'s controllers are the same ones');
+  check(
+    b.agent?.state === 'connected' && b.health === 'optimal',
+    `B still connected and optimal: ${JSON.stringify(b.agent)}`,
+  );
+  checkEqual(
+    controllers(s.nqn)
+      .map((c) => c.name)
+      .sort(),
+    ctrls,
+    "B's controllers are the same ones",
+  );
 
   await step('detach B: now the controllers go', async () => {
     await detachAndDelete(s, B.volumeId, B.attachmentId);
-    await waitFor('no controller of the subsystem', () => (controllers(s.nqn).length === 0 ? true : undefined), 10_000, () => controllers(s.nqn));
+    await waitFor(
+      'no controller of the subsystem',
+      () => (controllers(s.nqn).length === 0 ? true : undefined),
+      10_000,
+      () => controllers(s.nqn),
+    );
   });
 }
 
@@ -243,13 +305,18 @@ async function agentFailover(s: AgentStack): Promise<void> {
       await s.sim.node(optimized.uuid, false);
       const a = await s.waitAttachment(attachmentId, 'health degraded with the lost path not live', (x) => {
         const lost = x.agent?.paths.find((p) => p.port === downPort);
-        return x.health === 'degraded' && x.agent?.health === 'degraded' && lost && lost.state !== 'live' ? x : undefined;
+        return x.health === 'degraded' && x.agent?.health === 'degraded' && lost && lost.state !== 'live'
+          ? x
+          : undefined;
       });
       observe('degraded reported after ms', Math.round(performance.now() - t0));
       observe('report while down', a.agent);
       const during = await simAnaByPort(s, data.vol_uuid);
       const promoted = a.agent!.paths.find((p) => p.ana_state === 'optimized');
-      check(promoted && during[String(promoted.port)] === 'optimized', `the agent reports the promoted replica optimized: ${JSON.stringify({ during, paths: a.agent!.paths })}`);
+      check(
+        promoted && during[String(promoted.port)] === 'optimized',
+        `the agent reports the promoted replica optimized: ${JSON.stringify({ during, paths: a.agent!.paths })}`,
+      );
       await writer.waitForWrites(6, 'while the node is down');
       checkEqual(writer.failures, [], 'write failures while the node is down');
     });
@@ -292,8 +359,10 @@ async function agentExtend(s: AgentStack): Promise<void> {
   await step('POST /v1/volumes/{id}/extend to 2 GiB: the agent reports it, the device shows it', async () => {
     const t0 = performance.now();
     const v = await s.api.extendVolume(volumeId, 2);
-    checkEqual(v.size_gb, 2, 'the service\'s volume size');
-    const a = await s.waitAttachment(attachmentId, 'size_bytes 2 GiB reported', (x) => (x.agent?.state === 'connected' && x.agent.size_bytes === 2 * GiB ? x : undefined));
+    checkEqual(v.size_gb, 2, "the service's volume size");
+    const a = await s.waitAttachment(attachmentId, 'size_bytes 2 GiB reported', (x) =>
+      x.agent?.state === 'connected' && x.agent.size_bytes === 2 * GiB ? x : undefined,
+    );
     observe('new size reported after ms', Math.round(performance.now() - t0));
     checkEqual(a.agent!.device_path, dev, 'same device');
     checkEqual(Number(readSys(`/sys/block/${head}/size`)) * 512, 2 * GiB, 'sysfs size');
@@ -303,7 +372,11 @@ async function agentExtend(s: AgentStack): Promise<void> {
     observe('agent rescans', rescans.length);
   });
   await step('old data intact, new space usable', async () => {
-    checkEqual((await verifyChunks(dev, 0, 'extend', new Array(8).fill(1))).problems, [], 'data written before the extend');
+    checkEqual(
+      (await verifyChunks(dev, 0, 'extend', new Array(8).fill(1))).problems,
+      [],
+      'data written before the extend',
+    );
     const w = await writeChunk(dev, 1024 + 512, 'grown', 1, 0);
     checkEqual(w.code, 0, `O_DIRECT write beyond the old end (${w.stderr})`);
     checkEqual((await verifyChunks(dev, 1024 + 512, 'grown', [1])).problems, [], 'data beyond the old end');
@@ -352,12 +425,18 @@ async function agentKilled(s: AgentStack): Promise<void> {
 
   await step('stop the agent (SIGTERM); start one whose nvme connect to one portal is held', async () => {
     const stopped = await s.agent.stop();
-    checkEqual({ code: stopped.code, killed: stopped.killed }, { code: 0, killed: false }, 'the agent exits 0 on SIGTERM');
+    checkEqual(
+      { code: stopped.code, killed: stopped.killed },
+      { code: 0, killed: false },
+      'the agent exits 0 on SIGTERM',
+    );
     // The portal that will be held: the volume's last (a non-optimized replica).
     const state = await s.sim.state();
     const vol = state.volumes.find((v: { name: string; uuid: string }) => v.name === `volume-${volumeId}`);
     check(vol, 'the simulator has the volume');
-    const last = (state.nodes as { uuid: string; nvmeEndpoint: string }[]).filter((n) => vol.ana[n.uuid] === 'non-optimized').at(-1);
+    const last = (state.nodes as { uuid: string; nvmeEndpoint: string }[])
+      .filter((n) => vol.ana[n.uuid] === 'non-optimized')
+      .at(-1);
     check(last, 'a non-optimized replica');
     const port = Number(last.nvmeEndpoint.split(':').pop());
     nvmeGate(gate, port, realNvme);
@@ -368,46 +447,65 @@ async function agentKilled(s: AgentStack): Promise<void> {
 
   const { data, attachmentId } = await s.attach(volumeId);
   const portals = (data.portals ?? []) as Portal[];
-  const atKill = await step('attach: wait until two portals are connected and the third connect is held, then SIGKILL', async () => {
-    const seen = await s.waitAttachment(
-      attachmentId,
-      'reported connecting, two controllers, the third connect held',
-      (a) => {
-        const waiting = readdirSync(gate).filter((f) => f.startsWith('waiting.'));
-        const byPort = controllersByPort(s.nqn);
-        return a.agent?.state === 'connecting' && waiting.length === 1 && Object.keys(byPort).length === 2 ? { a, waiting, byPort } : undefined;
-      },
-      45_000,
-    );
-    const agent = s.agent;
-    agent.kill('SIGKILL', true);
-    const exit = await agent.exited;
-    const heldPids = seen.waiting.map((w) => w.slice('waiting.'.length));
-    await waitFor('the held nvme to be gone with the agent', () => (pidsAlive(heldPids).length === 0 ? true : undefined), 5_000, () => pidsAlive(heldPids));
-    rmSync(path.join(gate, 'closed'), { force: true });
-    const state = { exit, report: seen.a.agent, controllers: controllersByPort(s.nqn), head: headByUuid(data.vol_uuid) ?? null };
-    observe('when killed', state);
-    checkEqual(exit.signal, 'SIGKILL', 'the agent died of SIGKILL');
-    check(seen.a.agent?.state !== 'connected', 'killed before the attach completed');
-    return state;
-  });
+  const atKill = await step(
+    'attach: wait until two portals are connected and the third connect is held, then SIGKILL',
+    async () => {
+      const seen = await s.waitAttachment(
+        attachmentId,
+        'reported connecting, two controllers, the third connect held',
+        (a) => {
+          const waiting = readdirSync(gate).filter((f) => f.startsWith('waiting.'));
+          const byPort = controllersByPort(s.nqn);
+          return a.agent?.state === 'connecting' && waiting.length === 1 && Object.keys(byPort).length === 2
+            ? { a, waiting, byPort }
+            : undefined;
+        },
+        45_000,
+      );
+      const agent = s.agent;
+      agent.kill('SIGKILL', true);
+      const exit = await agent.exited;
+      const heldPids = seen.waiting.map((w) => w.slice('waiting.'.length));
+      await waitFor(
+        'the held nvme to be gone with the agent',
+        () => (pidsAlive(heldPids).length === 0 ? true : undefined),
+        5_000,
+        () => pidsAlive(heldPids),
+      );
+      rmSync(path.join(gate, 'closed'), { force: true });
+      const state = {
+        exit,
+        report: seen.a.agent,
+        controllers: controllersByPort(s.nqn),
+        head: headByUuid(data.vol_uuid) ?? null,
+      };
+      observe('when killed', state);
+      checkEqual(exit.signal, 'SIGKILL', 'the agent died of SIGKILL');
+      check(seen.a.agent?.state !== 'connected', 'killed before the attach completed');
+      return state;
+    },
+  );
   const missingPort = portals.map((p) => String(p[1])).find((p) => !atKill.controllers[p]);
   check(missingPort, 'one portal had no controller when the agent was killed');
 
-  await step('restart the agent: it converges to exactly one controller per portal, adopting the two it found', async () => {
-    const t0 = performance.now();
-    const registeredMs = await s.startAgent();
-    const a = await s.waitConnected(attachmentId, 3);
-    observe('restarted agent', { registeredMs, connectedAfterMs: Math.round(performance.now() - t0) });
-    const byPort = checkOneControllerPerPortal(s.nqn, portals);
-    for (const [port, names] of Object.entries(atKill.controllers)) checkEqual(byPort[port], names, `the controller to port ${port} was adopted, not replaced`);
-    observe('controllers after restart', byPort);
-    checkReportMatchesSysfs(a, data, portals);
-    checkEqual(a.agent!.state, 'connected', 'state');
-    const dev = a.agent!.device_path!;
-    await writeChunks(dev, 0, 4, 'killed');
-    checkEqual((await verifyChunks(dev, 0, 'killed', [1, 1, 1, 1])).problems, [], 'I/O after the restart');
-  });
+  await step(
+    'restart the agent: it converges to exactly one controller per portal, adopting the two it found',
+    async () => {
+      const t0 = performance.now();
+      const registeredMs = await s.startAgent();
+      const a = await s.waitConnected(attachmentId, 3);
+      observe('restarted agent', { registeredMs, connectedAfterMs: Math.round(performance.now() - t0) });
+      const byPort = checkOneControllerPerPortal(s.nqn, portals);
+      for (const [port, names] of Object.entries(atKill.controllers))
+        checkEqual(byPort[port], names, `the controller to port ${port} was adopted, not replaced`);
+      observe('controllers after restart', byPort);
+      checkReportMatchesSysfs(a, data, portals);
+      checkEqual(a.agent!.state, 'connected', 'state');
+      const dev = a.agent!.device_path!;
+      await writeChunks(dev, 0, 4, 'killed');
+      checkEqual((await verifyChunks(dev, 0, 'killed', [1, 1, 1, 1])).problems, [], 'I/O after the restart');
+    },
+  );
   await step('detach, delete', () => detachAndDelete(s, volumeId, attachmentId));
 }
 
@@ -430,15 +528,27 @@ async function agentBusy(s: AgentStack): Promise<void> {
     observe('terminate (normal)', r);
     checkEqual(r.pending, [attachmentId], 'pending');
     checkEqual(r.revoked, false, 'revoked');
-    const a = await s.waitAttachment(attachmentId, 'error in_use reported', (x) => (x.agent?.state === 'error' && x.agent.error?.code === 'in_use' ? x : undefined));
+    const a = await s.waitAttachment(attachmentId, 'error in_use reported', (x) =>
+      x.agent?.state === 'error' && x.agent.error?.code === 'in_use' ? x : undefined,
+    );
     observe('report', a.agent);
     checkEqual(a.status, 'detaching', 'attachment status');
-    check(a.agent!.error!.message.includes(`pid ${holder.pid}`), `the error names the holder (pid ${holder.pid}): ${a.agent!.error!.message}`);
+    check(
+      a.agent!.error!.message.includes(`pid ${holder.pid}`),
+      `the error names the holder (pid ${holder.pid}): ${a.agent!.error!.message}`,
+    );
     checkEqual(a.agent!.device_path, dev, 'the reported device');
   });
 
   await step('a later pass refuses again; device, controllers and access all stay', async () => {
-    await waitFor('two refusals in the agent log', () => (agentLogLines(s.agent, 'detach not completed; retried on the next pass', attachmentId).length >= 2 ? true : undefined), 20_000);
+    await waitFor(
+      'two refusals in the agent log',
+      () =>
+        agentLogLines(s.agent, 'detach not completed; retried on the next pass', attachmentId).length >= 2
+          ? true
+          : undefined,
+      20_000,
+    );
     check(existsSync(`/sys/block/${head}`), `${head} is still there`);
     checkEqual(pathViews(head).length, 3, 'paths');
     for (const c of controllers(s.nqn)) checkEqual(c.state, 'live', `${c.name}`);
@@ -453,20 +563,28 @@ async function agentBusy(s: AgentStack): Promise<void> {
     observe('refusals', agentLogLines(s.agent, 'detach not completed; retried on the next pass', attachmentId).length);
   });
 
-  await step('terminate_connection with force: revoked at once, the agent tears the device down though it is open', async () => {
-    const t0 = performance.now();
-    const r = await s.api.terminateConnection(volumeId, s.connector, true);
-    observe('terminate (force)', r);
-    checkEqual(r.revoked, true, 'revoked');
-    checkEqual(r.detached, [attachmentId], 'detached');
-    const a = await s.waitDetached(attachmentId);
-    observe('torn down after ms', Math.round(performance.now() - t0));
-    checkEqual(a.agent!.error, null, 'no error');
-    await waitFor('no controller of the subsystem', () => (controllers(s.nqn).length === 0 ? true : undefined), 10_000, () => controllers(s.nqn));
-    check(!existsSync(`/sys/block/${head}`), `${head} is gone`);
-    checkEqual(s.allowedHosts(), [], 'allowed_hosts');
-    observe('agent: forced detach', agentLogLines(s.agent, 'forced detach of a device in use').at(-1) ?? null);
-  });
+  await step(
+    'terminate_connection with force: revoked at once, the agent tears the device down though it is open',
+    async () => {
+      const t0 = performance.now();
+      const r = await s.api.terminateConnection(volumeId, s.connector, true);
+      observe('terminate (force)', r);
+      checkEqual(r.revoked, true, 'revoked');
+      checkEqual(r.detached, [attachmentId], 'detached');
+      const a = await s.waitDetached(attachmentId);
+      observe('torn down after ms', Math.round(performance.now() - t0));
+      checkEqual(a.agent!.error, null, 'no error');
+      await waitFor(
+        'no controller of the subsystem',
+        () => (controllers(s.nqn).length === 0 ? true : undefined),
+        10_000,
+        () => controllers(s.nqn),
+      );
+      check(!existsSync(`/sys/block/${head}`), `${head} is gone`);
+      checkEqual(s.allowedHosts(), [], 'allowed_hosts');
+      observe('agent: forced detach', agentLogLines(s.agent, 'forced detach of a device in use').at(-1) ?? null);
+    },
+  );
   holder.kill('SIGKILL');
   await holderExit;
   await s.deleteVolume(volumeId);
@@ -485,7 +603,10 @@ await scenarioGroup('agent-native', {
   setup: async () => {
     checkEqual(readSys('/sys/module/nvme_core/parameters/multipath'), 'Y', 'nvme_core.multipath');
     const s = await startAgentStack();
-    check(s.connector.nvme_native_multipath === true && s.connector.multipath === true, `native multipath connector: ${JSON.stringify(s.connector)}`);
+    check(
+      s.connector.nvme_native_multipath === true && s.connector.multipath === true,
+      `native multipath connector: ${JSON.stringify(s.connector)}`,
+    );
     return s;
   },
   parts,

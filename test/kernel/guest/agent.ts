@@ -73,7 +73,9 @@ export class AgentStack {
    * Starts `portalis agent` and waits until it has registered (the host's `registered_at`
    * changes: a restarted agent registers again). Returns the ms from spawn to registered.
    */
-  async startAgent(opts: { env?: Record<string, string>; detached?: boolean; deadlineMs?: number } = {}): Promise<number> {
+  async startAgent(
+    opts: { env?: Record<string, string>; detached?: boolean; deadlineMs?: number } = {},
+  ): Promise<number> {
     const before = (await this.api.host(this.connector.nqn)).registered_at;
     const n = this.agents.length + 1;
     const agent = new PortalisProcess(
@@ -96,7 +98,12 @@ export class AgentStack {
   }
 
   /** Polls the attachment until `accept` returns something (the agent must stay up meanwhile). */
-  async waitAttachment<T>(id: string, what: string, accept: (a: AttachmentView) => T | undefined, deadlineMs = 30_000): Promise<T> {
+  async waitAttachment<T>(
+    id: string,
+    what: string,
+    accept: (a: AttachmentView) => T | undefined,
+    deadlineMs = 30_000,
+  ): Promise<T> {
     let last: AttachmentView | undefined;
     return waitFor(
       `attachment ${id.slice(0, 8)}: ${what}`,
@@ -131,7 +138,12 @@ export class AgentStack {
 
   /** Waits until the service shows the attachment detached and its device reported gone. */
   waitDetached(id: string, deadlineMs = 45_000): Promise<AttachmentView> {
-    return this.waitAttachment(id, 'detached, reported disconnected', (a) => (a.status === 'detached' && a.agent?.state === 'disconnected' ? a : undefined), deadlineMs);
+    return this.waitAttachment(
+      id,
+      'detached, reported disconnected',
+      (a) => (a.status === 'detached' && a.agent?.state === 'disconnected' ? a : undefined),
+      deadlineMs,
+    );
   }
 
   /** The host NQNs nvmet lets into the subsystem. */
@@ -159,7 +171,11 @@ export class AgentStack {
   /** A normal terminate_connection, then waits for the agent's teardown and the service's revoke. */
   async detach(volumeId: string, attachmentId: string): Promise<AttachmentView> {
     const r = await this.api.terminateConnection(volumeId, this.connector);
-    checkEqual(r.pending, [attachmentId], 'terminate_connection on an agent host: pending until the agent releases the device');
+    checkEqual(
+      r.pending,
+      [attachmentId],
+      'terminate_connection on an agent host: pending until the agent releases the device',
+    );
     checkEqual(r.revoked, false, 'terminate_connection revoked nothing yet');
     return this.waitDetached(attachmentId);
   }
@@ -174,12 +190,14 @@ export class AgentStack {
   async cleanUp(): Promise<void> {
     for (const c of this.cleanups.splice(0)) await c();
     if (!this.agent.running) {
-      console.log(`  clean-up: ${this.agent.name} is not running (${JSON.stringify(this.agent.exit)}); starting another`);
+      console.log(
+        `  clean-up: ${this.agent.name} is not running (${JSON.stringify(this.agent.exit)}); starting another`,
+      );
       await this.startAgent();
     }
-    const live = ((await this.api.attachments({ host_nqn: this.connector.nqn })).attachments as AttachmentView[]).filter((a) =>
-      ['attaching', 'attached', 'detaching'].includes(a.status),
-    );
+    const live = (
+      (await this.api.attachments({ host_nqn: this.connector.nqn })).attachments as AttachmentView[]
+    ).filter((a) => ['attaching', 'attached', 'detaching'].includes(a.status));
     for (const a of live) {
       console.log(`  clean-up: force-detaching attachment ${a.id} (${a.status}) of volume ${a.volume_id}`);
       await this.api.http.expect([200], 'POST', `/v1/volumes/${a.volume_id}/terminate_connection`, {
@@ -198,26 +216,39 @@ export class AgentStack {
       await this.api.deleteVolume(v, true);
       this.volumes.delete(v);
     }
-    await waitFor('the host to be revoked on the target', () => (this.allowedHosts().includes(this.connector.nqn) ? undefined : true), 15_000);
+    await waitFor(
+      'the host to be revoked on the target',
+      () => (this.allowedHosts().includes(this.connector.nqn) ? undefined : true),
+      15_000,
+    );
   }
 
   /** Prints the tails of the programs' logs (for a failing part). */
   diagnose(): void {
     for (const a of this.agents.slice(-2)) console.log(`--- ${a.name}.log (tail)\n${a.tail(50)}`);
-    console.log(`--- service.log (tail)\n${this.stack.service.tail(25)}\n--- sim.log (tail)\n${this.stack.sim.tail(15)}`);
+    console.log(
+      `--- service.log (tail)\n${this.stack.service.tail(25)}\n--- sim.log (tail)\n${this.stack.sim.tail(15)}`,
+    );
   }
 
   async stop(): Promise<void> {
-    const agents = await Promise.all(this.agents.filter((a) => a.running).map(async (a) => [a.name, await a.stop()] as const));
+    const agents = await Promise.all(
+      this.agents.filter((a) => a.running).map(async (a) => [a.name, await a.stop()] as const),
+    );
     observe('agents stopped', Object.fromEntries(agents));
-    for (const [name, exit] of agents) check(exit.code === 0 && !exit.killed, `${name} exits 0 on SIGTERM (got ${JSON.stringify(exit)})`);
+    for (const [name, exit] of agents)
+      check(exit.code === 0 && !exit.killed, `${name} exits 0 on SIGTERM (got ${JSON.stringify(exit)})`);
     observe('stack stopped', await this.stack.stop());
   }
 }
 
 /** `portalis agent connector-properties`, run as the real CLI; its JSON. */
 export async function agentConnectorProperties(): Promise<AgentConnector> {
-  const out = await sh(process.execPath, [path.join(repoRoot, 'bin', 'portalis.mjs'), 'agent', 'connector-properties'], 120_000);
+  const out = await sh(
+    process.execPath,
+    [path.join(repoRoot, 'bin', 'portalis.mjs'), 'agent', 'connector-properties'],
+    120_000,
+  );
   return JSON.parse(out) as AgentConnector;
 }
 
@@ -231,7 +262,10 @@ export async function startAgentStack(agentEnv: Record<string, string> = {}): Pr
   observe('kernel', readSys('/proc/sys/kernel/osrelease'));
   observe('nvme_core.multipath', readSys('/sys/module/nvme_core/parameters/multipath'));
   const propsStarted = performance.now();
-  const propsPromise = agentConnectorProperties().then((c) => ({ c, ms: Math.round(performance.now() - propsStarted) }));
+  const propsPromise = agentConnectorProperties().then((c) => ({
+    c,
+    ms: Math.round(performance.now() - propsStarted),
+  }));
   propsPromise.catch(() => undefined); // awaited below; startStack's failure must not leave it unhandled
   const stack = await startStack({ databaseUrl });
   try {
@@ -240,7 +274,9 @@ export async function startAgentStack(agentEnv: Record<string, string> = {}): Pr
     checkEqual(connector.nqn, readSys('/etc/nvme/hostnqn'), 'connector nqn = /etc/nvme/hostnqn');
     checkEqual(connector.nvme_hostid, readSys('/etc/nvme/hostid'), 'connector nvme_hostid = /etc/nvme/hostid');
     const state = await stack.simApi.state();
-    const token = await step('POST /v1/hosts: the host token', () => stack.serviceApi.issueHostToken(connector.nqn, connector.host));
+    const token = await step('POST /v1/hosts: the host token', () =>
+      stack.serviceApi.issueHostToken(connector.nqn, connector.host),
+    );
     check(token.startsWith('pth_'), 'a host token');
     const s = new AgentStack(stack, connector, token, state.cluster.subsystemNQN, { ...AGENT_ENV, ...agentEnv });
     const ms2 = await step('start portalis agent (the daemon) and wait for its registration', () => s.startAgent());
@@ -309,7 +345,8 @@ export class Sampler<T> {
   /** The samples where the value changed (JSON), for observations. */
   transitions(): { at: number; value: T }[] {
     const out: { at: number; value: T }[] = [];
-    for (const s of this.samples) if (!out.length || JSON.stringify(out.at(-1)!.value) !== JSON.stringify(s.value)) out.push(s);
+    for (const s of this.samples)
+      if (!out.length || JSON.stringify(out.at(-1)!.value) !== JSON.stringify(s.value)) out.push(s);
     return out;
   }
 }

@@ -68,7 +68,9 @@ export function chunkPattern(tag: string, gen: number, chunk: number): Buffer {
 function header(buf: Buffer, offset: number): string {
   const text = buf.subarray(offset, offset + 64).toString('latin1');
   const end = text.indexOf(';');
-  return end > 0 && text.startsWith('portalis:') ? text.slice(0, end) : `(no header: ${JSON.stringify(text.slice(0, 16))}…)`;
+  return end > 0 && text.startsWith('portalis:')
+    ? text.slice(0, end)
+    : `(no header: ${JSON.stringify(text.slice(0, 16))}…)`;
 }
 
 /** What differs between two chunks, block by block (first few), or null when equal. */
@@ -95,7 +97,8 @@ export function writeChunk(dev: string, offsetMiB: number, tag: string, gen: num
 /** Reads `count` chunks from `offsetMiB` MiB of `dev` with O_DIRECT. */
 export async function readChunks(dev: string, offsetMiB: number, count: number): Promise<Buffer> {
   const r = await dd([`if=${dev}`, 'bs=1M', `count=${count}`, `skip=${offsetMiB}`, 'iflag=direct']);
-  if (r.code !== 0) throw new Error(`dd read of ${count} MiB at ${offsetMiB} MiB of ${dev} failed (exit ${r.code}): ${r.stderr}`);
+  if (r.code !== 0)
+    throw new Error(`dd read of ${count} MiB at ${offsetMiB} MiB of ${dev} failed (exit ${r.code}): ${r.stderr}`);
   return r.stdout;
 }
 
@@ -103,10 +106,20 @@ export async function readChunks(dev: string, offsetMiB: number, count: number):
  * Writes chunks 0..count-1 (generation `gen`) with O_DIRECT, one dd for the whole region;
  * throws on any failure. Returns the write time.
  */
-export async function writeChunks(dev: string, offsetMiB: number, count: number, tag: string, gen = 1): Promise<number> {
+export async function writeChunks(
+  dev: string,
+  offsetMiB: number,
+  count: number,
+  tag: string,
+  gen = 1,
+): Promise<number> {
   const data = Buffer.concat(Array.from({ length: count }, (_, c) => chunkPattern(tag, gen, c)));
-  const r = await dd([`of=${dev}`, 'bs=1M', `count=${count}`, `seek=${offsetMiB}`, 'oflag=direct', 'iflag=fullblock', 'conv=notrunc'], data);
-  if (r.code !== 0) throw new Error(`dd write of ${count} MiB at ${offsetMiB} MiB of ${dev} failed (exit ${r.code}): ${r.stderr}`);
+  const r = await dd(
+    [`of=${dev}`, 'bs=1M', `count=${count}`, `seek=${offsetMiB}`, 'oflag=direct', 'iflag=fullblock', 'conv=notrunc'],
+    data,
+  );
+  if (r.code !== 0)
+    throw new Error(`dd write of ${count} MiB at ${offsetMiB} MiB of ${dev} failed (exit ${r.code}): ${r.stderr}`);
   return Math.round(r.ms);
 }
 
@@ -182,7 +195,13 @@ export class BackgroundWriter {
           this.maxWriteMs = Math.max(this.maxWriteMs, Math.round(r.ms));
         } else {
           this.gens[c] = -1;
-          this.failures.push({ chunk: c, gen, code: r.code, stderr: r.stderr, at: Math.round(performance.now() - this.started) });
+          this.failures.push({
+            chunk: c,
+            gen,
+            code: r.code,
+            stderr: r.stderr,
+            at: Math.round(performance.now() - this.started),
+          });
         }
       }
     }

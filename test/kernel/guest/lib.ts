@@ -51,7 +51,9 @@ export async function step<T>(name: string, fn: () => Promise<T> | T): Promise<T
 export async function sh(cmd: string, args: string[], timeoutMs = 30_000): Promise<string> {
   const r = await run(cmd, args, { timeoutMs });
   if (r.code !== 0) {
-    throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}${r.timedOut ? ' (timeout)' : ''}: ${(r.stderr + r.stdout).trim()}`);
+    throw new Error(
+      `${cmd} ${args.join(' ')} exited ${r.code}${r.timedOut ? ' (timeout)' : ''}: ${(r.stderr + r.stdout).trim()}`,
+    );
   }
   return r.stdout;
 }
@@ -162,7 +164,10 @@ export async function scenarioGroup<C>(
     teardown: (ctx: C) => Promise<void>;
   },
 ): Promise<void> {
-  const wanted = (process.env.PORTALIS_KERNEL_PARTS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const wanted = (process.env.PORTALIS_KERNEL_PARTS ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
   const parts = wanted.length ? opts.parts.filter((p) => wanted.includes(p.name)) : opts.parts;
   const result: GroupResult = { group, setupMs: null, parts: [], skipped: [], teardownMs: null };
   const save = () => {
@@ -171,7 +176,9 @@ export async function scenarioGroup<C>(
     writeFileSync(path.join(runDir, 'observations.json'), `${JSON.stringify(observations, null, 2)}\n`);
   };
   const message = (err: unknown) => (err instanceof Error ? (err.stack ?? err.message) : String(err));
-  console.log(`${group}: node up after ${Math.round(process.uptime() * 1000)} ms; parts: ${parts.map((p) => p.name).join(', ')}`);
+  console.log(
+    `${group}: node up after ${Math.round(process.uptime() * 1000)} ms; parts: ${parts.map((p) => p.name).join(', ')}`,
+  );
   let ctx: C | undefined;
   let t0 = performance.now();
   try {

@@ -41,7 +41,9 @@ export async function startMultipathd(conf: string): Promise<ChildProcess> {
 /** Shuts multipathd down, waits for it to exit, and stops systemd-udevd. */
 export async function stopMultipathd(multipathd: ChildProcess): Promise<void> {
   await shAny('multipathd', ['shutdown']);
-  await waitFor('multipathd to exit', () => (multipathd.exitCode !== null || multipathd.signalCode !== null ? true : undefined));
+  await waitFor('multipathd to exit', () =>
+    multipathd.exitCode !== null || multipathd.signalCode !== null ? true : undefined,
+  );
   await shAny('udevadm', ['control', '--exit']);
 }
 

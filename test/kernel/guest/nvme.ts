@@ -24,9 +24,23 @@ export interface ConnectOptions {
 /** `nvme connect … -o json`; the caller interprets the result. */
 export function nvmeConnect(o: ConnectOptions): Promise<RunResult> {
   return shAny('nvme', [
-    'connect', '-t', o.transport ?? 'tcp', '-a', o.address, '-s', String(o.port), '-n', o.nqn,
-    '-q', o.hostNqn ?? HOST_NQN, '-I', o.hostId ?? HOST_ID,
-    '--ctrl-loss-tmo=-1', '--reconnect-delay=1', '-o', 'json',
+    'connect',
+    '-t',
+    o.transport ?? 'tcp',
+    '-a',
+    o.address,
+    '-s',
+    String(o.port),
+    '-n',
+    o.nqn,
+    '-q',
+    o.hostNqn ?? HOST_NQN,
+    '-I',
+    o.hostId ?? HOST_ID,
+    '--ctrl-loss-tmo=-1',
+    '--reconnect-delay=1',
+    '-o',
+    'json',
   ]);
 }
 
@@ -106,7 +120,11 @@ function pattern(bytes: number, tag: string): Buffer {
  * Writes `mib` MiB to `dev` with O_DIRECT and reads it back with O_DIRECT (dd, as a host tool
  * would); returns the durations. Block size 1 MiB: a multiple of any logical block size.
  */
-export async function directIoRoundTrip(dev: string, mib: number, tag: string): Promise<{ writeMs: number; readMs: number }> {
+export async function directIoRoundTrip(
+  dev: string,
+  mib: number,
+  tag: string,
+): Promise<{ writeMs: number; readMs: number }> {
   const file = `/tmp/${tag}.pattern`;
   const back = `/tmp/${tag}.readback`;
   const data = pattern(mib << 20, tag);
@@ -186,7 +204,9 @@ export async function kernelLog(): Promise<string[]> {
 
 /** Lines logged after `mark` (the length of an earlier `kernelLog()`) that report I/O errors. */
 export async function ioErrorsSince(mark: number): Promise<string[]> {
-  return (await kernelLog()).slice(mark).filter((l) => /I\/O error|critical (medium|target) error|blk_update_request/.test(l));
+  return (await kernelLog())
+    .slice(mark)
+    .filter((l) => /I\/O error|critical (medium|target) error|blk_update_request/.test(l));
 }
 
 /** Parses nvme-cli JSON output, keeping the raw text when it is not JSON. */

@@ -44,14 +44,23 @@ await scenario('nvmet-dm', async () => {
   });
 
   const disks = await step('two connects give two namespaces with the same WWID', async () => {
-    for (const n of NODES) checkEqual((await nvmeConnect({ nqn: NQN, address: n.address, port: n.port })).code, 0, `connect ${n.port}`);
+    for (const n of NODES)
+      checkEqual((await nvmeConnect({ nqn: NQN, address: n.address, port: n.port })).code, 0, `connect ${n.port}`);
     return waitFor('two namespaces with the volume WWID', () => {
       const d = nvmeDisks().filter((x) => readSys(`/sys/block/${x}/wwid`) === MAP);
       return d.length === 2 ? d : undefined;
     });
   });
-  observe('path namespaces', Object.fromEntries(disks.map((d) => [d, sysAttrs(`/sys/block/${d}`, ['wwid', 'uuid', 'nsid', 'ana_state', 'ana_grpid'])])));
-  observe('controllers', controllers(NQN).map((c) => ({ name: c.name, state: c.state, address: c.address })));
+  observe(
+    'path namespaces',
+    Object.fromEntries(
+      disks.map((d) => [d, sysAttrs(`/sys/block/${d}`, ['wwid', 'uuid', 'nsid', 'ana_state', 'ana_grpid'])]),
+    ),
+  );
+  observe(
+    'controllers',
+    controllers(NQN).map((c) => ({ name: c.name, state: c.state, address: c.address })),
+  );
 
   const dm = await step('multipathd assembles /dev/mapper/uuid.<uuid> with both paths active', async () => {
     const t0 = performance.now();
@@ -60,7 +69,9 @@ await scenario('nvmet-dm', async () => {
       async () => {
         const j = await showMaps();
         const paths = mapPaths(j, MAP);
-        return existsSync(`/dev/mapper/${MAP}`) && paths?.length === 2 && paths.every((p) => p.dm_st === 'active') ? j : undefined;
+        return existsSync(`/dev/mapper/${MAP}`) && paths?.length === 2 && paths.every((p) => p.dm_st === 'active')
+          ? j
+          : undefined;
       },
       30_000,
       () => readSys('/proc/partitions'),
@@ -91,17 +102,24 @@ await scenario('nvmet-dm', async () => {
 
   await step('flush the map, then disconnect its paths', async () => {
     await sh('multipath', ['-f', MAP]);
-    await waitFor('the map to go', () => (!existsSync(`/dev/mapper/${MAP}`) && !list('/sys/block').includes(dm) ? true : undefined));
+    await waitFor('the map to go', () =>
+      !existsSync(`/dev/mapper/${MAP}`) && !list('/sys/block').includes(dm) ? true : undefined,
+    );
     const out = await sh('nvme', ['disconnect', '-n', NQN]);
     observe('nvme disconnect -n (dm)', out.trim());
     await waitFor('controllers to go', () => (controllers(NQN).length === 0 ? true : undefined));
     await sh('udevadm', ['settle', '--timeout=10']);
-    checkEqual(list('/sys/block').filter((d) => d.startsWith('dm-') || d.startsWith('nvme')), [], 'block devices left');
+    checkEqual(
+      list('/sys/block').filter((d) => d.startsWith('dm-') || d.startsWith('nvme')),
+      [],
+      'block devices left',
+    );
   });
 
   await step('stop multipathd and udevd, tear the target down', async () => {
     await stopMultipathd(multipathd);
     await plane.stop();
-    for (const d of ['subsystems', 'ports', 'hosts']) checkEqual(list(`/sys/kernel/config/nvmet/${d}`), [], `configfs ${d}`);
+    for (const d of ['subsystems', 'ports', 'hosts'])
+      checkEqual(list(`/sys/kernel/config/nvmet/${d}`), [], `configfs ${d}`);
   });
 });

@@ -45,7 +45,12 @@ function pathStates(): Record<string, string | null> {
 }
 
 function waitForStates(want: Record<string, string>, what: string) {
-  return waitFor(what, () => (JSON.stringify(pathStates()) === JSON.stringify(want) ? true : undefined), 15_000, pathStates);
+  return waitFor(
+    what,
+    () => (JSON.stringify(pathStates()) === JSON.stringify(want) ? true : undefined),
+    15_000,
+    pathStates,
+  );
 }
 
 await scenario('nvmet-native', async () => {
@@ -77,7 +82,10 @@ await scenario('nvmet-native', async () => {
   const group = plane.volume(VOL)!.anaGroup;
   const nsDir = `/sys/kernel/config/nvmet/subsystems/${NQN}/namespaces/1`;
   observe('configfs namespace attributes', list(nsDir));
-  observe('configfs namespace', sysAttrs(nsDir, ['ana_grpid', 'buffered_io', 'device_nguid', 'device_path', 'device_uuid', 'enable']));
+  observe(
+    'configfs namespace',
+    sysAttrs(nsDir, ['ana_grpid', 'buffered_io', 'device_nguid', 'device_path', 'device_uuid', 'enable']),
+  );
   observe('revalidate_size exists', list(nsDir).includes('revalidate_size'));
 
   const stranger = {
@@ -104,7 +112,12 @@ await scenario('nvmet-native', async () => {
     for (const n of NODES) {
       const t0 = performance.now();
       const r = await nvmeConnect({ nqn: NQN, address: n.address, port: n.port });
-      outputs[n.port] = { code: r.code, stdout: jsonOrText(r.stdout), stderr: r.stderr.trim(), ms: Math.round(performance.now() - t0) };
+      outputs[n.port] = {
+        code: r.code,
+        stdout: jsonOrText(r.stdout),
+        stderr: r.stderr.trim(),
+        ms: Math.round(performance.now() - t0),
+      };
       checkEqual(r.code, 0, `nvme connect to ${n.port}`);
     }
     observe('nvme connect -o json', outputs);
@@ -112,10 +125,17 @@ await scenario('nvmet-native', async () => {
 
   await step('a repeated connect fails with "already connected"', async () => {
     const again = await nvmeConnect({ nqn: NQN, address: '127.0.0.1', port: 4420 });
-    observe('nvme connect, already connected', { code: again.code, stdout: again.stdout.trim(), stderr: again.stderr.trim() });
+    observe('nvme connect, already connected', {
+      code: again.code,
+      stdout: again.stdout.trim(),
+      stderr: again.stderr.trim(),
+    });
     check(again.code !== 0, 'a second connect to the same portal fails');
     const other = await nvmeConnect({ nqn: NQN, address: '127.0.0.1', port: 4420, ...stranger });
-    observe('nvme connect, other host NQN, portal already connected', { code: other.code, stderr: other.stderr.trim() });
+    observe('nvme connect, other host NQN, portal already connected', {
+      code: other.code,
+      stderr: other.stderr.trim(),
+    });
   });
 
   const head = await step('one head device with the volume UUID', () =>
@@ -133,7 +153,10 @@ await scenario('nvmet-native', async () => {
   observe('/sys/block', list('/sys/block'));
 
   await step('three paths with their ports ANA states', async () => {
-    await waitForStates({ '4420': 'optimized', '4421': 'non-optimized', '4422': 'inaccessible' }, 'initial path states');
+    await waitForStates(
+      { '4420': 'optimized', '4421': 'non-optimized', '4422': 'inaccessible' },
+      'initial path states',
+    );
     const paths: Record<string, unknown> = {};
     for (const dev of pathDevices()) {
       const ctrl = controllerOf(dev);
@@ -141,13 +164,44 @@ await scenario('nvmet-native', async () => {
       paths[dev] = { controller: ctrl, ...sysAttrs(`/sys/block/${dev}`, ['ana_grpid', 'ana_state', 'uuid', 'nsid']) };
     }
     observe('path devices', paths);
-    observe('controllers', Object.fromEntries(
-      controllers(NQN).map((c) => [
-        c.name,
-        sysAttrs(`/sys/class/nvme/${c.name}`, ['address', 'state', 'transport', 'subsysnqn', 'hostnqn', 'hostid', 'cntlid', 'model', 'serial', 'firmware_rev', 'ctrl_loss_tmo', 'reconnect_delay', 'fast_io_fail_tmo', 'kato', 'numa_node', 'queue_count', 'sqsize']),
+    observe(
+      'controllers',
+      Object.fromEntries(
+        controllers(NQN).map((c) => [
+          c.name,
+          sysAttrs(`/sys/class/nvme/${c.name}`, [
+            'address',
+            'state',
+            'transport',
+            'subsysnqn',
+            'hostnqn',
+            'hostid',
+            'cntlid',
+            'model',
+            'serial',
+            'firmware_rev',
+            'ctrl_loss_tmo',
+            'reconnect_delay',
+            'fast_io_fail_tmo',
+            'kato',
+            'numa_node',
+            'queue_count',
+            'sqsize',
+          ]),
+        ]),
+      ),
+    );
+    observe(
+      'nvme-subsystem',
+      sysAttrs('/sys/class/nvme-subsystem/nvme-subsys0', [
+        'subsysnqn',
+        'iopolicy',
+        'model',
+        'serial',
+        'firmware_rev',
+        'subsystype',
       ]),
-    ));
-    observe('nvme-subsystem', sysAttrs('/sys/class/nvme-subsystem/nvme-subsys0', ['subsysnqn', 'iopolicy', 'model', 'serial', 'firmware_rev', 'subsystype']));
+    );
     observe('nvme list -o json', jsonOrText(await sh('nvme', ['list', '-o', 'json'])));
     observe('nvme list-subsys -o json', jsonOrText(await sh('nvme', ['list-subsys', '-o', 'json'])));
   });
@@ -159,14 +213,19 @@ await scenario('nvmet-native', async () => {
   await step('ANA flip: optimized moves to node 2', async () => {
     const t0 = performance.now();
     await plane.setAna(VOL, { 'node-1': 'non-optimized', 'node-2': 'optimized', 'node-3': 'inaccessible' });
-    await waitForStates({ '4420': 'non-optimized', '4421': 'optimized', '4422': 'inaccessible' }, 'flipped path states');
+    await waitForStates(
+      { '4420': 'non-optimized', '4421': 'optimized', '4422': 'inaccessible' },
+      'flipped path states',
+    );
     observe('ANA flip seen in sysfs after ms', Math.round(performance.now() - t0));
   });
 
   await step('online resize 64 → 96 MiB', async () => {
     const t0 = performance.now();
     await plane.resizeNamespace(VOL, 96 * MiB);
-    await waitFor('the head to grow', () => (readSys(`/sys/block/${head}/size`) === String((96 * MiB) / 512) ? true : undefined));
+    await waitFor('the head to grow', () =>
+      readSys(`/sys/block/${head}/size`) === String((96 * MiB) / 512) ? true : undefined,
+    );
     observe('resize seen in sysfs after ms', Math.round(performance.now() - t0));
   });
 
@@ -178,12 +237,24 @@ await scenario('nvmet-native', async () => {
       const s = port2()?.state;
       return s && s !== 'live' ? s : undefined;
     });
-    observe('node down: controller state', { state: seen, ms: Math.round(performance.now() - t0), paths: pathStates() });
+    observe('node down: controller state', {
+      state: seen,
+      ms: Math.round(performance.now() - t0),
+      paths: pathStates(),
+    });
     await sh('dd', [`if=/dev/${head}`, 'of=/dev/null', 'bs=1M', 'count=4', 'iflag=direct', 'status=none']);
     t0 = performance.now();
     await plane.setNodeUp('node-2', true);
-    await waitFor('the node-2 controller to be live again', () => (port2()?.state === 'live' ? true : undefined), 20_000, port2);
-    await waitForStates({ '4420': 'non-optimized', '4421': 'optimized', '4422': 'inaccessible' }, 'states after node up');
+    await waitFor(
+      'the node-2 controller to be live again',
+      () => (port2()?.state === 'live' ? true : undefined),
+      20_000,
+      port2,
+    );
+    await waitForStates(
+      { '4420': 'non-optimized', '4421': 'optimized', '4422': 'inaccessible' },
+      'states after node up',
+    );
     observe('node up: live again after ms', Math.round(performance.now() - t0));
   });
 
@@ -203,7 +274,8 @@ await scenario('nvmet-native', async () => {
 
   await step('tear the target down', async () => {
     await plane.stop();
-    for (const d of ['subsystems', 'ports', 'hosts']) checkEqual(list(`/sys/kernel/config/nvmet/${d}`), [], `configfs ${d}`);
+    for (const d of ['subsystems', 'ports', 'hosts'])
+      checkEqual(list(`/sys/kernel/config/nvmet/${d}`), [], `configfs ${d}`);
     checkEqual(list('/tmp/portalis-nvmet'), [], 'backing files');
   });
 });

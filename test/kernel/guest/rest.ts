@@ -45,7 +45,13 @@ export class Http {
   }
 
   /** The answer's body when its status is one of `ok`; else throws naming what came back. */
-  async expect(ok: number[], method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<any> {
+  async expect(
+    ok: number[],
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<any> {
     const a = await this.request(method, path, body, headers);
     if (!ok.includes(a.status)) {
       throw new Error(`${method} ${path} answered ${a.status}, expected ${ok.join(' or ')}: ${JSON.stringify(a.body)}`);
@@ -126,14 +132,23 @@ export class ServiceApi {
     return this.http.expect([200], 'GET', `/v1/volumes/${id}`);
   }
 
-  async initializeConnection(id: string, connector: Connector): Promise<{ data: NvmeofConnectionData; attachmentId: string; raw: any }> {
+  async initializeConnection(
+    id: string,
+    connector: Connector,
+  ): Promise<{ data: NvmeofConnectionData; attachmentId: string; raw: any }> {
     const r = await this.http.expect([200], 'POST', `/v1/volumes/${id}/initialize_connection`, { connector });
-    if (r?.connection_info?.driver_volume_type !== 'nvmeof') throw new Error(`initialize_connection: not nvmeof: ${JSON.stringify(r)}`);
+    if (r?.connection_info?.driver_volume_type !== 'nvmeof')
+      throw new Error(`initialize_connection: not nvmeof: ${JSON.stringify(r)}`);
     return { data: r.connection_info.data, attachmentId: r.attachment_id, raw: r };
   }
 
   terminateConnection(id: string, connector: Connector | null, force?: boolean) {
-    return this.http.expect([200], 'POST', `/v1/volumes/${id}/terminate_connection`, force === undefined ? { connector } : { connector, force });
+    return this.http.expect(
+      [200],
+      'POST',
+      `/v1/volumes/${id}/terminate_connection`,
+      force === undefined ? { connector } : { connector, force },
+    );
   }
 
   attachments(query: Record<string, string> = {}) {
@@ -199,7 +214,12 @@ export class SimApi {
 
   /** `PUT` with `If-Match`; returns the raw answer (the caller checks 200 or 412). */
   putVolume(uuid: string, body: Record<string, unknown>, ifMatch?: string): Promise<Answer> {
-    return this.http.request('PUT', `${this.volumes()}/${uuid}`, body, ifMatch === undefined ? {} : { 'If-Match': `"${ifMatch}"` });
+    return this.http.request(
+      'PUT',
+      `${this.volumes()}/${uuid}`,
+      body,
+      ifMatch === undefined ? {} : { 'If-Match': `"${ifMatch}"` },
+    );
   }
 
   deleteVolume(uuid: string): Promise<any> {

@@ -102,7 +102,11 @@ async function story(stack: Stack, me: { hostNqn: string; hostId: string }): Pro
     checkEqual(state0.dataPlane.kind, 'nvmet', 'data plane');
     checkEqual(list(`${NVMET}/subsystems`), [nqn], 'configfs subsystems');
     for (const n of nodes) {
-      checkEqual(readSys(`${NVMET}/ports/${n.index + 1}/addr_trsvcid`), n.nvmeEndpoint.split(':').pop(), `port ${n.index + 1} trsvcid`);
+      checkEqual(
+        readSys(`${NVMET}/ports/${n.index + 1}/addr_trsvcid`),
+        n.nvmeEndpoint.split(':').pop(),
+        `port ${n.index + 1} trsvcid`,
+      );
       checkEqual(list(`${NVMET}/ports/${n.index + 1}/subsystems`), [nqn], `port ${n.index + 1} serves the subsystem`);
     }
     observe('simulator dataPlane', state0.dataPlane);
@@ -151,10 +155,18 @@ async function story(stack: Stack, me: { hostNqn: string; hostId: string }): Pro
     );
     const simAna = await simAnaByPort(stack, volUuid);
     for (const n of nodes) {
-      checkEqual(readSys(`${NVMET}/ports/${n.index + 1}/ana_groups/${g}/ana_state`), simAna[n.nvmeEndpoint.split(':').pop()!], `ANA state of group ${g} on port ${n.index + 1}`);
+      checkEqual(
+        readSys(`${NVMET}/ports/${n.index + 1}/ana_groups/${g}/ana_state`),
+        simAna[n.nvmeEndpoint.split(':').pop()!],
+        `ANA state of group ${g} on port ${n.index + 1}`,
+      );
     }
     checkEqual(simAna[String(portals[0][1])], 'optimized', 'the first portal is the optimized one');
-    observe('configfs namespace', { ana_grpid: g, device_path: readSys(`${nsDir}/device_path`), buffered_io: readSys(`${nsDir}/buffered_io`) });
+    observe('configfs namespace', {
+      ana_grpid: g,
+      device_path: readSys(`${nsDir}/device_path`),
+      buffered_io: readSys(`${nsDir}/buffered_io`),
+    });
     return g;
   });
 
@@ -163,8 +175,20 @@ async function story(stack: Stack, me: { hostNqn: string; hostId: string }): Pro
     const outputs: Record<string, unknown> = {};
     for (const [address, port, transport] of portals) {
       const t0 = performance.now();
-      const r = await nvmeConnect({ nqn: data.target_nqn!, address, port, transport, hostNqn: me.hostNqn, hostId: me.hostId });
-      outputs[`${address}:${port}`] = { code: r.code, stdout: jsonOrText(r.stdout), stderr: r.stderr.trim(), ms: Math.round(performance.now() - t0) };
+      const r = await nvmeConnect({
+        nqn: data.target_nqn!,
+        address,
+        port,
+        transport,
+        hostNqn: me.hostNqn,
+        hostId: me.hostId,
+      });
+      outputs[`${address}:${port}`] = {
+        code: r.code,
+        stdout: jsonOrText(r.stdout),
+        stderr: r.stderr.trim(),
+        ms: Math.round(performance.now() - t0),
+      };
       checkEqual(r.code, 0, `nvme connect ${address}:${port}`);
     }
     observe('nvme connect', outputs);
@@ -177,10 +201,15 @@ async function story(stack: Stack, me: { hostNqn: string; hostId: string }): Pro
   checkEqual(readSys(`/sys/block/${head}/size`), String(GiB / 512), 'head size (512-byte sectors)');
   await step('three paths, ANA states as the simulator says', async () => {
     const want = await simAnaByPort(stack, volUuid);
-    const views = await waitFor('path ANA states = the simulator', () => {
-      const v = pathViews(head);
-      return v.length === 3 && sorted(anaByPort(v)) === sorted(want) ? v : undefined;
-    }, 15_000, () => pathViews(head));
+    const views = await waitFor(
+      'path ANA states = the simulator',
+      () => {
+        const v = pathViews(head);
+        return v.length === 3 && sorted(anaByPort(v)) === sorted(want) ? v : undefined;
+      },
+      15_000,
+      () => pathViews(head),
+    );
     observe('paths after connect', views);
   });
 
@@ -205,31 +234,56 @@ async function story(stack: Stack, me: { hostNqn: string; hostId: string }): Pro
       const during = await simAnaByPort(stack, volUuid);
       const downPort = optimized.nvmeEndpoint.split(':').pop()!;
       const promoted = Object.entries(during).find(([, s]) => s === 'optimized')?.[0];
-      check(promoted && promoted !== downPort, `the simulator promoted another replica (states ${JSON.stringify(during)})`);
-      const seen = await waitFor('the optimized path to move and the lost path to drop', () => {
-        const v = pathViews(head);
-        const lost = v.find((p) => p.trsvcid === downPort);
-        const now = v.find((p) => p.trsvcid === promoted);
-        return now?.anaState === 'optimized' && lost && lost.controllerState !== 'live' ? v : undefined;
-      }, 20_000, () => pathViews(head));
+      check(
+        promoted && promoted !== downPort,
+        `the simulator promoted another replica (states ${JSON.stringify(during)})`,
+      );
+      const seen = await waitFor(
+        'the optimized path to move and the lost path to drop',
+        () => {
+          const v = pathViews(head);
+          const lost = v.find((p) => p.trsvcid === downPort);
+          const now = v.find((p) => p.trsvcid === promoted);
+          return now?.anaState === 'optimized' && lost && lost.controllerState !== 'live' ? v : undefined;
+        },
+        20_000,
+        () => pathViews(head),
+      );
       observe('node down: paths', { ms: Math.round(performance.now() - t0), paths: seen, simulator: during });
       await writer.waitForWrites(6, 'while the node is down');
-      check(writer.failures.length === 0, `no write failed while the node was down: ${JSON.stringify(writer.failures)}`);
+      check(
+        writer.failures.length === 0,
+        `no write failed while the node was down: ${JSON.stringify(writer.failures)}`,
+      );
 
       t0 = performance.now();
       await simApi.node(optimized.uuid, true);
       const after = await simAnaByPort(stack, volUuid);
       checkEqual(after[downPort], 'non-optimized', 'the node is back as a non-optimized replica (no failback)');
-      const back = await waitFor('every path live with the simulator ANA states', () => {
-        const v = pathViews(head);
-        return v.length === 3 && v.every((p) => p.controllerState === 'live') && sorted(anaByPort(v)) === sorted(after) ? v : undefined;
-      }, 30_000, () => pathViews(head));
+      const back = await waitFor(
+        'every path live with the simulator ANA states',
+        () => {
+          const v = pathViews(head);
+          return v.length === 3 &&
+            v.every((p) => p.controllerState === 'live') &&
+            sorted(anaByPort(v)) === sorted(after)
+            ? v
+            : undefined;
+        },
+        30_000,
+        () => pathViews(head),
+      );
       observe('node up: paths', { ms: Math.round(performance.now() - t0), paths: back });
       await writer.waitForWrites(4, 'after the node came back');
     } finally {
       await writer.stop();
     }
-    observe('background writer', { chunkWrites: writer.written, maxWriteMs: writer.maxWriteMs, failures: writer.failures, generations: writer.generations() });
+    observe('background writer', {
+      chunkWrites: writer.written,
+      maxWriteMs: writer.maxWriteMs,
+      failures: writer.failures,
+      generations: writer.generations(),
+    });
     checkEqual(writer.failures, [], 'write failures');
     const { problems, readMs } = await writer.verify();
     checkEqual(problems, [], 'every block the writer wrote reads back');
@@ -246,8 +300,11 @@ async function story(stack: Stack, me: { hostNqn: string; hostId: string }): Pro
     const t0 = performance.now();
     const put = await simApi.putVolume(volUuid, { UUID: volUuid, size: String(2 * GiB) }, v.etag);
     checkEqual(put.status, 200, `PUT size (${JSON.stringify(put.body)})`);
-    await waitFor('the head to show 2 GiB', () => (readSys(`/sys/block/${head}/size`) === String((2 * GiB) / 512) ? true : undefined), 15_000, () =>
-      readSys(`/sys/block/${head}/size`),
+    await waitFor(
+      'the head to show 2 GiB',
+      () => (readSys(`/sys/block/${head}/size`) === String((2 * GiB) / 512) ? true : undefined),
+      15_000,
+      () => readSys(`/sys/block/${head}/size`),
     );
     observe('extend seen on the host after ms', Math.round(performance.now() - t0));
     const old = await verifyChunks(dev, 0, 'attach', new Array(8).fill(1));
@@ -269,23 +326,36 @@ async function story(stack: Stack, me: { hostNqn: string; hostId: string }): Pro
     const att = await serviceApi.http.expect([200], 'GET', `/v1/attachments/${attachmentId}`);
     observe('attachment after terminate', att);
     // Revocation refuses new connects only; the live controllers are the host's to drop.
-    observe('controller states after the revoke', controllers(nqn).map((c) => c.state));
+    observe(
+      'controller states after the revoke',
+      controllers(nqn).map((c) => c.state),
+    );
   });
   await step('nvme disconnect: no controller, no device left', async () => {
     observe('nvme disconnect -n', (await sh('nvme', ['disconnect', '-n', nqn])).trim());
-    await waitFor('controllers to go', () => (controllers(nqn).length === 0 ? true : undefined), 15_000, () => controllers(nqn));
+    await waitFor(
+      'controllers to go',
+      () => (controllers(nqn).length === 0 ? true : undefined),
+      15_000,
+      () => controllers(nqn),
+    );
     checkEqual(nvmeDisks(), [], 'NVMe block devices');
   });
 
   // ---- 7. delete through the LightOS API
   await step('DELETE the volume on the simulator: namespace, ANA groups and file go', async () => {
     await simApi.deleteVolume(volUuid);
-    await waitFor('the volume to be gone (404)', async () => ((await simApi.volume(volUuid)) === null ? true : undefined));
+    await waitFor('the volume to be gone (404)', async () =>
+      (await simApi.volume(volUuid)) === null ? true : undefined,
+    );
     const file = `${stack.simDataDir}/${volUuid}.img`;
     await waitFor('the target to drop the namespace', () => {
       const left = [
         existsSync(nsDir) && nsDir,
-        ...nodes.map((n) => existsSync(`${NVMET}/ports/${n.index + 1}/ana_groups/${group}`) && `port ${n.index + 1} group ${group}`),
+        ...nodes.map(
+          (n) =>
+            existsSync(`${NVMET}/ports/${n.index + 1}/ana_groups/${group}`) && `port ${n.index + 1} group ${group}`,
+        ),
         existsSync(file) && file,
       ].filter(Boolean);
       return left.length === 0 ? true : undefined;

@@ -83,7 +83,9 @@ export class PortalisProcess {
   /** Throws (with the log's tail) when the process has exited. */
   checkRunning(): void {
     if (this.exit) {
-      throw new Error(`${this.name} exited (code ${this.exit.code}, signal ${this.exit.signal}); its log ends:\n${this.tail()}`);
+      throw new Error(
+        `${this.name} exited (code ${this.exit.code}, signal ${this.exit.signal}); its log ends:\n${this.tail()}`,
+      );
     }
   }
 
@@ -181,7 +183,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   };
   try {
     const [simMs, serviceMs] = await step('start portalis sim (nvmet) and portalis serve', () =>
-      Promise.all([waitHttpReady(sim, `${simUrl}/sim/v1/state`, deadline), waitHttpReady(service, `${serviceUrl}/readyz`, deadline)]),
+      Promise.all([
+        waitHttpReady(sim, `${simUrl}/sim/v1/state`, deadline),
+        waitHttpReady(service, `${serviceUrl}/readyz`, deadline),
+      ]),
     );
     return {
       sim,

@@ -11,7 +11,19 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { run, runOk } from './exec.ts';
 
@@ -176,7 +188,13 @@ async function moduleClosure(modDir: string, names: string[]): Promise<string[]>
     const m = /^([^:]+):\s*(.*)$/.exec(line);
     if (!m) continue;
     dep.set(m[1], m[2].split(/\s+/).filter(Boolean));
-    byName.set(path.basename(m[1]).replace(/\.ko(\.\w+)?$/, '').replace(/-/g, '_'), m[1]);
+    byName.set(
+      path
+        .basename(m[1])
+        .replace(/\.ko(\.\w+)?$/, '')
+        .replace(/-/g, '_'),
+      m[1],
+    );
   }
   const builtin = existsSync(path.join(modDir, 'modules.builtin'))
     ? new Set(
@@ -228,11 +246,7 @@ async function ensureVmlinux(kernelDir: string, version: string, vmlinuz: string
 }
 
 /** Builds (or reuses) the busybox initramfs for the kernel in `kernelDir`. */
-export async function ensureInitramfs(
-  kernelDir: string,
-  pkg: string,
-  repoRoot: string,
-): Promise<KernelArtifacts> {
+export async function ensureInitramfs(kernelDir: string, pkg: string, repoRoot: string): Promise<KernelArtifacts> {
   const version = pkg.replace(/^linux-image-/, '');
   const modulesDir = modulesRoot(kernelDir);
   const vmlinuz = path.join(kernelDir, 'root', 'boot', `vmlinuz-${version}`);
@@ -270,7 +284,8 @@ export async function ensureInitramfs(
       await copyFile(path.join(modDir, m), path.join(stage, 'lib/modules', version, m));
     }
     for (const f of ['modules.order', 'modules.builtin', 'modules.builtin.modinfo']) {
-      if (existsSync(path.join(modDir, f))) await copyFile(path.join(modDir, f), path.join(stage, 'lib/modules', version, f));
+      if (existsSync(path.join(modDir, f)))
+        await copyFile(path.join(modDir, f), path.join(stage, 'lib/modules', version, f));
     }
     await runOk('depmod', ['-b', stage, version]);
     const tmp = `${initrd}.${process.pid}`;

@@ -66,7 +66,8 @@ export class FakeDmTools {
     if (cmd === 'reconfigure') {
       if (this.kernel.opts.multipath) return ok('ok\n');
       for (const d of this.kernel.fs.list('/sys/block')) if (/^nvme\d+n\d+$/.test(d)) this.known.add(d);
-      if (this.opts.assembleOn !== 'never') for (const w of new Set([...this.known].map((d) => this.wwidOf(d)))) if (w) this.assemble(w, this.known);
+      if (this.opts.assembleOn !== 'never')
+        for (const w of new Set([...this.known].map((d) => this.wwidOf(d)))) if (w) this.assemble(w, this.known);
       return ok('ok\n');
     }
     if (args[0] === 'resize' && args[1] === 'map') {
@@ -106,7 +107,14 @@ export class FakeDmTools {
       maps: [...this.kernel.maps.values()].map((m) => {
         const paths = [...m.paths].map((p) => {
           const s = this.pathState(p);
-          return { dev: p, dev_t: this.kernel.fs.read(`/sys/block/${p}/dev`)?.trim() ?? '', dm_st: s.dm, dev_st: 'running', chk_st: s.chk, checker: 'none' };
+          return {
+            dev: p,
+            dev_t: this.kernel.fs.read(`/sys/block/${p}/dev`)?.trim() ?? '',
+            dm_st: s.dm,
+            dev_st: 'running',
+            chk_st: s.chk,
+            checker: 'none',
+          };
         });
         return {
           name: m.name,
@@ -124,7 +132,9 @@ export class FakeDmTools {
   }
 
   private findMap(arg: string) {
-    return [...this.kernel.maps.values()].find((m) => m.name === arg || m.wwid === arg || `/dev/mapper/${m.name}` === arg);
+    return [...this.kernel.maps.values()].find(
+      (m) => m.name === arg || m.wwid === arg || `/dev/mapper/${m.name}` === arg,
+    );
   }
 
   multipath(args: readonly string[]): RunResult {

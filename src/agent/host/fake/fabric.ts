@@ -48,7 +48,13 @@ export class FakeFabric {
   readonly portals = new Map<string, TargetPortal>();
 
   addSubsystem(nqn: string, portals: { address: string; port?: number; transport?: string }[]): TargetSubsystem {
-    const s: TargetSubsystem = { nqn, namespaces: new Map(), portals: new Set(), allowedHosts: new Set(), nextCntlid: 1 };
+    const s: TargetSubsystem = {
+      nqn,
+      namespaces: new Map(),
+      portals: new Set(),
+      allowedHosts: new Set(),
+      nextCntlid: 1,
+    };
     for (const p of portals) {
       const transport = p.transport ?? 'tcp';
       const port = p.port ?? 4420;
@@ -62,7 +68,14 @@ export class FakeFabric {
 
   addNamespace(
     nqn: string,
-    ns: { nsid: number; uuid?: string; nguid?: string; sizeBytes?: number; ana?: Record<string, AnaState>; discovery?: 'connect' | 'rescan' },
+    ns: {
+      nsid: number;
+      uuid?: string;
+      nguid?: string;
+      sizeBytes?: number;
+      ana?: Record<string, AnaState>;
+      discovery?: 'connect' | 'rescan';
+    },
   ): TargetNamespace {
     const s = this.subsystem(nqn);
     const t: TargetNamespace = {

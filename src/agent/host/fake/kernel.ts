@@ -119,16 +119,39 @@ export class FakeKernel {
 
   findCtrl(nqn: string, portal: TargetPortal, hostNqn: string, hostTraddr?: string): Ctrl | undefined {
     return [...this.ctrls.values()].find(
-      (c) => c.nqn === nqn && c.portal === portal && c.hostNqn === hostNqn && c.hostTraddr === hostTraddr && c.state !== 'deleting',
+      (c) =>
+        c.nqn === nqn &&
+        c.portal === portal &&
+        c.hostNqn === hostNqn &&
+        c.hostTraddr === hostTraddr &&
+        c.state !== 'deleting',
     );
   }
 
-  addCtrl(nqn: string, portal: TargetPortal, hostNqn: string, opts: Record<string, string>, hostTraddr?: string, traddr = portal.address): Ctrl {
+  addCtrl(
+    nqn: string,
+    portal: TargetPortal,
+    hostNqn: string,
+    opts: Record<string, string>,
+    hostTraddr?: string,
+    traddr = portal.address,
+  ): Ctrl {
     const taken = new Set<number>([...this.ctrls.keys(), ...[...this.subsystems.values()].map((s) => s.instance)]);
     let instance = 0;
     while (taken.has(instance)) instance++;
     const target = this.fabric.subsystem(nqn);
-    const ctrl: Ctrl = { instance, traddr, cntlid: target.nextCntlid++, nqn, portal, hostNqn, hostTraddr, state: 'live', opts, nsids: new Set() };
+    const ctrl: Ctrl = {
+      instance,
+      traddr,
+      cntlid: target.nextCntlid++,
+      nqn,
+      portal,
+      hostNqn,
+      hostTraddr,
+      state: 'live',
+      opts,
+      nsids: new Set(),
+    };
     this.ctrls.set(instance, ctrl);
     if (!this.subsystems.has(nqn)) this.subsystems.set(nqn, { instance, nqn, iopolicy: 'numa', heads: new Map() });
     this.scan(ctrl, false);
@@ -174,7 +197,15 @@ export class FakeKernel {
       const used = new Set([...subsys.heads.values()].map((h) => h.instance));
       let instance = 1;
       while (used.has(instance)) instance++;
-      head = { instance, nsid: ns.nsid, uuid: ns.uuid, nguid: ns.nguid, sizeBytes: ns.sizeBytes, diskMinor: null, paths: new Map() };
+      head = {
+        instance,
+        nsid: ns.nsid,
+        uuid: ns.uuid,
+        nguid: ns.nguid,
+        sizeBytes: ns.sizeBytes,
+        diskMinor: null,
+        paths: new Map(),
+      };
       subsys.heads.set(ns.nsid, head);
     }
     head.sizeBytes = ns.sizeBytes; // revalidation picks up a grown namespace
@@ -234,9 +265,18 @@ export class FakeKernel {
   /** Rebuilds every NVMe and dm entry of /sys and /dev from the model. */
   render(): void {
     const fs = this.fs;
-    for (const p of ['/sys/devices/virtual/nvme-fabrics', '/sys/devices/virtual/nvme-subsystem', '/sys/class/nvme', '/sys/class/nvme-fabrics', '/sys/class/nvme-subsystem', '/dev/mapper']) fs.rm(p);
+    for (const p of [
+      '/sys/devices/virtual/nvme-fabrics',
+      '/sys/devices/virtual/nvme-subsystem',
+      '/sys/class/nvme',
+      '/sys/class/nvme-fabrics',
+      '/sys/class/nvme-subsystem',
+      '/dev/mapper',
+    ])
+      fs.rm(p);
     for (const n of fs.list('/sys/block')) if (/^(nvme|dm-)/.test(n)) fs.rm(`/sys/block/${n}`);
-    for (const n of fs.list('/sys/devices/virtual/block')) if (n.startsWith('dm-')) fs.rm(`/sys/devices/virtual/block/${n}`);
+    for (const n of fs.list('/sys/devices/virtual/block'))
+      if (n.startsWith('dm-')) fs.rm(`/sys/devices/virtual/block/${n}`);
     for (const n of fs.list('/sys/dev/block')) if (/^(259|253):/.test(n)) fs.rm(`/sys/dev/block/${n}`);
     for (const n of fs.list('/dev')) if (/^(nvme|ng|dm-)/.test(n)) fs.rm(`/dev/${n}`);
     fs.mkdirp('/sys/class/nvme-subsystem');
@@ -253,14 +293,16 @@ export class FakeKernel {
       fs.writeFile(`${sdir}/model`, 'Portalis fake\n');
       fs.writeFile(`${sdir}/iopolicy`, `${subsys.iopolicy}\n`, {
         onWrite: (v) => {
-          if (!['numa', 'round-robin', 'queue-depth'].includes(v.trim())) throw Object.assign(new Error('EINVAL'), { code: 'EINVAL' });
+          if (!['numa', 'round-robin', 'queue-depth'].includes(v.trim()))
+            throw Object.assign(new Error('EINVAL'), { code: 'EINVAL' });
           subsys.iopolicy = v.trim();
           this.render();
         },
       });
       fs.link(`/sys/class/nvme-subsystem/nvme-subsys${subsys.instance}`, sdir);
       for (const ctrl of this.ctrls.values()) {
-        if (ctrl.nqn === subsys.nqn) fs.link(`${sdir}/nvme${ctrl.instance}`, `/sys/devices/virtual/nvme-fabrics/ctl/nvme${ctrl.instance}`);
+        if (ctrl.nqn === subsys.nqn)
+          fs.link(`${sdir}/nvme${ctrl.instance}`, `/sys/devices/virtual/nvme-fabrics/ctl/nvme${ctrl.instance}`);
       }
       for (const head of subsys.heads.values()) this.renderHead(subsys, head, sdir, blockDirs);
     }
@@ -276,7 +318,8 @@ export class FakeKernel {
     const dir = `/sys/devices/virtual/nvme-fabrics/ctl/nvme${ctrl.instance}`;
     const p = ctrl.portal;
     const kv = [`traddr=${ctrl.traddr}`, `trsvcid=${p.port}`];
-    if (this.opts.addressStyle === 'src_addr' && p.transport === 'tcp') kv.push(`src_addr=${ctrl.hostTraddr ?? this.opts.srcAddr}`);
+    if (this.opts.addressStyle === 'src_addr' && p.transport === 'tcp')
+      kv.push(`src_addr=${ctrl.hostTraddr ?? this.opts.srcAddr}`);
     if (this.opts.addressStyle === 'host_traddr') kv.push(`host_traddr=${ctrl.hostTraddr ?? this.opts.srcAddr}`);
     fs.writeFile(`${dir}/address`, `${kv.join(this.opts.addressStyle === 'space' ? ' ' : ',')}\n`);
     fs.writeFile(`${dir}/state`, `${ctrl.state}\n`);
@@ -293,7 +336,11 @@ export class FakeKernel {
   private renderHead(subsys: Subsys, head: Head, sdir: string, blockDirs: Map<string, string>): void {
     const fs = this.fs;
     const mp = this.opts.multipath;
-    if (mp && head.diskMinor === null && [...head.paths.keys()].some((c) => this.usable(this.ctrls.get(c)!, head.nsid))) {
+    if (
+      mp &&
+      head.diskMinor === null &&
+      [...head.paths.keys()].some((c) => this.usable(this.ctrls.get(c)!, head.nsid))
+    ) {
       head.diskMinor = this.nextMinor++;
     }
     const pathNames: string[] = [];
@@ -330,7 +377,11 @@ export class FakeKernel {
     if (uuidAttr) fs.writeFile(`${dir}/uuid`, `${uuidAttr}\n`);
     if (head.nguid) fs.writeFile(`${dir}/nguid`, `${dashed(head.nguid)}\n`);
     fs.writeFile(`${dir}/nsid`, `${head.nsid}\n`);
-    const wwid = head.uuid ? `uuid.${head.uuid}` : head.nguid ? `eui.${head.nguid}` : `nvme.0000-${subsys.instance}-${head.nsid.toString(16).padStart(8, '0')}`;
+    const wwid = head.uuid
+      ? `uuid.${head.uuid}`
+      : head.nguid
+        ? `eui.${head.nguid}`
+        : `nvme.0000-${subsys.instance}-${head.nsid.toString(16).padStart(8, '0')}`;
     fs.writeFile(`${dir}/wwid`, `${wwid}\n`);
     fs.writeFile(`${dir}/size`, `${Math.floor(head.sizeBytes / 512)}\n`);
     fs.writeFile(`${dir}/dev`, `259:${minor}\n`);

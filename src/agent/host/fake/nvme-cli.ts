@@ -24,7 +24,10 @@ const ok = (stdout = ''): RunResult => ({ code: 0, stdout, stderr: '' });
 const fail = (stderr: string, code = 1, stdout = ''): RunResult => ({ code, stdout, stderr });
 
 /** Splits `-t tcp`, `--ctrl-loss-tmo=-1`, `--hostnqn x` into a map (last one wins). */
-export function parseArgs(args: readonly string[], withValue: ReadonlySet<string>): { opts: Map<string, string>; rest: string[] } {
+export function parseArgs(
+  args: readonly string[],
+  withValue: ReadonlySet<string>,
+): { opts: Map<string, string>; rest: string[] } {
   const opts = new Map<string, string>();
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -38,15 +41,46 @@ export function parseArgs(args: readonly string[], withValue: ReadonlySet<string
   return { opts, rest };
 }
 
-const VALUE_FLAGS = new Set(['t', 'a', 's', 'n', 'q', 'I', 'w', 'f', 'o', 'd', 'transport', 'traddr', 'trsvcid', 'nqn', 'hostnqn', 'hostid', 'host-traddr', 'output-format', 'device']);
+const VALUE_FLAGS = new Set([
+  't',
+  'a',
+  's',
+  'n',
+  'q',
+  'I',
+  'w',
+  'f',
+  'o',
+  'd',
+  'transport',
+  'traddr',
+  'trsvcid',
+  'nqn',
+  'hostnqn',
+  'hostid',
+  'host-traddr',
+  'output-format',
+  'device',
+]);
 
-export function fakeNvme(kernel: FakeKernel, cli: FakeNvmeCliOptions, args: readonly string[], etcHostnqn: () => string | null): RunResult {
+export function fakeNvme(
+  kernel: FakeKernel,
+  cli: FakeNvmeCliOptions,
+  args: readonly string[],
+  etcHostnqn: () => string | null,
+): RunResult {
   const [sub, ...rest] = args;
   const { opts, rest: positional } = parseArgs(rest, VALUE_FLAGS);
   const v = cli.version;
   switch (sub) {
     case 'version':
-      return ok(v === '1' ? 'nvme version 1.16\n' : v === '2.0' ? 'nvme version 2.0\n' : 'nvme version 2.3 (git 2.3)\nlibnvme version 1.3 (git 1.3)\n');
+      return ok(
+        v === '1'
+          ? 'nvme version 1.16\n'
+          : v === '2.0'
+            ? 'nvme version 2.0\n'
+            : 'nvme version 2.3 (git 2.3)\nlibnvme version 1.3 (git 1.3)\n',
+      );
     case 'connect':
       return connect();
     case 'disconnect':
@@ -68,13 +102,24 @@ export function fakeNvme(kernel: FakeKernel, cli: FakeNvmeCliOptions, args: read
     const address = opts.get('a') ?? opts.get('traddr') ?? '';
     const port = Number(opts.get('s') ?? opts.get('trsvcid') ?? 4420);
     const nqn = opts.get('n') ?? opts.get('nqn') ?? '';
-    const hostNqn = opts.get('q') ?? opts.get('hostnqn') ?? etcHostnqn() ?? 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000000';
+    const hostNqn =
+      opts.get('q') ??
+      opts.get('hostnqn') ??
+      etcHostnqn() ??
+      'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000000';
     const portal = kernel.fabric.portals.get(portalKey(transport, address, port));
     const target = kernel.fabric.subsystems.get(nqn);
-    const refused = v === '1' ? 'Failed to write to /dev/nvme-fabrics: Connection refused\n' : 'could not add new controller: failed to write to nvme-fabrics device\n';
+    const refused =
+      v === '1'
+        ? 'Failed to write to /dev/nvme-fabrics: Connection refused\n'
+        : 'could not add new controller: failed to write to nvme-fabrics device\n';
     if (!portal || !portal.up || !target || !target.portals.has(portal.key)) return fail(refused);
     if (target.allowedHosts.size && !target.allowedHosts.has(hostNqn)) {
-      return fail(v === '1' ? 'Failed to write to /dev/nvme-fabrics: Input/output error\n' : 'could not add new controller: failed to write to nvme-fabrics device\n');
+      return fail(
+        v === '1'
+          ? 'Failed to write to /dev/nvme-fabrics: Input/output error\n'
+          : 'could not add new controller: failed to write to nvme-fabrics device\n',
+      );
     }
     if (kernel.findCtrl(nqn, portal, hostNqn, opts.get('w') ?? opts.get('host-traddr')) && !opts.has('D')) {
       switch (cli.alreadyForm ?? (v === '1' ? 'exit114' : v === '2.0' ? 'ealready-text' : 'stderr')) {
@@ -101,7 +146,9 @@ export function fakeNvme(kernel: FakeKernel, cli: FakeNvmeCliOptions, args: read
     const nrq = num('nr-io-queues') ?? num('i');
     if (nrq !== undefined) ctrlOpts.queue_count = String(Number(nrq) + 1);
     const ctrl = kernel.addCtrl(nqn, portal, hostNqn, ctrlOpts, opts.get('w') ?? opts.get('host-traddr'), address);
-    return ok(v === '1' ? '' : v === '2.0' ? `device: nvme${ctrl.instance}\n` : `connecting to device: nvme${ctrl.instance}\n`);
+    return ok(
+      v === '1' ? '' : v === '2.0' ? `device: nvme${ctrl.instance}\n` : `connecting to device: nvme${ctrl.instance}\n`,
+    );
   }
 
   function disconnect(): RunResult {
@@ -113,7 +160,8 @@ export function fakeNvme(kernel: FakeKernel, cli: FakeNvmeCliOptions, args: read
       for (const name of dev.split(',')) {
         const ctrl = kernel.ctrlByName(name);
         if (!ctrl) lines.push(`Did not find device ${name}`);
-        else if (cli.failDisconnect.has(`nvme${ctrl.instance}`)) lines.push(`Failed to disconnect ${name}: Device or resource busy`);
+        else if (cli.failDisconnect.has(`nvme${ctrl.instance}`))
+          lines.push(`Failed to disconnect ${name}: Device or resource busy`);
         else kernel.removeCtrl(ctrl);
       }
       // nvme-cli prints the failure and still exits 0 (failure mode 7).

@@ -7,7 +7,10 @@ describe('MemFs', () => {
     const fs = new MemFs();
     fs.writeFile('/sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/size', '8\n');
     fs.link('/sys/block/nvme0n1', '/sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1');
-    fs.link('/sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/device', '/sys/devices/virtual/nvme-subsystem/nvme-subsys0');
+    fs.link(
+      '/sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1/device',
+      '/sys/devices/virtual/nvme-subsystem/nvme-subsys0',
+    );
     assert.equal(fs.readlink('/sys/block/nvme0n1'), '../devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1');
     assert.equal(fs.read('/sys/block/nvme0n1/size'), '8\n');
     assert.equal(fs.realpath('/sys/block/nvme0n1/device'), '/sys/devices/virtual/nvme-subsystem/nvme-subsys0');
