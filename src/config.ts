@@ -42,12 +42,20 @@ export interface ServiceConfig {
   dbPoolMax: number;
   /** `GET /v1/capabilities` (Cinder's get_volume_stats). */
   capabilities: { backendName: string; refreshMs: number; reservedPercentage: number };
+  /** HTTPS on the service port with this certificate and key (PEM files); null: plain HTTP. */
+  tls: { certFile: string; keyFile: string } | null;
 }
 
 /** The documented variables, their defaults and meaning; the README table is generated from the same facts. */
 export const SETTINGS = [
-  ['PORTALIS_PORT', '8080', 'HTTP port'],
+  ['PORTALIS_PORT', '8080', 'HTTP(S) port'],
   ['PORTALIS_HOST', '127.0.0.1', 'address to listen on'],
+  [
+    'PORTALIS_TLS_CERT',
+    'unset',
+    'PEM certificate (chain) file: serve HTTPS; needs PORTALIS_TLS_KEY; re-read on SIGHUP',
+  ],
+  ['PORTALIS_TLS_KEY', 'unset', 'PEM private key file of PORTALIS_TLS_CERT'],
   [
     'PORTALIS_ADMIN_TOKEN',
     'generated',
@@ -168,12 +176,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     defaultReplicas: int(env, 'PORTALIS_DEFAULT_REPLICAS', 3, 1, 3),
     logLevel: env.PORTALIS_LOG_LEVEL || 'info',
     dbPoolMax: int(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
+    tls: tlsFiles(env, cwd),
     capabilities: {
       backendName: backendName(env),
       refreshMs: int(env, 'PORTALIS_CAPABILITIES_REFRESH_MS', 60_000, 0, 86_400_000),
       reservedPercentage: int(env, 'PORTALIS_RESERVED_PERCENTAGE', 0, 0, 100),
     },
   };
+}
+
+/** Both or neither: a certificate without its key (or the reverse) is a mistake, not plain HTTP. */
+function tlsFiles(env: NodeJS.ProcessEnv, cwd: string): ServiceConfig['tls'] {
+  const cert = env.PORTALIS_TLS_CERT || null;
+  const key = env.PORTALIS_TLS_KEY || null;
+  if (cert && !key)
+    throw new ConfigError('PORTALIS_TLS_KEY', 'required with PORTALIS_TLS_CERT (the PEM private key file)');
+  if (key && !cert)
+    throw new ConfigError('PORTALIS_TLS_CERT', 'required with PORTALIS_TLS_KEY (the PEM certificate file)');
+  return cert && key ? { certFile: path.resolve(cwd, cert), keyFile: path.resolve(cwd, key) } : null;
 }
 
 function backendName(env: NodeJS.ProcessEnv): string {

@@ -182,7 +182,7 @@ async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): 
   const s = loadDaemonSettings(env);
   const host = io.host ?? new LinuxHost(s.roots);
   const log = logger(io, env, 'info');
-  const service = io.service ?? new HttpServiceClient({ url: s.url, token: s.token });
+  const service = io.service ?? new HttpServiceClient({ url: s.url, token: s.token, ca: s.caPem });
   const daemon = new AgentDaemon({
     connector: connectorFor(host, s, log),
     service,

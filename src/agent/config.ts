@@ -2,6 +2,7 @@
  * Agent settings from the environment. Every setting has a documented default; a bad value
  * stops start-up with a message naming the variable (DESIGN.md "Configuration and defaults").
  */
+import { readFileSync } from 'node:fs';
 import type { ConnectTunables } from './nvme-cli.ts';
 
 export class AgentConfigError extends Error {
@@ -29,6 +30,8 @@ export interface AgentSettings {
 export interface DaemonSettings extends AgentSettings {
   url: string;
   token: string;
+  /** PEM CA certificate(s) trusted for an https service URL, besides the system store. */
+  caPem?: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -37,6 +40,7 @@ type Env = Record<string, string | undefined>;
 export const AGENT_SETTINGS: [string, string, string][] = [
   ['PORTALIS_URL', '(required)', 'driver service base URL, for the daemon'],
   ['PORTALIS_TOKEN', '(required)', 'host-scoped bearer token, for the daemon (never logged)'],
+  ['PORTALIS_CA_FILE', '(unset)', 'PEM CA file trusted for an https PORTALIS_URL, besides the system store'],
   ['PORTALIS_AGENT_CTRL_LOSS_TMO', '-1', 'nvme connect --ctrl-loss-tmo (seconds, -1 = forever)'],
   ['PORTALIS_AGENT_RECONNECT_DELAY', '10', 'nvme connect --reconnect-delay (seconds)'],
   ['PORTALIS_AGENT_KEEP_ALIVE_TMO', '30', 'nvme connect --keep-alive-tmo (seconds)'],
@@ -132,5 +136,19 @@ export function loadDaemonSettings(env: Env): DaemonSettings {
   }
   const token = env.PORTALIS_TOKEN?.trim();
   if (!token) throw new AgentConfigError('PORTALIS_TOKEN', 'is required for the agent daemon (the host-scoped token)');
-  return { ...loadAgentSettings(env), url: url.replace(/\/+$/, ''), token };
+  const caFile = env.PORTALIS_CA_FILE?.trim() || undefined;
+  let caPem: string | undefined;
+  if (caFile) {
+    try {
+      caPem = readFileSync(caFile, 'utf8');
+    } catch (e) {
+      throw new AgentConfigError(
+        'PORTALIS_CA_FILE',
+        `cannot read ${caFile}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+      );
+    }
+    if (!caPem.includes('-----BEGIN CERTIFICATE-----'))
+      throw new AgentConfigError('PORTALIS_CA_FILE', `${caFile} holds no PEM certificate`);
+  }
+  return { ...loadAgentSettings(env), url: url.replace(/\/+$/, ''), token, ...(caPem ? { caPem } : {}) };
 }

@@ -9,6 +9,8 @@
  * The first list call sends no `since` and `wait=0`: "answer now". The token travels only in
  * the Authorization header and is never part of an error message or log line.
  */
+import { Agent as HttpsAgent } from 'node:https';
+import { rootCertificates } from 'node:tls';
 import axios, { type AxiosInstance } from 'axios';
 import type { ConnectionInfo, Connector } from '../driver/model.ts';
 import type { Health, PathReport } from './health.ts';
@@ -68,8 +70,15 @@ export class ServiceError extends Error {
 export class HttpServiceClient implements ServiceClient {
   private readonly http: AxiosInstance;
 
-  constructor(opts: { url: string; token: string; timeoutMs?: number }) {
+  /**
+   * `ca`: PEM CA certificate(s) to trust for an https URL. Node's `ca` option replaces the
+   * bundled root store rather than adding to it (Node docs, tls.createSecureContext), so the
+   * bundled roots (`tls.rootCertificates`) are passed along: a publicly signed service still
+   * verifies.
+   */
+  constructor(opts: { url: string; token: string; timeoutMs?: number; ca?: string }) {
     this.http = axios.create({
+      ...(opts.ca ? { httpsAgent: new HttpsAgent({ ca: [...rootCertificates, opts.ca] }) } : {}),
       baseURL: opts.url.replace(/\/+$/, ''),
       timeout: opts.timeoutMs ?? 15_000,
       headers: { Authorization: `Bearer ${opts.token}`, 'Content-Type': 'application/json' },

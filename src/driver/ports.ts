@@ -192,8 +192,10 @@ export interface AttachmentFilter {
 }
 
 /**
- * Volume and attachment records. Implementations run every call on the connection of the
- * surrounding `withVolumeLock`, when inside one.
+ * Volume and attachment records, and the host records the use cases decide on. Implementations
+ * run every call on the connection of the surrounding `withVolumeLock`, when inside one: a lock
+ * holder that read through the shared pool instead would wait for a second connection while
+ * holding one, and a few concurrent holders would starve the pool.
  */
 export interface Store {
   /** null when absent. */
@@ -203,6 +205,9 @@ export interface Store {
   updateVolume(id: string, patch: Partial<Pick<Volume, 'status' | 'backendUuid' | 'sizeGb'>>): Promise<Volume>;
   /** Not an error when absent. */
   deleteVolume(id: string): Promise<void>;
+
+  /** The host record (registration, token), null when absent. */
+  getHost(nqn: string): Promise<Host | null>;
 
   /** null when absent. */
   getAttachment(id: string): Promise<Attachment | null>;
@@ -268,9 +273,9 @@ export interface HostStore {
   /** The host's change counter; 0 for an unknown host. */
   hostVersion(nqn: string): Promise<number>;
   /**
-   * What the host's agent must act on: live attachments with connection info (to connect),
-   * and ended ones with connection info that the agent has not yet reported disconnected
-   * (to tear down), the latter for a week after they ended.
+   * What the host's agent must act on, all with connection info: live attachments (to
+   * connect), detaching ones (to tear down; the service waits for them), and ended ones that the
+   * agent has not yet reported disconnected (to tear down), the last for a week after they ended.
    */
   agentAttachments(nqn: string): Promise<AgentAttachment[]>;
   /** Stores the agent's report on the attachment. */

@@ -88,14 +88,17 @@ export async function terminateConnection(
     const ofHost = unfinished.filter((a) => a.hostNqn === hostNqn);
     const narrowed = req.attachmentId !== undefined || req.instanceUuid !== undefined;
     const liveOfHost = ofHost.filter((a) => LIVE_STATUSES.includes(a.status));
-    if (!narrowed && !req.force && liveOfHost.length > 1) {
+    // Only attachments whose connection info was handed out can be meant; one whose initialize
+    // failed before answering is no second choice (it is detached along with the one meant).
+    const handedOut = liveOfHost.filter((a) => a.connectionInfo !== null);
+    if (!narrowed && !req.force && handedOut.length > 1) {
       throw new DriverError(
         'ambiguous_attachment',
-        `host ${req.connector.host} has ${liveOfHost.length} attachments of volume ${volume.id}: say which with instance_uuid or attachment_id (or force to detach them all)`,
+        `host ${req.connector.host} has ${handedOut.length} attachments of volume ${volume.id}: say which with instance_uuid or attachment_id (or force to detach them all)`,
         {
           details: {
             fields: ['instance_uuid', 'attachment_id'],
-            attachments: liveOfHost.map((a) => ({ id: a.id, instance_uuid: a.instanceUuid })),
+            attachments: handedOut.map((a) => ({ id: a.id, instance_uuid: a.instanceUuid })),
           },
         },
       );
@@ -108,14 +111,29 @@ export async function terminateConnection(
     const remaining = liveOfHost.filter((a) => !targets.includes(a));
 
     await markAll(store, targets, 'detaching', req.force ?? false);
-    // Targets whose device the host's agent has not yet released.
-    const held = targets.filter((a) => a.report?.state !== 'disconnected');
-    if (!req.force && held.length > 0 && (await agentManaged(deps, hostNqn))) {
+    // Targets whose device the host's agent has not yet released. One without connection info
+    // never reached the host (its initialize failed before answering, and the undo failed too):
+    // no device of it can exist and the agent never lists it, so waiting for the agent would
+    // never end. It is finished here, and the access goes at once when nothing else holds it.
+    const held = targets.filter((a) => a.report?.state !== 'disconnected' && a.connectionInfo !== null);
+    if (!req.force && held.length > 0 && (await agentManaged(store, hostNqn))) {
+      const unreachable = targets.filter((a) => !held.includes(a));
+      await markAll(store, unreachable, 'detached');
       deps.logger.info(
-        { volume: volume.id, host: req.connector.host, attachments: held.map((a) => a.id) },
+        {
+          volume: volume.id,
+          host: req.connector.host,
+          attachments: held.map((a) => a.id),
+          detached: unreachable.map((a) => a.id),
+        },
         'detach handed to the host agent',
       );
-      return { ...NOTHING, shared: remaining.length > 0, pending: held.map((a) => a.id), detached: [] };
+      return {
+        ...NOTHING,
+        shared: remaining.length > 0,
+        pending: held.map((a) => a.id),
+        detached: unreachable.map((a) => a.id),
+      };
     }
     return finish(deps, store, volume, hostNqn, targets, remaining);
   });
@@ -169,9 +187,12 @@ async function finish(
   };
 }
 
-/** A host whose Portalis agent has registered tears its devices down itself before access goes. */
-async function agentManaged(deps: DriverDeps, hostNqn: string): Promise<boolean> {
-  const host = await deps.hosts.getHost(hostNqn);
+/**
+ * A host whose Portalis agent has registered tears its devices down itself before access goes.
+ * Read through the lock's own store: the lock holder must never wait for a pooled connection.
+ */
+async function agentManaged(store: Store, hostNqn: string): Promise<boolean> {
+  const host = await store.getHost(hostNqn);
   return host?.registeredAt != null;
 }
 

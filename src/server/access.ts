@@ -36,6 +36,13 @@ export function hostOf(c: Context): string {
   return p.hostNqn;
 }
 
+/** The host a host-token request acts for, with its token's SHA-256. */
+export function hostPrincipalOf(c: Context): { hostNqn: string; tokenHash: string } {
+  const p = principalOf(c);
+  if (p.kind !== 'host') throw new DriverError('forbidden', 'this call needs a host token');
+  return p;
+}
+
 /** For `any` operations: the host the caller is confined to, or null for the admin. */
 export function confinedHost(c: Context): string | null {
   const p = principalOf(c);

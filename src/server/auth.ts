@@ -1,10 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 import type { DriverDeps } from '../driver/deps.ts';
-import { hostForToken } from '../driver/hosts.ts';
+import { hashToken, hostForToken } from '../driver/hosts.ts';
 
 /** Who a request acts as: the orchestrator (admin token) or one host's agent (its host token). */
-export type Principal = { kind: 'admin' } | { kind: 'host'; hostNqn: string };
+/** A host principal keeps its token's SHA-256, so that a long poll can check it is still the host's when it wakes. */
+export type Principal = { kind: 'admin' } | { kind: 'host'; hostNqn: string; tokenHash: string };
 
 /**
  * Compares secrets in constant time. Both sides are hashed first so that the comparison
@@ -37,6 +38,6 @@ export class Authenticator {
     if (safeEqual(token, this.adminToken)) return { kind: 'admin' };
     // Host tokens are looked up by their SHA-256, never compared as plain text.
     const host = this.deps ? await hostForToken(this.deps, token) : null;
-    return host ? { kind: 'host', hostNqn: host.nqn } : null;
+    return host ? { kind: 'host', hostNqn: host.nqn, tokenHash: hashToken(token) } : null;
   }
 }

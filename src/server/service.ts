@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
 import path from 'node:path';
 import { LightosBackend } from '../backend/lightos/index.ts';
 import type { ServiceConfig } from '../config.ts';
@@ -17,6 +16,7 @@ import { PgHostChangeFeed } from '../store/change-feed.ts';
 import { PgHostStore } from '../store/host-store.ts';
 import { createApp } from './app.ts';
 import { Authenticator } from './auth.ts';
+import { createServiceServer } from './listener.ts';
 
 export interface RunningService {
   url: string;
@@ -25,6 +25,8 @@ export interface RunningService {
   tokenSource: 'environment' | 'data-dir' | 'generated';
   backendDescription: string;
   databaseDescription: string;
+  /** Re-reads PORTALIS_TLS_CERT / PORTALIS_TLS_KEY (SIGHUP); open connections are kept. No-op over HTTP. */
+  reloadTls(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -112,9 +114,13 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
         { name: 'backend', check: () => deps.backend.ping() },
       ],
     });
-    const server: Server = await new Promise((resolve, reject) => {
-      const s = app.listen(config.port, config.host, () => resolve(s));
-      s.once('error', reject);
+    const { server, scheme, reloadTls } = await createServiceServer(app, config.tls, log);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
     stops.push(
       () =>
@@ -128,11 +134,12 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
     const port = typeof addr === 'object' && addr ? addr.port : config.port;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
     return {
-      url: `http://${host}:${port}`,
+      url: `${scheme}://${host}:${port}`,
       adminToken: token,
       tokenSource: source,
       backendDescription,
       databaseDescription,
+      reloadTls,
       close,
     };
   } catch (e) {

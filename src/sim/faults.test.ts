@@ -35,6 +35,16 @@ describe('faults', () => {
     );
   });
 
+  test('skip lets the first matching requests through, then failNext fails the next ones', async () => {
+    await admin.faults({ failNext: { count: 1, status: 500, path: '/clusterinfo', skip: 2 } });
+    assert.equal((await api('GET', '/api/v2/nodes')).status, 200, 'a non-matching request does not count');
+    assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 200);
+    assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 200);
+    assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 500);
+    assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 200);
+    assert.equal((await admin.faults({ failNext: { count: 1, skip: -1 } })).status, 400);
+  });
+
   test('errorRate is deterministic for a seed and uses errorStatus', async () => {
     const run = async () => {
       await admin.faults({ errorRate: 0.5, seed: 42, errorStatus: 502 });

@@ -15,6 +15,8 @@ export interface RequestMatcher {
   method?: string;
   /** Substring of the request path. */
   path?: string;
+  /** Let this many matching requests through first (to fail a later step of an operation). */
+  skip?: number;
 }
 
 export interface FaultView {
@@ -130,13 +132,13 @@ export class Faults {
 
   /** Express middleware for `/api/v2`: hang, then failNext, then latency, then errorRate. */
   readonly middleware = async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    if (this.hangNext && matches(this.hangNext, req)) {
+    if (this.hangNext && matches(this.hangNext, req) && !skipped(this.hangNext)) {
       if (--this.hangNext.count <= 0) this.hangNext = null;
       this.hung.add(res);
       res.on('close', () => this.hung.delete(res));
       return; // never answered
     }
-    if (this.failNext && matches(this.failNext, req)) {
+    if (this.failNext && matches(this.failNext, req) && !skipped(this.failNext)) {
       const status = this.failNext.status;
       if (--this.failNext.count <= 0) this.failNext = null;
       sendFault(res, status, 'failNext');
@@ -154,6 +156,13 @@ export class Faults {
 function sendFault(res: Response, status: number, which: string): void {
   if (res.headersSent || res.socket?.destroyed) return;
   res.status(status).json({ code: grpcCodeFor(status), message: `simulated failure (${which})`, details: [] });
+}
+
+/** True (and one fewer left to skip) while the matcher still lets matching requests through. */
+function skipped(m: RequestMatcher): boolean {
+  if (!m.skip) return false;
+  m.skip -= 1;
+  return true;
 }
 
 function matches(m: RequestMatcher, req: Request): boolean {
@@ -184,6 +193,7 @@ function matcher(v: unknown, field: string, withStatus: boolean): (RequestMatche
       throw badRequest(`${field}.method must be an HTTP method`);
     out.method = b.method.toUpperCase();
   }
+  if (b.skip !== undefined) out.skip = int(b.skip, `${field}.skip`, 0, 1_000_000);
   if (b.path !== undefined) {
     if (typeof b.path !== 'string' || b.path === '') throw badRequest(`${field}.path must be a non-empty string`);
     out.path = b.path;

@@ -4,7 +4,9 @@ import type { HostChangeFeed } from '../driver/ports.ts';
 import type { Logger } from '../shared/logger.ts';
 import { silentLogger } from '../shared/logger.ts';
 
-const CHANNEL = 'portalis_host_changed';
+/** The channel the hosts migration's triggers notify; the payload is the host NQN. */
+export const HOST_CHANNEL = 'portalis_host_changed';
+const CHANNEL = HOST_CHANNEL;
 
 /**
  * LISTENs on the channel the database triggers notify (see the hosts migration), on one

@@ -1,28 +1,8 @@
 import type { Knex } from 'knex';
 import type { AgentReport, Attachment, Connector, Host } from '../driver/model.ts';
 import type { AgentAttachment, HostStore } from '../driver/ports.ts';
-import { type AttachmentRow, toAttachment } from './pg-store.ts';
-
-interface HostRow {
-  nqn: string;
-  name: string;
-  connector: Connector | null;
-  token_hash: string | null;
-  token_issued_at: Date | null;
-  registered_at: Date | null;
-  last_seen_at: Date | null;
-  version: string | number;
-}
-
-const toHost = (r: HostRow): Host => ({
-  nqn: r.nqn,
-  name: r.name,
-  connector: r.connector,
-  tokenIssuedAt: r.token_issued_at,
-  registeredAt: r.registered_at,
-  lastSeenAt: r.last_seen_at,
-  version: Number(r.version),
-});
+import { HOST_CHANNEL } from './change-feed.ts';
+import { type AttachmentRow, type HostRow, toAttachment, toHost } from './pg-store.ts';
 
 /** Ended attachments stay in an agent's list this long, or until it reports them disconnected. */
 const TEARDOWN_WINDOW = "interval '7 days'";
@@ -36,12 +16,20 @@ export class PgHostStore implements HostStore {
       .onConflict('nqn')
       .merge({ name, token_hash: tokenHash, token_issued_at: this.db.fn.now() })
       .returning('*')) as HostRow[];
+    // The old token stops working: its polls must find that out now, not when they time out.
+    await this.wakePolls(nqn);
     return toHost(rows[0]!);
   }
 
   async revokeToken(nqn: string): Promise<boolean> {
     const n = await this.db('hosts').where({ nqn }).update({ token_hash: null, token_issued_at: null });
+    if (n > 0) await this.wakePolls(nqn);
     return n > 0;
+  }
+
+  /** Wakes the host's long polls in every process, so that they check their token again now. */
+  private async wakePolls(nqn: string): Promise<void> {
+    await this.db.raw('SELECT pg_notify(?, ?)', [HOST_CHANNEL, nqn]);
   }
 
   async hostByTokenHash(tokenHash: string): Promise<Host | null> {
@@ -87,9 +75,11 @@ export class PgHostStore implements HostStore {
       .where('a.host_nqn', nqn)
       .whereNotNull('a.connection_info')
       .where((q) =>
-        q.whereIn('a.status', ['attaching', 'attached']).orWhere((e) =>
+        // A detaching one stays however long it waits: the service revokes only once the agent
+        // reported it released, so dropping it from the list would leave the detach pending forever.
+        q.whereIn('a.status', ['attaching', 'attached', 'detaching']).orWhere((e) =>
           e
-            .whereIn('a.status', ['detaching', 'detached', 'error'])
+            .whereIn('a.status', ['detached', 'error'])
             .where((r) => r.whereNull('a.agent_state').orWhereNot('a.agent_state', 'disconnected'))
             .whereRaw(`a.updated_at > now() - ${TEARDOWN_WINDOW}`),
         ),

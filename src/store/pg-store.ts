@@ -7,6 +7,7 @@ import type {
   AttachmentStatus,
   ConnectionInfo,
   Connector,
+  Host,
   MultipathMode,
   PathHealth,
   PathStatus,
@@ -106,6 +107,27 @@ export const toAttachment = (r: AttachmentRow): Attachment => ({
   report: toReport(r),
 });
 
+export interface HostRow {
+  nqn: string;
+  name: string;
+  connector: Connector | null;
+  token_hash: string | null;
+  token_issued_at: Date | null;
+  registered_at: Date | null;
+  last_seen_at: Date | null;
+  version: string | number;
+}
+
+export const toHost = (r: HostRow): Host => ({
+  nqn: r.nqn,
+  name: r.name,
+  connector: r.connector,
+  tokenIssuedAt: r.token_issued_at,
+  registeredAt: r.registered_at,
+  lastSeenAt: r.last_seen_at,
+  version: Number(r.version),
+});
+
 /**
  * `Store` on PostgreSQL. With `connection` set (inside a volume lock) every query runs on that
  * connection, so the lock holder never waits for a second pooled connection.
@@ -176,6 +198,11 @@ export class PgStore implements Store {
 
   async deleteVolume(id: string): Promise<void> {
     await this.table('volumes').where({ id }).delete();
+  }
+
+  async getHost(nqn: string): Promise<Host | null> {
+    const row = (await this.table<HostRow>('hosts').where({ nqn }).first()) as HostRow | undefined;
+    return row ? toHost(row) : null;
   }
 
   async getAttachment(id: string): Promise<Attachment | null> {

@@ -47,6 +47,8 @@ export interface TargetOptions {
   proxy?: boolean;
   /** The simulator's data plane (default: in memory). */
   dataPlane?: DataPlane;
+  /** PORTALIS_DB_POOL_MAX (default: the service's). */
+  dbPoolMax?: number;
 }
 
 export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
@@ -98,6 +100,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
       ...(opts.operationTimeoutMs ? { PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS: String(opts.operationTimeoutMs) } : {}),
       ...(opts.simJwt ? { PORTALIS_LIGHTOS_JWT: opts.simJwt } : {}),
+      ...(opts.dbPoolMax ? { PORTALIS_DB_POOL_MAX: String(opts.dbPoolMax) } : {}),
     });
     const { deps, db } = await composeDeps(config, log, stops);
     const token = `test-admin-${randomUUID()}`;

@@ -3,7 +3,7 @@ import { pollAgentTasks, recordAgentReport } from '../../driver/agent-sync.ts';
 import type { DriverDeps } from '../../driver/deps.ts';
 import { registerAgent } from '../../driver/hosts.ts';
 import type { AgentState, Connector, PathHealth, PathStatus } from '../../driver/model.ts';
-import { hostOf } from '../access.ts';
+import { hostOf, hostPrincipalOf } from '../access.ts';
 import { presentHost } from '../presenters/presenters.ts';
 import type { HandlerResult } from './types.ts';
 
@@ -34,7 +34,11 @@ export function agentHandlers(deps: DriverDeps) {
       // A client that gives up on its long poll must not keep a waiter behind.
       const abort = new AbortController();
       res.on?.('close', () => abort.abort());
-      const list = await pollAgentTasks(deps, hostOf(c), q.since ?? null, (q.wait ?? 0) * 1000, abort.signal);
+      const { hostNqn, tokenHash } = hostPrincipalOf(c);
+      const list = await pollAgentTasks(deps, hostNqn, q.since ?? null, (q.wait ?? 0) * 1000, {
+        signal: abort.signal,
+        tokenHash,
+      });
       return {
         status: 200,
         body: {
