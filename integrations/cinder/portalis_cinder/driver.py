@@ -22,9 +22,11 @@ from oslo_log import log as logging
 from oslo_utils import strutils
 
 from cinder.common import constants
+from cinder import context as cinder_context
 from cinder import exception
 from cinder.i18n import _
 from cinder import interface
+from cinder import objects
 from cinder.volume import configuration
 from cinder.volume import driver
 from cinder.volume import volume_types
@@ -298,22 +300,23 @@ class PortalisVolumeDriver(driver.VolumeDriver):
 
         Returns True when other attachments of the volume still use the host's connection, as
         Cinder expects (it then keeps the export and os-brick keeps the host's controllers).
+
+        Cinder passes the volume, the connector and ``force``, not the attachment that ends, so
+        the call is not narrowed to an instance: a volume without multiattach has at most one
+        attachment in Portalis, and a multiattach volume one per host (see _instance_uuid).
         """
         force = bool(kwargs.get('force', False))
         if connector is None:
             body = {'connector': None, 'force': True}
         else:
             if volume.multiattach and len(self._host_attachments(volume, connector)) > 1:
-                # Several instances of this host share the connection, and Cinder does not say
-                # which one is leaving: keep the host's access until the last one goes (as
-                # Cinder's LVM driver does). Portalis holds one attachment per host here.
-                LOG.debug('Volume %s has other attachments on %s; connection kept.',
-                          volume.id, connector.get('host'))
+                # Several instances of this host share the connection and Cinder does not say
+                # which one leaves: keep the host's access until the last one goes, as Cinder's
+                # LVM driver does.
+                LOG.debug('Volume %(vol)s has other attachments on %(host)s; connection kept.',
+                          {'vol': volume.id, 'host': connector.get('host')})
                 return True
             body = {'connector': connector, 'force': force}
-            instance = self._instance_uuid(volume, connector)
-            if instance:
-                body['instance_uuid'] = instance
         try:
             answer = self._client.terminate_connection(volume.name_id, body)
         except PortalisError as e:
@@ -321,25 +324,34 @@ class PortalisVolumeDriver(driver.VolumeDriver):
         return bool(answer.get('shared'))
 
     @staticmethod
-    def _host_attachments(volume, connector):
-        return [a for a in (volume.volume_attachment or [])
-                if a.attach_status not in _ENDED_ATTACH_STATUSES and _same_host(a, connector)]
+    def _attachments(volume):
+        """The volume's live Cinder attachments, read afresh.
+
+        The volume object Cinder hands over may predate the attachment this call is about (an
+        attachment created together with its connector is reserved after the API loaded the
+        volume), so its ``volume_attachment`` list is not trusted.
+        """
+        records = objects.VolumeAttachmentList.get_all_by_volume_id(
+            cinder_context.get_admin_context(), volume.id)
+        return [a for a in records if a.attach_status not in _ENDED_ATTACH_STATUSES]
+
+    def _host_attachments(self, volume, connector):
+        return [a for a in self._attachments(volume) if _same_host(a, connector)]
 
     def _instance_uuid(self, volume, connector):
-        """The instance of the one attachment this call is about, when Cinder's records tell.
+        """The instance the connection is for, when Cinder's records name exactly one.
 
-        Cinder hands the driver the volume and the connector, not the attachment. A volume
-        without multiattach has one attachment at a time; the instance of its attachment from
-        this host (or not yet bound to a host) names it. Multiattach volumes are attached per
-        host (see terminate_connection), so no instance is passed for them.
+        Cinder hands initialize_connection the volume and the connector, not the attachment. A
+        volume without multiattach has one attachment at a time (two of one instance during a
+        live migration): its instance is the one of the attachment from this host or not yet
+        bound to a host. Multiattach volumes are attached per host, without an instance, because
+        terminate_connection cannot tell which of a host's instances leaves.
         """
         if volume.multiattach:
             return None
         instances = set()
-        for a in volume.volume_attachment or []:
-            if a.attach_status in _ENDED_ATTACH_STATUSES or not a.instance_uuid:
-                continue
-            if not (a.connector or a.attached_host) or _same_host(a, connector):
+        for a in self._attachments(volume):
+            if a.instance_uuid and (not (a.connector or a.attached_host) or _same_host(a, connector)):
                 instances.add(a.instance_uuid)
         return instances.pop() if len(instances) == 1 else None
 

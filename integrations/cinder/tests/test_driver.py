@@ -140,6 +140,12 @@ class PortalisDriverTestCase(test.TestCase):
         resp = SERVICE.api('GET', '/v1/volumes/%s' % volume.name_id)
         return resp.json() if resp.status_code == 200 else None
 
+    def _backend_acl(self, volume):
+        """The host NQNs in the backend volume's ACL, as the simulator holds it."""
+        name = 'volume-%s' % volume.name_id
+        [vol] = [v for v in SERVICE.sim('GET', '/sim/v1/state').json()['volumes'] if v['name'] == name]
+        return vol['acl']
+
     def _portalis_attachments(self, volume, status=None):
         query = '?volume_id=%s' % volume.name_id + ('&status=%s' % status if status else '')
         resp = SERVICE.api('GET', '/v1/attachments' + query)
@@ -356,6 +362,29 @@ class ConnectionTest(PortalisDriverTestCase):
         self.assertEqual(info, self.driver.initialize_connection(self._reload(vol), connector))
         self.assertEqual(1, len(self._portalis_attachments(vol)))
 
+    def test_the_instance_is_recorded_even_from_a_volume_object_older_than_the_attachment(self):
+        # The API loads the volume before it reserves an attachment created with its connector.
+        vol = self._created()
+        stale = self._reload(vol)
+        self.assertEqual([], list(stale.volume_attachment))
+        att = self._reserve(vol)
+        self.driver.initialize_connection(stale, brick_connector())
+        [portalis_att] = self._portalis_attachments(vol)
+        self.assertEqual(att.instance_uuid, portalis_att['instance_uuid'])
+
+    def test_terminate_after_an_initialize_made_before_the_attachment_record_revokes(self):
+        # Cinder's legacy flow: os-initialize_connection, then os-attach records the instance.
+        vol = self._created()
+        connector = brick_connector()
+        self.driver.initialize_connection(vol, connector)
+        self.assertIn(connector['nqn'], self._backend_acl(vol))
+        att = self._reserve(vol)
+        self._attached(att, connector)
+
+        self.assertFalse(self.driver.terminate_connection(self._reload(vol), connector, force=False))
+        self.assertEqual([], self._portalis_attachments(vol, status='attached'))
+        self.assertNotIn(connector['nqn'], self._backend_acl(vol))
+
     def test_the_connector_must_name_the_host_nqn(self):
         connector = brick_connector()
         del connector['nqn']
@@ -380,9 +409,11 @@ class ConnectionTest(PortalisDriverTestCase):
         self.driver.initialize_connection(self._reload(vol), connector)
         self._attached(att, connector)
 
+        self.assertIn(connector['nqn'], self._backend_acl(vol))
         self.assertFalse(self.driver.terminate_connection(self._reload(vol), connector, force=False))
         [portalis_att] = self._portalis_attachments(vol)
         self.assertEqual('detached', portalis_att['status'])
+        self.assertNotIn(connector['nqn'], self._backend_acl(vol))
         self.assertEqual(att.instance_uuid, portalis_att['instance_uuid'])
         # Repeating it is harmless, and the volume can go.
         self.assertFalse(self.driver.terminate_connection(self._reload(vol), connector, force=False))
@@ -397,6 +428,7 @@ class ConnectionTest(PortalisDriverTestCase):
 
         self.driver.terminate_connection(vol, None, force=True)
         self.assertEqual([], self._portalis_attachments(vol, status='attached'))
+        self.assertEqual([], [nqn for nqn in self._backend_acl(vol) if nqn.startswith('nqn.')])
         self.assertEqual(2, len(self._portalis_attachments(vol, status='detached')))
 
     def test_multiattach_on_two_hosts(self):
@@ -418,6 +450,8 @@ class ConnectionTest(PortalisDriverTestCase):
         att1.save()
         [left] = self._portalis_attachments(vol, status='attached')
         self.assertEqual(host2['nqn'], left['host_nqn'])
+        self.assertNotIn(host1['nqn'], self._backend_acl(vol))
+        self.assertIn(host2['nqn'], self._backend_acl(vol))
         self.assertFalse(self.driver.terminate_connection(self._reload(vol), host2, force=False))
         self.assertEqual([], self._portalis_attachments(vol, status='attached'))
 
@@ -433,11 +467,13 @@ class ConnectionTest(PortalisDriverTestCase):
         # The first instance leaves: the host's connection stays (Cinder keeps the export).
         self.assertTrue(self.driver.terminate_connection(self._reload(vol), connector, force=False))
         self.assertEqual(1, len(self._portalis_attachments(vol, status='attached')))
+        self.assertIn(connector['nqn'], self._backend_acl(vol))
         att1.attach_status = 'detached'
         att1.save()
         # The last one leaves: the host's access goes.
         self.assertFalse(self.driver.terminate_connection(self._reload(vol), connector, force=False))
         self.assertEqual([], self._portalis_attachments(vol, status='attached'))
+        self.assertNotIn(connector['nqn'], self._backend_acl(vol))
 
     def test_export_calls_change_nothing(self):
         vol = self._created()
