@@ -156,6 +156,10 @@ class PortalisVolumeDriver(driver.VolumeDriver):
             if e.status == 401:
                 msg = _('Portalis at %s refused portalis_token (401 unauthorized): set it to the '
                         'service\'s admin token') % conf.portalis_url
+            elif e.code == 'tls_error':
+                msg = _('Portalis at %(url)s: TLS verification failed (is portalis_ca_file the CA '
+                        'that signed its certificate?): %(err)s') % {
+                    'url': conf.portalis_url, 'err': e.describe()}
             elif e.status is None:
                 msg = _('Portalis at %(url)s is unreachable: %(err)s') % {
                     'url': conf.portalis_url, 'err': e.describe()}

@@ -9,6 +9,8 @@ Portalis side through its REST API.
 import copy
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 
 from cinder import context
@@ -22,6 +24,7 @@ from cinder.volume import driver as cinder_driver
 from portalis_cinder import driver as portalis_driver
 from tests.portalis_service import free_port
 from tests.portalis_service import PortalisService
+from tests import tls_proxy
 
 GROUP = 'portalis'
 SERVICE = PortalisService()
@@ -194,6 +197,42 @@ class SetupTest(PortalisDriverTestCase):
             self.assertIn(name, names)
         token_opt = [o for o in portalis_driver.portalis_opts if o.name == 'portalis_token'][0]
         self.assertTrue(token_opt.secret)
+
+
+class TlsTest(PortalisDriverTestCase):
+    """The service behind a TLS proxy: portalis_ca_file is what verifies it."""
+
+    @classmethod
+    def setUpClass(cls):
+        super(TlsTest, cls).setUpClass()
+        cls.certs = tempfile.mkdtemp(prefix='portalis-cinder-tls-')
+        cls.ca_file, cert, key = tls_proxy.make_certificates(cls.certs)
+        cls.proxy = tls_proxy.TlsProxy(SERVICE.port, cert, key)
+        cls.https_url = 'https://127.0.0.1:%d' % cls.proxy.port
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.close()
+        shutil.rmtree(cls.certs, ignore_errors=True)
+        super(TlsTest, cls).tearDownClass()
+
+    def test_https_verified_with_the_ca_file(self):
+        drv = self._driver(portalis_url=self.https_url, portalis_ca_file=self.ca_file)
+        drv.do_setup(self.ctxt)
+        drv.check_for_setup_error()
+        vol = self._volume(size=2)
+        drv.create_volume(vol)
+        self.assertEqual(2, self._portalis_volume(vol)['size_gb'])
+        drv.delete_volume(vol)
+        self.assertIsNone(self._portalis_volume(vol))
+
+    def test_a_certificate_the_ca_file_did_not_sign_is_a_clear_error_and_not_retried(self):
+        drv = self._driver(portalis_url=self.https_url)  # the system CAs do not know the test CA
+        with self.assertLogs('portalis_cinder', level='DEBUG') as logs:
+            err = self.assertRaises(exception.VolumeDriverException, drv.do_setup, self.ctxt)
+        self.assertIn('TLS verification failed', str(err))
+        self.assertIn('portalis_ca_file', str(err))
+        self.assertEqual([], [line for line in logs.output if 'retry' in line])
 
 
 class VolumeTest(PortalisDriverTestCase):
