@@ -2,9 +2,9 @@
 
 Every Portalis call is idempotent by design (creates are keyed by the caller's id, deletes of
 something already gone succeed, initialize/terminate converge), so any call may be repeated:
-transport failures (refused, reset, timed out) and the service's 502/503/504 answers are retried
-a bounded number of times with a doubling pause. Any other answer goes back to the caller as a
-:class:`PortalisError` carrying Portalis's stable error ``code``.
+transport failures (refused, reset, timed out), the service's 502/503/504 answers and its 409
+``busy`` are retried a bounded number of times with a doubling pause. Any other answer goes back
+to the caller as a :class:`PortalisError` carrying Portalis's stable error ``code``.
 
 The token is sent as ``Authorization: Bearer`` and never logged: requests' own logging (urllib3)
 prints only the method and path, and this module logs the method, path and status.
@@ -20,6 +20,9 @@ LOG = logging.getLogger(__name__)
 #: Statuses after which the same request may succeed when repeated (Portalis answers these for
 #: backend failures, timeouts and a database that does not answer).
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
+
+#: Portalis's 409 `busy`: another operation held the volume's lock for the whole lock timeout.
+RETRYABLE_CODES = frozenset({'busy'})
 
 #: Longest pause between two attempts, in seconds.
 MAX_RETRY_PAUSE = 10.0
@@ -81,21 +84,14 @@ class PortalisClient(object):
     def create_volume(self, body):
         return self._call('POST', '/v1/volumes', body)
 
-    def get_volume(self, volume_id):
-        return self._call('GET', '/v1/volumes/%s' % volume_id)
-
-    def delete_volume(self, volume_id, force=False):
-        path = '/v1/volumes/%s' % volume_id
-        return self._call('DELETE', path + ('?force=true' if force else ''))
+    def delete_volume(self, volume_id):
+        return self._call('DELETE', '/v1/volumes/%s' % volume_id)
 
     def extend_volume(self, volume_id, new_size_gb):
         return self._call('POST', '/v1/volumes/%s/extend' % volume_id, {'new_size_gb': new_size_gb})
 
     def create_snapshot(self, volume_id, body):
         return self._call('POST', '/v1/volumes/%s/snapshots' % volume_id, body)
-
-    def get_snapshot(self, snapshot_id):
-        return self._call('GET', '/v1/snapshots/%s' % snapshot_id)
 
     def delete_snapshot(self, snapshot_id):
         return self._call('DELETE', '/v1/snapshots/%s' % snapshot_id)
@@ -105,10 +101,6 @@ class PortalisClient(object):
 
     def terminate_connection(self, volume_id, body):
         return self._call('POST', '/v1/volumes/%s/terminate_connection' % volume_id, body)
-
-    def list_attachments(self, **filters):
-        params = '&'.join('%s=%s' % (k, v) for k, v in sorted(filters.items()) if v is not None)
-        return self._call('GET', '/v1/attachments' + ('?' + params if params else ''))
 
     # The transport.
 
@@ -131,11 +123,13 @@ class PortalisClient(object):
                                     'no answer from %s after %d attempt(s): %s'
                                     % (self.url, attempt + 1, type(e).__name__))
             LOG.debug('Portalis %s %s: %s', method, path, resp.status_code)
-            if resp.status_code in RETRYABLE_STATUSES and attempt < self.retries:
-                attempt = self._pause(attempt, method, path, str(resp.status_code))
-                continue
             if resp.status_code >= 400:
-                raise self._error(method, path, resp)
+                err = self._error(method, path, resp)
+                retryable = resp.status_code in RETRYABLE_STATUSES or err.code in RETRYABLE_CODES
+                if retryable and attempt < self.retries:
+                    attempt = self._pause(attempt, method, path, '%d %s' % (err.status, err.code))
+                    continue
+                raise err
             if resp.status_code == 204 or not resp.content:
                 return None
             try:

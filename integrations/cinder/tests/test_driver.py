@@ -314,7 +314,7 @@ class VolumeTest(PortalisDriverTestCase):
         with self.assertLogs('portalis_cinder', level='WARNING') as logs:
             self.driver.create_volume(vol)
         self.addCleanup(self._force_delete, vol.name_id)
-        self.assertIn('(502)', ' '.join(logs.output))
+        self.assertIn('(502 backend_', ' '.join(logs.output))
         self.assertEqual('available', self._portalis_volume(vol)['status'])
 
     def test_without_retries_a_backend_failure_is_a_backend_api_exception_naming_the_code(self):
