@@ -15,6 +15,7 @@ import uuid
 
 from cinder import context
 from cinder import exception
+from cinder.interface import volume_driver as volume_driver_interface
 from cinder import objects
 from cinder.tests.unit import test
 from cinder.tests.unit import utils as test_utils
@@ -189,6 +190,13 @@ class SetupTest(PortalisDriverTestCase):
     def test_check_for_setup_error_before_setup_fails(self):
         drv = self._driver()
         self.assertRaises(exception.VolumeDriverException, drv.check_for_setup_error)
+
+    def test_the_driver_meets_cinders_volume_driver_interface(self):
+        # What Cinder's compliance test (cinder/tests/compliance) checks of in-tree drivers.
+        cls = portalis_driver.PortalisVolumeDriver
+        self.assertTrue(issubclass(cls, volume_driver_interface.VolumeDriverCore))
+        self.assertRegex(cls.VERSION, r'^\d+\.\d+\.\d+$')
+        self.assertGreater(len(cls.CI_WIKI_NAME), 0)
 
     def test_driver_options_are_the_portalis_ones_plus_cinders(self):
         names = [o.name for o in portalis_driver.PortalisVolumeDriver.get_driver_options()]
