@@ -1,0 +1,1 @@
+"""Cinder volume driver for Portalis (``portalis_cinder.driver.PortalisVolumeDriver``)."""
