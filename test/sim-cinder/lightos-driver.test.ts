@@ -55,6 +55,8 @@ describe("Cinder's LightOS driver against `portalis sim` (Debian python3-cinder)
       ['sim'],
       cleanEnv({ PORTALIS_SIM_PORT: '0', PORTALIS_SIM_JWT: jwt, PORTALIS_SIM_LOG_LEVEL: 'warn' }),
     );
+    // Should this file be cut short (a runner timeout skips `after`), no simulator outlives it.
+    process.once('exit', () => sim.child.kill('SIGKILL'));
     url = (await sim.waitFor(/listening on (http:\/\/[^\s]+)/))[1]!;
     report = await runDebianPython<Report>(SCRIPT, [], { url, jwt, host_nqn: HOST_NQN, lock_dir: lockDir });
   });
