@@ -347,6 +347,28 @@ describe('single path', () => {
     assert.ok(s.host.commands.length === n);
   });
 
+  it('with every replica portal listed: the next one when the connected node is gone for good', async () => {
+    const s = scenario({ kernel: { multipath: false } });
+    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
+    const data = nativeData({ multipath_mode: 'single' });
+    const first = await drive(s.clock, s.connector.connect(data));
+    assert.deepEqual(
+      first.paths.map((p) => p.address),
+      [ADDRS[0]],
+    );
+    s.host.setPortalUp(ADDRS[0]!, false);
+    s.host.expirePortal(ADDRS[0]!);
+    const again = await drive(s.clock, s.connector.connect(data));
+    assert.deepEqual(
+      again.paths.map((p) => p.address),
+      [ADDRS[1]],
+      'one path, on the next portal in the list',
+    );
+    assert.equal(s.host.controllers().length, 1);
+    assert.ok(again.devicePath);
+    assert.equal(again.health, 'optimal');
+  });
+
   it('works with nvme_core.multipath=N (a plain namespace device)', async () => {
     const s = scenario({ kernel: { multipath: false } });
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });

@@ -22,13 +22,27 @@ describe('chooseMultipathMode', () => {
   it('native when multipath and nvme_native_multipath are both true', () => {
     assert.equal(chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: true })), 'native');
   });
-  it('dm when multipath is true and native multipath is off', () => {
-    assert.equal(chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: false })), 'dm');
-    assert.equal(chooseMultipathMode(conn({ multipath: true })), 'dm');
+  it('dm only when multipath is true, native multipath off and the connector offers dm_multipath', () => {
+    assert.equal(
+      chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: false, dm_multipath: true })),
+      'dm',
+    );
+    assert.equal(chooseMultipathMode(conn({ multipath: true, dm_multipath: true })), 'dm');
   });
-  it('single otherwise, and when the host reports no DM', () => {
+  it('native wins over dm when both are offered', () => {
+    assert.equal(
+      chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: true, dm_multipath: true })),
+      'native',
+    );
+  });
+  it('single for os-brick with native multipath off (no dm_multipath key): it cannot read dm_replicas', () => {
+    assert.equal(chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: false })), 'single');
+    assert.equal(chooseMultipathMode(conn({ multipath: true })), 'single');
+  });
+  it('single otherwise: no multipath, or a host that reports no DM', () => {
     assert.equal(chooseMultipathMode(conn()), 'single');
     assert.equal(chooseMultipathMode(conn({ multipath: false, nvme_native_multipath: true })), 'single');
+    assert.equal(chooseMultipathMode(conn({ multipath: false, dm_multipath: true })), 'single');
     assert.equal(
       chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: false, dm_multipath: false })),
       'single',
@@ -39,16 +53,29 @@ describe('chooseMultipathMode', () => {
       () => chooseMultipathMode(conn({ multipath: false, enforce_multipath: true })),
       (e) => isDriverError(e, 'multipath_required') && e.httpStatus === 400 && /enforce_multipath/.test(e.message),
     );
-    assert.throws(() =>
-      chooseMultipathMode(
-        conn({ multipath: true, nvme_native_multipath: false, dm_multipath: false, enforce_multipath: true }),
-      ),
+    assert.throws(
+      () =>
+        chooseMultipathMode(
+          conn({ multipath: true, nvme_native_multipath: false, dm_multipath: false, enforce_multipath: true }),
+        ),
+      (e) => isDriverError(e, 'multipath_required'),
+    );
+    // os-brick with native off: its own check_multipath refuses this connector too.
+    assert.throws(
+      () => chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: false, enforce_multipath: true })),
+      (e) => isDriverError(e, 'multipath_required') && /nvme_native_multipath/.test(e.message),
     );
   });
   it('accepts enforce_multipath on a host that can', () => {
     assert.equal(
       chooseMultipathMode(conn({ multipath: true, nvme_native_multipath: true, enforce_multipath: true })),
       'native',
+    );
+    assert.equal(
+      chooseMultipathMode(
+        conn({ multipath: true, nvme_native_multipath: false, dm_multipath: true, enforce_multipath: true }),
+      ),
+      'dm',
     );
   });
 });
@@ -92,9 +119,15 @@ describe('buildConnectionInfo', () => {
     });
   });
 
-  it('single: only the optimized portal', () => {
+  it('single: every replica portal in the same order as native (the host connects the first that answers)', () => {
     const info = buildConnectionInfo({ ...base, mode: 'single' });
-    assert.deepEqual(info.data.portals, [['10.0.0.3', 4420, 'tcp']]);
+    assert.equal(info.data.target_nqn, SUBSYS);
+    assert.deepEqual(info.data.portals, [
+      ['10.0.0.3', 4420, 'tcp'],
+      ['10.0.0.1', 4420, 'tcp'],
+      ['10.0.0.2', 4420, 'tcp'],
+    ]);
+    assert.equal(info.data.multipath_mode, 'single');
     assert.equal(info.data.dm_replicas, undefined);
   });
 

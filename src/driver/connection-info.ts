@@ -2,23 +2,29 @@ import { DriverError } from './errors.ts';
 import type { AnaState, ConnectionInfo, Connector, MultipathMode, PortalTuple, VolumePath } from './model.ts';
 
 /**
- * The multipath mode a connector asks for (DESIGN.md "Connection info"):
- * `multipath` and `nvme_native_multipath` → native; `multipath` alone → DeviceMapper;
- * otherwise a single path. A connector that reports `dm_multipath: false` (the Portalis agent
- * does; os-brick's connector has no such key) cannot do DM, so it falls back to single.
- * `enforce_multipath` on a host that ends up single-path is refused before anything is granted.
+ * The multipath mode a connector asks for:
+ * - `multipath` and `nvme_native_multipath` → native: every portal, the kernel multipaths (ANA);
+ * - `multipath`, native off and `dm_multipath: true` → DeviceMapper (`dm_replicas`). Only the
+ *   Portalis agent sends `dm_multipath`: os-brick's NVMeOFConnector never implemented the DM
+ *   phase of Cinder's NVMe-oF multipath spec, and given `dm_replicas` without `target_nqn` its
+ *   NVMeOFConnProps takes the legacy branch and fails with `KeyError: 'nqn'` before connecting
+ *   anything (os-brick os_brick/initiator/connectors/nvmeof.py);
+ * - anything else → single: the `portals` format with every portal, which os-brick without
+ *   native multipath walks in order, stopping at the first that connects.
+ * `enforce_multipath` on a host that ends up single-path is refused before anything is granted
+ * (os-brick's own check_multipath refuses the same connector).
  */
 export function chooseMultipathMode(connector: Connector): MultipathMode {
   let mode: MultipathMode = 'single';
   if (connector.multipath === true) {
     if (connector.nvme_native_multipath === true) mode = 'native';
-    else if (connector.dm_multipath !== false) mode = 'dm';
+    else if (connector.dm_multipath === true) mode = 'dm';
   }
   if (mode === 'single' && connector.enforce_multipath === true) {
     const why =
       connector.multipath !== true
         ? 'the connector says multipath=false'
-        : 'native NVMe multipath is off (nvme_native_multipath=false) and DeviceMapper multipath is unavailable (dm_multipath=false)';
+        : 'native NVMe multipath is off (nvme_native_multipath is not true) and the connector does not offer DeviceMapper multipath (dm_multipath is not true)';
     throw new DriverError(
       'multipath_required',
       `connector.enforce_multipath is set but host ${connector.host} cannot multipath: ${why}`,
@@ -67,9 +73,12 @@ export interface ConnectionInfoInput {
 }
 
 /**
- * Builds the os-brick NVMeOFConnProps ("new format") for the mode, or the `dm_replicas` form
- * of the Cinder NVMe-oF multipath spec (Phase 2). `ns_id` is a string because os-brick
- * compares it with the text of sysfs `nsid`.
+ * Builds the os-brick NVMeOFConnProps "new format" (`target_nqn` + `portals`) for native and
+ * single mode, or, for a Portalis agent with DeviceMapper, the `dm_replicas` form of the Cinder
+ * NVMe-oF multipath spec (Phase 2), which os-brick cannot read. Both native and single list
+ * every replica's portal, the optimized first: single-path os-brick connects the first portal
+ * that answers, so a node down at attach time costs one failed connect, not the attach.
+ * `ns_id` is a string because os-brick compares it with the text of sysfs `nsid`.
  */
 export function buildConnectionInfo(input: ConnectionInfoInput): ConnectionInfo {
   const ordered = orderPaths(input.paths);
@@ -104,7 +113,8 @@ export function buildConnectionInfo(input: ConnectionInfoInput): ConnectionInfo 
       },
     };
   }
-  // Single path: the best one that works now (ordered puts it first).
-  const portals = input.mode === 'native' ? ordered.map(tuple) : [tuple(ordered[0]!)];
-  return { driver_volume_type: 'nvmeof', data: { ...common, target_nqn: input.subsystemNqn, portals } };
+  return {
+    driver_volume_type: 'nvmeof',
+    data: { ...common, target_nqn: input.subsystemNqn, portals: ordered.map(tuple) },
+  };
 }

@@ -37,6 +37,8 @@ export interface Connector {
   multipath?: boolean;
   enforce_multipath?: boolean;
   nvme_native_multipath?: boolean;
+  /** Sent by the Portalis agent only: it can assemble `dm_replicas` with multipathd. */
+  dm_multipath?: boolean;
   platform?: string;
   os_type?: string;
   [key: string]: unknown;
@@ -54,8 +56,9 @@ export interface DmReplica {
 }
 
 /**
- * os-brick NVMeOFConnProps, "new format" (single target), or the DeviceMapper form of the
- * Cinder NVMe-oF multipath spec (Phase 2) with `dm_replicas` in place of target_nqn/portals.
+ * os-brick NVMeOFConnProps, "new format" (single target), or, for the Portalis agent only, the
+ * DeviceMapper form of the Cinder NVMe-oF multipath spec (Phase 2) with `dm_replicas` in place of
+ * target_nqn/portals (os-brick never implemented that phase and cannot read it).
  *
  * {"vol_uuid": "4c5e…", "target_nqn": "nqn.2014-08.org.nvmexpress:NVMf:uuid:…",
  *  "portals": [["10.0.0.1", 4420, "tcp"], ["10.0.0.2", 4420, "tcp"]],

@@ -58,6 +58,9 @@ describe('cluster and nodes', () => {
     assert.equal(r.body.statistics.estimatedLogicalStorage, String(10 * 1024 ** 4));
     assert.equal(r.body.statistics.logicalUsedStorage, String(10 * GIB));
     assert.equal(r.body.statistics.estimatedFreeLogicalStorage, String(10 * 1024 ** 4 - 10 * GIB));
+    // The physical pair Cinder's LightOS driver names for its capacity report.
+    assert.equal(r.body.statistics.effectivePhysicalStorage, String(10 * 1024 ** 4));
+    assert.equal(r.body.statistics.freePhysicalStorage, String(10 * 1024 ** 4 - 10 * GIB));
   });
 
   test('a volume larger than the free capacity is refused with 400', async () => {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { MemoryDataPlane } from './memory-data-plane.ts';
-import { dataPlaneFromConfig, runSim, SimConfigError, simConfigFromEnv } from './server.ts';
+import { dataPlaneFromConfig, runSim, SimConfigError, simConfigFromEnv, startSimServer } from './server.ts';
 import { call } from './testing.ts';
 
 describe('simConfigFromEnv', () => {
@@ -138,6 +139,53 @@ describe('runSim', () => {
     try {
       const nodes = (await call(sim.url, 'GET', '/api/v2/nodes')).body.nodes;
       assert.equal(nodes[0].nvmeEndpoint, '[::1]:4420');
+    } finally {
+      await sim.close();
+    }
+  });
+});
+
+describe('Expect header (through the real Node HTTP server)', () => {
+  /** A raw request: fetch and supertest would not send an empty Expect field as given. */
+  function raw(url: string, method: string, path: string, headers: Record<string, string>, body?: string) {
+    return new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${url}${path}`, { method, headers, agent: false }, (res) => {
+        let data = '';
+        res.setEncoding('utf8').on('data', (d: string) => (data += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  test("an empty Expect (Cinder's LightOS driver sends one on every call) reaches the API; a real unknown one is 417", async () => {
+    const sim = await startSimServer({ jwt: 'jwt-expect' });
+    try {
+      const h = { accept: 'application/json', expect: '', authorization: 'Bearer jwt-expect' };
+      const info = await raw(sim.url, 'GET', '/api/v2/clusterinfo', h);
+      assert.equal(info.status, 200, info.body);
+      assert.match(JSON.parse(info.body).subsystemNQN, /^nqn\./);
+      const body = JSON.stringify({
+        name: 'volume-expect',
+        size: '1 gib',
+        replicaCount: '1',
+        acl: { values: ['ALLOW_NONE'] },
+      });
+      const created = await raw(
+        sim.url,
+        'POST',
+        '/api/v2/projects/default/volumes',
+        { ...h, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) },
+        body,
+      );
+      assert.equal(created.status, 200, created.body);
+      assert.equal(JSON.parse(created.body).name, 'volume-expect');
+      // Still authenticated: the empty Expect does not skip the JWT check.
+      assert.equal((await raw(sim.url, 'GET', '/api/v2/clusterinfo', { expect: '' })).status, 401);
+      const odd = await raw(sim.url, 'GET', '/api/v2/clusterinfo', { ...h, expect: 'something-else' });
+      assert.equal(odd.status, 417);
+      assert.match(JSON.parse(odd.body).message, /something-else/);
     } finally {
       await sim.close();
     }

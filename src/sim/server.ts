@@ -5,13 +5,14 @@
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { createSimApp } from './app.ts';
 import { SimCluster } from './cluster.ts';
 import type { DataPlane } from './data-plane.ts';
 import { Faults } from './faults.ts';
 import { MemoryDataPlane } from './memory-data-plane.ts';
+import { grpcCodeFor } from './model.ts';
 import { DEFAULT_NVMET_ROOT } from './nvmet/configfs.ts';
 import { NvmetDataPlane } from './nvmet/nvmet-data-plane.ts';
 import { formatEndpoint } from './wire.ts';
@@ -62,6 +63,7 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(opts.port ?? 0, host, (err?: Error) => (err ? reject(err) : resolve(s)));
     s.once('error', reject);
+    s.on('checkExpectation', (req, res) => handleExpectation(s, req, res));
   });
   const { port } = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
@@ -81,6 +83,28 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
       return closing;
     },
   };
+}
+
+/**
+ * Node's HTTP server answers 417 to any `Expect` but `100-continue` unless 'checkExpectation'
+ * is handled (Node docs, http.Server event 'checkExpectation'). Cinder's LightOS driver sends an
+ * empty `Expect:` on every request (to stop curl-style clients waiting for a 100 Continue); an
+ * empty field asks for nothing, so the request goes to the app as usual, as Go's net/http (the
+ * LightOS API's server) treats it. A real unknown expectation still gets 417 (RFC 9110 10.1.1).
+ */
+export function handleExpectation(server: Server, req: IncomingMessage, res: ServerResponse): void {
+  if ((req.headers.expect ?? '').trim() === '') {
+    server.emit('request', req, res);
+    return;
+  }
+  res.writeHead(417, { 'content-type': 'application/json', connection: 'close' });
+  res.end(
+    JSON.stringify({
+      code: grpcCodeFor(417),
+      message: `expectation '${req.headers.expect}' is not supported`,
+      details: [],
+    }),
+  );
 }
 
 /** Configuration error at start-up; the message names the variable. */

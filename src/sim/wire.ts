@@ -69,7 +69,10 @@ export function presentNode(n: SimNode) {
  * `GET /api/v2/cluster`. The statistics use the LightOS field names the Proxmox plugin reads:
  * `estimatedLogicalStorage` (total bytes), `estimatedFreeLogicalStorage` (free bytes), plus
  * `logicalUsedStorage`, which in the simulator is the provisioned sum of volume sizes (the
- * simulator is thick: it has no written-data accounting).
+ * simulator is thick: it has no written-data accounting), and the two physical figures Cinder's
+ * LightOS driver names for its capacity report (`effectivePhysicalStorage`,
+ * `freePhysicalStorage`, in get_volume_stats), which here equal the logical ones (no
+ * compression, no replication overhead).
  */
 export function presentCluster(cluster: SimCluster) {
   const used = cluster.usedBytes();
@@ -81,6 +84,8 @@ export function presentCluster(cluster: SimCluster) {
       estimatedLogicalStorage: String(cluster.capacityBytes),
       estimatedFreeLogicalStorage: String(Math.max(0, cluster.capacityBytes - used)),
       logicalUsedStorage: String(used),
+      effectivePhysicalStorage: String(cluster.capacityBytes),
+      freePhysicalStorage: String(Math.max(0, cluster.capacityBytes - used)),
     },
   };
 }

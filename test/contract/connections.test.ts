@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { lifecycleClient } from '../support/lifecycle.ts';
-import { connector, DM, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { connector, DM, NATIVE, OSBRICK_NO_NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
 
 /**
  * The orchestrator's view of initialize/terminate_connection, through the real app, a real
@@ -95,14 +95,32 @@ describe('initialize_connection / terminate_connection', () => {
     assert.equal(endpoint(data.dm_replicas[0].portals[0]), expected.optimized);
   });
 
-  it('plain connector: a single portal, the optimized one', async () => {
+  it('DM connector (the Portalis agent): dm_replicas; the same host without dm_multipath gets portals', async () => {
+    const vol = await createVolume({ replicas: 3, multiattach: true });
+    const agent = connector(DM);
+    const osbrick = connector(OSBRICK_NO_NATIVE);
+    assert.equal((await api.init(vol.id, agent)).body.connection_info.data.multipath_mode, 'dm');
+    const r = await api.init(vol.id, osbrick);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const data = r.body.connection_info.data;
+    assert.equal(data.multipath_mode, 'single');
+    assert.equal(data.dm_replicas, undefined);
+    assert.equal(data.target_nqn, (await sim.clusterInfo()).subsystemNQN);
+    const expected = await simVolume(vol.backend_uuid);
+    assert.equal(endpoint(data.portals[0]), expected.optimized);
+    assert.deepEqual(data.portals.map(endpoint).sort(), expected.portals.sort());
+  });
+
+  it('plain connector: every replica portal, the optimized one first', async () => {
     const vol = await createVolume({ replicas: 3 });
     const r = await api.init(vol.id, connector());
     assert.equal(r.status, 200);
     const data = r.body.connection_info.data;
     assert.equal(data.multipath_mode, 'single');
-    assert.equal(data.portals.length, 1);
-    assert.equal(endpoint(data.portals[0]), (await simVolume(vol.backend_uuid)).optimized);
+    const expected = await simVolume(vol.backend_uuid);
+    assert.equal(data.portals.length, 3);
+    assert.equal(endpoint(data.portals[0]), expected.optimized);
+    assert.deepEqual(data.portals.map(endpoint).sort(), expected.portals.sort());
   });
 
   it('enforce_multipath on a host that cannot multipath: 400 that says why, nothing granted or recorded', async () => {

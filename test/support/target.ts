@@ -150,7 +150,10 @@ export function connector(over: Record<string, unknown> = {}): Record<string, un
 }
 
 export const NATIVE = { multipath: true, nvme_native_multipath: true };
-export const DM = { multipath: true, nvme_native_multipath: false };
+/** The Portalis agent on a host with native multipath off and multipathd: it asks for `dm_replicas`. */
+export const DM = { multipath: true, nvme_native_multipath: false, dm_multipath: true };
+/** os-brick on a host booted with nvme_core.multipath=N: no `dm_multipath` key, so single. */
+export const OSBRICK_NO_NATIVE = { multipath: true, nvme_native_multipath: false };
 
 /** A volume or snapshot as the simulator's LightOS API shows it. */
 export interface SimObject {
