@@ -15,6 +15,8 @@ import { PgVolumeLocks } from '../store/locks.ts';
 import { PgStore } from '../store/pg-store.ts';
 import { PgHostChangeFeed } from '../store/change-feed.ts';
 import { PgHostStore } from '../store/host-store.ts';
+import { PgHealthStore } from '../store/health-store.ts';
+import { pruneHealthEvents } from '../driver/health.ts';
 import { createApp } from './app.ts';
 import { Authenticator } from './auth.ts';
 
@@ -83,6 +85,8 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
   const deps: DriverDeps = {
     hosts: new PgHostStore(db),
     hostChanges,
+    health: new PgHealthStore(db),
+    eventRetentionMs: config.eventRetentionDays * 24 * 3600_000,
     backend,
     locks: new PgVolumeLocks(db),
     store: new PgStore(db),
@@ -91,6 +95,22 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     defaults: { replicas: config.defaultReplicas },
     capabilities: config.capabilities,
   };
+  // The history is pruned at start and then hourly: a single indexed range delete, cheap enough
+  // not to need batching at the report rates of a few thousand attachments.
+  let pruning: Promise<unknown> = Promise.resolve();
+  const prune = () => {
+    pruning = pruneHealthEvents(deps).then(
+      (n) => n > 0 && log.info({ events: n }, 'pruned path-health history'),
+      (e) => log.warn({ err: (e as Error).message }, 'pruning the path-health history failed'),
+    );
+  };
+  prune();
+  const pruneTimer = setInterval(prune, 3600_000);
+  pruneTimer.unref();
+  stops.push(async () => {
+    clearInterval(pruneTimer);
+    await pruning;
+  });
   return { deps, db, backendDescription, databaseDescription };
 }
 

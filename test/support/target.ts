@@ -3,6 +3,7 @@ import type { Express } from 'express';
 import supertest from 'supertest';
 import type TestAgent from 'supertest/lib/agent.js';
 import { loadConfig } from '../../src/config.ts';
+import type { DriverDeps } from '../../src/driver/deps.ts';
 import { type Logger, silentLogger } from '../../src/shared/logger.ts';
 import { createApp } from '../../src/server/app.ts';
 import { Authenticator } from '../../src/server/auth.ts';
@@ -30,6 +31,9 @@ export interface Target {
   app: Express | null;
   /** In-process only: the test database's name. */
   databaseName?: string;
+  /** In-process only: the test database's URL and the service's domain dependencies. */
+  databaseUrl?: string;
+  deps?: DriverDeps;
   /** In-process only: the simulator and the optional proxy in front of it. */
   sim?: SimServer;
   proxy?: TcpProxy;
@@ -117,6 +121,8 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       simUrl: sim.url,
       simJwt: opts.simJwt,
       databaseName: new URL(database.url).pathname.slice(1),
+      databaseUrl: database.url,
+      deps,
       app,
       sim,
       proxy,
