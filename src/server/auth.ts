@@ -4,7 +4,7 @@ import type { DriverDeps } from '../driver/deps.ts';
 import { hostForToken } from '../driver/hosts.ts';
 
 /** Who a request acts as: the orchestrator (admin token) or one host's agent (its host token). */
-export type Principal = { kind: 'admin' } | { kind: 'host'; hostNqn: string };
+export type Principal = { kind: 'admin' } | { kind: 'host'; hostNqn: string } | { kind: 'metrics' };
 
 /**
  * Compares secrets in constant time. Both sides are hashed first so that the comparison
@@ -28,6 +28,8 @@ export class Authenticator {
   constructor(
     private readonly adminToken: string,
     private readonly deps?: Pick<DriverDeps, 'hosts'>,
+    /** A token that may read `/metrics` only (PORTALIS_METRICS_TOKEN). */
+    private readonly metricsToken: string | null = null,
   ) {}
 
   /** The principal a request's Authorization header proves, or null. */
@@ -35,6 +37,7 @@ export class Authenticator {
     const token = bearerToken(header);
     if (token === null) return null;
     if (safeEqual(token, this.adminToken)) return { kind: 'admin' };
+    if (this.metricsToken !== null && safeEqual(token, this.metricsToken)) return { kind: 'metrics' };
     // Host tokens are looked up by their SHA-256, never compared as plain text.
     const host = this.deps ? await hostForToken(this.deps, token) : null;
     return host ? { kind: 'host', hostNqn: host.nqn } : null;

@@ -19,6 +19,9 @@ import { PgHealthStore } from '../store/health-store.ts';
 import { pruneHealthEvents } from '../driver/health.ts';
 import { createApp } from './app.ts';
 import { Authenticator } from './auth.ts';
+import { instrumentBackend, ServiceMetrics } from './metrics.ts';
+import { pgMetricsSources } from '../store/metrics-source.ts';
+import { REPORT_STALE_MS } from '../driver/agent-sync.ts';
 
 export interface RunningService {
   url: string;
@@ -69,7 +72,8 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
       backendDescription = `in-process simulator (3 nodes, in-memory data plane) at ${sim.url}`;
     }
   }
-  const backend: StorageBackend = new LightosBackend({
+  const metrics = new ServiceMetrics(pgMetricsSources(db, REPORT_STALE_MS));
+  const lightos: StorageBackend = new LightosBackend({
     endpoints,
     jwt: jwt ?? undefined,
     project: config.lightos.project,
@@ -79,6 +83,7 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     tlsVerify: config.lightos.tlsVerify,
     logger: log,
   });
+  const backend = instrumentBackend(lightos, metrics);
   const hostChanges = new PgHostChangeFeed(databaseUrl, log);
   await hostChanges.start();
   stops.push(() => hostChanges.close());
@@ -111,7 +116,7 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     clearInterval(pruneTimer);
     await pruning;
   });
-  return { deps, db, backendDescription, databaseDescription };
+  return { deps, db, metrics, backendDescription, databaseDescription };
 }
 
 export async function startService(config: ServiceConfig, log: Logger): Promise<RunningService> {
@@ -122,10 +127,11 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   };
   try {
     const { token, source } = await adminToken(config);
-    const { deps, db, backendDescription, databaseDescription } = await composeDeps(config, log, stops);
+    const { deps, db, metrics, backendDescription, databaseDescription } = await composeDeps(config, log, stops);
     const app = await createApp({
       deps,
-      auth: new Authenticator(token, deps),
+      metrics,
+      auth: new Authenticator(token, deps, config.metricsToken),
       logger: log,
       readiness: [
         { name: 'database', check: async () => void (await db.raw('select 1')) },

@@ -86,6 +86,17 @@ const COUNT_COLS = `
   count(*) FILTER (WHERE cell = 'pending')::int AS pending`;
 
 /**
+ * A live attachment's cell state (alias `a`), with `:cutoff` the time before which a report is
+ * stale. Shared by the matrix and the metrics, so that both say the same.
+ */
+export const CELL_STATE_SQL = `CASE
+           WHEN a.reported_at IS NULL OR a.agent_state = 'connecting' THEN 'pending'
+           WHEN a.reported_at < :cutoff THEN 'unknown'
+           WHEN a.agent_state = 'connected' THEN coalesce(a.health, 'unknown')
+           ELSE 'failed'
+         END`;
+
+/**
  * The whole matrix in one statement: the cells of the live attachments (served by the partial
  * index `attachments_live_matrix`, or `attachments_host_nqn_status_index` with a host filter),
  * their state computed from the report's age, then the counts, the roll-ups and one page of
@@ -100,12 +111,7 @@ WITH c AS (
          (SELECT count(*)::int FROM jsonb_array_elements(coalesce(a.paths, '[]'::jsonb)) p
            WHERE p->>'state' = 'live') AS paths_live,
          (h.last_seen_at IS NULL OR h.last_seen_at < :cutoff) AS host_stale,
-         CASE
-           WHEN a.reported_at IS NULL OR a.agent_state = 'connecting' THEN 'pending'
-           WHEN a.reported_at < :cutoff THEN 'unknown'
-           WHEN a.agent_state = 'connected' THEN coalesce(a.health, 'unknown')
-           ELSE 'failed'
-         END AS cell,
+         ${CELL_STATE_SQL} AS cell,
          a.created_at, a.health_since
     FROM attachments a
     LEFT JOIN hosts h ON h.nqn = a.host_nqn

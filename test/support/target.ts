@@ -51,6 +51,8 @@ export interface TargetOptions {
   proxy?: boolean;
   /** The simulator's data plane (default: in memory). */
   dataPlane?: DataPlane;
+  /** A token that may read /metrics only. */
+  metricsToken?: string;
 }
 
 export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
@@ -103,11 +105,12 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       ...(opts.operationTimeoutMs ? { PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS: String(opts.operationTimeoutMs) } : {}),
       ...(opts.simJwt ? { PORTALIS_LIGHTOS_JWT: opts.simJwt } : {}),
     });
-    const { deps, db } = await composeDeps(config, log, stops);
+    const { deps, db, metrics } = await composeDeps(config, log, stops);
     const token = `test-admin-${randomUUID()}`;
     const app = await createApp({
       deps,
-      auth: new Authenticator(token, deps),
+      auth: new Authenticator(token, deps, opts.metricsToken ?? null),
+      metrics,
       logger: log,
       validateResponses: true,
       readiness: [
