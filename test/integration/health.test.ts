@@ -29,6 +29,23 @@ describe('path-health history and the health matrix', () => {
       .set(token ? h.as(token) : h.admin());
   const matrix = (q: Record<string, unknown> = {}) => t.http.get('/v1/health/multipath').query(q).set(h.admin());
 
+  it('serves the dashboard page and its two files without a token, and nothing else from there', async () => {
+    const page = await t.http.get('/');
+    assert.equal(page.status, 200);
+    assert.match(page.headers['content-type']!, /^text\/html/);
+    assert.match(page.text, /<script src="\/ui\/app.js"/);
+    assert.doesNotMatch(page.text, /https?:\/\//, 'no third-party origin in the page');
+    assert.match(page.headers['content-security-policy']!, /script-src 'self'/);
+    const js = await t.http.get('/ui/app.js');
+    assert.equal(js.status, 200);
+    assert.match(js.headers['content-type']!, /javascript/);
+    assert.match(js.text, /sessionStorage/);
+    assert.equal((await t.http.get('/ui/style.css')).status, 200);
+    for (const bad of ['/ui/index.ts', '/ui/..%2F..%2Fpackage.json', '/ui/secret'])
+      assert.equal((await t.http.get(bad)).status, 400, bad);
+    assert.equal((await t.http.get('/v1/health/multipath')).status, 401, 'the data still needs the token');
+  });
+
   it('records each change of state, health or a path, newest first, and nothing for a repeated report', async () => {
     const host = await h.newHost();
     const { attachmentId: id } = await h.attach(host);
