@@ -104,6 +104,23 @@ function renderSummary(m) {
   );
 }
 
+/** Volumes and hosts by their worst state, over every page. */
+function renderRollups(m) {
+  const hostCounts = Object.fromEntries(STATES.map((k) => [k, m.hosts.filter((h) => h.health === k).length]));
+  const line = (label, counts, kind) =>
+    el(
+      'span',
+      { class: 'rollup', 'data-rollup': kind },
+      el('strong', { text: `${label}: ` }),
+      ...STATES.filter((k) => counts[k] > 0).map((k) => stateBadge(k, `${counts[k]} ${k}`)),
+      STATES.every((k) => counts[k] === 0) ? 'none' : null,
+    );
+  const parts = [line('Volumes', m.volume_summary, 'volumes'), line('Hosts', hostCounts, 'hosts')];
+  const stale = m.hosts.filter((h) => h.stale).length;
+  if (stale) parts.push(el('span', { class: 'count stale-note', text: `${stale} agent(s) stale` }));
+  $('rollups').replaceChildren(...parts);
+}
+
 function renderHosts(m) {
   $('host-count').textContent =
     `(${m.hosts.length}${m.hosts.some((h) => h.stale) ? `, ${m.hosts.filter((h) => h.stale).length} stale` : ''})`;
@@ -314,6 +331,7 @@ async function refresh() {
     if (q.get('health') === 'none') {
       view.matrix = {
         summary: Object.fromEntries(STATES.map((k) => [k, 0])),
+        volume_summary: Object.fromEntries(STATES.map((k) => [k, 0])),
         volumes: [],
         hosts: [],
         page: { offset: 0, total_volumes: 0, total_cells: 0, next_offset: null },
@@ -324,6 +342,7 @@ async function refresh() {
       view.matrix = m;
     }
     renderSummary(view.matrix);
+    renderRollups(view.matrix);
     renderHosts(view.matrix);
     renderGrid(view.matrix);
     $('error').textContent = '';

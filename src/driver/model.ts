@@ -243,6 +243,8 @@ export interface HealthMatrix {
   generatedAt: Date;
   /** Over every cell that passes the filters (not only the page). */
   summary: HealthCounts;
+  /** Volumes (over every page) by their worst cell. */
+  volumeSummary: HealthCounts;
   volumes: { volumeId: string; health: CellHealth; counts: HealthCounts; cells: HealthCell[] }[];
   hosts: {
     hostNqn: string;

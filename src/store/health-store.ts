@@ -59,6 +59,7 @@ type CountCols = { optimal: number; degraded: number; failed: number; unknown: n
 
 interface MatrixRow {
   summary: CountCols;
+  volume_summary: CountCols;
   total_volumes: number;
   total_cells: number;
   hosts: (CountCols & { host_nqn: string; host_name: string; last_seen_at: string | null; stale: boolean })[];
@@ -138,6 +139,11 @@ WITH c AS (
 )
 SELECT
   (SELECT row_to_json(s) FROM (SELECT ${COUNT_COLS} FROM f) s) AS summary,
+  (SELECT row_to_json(s) FROM (
+     SELECT count(*) FILTER (WHERE worst = 0)::int AS optimal, count(*) FILTER (WHERE worst = 1)::int AS pending,
+            count(*) FILTER (WHERE worst = 2)::int AS degraded, count(*) FILTER (WHERE worst = 3)::int AS unknown,
+            count(*) FILTER (WHERE worst = 4)::int AS failed
+       FROM v) s) AS volume_summary,
   (SELECT count(*)::int FROM v) AS total_volumes,
   (SELECT count(*)::int FROM f) AS total_cells,
   (SELECT coalesce(json_agg(h ORDER BY h.host_name, h.host_nqn), '[]') FROM (
@@ -206,6 +212,7 @@ export class PgHealthStore implements HealthStore {
     return {
       generatedAt: now,
       summary: counts(row.summary),
+      volumeSummary: counts(row.volume_summary),
       totalVolumes: row.total_volumes,
       totalCells: row.total_cells,
       volumes: row.volumes.map((v) => {

@@ -128,6 +128,14 @@ describe('dashboard', () => {
     for (const s of ['optimal', 'degraded', 'failed', 'unknown', 'pending'])
       assert.match(await page.locator(`#summary [data-state="${s}"]`).innerText(), new RegExp(`1 ${s}`));
     assert.equal(await page.locator('#hosts [data-host]').count(), 2);
+    // Roll-ups at the top: volumes by their worst cell (the 4 volumes), hosts by theirs.
+    const vr = await page.locator('[data-rollup=volumes]').innerText();
+    for (const s of ['1 failed', '1 unknown', '1 degraded', '1 pending']) assert.match(vr, new RegExp(s));
+    assert.doesNotMatch(vr, /optimal/, 'no volume is wholly optimal');
+    const hr = await page.locator('[data-rollup=hosts]').innerText();
+    assert.match(hr, /1 failed/);
+    assert.match(hr, /1 unknown/);
+    assert.doesNotMatch(await page.locator('#rollups').innerText(), /null|undefined/);
 
     // The token: in sessionStorage, never in the URL or localStorage.
     assert.equal(await page.evaluate(() => sessionStorage.getItem('portalis.adminToken')), t.token);

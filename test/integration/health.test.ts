@@ -142,6 +142,17 @@ describe('path-health history and the health matrix', () => {
     const all = await matrix({ host_nqn: a.nqn });
     assert.equal(all.status, 200, JSON.stringify(all.body));
     assert.deepEqual(all.body.summary, { optimal: 1, degraded: 0, failed: 1, unknown: 0, pending: 1 });
+    const both = await matrix({ health: 'optimal,degraded,failed,unknown,pending' });
+    const mineOnly = both.body.volumes.filter((v: { volume_id: string }) =>
+      [v1.volumeId, v2.volumeId, v3.volumeId, v4.volumeId].includes(v.volume_id),
+    );
+    assert.equal(mineOnly.length, 4);
+    assert.ok(both.body.volume_summary.degraded >= 1, 'v1 counts as a degraded volume');
+    assert.equal(
+      Object.values(both.body.volume_summary as Record<string, number>).reduce((x, y) => x + y, 0),
+      both.body.page.total_volumes,
+      'every volume counted once, by its worst cell',
+    );
 
     const cellOf = async (vol: string) => {
       const m = await matrix({ volume_id: vol });

@@ -16,6 +16,7 @@ const presentCounts = (c: HealthCounts) => ({ ...c });
 export const presentMatrix = (m: HealthMatrix, page: { offset: number; limit: number }) => ({
   generated_at: m.generatedAt.toISOString(),
   summary: presentCounts(m.summary),
+  volume_summary: presentCounts(m.volumeSummary),
   volumes: m.volumes.map((v) => ({
     volume_id: v.volumeId,
     health: v.health,
