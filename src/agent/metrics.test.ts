@@ -3,6 +3,9 @@ import { describe, it } from 'node:test';
 import type { ManualClock } from '../shared/clock.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Connector } from './connector.ts';
+import { createServer } from 'node:net';
+import { runAgentCli } from './cli.ts';
+import { loadDaemonSettings } from './config.ts';
 import { AgentDaemon } from './daemon.ts';
 import { AgentMetrics } from './metrics.ts';
 import { FakeService } from './testing/fake-service.ts';
@@ -79,5 +82,50 @@ describe('agent metrics', () => {
       await done;
       await server.close();
     }
+  });
+
+  it('are off by default, and served by `portalis agent` on PORTALIS_AGENT_METRICS_PORT', async () => {
+    const base = { PORTALIS_URL: 'http://svc:8080', PORTALIS_TOKEN: 'pth_x' };
+    assert.equal(loadDaemonSettings(base).metrics, null);
+    assert.throws(
+      () => loadDaemonSettings({ ...base, PORTALIS_AGENT_METRICS_PORT: 'abc' }),
+      /PORTALIS_AGENT_METRICS_PORT/,
+    );
+    // A port that was free a moment ago.
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const s = scenario();
+    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
+    const service = new FakeService(s.clock);
+    service.put('a1', nativeData());
+    const ac = new AbortController();
+    let err = '';
+    const done = runAgentCli(
+      [],
+      { ...base, PORTALIS_AGENT_METRICS_PORT: String(port) },
+      {
+        stdout: { write: () => 0 },
+        stderr: { write: (x: string) => (err += x) },
+        host: s.host,
+        service,
+        signal: ac.signal,
+      },
+    );
+    for (let i = 0; i < 30 && service.last('a1')?.state !== 'connected'; i++) {
+      await new Promise((r) => setImmediate(r));
+      await s.clock.advance(100);
+    }
+    assert.equal(service.last('a1')?.state, 'connected');
+    assert.match(err, /agent metrics listening/);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.equal(sample(text, 'portalis_agent_connects_total{result="ok"}'), 1);
+    ac.abort();
+    await s.clock.advance(0);
+    assert.equal(await done, 0);
+    await assert.rejects(fetch(`http://127.0.0.1:${port}/metrics`), 'closed with the daemon');
   });
 });
