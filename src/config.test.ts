@@ -82,3 +82,26 @@ describe('loadConfig: capabilities settings', () => {
     });
   }
 });
+
+describe('loadConfig: health settings', () => {
+  it('defaults: 7 days of path-health history, no metrics token; and reads the variables', () => {
+    assert.equal(loadConfig({}).eventRetentionDays, 7);
+    assert.equal(loadConfig({}).metricsToken, null);
+    const c = loadConfig({ PORTALIS_EVENT_RETENTION_DAYS: '30', PORTALIS_METRICS_TOKEN: 'scrape-token-0123456789' });
+    assert.equal(c.eventRetentionDays, 30);
+    assert.equal(c.metricsToken, 'scrape-token-0123456789');
+  });
+
+  for (const [env, variable] of [
+    [{ PORTALIS_EVENT_RETENTION_DAYS: '0' }, 'PORTALIS_EVENT_RETENTION_DAYS'],
+    [{ PORTALIS_EVENT_RETENTION_DAYS: 'week' }, 'PORTALIS_EVENT_RETENTION_DAYS'],
+    [{ PORTALIS_METRICS_TOKEN: 'short' }, 'PORTALIS_METRICS_TOKEN'],
+  ] as const) {
+    it(`rejects ${JSON.stringify(env)} naming ${variable}`, () => {
+      assert.throws(
+        () => loadConfig(env),
+        (e) => e instanceof ConfigError && e.variable === variable,
+      );
+    });
+  }
+});

@@ -40,6 +40,9 @@ export interface ServiceConfig {
   defaultReplicas: number;
   logLevel: string;
   dbPoolMax: number;
+  eventRetentionDays: number;
+  /** A bearer token that may read `/metrics` only; null: only the admin token may. */
+  metricsToken: string | null;
   /** `GET /v1/capabilities` (Cinder's get_volume_stats). */
   capabilities: { backendName: string; refreshMs: number; reservedPercentage: number };
   /** HTTPS on the service port with this certificate and key (PEM files); null: plain HTTP. */
@@ -94,6 +97,12 @@ export const SETTINGS = [
   ],
   ['PORTALIS_RESERVED_PERCENTAGE', '0', '`reserved_percentage` reported by GET /v1/capabilities'],
   ['PORTALIS_LOG_LEVEL', 'info', 'pino log level'],
+  ['PORTALIS_EVENT_RETENTION_DAYS', '7', 'how long the path-health history (attachment events) is kept'],
+  [
+    'PORTALIS_METRICS_TOKEN',
+    'unset',
+    'a second bearer token that may read GET /metrics only (at least 16 characters); the admin token always may',
+  ],
 ] as const;
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
@@ -131,6 +140,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   const token = env.PORTALIS_ADMIN_TOKEN || null;
   if (token !== null && token.length < 16)
     throw new ConfigError('PORTALIS_ADMIN_TOKEN', 'must be at least 16 characters');
+
+  const metricsToken = env.PORTALIS_METRICS_TOKEN || null;
+  if (metricsToken !== null && metricsToken.length < 16)
+    throw new ConfigError('PORTALIS_METRICS_TOKEN', 'must be at least 16 characters');
 
   const databaseUrl = env.DATABASE_URL || null;
   if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -177,6 +190,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     logLevel: env.PORTALIS_LOG_LEVEL || 'info',
     dbPoolMax: int(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
     tls: tlsFiles(env, cwd),
+    eventRetentionDays: int(env, 'PORTALIS_EVENT_RETENTION_DAYS', 7, 1, 3650),
+    metricsToken,
     capabilities: {
       backendName: backendName(env),
       refreshMs: int(env, 'PORTALIS_CAPABILITIES_REFRESH_MS', 60_000, 0, 86_400_000),

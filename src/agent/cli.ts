@@ -24,6 +24,7 @@ import { parseConnectionData } from './connection-data.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Connector, TeardownError } from './connector.ts';
 import { AgentDaemon } from './daemon.ts';
+import { AgentMetrics } from './metrics.ts';
 import { AgentError } from './errors.ts';
 import { toWire } from './health.ts';
 import { LinuxHost } from './host/linux.ts';
@@ -183,7 +184,11 @@ async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): 
   const host = io.host ?? new LinuxHost(s.roots);
   const log = logger(io, env, 'info');
   const service = io.service ?? new HttpServiceClient({ url: s.url, token: s.token, ca: s.caPem });
+  const metrics = s.metrics ? new AgentMetrics() : undefined;
+  const metricsServer = s.metrics ? await metrics!.listen(s.metrics.host, s.metrics.port) : undefined;
+  if (metricsServer) log.info({ url: metricsServer.url }, 'agent metrics listening');
   const daemon = new AgentDaemon({
+    observer: metrics,
     connector: connectorFor(host, s, log),
     service,
     connectorProperties: () => connectorProperties(host, { enforceMultipath: s.enforceMultipath }),
@@ -214,6 +219,7 @@ async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): 
     await daemon.run(signal);
   } finally {
     cleanup();
+    await metricsServer?.close();
   }
   log.info('portalis agent stopped');
   return 0;

@@ -32,6 +32,8 @@ export interface DaemonSettings extends AgentSettings {
   token: string;
   /** PEM CA certificate(s) trusted for an https service URL, besides the system store. */
   caPem?: string;
+  /** null: no metrics endpoint. */
+  metrics: { host: string; port: number } | null;
 }
 
 type Env = Record<string, string | undefined>;
@@ -41,6 +43,8 @@ export const AGENT_SETTINGS: [string, string, string][] = [
   ['PORTALIS_URL', '(required)', 'driver service base URL, for the daemon'],
   ['PORTALIS_TOKEN', '(required)', 'host-scoped bearer token, for the daemon (never logged)'],
   ['PORTALIS_CA_FILE', '(unset)', 'PEM CA file trusted for an https PORTALIS_URL, besides the system store'],
+  ['PORTALIS_AGENT_METRICS_PORT', '(off)', "port of the daemon's Prometheus GET /metrics (no token: keep it local)"],
+  ['PORTALIS_AGENT_METRICS_HOST', '127.0.0.1', 'address the metrics endpoint listens on'],
   ['PORTALIS_AGENT_CTRL_LOSS_TMO', '-1', 'nvme connect --ctrl-loss-tmo (seconds, -1 = forever)'],
   ['PORTALIS_AGENT_RECONNECT_DELAY', '10', 'nvme connect --reconnect-delay (seconds)'],
   ['PORTALIS_AGENT_KEEP_ALIVE_TMO', '30', 'nvme connect --keep-alive-tmo (seconds)'],
@@ -150,5 +154,15 @@ export function loadDaemonSettings(env: Env): DaemonSettings {
     if (!caPem.includes('-----BEGIN CERTIFICATE-----'))
       throw new AgentConfigError('PORTALIS_CA_FILE', `${caFile} holds no PEM certificate`);
   }
-  return { ...loadAgentSettings(env), url: url.replace(/\/+$/, ''), token, ...(caPem ? { caPem } : {}) };
+  const metricsPort = int(env, 'PORTALIS_AGENT_METRICS_PORT', undefined, 1, 65535);
+  const metricsHost = env.PORTALIS_AGENT_METRICS_HOST?.trim() || '127.0.0.1';
+  if (!/^[A-Za-z0-9.:_-]+$/.test(metricsHost))
+    throw new AgentConfigError('PORTALIS_AGENT_METRICS_HOST', `not an address: ${JSON.stringify(metricsHost)}`);
+  return {
+    ...loadAgentSettings(env),
+    url: url.replace(/\/+$/, ''),
+    token,
+    ...(caPem ? { caPem } : {}),
+    metrics: metricsPort === undefined ? null : { host: metricsHost, port: metricsPort },
+  };
 }

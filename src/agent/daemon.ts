@@ -25,6 +25,16 @@ import { toWire } from './health.ts';
 import { Reporter } from './reports.ts';
 import { type AttachmentReport, type ServiceClient, ServiceError, type WireAttachment } from './service-client.ts';
 
+/** What the daemon did, for its metrics (each call after the fact; durations on the daemon's clock). */
+export interface DaemonObserver {
+  /** A device that was not there was connected (ok) or could not be (failed). */
+  connect(result: 'ok' | 'failed', ms: number): void;
+  /** A teardown ended: done, refused (the device is in use, nothing done) or failed. */
+  disconnect(result: 'ok' | 'refused' | 'failed', ms: number): void;
+  /** A recheck brought back paths of a connected device. */
+  pathsReconnected(n: number): void;
+}
+
 export interface DaemonOptions {
   connector: Connector;
   service: ServiceClient;
@@ -37,6 +47,7 @@ export interface DaemonOptions {
   pollWaitSeconds?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  observer?: DaemonObserver;
 }
 
 interface Tracked {
@@ -55,10 +66,12 @@ export class AgentDaemon {
   private running = new Map<string, Promise<void>>();
   private again = new Set<string>();
   private wakeReporter: (() => void) | null = null;
-  private readonly o: Required<Omit<DaemonOptions, 'log'>>;
+  private readonly o: Required<Omit<DaemonOptions, 'log' | 'observer'>>;
+  private readonly observer: DaemonObserver | undefined;
 
   constructor(opts: DaemonOptions) {
     this.log = opts.log ?? silentLogger;
+    this.observer = opts.observer;
     this.o = {
       recheckIntervalMs: 30_000,
       reportRefreshMs: 60_000,
@@ -66,7 +79,7 @@ export class AgentDaemon {
       backoffInitialMs: 1000,
       backoffMaxMs: 60_000,
       ...opts,
-    } as Required<Omit<DaemonOptions, 'log'>>;
+    } as Required<Omit<DaemonOptions, 'log' | 'observer'>>;
     this.reporter = new Reporter(opts.service, opts.clock, this.log, this.o.reportRefreshMs);
   }
 
@@ -218,11 +231,20 @@ export class AgentDaemon {
 
   private async ensureConnected(id: string, data: ConnectionData, sizeGb: number | undefined): Promise<void> {
     const c = this.o.connector;
+    const started = this.o.clock.now();
+    let fresh = false;
     try {
       // Adopt what is there: no "connecting" blip for a device that already works.
       const before = await c.getPaths(data);
-      if (!before.devicePath) this.report(id, failure('connecting', null, null));
+      fresh = !before.devicePath;
+      if (fresh) this.report(id, failure('connecting', null, null));
       let r: PathsResult = await c.connect(data);
+      if (fresh) this.observer?.connect('ok', this.o.clock.now() - started);
+      else {
+        const live = (p: PathsResult) => p.paths.filter((x) => x.state === 'live').length;
+        const back = live(r) - live(before);
+        if (back > 0) this.observer?.pathsReconnected(back);
+      }
       // Online extend: the service lists the volume's size; a smaller device gets a rescan
       // (targets without AER support never tell the host on their own).
       const wanted = sizeGb !== undefined ? sizeGb * GiB : null;
@@ -239,6 +261,7 @@ export class AgentDaemon {
         error: null,
       });
     } catch (e) {
+      if (fresh) this.observer?.connect('failed', this.o.clock.now() - started);
       this.log.warn({ attachment: id, error: (e as Error).message }, 'connect failed; retried on the next pass');
       const now = await c.getPaths(data).catch(() => null);
       if (now?.devicePath) {
@@ -284,14 +307,18 @@ export class AgentDaemon {
       t.settled = true;
       return this.report(id, failure('disconnected', null, null));
     }
+    const started = this.o.clock.now();
     try {
       const res = await c.disconnect(data, { force: t.att.force, otherAttachments: others });
+      this.observer?.disconnect('ok', this.o.clock.now() - started);
       this.log.info({ attachment: id, ...res }, 'detached');
       // Controllers kept for another namespace are looked at again on later passes: once the
       // service revokes that namespace too, they go (no leftover controllers, os-brick #1961102).
       t.settled = res.kept.length === 0;
       this.report(id, failure('disconnected', null, null));
     } catch (e) {
+      const refused = (e as { code?: unknown }).code === 'in_use';
+      this.observer?.disconnect(refused ? 'refused' : 'failed', this.o.clock.now() - started);
       this.log.warn(
         { attachment: id, error: (e as Error).message, ...(e instanceof TeardownError ? { done: e.result } : {}) },
         'detach not completed; retried on the next pass',

@@ -4,6 +4,7 @@ import { createLogger } from '../shared/logger.ts';
 const USAGE = `usage: portalis <command>
 
   serve                      run the driver service (see README for its environment variables)
+  status [--json] [filters]  the volume × host health matrix; exit 0 optimal, 1 degraded, 2 failed/unknown
   sim                        run the LightOS API v2 backend simulator on its own port
   agent [subcommand]         the host connector agent: no subcommand runs the daemon;
                              connector-properties | attach | detach (see \`portalis agent --help\`)
@@ -62,6 +63,10 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'serve':
         return await serve();
+      case 'status': {
+        const { runStatus } = await import('./status.ts');
+        return await runStatus(rest, process.env, { stdout: process.stdout, stderr: process.stderr });
+      }
       case 'sim': {
         const { runSim } = await import('../sim/server.ts');
         const sim = await runSim(process.env);

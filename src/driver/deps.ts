@@ -1,7 +1,15 @@
 import type { Logger } from '../shared/logger.ts';
 import type { Clock } from '../shared/clock.ts';
 import type { CapabilitySettings } from './get-capabilities.ts';
-import type { ClusterInfo, HostChangeFeed, HostStore, StorageBackend, Store, VolumeLocks } from './ports.ts';
+import type {
+  ClusterInfo,
+  HealthStore,
+  HostChangeFeed,
+  HostStore,
+  StorageBackend,
+  Store,
+  VolumeLocks,
+} from './ports.ts';
 
 /** What the use cases of `driver/` need; built once by the composition root (`server/`). */
 export interface DriverDeps {
@@ -19,6 +27,9 @@ export interface DriverDeps {
   clock?: Clock;
   hosts: HostStore;
   hostChanges: HostChangeFeed;
+  health: HealthStore;
+  /** How long the path-health history is kept (default 7 days). */
+  eventRetentionMs?: number;
 }
 
 /** Caches a successful answer; a failure is not cached, so the next call asks again. */

@@ -196,3 +196,67 @@ export interface Snapshot {
   createdAt: Date;
   updatedAt: Date;
 }
+
+/** One change of an attachment's reported agent state or health (the path-health history). */
+export interface AttachmentEvent {
+  id: number;
+  attachmentId: string;
+  at: Date;
+  fromState: AgentState | null;
+  toState: AgentState;
+  fromHealth: PathHealth | null;
+  toHealth: PathHealth | null;
+  /** The paths as reported with the change. */
+  paths: PathStatus[];
+  error: { code: string; message: string } | null;
+}
+
+/**
+ * A cell of the health matrix: `pending` before the agent's first report (or while it is still
+ * connecting), `unknown` when the last report is older than 180 s, `failed` when the agent
+ * reported an error or no device on a live attachment.
+ */
+export type CellHealth = PathHealth | 'unknown' | 'pending';
+
+/** Worst first, for roll-ups and exit codes. */
+export const CELL_HEALTH_ORDER: readonly CellHealth[] = ['failed', 'unknown', 'degraded', 'pending', 'optimal'];
+
+export interface HealthCell {
+  attachmentId: string;
+  volumeId: string;
+  hostNqn: string;
+  hostName: string;
+  health: CellHealth;
+  agentState: AgentState | null;
+  reportedHealth: PathHealth | null;
+  multipathMode: MultipathMode;
+  devicePath: string | null;
+  pathsLive: number;
+  pathsTotal: number;
+  reportedAt: Date | null;
+  /** Since when the cell has been in `health`. */
+  since: Date;
+  hostStale: boolean;
+  error: { code: string; message: string } | null;
+}
+
+export type HealthCounts = Record<CellHealth, number>;
+
+export interface HealthMatrix {
+  generatedAt: Date;
+  /** Over every cell that passes the filters (not only the page). */
+  summary: HealthCounts;
+  /** Volumes (over every page) by their worst cell. */
+  volumeSummary: HealthCounts;
+  volumes: { volumeId: string; health: CellHealth; counts: HealthCounts; cells: HealthCell[] }[];
+  hosts: {
+    hostNqn: string;
+    hostName: string;
+    health: CellHealth;
+    counts: HealthCounts;
+    lastSeenAt: Date | null;
+    stale: boolean;
+  }[];
+  totalVolumes: number;
+  totalCells: number;
+}

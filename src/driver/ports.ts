@@ -10,6 +10,9 @@ import type {
   AttachmentStatus,
   ConnectionInfo,
   Connector,
+  AttachmentEvent,
+  CellHealth,
+  HealthMatrix,
   Host,
   MultipathMode,
   Volume,
@@ -278,8 +281,35 @@ export interface HostStore {
    * agent has not yet reported disconnected (to tear down), the last for a week after they ended.
    */
   agentAttachments(nqn: string): Promise<AgentAttachment[]>;
-  /** Stores the agent's report on the attachment. */
+  /**
+   * Stores the agent's report on the attachment and, when its state or health differs from the
+   * previous report, records the change in the path-health history (atomically with the report).
+   */
   saveReport(attachmentId: string, report: AgentReport): Promise<Attachment>;
+}
+
+export interface HealthMatrixQuery {
+  volumeId?: string;
+  hostNqn?: string;
+  /** Only cells in one of these states (the roll-ups and counts then cover those cells only). */
+  health?: CellHealth[];
+  /** Paging over volumes (rows of the matrix), ordered by volume id. */
+  offset: number;
+  limit: number;
+  /** `volume`: by volume id; `worst`: the worst volumes first, then by id. */
+  order: 'volume' | 'worst';
+  /** A report older than this is `unknown`; a host not seen for this long is stale. */
+  staleMs: number;
+}
+
+/** The path-health history and the health matrix. */
+export interface HealthStore {
+  /** The attachment's events, newest first, at most `limit`. */
+  attachmentEvents(attachmentId: string, limit: number): Promise<AttachmentEvent[]>;
+  /** The volume × host matrix of live attachments, in one query. */
+  healthMatrix(q: HealthMatrixQuery, now: Date): Promise<HealthMatrix>;
+  /** Deletes events older than `before`; returns how many. */
+  pruneEvents(before: Date): Promise<number>;
 }
 
 /** Wakes long-polls when a host's version changes, in any service process. */

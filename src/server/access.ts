@@ -5,9 +5,9 @@ import type { Principal } from './auth.ts';
 /**
  * Which principals an operation admits, from its `x-portalis-access` in the OpenAPI document:
  * `admin` (the default), `host` (the agent API) or `any` (reads a host may make of its own
- * records; the handler narrows them).
+ * records; the handler narrows them) or `metrics` (the admin or the metrics token).
  */
-export type Access = 'admin' | 'host' | 'any';
+export type Access = 'admin' | 'host' | 'any' | 'metrics';
 
 export function principalOf(c: Context): Principal {
   const p = (c.security as Record<string, unknown> | undefined)?.bearerAuth as Principal | null | undefined;
@@ -19,6 +19,12 @@ export function checkAccess(c: Context): void {
   const access =
     ((c.operation as Record<string, unknown> | undefined)?.['x-portalis-access'] as Access | undefined) ?? 'admin';
   const p = principalOf(c);
+  if (access === 'metrics') {
+    if (p.kind === 'admin' || p.kind === 'metrics') return;
+    throw new DriverError('forbidden', 'the metrics need the admin token or PORTALIS_METRICS_TOKEN');
+  }
+  // The metrics token reads the metrics and nothing else.
+  if (p.kind === 'metrics') throw new DriverError('forbidden', 'the metrics token may only read GET /metrics');
   if (access === 'any') return;
   if (access === 'admin' && p.kind !== 'admin')
     throw new DriverError(

@@ -8,6 +8,8 @@ import { toErrorResponse, validationError } from './error-mapper.ts';
 import { checkAccess } from './access.ts';
 import { normalizeUuids } from './normalize.ts';
 import { agentHandlers } from './handlers/agent.ts';
+import { dashboardHandlers } from './handlers/dashboard.ts';
+import type { ServiceMetrics } from './metrics.ts';
 import { attachmentHandlers } from './handlers/attachments.ts';
 import { hostHandlers } from './handlers/hosts.ts';
 import { lifecycleHandlers } from './handlers/lifecycle.ts';
@@ -27,6 +29,8 @@ export interface AppOptions {
   readiness: ReadinessCheck[];
   /** Check every response against the OpenAPI document too (tests); a mismatch becomes a 500. */
   validateResponses?: boolean;
+  /** Prometheus metrics (`GET /metrics`); unset: the route answers 404. */
+  metrics?: ServiceMetrics;
 }
 
 type Handler = (c: Context, req: Request, res: Response) => Promise<HandlerResult>;
@@ -55,6 +59,7 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     ...hostHandlers(opts.deps),
     ...agentHandlers(opts.deps),
     ...lifecycleHandlers(opts.deps),
+    ...dashboardHandlers(opts.metrics),
     getHealthz: async () => ({ status: 200, body: { status: 'ok' } }),
     getOpenApi: async () => ({ status: 200, body: spec }),
     getReadyz: async () => readiness(opts.readiness, log),
@@ -93,7 +98,7 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     },
   };
 
-  const open = new Set(['getHealthz', 'getOpenApi', 'getReadyz']);
+  const open = new Set(['getHealthz', 'getOpenApi', 'getReadyz', 'getDashboard', 'getDashboardAsset']);
   for (const [id, h] of Object.entries(operations)) {
     const guarded: Handler = open.has(id)
       ? h
@@ -118,13 +123,33 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
   const app = express();
   app.disable('x-powered-by');
   // One line per request; headers are never logged (they carry the bearer token).
+  // The route label is the OpenAPI operation (bounded), never the raw path (unbounded ids).
+  const routeOf = (req: Request): string =>
+    api.matchOperation({ method: req.method, path: req.path, headers: {}, query: {} } as never)?.operationId ??
+    'unmatched';
+  const m = opts.metrics;
   app.use((req, res, next) => {
     const start = performance.now();
+    const route = m ? routeOf(req) : '';
+    // A long poll is open from its arrival until its answer or the client's hang-up.
+    const poll = m && route === 'agentListAttachments';
+    if (poll) m.longPolls.inc();
+    let closed = false;
+    const done = () => {
+      if (closed) return;
+      closed = true;
+      if (poll) m.longPolls.dec();
+      const labels = { route, method: req.method, status: String(res.statusCode) };
+      m?.httpRequests.inc(labels);
+      m?.httpDuration.observe(labels, (performance.now() - start) / 1000);
+    };
+    res.on('close', done);
     res.on('finish', () => {
       log.info(
         { method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - start) },
         'request',
       );
+      done();
     });
     next();
   });
@@ -143,7 +168,7 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
         req,
         res,
       )) as HandlerResult;
-      if (opts.validateResponses && result.status < 500) {
+      if (opts.validateResponses && result.status < 500 && result.contentType === undefined) {
         const ctx = api.matchOperation({ method: req.method, path: req.path, headers: {}, query: {} } as never);
         const v = ctx ? api.validateResponse(result.body, ctx, result.status) : { errors: null };
         if (v.errors)
@@ -155,7 +180,9 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
       const r = toErrorResponse(err, log);
       result = { status: r.status, body: r.body };
     }
-    res.status(result.status).json(result.body);
+    if (result.headers) res.set(result.headers);
+    if (result.contentType !== undefined) res.status(result.status).type(result.contentType).send(result.body);
+    else res.status(result.status).json(result.body);
   });
   // Errors raised before our handler (body-parser: malformed JSON, oversized body).
   app.use((err: unknown, _req: Request, res: Response, _next: () => void) => {

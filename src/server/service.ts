@@ -14,9 +14,14 @@ import { PgVolumeLocks } from '../store/locks.ts';
 import { PgStore } from '../store/pg-store.ts';
 import { PgHostChangeFeed } from '../store/change-feed.ts';
 import { PgHostStore } from '../store/host-store.ts';
+import { PgHealthStore } from '../store/health-store.ts';
+import { pruneHealthEvents } from '../driver/health.ts';
 import { createApp } from './app.ts';
 import { Authenticator } from './auth.ts';
 import { createServiceServer } from './listener.ts';
+import { instrumentBackend, ServiceMetrics } from './metrics.ts';
+import { pgMetricsSources } from '../store/metrics-source.ts';
+import { REPORT_STALE_MS } from '../driver/agent-sync.ts';
 
 export interface RunningService {
   url: string;
@@ -69,7 +74,8 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
       backendDescription = `in-process simulator (3 nodes, in-memory data plane) at ${sim.url}`;
     }
   }
-  const backend: StorageBackend = new LightosBackend({
+  const metrics = new ServiceMetrics(pgMetricsSources(db, REPORT_STALE_MS));
+  const lightos: StorageBackend = new LightosBackend({
     endpoints,
     jwt: jwt ?? undefined,
     project: config.lightos.project,
@@ -79,12 +85,15 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     tlsVerify: config.lightos.tlsVerify,
     logger: log,
   });
+  const backend = instrumentBackend(lightos, metrics);
   const hostChanges = new PgHostChangeFeed(databaseUrl, log);
   await hostChanges.start();
   stops.push(() => hostChanges.close());
   const deps: DriverDeps = {
     hosts: new PgHostStore(db),
     hostChanges,
+    health: new PgHealthStore(db),
+    eventRetentionMs: config.eventRetentionDays * 24 * 3600_000,
     backend,
     locks: new PgVolumeLocks(db),
     store: new PgStore(db),
@@ -93,7 +102,23 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     defaults: { replicas: config.defaultReplicas },
     capabilities: config.capabilities,
   };
-  return { deps, db, backendDescription, databaseDescription };
+  // The history is pruned at start and then hourly: a single indexed range delete, cheap enough
+  // not to need batching at the report rates of a few thousand attachments.
+  let pruning: Promise<unknown> = Promise.resolve();
+  const prune = () => {
+    pruning = pruneHealthEvents(deps).then(
+      (n) => n > 0 && log.info({ events: n }, 'pruned path-health history'),
+      (e) => log.warn({ err: (e as Error).message }, 'pruning the path-health history failed'),
+    );
+  };
+  prune();
+  const pruneTimer = setInterval(prune, 3600_000);
+  pruneTimer.unref();
+  stops.push(async () => {
+    clearInterval(pruneTimer);
+    await pruning;
+  });
+  return { deps, db, metrics, backendDescription, databaseDescription };
 }
 
 export async function startService(config: ServiceConfig, log: Logger): Promise<RunningService> {
@@ -104,10 +129,11 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   };
   try {
     const { token, source } = await adminToken(config);
-    const { deps, db, backendDescription, databaseDescription } = await composeDeps(config, log, stops);
+    const { deps, db, metrics, backendDescription, databaseDescription } = await composeDeps(config, log, stops);
     const app = await createApp({
       deps,
-      auth: new Authenticator(token, deps),
+      metrics,
+      auth: new Authenticator(token, deps, config.metricsToken),
       logger: log,
       readiness: [
         { name: 'database', check: async () => void (await db.raw('select 1')) },

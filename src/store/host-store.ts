@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { AgentReport, Attachment, Connector, Host } from '../driver/model.ts';
+import type { AgentReport, Attachment, Connector, Host, PathStatus } from '../driver/model.ts';
 import type { AgentAttachment, HostStore } from '../driver/ports.ts';
 import { HOST_CHANNEL } from './change-feed.ts';
 import { type AttachmentRow, type HostRow, toAttachment, toHost } from './pg-store.ts';
@@ -90,19 +90,51 @@ export class PgHostStore implements HostStore {
   }
 
   async saveReport(attachmentId: string, report: AgentReport): Promise<Attachment> {
-    const rows = (await this.db('attachments')
-      .where({ id: attachmentId })
-      .update({
-        agent_state: report.state,
-        device_path: report.devicePath,
-        size_bytes: report.sizeBytes,
-        health: report.health,
-        paths: JSON.stringify(report.paths),
-        agent_error: report.error === null ? null : JSON.stringify(report.error),
-        reported_at: report.reportedAt,
-      })
-      .returning('*')) as AttachmentRow[];
-    if (rows.length === 0) throw new Error(`attachment ${attachmentId} not found for report`);
-    return toAttachment(rows[0]!);
+    // One transaction on one connection: the row lock orders concurrent reports of the same
+    // attachment, so each change is recorded once, against the report it followed.
+    return this.db.transaction(async (trx) => {
+      const old = (await trx('attachments')
+        .where({ id: attachmentId })
+        .forUpdate()
+        .first('agent_state', 'health', 'paths')) as
+        | Pick<AttachmentRow, 'agent_state' | 'health' | 'paths'>
+        | undefined;
+      if (!old) throw new Error(`attachment ${attachmentId} not found for report`);
+      const stateChanged = old.agent_state !== report.state || old.health !== report.health;
+      const changed = stateChanged || pathSignature(old.paths ?? []) !== pathSignature(report.paths);
+      const rows = (await trx('attachments')
+        .where({ id: attachmentId })
+        .update({
+          agent_state: report.state,
+          device_path: report.devicePath,
+          size_bytes: report.sizeBytes,
+          health: report.health,
+          paths: JSON.stringify(report.paths),
+          agent_error: report.error === null ? null : JSON.stringify(report.error),
+          reported_at: report.reportedAt,
+          ...(stateChanged ? { health_since: report.reportedAt } : {}),
+        })
+        .returning('*')) as AttachmentRow[];
+      if (changed)
+        await trx('attachment_events').insert({
+          attachment_id: attachmentId,
+          at: report.reportedAt,
+          from_state: old.agent_state,
+          to_state: report.state,
+          from_health: old.health,
+          to_health: report.health,
+          paths: JSON.stringify(report.paths),
+          error: report.error === null ? null : JSON.stringify(report.error),
+        });
+      return toAttachment(rows[0]!);
+    });
   }
+}
+
+/** What makes a path change worth a history entry: which portal, its controller state and ANA state. */
+function pathSignature(paths: PathStatus[]): string {
+  return paths
+    .map((p) => `${p.transport}:${p.address}:${p.port}=${p.state}/${p.ana_state ?? '-'}`)
+    .sort()
+    .join(',');
 }

@@ -3,6 +3,7 @@ import type { Express } from 'express';
 import supertest from 'supertest';
 import type TestAgent from 'supertest/lib/agent.js';
 import { loadConfig } from '../../src/config.ts';
+import type { DriverDeps } from '../../src/driver/deps.ts';
 import { type Logger, silentLogger } from '../../src/shared/logger.ts';
 import { createApp } from '../../src/server/app.ts';
 import { Authenticator } from '../../src/server/auth.ts';
@@ -30,6 +31,9 @@ export interface Target {
   app: Express | null;
   /** In-process only: the test database's name. */
   databaseName?: string;
+  /** In-process only: the test database's URL and the service's domain dependencies. */
+  databaseUrl?: string;
+  deps?: DriverDeps;
   /** In-process only: the simulator and the optional proxy in front of it. */
   sim?: SimServer;
   proxy?: TcpProxy;
@@ -49,6 +53,8 @@ export interface TargetOptions {
   dataPlane?: DataPlane;
   /** PORTALIS_DB_POOL_MAX (default: the service's). */
   dbPoolMax?: number;
+  /** A token that may read /metrics only. */
+  metricsToken?: string;
 }
 
 export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
@@ -102,11 +108,12 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       ...(opts.simJwt ? { PORTALIS_LIGHTOS_JWT: opts.simJwt } : {}),
       ...(opts.dbPoolMax ? { PORTALIS_DB_POOL_MAX: String(opts.dbPoolMax) } : {}),
     });
-    const { deps, db } = await composeDeps(config, log, stops);
+    const { deps, db, metrics } = await composeDeps(config, log, stops);
     const token = `test-admin-${randomUUID()}`;
     const app = await createApp({
       deps,
-      auth: new Authenticator(token, deps),
+      auth: new Authenticator(token, deps, opts.metricsToken ?? null),
+      metrics,
       logger: log,
       validateResponses: true,
       readiness: [
@@ -120,6 +127,8 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       simUrl: sim.url,
       simJwt: opts.simJwt,
       databaseName: new URL(database.url).pathname.slice(1),
+      databaseUrl: database.url,
+      deps,
       app,
       sim,
       proxy,

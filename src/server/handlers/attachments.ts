@@ -3,6 +3,8 @@ import type { DriverDeps } from '../../driver/deps.ts';
 import { DriverError } from '../../driver/errors.ts';
 import type { AttachmentStatus } from '../../driver/model.ts';
 import { confinedHost } from '../access.ts';
+import { attachmentEvents } from '../../driver/health.ts';
+import { presentEvent } from '../presenters/health.ts';
 import { presentAttachment } from '../presenters/presenters.ts';
 import type { HandlerResult } from './types.ts';
 
@@ -29,6 +31,15 @@ export function attachmentHandlers(deps: DriverDeps) {
       // Another host's attachment answers as a missing one: a host token learns nothing of others.
       if (host && a.hostNqn !== host) throw new DriverError('attachment_not_found', `attachment ${id} does not exist`);
       return { status: 200, body: presentAttachment(a) };
+    },
+
+    async listAttachmentEvents(c: Context): Promise<HandlerResult> {
+      const q = c.request.query as { limit?: number };
+      const events = await attachmentEvents(deps, c.request.params.id as string, {
+        hostNqn: confinedHost(c),
+        limit: q.limit ?? 100,
+      });
+      return { status: 200, body: { events: events.map(presentEvent) } };
     },
   };
 }

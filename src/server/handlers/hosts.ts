@@ -1,8 +1,9 @@
 import type { Context } from 'openapi-backend';
-import { effectiveHealth } from '../../driver/agent-sync.ts';
 import type { DriverDeps } from '../../driver/deps.ts';
 import { getHost, issueHostToken, revokeHostToken } from '../../driver/hosts.ts';
-import { LIVE_STATUSES } from '../../driver/model.ts';
+import { healthMatrix } from '../../driver/health.ts';
+import type { CellHealth } from '../../driver/model.ts';
+import { presentMatrix } from '../presenters/health.ts';
 import { presentHost } from '../presenters/presenters.ts';
 import type { HandlerResult } from './types.ts';
 
@@ -29,39 +30,24 @@ export function hostHandlers(deps: DriverDeps) {
     },
 
     /** The volume × host matrix of what the agents report, for every live attachment. */
-    async getMultipathHealth(): Promise<HandlerResult> {
-      const now = new Date();
-      const live = (await deps.store.listAttachments({})).filter((a) => LIVE_STATUSES.includes(a.status));
-      const byVolume = new Map<string, ReturnType<typeof cell>[]>();
-      function cell(a: (typeof live)[number]) {
-        const paths = a.report?.paths ?? [];
-        return {
-          host_nqn: a.hostNqn,
-          host: a.hostName,
-          attachment_id: a.id,
-          state: a.report?.state ?? null,
-          health: effectiveHealth(a.report, now),
-          paths_total: paths.length,
-          paths_live: paths.filter((p) => p.state === 'live').length,
-          reported_at: a.report ? a.report.reportedAt.toISOString() : null,
-        };
-      }
-      for (const a of live) byVolume.set(a.volumeId, [...(byVolume.get(a.volumeId) ?? []), cell(a)]);
-      const cells = [...byVolume.values()].flat();
-      const count = (h: string) => cells.filter((x) => x.health === h).length;
-      return {
-        status: 200,
-        body: {
-          generated_at: now.toISOString(),
-          summary: {
-            optimal: count('optimal'),
-            degraded: count('degraded'),
-            failed: count('failed'),
-            unknown: count('unknown'),
-          },
-          volumes: [...byVolume.entries()].map(([volume_id, hosts]) => ({ volume_id, hosts })),
-        },
+    async getMultipathHealth(c: Context): Promise<HandlerResult> {
+      const q = c.request.query as {
+        volume_id?: string;
+        host_nqn?: string;
+        health?: string;
+        offset?: number;
+        limit?: number;
+        order?: 'volume' | 'worst';
       };
+      const page = { offset: q.offset ?? 0, limit: q.limit ?? 100 };
+      const m = await healthMatrix(deps, {
+        volumeId: q.volume_id,
+        hostNqn: q.host_nqn,
+        health: q.health ? (q.health.split(',') as CellHealth[]) : undefined,
+        order: q.order,
+        ...page,
+      });
+      return { status: 200, body: presentMatrix(m, page) };
     },
   };
 }

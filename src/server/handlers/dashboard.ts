@@ -1,0 +1,43 @@
+import { readFile } from 'node:fs/promises';
+import type { Context } from 'openapi-backend';
+import type { ServiceMetrics } from '../metrics.ts';
+import type { HandlerResult } from './types.ts';
+
+const DIR = new URL('../../dashboard/', import.meta.url);
+
+/** The dashboard's files: a fixed list (the spec's enum), never a path from the request. */
+const ASSETS: Record<string, string> = {
+  'index.html': 'text/html; charset=utf-8',
+  'app.js': 'text/javascript; charset=utf-8',
+  'style.css': 'text/css; charset=utf-8',
+};
+
+/**
+ * The page holds no data and no token: it asks for the admin token and calls the API with it.
+ * Everything is served from here (no CDN), and the policy forbids any other origin.
+ */
+const PAGE_HEADERS = {
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-cache',
+};
+
+async function asset(name: string): Promise<HandlerResult> {
+  const type = ASSETS[name];
+  if (!type) return { status: 404, body: { error: { code: 'not_found', message: 'no such file' } } };
+  return { status: 200, body: await readFile(new URL(name, DIR)), contentType: type, headers: PAGE_HEADERS };
+}
+
+export function dashboardHandlers(metrics: ServiceMetrics | undefined) {
+  return {
+    getDashboard: () => asset('index.html'),
+    getDashboardAsset: (c: Context) => asset(c.request.params.file as string),
+    async getMetrics(): Promise<HandlerResult> {
+      if (!metrics) return { status: 404, body: { error: { code: 'not_found', message: 'metrics are off' } } };
+      const m = await metrics.scrape();
+      return { status: 200, body: m.text, contentType: m.contentType };
+    },
+  };
+}
