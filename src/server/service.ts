@@ -17,6 +17,7 @@ import { PgHostChangeFeed } from '../store/change-feed.ts';
 import { PgHostStore } from '../store/host-store.ts';
 import { createApp } from './app.ts';
 import { Authenticator } from './auth.ts';
+import { createHttpServer } from './http-server.ts';
 
 export interface RunningService {
   url: string;
@@ -112,9 +113,10 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
         { name: 'backend', check: () => deps.backend.ping() },
       ],
     });
-    const server: Server = await new Promise((resolve, reject) => {
-      const s = app.listen(config.port, config.host, () => resolve(s));
-      s.once('error', reject);
+    const server: Server = createHttpServer(app, log);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => resolve());
     });
     stops.push(
       () =>
