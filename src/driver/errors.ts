@@ -26,6 +26,7 @@ export const ERROR_STATUS = {
   volume_has_snapshots: 409,
   snapshot_not_ready: 409,
   conflict: 409,
+  insufficient_capacity: 409,
   busy: 409,
   backend_error: 502,
   backend_rejected: 502,
