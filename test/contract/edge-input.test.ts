@@ -403,6 +403,16 @@ describe('the edges of the API: encodings, unstorable values, the HTTP parser, o
     });
   });
 
+  it('a size the cluster has no room for is 409 insufficient_capacity, not a 5xx', async () => {
+    // The schema admits 64 TiB; the simulated cluster (like many real ones) has less free.
+    const create = await api.create({ size_gb: 65536 });
+    assertError(create, 409, 'insufficient_capacity', 'capacity');
+    const extend = await api.extend(volumeId, 65536);
+    assertError(extend, 409, 'insufficient_capacity', 'capacity');
+    const v = await api.get(volumeId);
+    assert.equal(v.body.size_gb, 1, 'the size is unchanged');
+  });
+
   it('nothing above was logged as an unexpected error', () => {
     if (!byUrl()) assert.deepEqual(errorLines(), []);
   });
