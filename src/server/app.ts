@@ -1,10 +1,11 @@
 import express, { type Request, type Response } from 'express';
 import { type Context, type Document, OpenAPIBackend } from 'openapi-backend';
 import type { DriverDeps } from '../driver/deps.ts';
-import { DriverError } from '../driver/errors.ts';
+import { DriverError, type ErrorCode, isDriverError } from '../driver/errors.ts';
 import type { Logger } from '../shared/logger.ts';
-import type { Authenticator } from './auth.ts';
-import { toErrorResponse, validationError } from './error-mapper.ts';
+import type { Authenticator, Principal } from './auth.ts';
+import { bodyParseError, ClientAbortError, toErrorResponse, validationError } from './error-mapper.ts';
+import { assertStorable, decodePathParams, trimTrailingSlashes } from './edge-checks.ts';
 import { checkAccess } from './access.ts';
 import { normalizeUuids } from './normalize.ts';
 import { agentHandlers } from './handlers/agent.ts';
@@ -36,6 +37,13 @@ export interface AppOptions {
 type Handler = (c: Context, req: Request, res: Response) => Promise<HandlerResult>;
 
 export const BODY_LIMIT = '64kb';
+
+/** Answers about a request the client must fix; each is logged once at warn. */
+const MALFORMED: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'invalid_request',
+  'payload_too_large',
+  'unsupported_media_type',
+]);
 
 /**
  * The express app: body parsing, then openapi-backend routing, auth and validation from
@@ -106,11 +114,15 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     api.register(id, guarded as never);
   }
   for (const [id, h] of Object.entries(lifecycle)) api.register(id, h as never);
-  // The principal it returns is kept in c.security.bearerAuth for checkAccess and the handlers.
-  // A lookup that fails (database down) must not read as a bad token: the agent would drop its
-  // registration and the orchestrator would see a credential error. It becomes a 503.
+  // The principal was established before the body was read (see `edge` below); openapi-backend
+  // keeps it in c.security.bearerAuth for checkAccess and the handlers. A lookup that failed
+  // (database down) must not read as a bad token: the agent would drop its registration and the
+  // orchestrator would see a credential error. It becomes a 503.
+  const principals = new WeakMap<Request, Principal>();
   const authFailures = new WeakMap<Context, unknown>();
-  api.registerSecurityHandler('bearerAuth', async (c: Context) => {
+  api.registerSecurityHandler('bearerAuth', async (c: Context, req: Request) => {
+    const known = principals.get(req);
+    if (known) return known;
     try {
       return await opts.auth.authenticate(c.request.headers.authorization);
     } catch (e) {
@@ -119,6 +131,62 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     }
   });
   await api.init();
+
+  const openPaths = new Set(
+    api
+      .getOperations()
+      .filter((o) => open.has(o.operationId ?? ''))
+      .map((o) => o.path),
+  );
+  const parseJson = express.json({
+    limit: BODY_LIMIT,
+    strict: false,
+    type: ['application/json', 'application/*+json'],
+  });
+  const readBody = (req: Request, res: Response): Promise<void> =>
+    new Promise((resolve, reject) => {
+      parseJson(req, res, (err?: unknown) => {
+        if (err) reject(bodyParseError(err, String(req.headers['content-encoding'] ?? 'identity').toLowerCase()));
+        else resolve();
+      });
+    });
+
+  /**
+   * Everything that must hold before openapi-backend routes and validates the request, in this
+   * order: who is asking (401 for no or a bad token, 403 for a token the operation does not admit;
+   * before the body is even read, so that an anonymous client learns nothing about the schemas and
+   * cannot make the service inflate its bodies), then the path's percent-encoding, then the body
+   * (read only for operations that take one), then what no stored string may hold.
+   */
+  async function edge(req: Request, res: Response): Promise<void> {
+    const path = trimTrailingSlashes(req.path);
+    if (openPaths.has(path)) return;
+    const principal = await authenticate(req);
+    const op = api.matchOperation({ method: req.method, path: req.path, headers: {}, query: {} } as never);
+    if (!op) return; // 404 / 405 from openapi-backend, with the body left unread
+    checkAccess({ operation: op, security: { bearerAuth: principal } } as unknown as Context);
+    principals.set(req, principal);
+    const params = decodePathParams(op.path, path);
+    if (op.requestBody) await readBody(req, res);
+    assertStorable(params, '');
+    assertStorable(req.query, '');
+    if (req.body !== undefined) assertStorable(req.body, '');
+  }
+
+  async function authenticate(req: Request): Promise<Principal> {
+    let p: Principal | null;
+    try {
+      p = await opts.auth.authenticate(req.headers.authorization);
+    } catch (e) {
+      throw new DriverError(
+        'service_unavailable',
+        'credentials cannot be checked right now (the database does not answer); retry later',
+        { cause: e },
+      );
+    }
+    if (!p) throw new DriverError('unauthorized', 'a valid bearer token is required (Authorization: Bearer <token>)');
+    return p;
+  }
 
   const app = express();
   app.disable('x-powered-by');
@@ -153,10 +221,10 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     });
     next();
   });
-  app.use(express.json({ limit: BODY_LIMIT, strict: false, type: ['application/json', 'application/*+json'] }));
   app.use(async (req, res) => {
     let result: HandlerResult;
     try {
+      await edge(req, res);
       result = (await api.handleRequest(
         {
           method: req.method,
@@ -177,14 +245,22 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
           );
       }
     } catch (err) {
+      if (err instanceof ClientAbortError) {
+        // Nobody is left to read an answer; an operational event, not an error.
+        log.info({ method: req.method, path: req.path }, 'client closed the connection mid-request');
+      } else if (isDriverError(err) && MALFORMED.has(err.code)) {
+        // One line, no stack: enough to see a broken or hostile client, cheap enough to flood.
+        log.warn({ code: err.code, err: err.message, method: req.method, path: req.path }, 'request rejected');
+      }
       const r = toErrorResponse(err, log);
       result = { status: r.status, body: r.body };
     }
+    if (res.headersSent || res.destroyed) return;
     if (result.headers) res.set(result.headers);
     if (result.contentType !== undefined) res.status(result.status).type(result.contentType).send(result.body);
     else res.status(result.status).json(result.body);
   });
-  // Errors raised before our handler (body-parser: malformed JSON, oversized body).
+  // Errors raised before our handler, should any middleware raise one.
   app.use((err: unknown, _req: Request, res: Response, _next: () => void) => {
     const r = toErrorResponse(err, log);
     res.status(r.status).json(r.body);

@@ -5,10 +5,7 @@ import { hashToken, hostForToken } from '../driver/hosts.ts';
 
 /** Who a request acts as: the orchestrator (admin token) or one host's agent (its host token). */
 /** A host principal keeps its token's SHA-256, so that a long poll can check it is still the host's when it wakes. */
-export type Principal =
-  | { kind: 'admin' }
-  | { kind: 'host'; hostNqn: string; tokenHash: string }
-  | { kind: 'metrics' };
+export type Principal = { kind: 'admin' } | { kind: 'host'; hostNqn: string; tokenHash: string } | { kind: 'metrics' };
 
 /**
  * Compares secrets in constant time. Both sides are hashed first so that the comparison

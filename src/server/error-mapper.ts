@@ -1,5 +1,6 @@
 import type { Logger } from '../shared/logger.ts';
 import { DriverError } from '../driver/errors.ts';
+import { classifyDatabaseError } from '../store/db-errors.ts';
 
 export interface ErrorBody {
   error: { code: string; message: string; details?: Record<string, unknown> };
@@ -48,25 +49,6 @@ export function validationError(errors: AjvError[] | null | undefined): DriverEr
 }
 
 /**
- * PostgreSQL unreachable or refusing sessions: SQLSTATE class 08 (connection exception), 57P0x
- * (shutdown), 53300 (too many connections), a database closed to connections, socket errors,
- * or knex's pool timing out.
- */
-function isDatabaseUnavailable(err: unknown): boolean {
-  const e = err as { code?: unknown; name?: unknown; message?: unknown };
-  if (e?.name === 'KnexTimeoutError') return true;
-  if (typeof e?.code !== 'string') return false;
-  // 55000 is also "object not in prerequisite state"; only the connection-time form counts.
-  if (e.code === '55000' && /not currently accepting connections/.test(String(e.message))) return true;
-  return (
-    /^08/.test(e.code) ||
-    /^57P0/.test(e.code) ||
-    e.code === '53300' ||
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(e.code)
-  );
-}
-
-/**
  * The one place a failure becomes an HTTP answer. Known errors keep their code; anything
  * else is a 500 `internal` that is logged with its stack and never echoed to the client.
  */
@@ -78,35 +60,75 @@ export function toErrorResponse(err: unknown, log: Logger): { status: number; bo
     return { status: err.httpStatus, body };
   }
   const e = err as { type?: string; status?: number; message?: string };
-  // body-parser's own errors: malformed JSON and oversized bodies are the client's fault.
-  if (e?.type === 'entity.parse.failed') {
-    return {
-      status: 400,
-      body: { error: { code: 'invalid_request', message: 'body: not valid JSON', details: { fields: ['body'] } } },
-    };
+  // body-parser's own errors, should one arrive here (the app converts them where it parses).
+  if (typeof e?.type === 'string' && typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+    return toErrorResponse(bodyParseError(err), log);
   }
-  if (e?.type === 'entity.too.large') {
-    return {
-      status: 413,
-      body: {
-        error: {
-          code: 'payload_too_large',
-          message: 'body: larger than the 64 KiB limit',
-          details: { fields: ['body'] },
-        },
-      },
-    };
-  }
-  if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
-    return { status: 400, body: { error: { code: 'invalid_request', message: `body: ${e.message}` } } };
-  }
-  if (isDatabaseUnavailable(err)) {
+  const db = classifyDatabaseError(err);
+  if (db === 'unavailable') {
+    // One line, no stack: a dropped connection is an operational event, not a bug.
     log.warn({ err: (err as Error).message }, 'database unavailable');
     return {
       status: 503,
       body: { error: { code: 'service_unavailable', message: 'the database does not answer; retry later' } },
     };
   }
+  if (db === 'bad_value') {
+    // The edge checks should have caught the value; the database's own message stays in the log.
+    log.warn({ err: (err as Error).message }, 'database refused a value of the request');
+    return {
+      status: 400,
+      body: { error: { code: 'invalid_request', message: 'a value of the request cannot be stored' } },
+    };
+  }
   log.error({ err }, 'unexpected error');
   return { status: 500, body: { error: { code: 'internal', message: 'internal error; see the service log' } } };
+}
+
+/**
+ * A body-parser (express.json) failure as a typed error: malformed JSON, an oversized body, an
+ * encoding or charset it cannot decode, a body that does not decompress, a client that went away.
+ */
+export function bodyParseError(err: unknown, contentEncoding?: string): DriverError {
+  const e = err as { type?: string; code?: string; message?: string; status?: number };
+  const fields = { details: { fields: ['body'] }, cause: err };
+  switch (e?.type) {
+    case 'entity.parse.failed':
+      return new DriverError('invalid_request', 'body: not valid JSON', fields);
+    case 'entity.too.large':
+      return new DriverError('payload_too_large', 'body: larger than the 64 KiB limit', fields);
+    case 'encoding.unsupported':
+      return new DriverError(
+        'unsupported_media_type',
+        `body: content-encoding ${JSON.stringify(String((err as { encoding?: unknown }).encoding ?? '?'))} is not supported`,
+        fields,
+      );
+    case 'charset.unsupported':
+      return new DriverError('unsupported_media_type', `body: ${e.message ?? 'unsupported charset'}`, fields);
+    case 'request.aborted':
+      return new ClientAbortError(err);
+    case 'request.size.invalid':
+      return new DriverError('invalid_request', 'body: its length does not match the content-length header', fields);
+  }
+  if (e?.code === 'ECONNRESET' || e?.code === 'ECONNABORTED' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE')
+    return new ClientAbortError(err);
+  if (contentEncoding && contentEncoding !== 'identity') {
+    // zlib's and brotli's own errors (Z_DATA_ERROR, "incorrect header check", …) carry no type.
+    return new DriverError(
+      'invalid_request',
+      `body: does not decompress as content-encoding ${contentEncoding}`,
+      fields,
+    );
+  }
+  return new DriverError('invalid_request', `body: cannot be read (${e?.message ?? 'unknown error'})`, fields);
+}
+
+/** The client closed its connection before its request's body arrived: nobody reads the answer. */
+export class ClientAbortError extends DriverError {
+  constructor(cause: unknown) {
+    super('invalid_request', 'body: the client closed the connection before sending all of it', {
+      details: { fields: ['body'] },
+      cause,
+    });
+  }
 }

@@ -22,6 +22,7 @@ import { createServiceServer } from './listener.ts';
 import { instrumentBackend, ServiceMetrics } from './metrics.ts';
 import { pgMetricsSources } from '../store/metrics-source.ts';
 import { REPORT_STALE_MS } from '../driver/agent-sync.ts';
+import { hardenServer } from './http-server.ts';
 
 export interface RunningService {
   url: string;
@@ -141,6 +142,7 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
       ],
     });
     const { server, scheme, reloadTls } = await createServiceServer(app, config.tls, log);
+    hardenServer(server, log);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(config.port, config.host, () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import supertest from 'supertest';
 import type TestAgent from 'supertest/lib/agent.js';
@@ -7,6 +8,7 @@ import type { DriverDeps } from '../../src/driver/deps.ts';
 import { type Logger, silentLogger } from '../../src/shared/logger.ts';
 import { createApp } from '../../src/server/app.ts';
 import { Authenticator } from '../../src/server/auth.ts';
+import { createHttpServer } from '../../src/server/http-server.ts';
 import { composeDeps } from '../../src/server/service.ts';
 import type { DataPlane } from '../../src/sim/data-plane.ts';
 import { type SimServer, startSimServer } from '../../src/sim/server.ts';
@@ -29,6 +31,8 @@ export interface Target {
   simJwt?: string;
   /** The service's app when in-process (null by URL). */
   app: Express | null;
+  /** The service's base URL when it listens on a port (by URL, or in-process with `listen`). */
+  url?: string;
   /** In-process only: the test database's name. */
   databaseName?: string;
   /** In-process only: the test database's URL and the service's domain dependencies. */
@@ -55,6 +59,11 @@ export interface TargetOptions {
   dbPoolMax?: number;
   /** A token that may read /metrics only. */
   metricsToken?: string;
+  /**
+   * Serve the app on an ephemeral port through the service's own HTTP server (its parser-error
+   * and `Expect` handling), and talk to it over real HTTP; supertest alone makes a bare server.
+   */
+  listen?: boolean;
 }
 
 export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
@@ -64,6 +73,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
     if (!token || !simUrl) throw new Error('PORTALIS_TEST_URL needs PORTALIS_TEST_TOKEN and PORTALIS_TEST_SIM_URL too');
     return {
       http: supertest(process.env.PORTALIS_TEST_URL!.replace(/\/+$/, '')),
+      url: process.env.PORTALIS_TEST_URL!.replace(/\/+$/, ''),
       token,
       simUrl: simUrl.replace(/\/+$/, ''),
       simJwt: process.env.PORTALIS_TEST_SIM_JWT || undefined,
@@ -121,8 +131,25 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
         { name: 'backend', check: () => deps.backend.ping() },
       ],
     });
+    let url: string | undefined;
+    if (opts.listen) {
+      const server = createHttpServer(app, log);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve());
+      });
+      stops.push(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      );
+      url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    }
     return {
-      http: supertest(app),
+      http: url ? supertest(url) : supertest(app),
+      url,
       token,
       simUrl: sim.url,
       simJwt: opts.simJwt,

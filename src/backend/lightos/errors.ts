@@ -42,6 +42,8 @@ export type LightosFailure =
   /** The caller asked for something the backend cannot do (e.g. shrink). */
   | { kind: 'invalid'; message: string };
 
+const INSUFFICIENT_CAPACITY = /\b(not enough|insufficient|no|out of)\b.{0,20}\b(capacity|space|storage)\b/i;
+
 function attemptsText(attempts: TransportAttempt[]): string {
   return attempts.map((a) => `${a.endpoint}: ${a.reason}`).join('; ');
 }
@@ -83,6 +85,11 @@ function classify(f: LightosFailure): { code: ErrorCode; text: string; status?: 
       const text = `HTTP ${f.status} from ${f.endpoint}${f.message ? `: ${f.message}` : ''}`;
       if (f.status >= 500) return { code: 'backend_error', text, status: f.status };
       if (f.status === 404 && f.notFound) return { code: f.notFound, text, status: f.status };
+      // A refusal for lack of space is the request's size meeting the cluster's state, not a
+      // fault of the driver: the orchestrator gets a 409 it can act on (smaller, or later). The
+      // API gives it no code of its own, so it is told by its message.
+      if (f.status >= 400 && f.status < 500 && INSUFFICIENT_CAPACITY.test(f.message))
+        return { code: 'insufficient_capacity', text, status: f.status };
       if (f.status >= 400) return { code: 'backend_rejected', text, status: f.status };
       return { code: 'backend_error', text: `unexpected ${text}`, status: f.status };
     }

@@ -1,0 +1,123 @@
+import {
+  createServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import { DriverError, type ErrorCode } from '../driver/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { ErrorBody } from './error-mapper.ts';
+
+type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** An HTTP server for the app, with the hardening every server of the service gets. */
+export function createHttpServer(app: RequestListener, log: Logger): HttpServer {
+  return hardenServer(createServer(app), log);
+}
+
+/**
+ * What Node's HTTP server does on its own, before any route runs, made to answer like the app:
+ * parser errors get the JSON error body, and `Expect` headers other than `100-continue` reach the
+ * app. For every server the service creates, plain or TLS.
+ */
+export function hardenServer<S extends HttpServer | HttpsServer>(server: S, log: Logger): S {
+  const s = server as unknown as HttpServer;
+  answerClientErrorsAsJson(s, log);
+  serveAnyExpectation(s);
+  return server;
+}
+
+/**
+ * Node answers a request carrying `Expect` with anything but `100-continue` with a bare 417 unless
+ * the server handles 'checkExpectation' (Node docs, http "Event: 'checkExpectation'"); when it is
+ * handled, 'request' is not emitted. RFC 9110 section 10.1.1 lets a server ignore an expectation it
+ * does not know, and clients send them (Cinder's LightOS driver sends an empty `Expect` on every
+ * call), so the request goes to the app as any other.
+ */
+export function serveAnyExpectation(server: HttpServer): void {
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    server.emit('request', req, res);
+  });
+}
+
+/** The status and stable code of an error Node's HTTP parser (llhttp) raised. */
+function parserErrorAnswer(err: NodeJS.ErrnoException): { code: ErrorCode; message: string } {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { code: 'headers_too_large', message: 'the request headers are larger than the server accepts' };
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return { code: 'payload_too_large', message: 'the chunk extensions are larger than the server accepts' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return { code: 'request_timeout', message: 'the request did not arrive in time' };
+    default: {
+      // llhttp's reason ("Invalid character in chunk size", "Invalid method encountered", …), a
+      // fixed text of the parser, never the client's bytes.
+      const reason = (err as { reason?: unknown }).reason;
+      const why = typeof reason === 'string' && reason ? reason : (err.code ?? 'parse error');
+      return { code: 'invalid_request', message: `malformed HTTP request: ${why}` };
+    }
+  }
+}
+
+/** A complete HTTP/1.1 response with the service's JSON error body, closing the connection. */
+export function rawErrorResponse(code: ErrorCode, message: string): string {
+  const status = new DriverError(code, message).httpStatus;
+  const body = JSON.stringify({ error: { code, message } } satisfies ErrorBody);
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+    'Content-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Connection: close\r\n\r\n' +
+    body
+  );
+}
+
+/**
+ * The client went away: a reset, or (HPE_INVALID_EOF_STATE) it closed its side in the middle of a
+ * request. Nobody reads an answer; the request in flight, if any, logs the abort itself.
+ */
+const GONE = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_DESTROYED', 'HPE_INVALID_EOF_STATE']);
+
+/**
+ * Node emits 'clientError' for what its HTTP parser refuses (bad chunked encoding, a NUL or a space
+ * in the request target, headers over `--max-http-header-size`, 16 KiB by default) and for sockets
+ * that fail; without a listener it writes a bare `400 Bad Request` (431 for the headers). Here the
+ * answer carries the same JSON body as every other error. As Node does itself, a response is only
+ * written when the socket is writable and no response of this connection has started, since bytes
+ * after a started response would corrupt what the client reads.
+ */
+export function answerClientErrorsAsJson(server: HttpServer, log: Logger): void {
+  const inFlight = new WeakMap<Duplex, ServerResponse>();
+  const answered = new WeakSet<Duplex>();
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    inFlight.set(req.socket, res);
+    res.once('finish', () => {
+      if (inFlight.get(req.socket) === res) inFlight.delete(req.socket);
+    });
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (GONE.has(err.code ?? '') || !socket.writable || answered.has(socket)) {
+      log.debug({ code: err.code }, 'client connection closed before a complete request');
+      socket.destroy();
+      return;
+    }
+    const started = inFlight.get(socket)?.headersSent ?? false;
+    const answer = parserErrorAnswer(err);
+    log.warn({ code: answer.code, parser: err.code }, 'request refused by the HTTP parser');
+    if (started) {
+      socket.destroy();
+      return;
+    }
+    answered.add(socket);
+    // end(), as the Node docs' own clientError example does: the response is flushed and our side
+    // closed. HTTP server sockets allow half-open connections, so one the client keeps open is
+    // dropped once it has been idle a moment.
+    socket.end(rawErrorResponse(answer.code, answer.message));
+    (socket as Duplex & { setTimeout?: (ms: number, cb: () => void) => void }).setTimeout?.(2000, () =>
+      socket.destroy(),
+    );
+  });
+}
