@@ -72,6 +72,22 @@ export class SimAdmin {
     return call(this.url, 'POST', `/sim/v1/nodes/${ref}/${up ? 'up' : 'down'}`);
   }
 
+  addNode(body: { address?: string; port?: number } = {}): Promise<JsonAnswer> {
+    return call(this.url, 'POST', '/sim/v1/nodes', body);
+  }
+
+  removeNode(ref: string | number): Promise<JsonAnswer> {
+    return call(this.url, 'DELETE', `/sim/v1/nodes/${ref}`);
+  }
+
+  moveReplica(volumeUuid: string, from: string | number, to: string | number): Promise<JsonAnswer> {
+    return call(this.url, 'POST', `/sim/v1/volumes/${volumeUuid}/replicas/move`, { from, to });
+  }
+
+  setNodeAddress(ref: string | number, address: string, port: number): Promise<JsonAnswer> {
+    return call(this.url, 'PUT', `/sim/v1/nodes/${ref}/address`, { address, port });
+  }
+
   async reset(): Promise<void> {
     await call(this.url, 'POST', '/sim/v1/reset');
   }
