@@ -1,5 +1,5 @@
 /**
- * The agent side of the agent-facing API (DESIGN.md "The agent-facing API"). The daemon talks
+ * The agent side of the agent-facing API (docs/ARCHITECTURE.md, steps 9 and 14). The daemon talks
  * to the `ServiceClient` interface; `HttpServiceClient` is its axios implementation.
  *
  *   POST /v1/agent/register                       {connector} → 200 {host: {nqn, name}}

@@ -106,7 +106,7 @@ describe('identify', () => {
 const fixture = (name: string) => fileURLToPath(new URL(`../../test/fixtures/sysfs/${name}/`, import.meta.url));
 
 describe('fixture trees through LinuxHost', () => {
-  it('kernel 6.1, native multipath over three portals (KERNEL-TESTS.md layout)', async () => {
+  it('kernel 6.1, native multipath over three portals (the layout seen on a real 6.1 kernel)', async () => {
     const root = fixture('native-6.1');
     const host = new LinuxHost({
       sysRoot: `${root}sys`,

@@ -1,8 +1,7 @@
 /**
  * What the kernel says, read from sysfs through the host port: controllers, subsystems and
  * namespace block devices. Small readers that return null/[] when a device vanished mid-read
- * (os-brick's `sysfs_property`), and no decisions. Layout: reference/host-nvme-multipath.md §1
- * and KERNEL-TESTS.md ("Observed in the guest").
+ * (os-brick's `sysfs_property`), and no decisions. Layout: docs/KERNEL.md §1.
  */
 import { normHex, normUuid, stripBrackets } from './connection-data.ts';
 import type { HostPort } from './host/port.ts';

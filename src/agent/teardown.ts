@@ -101,7 +101,7 @@ function sameController(a: Controller, b: Controller | null): boolean {
 
 /**
  * `nvme disconnect -d <ctrl>`, then sysfs decides: nvme-cli prints a failed disconnect and
- * still exits 0 (failure mode 7), and `-d` of an unknown name is not an error for us.
+ * still exits 0 (nvme-cli issue #237), and `-d` of an unknown name is not an error for us.
  */
 export async function disconnectController(ctx: AgentContext, ctrl: Controller): Promise<void> {
   let r = await ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs });

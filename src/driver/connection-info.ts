@@ -2,7 +2,7 @@ import { DriverError } from './errors.ts';
 import type { AnaState, ConnectionInfo, Connector, MultipathMode, PortalTuple, VolumePath } from './model.ts';
 
 /**
- * The multipath mode a connector asks for (DESIGN.md "Connection info"):
+ * The multipath mode a connector asks for (docs/DECISIONS.md "Connection info is os-brick's NVMeOFConnProps"):
  * `multipath` and `nvme_native_multipath` → native; `multipath` alone → DeviceMapper;
  * otherwise a single path. A connector that reports `dm_multipath: false` (the Portalis agent
  * does; os-brick's connector has no such key) cannot do DM, so it falls back to single.

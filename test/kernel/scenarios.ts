@@ -117,7 +117,7 @@ export const scenarios: Scenario[] = [
   {
     name: 'agent-native',
     description:
-      'one boot, one stack (portalis sim on nvmet, portalis serve, the portalis agent daemon) for the agent scenarios of issue 4 ' +
+      'one boot, one stack (portalis sim on nvmet, portalis serve, the portalis agent daemon) for the agent scenarios ' +
       'with native NVMe multipath; nothing connected by hand',
     script: 'test/kernel/guest/agent-native.ts',
     byDefault: true,

@@ -1,7 +1,7 @@
 /**
  * DM multipath over NVMe (connection data with `dm_replicas`): one plain namespace per
  * replica/portal (nvme_core.multipath=N), found by WWID, assembled by multipathd into
- * `/dev/mapper/<map>`. Facts: reference/host-nvme-multipath.md §3, KERNEL-TESTS.md.
+ * `/dev/mapper/<map>`. Facts: docs/KERNEL.md §3.
  */
 import { poll } from '../../shared/poll.ts';
 import type { AttachSpec } from '../connection-data.ts';
@@ -203,7 +203,7 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
 
 /**
  * Removes the map before its paths go (paths removed first leave a map queueing I/O on
- * nothing: failure mode 10). `multipath -f` refuses a map in use; `dmsetup remove` is the
+ * nothing: multipath.8, docs/KERNEL.md §3). `multipath -f` refuses a map in use; `dmsetup remove` is the
  * fallback, with `--force` only when the caller forced the detach.
  */
 export async function removeMap(ctx: AgentContext, map: DmMap, force: boolean): Promise<void> {

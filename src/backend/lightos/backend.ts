@@ -1,6 +1,6 @@
 /**
  * The StorageBackend port over LightOS API v2. Idempotency and waits follow the LightOS Cinder
- * driver (reference §2.4): create looks the name up before POSTing and waits for Available,
+ * driver (`cinder/volume/drivers/lightos.py`): create looks the name up before POSTing and waits for Available,
  * delete waits for the 404, ACL changes are GET (ETag) → modify → PUT with If-Match, retried on
  * a changed ETag, then waited for until the ACL shows the change.
  */

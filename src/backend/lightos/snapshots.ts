@@ -1,5 +1,5 @@
 /**
- * Snapshots over LightOS API v2, as the LightOS Cinder driver handles them (reference §2.4):
+ * Snapshots over LightOS API v2, as the LightOS Cinder driver handles them (`cinder/volume/drivers/lightos.py` `_create_snapshot`):
  *
  * - create: up to `snapshotMaxCalls` attempts (Cinder's `lightos_api_service_snapshots_max_calls`,
  *   5), `pollIntervalMs × 2^i` apart (Cinder: `2**i` seconds; our default poll interval is 1 s).

@@ -1,5 +1,5 @@
 /**
- * Guest scenario group `agent-native` (issue 4, native NVMe multipath): one boot, one stack —
+ * Guest scenario group `agent-native` (native NVMe multipath): one boot, one stack —
  * `portalis sim` (nvmet plane), `portalis serve` (PostgreSQL on the host) and the real agent
  * daemon `portalis agent` — and six scenarios, each reported on its own. None configures the
  * target or connects anything by hand: volumes are created and attached through the service,

@@ -1,7 +1,7 @@
 /**
  * Everything the kernel tests need before the first boot, cached so that the second run is
  * instant: Debian packages on the host, a Debian kernel (unpacked, depmod'ed) and a busybox
- * initramfs. Facts this relies on are in shared/KERNEL-TESTS.md.
+ * initramfs. Facts this relies on are in docs/KERNEL.md §5.
  *
  * Cache layout (`PORTALIS_KERNEL_CACHE`, default `<repo>/.kernel-cache`, git-ignored):
  *   <cache>/<package>_<debian version>/root/{boot/vmlinuz-<kver>, lib/modules/<kver>/…}
