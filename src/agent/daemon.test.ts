@@ -50,6 +50,25 @@ function setup(second = false) {
 }
 
 describe('agent daemon', () => {
+  it('an option passed as undefined keeps its default', async () => {
+    const { host, clock, service } = setup();
+    const waits: number[] = [];
+    const list = service.listAttachments.bind(service);
+    service.listAttachments = (since, waitSeconds, signal) => {
+      waits.push(waitSeconds);
+      return list(since, waitSeconds, signal);
+    };
+    const daemon = new AgentDaemon({
+      connector: new Connector(host),
+      service,
+      connectorProperties: () => connectorProperties(host),
+      clock,
+      pollWaitSeconds: undefined,
+    });
+    await daemon.syncOnce();
+    assert.deepEqual(waits, [30]);
+  });
+
   it('registers, connects what the service wants and reports the device and its paths', async () => {
     const { host, clock, service } = setup();
     service.put('a1', nativeData());

@@ -59,14 +59,18 @@ export class AgentDaemon {
 
   constructor(opts: DaemonOptions) {
     this.log = opts.log ?? silentLogger;
+    // `??` per field: an option passed as undefined keeps its default (a spread would not).
     this.o = {
-      recheckIntervalMs: 30_000,
-      reportRefreshMs: 60_000,
-      pollWaitSeconds: 30,
-      backoffInitialMs: 1000,
-      backoffMaxMs: 60_000,
-      ...opts,
-    } as Required<Omit<DaemonOptions, 'log'>>;
+      connector: opts.connector,
+      service: opts.service,
+      connectorProperties: opts.connectorProperties,
+      clock: opts.clock,
+      recheckIntervalMs: opts.recheckIntervalMs ?? 30_000,
+      reportRefreshMs: opts.reportRefreshMs ?? 60_000,
+      pollWaitSeconds: opts.pollWaitSeconds ?? 30,
+      backoffInitialMs: opts.backoffInitialMs ?? 1000,
+      backoffMaxMs: opts.backoffMaxMs ?? 60_000,
+    };
     this.reporter = new Reporter(opts.service, opts.clock, this.log, this.o.reportRefreshMs);
   }
 

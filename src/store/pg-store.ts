@@ -174,10 +174,6 @@ export class PgStore implements Store {
     return toVolume(rows[0]!);
   }
 
-  async deleteVolume(id: string): Promise<void> {
-    await this.table('volumes').where({ id }).delete();
-  }
-
   async getAttachment(id: string): Promise<Attachment | null> {
     const row = await this.table<AttachmentRow>('attachments').where({ id }).first();
     return row ? toAttachment(row as AttachmentRow) : null;

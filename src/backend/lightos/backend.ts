@@ -45,7 +45,6 @@ function sizeForWire(sizeGb: number): string {
 }
 
 export class LightosBackend implements StorageBackend {
-  readonly kind = 'lightos';
   private readonly c: LightosCalls;
   private readonly snapshots: LightosSnapshots;
 
