@@ -7,7 +7,7 @@ import { AgentError } from './errors.ts';
 import type { HostPort } from './host/port.ts';
 import { classify, disconnectArgs } from './nvme-cli.ts';
 import { parseMountinfo } from './procfs.ts';
-import type { AgentContext } from './portals.ts';
+import type { AgentContext } from './context.ts';
 import { type Controller, readController } from './sysfs.ts';
 
 export interface DeviceUsage {

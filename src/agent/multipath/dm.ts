@@ -7,15 +7,10 @@ import { poll } from '../../shared/poll.ts';
 import type { AttachSpec } from '../connection-data.ts';
 import { AgentError } from '../errors.ts';
 import { type ObservedPath, healthOf } from '../health.ts';
-import {
-  type AgentContext,
-  type PortalState,
-  connectFailed,
-  connectPortals,
-  portalStates,
-  rescan,
-} from '../portals.ts';
-import { type BlockNamespace, dmHolders, identify, listNamespaces, readNativeMultipath } from '../sysfs.ts';
+import type { AgentContext } from '../context.ts';
+import { type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
+import { identify } from '../identity.ts';
+import { type BlockNamespace, dmHolders, listNamespaces, readNativeMultipath } from '../sysfs.ts';
 import { describePaths, type Located } from './native.ts';
 
 export interface DmMap {
