@@ -26,7 +26,7 @@ import {
   parseVolume,
   type WireVolume,
 } from './parse.ts';
-import { orderPaths } from './paths.ts';
+import { volumePathsOf } from './paths.ts';
 import { LightosSnapshots } from './snapshots.ts';
 
 /** States in which a volume is settled enough to hand out (Cinder's success states). */
@@ -253,7 +253,7 @@ export class LightosBackend implements StorageBackend {
     const v = await this.calls.readVolume(op, uuid);
     if (!v) throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
     const nodes = this.calls.parse(op, await this.calls.send(op, { method: 'GET', path: '/api/v2/nodes' }), parseNodes);
-    return orderPaths(nodes, v.placement, (node) =>
+    return volumePathsOf(nodes, v.placement, (node) =>
       this.calls.cfg.logger.warn(
         { node: node.uuid, nvmeEndpoint: node.rawEndpoint },
         'LightOS node has an unreadable nvmeEndpoint; left out',
