@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { type SimServer, startSimServer } from './server.ts';
-import { availableVolume, call, SimAdmin, waitUntil } from './testing.ts';
+import { availableVolume, call, SimClient, waitUntil } from '../../test/support/sim-client.ts';
 import { MemoryDataPlane } from './memory-data-plane.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
@@ -10,7 +10,7 @@ const HOST_B = 'nqn.2014-08.org.nvmexpress:uuid:22222222-2222-4222-8222-22222222
 const GIB = 1024 ** 3;
 
 let sim: SimServer;
-let admin: SimAdmin;
+let admin: SimClient;
 let dp: MemoryDataPlane;
 const api = (method: string, path: string, body?: unknown, headers?: Record<string, string>) =>
   call(sim.url, method, path, body, headers);
@@ -24,7 +24,7 @@ async function createAvailable(name: string, extra: Record<string, unknown> = {}
 before(async () => {
   dp = new MemoryDataPlane();
   sim = await startSimServer({ port: 0, dataPlane: dp });
-  admin = new SimAdmin(sim.url);
+  admin = new SimClient(sim.url);
 });
 after(() => sim.close());
 beforeEach(() => admin.reset());

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { lifecycleClient } from '../support/lifecycle.ts';
-import { connector, DM, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { connector, DM, NATIVE, startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 /**
  * The orchestrator's view of initialize/terminate_connection, through the real app, a real
@@ -11,12 +12,12 @@ import { connector, DM, NATIVE, SimView, startTarget, type Target } from '../sup
  */
 describe('initialize_connection / terminate_connection', () => {
   let t: Target;
-  let sim: SimView;
+  let sim: SimClient;
   let api: ReturnType<typeof lifecycleClient>;
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
+    sim = new SimClient(t.simUrl, { jwt: t.simJwt });
     api = lifecycleClient(t);
   });
   after(async () => t?.close());

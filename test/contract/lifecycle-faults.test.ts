@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { GiB, lifecycleClient, resetFaults, simFaults, simSnapshot, simVolume } from '../support/lifecycle.ts';
-import { SimView, startTarget, type Target } from '../support/target.ts';
+import { startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 /**
  * Backend faults during delete, extend, snapshots and creates from a source: a 5xx is a 502
@@ -16,12 +17,12 @@ import { SimView, startTarget, type Target } from '../support/target.ts';
  */
 describe('volume lifecycle under backend faults', () => {
   let t: Target;
-  let sim: SimView;
+  let sim: SimClient;
   let api: ReturnType<typeof lifecycleClient>;
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
+    sim = new SimClient(t.simUrl, { jwt: t.simJwt });
     api = lifecycleClient(t);
   });
   after(async () => t?.close());

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { GiB, lifecycleClient, simVolume } from '../support/lifecycle.ts';
-import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 const QOS = '2a9c1f4e-7b3d-4e8a-9f61-5d2c0b7a8e93';
 
@@ -14,12 +15,12 @@ const QOS = '2a9c1f4e-7b3d-4e8a-9f61-5d2c0b7a8e93';
  */
 describe('volume lifecycle: create options, delete, extend', () => {
   let t: Target;
-  let sim: SimView;
+  let sim: SimClient;
   let api: ReturnType<typeof lifecycleClient>;
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
+    sim = new SimClient(t.simUrl, { jwt: t.simJwt });
     api = lifecycleClient(t);
   });
   after(async () => t?.close());

@@ -11,7 +11,8 @@ import { HttpServiceClient } from '../../src/agent/service-client.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { poll } from '../../src/shared/poll.ts';
 import { FabricDataPlane } from '../support/fabric-data-plane.ts';
-import { SimView, startTarget, type Target } from '../support/target.ts';
+import { startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 /**
  * The whole chain without a kernel: orchestrator API → service → simulator, whose data plane is
@@ -94,7 +95,7 @@ describe('service, simulator and agent together', () => {
     assert.equal(host.controllers().length, 3);
 
     // The optimized node fails: one path down, the volume still served by the others.
-    const sim = new SimView(t.simUrl, t.simJwt);
+    const sim = new SimClient(t.simUrl, { jwt: t.simJwt });
     const state = await sim.state();
     const v = state.volumes.find((x: { uuid: string }) => x.uuid === vol.body.backend_uuid);
     const optimizedNode = Object.keys(v.ana).find((n) => v.ana[n] === 'optimized')!;

@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { type DriverError, isDriverError } from '../../driver/errors.ts';
 import { ManualClock } from '../../shared/clock.ts';
 import { startSimServer } from '../../sim/server.ts';
-import { call, waitUntil } from '../../sim/testing.ts';
+import { call, waitUntil } from '../../../test/support/sim-client.ts';
 import { LightosBackend } from './backend.ts';
 import type { LightosConfig } from './config.ts';
 import { type FakeAnswer, type FakeLightos, type RecordedRequest, startFakeLightos } from './fake-lightos.ts';

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { isDriverError } from '../../driver/errors.ts';
 import { ManualClock } from '../../shared/clock.ts';
-import { waitUntil } from '../../sim/testing.ts';
+import { waitUntil } from '../../../test/support/sim-client.ts';
 import { LightosBackend } from './backend.ts';
 import { type FakeLightos, startFakeLightos } from './fake-lightos.ts';
 

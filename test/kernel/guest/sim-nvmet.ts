@@ -229,7 +229,7 @@ async function story(stack: Stack, me: { hostNqn: string; hostId: string }): Pro
     try {
       await writer.waitForWrites(4, 'before the failure');
       let t0 = performance.now();
-      const down = await simApi.node(optimized.uuid, false);
+      const down = (await simApi.node(optimized.uuid, false)).body;
       checkEqual(down.up, false, 'node down');
       const during = await simAnaByPort(stack, volUuid);
       const downPort = optimized.nvmeEndpoint.split(':').pop()!;
