@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { GiB } from '../support/lifecycle.ts';
+
 import { startTarget, type Target } from '../support/target.ts';
 import { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 /** `GET /v1/capabilities`: Cinder's get_volume_stats keys; in-process or by URL. */
 describe('capabilities', () => {

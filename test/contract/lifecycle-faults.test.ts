@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { GiB, lifecycleClient, resetFaults, simFaults, simSnapshot, simVolume } from '../support/lifecycle.ts';
+import { lifecycleClient, resetFaults, simFaults, simSnapshot, simVolume } from '../support/lifecycle.ts';
 import { startTarget, type Target } from '../support/target.ts';
 import { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 /**
  * Backend faults during delete, extend, snapshots and creates from a source: a 5xx is a 502

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { GiB, lifecycleClient, simVolume } from '../support/lifecycle.ts';
+import { lifecycleClient, simVolume } from '../support/lifecycle.ts';
 import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
 import { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 const QOS = '2a9c1f4e-7b3d-4e8a-9f61-5d2c0b7a8e93';
 

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { MemoryDataPlane } from '../../src/sim/memory-data-plane.ts';
-import { GiB, lifecycleClient, simFaults, simSnapshot, simVolume } from '../support/lifecycle.ts';
+import { lifecycleClient, simFaults, simSnapshot, simVolume } from '../support/lifecycle.ts';
 import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
 import { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 /**
  * The lifecycle's fault cases that need an in-process service: a short backend request timeout

@@ -6,10 +6,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { type Target } from './target.ts';
 import { type SimObject, SimClient } from './sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 export type { SimObject };
-
-export const GiB = 1024 ** 3;
 
 type SimTarget = Pick<Target, 'simUrl' | 'simJwt'>;
 const view = (t: SimTarget) => new SimClient(t.simUrl, { jwt: t.simJwt });

@@ -4,8 +4,7 @@ import { lightosError, type LightosFailure, type Op } from './errors.ts';
 import { aclHosts, aclValues, parseNvmeEndpoint, parseSizeBytes } from './parse.ts';
 import { volumePathsOf } from './paths.ts';
 import type { WireNode } from './parse.ts';
-
-const GiB = 1024 ** 3;
+import { GiB } from '../../shared/units.ts';
 
 describe('parseSizeBytes', () => {
   const ok: [unknown, number][] = [

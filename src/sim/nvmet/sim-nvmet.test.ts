@@ -12,10 +12,10 @@ import { type SimServer, startSimServer } from '../server.ts';
 import { call, SimClient, waitUntil } from '../../../test/support/sim-client.ts';
 import { ConfigfsStandIn } from './configfs-stand-in.ts';
 import { NvmetDataPlane } from './nvmet-data-plane.ts';
+import { GiB } from '../../shared/units.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
 const HOST = 'nqn.2014-08.org.nvmexpress:uuid:44444444-4444-4444-8444-444444444444';
-const GiB = 1024 ** 3;
 
 let fs: ConfigfsStandIn;
 let dataDir: string;

@@ -35,11 +35,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { AgentStack, agentLogLines, GiB, Sampler, startAgentStack } from './agent.ts';
+import { AgentStack, agentLogLines, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunk, writeChunks } from './io.ts';
 import { check, checkEqual, observe, readSys, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
 import { controllers, headByUuid, ioErrorsSince, kernelLog, pathViews } from './nvme.ts';
 import type { AttachmentView, NvmeofConnectionData } from './rest.ts';
+import { GiB } from '../../../src/shared/units.ts';
 
 type Portal = [string, number, string];
 

@@ -11,9 +11,9 @@ import { check, checkEqual, list, observe, readSys, sh, step, waitFor } from './
 import { controllers, nvmeDisks } from './nvme.ts';
 import type { AttachmentView, Connector, NvmeofConnectionData } from './rest.ts';
 import { PortalisProcess, repoRoot, startStack, type Stack } from './stack.ts';
+import { GiB } from '../../../src/shared/units.ts';
 
 export const NVMET = '/sys/kernel/config/nvmet';
-export const GiB = 1024 ** 3;
 
 /**
  * The agent's settings for the scenarios: a re-check pass (self-healing, health refresh) every

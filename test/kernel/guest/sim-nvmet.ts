@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { check, checkEqual, list, observe, readSys, scenario, sh, step, waitFor } from './lib.ts';
-import { BackgroundWriter, MiB, verifyChunks, writeChunk, writeChunks } from './io.ts';
+import { BackgroundWriter, verifyChunks, writeChunk, writeChunks } from './io.ts';
 import {
   controllers,
   headByUuid,
@@ -36,9 +36,9 @@ import {
 } from './nvme.ts';
 import type { Connector } from './rest.ts';
 import { startStack, type Stack } from './stack.ts';
+import { GiB, MiB } from '../../../src/shared/units.ts';
 
 const NVMET = '/sys/kernel/config/nvmet';
-const GiB = 1024 * MiB;
 
 interface SimNode {
   index: number;
