@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { lifecycleClient, resetFaults, simFaults, simSnapshot, simVolume } from '../support/lifecycle.ts';
-import { startTarget, type Target } from '../support/target.ts';
-import { SimClient } from '../support/sim-client.ts';
+import {
+  type LifecycleClient,
+  startSuite,
+  resetFaults,
+  simFaults,
+  simSnapshot,
+  simVolume,
+} from '../support/lifecycle.ts';
+import { type Target } from '../support/target.ts';
+import type { SimClient } from '../support/sim-client.ts';
 import { GiB } from '../../src/shared/units.ts';
 
 /**
@@ -19,13 +26,8 @@ import { GiB } from '../../src/shared/units.ts';
 describe('volume lifecycle under backend faults', () => {
   let t: Target;
   let sim: SimClient;
-  let api: ReturnType<typeof lifecycleClient>;
-
-  before(async () => {
-    t = await startTarget();
-    sim = new SimClient(t.simUrl, { jwt: t.simJwt });
-    api = lifecycleClient(t);
-  });
+  let api: LifecycleClient;
+  before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
   afterEach(async () => resetFaults(t));
 

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { lifecycleClient } from '../support/lifecycle.ts';
-import { connector, DM, NATIVE, startTarget, type Target } from '../support/target.ts';
-import { SimClient } from '../support/sim-client.ts';
+import { type LifecycleClient, startSuite } from '../support/lifecycle.ts';
+import { connector, DM, NATIVE, type Target } from '../support/target.ts';
+import type { SimClient } from '../support/sim-client.ts';
 
 /**
  * A host attached while a replica's node is down still gets that node's portal (last), so that
@@ -13,12 +13,8 @@ import { SimClient } from '../support/sim-client.ts';
 describe('attach while a replica node is down', () => {
   let t: Target;
   let sim: SimClient;
-  let api: ReturnType<typeof lifecycleClient>;
-  before(async () => {
-    t = await startTarget();
-    sim = new SimClient(t.simUrl, { jwt: t.simJwt });
-    api = lifecycleClient(t);
-  });
+  let api: LifecycleClient;
+  before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
 
   it('lists every replica node, the down one last; single gets a working portal; all down is 503 no_path', async () => {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { type Target } from './target.ts';
+import { type Target, type TargetOptions, startTarget } from './target.ts';
 import { type SimObject, SimClient } from './sim-client.ts';
 import { GiB } from '../../src/shared/units.ts';
 
@@ -82,4 +82,17 @@ export function lifecycleClient(t: Target) {
     attachments: async (volumeId: string) =>
       (await t.http.get('/v1/attachments').query({ volume_id: volumeId }).set(auth())).body.attachments as any[],
   };
+}
+
+export type LifecycleClient = ReturnType<typeof lifecycleClient>;
+
+/**
+ * What most service tests start with: the target (service and simulator), a client of its
+ * simulator and the orchestrator calls. The caller closes `t`.
+ */
+export async function startSuite(
+  opts: TargetOptions = {},
+): Promise<{ t: Target; sim: SimClient; api: LifecycleClient }> {
+  const t = await startTarget(opts);
+  return { t, sim: view(t), api: lifecycleClient(t) };
 }

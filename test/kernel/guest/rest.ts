@@ -4,6 +4,7 @@
  * than the expected one throws with the method, path, status and answer, so that a failing
  * scenario says what the service or simulator answered.
  */
+import type { PathStatus } from '../../../src/driver/model.ts';
 
 export interface Answer {
   status: number;
@@ -83,14 +84,8 @@ export interface NvmeofConnectionData {
   [key: string]: unknown;
 }
 
-export interface PathReport {
-  controller: string | null;
-  address: string;
-  port: number;
-  transport: string;
-  state: string;
-  ana_state: string | null;
-}
+/** One path of an agent report, as the service answers it. */
+export type PathReport = PathStatus;
 
 export interface AgentReportView {
   state: string;
