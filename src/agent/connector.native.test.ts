@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { AlreadyForm, FakeNvmeCliVersion } from './host/fake/nvme-cli.ts';
+import type { AlreadyForm, FakeNvmeCliVersion } from './host/testing/nvme-cli.ts';
 import { ADDRS, NQN, NQN_B, VOL, VOL2, drive, nativeData, portals, scenario } from './testing/scenario.ts';
 
 const isConnect = (addr: string) => (cmd: string, args: readonly string[]) =>

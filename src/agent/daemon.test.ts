@@ -4,7 +4,7 @@ import type { ManualClock } from '../shared/clock.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Connector } from './connector.ts';
 import { AgentDaemon } from './daemon.ts';
-import type { FakeHost } from './host/fake.ts';
+import type { FakeHost } from './host/testing/fake-host.ts';
 import type { RunResult } from './host/port.ts';
 import { FakeService } from './testing/fake-service.ts';
 import { NQN, VOL, VOL2, nativeData, scenario } from './testing/scenario.ts';

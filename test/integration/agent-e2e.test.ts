@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { connectorProperties } from '../../src/agent/connector-properties.ts';
 import { Connector } from '../../src/agent/connector.ts';
 import { AgentDaemon } from '../../src/agent/daemon.ts';
-import { FakeHost } from '../../src/agent/host/fake.ts';
+import { FakeHost } from '../../src/agent/host/testing/fake-host.ts';
 import { HttpServiceClient } from '../../src/agent/service-client.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { poll } from '../../src/shared/poll.ts';

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import type { SimNodeEndpoint } from '../data-plane.ts';
-import { ConfigfsStandIn, type StandInOptions } from './configfs-stand-in.ts';
+import { ConfigfsStandIn, type StandInOptions } from './testing/configfs-stand-in.ts';
 import { NvmetDataPlane, type NvmetDataPlaneOptions } from './nvmet-data-plane.ts';
 import { MiB } from '../../shared/units.ts';
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type SimServer, startSimServer } from '../server.ts';
 import { call, SimClient, waitUntil } from '../../../test/support/sim-client.ts';
-import { ConfigfsStandIn } from './configfs-stand-in.ts';
+import { ConfigfsStandIn } from './testing/configfs-stand-in.ts';
 import { NvmetDataPlane } from './nvmet-data-plane.ts';
 import { GiB } from '../../shared/units.ts';
 
