@@ -75,7 +75,8 @@ describe('native multipath connect', () => {
     ['2', 'stdout'], // … on stdout
   ];
   for (const [version, form] of forms) {
-    it(`treats "already connected" (nvme-cli ${version}, ${form ?? 'default form'}) as success once sysfs shows the controller`, async () => {
+    const name = `treats "already connected" (nvme-cli ${version}, ${form ?? 'default form'}) as success`;
+    it(`${name} once sysfs shows the controller`, async () => {
       const s = scenario({ nvmeCli: version, alreadyForm: form });
       s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
       // Someone else (udev autoconnect) connects portal 2 between our sysfs read and our connect.

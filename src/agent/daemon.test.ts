@@ -249,7 +249,7 @@ describe('agent daemon', () => {
     host.expirePortal('10.0.0.3');
     await elapse(clock, 31_000, 500);
     assert.equal(service.last('a1')?.health, 'degraded');
-    assert.equal(service.last('a1')?.paths[2]!.state, 'missing');
+    assert.equal(service.last('a1')!.paths[2]!.state, 'missing');
 
     host.fabric.portal('10.0.0.3').up = true;
     await elapse(clock, 31_000, 500);

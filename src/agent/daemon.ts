@@ -186,7 +186,7 @@ export class AgentDaemon {
   /** One reconcile per attachment at a time; a request during a run schedules one more run. */
   reconcile(id: string): Promise<void> {
     const current = this.running.get(id);
-    if (current) {
+    if (current !== undefined) {
       this.again.add(id);
       return current;
     }

@@ -66,7 +66,8 @@ function needsConnect(s: PortalState): boolean {
  * `first`: nothing if any portal has a controller, else one portal after the other until one
  * connects (single). Live and connecting controllers are left to the kernel (CEPH's rule):
  * reconnecting is its job while ctrl-loss-tmo runs. A failed portal is only recorded; the next
- * pass tries it again, so a volume is never left single-path for good (the Lightbits Proxmox plugin, pve-lightbits, retries missing endpoints the same way).
+ * pass tries it again, so a volume is never left single-path for good (the Lightbits Proxmox
+ * plugin, pve-lightbits, retries missing endpoints the same way).
  */
 export async function connectPortals(
   ctx: AgentContext,

@@ -9,7 +9,7 @@
  * The first list call sends no `since` and `wait=0`: "answer now". The token travels only in
  * the Authorization header and is never part of an error message or log line.
  */
-import axios, { type AxiosInstance } from 'axios';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import type { ConnectionInfo, Connector } from '../driver/model.ts';
 import type { Health, PathReport } from './health.ts';
 
@@ -85,7 +85,7 @@ export class HttpServiceClient implements ServiceClient {
     body?: unknown,
     extra: { timeout?: number; signal?: AbortSignal } = {},
   ): Promise<T> {
-    let res;
+    let res: AxiosResponse<unknown>;
     try {
       res = await this.http.request({ method, url: path, data: body, timeout: extra.timeout, signal: extra.signal });
     } catch (e) {

@@ -9,7 +9,7 @@ import {
   simSnapshot,
   simVolume,
 } from '../support/lifecycle.ts';
-import { type Target } from '../support/target.ts';
+import type { Target } from '../support/target.ts';
 import type { SimClient } from '../support/sim-client.ts';
 import { GiB } from '../../src/shared/units.ts';
 

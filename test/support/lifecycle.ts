@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { type Target, type TargetOptions, startTarget } from './target.ts';
 import { type SimObject, SimClient } from './sim-client.ts';
-import { GiB } from '../../src/shared/units.ts';
 
 export type { SimObject };
 

@@ -36,7 +36,7 @@ export async function call(
     throw new Error(`${method} ${base}${path}: no answer (${(err as Error).message})`, { cause: err });
   }
   const text = await res.text();
-  let parsed: unknown = undefined;
+  let parsed: unknown;
   try {
     parsed = text ? JSON.parse(text) : undefined;
   } catch {

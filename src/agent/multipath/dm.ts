@@ -189,7 +189,8 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
       );
     throw new AgentError(
       'dm_map_missing',
-      `multipathd did not assemble a map for ${mapWwid(spec)} over ${now.devices.map((d) => d.name).join(', ')} (find_multipaths strict and the WWID not in the wwids file?)`,
+      `multipathd did not assemble a map for ${mapWwid(spec)} over ${now.devices.map((d) => d.name).join(', ')} ` +
+        '(find_multipaths strict and the WWID not in the wwids file?)',
       { details: { paths: now.paths } },
     );
   }

@@ -151,7 +151,8 @@ export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn:
     if (lookup.conflicts.length) {
       throw new AgentError(
         'wrong_volume',
-        `subsystem ${target.nqn} shows ${lookup.conflicts.map((c) => `${c.name} (uuid ${c.uuid})`).join(', ')} where volume ${target.uuid} was expected`,
+        `subsystem ${target.nqn} shows ${lookup.conflicts.map((c) => `${c.name} (uuid ${c.uuid})`).join(', ')} ` +
+          `where volume ${target.uuid} was expected`,
         {
           details: { paths: now.paths },
         },

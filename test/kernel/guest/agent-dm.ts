@@ -16,7 +16,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { AgentStack, agentLogLines, Sampler, startAgentStack } from './agent.ts';
+import { type AgentStack, agentLogLines, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunks } from './io.ts';
 import { check, checkEqual, list, observe, readSys, scenarioGroup, step, waitFor, type Part } from './lib.ts';
 import { mapPaths, showMaps, startMultipathd, stopMultipathd } from './multipathd.ts';
@@ -185,7 +185,7 @@ async function agentDm({ s }: DmStack): Promise<void> {
       }),
       20,
     );
-    let a;
+    let a: Awaited<ReturnType<typeof s.detach>>;
     try {
       a = await s.detach(volumeId, attachmentId);
     } finally {

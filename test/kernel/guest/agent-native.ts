@@ -35,7 +35,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { AgentStack, agentLogLines, Sampler, startAgentStack } from './agent.ts';
+import { type AgentStack, agentLogLines, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunk, writeChunks } from './io.ts';
 import { check, checkEqual, observe, readSys, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
 import { controllers, headByUuid, ioErrorsSince, kernelLog, pathViews } from './nvme.ts';

@@ -11,7 +11,6 @@ import { check, checkEqual, list, observe, readSys, sh, step, waitFor } from './
 import { controllers, nvmeDisks } from './nvme.ts';
 import type { AttachmentView, Connector, NvmeofConnectionData } from './rest.ts';
 import { PortalisProcess, repoRoot, startStack, type Stack } from './stack.ts';
-import { GiB } from '../../../src/shared/units.ts';
 
 export const NVMET = '/sys/kernel/config/nvmet';
 

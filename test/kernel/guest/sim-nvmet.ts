@@ -36,7 +36,7 @@ import {
 } from './nvme.ts';
 import type { Connector } from './rest.ts';
 import { startStack, type Stack } from './stack.ts';
-import { GiB, MiB } from '../../../src/shared/units.ts';
+import { GiB } from '../../../src/shared/units.ts';
 
 const NVMET = '/sys/kernel/config/nvmet';
 

@@ -78,6 +78,7 @@ export async function ensurePackages(log: Log): Promise<void> {
     }
     throw new CannotRun('no apt-get and no qemu-system-x86_64');
   }
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own ${field} format, not a template
   const q = await run('dpkg-query', ['-W', '-f', '${Package} ${db:Status-Status}\n', ...HOST_PACKAGES]);
   const installed = new Set(
     q.stdout

@@ -261,11 +261,11 @@ export class FakeHost implements HostPort {
     const lines = [`22 1 0:21 / / rw,relatime shared:1 - overlay overlay rw`];
     // mountinfo escapes space, tab, newline and backslash as octal (\040 …).
     const esc = (v: string) => v.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
-    this.mounts.forEach((m, i) =>
+    for (const [i, m] of this.mounts.entries()) {
       lines.push(
         `${40 + i} 22 ${m.majMin} / ${esc(m.target)} rw,relatime shared:${10 + i} - ${m.fstype} ${esc(m.source)} rw`,
-      ),
-    );
+      );
+    }
     this.fs.writeFile(`/proc/${SELF_PID}/mountinfo`, lines.join('\n') + '\n');
   }
 

@@ -113,7 +113,7 @@ export function fakeNvme(
       v === '1'
         ? 'Failed to write to /dev/nvme-fabrics: Connection refused\n'
         : 'could not add new controller: failed to write to nvme-fabrics device\n';
-    if (!portal || !portal.up || !target || !target.portals.has(portal.key)) return fail(refused);
+    if (!portal?.up || !target?.portals.has(portal.key)) return fail(refused);
     if (target.allowedHosts.size && !target.allowedHosts.has(hostNqn)) {
       return fail(
         v === '1'
