@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { identify } from './identity.ts';
+import { identify, isMatch, isOtherVolume, MATCH_TIERS, wantOf } from './identity.ts';
+import { usedThrough } from './sysfs.ts';
 
 const VOL = '4c5e2f3a-1b2c-4d5e-8f90-a1b2c3d4e5f6';
 
@@ -58,5 +59,35 @@ describe('identify', () => {
       ),
       'conflict',
     );
+  });
+});
+
+describe('the identity tiers', () => {
+  const want = wantOf({ uuid: VOL, nsid: '7' });
+  const other = { uuid: '11111111-1111-1111-1111-111111111111', nguid: null, wwid: null };
+  it('a match at any tier is the volume; conflict and none are not', () => {
+    assert.deepEqual([...MATCH_TIERS], ['uuid', 'nguid', 'nsid']);
+    assert.deepEqual((['uuid', 'nguid', 'nsid', 'conflict', 'none'] as const).map(isMatch), [
+      true,
+      true,
+      true,
+      false,
+      false,
+    ]);
+  });
+  it('another volume counts only at the volume NSID, or at any NSID when none is named', () => {
+    assert.equal(isOtherVolume({ ...other, nsid: '7' }, want), true);
+    assert.equal(isOtherVolume({ ...other, nsid: '8' }, want), false);
+    assert.equal(isOtherVolume({ ...other, nsid: '8' }, wantOf({ uuid: VOL })), true);
+    assert.equal(isOtherVolume({ uuid: VOL, nguid: null, nsid: '7', wwid: null }, want), false);
+  });
+});
+
+describe('usedThrough', () => {
+  it('maps a hidden per-path device to its head and leaves other names alone', () => {
+    assert.equal(usedThrough('nvme0c2n1'), 'nvme0n1');
+    assert.equal(usedThrough('nvme12c3n10'), 'nvme12n10');
+    assert.equal(usedThrough('nvme1n1'), 'nvme1n1');
+    assert.equal(usedThrough('dm-0'), 'dm-0');
   });
 });
