@@ -64,7 +64,7 @@ function needsConnect(s: PortalState): boolean {
 /**
  * Connects the portals that have no controller. `all`: every one, in parallel (native, DM);
  * `first`: nothing if any portal has a controller, else one portal after the other until one
- * connects (single). Live and connecting controllers are left to the kernel (CEPH's rule):
+ * connects (single). Live and connecting controllers are left to the kernel (ceph-csi's NVMe-oF initiator skips them too):
  * reconnecting is its job while ctrl-loss-tmo runs. A failed portal is only recorded; the next
  * pass tries it again, so a volume is never left single-path for good (the Lightbits Proxmox
  * plugin, pve-lightbits, retries missing endpoints the same way).

@@ -26,7 +26,7 @@ export interface FakeKernelOptions {
   headDeviceLink: boolean;
   /** true: namespace block dirs carry their own `subsysnqn` file (as some older kernels did). */
   nsSubsysnqn: boolean;
-  /** false: controllers have no `hostnqn` attribute (OSB: "not present in all OSs"). */
+  /** false: controllers have no `hostnqn` attribute (os-brick nvmeof.py: "not present in all OSs"). */
   ctrlHostnqn: boolean;
   /** true: pre-2019 per-path names use the target's cntlid, not the controller instance. */
   perPathCntlid: boolean;
