@@ -8,6 +8,7 @@ import type { FakeHost } from './host/testing/fake-host.ts';
 import type { RunResult } from './host/port.ts';
 import { FakeService } from './testing/fake-service.ts';
 import { NQN, VOL, VOL2, nativeData, scenario } from './testing/scenario.ts';
+import { GiB } from '../shared/units.ts';
 
 /** Lets the clock run for `ms`, in steps, letting every non-waiting task finish in between. */
 async function elapse(clock: ManualClock, ms: number, step = 100): Promise<void> {
@@ -79,7 +80,7 @@ describe('agent daemon', () => {
     assert.equal(r.state, 'connected');
     assert.equal(r.device_path, '/dev/nvme0n1');
     assert.equal(r.health, 'optimal');
-    assert.equal(r.size_bytes, 2 ** 30);
+    assert.equal(r.size_bytes, GiB);
     assert.deepEqual(r.paths[0], {
       controller: 'nvme0',
       address: '10.0.0.1',
@@ -107,12 +108,12 @@ describe('agent daemon', () => {
 
   it('rescans an attached device when the service lists a larger volume (online extend)', async () => {
     const s = scenario();
-    const ns = s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 2 ** 30 });
+    const ns = s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: GiB });
     const service = new FakeService(s.clock);
     service.put('a1', nativeData(), 'connected', false, 1);
     const d = start(s.host, s.clock, service);
     await elapse(s.clock, 2_000);
-    assert.equal(service.last('a1')?.size_bytes, 2 ** 30);
+    assert.equal(service.last('a1')?.size_bytes, GiB);
     assert.equal(s.host.calls('nvme ns-rescan').length, 0);
     ns.sizeBytes = 2 ** 31; // grown on the target; no AEN reaches the host
     service.put('a1', nativeData(), 'connected', false, 2);

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { MemoryDataPlane } from './memory-data-plane.ts';
 import { type SimServer, startSimServer } from './server.ts';
-import { availableVolume, call, SimClient, waitUntil } from '../../test/support/sim-client.ts';
+import { availableVolume, call, SimClient, startTestSim, waitUntil } from '../../test/support/sim-client.ts';
+import { GiB } from '../shared/units.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
 const HOST = 'nqn.2014-08.org.nvmexpress:uuid:33333333-3333-4333-8333-333333333333';
@@ -22,11 +23,7 @@ async function stateOf(uuid: string) {
   return (await admin.state()).volumes.find((v: any) => v.uuid === uuid);
 }
 
-before(async () => {
-  dp = new MemoryDataPlane();
-  sim = await startSimServer({ port: 0, dataPlane: dp });
-  admin = new SimClient(sim.url);
-});
+before(async () => ({ sim, dp, admin } = await startTestSim()));
 after(() => sim.close());
 beforeEach(() => admin.reset());
 
@@ -111,7 +108,7 @@ describe('data plane', () => {
     await sim.cluster.settled();
     const ns = dp.namespaces.get(uuid)!;
     assert.equal(ns.nsid, vol.nsid);
-    assert.equal(ns.sizeBytes, 1024 ** 3);
+    assert.equal(ns.sizeBytes, GiB);
     assert.deepEqual(ns.ana, (await stateOf(uuid)).ana);
     assert.deepEqual(dp.allowedHosts, [HOST]);
 

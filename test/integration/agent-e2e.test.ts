@@ -13,6 +13,7 @@ import { poll } from '../../src/shared/poll.ts';
 import { FabricDataPlane } from '../support/fabric-data-plane.ts';
 import { startTarget, type Target } from '../support/target.ts';
 import { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 /**
  * The whole chain without a kernel: orchestrator API → service → simulator, whose data plane is
@@ -91,7 +92,7 @@ describe('service, simulator and agent together', () => {
     );
     assert.equal(connected.agent.paths.length, 3);
     assert.match(connected.agent.device_path, /^\/dev\/nvme\d+n\d+$/);
-    assert.equal(connected.agent.size_bytes, 2 ** 30);
+    assert.equal(connected.agent.size_bytes, GiB);
     assert.equal(host.controllers().length, 3);
 
     // The optimized node fails: one path down, the volume still served by the others.

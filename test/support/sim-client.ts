@@ -5,6 +5,8 @@
  * all use this client.
  */
 import { poll } from '../../src/shared/poll.ts';
+import { MemoryDataPlane } from '../../src/sim/memory-data-plane.ts';
+import { type SimServer, startSimServer } from '../../src/sim/server.ts';
 
 export interface JsonAnswer {
   status: number;
@@ -179,4 +181,11 @@ export class SimClient {
   async deleteVolume(uuid: string): Promise<any> {
     return (await this.expect([200], 'DELETE', `${this.volumes}/${uuid}`)).body;
   }
+}
+
+/** A simulator on an ephemeral port over an in-memory data plane, and a client of it; the caller closes `sim`. */
+export async function startTestSim(): Promise<{ sim: SimServer; dp: MemoryDataPlane; admin: SimClient }> {
+  const dp = new MemoryDataPlane();
+  const sim = await startSimServer({ port: 0, dataPlane: dp });
+  return { sim, dp, admin: new SimClient(sim.url) };
 }
