@@ -153,7 +153,8 @@ describe('os-brick reads the connection info (Debian python3-os-brick, NVMeOFCon
       datas.push(data);
     }
     const parsed = await parse(datas);
-    Object.entries(hosts).forEach(([label, c], i) => assertOneTarget(parsed[i]!, datas[i]!, vol, c.nqn, label));
+    for (const [i, [label, c]] of Object.entries(hosts).entries())
+      assertOneTarget(parsed[i]!, datas[i]!, vol, c.nqn, label);
   });
 
   it('a one-replica volume: one portal, read the same way', async () => {

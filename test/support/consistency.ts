@@ -1,4 +1,4 @@
-import { type Target } from './target.ts';
+import type { Target } from './target.ts';
 import { SimClient } from './sim-client.ts';
 
 /** Attachment statuses under which the host may still be in the backend ACL. */
