@@ -12,8 +12,9 @@ import { agentHandlers } from './handlers/agent.ts';
 import { dashboardHandlers } from './handlers/dashboard.ts';
 import type { ServiceMetrics } from './metrics.ts';
 import { attachmentHandlers } from './handlers/attachments.ts';
+import { capabilityHandlers } from './handlers/capabilities.ts';
 import { hostHandlers } from './handlers/hosts.ts';
-import { lifecycleHandlers } from './handlers/lifecycle.ts';
+import { snapshotHandlers } from './handlers/snapshots.ts';
 import type { HandlerResult } from './handlers/types.ts';
 import { volumeHandlers } from './handlers/volumes.ts';
 import { loadSpec } from './spec.ts';
@@ -66,7 +67,8 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     ...attachmentHandlers(opts.deps),
     ...hostHandlers(opts.deps),
     ...agentHandlers(opts.deps),
-    ...lifecycleHandlers(opts.deps),
+    ...snapshotHandlers(opts.deps),
+    ...capabilityHandlers(opts.deps),
     ...dashboardHandlers(opts.metrics),
     getHealthz: async () => ({ status: 200, body: { status: 'ok' } }),
     getOpenApi: async () => ({ status: 200, body: spec }),

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { MemoryDataPlane } from './memory-data-plane.ts';
 import { type SimServer, startSimServer } from './server.ts';
-import { availableVolume, call, SimAdmin } from './testing.ts';
+import { availableVolume, call, SimClient } from '../../test/support/sim-client.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
 
 let sim: SimServer;
-let admin: SimAdmin;
+let admin: SimClient;
 let dp: MemoryDataPlane;
 const api = (method: string, path: string, body?: unknown) => call(sim.url, method, path, body);
 
@@ -21,7 +21,7 @@ async function create(name: string, replicaCount: number): Promise<string> {
 before(async () => {
   dp = new MemoryDataPlane();
   sim = await startSimServer({ port: 0, dataPlane: dp });
-  admin = new SimAdmin(sim.url);
+  admin = new SimClient(sim.url);
 });
 after(() => sim.close());
 beforeEach(async () => {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { lifecycleClient } from '../support/lifecycle.ts';
-import { connector, DM, NATIVE, OSBRICK_NO_NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { type LifecycleClient, startSuite } from '../support/lifecycle.ts';
+import { connector, DM, NATIVE, OSBRICK_NO_NATIVE, type Target } from '../support/target.ts';
+import type { SimClient } from '../support/sim-client.ts';
 
 /**
  * The orchestrator's view of initialize/terminate_connection, through the real app, a real
@@ -11,14 +12,9 @@ import { connector, DM, NATIVE, OSBRICK_NO_NATIVE, SimView, startTarget, type Ta
  */
 describe('initialize_connection / terminate_connection', () => {
   let t: Target;
-  let sim: SimView;
-  let api: ReturnType<typeof lifecycleClient>;
-
-  before(async () => {
-    t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
-    api = lifecycleClient(t);
-  });
+  let sim: SimClient;
+  let api: LifecycleClient;
+  before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
 
   async function createVolume(body: Record<string, unknown> = {}) {
