@@ -42,7 +42,7 @@ describe('faults', () => {
     assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 200);
     assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 500);
     assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 200);
-    assert.equal((await admin.faults({ failNext: { count: 1, skip: -1 } })).status, 400);
+    assert.equal((await admin.request('PUT', '/sim/v1/faults', { failNext: { count: 1, skip: -1 } })).status, 400);
   });
 
   test('errorRate is deterministic for a seed and uses errorStatus', async () => {

@@ -162,6 +162,35 @@ describe('initialize_connection / terminate_connection', () => {
     assert.equal(r.body.error.code, 'volume_in_use');
   });
 
+  it('a volume without multiattach takes the same instance on a second host (live migration), no other', async () => {
+    const vol = await createVolume();
+    const source = connector(NATIVE);
+    const destination = connector(NATIVE);
+    const instance = randomUUID();
+    const a1 = await api.init(vol.id, source, { instance_uuid: instance });
+    assert.equal(a1.status, 200, JSON.stringify(a1.body));
+    const refused = await api.init(vol.id, destination, { instance_uuid: randomUUID() });
+    assert.equal(refused.status, 409, 'another instance is refused');
+    assert.equal(refused.body.error.code, 'volume_in_use');
+    assert.equal((await api.init(vol.id, destination)).status, 409, 'no instance at all is refused');
+
+    const a2 = await api.init(vol.id, destination, { instance_uuid: instance.toUpperCase() });
+    assert.equal(a2.status, 200, JSON.stringify(a2.body));
+    assert.notEqual(a2.body.attachment_id, a1.body.attachment_id);
+    assert.deepEqual(
+      (await sim.acl(vol.backend_uuid)).sort(),
+      [source.nqn as string, destination.nqn as string].sort(),
+    );
+
+    // The migration ends: the source host detaches, the destination keeps its access.
+    const done = await api.term(vol.id, { connector: source });
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.deepEqual(done.body.detached, [a1.body.attachment_id]);
+    assert.deepEqual(await sim.acl(vol.backend_uuid), [destination.nqn]);
+    const refusedAfter = await api.init(vol.id, source, { instance_uuid: randomUUID() });
+    assert.equal(refusedAfter.status, 409, 'still one instance only');
+  });
+
   it("terminate revokes only the host's last live attachment of the volume", async () => {
     const vol = await createVolume({ multiattach: true });
     const conn = connector(NATIVE);

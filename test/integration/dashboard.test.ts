@@ -110,7 +110,7 @@ describe('dashboard', () => {
     for (const [id, state, symbol] of expected) {
       await cell(id).waitFor({ state: 'visible', timeout: 20_000 });
       assert.equal(await cell(id).getAttribute('data-health'), state, `${state} cell`);
-      assert.equal((await cell(id).textContent()).trim(), symbol, `${state} has its own symbol, not only a colour`);
+      assert.equal((await cell(id).innerText()).trim(), symbol, `${state} has its own symbol, not only a colour`);
     }
     const colours = new Set<string>();
     for (const [id] of expected)
@@ -126,16 +126,16 @@ describe('dashboard', () => {
       'degraded',
     );
     for (const s of ['optimal', 'degraded', 'failed', 'unknown', 'pending'])
-      assert.match(await page.locator(`#summary [data-state="${s}"]`).textContent(), new RegExp(`1 ${s}`));
+      assert.match(await page.locator(`#summary [data-state="${s}"]`).innerText(), new RegExp(`1 ${s}`));
     assert.equal(await page.locator('#hosts [data-host]').count(), 2);
     // Roll-ups at the top: volumes by their worst cell (the 4 volumes), hosts by theirs.
-    const vr = await page.locator('[data-rollup=volumes]').textContent();
+    const vr = await page.locator('[data-rollup=volumes]').innerText();
     for (const s of ['1 failed', '1 unknown', '1 degraded', '1 pending']) assert.match(vr, new RegExp(s));
     assert.doesNotMatch(vr, /optimal/, 'no volume is wholly optimal');
-    const hr = await page.locator('[data-rollup=hosts]').textContent();
+    const hr = await page.locator('[data-rollup=hosts]').innerText();
     assert.match(hr, /1 failed/);
     assert.match(hr, /1 unknown/);
-    assert.doesNotMatch(await page.locator('#rollups').textContent(), /null|undefined/);
+    assert.doesNotMatch(await page.locator('#rollups').innerText(), /null|undefined/);
 
     // The token: in sessionStorage, never in the URL or localStorage.
     assert.equal(await page.evaluate(() => sessionStorage.getItem('portalis.adminToken')), t.token);
@@ -153,8 +153,8 @@ describe('dashboard', () => {
     assert.deepEqual(first, ['nvme0', '127.0.0.1', '4420', 'tcp', 'live', 'optimized']);
     const third = await rows.nth(2).locator('td').allInnerTexts();
     assert.deepEqual(third, ['–', '127.0.0.1', '4422', 'tcp', 'missing', '–']);
-    assert.match(await detail.textContent(), /\/dev\/nvme0n1/);
-    assert.match(await detail.textContent(), /report age/);
+    assert.match(await detail.innerText(), /\/dev\/nvme0n1/);
+    assert.match(await detail.innerText(), /report age/);
     const history = await detail.locator('[data-role=events] tbody tr').allInnerTexts();
     assert.equal(history.length, 2);
     assert.match(history[0]!, /connected \/ optimal\s+connected \/ degraded\s+2\/3/);
@@ -163,7 +163,7 @@ describe('dashboard', () => {
     // The failed one shows the agent's error.
     await cell(failed.attachmentId).locator('button').click();
     await page.locator(`#detail[data-attachment="${failed.attachmentId}"]`).waitFor({ timeout: 10_000 });
-    assert.match(await page.locator('#detail').textContent(), /connect_failed: no portal answered/);
+    assert.match(await page.locator('#detail').innerText(), /connect_failed: no portal answered/);
     await page.click('#close');
 
     // A change of health shows up without a reload.
@@ -236,7 +236,7 @@ describe('dashboard', () => {
       timeout: 20_000,
     });
     assert.equal(await page.locator('#grid tbody tr').count(), 100, 'one page of 100 volumes');
-    assert.match(await page.locator('#range').textContent(), /volumes 1–100 of 30\d/);
+    assert.match(await page.locator('#range').innerText(), /volumes 1–100 of 30\d/);
     const wrap = page.locator('.grid-wrap');
     await wrap.evaluate((e) => e.scrollTo(4000, 1500));
     const box = await wrap.boundingBox();
