@@ -304,6 +304,7 @@ export class Connector {
     data: ConnectionData,
     stale: PortalSpec[],
     otherAttachments: ConnectionData[],
+    opts: { deadOnly?: boolean } = {},
   ): Promise<{ disconnected: string[]; kept: { controller: string; reason: string }[]; pending: boolean }> {
     const spec = toAttachSpec(data);
     return this.locks.runAll(this.keys(spec), async () => {
@@ -332,6 +333,7 @@ export class Connector {
           if (!gone.some((p) => servesPortal(c, p, hostNqn))) continue;
           // A controller that also matches a current portal is a current path, whatever it was.
           if (current.some((p) => servesPortal(c, p, hostNqn))) continue;
+          if (opts.deadOnly && c.state === 'live') continue;
           const reason = await this.keepReason(c, t, others, hostNqn, true);
           if (reason) {
             out.kept.push({ controller: c.name, reason });

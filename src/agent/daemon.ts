@@ -244,6 +244,17 @@ export class AgentDaemon {
       const before = await c.getPaths(data);
       fresh = !before.devicePath;
       if (fresh) this.report(id, stateReport('connecting'));
+      // A stale portal whose controller is no longer live (its node was readdressed: the old
+      // port is gone) carries no I/O, and it blocks the new one: nvmet gives the new controller
+      // the cntlid the old one had, and the host refuses a duplicate cntlid in one subsystem
+      // (EINVAL; Linux drivers/nvme/host/core.c, nvme_validate_cntlid). It goes first, while the
+      // volume has another live path.
+      const tracked = this.tracked.get(id);
+      if (!fresh && tracked && tracked.data === data && tracked.stale.length) {
+        const dead = await c.prunePortals(data, tracked.stale, this.othersThan(id), { deadOnly: true });
+        if (dead.disconnected.length)
+          this.log.info({ attachment: id, ...dead }, 'dead stale controllers removed first');
+      }
       let r: PathsResult = await c.connect(data);
       if (fresh) this.observer?.connect('ok', this.options.clock.now() - started);
       else {
@@ -262,10 +273,7 @@ export class AgentDaemon {
       // only what no other attachment of this host needs.
       const t = this.tracked.get(id);
       if (t && t.data === data && t.stale.length) {
-        const others = [...this.tracked.values()]
-          .filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data)
-          .map((o) => o.data!);
-        const pruned = await c.prunePortals(data, t.stale, others);
+        const pruned = await c.prunePortals(data, t.stale, this.othersThan(id));
         if (!pruned.pending) {
           this.log.info({ attachment: id, ...pruned }, 'portals that no longer serve the volume pruned');
           t.stale = [];
@@ -301,6 +309,13 @@ export class AgentDaemon {
         });
       }
     }
+  }
+
+  /** The connection data of every other attachment this host must keep connected. */
+  private othersThan(id: string): ConnectionData[] {
+    return [...this.tracked.values()]
+      .filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data)
+      .map((o) => o.data!);
   }
 
   private async ensureDisconnected(id: string, t: Tracked): Promise<void> {

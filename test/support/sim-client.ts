@@ -6,7 +6,7 @@
  */
 import { poll } from '../../src/shared/poll.ts';
 import { MemoryDataPlane } from '../../src/sim/memory-data-plane.ts';
-import { type SimServer, startSimServer } from '../../src/sim/server.ts';
+import type { SimServer } from '../../src/sim/server.ts';
 
 export interface JsonAnswer {
   status: number;
@@ -205,6 +205,9 @@ export class SimClient {
 
 /** A simulator on an ephemeral port over an in-memory data plane, and a client of it; the caller closes `sim`. */
 export async function startTestSim(): Promise<{ sim: SimServer; dp: MemoryDataPlane; admin: SimClient }> {
+  // Loaded on use: the kernel guest scripts bundle this client, and express's CommonJS
+  // dependencies (debug requires `tty`) cannot be initialised inside that ESM bundle.
+  const { startSimServer } = await import('../../src/sim/server.ts');
   const dp = new MemoryDataPlane();
   const sim = await startSimServer({ port: 0, dataPlane: dp });
   return { sim, dp, admin: new SimClient(sim.url) };
