@@ -102,4 +102,15 @@ describe('prunePortals: following a replica move', () => {
       ],
     );
   });
+
+  it("deadOnly: a readdressed node's dead controller goes (another path is live); a live stale one stays", async () => {
+    const s = liveScenario();
+    const old = nativeData({ portals: portals(A.slice(0, 3)) });
+    await drive(s.clock, s.connector.connect(old));
+    s.host.setPortalUp(A[1]!, false); // node 2's old address stops answering
+    const moved = nativeData({ portals: portals([A[0]!, A[3]!]) });
+    const r = await drive(s.clock, s.connector.prunePortals(moved, [spec(A[1]!), spec(A[2]!)], [], { deadOnly: true }));
+    assert.equal(r.disconnected.length, 1, 'only the connecting controller to the old address');
+    assert.equal(s.host.controllers().length, 2, 'the live stale controller to node 3 stays for now');
+  });
 });
