@@ -23,13 +23,11 @@ import {
 import { parseConnectionData } from './connection-data.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Connector, TeardownError } from './connector.ts';
-import { AgentDaemon } from './daemon.ts';
-import { AgentMetrics } from './metrics.ts';
 import { AgentError } from './errors.ts';
 import { toWire } from './health.ts';
 import { LinuxHost } from './host/linux.ts';
 import type { HostPort } from './host/port.ts';
-import { HttpServiceClient, type ServiceClient } from './service-client.ts';
+import type { ServiceClient } from './service-client.ts';
 
 export interface AgentIo {
   stdout: { write(s: string): unknown };
@@ -181,6 +179,13 @@ function detachJson(r: TeardownError['result']) {
 
 async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): Promise<number> {
   const s = loadDaemonSettings(env);
+  // Only the daemon needs axios and prom-client (~150 ms of imports): the one-shot subcommands
+  // (connector-properties, attach, detach) start without them.
+  const [{ AgentDaemon }, { AgentMetrics }, { HttpServiceClient }] = await Promise.all([
+    import('./daemon.ts'),
+    import('./metrics.ts'),
+    import('./service-client.ts'),
+  ]);
   const host = io.host ?? new LinuxHost(s.roots);
   const log = logger(io, env, 'info');
   const service = io.service ?? new HttpServiceClient({ url: s.url, token: s.token, ca: s.caPem });

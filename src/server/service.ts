@@ -7,9 +7,7 @@ import type { ServiceConfig } from '../config.ts';
 import { cacheOnSuccess, type DriverDeps } from '../driver/deps.ts';
 import type { StorageBackend } from '../driver/ports.ts';
 import type { Logger } from '../shared/logger.ts';
-import { startSimServer } from '../sim/server.ts';
 import { openDb, type Db } from '../store/db.ts';
-import { startEmbeddedPostgres } from '../store/embedded.ts';
 import { PgVolumeLocks } from '../store/locks.ts';
 import { PgStore } from '../store/pg-store.ts';
 import { PgHostChangeFeed } from '../store/change-feed.ts';
@@ -51,7 +49,10 @@ async function adminToken(config: ServiceConfig): Promise<{ token: string; sourc
 export async function composeDeps(config: ServiceConfig, log: Logger, stops: (() => Promise<void>)[]) {
   let databaseUrl = config.databaseUrl;
   let databaseDescription = 'DATABASE_URL';
+  // The embedded PostgreSQL and the in-process simulator are imported only when used: a service
+  // with DATABASE_URL and a real backend starts without loading either.
   if (!databaseUrl) {
+    const { startEmbeddedPostgres } = await import('../store/embedded.ts');
     const pg = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'postgres'), logger: log });
     stops.push(pg.stop);
     databaseUrl = pg.url;
@@ -68,6 +69,7 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
       endpoints = [config.simUrl];
       backendDescription = `simulator at ${config.simUrl}`;
     } else {
+      const { startSimServer } = await import('../sim/server.ts');
       const sim = await startSimServer({ host: '127.0.0.1', port: 0, nodes: 3, logger: log });
       stops.push(() => sim.close());
       endpoints = [sim.url];
