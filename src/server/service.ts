@@ -69,6 +69,7 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
       endpoints = [config.simUrl];
       backendDescription = `simulator at ${config.simUrl}`;
     } else {
+      // Loaded only here: a production start-up (lightos, or a simulator by URL) never loads it.
       const { startSimServer } = await import('../sim/server.ts');
       const sim = await startSimServer({ host: '127.0.0.1', port: 0, nodes: 3, logger: log });
       stops.push(() => sim.close());

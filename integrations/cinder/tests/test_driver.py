@@ -449,6 +449,26 @@ class ConnectionTest(PortalisDriverTestCase):
                                 other_host(brick_connector(), 'compute-2'))
         self.assertIn('volume_in_use', str(err))
 
+    def test_a_live_migration_attaches_the_same_instance_on_the_destination_first(self):
+        # Nova's live migration: a second attachment of the same instance, on the destination,
+        # made before the source's is deleted (Cinder allows it: LP 1694530).
+        vol = self._created()
+        source, destination = brick_connector(), other_host(brick_connector(), 'compute-2')
+        att = self._reserve(vol)
+        self.driver.initialize_connection(self._reload(vol), source)
+        self._attached(att, source)
+        moving = self._reserve(vol, instance=att.instance_uuid)
+        info = self.driver.initialize_connection(self._reload(vol), destination)
+        self._attached(moving, destination)
+        self.assertEqual('nvmeof', info['driver_volume_type'])
+        self.assertEqual(sorted([source['nqn'], destination['nqn']]), sorted(self._backend_acl(vol)))
+        self.assertEqual({att.instance_uuid},
+                         {a['instance_uuid'] for a in self._portalis_attachments(vol, status='attached')})
+
+        # The source's attachment goes: its host loses access, the destination keeps it.
+        self.assertFalse(self.driver.terminate_connection(self._reload(vol), source, force=False))
+        self.assertEqual([destination['nqn']], self._backend_acl(vol))
+
     def test_terminate_revokes_the_host_and_then_delete_works(self):
         vol = self._created()
         att = self._reserve(vol)

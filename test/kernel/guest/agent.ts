@@ -13,7 +13,6 @@ import type { AttachmentView, Connector, NvmeofConnectionData } from './rest.ts'
 import { PortalisProcess, repoRoot, startStack, type Stack } from './stack.ts';
 
 export const NVMET = '/sys/kernel/config/nvmet';
-export const GiB = 1024 ** 3;
 
 /**
  * The agent's settings for the scenarios: a re-check pass (self-healing, health refresh) every
