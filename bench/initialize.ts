@@ -6,6 +6,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LightosBackend } from '../src/backend/lightos/index.ts';
+import { loadConfig } from '../src/config.ts';
+import { initializeConnection } from '../src/driver/initialize-connection.ts';
+import type { Connector } from '../src/driver/model.ts';
+import { composeDeps } from '../src/server/service.ts';
+import { silentLogger } from '../src/shared/logger.ts';
 import { type Benchmark, type Figure, load, percentile, scratchDatabase, startProgram } from './support.ts';
 
 const TOKEN = 'bench-admin-token-0123456789';
@@ -123,6 +128,7 @@ export const initialize: Benchmark = {
           ctx.log(`${label} done`);
         }
       }
+      figures.push(...(await roundTrips(db.url, simUrl, volumes)));
       return figures;
     } finally {
       await serve.stop();
@@ -131,3 +137,40 @@ export const initialize: Benchmark = {
     }
   },
 };
+
+/**
+ * The database round trips of one initialize_connection: the service's own parts (composeDeps)
+ * in this process, every query knex sends counted (BEGIN, the advisory lock and COMMIT included).
+ */
+async function roundTrips(databaseUrl: string, simUrl: string, volumes: { id: string }[]): Promise<Figure[]> {
+  const config = loadConfig({
+    DATABASE_URL: databaseUrl,
+    PORTALIS_ADMIN_TOKEN: TOKEN,
+    PORTALIS_BACKEND: 'lightos',
+    PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
+  });
+  const stops: (() => Promise<void>)[] = [];
+  try {
+    const { deps, db } = await composeDeps(config, silentLogger, stops);
+    let queries = 0;
+    db.on('query', () => void queries++);
+    const calls = 20;
+    const count = async (pair: (i: number) => { volumeId: string; connector: Connector }) => {
+      queries = 0;
+      for (let i = 0; i < calls; i++) await initializeConnection(deps, pair(i));
+      return queries / calls;
+    };
+    const fixed = connector(0) as unknown as Connector;
+    const distinct = await count((i) => ({
+      volumeId: volumes[i % volumes.length]!.id,
+      connector: connector(i) as unknown as Connector,
+    }));
+    const repeated = await count(() => ({ volumeId: volumes[0]!.id, connector: fixed }));
+    return [
+      { name: 'database round trips per call, distinct', value: distinct, unit: 'queries' },
+      { name: 'database round trips per call, repeated', value: repeated, unit: 'queries' },
+    ];
+  } finally {
+    for (const stop of stops.reverse()) await stop();
+  }
+}

@@ -47,10 +47,12 @@ async function main(argv: string[]): Promise<number> {
       rmSync(dir, { recursive: true, force: true });
     };
   }
-  const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, load ${os
+  const cpu = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
+  const load = os
     .loadavg()
     .map((l) => l.toFixed(2))
-    .join(' ')}`;
+    .join(' ');
+  const machine = `${cpu}, Node ${process.version}, load ${load}`;
   console.log(`machine: ${machine}`);
   const results: Record<string, Figure[]> = {};
   try {
