@@ -27,7 +27,8 @@ import { AgentError } from './errors.ts';
 import { toWire } from './health.ts';
 import { LinuxHost } from './host/linux.ts';
 import type { HostPort } from './host/port.ts';
-import type { ServiceClient } from './service-client.ts';
+import { AgentDaemon } from './daemon.ts';
+import { HttpServiceClient, type ServiceClient } from './service-client.ts';
 
 export interface AgentIo {
   stdout: { write(s: string): unknown };
@@ -180,17 +181,12 @@ function detachJson(r: TeardownError['result']) {
 
 async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): Promise<number> {
   const s = loadDaemonSettings(env);
-  // Only the daemon needs axios and prom-client (~150 ms of imports): the one-shot subcommands
-  // (connector-properties, attach, detach) start without them.
-  const [{ AgentDaemon }, { AgentMetrics }, { HttpServiceClient }] = await Promise.all([
-    import('./daemon.ts'),
-    import('./metrics.ts'),
-    import('./service-client.ts'),
-  ]);
   const host = io.host ?? new LinuxHost(s.roots);
   const log = logger(io, env, 'info');
   const service = io.service ?? new HttpServiceClient({ url: s.url, token: s.token, ca: s.caPem });
-  const metrics = s.metrics ? new AgentMetrics() : undefined;
+  // prom-client (~50 ms of imports) only when the metrics port is on: the one-shot subcommands
+  // and a daemon without metrics start without it.
+  const metrics = s.metrics ? new (await import('./metrics.ts')).AgentMetrics() : undefined;
   const metricsServer = s.metrics ? await metrics!.listen(s.metrics.host, s.metrics.port) : undefined;
   if (metricsServer) log.info({ url: metricsServer.url }, 'agent metrics listening');
   const daemon = new AgentDaemon({
