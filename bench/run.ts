@@ -10,14 +10,15 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fanout } from './fanout.ts';
 import { initialize } from './initialize.ts';
 import { startup } from './startup.ts';
 import { type Benchmark, type Figure, ROOT } from './support.ts';
 
-const BENCHMARKS: Benchmark[] = [startup, initialize];
+const BENCHMARKS: Benchmark[] = [startup, initialize, fanout];
 
 function format(f: Figure): string {
-  const v = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  const v = (x: number) => (Number.isInteger(x) || x >= 100 ? x.toFixed(0) : x.toFixed(1));
   let line = `  ${f.name.padEnd(48)} ${v(f.value).padStart(8)} ${f.unit}`;
   if (f.baseline) line += `   (${f.baseline.name}: ${v(f.baseline.value)} ${f.unit})`;
   if (f.target) line += `   target ${f.target}`;
