@@ -9,7 +9,7 @@
  *
  * Usage: node scripts/run-tests.mjs [file-or-dir ...] [-- node --test options]
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { lstatSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,6 +41,14 @@ for (const t of targets.length > 0 ? targets : ['src', 'test']) collect(path.res
 files.sort();
 if (files.length === 0) {
   console.error('no test files found');
+  process.exit(1);
+}
+
+// The tests that run the CLI as a process run `bin/portalis.mjs`, that is the compiled build:
+// rebuild it (incremental, a few seconds when nothing changed) so they test the sources as they are.
+const build = spawnSync(process.execPath, [path.join(root, 'scripts', 'build.mjs')], { cwd: root, stdio: 'inherit' });
+if (build.status !== 0) {
+  console.error('the build (npm run build) failed; the CLI tests would run a stale dist/');
   process.exit(1);
 }
 

@@ -23,12 +23,11 @@ import {
 import { parseConnectionData } from './connection-data.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Connector, TeardownError } from './connector.ts';
-import { AgentDaemon } from './daemon.ts';
-import { AgentMetrics } from './metrics.ts';
 import { AgentError } from './errors.ts';
 import { toWire } from './health.ts';
 import { LinuxHost } from './host/linux.ts';
 import type { HostPort } from './host/port.ts';
+import { AgentDaemon } from './daemon.ts';
 import { HttpServiceClient, type ServiceClient } from './service-client.ts';
 
 export interface AgentIo {
@@ -185,7 +184,9 @@ async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): 
   const host = io.host ?? new LinuxHost(s.roots);
   const log = logger(io, env, 'info');
   const service = io.service ?? new HttpServiceClient({ url: s.url, token: s.token, ca: s.caPem });
-  const metrics = s.metrics ? new AgentMetrics() : undefined;
+  // prom-client (~50 ms of imports) only when the metrics port is on: the one-shot subcommands
+  // and a daemon without metrics start without it.
+  const metrics = s.metrics ? new (await import('./metrics.ts')).AgentMetrics() : undefined;
   const metricsServer = s.metrics ? await metrics!.listen(s.metrics.host, s.metrics.port) : undefined;
   if (metricsServer) log.info({ url: metricsServer.url }, 'agent metrics listening');
   const daemon = new AgentDaemon({

@@ -9,7 +9,6 @@ import { cacheOnSuccess, type DriverDeps } from '../driver/deps.ts';
 import type { StorageBackend } from '../driver/ports.ts';
 import type { Logger } from '../shared/logger.ts';
 import { openDb, type Db } from '../store/db.ts';
-import { startEmbeddedPostgres } from '../store/embedded.ts';
 import { PgVolumeLocks } from '../store/locks.ts';
 import { PgStore } from '../store/pg-store.ts';
 import { PgHostChangeFeed } from '../store/change-feed.ts';
@@ -51,7 +50,10 @@ async function adminToken(config: ServiceConfig): Promise<{ token: string; sourc
 export async function composeDeps(config: ServiceConfig, log: Logger, stops: (() => Promise<void>)[]) {
   let databaseUrl = config.databaseUrl;
   let databaseDescription = 'DATABASE_URL';
+  // The embedded PostgreSQL and the in-process simulator are imported only when used: a service
+  // with DATABASE_URL and a real backend starts without loading either.
   if (!databaseUrl) {
+    const { startEmbeddedPostgres } = await import('../store/embedded.ts');
     const pg = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'postgres'), logger: log });
     stops.push(pg.stop);
     databaseUrl = pg.url;

@@ -23,6 +23,12 @@ async function destroyConnection(db: Knex, conn: unknown): Promise<void> {
 
 export class PgVolumeLocks implements VolumeLocks {
   private readonly local = new KeyedMutex();
+  /**
+   * The pooled connections whose session already has this lock_timeout: SET is session-wide and
+   * stays with the connection, so it is sent once per connection, not once per lock (one database
+   * round trip fewer on every locked operation).
+   */
+  private readonly timeoutSet = new WeakSet<object>();
 
   constructor(
     private readonly db: Knex,
@@ -44,7 +50,10 @@ export class PgVolumeLocks implements VolumeLocks {
     const timeoutMs = this.opts.lockTimeoutMs ?? 120_000;
     let locked = false;
     try {
-      await this.db.raw(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`).connection(conn);
+      if (!this.timeoutSet.has(conn as object)) {
+        await this.db.raw(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`).connection(conn);
+        this.timeoutSet.add(conn as object);
+      }
       try {
         await this.db.raw('SELECT pg_advisory_lock(hashtextextended(?, 0))', [key]).connection(conn);
       } catch (e) {

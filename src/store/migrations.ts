@@ -6,25 +6,29 @@ import type { Knex } from 'knex';
 /** `db/migrations` of this package, wherever it is installed. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../db/migrations/', import.meta.url));
 
+const MIGRATION_FILE = /^\d{14}_[a-z0-9_]+\.(ts|js)$/;
+
 interface MigrationModule {
   up(knex: Knex): Promise<void>;
   down(knex: Knex): Promise<void>;
 }
 
 /**
- * A knex migration source that imports the TypeScript files of `db/migrations` itself: knex's
- * own loader `require()`s files, which cannot load ESM TypeScript.
+ * A knex migration source that imports the files of `db/migrations` itself: knex's own loader
+ * `require()`s files, which cannot load ESM TypeScript. The sources are `.ts`, the compiled build
+ * `.js`; a migration is named by its `.ts` file either way, the name knex records in
+ * `knex_migrations`, so a database migrated by one runs under the other.
  */
 export class TsMigrationSource implements Knex.MigrationSource<string> {
   constructor(private readonly dir: string = MIGRATIONS_DIR) {}
 
   async getMigrations(): Promise<string[]> {
     const files = await readdir(this.dir);
-    return files.filter((f) => /^\d{14}_[a-z0-9_]+\.ts$/.test(f)).sort();
+    return files.filter((f) => MIGRATION_FILE.test(f)).sort();
   }
 
   getMigrationName(migration: string): string {
-    return migration;
+    return migration.replace(/\.js$/, '.ts');
   }
 
   async getMigration(migration: string): Promise<MigrationModule> {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
@@ -65,15 +65,54 @@ describe('docker-compose.yml', () => {
     assert.deepEqual(Object.keys(portalis!.depends_on!).sort(), ['postgres', 'sim']);
   });
 
-  it('builds one image whose entrypoint is the portalis CLI with everything it loads at run time', () => {
+  it('builds one image whose entrypoint is the portalis CLI running the compiled build', () => {
     const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
-    assert.match(dockerfile, /ENTRYPOINT \["node", "bin\/portalis\.mjs"\]/);
-    for (const dir of ['bin', 'src', 'api-spec', 'db'])
-      assert.match(dockerfile, new RegExp(`COPY ${dir} `), `the image copies ${dir}/`);
-    assert.match(dockerfile, /npm ci --omit=dev/);
+    const stages = dockerfile.split(/^FROM /m).slice(1);
+    assert.equal(stages.length, 2, 'a build stage and the image');
+    const [build, image] = stages as [string, string];
+    assert.match(build, /^\S+ AS build\n/);
+    assert.match(build, /RUN npm ci .*&& npm prune --omit=dev/, 'builds dist/ (prepare), then drops dev dependencies');
+    for (const dir of ['bin', 'src', 'api-spec', 'db', 'scripts'])
+      assert.match(build, new RegExp(`COPY ${dir} `), `the build stage copies ${dir}/`);
+    // The image: the build's output and the production dependencies, nothing else.
+    const copied = [...image.matchAll(/^COPY (.*)$/gm)].map((m) => m[1]!);
+    assert.deepEqual(copied, [
+      '--from=build /app/package.json ./',
+      '--from=build /app/node_modules ./node_modules',
+      '--from=build /app/bin ./bin',
+      '--from=build /app/dist ./dist',
+    ]);
+    assert.match(image, /^USER node$/m, 'runs as the non-root node user');
+    assert.match(image, /ENTRYPOINT \["node", "bin\/portalis\.mjs"\]/);
+    const dataDir = /PORTALIS_DATA_DIR=(\S+)/.exec(image)?.[1];
+    assert.ok(dataDir, 'a data directory outside /app');
+    assert.match(image, new RegExp(`chown node:node ${dataDir}`), 'the data directory belongs to the user');
     const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
       dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+      scripts: Record<string, string>;
     };
-    assert.ok(pkg.dependencies.tsx, 'tsx is a runtime dependency, since the image omits dev dependencies');
+    assert.ok(pkg.devDependencies.tsx && !pkg.dependencies.tsx, 'the image runs dist/, without tsx');
+    assert.ok(pkg.devDependencies.typescript && pkg.scripts.prepare, 'npm ci builds dist/ with tsc');
+  });
+
+  it('ships in dist/ everything the programs read at run time and none of the tests or test doubles', () => {
+    // `npm test` rebuilds dist/ before the run (scripts/run-tests.mjs).
+    const dist = path.join(ROOT, 'dist');
+    const files = readdirSync(dist, { recursive: true, encoding: 'utf8' }).filter((f) => !f.endsWith('.map'));
+    for (const f of [
+      'src/cli/main.js',
+      'api-spec/portalis.yaml',
+      'api-spec/portalis.json',
+      'src/dashboard/index.html',
+      'src/dashboard/app.js',
+      'src/dashboard/style.css',
+    ])
+      assert.ok(files.includes(f), `dist/ has ${f}`);
+    const migrations = readdirSync(path.join(ROOT, 'db', 'migrations')).map((f) => f.replace(/\.ts$/, '.js'));
+    for (const m of migrations) assert.ok(files.includes(`db/migrations/${m}`), `dist/ has the migration ${m}`);
+    const doubles = files.filter((f) => /(^|\/)(testing|fake)(\/|[.-])|\.test\.js$/.test(f));
+    assert.deepEqual(doubles, [], 'no test doubles or tests in dist/');
+    assert.ok(!files.some((f) => f.endsWith('.ts')), 'no TypeScript in dist/');
   });
 });

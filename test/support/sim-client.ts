@@ -209,6 +209,10 @@ export async function startTestSim(): Promise<{ sim: SimServer; dp: MemoryDataPl
   // dependencies (debug requires `tty`) cannot be initialised inside that ESM bundle.
   const { startSimServer } = await import('../../src/sim/server.ts');
   const dp = new MemoryDataPlane();
+  // Imported here, not at the top: the kernel tests' guest scripts use SimClient from one esbuild
+  // bundle, and the server's express (through `debug`) does a dynamic require('tty') that an ESM
+  // bundle cannot do when it is evaluated (esbuild's "Dynamic require is not supported").
+  const { startSimServer } = await import('../../src/sim/server.ts');
   const sim = await startSimServer({ port: 0, dataPlane: dp });
   return { sim, dp, admin: new SimClient(sim.url) };
 }

@@ -1,0 +1,132 @@
+/**
+ * Fan-out: many agents long-polling one `portalis serve` over real HTTP (all from this process),
+ * while initialize_connection runs at concurrency 16 for their hosts. Measures, for each
+ * attachment, initialize answered → its host's poll answered with it; the service's resident
+ * memory with every poller parked; and polls answered without a change of their host (a poll
+ * that waits 60 s and comes back early with the same version), which must be none.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { type Benchmark, type Figure, load, percentile, scratchDatabase, startProgram } from './support.ts';
+
+const TOKEN = 'bench-admin-token-0123456789';
+const WAIT_S = 60;
+
+function rssMb(pid: number): number {
+  const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Number(kb) / 1024;
+}
+
+export const fanout: Benchmark = {
+  name: 'fanout',
+  description: 'long-polling agents woken by initialize_connection at concurrency 16',
+  async run(ctx) {
+    const pollers = ctx.quick ? 200 : 2000;
+    const attaches = ctx.quick ? 64 : 320;
+    const db = await scratchDatabase(ctx.databaseUrl, 'fanout');
+    const sim = startProgram(['sim'], { PORTALIS_SIM_PORT: '0' }, /listening on (http:\S+)/);
+    const simUrl = (await sim.ready).match[1]!;
+    const serve = startProgram(
+      ['serve'],
+      {
+        DATABASE_URL: db.url,
+        PORTALIS_PORT: '0',
+        PORTALIS_ADMIN_TOKEN: TOKEN,
+        PORTALIS_BACKEND: 'lightos',
+        PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
+        PORTALIS_LOG_LEVEL: 'warn',
+      },
+      /listening on (http:\S+)/,
+    );
+    const stop = new AbortController();
+    try {
+      const url = (await serve.ready).match[1]!;
+      const call = async (method: string, path: string, token: string, body?: unknown, signal?: AbortSignal) => {
+        const r = await fetch(url + path, {
+          method,
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal,
+        });
+        const text = await r.text();
+        if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${text}`);
+        return JSON.parse(text) as Record<string, unknown>;
+      };
+      const hosts: { nqn: string; token: string }[] = [];
+      await load(pollers, 16, async (i) => {
+        const nqn = `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`;
+        const r = await call('POST', '/v1/hosts', TOKEN, { nqn, name: `fanout-${i}` });
+        hosts[i] = { nqn, token: r.token as string };
+      });
+      ctx.log(`${pollers} hosts issued`);
+      const volumes: string[] = [];
+      for (let i = 0; i < 32; i++) {
+        const v = await call('POST', '/v1/volumes', TOKEN, { id: randomUUID(), size_gb: 1, multiattach: true });
+        volumes.push(v.id as string);
+      }
+
+      const seenAt = new Map<string, number>();
+      let spurious = 0;
+      let parked = 0;
+      const poller = async (h: { token: string }) => {
+        const list = (since: number | null, wait: number) =>
+          call(
+            'GET',
+            `/v1/agent/attachments?${since === null ? '' : `since=${since}&`}wait=${wait}`,
+            h.token,
+            undefined,
+            stop.signal,
+          );
+        let since = (await list(null, 0)).version as number;
+        parked++;
+        while (!stop.signal.aborted) {
+          const t0 = performance.now();
+          const r = await list(since, WAIT_S);
+          const at = performance.now();
+          if (r.version === since) {
+            if (at - t0 < (WAIT_S - 1) * 1000) spurious++;
+            continue;
+          }
+          since = r.version as number;
+          for (const a of r.attachments as { id: string }[]) if (!seenAt.has(a.id)) seenAt.set(a.id, at);
+        }
+      };
+      const running = hosts.map((h) => poller(h).catch((e) => (stop.signal.aborted ? undefined : Promise.reject(e))));
+      const deadline = Date.now() + 120_000;
+      while (parked < pollers && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      // The first polls answered; give the long polls a moment to reach the service and wait.
+      await new Promise((r) => setTimeout(r, 1000));
+      const idleRss = rssMb(serve.child.pid!);
+      ctx.log(`${parked} pollers parked, service RSS ${idleRss.toFixed(0)} MB`);
+
+      const answeredAt = new Map<string, number>();
+      const initRun = await load(attaches, 16, async (i) => {
+        const h = hosts[i % pollers]!;
+        const r = await call('POST', `/v1/volumes/${volumes[i % volumes.length]}/initialize_connection`, TOKEN, {
+          connector: { nqn: h.nqn, host: `fanout-${i % pollers}`, multipath: true, nvme_native_multipath: true },
+        });
+        answeredAt.set(r.attachment_id as string, performance.now());
+      });
+      while ([...answeredAt.keys()].some((id) => !seenAt.has(id)) && Date.now() < deadline + 30_000)
+        await new Promise((r) => setTimeout(r, 20));
+      const delays = [...answeredAt].map(([id, t]) => Math.max(0, (seenAt.get(id) ?? Number.POSITIVE_INFINITY) - t));
+      delays.sort((a, b) => a - b);
+      const missed = delays.filter((d) => !Number.isFinite(d)).length;
+      stop.abort();
+      await Promise.allSettled(running);
+      return [
+        { name: `poll answered after initialize, p50 (${pollers} pollers)`, value: percentile(delays, 50), unit: 'ms' },
+        { name: `poll answered after initialize, p99`, value: percentile(delays, 99), unit: 'ms', target: '≤ 50 ms' },
+        { name: 'attachments never seen by their poller', value: missed, unit: '' },
+        { name: 'initialize_connection at concurrency 16', value: attaches / initRun.seconds, unit: '/s' },
+        { name: `service RSS, ${pollers} idle pollers`, value: idleRss, unit: 'MB', target: '≤ 200 MB' },
+        { name: 'polls woken without a change of their host', value: spurious, unit: '', target: '0' },
+      ] satisfies Figure[];
+    } finally {
+      stop.abort();
+      await serve.stop();
+      await sim.stop();
+      await db.drop();
+    }
+  },
+};

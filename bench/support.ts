@@ -1,0 +1,137 @@
+/**
+ * What the benchmarks share: the figures they report, the programs they start (the real CLI, as
+ * an operator runs it), a PostgreSQL database of their own, and a bounded load generator.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const BIN = path.join(ROOT, 'bin', 'portalis.mjs');
+
+/** One measured figure, printed beside its baseline (measured in the same run) when it has one. */
+export interface Figure {
+  name: string;
+  value: number;
+  unit: string;
+  baseline?: { name: string; value: number };
+  target?: string;
+}
+
+export interface BenchContext {
+  /** A PostgreSQL server URL (any database); each benchmark makes its own database in it. */
+  databaseUrl: string;
+  /** Scales the loops down for a smoke run (`--quick`). */
+  quick: boolean;
+  log(line: string): void;
+}
+
+export interface Benchmark {
+  name: string;
+  description: string;
+  run(ctx: BenchContext): Promise<Figure[]>;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export function median(values: number[]): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
+}
+
+/** Runs `total` calls of `fn(i)` with `concurrency` in flight; the latency of each call in ms. */
+export async function load(
+  total: number,
+  concurrency: number,
+  fn: (i: number) => Promise<void>,
+): Promise<{ latencies: number[]; seconds: number }> {
+  const latencies: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < total) {
+      const i = next++;
+      const t = performance.now();
+      await fn(i);
+      latencies.push(performance.now() - t);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker));
+  latencies.sort((a, b) => a - b);
+  return { latencies, seconds: (performance.now() - t0) / 1000 };
+}
+
+export interface Program {
+  child: ChildProcess;
+  /** The first match of `re` in stdout, and the ms from spawn to it. */
+  ready: Promise<{ match: RegExpMatchArray; ms: number }>;
+  stop(): Promise<void>;
+}
+
+/** `portalis <args>` as its own process; `readyRe` is waited for on stdout (60 s at most). */
+export function startProgram(args: string[], env: Record<string, string>, readyRe: RegExp): Program {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ready = new Promise<{ match: RegExpMatchArray; ms: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`portalis ${args.join(' ')}: not ready in 60 s:\n${out}`)), 60_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const m = readyRe.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ match: m, ms: performance.now() - t0 });
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (d: Buffer) => void (out += d.toString()));
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`portalis ${args.join(' ')} exited:\n${out}`));
+    });
+  });
+  ready.catch(() => {});
+  return {
+    child,
+    ready,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** A fresh database in the server of `serverUrl`; `drop()` removes it. */
+export async function scratchDatabase(
+  serverUrl: string,
+  name: string,
+): Promise<{ url: string; drop(): Promise<void> }> {
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  const db = `portalis_bench_${name}_${process.pid}`;
+  await admin.query(`drop database if exists ${db}`);
+  await admin.query(`create database ${db}`);
+  await admin.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${db}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: serverUrl });
+      await c.connect();
+      await c.query(`drop database if exists ${db} with (force)`);
+      await c.end();
+    },
+  };
+}
