@@ -205,9 +205,6 @@ export class SimClient {
 
 /** A simulator on an ephemeral port over an in-memory data plane, and a client of it; the caller closes `sim`. */
 export async function startTestSim(): Promise<{ sim: SimServer; dp: MemoryDataPlane; admin: SimClient }> {
-  // Loaded on use: the kernel guest scripts bundle this client, and express's CommonJS
-  // dependencies (debug requires `tty`) cannot be initialised inside that ESM bundle.
-  const { startSimServer } = await import('../../src/sim/server.ts');
   const dp = new MemoryDataPlane();
   // Imported here, not at the top: the kernel tests' guest scripts use SimClient from one esbuild
   // bundle, and the server's express (through `debug`) does a dynamic require('tty') that an ESM
