@@ -105,3 +105,19 @@ describe('loadConfig: health settings', () => {
     });
   }
 });
+
+describe('loadConfig: portal refresh', () => {
+  it('defaults to 30 s and reads PORTALIS_PORTAL_REFRESH_MS', () => {
+    assert.equal(loadConfig({}).portalRefreshMs, 30_000);
+    assert.equal(loadConfig({ PORTALIS_PORTAL_REFRESH_MS: '500' }).portalRefreshMs, 500);
+  });
+
+  for (const value of ['0', '99', 'soon', '86400001']) {
+    it(`rejects PORTALIS_PORTAL_REFRESH_MS=${value}`, () => {
+      assert.throws(
+        () => loadConfig({ PORTALIS_PORTAL_REFRESH_MS: value }),
+        (e) => e instanceof ConfigError && e.variable === 'PORTALIS_PORTAL_REFRESH_MS',
+      );
+    });
+  }
+});

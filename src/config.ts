@@ -41,6 +41,8 @@ export interface ServiceConfig {
   logLevel: string;
   dbPoolMax: number;
   eventRetentionDays: number;
+  /** How often every live attachment's portals are checked against the backend (ms). */
+  portalRefreshMs: number;
   /** A bearer token that may read `/metrics` only; null: only the admin token may. */
   metricsToken: string | null;
   /** `GET /v1/capabilities` (Cinder's get_volume_stats). */
@@ -98,6 +100,11 @@ export const SETTINGS = [
   ['PORTALIS_RESERVED_PERCENTAGE', '0', '`reserved_percentage` reported by GET /v1/capabilities'],
   ['PORTALIS_LOG_LEVEL', 'info', 'pino log level'],
   ['PORTALIS_EVENT_RETENTION_DAYS', '7', 'how long the path-health history (attachment events) is kept'],
+  [
+    'PORTALIS_PORTAL_REFRESH_MS',
+    '30000',
+    'how often live attachments follow the backend (replica moves, node changes)',
+  ],
   [
     'PORTALIS_METRICS_TOKEN',
     'unset',
@@ -191,6 +198,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     dbPoolMax: int(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
     tls: tlsFiles(env, cwd),
     eventRetentionDays: int(env, 'PORTALIS_EVENT_RETENTION_DAYS', 7, 1, 3650),
+    portalRefreshMs: int(env, 'PORTALIS_PORTAL_REFRESH_MS', 30_000, 100, 86_400_000),
     metricsToken,
     capabilities: {
       backendName: backendName(env),

@@ -24,6 +24,7 @@ import { portalStates, rescan, servesPortal } from './portals.ts';
 import { identify, isMatch, wantOf } from './identity.ts';
 import {
   type Controller,
+  canonicalAddress,
   listControllers,
   namespacesUnderController,
   readBlockNamespace,
@@ -289,6 +290,73 @@ export class Connector {
     });
   }
 
+  /**
+   * After the volume's portals changed (a replica moved, a node was readdressed): disconnects the
+   * controllers of `stale` portals, which no longer serve it, once it is served by a live path
+   * of its current portals (never the last live path). A controller another attachment of this
+   * host still uses, or that carries another namespace in use, stays: every volume of a cluster
+   * shares one subsystem, so one controller per node carries all volumes served through it.
+   * In DM mode the stale path device leaves the map first (`multipathd del path`), so the map
+   * never holds a path whose controller is gone. Returns what it did; `pending` is true when
+   * nothing could be pruned yet (no live path at the current portals).
+   */
+  async prunePortals(
+    data: ConnectionData,
+    stale: PortalSpec[],
+    otherAttachments: ConnectionData[],
+    opts: { deadOnly?: boolean } = {},
+  ): Promise<{ disconnected: string[]; kept: { controller: string; reason: string }[]; pending: boolean }> {
+    const spec = toAttachSpec(data);
+    return this.locks.runAll(this.keys(spec), async () => {
+      const hostNqn = await this.hostNqn(spec);
+      const out = {
+        disconnected: [] as string[],
+        kept: [] as { controller: string; reason: string }[],
+        pending: false,
+      };
+      const now =
+        spec.mode === 'dm' ? await locateDm(this.ctx, spec, hostNqn) : await locateNative(this.ctx, spec, hostNqn);
+      const usable = now.paths.filter(
+        (p) =>
+          p.state === 'live' && (p.anaState === 'optimized' || p.anaState === 'non-optimized' || spec.mode === 'dm'),
+      );
+      if (!now.devicePath || usable.length === 0) {
+        out.pending = true;
+        return out;
+      }
+      const current = spec.targets.flatMap((t) => t.portals);
+      const gone = stale.filter((p) => !current.some((c) => samePortal(c, p)));
+      const others = otherUsers(otherAttachments);
+      for (const t of spec.targets) {
+        const ctrls = await listControllers(this.host, t.nqn);
+        for (const c of ctrls) {
+          if (!gone.some((p) => servesPortal(c, p, hostNqn))) continue;
+          // A controller that also matches a current portal is a current path, whatever it was.
+          if (current.some((p) => servesPortal(c, p, hostNqn))) continue;
+          if (opts.deadOnly && c.state === 'live') continue;
+          const reason = await this.keepReason(c, t, others, hostNqn, true);
+          if (reason) {
+            out.kept.push({ controller: c.name, reason });
+            continue;
+          }
+          if (spec.mode === 'dm') {
+            for (const ns of await namespacesUnderController(this.host, c.name)) {
+              const bn = await readBlockNamespace(this.host, ns);
+              if (!bn || identify(bn, { uuid: t.uuid }) !== 'uuid') continue;
+              const r = await this.host.run('multipathd', ['del', 'path', ns], {
+                timeoutMs: this.ctx.commandTimeoutMs,
+              });
+              if (r.code !== 0) this.ctx.log.warn({ path: ns, error: r.stderr.trim() }, 'multipathd del path failed');
+            }
+          }
+          await disconnectController(this.ctx, c);
+          out.disconnected.push(c.name);
+        }
+      }
+      return out;
+    });
+  }
+
   private async refuseIfUsed(
     devs: { block: string; path: string }[],
     force: boolean | undefined,
@@ -344,6 +412,12 @@ export class Connector {
     if (busy.length) return `other namespaces behind it: ${busy.join('; ')}`;
     return null;
   }
+}
+
+function samePortal(a: PortalSpec, b: PortalSpec): boolean {
+  return (
+    a.transport === b.transport && a.port === b.port && canonicalAddress(a.address) === canonicalAddress(b.address)
+  );
 }
 
 type OtherUsers = { nqn: string; portal: PortalSpec; volUuid: string }[];

@@ -18,7 +18,7 @@ import type { Clock } from '../shared/clock.ts';
 import type { ConnectionData, Connector as ConnectorDict } from '../driver/model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
 import { GiB } from '../shared/units.ts';
-import { parseConnectionData } from './connection-data.ts';
+import { type PortalSpec, parseConnectionData, toAttachSpec } from './connection-data.ts';
 import { type Connector, type PathsResult, TeardownError } from './connector.ts';
 import { errorBody } from './errors.ts';
 import { toWire } from './health.ts';
@@ -55,6 +55,8 @@ interface Tracked {
   data: ConnectionData | null;
   /** Teardown finished (nothing kept) for this desired state; not repeated every pass. */
   settled: boolean;
+  /** Portals an earlier connection info had and the current one no longer has: to prune. */
+  stale: PortalSpec[];
 }
 
 export class AgentDaemon {
@@ -178,7 +180,7 @@ export class AgentDaemon {
       } catch (e) {
         this.log.error({ attachment: att.id, error: (e as Error).message }, 'bad connection info');
       }
-      this.tracked.set(att.id, { att, data, settled: false });
+      this.tracked.set(att.id, { att, data, settled: false, stale: stalePortals(old, data) });
       void this.reconcile(att.id);
     }
     for (const id of [...this.tracked.keys()]) {
@@ -242,6 +244,17 @@ export class AgentDaemon {
       const before = await c.getPaths(data);
       fresh = !before.devicePath;
       if (fresh) this.report(id, stateReport('connecting'));
+      // A stale portal whose controller is no longer live (its node was readdressed: the old
+      // port is gone) carries no I/O, and it blocks the new one: nvmet gives the new controller
+      // the cntlid the old one had, and the host refuses a duplicate cntlid in one subsystem
+      // (EINVAL; Linux drivers/nvme/host/core.c, nvme_validate_cntlid). It goes first, while the
+      // volume has another live path.
+      const tracked = this.tracked.get(id);
+      if (!fresh && tracked && tracked.data === data && tracked.stale.length) {
+        const dead = await c.prunePortals(data, tracked.stale, this.othersThan(id), { deadOnly: true });
+        if (dead.disconnected.length)
+          this.log.info({ attachment: id, ...dead }, 'dead stale controllers removed first');
+      }
       let r: PathsResult = await c.connect(data);
       if (fresh) this.observer?.connect('ok', this.options.clock.now() - started);
       else {
@@ -255,6 +268,17 @@ export class AgentDaemon {
       if (wanted !== null && r.sizeBytes !== null && r.sizeBytes < wanted) {
         this.log.info({ attachment: id, from: r.sizeBytes, to: wanted }, 'volume grew; rescanning');
         r = await c.extend(data, wanted);
+      }
+      // The portals moved: the new ones are connected (above); the old ones go only now, and
+      // only what no other attachment of this host needs.
+      const t = this.tracked.get(id);
+      if (t && t.data === data && t.stale.length) {
+        const pruned = await c.prunePortals(data, t.stale, this.othersThan(id));
+        if (!pruned.pending) {
+          this.log.info({ attachment: id, ...pruned }, 'portals that no longer serve the volume pruned');
+          t.stale = [];
+          r = { ...r, ...(await c.getPaths(data)) } as PathsResult;
+        }
       }
       this.report(id, {
         state: 'connected',
@@ -285,6 +309,13 @@ export class AgentDaemon {
         });
       }
     }
+  }
+
+  /** The connection data of every other attachment this host must keep connected. */
+  private othersThan(id: string): ConnectionData[] {
+    return [...this.tracked.values()]
+      .filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data)
+      .map((o) => o.data!);
   }
 
   private async ensureDisconnected(id: string, t: Tracked): Promise<void> {
@@ -346,4 +377,21 @@ function errorReport(
   devicePath: string | null = null,
 ): AttachmentReport {
   return { ...stateReport('error', devicePath), error };
+}
+
+/** Portals the previous info (and its own leftovers) had that `next` no longer lists. */
+function stalePortals(old: Tracked | undefined, next: ConnectionData | null): PortalSpec[] {
+  if (!old?.data || !next) return old?.stale ?? [];
+  const portals = (d: ConnectionData) => {
+    try {
+      return toAttachSpec(d).targets.flatMap((t) => t.portals);
+    } catch {
+      return [];
+    }
+  };
+  const key = (p: PortalSpec) => `${p.transport}:${p.address.toLowerCase()}:${p.port}`;
+  const keep = new Set(portals(next).map(key));
+  const out = new Map<string, PortalSpec>();
+  for (const p of [...old.stale, ...portals(old.data)]) if (!keep.has(key(p))) out.set(key(p), p);
+  return [...out.values()];
 }

@@ -4,6 +4,7 @@ import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import { type Attachment, type ConnectionInfo, type Connector, LIVE_STATUSES } from './model.ts';
 import type { Store } from './ports.ts';
+import { applyPaths } from './refresh-portals.ts';
 
 export interface InitializeConnectionRequest {
   volumeId: string;
@@ -106,6 +107,10 @@ export async function initializeConnection(
         connector,
         multipathMode: mode,
       });
+      // The paths just read are the backend's truth for every host of this volume: the other
+      // attachments follow at once rather than at the next periodic refresh.
+      const others = live.filter((a) => a.id !== saved.id && a.status === 'attached');
+      await applyPaths(deps, store, others, cluster.subsystemNqn, paths);
       deps.logger.info(
         { volume: volume.id, attachment: saved.id, host: connector.host, mode, created },
         'connection initialized',

@@ -175,6 +175,8 @@ export interface Attachment {
   detachedAt: Date | null;
   /** Terminated with force: the agent tears down even a device in use. */
   detachForce: boolean;
+  /** When the connection info (its portals) last changed; null before the first. */
+  portalsChangedAt: Date | null;
   /** The agent's last report, null before the first. */
   report: AgentReport | null;
 }

@@ -4,6 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LightosBackend } from '../backend/lightos/index.ts';
 import type { ServiceConfig } from '../config.ts';
+import { refreshPortals } from '../driver/refresh-portals.ts';
 import { cacheOnSuccess, type DriverDeps } from '../driver/deps.ts';
 import type { StorageBackend } from '../driver/ports.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -121,6 +122,31 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
   stops.push(async () => {
     clearInterval(pruneTimer);
     await pruning;
+  });
+  // Portal refresh: every live attachment follows the backend (replica moves, nodes joining or
+  // readdressed). Passes never overlap: the next one is scheduled when the last has ended.
+  let refreshing: Promise<unknown> = Promise.resolve();
+  let refreshTimer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const scheduleRefresh = () => {
+    if (stopped) return;
+    refreshTimer = setTimeout(() => {
+      refreshing = refreshPortals(deps)
+        .then(
+          (r) =>
+            (r.changed > 0 || r.failed.length > 0) &&
+            log.info({ ...r, failed: r.failed.length }, 'portal refresh changed attachments'),
+          (e) => log.warn({ err: (e as Error).message }, 'portal refresh failed; next pass'),
+        )
+        .finally(scheduleRefresh);
+    }, config.portalRefreshMs);
+    refreshTimer.unref();
+  };
+  scheduleRefresh();
+  stops.push(async () => {
+    stopped = true;
+    clearTimeout(refreshTimer);
+    await refreshing;
   });
   return { deps, db, metrics, backendDescription, databaseDescription };
 }

@@ -5,7 +5,7 @@
 import { Router } from 'express';
 import type { SimCluster } from './cluster.ts';
 import type { Faults } from './faults.ts';
-import type { SimVolume } from './model.ts';
+import { badRequest, type SimNode, type SimVolume } from './model.ts';
 import { formatEndpoint } from './wire.ts';
 
 function volumeState(cluster: SimCluster, v: SimVolume) {
@@ -71,6 +71,33 @@ export function adminRouter(cluster: SimCluster, faults: Faults): Router {
     });
   }
 
+  const nodeView = (n: SimNode) => ({ uuid: n.uuid, index: n.index, name: n.name, address: n.address, port: n.port });
+
+  /** A node joins (body optional: `{address, port}`); it holds no replica until one moves there. */
+  r.post('/nodes', (req, res) => {
+    const body = objectBody(req.body);
+    const address = body.address;
+    const port = body.port;
+    if (address !== undefined && typeof address !== 'string') throw badRequest('address must be a string');
+    if (port !== undefined && typeof port !== 'number') throw badRequest('port must be a number');
+    res.status(201).json(nodeView(cluster.addNode({ address, port })));
+  });
+
+  r.delete('/nodes/:ref', (req, res) => {
+    res.json(nodeView(cluster.removeNode(req.params.ref as string)));
+  });
+
+  r.put('/nodes/:ref/address', (req, res) => {
+    const body = objectBody(req.body);
+    res.json(nodeView(cluster.setNodeAddress(req.params.ref as string, body.address, body.port)));
+  });
+
+  r.post('/volumes/:uuid/replicas/move', (req, res) => {
+    const body = objectBody(req.body);
+    const v = cluster.moveReplica(null, req.params.uuid as string, body.from, body.to);
+    res.json(volumeState(cluster, v));
+  });
+
   r.get('/faults', (_req, res) => {
     res.json(faults.view());
   });
@@ -93,4 +120,10 @@ export function adminRouter(cluster: SimCluster, faults: Faults): Router {
   });
 
   return r;
+}
+
+function objectBody(body: unknown): Record<string, unknown> {
+  if (body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0)) return {};
+  if (typeof body !== 'object' || Array.isArray(body)) throw badRequest('the body must be a JSON object');
+  return body as Record<string, unknown>;
 }

@@ -47,5 +47,11 @@ export interface DataPlane {
   setAllowedHosts(hostNqns: string[]): Promise<void>;
   /** A node went down (its portal stops serving) or came back. */
   setNodeUp(nodeId: string, up: boolean): Promise<void>;
+  /** A node joined (a new target port), up, holding no replica yet. Idempotent. */
+  addNode(node: SimNodeEndpoint): Promise<void>;
+  /** A node left (it holds no replica). Not an error when unknown. */
+  removeNode(nodeId: string): Promise<void>;
+  /** A node's NVMe/TCP endpoint changed; connected hosts lose that path. */
+  setNodeAddress(node: SimNodeEndpoint): Promise<void>;
   stop(): Promise<void>;
 }

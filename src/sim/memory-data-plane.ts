@@ -14,6 +14,9 @@ export type DataPlaneCall =
   | { op: 'setAna'; volumeUuid: string; ana: Record<string, AnaState> }
   | { op: 'setAllowedHosts'; hostNqns: string[] }
   | { op: 'setNodeUp'; nodeId: string; up: boolean }
+  | { op: 'addNode'; node: SimNodeEndpoint }
+  | { op: 'removeNode'; nodeId: string }
+  | { op: 'setNodeAddress'; node: SimNodeEndpoint }
   | { op: 'stop' };
 
 export interface MemoryDataPlaneOptions {
@@ -77,6 +80,23 @@ export class MemoryDataPlane implements DataPlane {
   async setNodeUp(nodeId: string, up: boolean): Promise<void> {
     this.calls.push({ op: 'setNodeUp', nodeId, up });
     this.nodeUp.set(nodeId, up);
+  }
+
+  async addNode(node: SimNodeEndpoint): Promise<void> {
+    this.calls.push({ op: 'addNode', node: { ...node } });
+    if (!this.nodes.some((n) => n.nodeId === node.nodeId)) this.nodes.push({ ...node });
+    this.nodeUp.set(node.nodeId, true);
+  }
+
+  async removeNode(nodeId: string): Promise<void> {
+    this.calls.push({ op: 'removeNode', nodeId });
+    this.nodes = this.nodes.filter((n) => n.nodeId !== nodeId);
+    this.nodeUp.delete(nodeId);
+  }
+
+  async setNodeAddress(node: SimNodeEndpoint): Promise<void> {
+    this.calls.push({ op: 'setNodeAddress', node: { ...node } });
+    this.nodes = this.nodes.map((n) => (n.nodeId === node.nodeId ? { ...node } : n));
   }
 
   async stop(): Promise<void> {

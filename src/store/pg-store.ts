@@ -57,6 +57,7 @@ export interface AttachmentRow {
   paths: PathStatus[] | null;
   agent_error: { code: string; message: string } | null;
   reported_at: Date | null;
+  portals_changed_at?: Date | null;
 }
 
 const toVolume = (r: VolumeRow): Volume => ({
@@ -104,6 +105,7 @@ export const toAttachment = (r: AttachmentRow): Attachment => ({
   updatedAt: r.updated_at,
   detachedAt: r.detached_at,
   detachForce: r.detach_force,
+  portalsChangedAt: r.portals_changed_at ?? null,
   report: toReport(r),
 });
 
@@ -247,8 +249,15 @@ export class PgStore implements Store {
   ): Promise<Attachment> {
     const cols: Record<string, unknown> = { updated_at: this.db.fn.now() };
     if (patch.status !== undefined) cols.status = patch.status;
-    if (patch.connectionInfo !== undefined)
-      cols.connection_info = patch.connectionInfo === null ? null : JSON.stringify(patch.connectionInfo);
+    if (patch.connectionInfo !== undefined) {
+      const json = patch.connectionInfo === null ? null : JSON.stringify(patch.connectionInfo);
+      cols.connection_info = json;
+      // Only a real change moves the timestamp (jsonb equality ignores key order).
+      cols.portals_changed_at = this.db.raw(
+        'CASE WHEN connection_info IS DISTINCT FROM ?::jsonb THEN now() ELSE portals_changed_at END',
+        [json],
+      );
+    }
     if (patch.connector !== undefined) cols.connector = JSON.stringify(patch.connector);
     if (patch.multipathMode !== undefined) cols.multipath_mode = patch.multipathMode;
     if (patch.detachedAt !== undefined) cols.detached_at = patch.detachedAt;

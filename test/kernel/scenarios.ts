@@ -162,6 +162,12 @@ export const scenarios: Scenario[] = [
         description:
           'detach while a process holds the device open: pending, in_use reported, device and access stay; force tears it down',
       },
+      {
+        name: 'agent-live-paths',
+        description:
+          'under O_DIRECT writes on two volumes: a node joins, a replica moves node 2 → 3, node 1 is readdressed; ' +
+          "the agent ends on exactly the served portals, the other volume's node-2 path never drops, every block verifies",
+      },
     ],
   },
   {
@@ -181,6 +187,12 @@ export const scenarios: Scenario[] = [
           'DM connector, dm_replicas: the agent connects 3 replicas, multipathd assembles /dev/mapper/uuid.<uuid>, ' +
           'O_DIRECT verified, one path failed ' +
           '(node down) and restored under writes, clean teardown with the map removed before any path goes',
+      },
+      {
+        name: 'agent-dm-live-paths',
+        description:
+          'the live-paths scenario with DM maps: the new path joins the map before the old one leaves; ' +
+          "the other volume's node-2 path stays active; both maps end on exactly the served portals",
       },
     ],
   },

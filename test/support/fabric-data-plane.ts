@@ -72,5 +72,49 @@ export class FabricDataPlane implements DataPlane {
     this.host.setPortalUp(node.address, up, node.port);
   }
 
+  async addNode(node: SimNodeEndpoint): Promise<void> {
+    if (this.nodes.some((n) => n.nodeId === node.nodeId)) return;
+    this.nodes = [...this.nodes, { ...node }];
+    const key = this.openPortal(node);
+    // A new node serves nothing until a replica moves onto it.
+    for (const ns of this.host.fabric.subsystem(this.nqn).namespaces.values()) ns.ana.set(key, 'inaccessible');
+    this.host.kernel.render();
+  }
+
+  async removeNode(nodeId: string): Promise<void> {
+    const node = this.nodes.find((n) => n.nodeId === nodeId);
+    if (!node) return;
+    this.closePortal(node);
+    this.nodes = this.nodes.filter((n) => n !== node);
+  }
+
+  /** Like a target port readdressed: the old portal stops answering, the new one serves the same states. */
+  async setNodeAddress(node: SimNodeEndpoint): Promise<void> {
+    const old = this.nodes.find((n) => n.nodeId === node.nodeId);
+    if (!old) throw new Error(`no node ${node.nodeId}`);
+    const oldKey = portalKey('tcp', old.address, old.port);
+    this.nodes = this.nodes.map((n) => (n.nodeId === node.nodeId ? { ...node } : n));
+    const key = this.openPortal(node);
+    for (const ns of this.host.fabric.subsystem(this.nqn).namespaces.values())
+      ns.ana.set(key, ns.ana.get(oldKey) ?? 'optimized');
+    this.closePortal(old);
+  }
+
+  private openPortal(node: SimNodeEndpoint): string {
+    const key = portalKey('tcp', node.address, node.port);
+    const f = this.host.fabric;
+    const existing = f.portals.get(key);
+    if (existing) existing.up = true;
+    else f.portals.set(key, { key, address: node.address, port: node.port, transport: 'tcp', up: true });
+    f.subsystem(this.nqn).portals.add(key);
+    return key;
+  }
+
+  private closePortal(node: SimNodeEndpoint): void {
+    const key = portalKey('tcp', node.address, node.port);
+    this.host.setPortalUp(node.address, false, node.port);
+    this.host.fabric.subsystem(this.nqn).portals.delete(key);
+  }
+
   async stop(): Promise<void> {}
 }

@@ -132,6 +132,26 @@ export class SimClient {
     return this.expect([200], 'POST', `/sim/v1/nodes/${ref}/${up ? 'up' : 'down'}`);
   }
 
+  /** `POST /sim/v1/nodes`: a node joins; the answer as it is. */
+  addNode(body: { address?: string; port?: number } = {}): Promise<JsonAnswer> {
+    return this.request('POST', '/sim/v1/nodes', body);
+  }
+
+  /** `DELETE /sim/v1/nodes/{uuid or index}`; the answer as it is. */
+  removeNode(ref: string | number): Promise<JsonAnswer> {
+    return this.request('DELETE', `/sim/v1/nodes/${ref}`);
+  }
+
+  /** `POST /sim/v1/volumes/{uuid}/replicas/move`; the answer as it is. */
+  moveReplica(volumeUuid: string, from: string | number, to: string | number): Promise<JsonAnswer> {
+    return this.request('POST', `/sim/v1/volumes/${volumeUuid}/replicas/move`, { from, to });
+  }
+
+  /** `PUT /sim/v1/nodes/{uuid or index}/address`; the answer as it is. */
+  setNodeAddress(ref: string | number, address: string, port: number): Promise<JsonAnswer> {
+    return this.request('PUT', `/sim/v1/nodes/${ref}/address`, { address, port });
+  }
+
   async reset(): Promise<void> {
     await this.expect([200, 204], 'POST', '/sim/v1/reset');
   }

@@ -64,6 +64,8 @@ export interface TargetOptions {
    * and `Expect` handling), and talk to it over real HTTP; supertest alone makes a bare server.
    */
   listen?: boolean;
+  /** PORTALIS_PORTAL_REFRESH_MS (default: the service's 30 s). */
+  portalRefreshMs?: number;
 }
 
 export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
@@ -117,6 +119,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       ...(opts.operationTimeoutMs ? { PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS: String(opts.operationTimeoutMs) } : {}),
       ...(opts.simJwt ? { PORTALIS_LIGHTOS_JWT: opts.simJwt } : {}),
       ...(opts.dbPoolMax ? { PORTALIS_DB_POOL_MAX: String(opts.dbPoolMax) } : {}),
+      ...(opts.portalRefreshMs ? { PORTALIS_PORTAL_REFRESH_MS: String(opts.portalRefreshMs) } : {}),
     });
     const { deps, db, metrics } = await composeDeps(config, log, stops);
     const token = `test-admin-${randomUUID()}`;

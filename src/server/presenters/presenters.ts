@@ -28,6 +28,8 @@ export const presentAttachment = (a: Attachment, now = new Date()) => ({
   created_at: a.createdAt.toISOString(),
   updated_at: a.updatedAt.toISOString(),
   detached_at: iso(a.detachedAt),
+  /** When the portals in `connection_info` last changed (attach, or the backend moved them). */
+  portals_changed_at: iso(a.portalsChangedAt),
   force: a.detachForce,
   /** The agent's last report's health; `unknown` before the first or when older than 180 s. */
   health: effectiveHealth(a.report, now),

@@ -277,3 +277,66 @@ describe('NvmetDataPlane', () => {
     await assert.rejects(dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: 1, ana: {} }), /start\(\) first/);
   });
 });
+
+describe('NvmetDataPlane live paths', () => {
+  const NODE4: SimNodeEndpoint = { nodeId: 'node-4', index: 3, address: '127.0.0.1', port: 4423 };
+
+  it('addNode makes a port whose ANA groups exist, inaccessible, before it serves the subsystem', async () => {
+    const { fs, dp, anaOf } = await setup();
+    await dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: MiB, ana: ANA });
+    const g = dp.volume(VOL)!.anaGroup;
+    await dp.addNode(NODE4);
+    assert.equal(await fs.read('ports/4/addr_traddr'), '127.0.0.1');
+    assert.equal(await fs.read('ports/4/addr_trsvcid'), '4423');
+    assert.deepEqual(await fs.list('ports/4/subsystems'), [NQN]);
+    assert.equal(await anaOf(3, g), 'inaccessible');
+    await dp.addNode(NODE4); // idempotent
+    await assert.rejects(dp.addNode({ ...NODE4, nodeId: 'other' }), /index 3 is taken/);
+  });
+
+  it('a replica move is ANA states only: the old port goes inaccessible, the data stays the same file', async () => {
+    const { dp, anaOf } = await setup();
+    await dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: MiB, ana: ANA });
+    const before = dp.volume(VOL)!;
+    await dp.addNode(NODE4);
+    await dp.setAna(VOL, { ...ANA, 'node-4': 'non-optimized' });
+    await dp.setAna(VOL, { ...ANA, 'node-2': 'inaccessible', 'node-4': 'non-optimized' });
+    assert.equal(await anaOf(1, before.anaGroup), 'inaccessible');
+    assert.equal(await anaOf(3, before.anaGroup), 'non-optimized');
+    assert.equal(dp.volume(VOL)!.file, before.file);
+    assert.equal((await stat(before.file)).size, MiB);
+  });
+
+  it('setNodeAddress disables the port (unlinks it), rewrites traddr/trsvcid, and links it again', async () => {
+    const { fs, dp } = await setup();
+    // The stand-in refuses addr_* writes while the port is linked (EACCES), as the kernel does.
+    await assert.rejects(fs.write('ports/2/addr_trsvcid', '4499'), /EACCES/);
+    await dp.setNodeAddress({ ...NODES[1]!, address: '127.0.0.2', port: 4499 });
+    assert.equal(await fs.read('ports/2/addr_traddr'), '127.0.0.2');
+    assert.equal(await fs.read('ports/2/addr_trsvcid'), '4499');
+    assert.deepEqual(await fs.list('ports/2/subsystems'), [NQN]);
+    await dp.setNodeAddress({ ...NODES[1]!, address: '::1', port: 4499 });
+    assert.equal(await fs.read('ports/2/addr_adrfam'), 'ipv6');
+  });
+
+  it('a node that is down gets its new address but stays unlinked', async () => {
+    const { fs, dp } = await setup();
+    await dp.setNodeUp('node-3', false);
+    await dp.setNodeAddress({ ...NODES[2]!, port: 4477 });
+    assert.equal(await fs.read('ports/3/addr_trsvcid'), '4477');
+    assert.deepEqual(await fs.list('ports/3/subsystems'), []);
+  });
+
+  it('removeNode drops the port and its ANA groups; unknown nodes are fine', async () => {
+    const { fs, dp } = await setup();
+    await dp.addNamespace({ volumeUuid: VOL, nsid: 1, sizeBytes: MiB, ana: ANA });
+    await dp.addNode(NODE4);
+    await dp.removeNode('node-4');
+    assert.deepEqual(await fs.list('ports'), ['1', '2', '3']);
+    await dp.removeNode('node-4');
+    // The remaining volume's ANA changes no longer mention the removed node.
+    await dp.setAna(VOL, ANA);
+    await dp.stop();
+    assert.deepEqual(await fs.list('ports'), []);
+  });
+});

@@ -251,6 +251,51 @@ export class NvmetDataPlane implements DataPlane {
     });
   }
 
+  addNode(node: SimNodeEndpoint): Promise<void> {
+    return this.serial(async () => {
+      this.checkStarted();
+      const known = this.nodes.find((n) => n.nodeId === node.nodeId);
+      if (!known && this.nodes.some((n) => n.index === node.index))
+        throw new Error(`nvmet: node index ${node.index} is taken`);
+      if (!known) this.nodes.push({ ...node });
+      const n = known ?? node;
+      // Every volume's ANA group exists on the new port, with its state, before the port serves.
+      await ensureDir(this.fs, this.port(n));
+      for (const v of this.volumes.values()) {
+        await ensureDir(this.fs, this.group(n, v.anaGroup));
+        await this.writeAna(v, n);
+      }
+      await this.setupPort(n);
+    });
+  }
+
+  removeNode(nodeId: string): Promise<void> {
+    return this.serial(async () => {
+      this.checkStarted();
+      const node = this.nodes.find((n) => n.nodeId === nodeId);
+      if (!node) return;
+      await this.dropPort(node);
+      this.nodes = this.nodes.filter((n) => n !== node);
+      this.down.delete(nodeId);
+      for (const v of this.volumes.values()) delete v.ana[nodeId];
+    });
+  }
+
+  /**
+   * A port's addr_* can only change while no subsystem is linked to it (EACCES otherwise), so the
+   * port is disabled (unlinked, which drops its controllers), readdressed and linked again.
+   */
+  setNodeAddress(node: SimNodeEndpoint): Promise<void> {
+    return this.serial(async () => {
+      this.checkStarted();
+      const i = this.nodes.findIndex((n) => n.nodeId === node.nodeId);
+      if (i < 0) throw new Error(`nvmet: unknown node ${node.nodeId}`);
+      if (this.nodes[i]!.index !== node.index) throw new Error(`nvmet: node ${node.nodeId} cannot change its index`);
+      this.nodes[i] = { ...node };
+      await this.setupPort(this.nodes[i]!);
+    });
+  }
+
   /** Removes everything start() and later calls made; links go before the folders they use. */
   stop(): Promise<void> {
     return this.serial(async () => {
@@ -265,17 +310,7 @@ export class NvmetDataPlane implements DataPlane {
       };
       for (const v of [...this.volumes.values()]) await attempt(() => this.remove(v));
       for (const h of await this.fs.list(`${this.sub}/allowed_hosts`)) await attempt(() => this.revokeHost(h));
-      for (const node of this.nodes) {
-        await attempt(async () => {
-          const port = this.port(node);
-          await removeEntry(this.fs, this.portLink(node), 'unlink');
-          for (const g of await this.fs.list(`${port}/ana_groups`)) {
-            if (g !== '1') await removeEntry(this.fs, `${port}/ana_groups/${g}`, 'rmdir');
-          }
-          // A port another subsystem still uses is not ours to remove.
-          if ((await this.fs.list(`${port}/subsystems`)).length === 0) await removeEntry(this.fs, port, 'rmdir');
-        });
-      }
+      for (const node of this.nodes) await attempt(() => this.dropPort(node));
       await attempt(() => removeEntry(this.fs, this.sub, 'rmdir'));
       this.volumes.clear();
       this.down.clear();
@@ -330,6 +365,17 @@ export class NvmetDataPlane implements DataPlane {
       for (const [attr, value] of changed) await this.fs.write(`${port}/${attr}`, value);
     }
     if (!this.down.has(node.nodeId)) await ensureLink(this.fs, this.sub, this.portLink(node));
+  }
+
+  /** Unlinks the port, removes our ANA groups, and the port itself unless another subsystem uses it. */
+  private async dropPort(node: SimNodeEndpoint): Promise<void> {
+    const port = this.port(node);
+    await removeEntry(this.fs, this.portLink(node), 'unlink');
+    for (const g of await this.fs.list(`${port}/ana_groups`)) {
+      if (g !== '1') await removeEntry(this.fs, `${port}/ana_groups/${g}`, 'rmdir');
+    }
+    // A port another subsystem still uses is not ours to remove.
+    if ((await this.fs.list(`${port}/subsystems`)).length === 0) await removeEntry(this.fs, port, 'rmdir');
   }
 
   /**

@@ -213,7 +213,139 @@ async function agentDm({ s }: DmStack): Promise<void> {
   await s.deleteVolume(volumeId);
 }
 
-const parts: Part<DmStack>[] = [{ name: 'agent-dm', run: agentDm }];
+const livePorts = (paths: { port: number; state: string }[] | undefined) =>
+  (paths ?? [])
+    .filter((p) => p.state === 'live')
+    .map((p) => p.port)
+    .sort((a, b) => a - b)
+    .join(',');
+
+/**
+ * The live-paths scenario in DM mode: two DM-attached volumes under O_DIRECT writes; a node
+ * joins, A's replica moves from node 2 to node 3, node 1 is readdressed. A's map gains the new
+ * path before the old one leaves it (never fewer than two active paths during the move); B's
+ * path through node 2 stays active throughout; both maps end on exactly the served portals.
+ */
+async function agentDmLivePaths({ s }: DmStack): Promise<void> {
+  const attachDm = async (label: string) => {
+    const volumeId = randomUUID();
+    await s.createVolume(volumeId, 1);
+    const { data, attachmentId } = await s.attach(volumeId);
+    checkEqual(data.multipath_mode, 'dm', `${label}: multipath_mode`);
+    await s.waitConnected(attachmentId, 3, 60_000);
+    return { volumeId, data, attachmentId, wwid: `uuid.${data.vol_uuid}`, mapper: `/dev/mapper/uuid.${data.vol_uuid}` };
+  };
+  const a = await step('create, attach A (DM)', () => attachDm('A'));
+  const b = await step('create, attach B (DM)', () => attachDm('B'));
+  const base = Math.min(...a.data.dm_replicas!.map((x) => x.portals[0]![1]));
+  const [p0, p1, p2, p3, pNew] = [base, base + 1, base + 2, base + 3, base + 10];
+  const logMark = (await kernelLog()).length;
+  const wa = new BackgroundWriter(a.mapper, 0, 8, 'dm-live-a').start();
+  const wb = new BackgroundWriter(b.mapper, 0, 8, 'dm-live-b').start();
+  const bDev2 = pathDevOfPort(s.nqn, p2, b.wwid);
+  check(bDev2, "B's path device through node 2");
+  let phase = 'before';
+  const sampler = new Sampler(async () => {
+    const j = await showMaps();
+    const active = (w: string) => (mapPaths(j, w) ?? []).filter((x) => x.dm_st === 'active').length;
+    const b2 = mapPaths(j, b.wwid)?.find((x) => x.dev === bDev2)?.dm_st ?? null;
+    return { phase, aActive: active(a.wwid), b2 };
+  }, 50);
+  let added: number | null = null;
+  s.cleanups.push(async () => {
+    await s.sim.setNodeAddress(1, '127.0.0.1', p1);
+    if (added === null) return;
+    const ref = added;
+    try {
+      await waitFor(
+        'the added node is removed',
+        async () => (await s.sim.removeNode(ref)).status === 200 || undefined,
+        30_000,
+      );
+    } catch (err) {
+      console.log(`  clean-up: node ${ref} not removed: ${(err as Error).message}`);
+    }
+  });
+  try {
+    await wa.waitForWrites(4, 'A before the changes');
+    const r = await s.sim.addNode();
+    checkEqual(r.status, 201, 'POST /sim/v1/nodes');
+    added = r.body.index as number;
+    await step("A's replica moves from node 2 to node 3: A's map gains node 3 before node 2 leaves", async () => {
+      phase = 'move';
+      checkEqual((await s.sim.moveReplica(a.data.vol_uuid, 2, 3)).status, 200, 'replica move');
+      const want = [p0, p1, p3].join(',');
+      await s.waitAttachment(
+        a.attachmentId,
+        `A live paths exactly ${want}, optimal`,
+        (x) =>
+          livePorts(x.agent?.paths) === want && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
+        60_000,
+      );
+      await waitFor(
+        "A's map over exactly the three served ports",
+        async () => {
+          const devs = [p0, p1, p3].map((p) => pathDevOfPort(s.nqn, p, a.wwid));
+          const inMap = (mapPaths(await showMaps(), a.wwid) ?? []).map((x) => x.dev).sort();
+          return devs.every(Boolean) && inMap.join() === [...(devs as string[])].sort().join() ? inMap : undefined;
+        },
+        30_000,
+      );
+      phase = 'moved';
+    });
+    await step('node 1 is readdressed: both maps follow', async () => {
+      phase = 'readdress';
+      checkEqual((await s.sim.setNodeAddress(1, '127.0.0.1', pNew)).status, 200, 'address change');
+      const wantA = [p0, p3, pNew].join(',');
+      const wantB = [p0, p2, pNew].join(',');
+      await s.waitAttachment(
+        a.attachmentId,
+        `A on ${wantA}`,
+        (x) =>
+          livePorts(x.agent?.paths) === wantA && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
+        60_000,
+      );
+      await s.waitAttachment(
+        b.attachmentId,
+        `B on ${wantB}`,
+        (x) =>
+          livePorts(x.agent?.paths) === wantB && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
+        60_000,
+      );
+      phase = 'done';
+      await wa.waitForWrites(4, 'A after the readdress');
+      await wb.waitForWrites(4, 'B after the readdress');
+    });
+  } finally {
+    await wa.stop();
+    await wb.stop();
+    await sampler.stop();
+  }
+  const samples = sampler.samples.map((x) => x.value);
+  observe('samples (phase, A active paths, B node-2 path)', sampler.transitions());
+  const duringMove = samples.filter((x) => x.phase === 'move').map((x) => x.aActive);
+  check(
+    duringMove.every((n) => n >= 2),
+    `A's map kept at least two active paths during the move: ${duringMove}`,
+  );
+  checkEqual([...new Set(samples.map((x) => x.b2))], ['active'], "B's node-2 path in its map");
+  for (const w of [wa, wb]) {
+    observe(`writer ${w.tag}`, { chunkWrites: w.written, maxWriteMs: w.maxWriteMs, failures: w.failures });
+    checkEqual(w.failures, [], `${w.tag}: write failures`);
+    const { problems } = await w.verify();
+    checkEqual(problems, [], `${w.tag}: every block written reads back`);
+  }
+  checkEqual(await ioErrorsSince(logMark), [], 'kernel I/O errors');
+  for (const x of [a, b]) {
+    await s.detach(x.volumeId, x.attachmentId);
+    await s.deleteVolume(x.volumeId);
+  }
+}
+
+const parts: Part<DmStack>[] = [
+  { name: 'agent-dm', run: agentDm },
+  { name: 'agent-dm-live-paths', run: agentDmLivePaths },
+];
 
 await scenarioGroup('agent-dm', {
   setup: async () => {

@@ -591,6 +591,137 @@ async function agentBusy(s: AgentStack): Promise<void> {
   await s.deleteVolume(volumeId);
 }
 
+// ------------------------------------------------------------------------------ 7. live paths
+
+const ports = (paths: { port: number; state: string }[] | undefined) =>
+  (paths ?? [])
+    .filter((p) => p.state === 'live')
+    .map((p) => p.port)
+    .sort((a, b) => a - b)
+    .join(',');
+
+/**
+ * Under O_DIRECT writes on two attached 3-replica volumes: a fourth node joins, A's replica
+ * moves from node 2 to node 3 (0-based), node 1 is readdressed. The agent ends with exactly the
+ * portals the backend serves for each volume; B's path through node 2 (the node A left) never
+ * drops; no write fails; every block verifies; both report optimal with the new paths.
+ */
+async function agentLivePaths(s: AgentStack): Promise<void> {
+  const a = await step('create, attach A', () => attachNew(s, 'A'));
+  const b = await step('create, attach B', () => attachNew(s, 'B'));
+  const base = Math.min(...a.portals.map((p) => p[1]));
+  const [p0, p1, p2] = [base, base + 1, base + 2];
+  const node1 = await simNodeOf(s, a.portals.find((p) => p[1] === p1)!);
+  const logMark = (await kernelLog()).length;
+  const wa = new BackgroundWriter(a.view.agent!.device_path!, 0, 8, 'live-a').start();
+  const wb = new BackgroundWriter(b.view.agent!.device_path!, 0, 8, 'live-b').start();
+  // B's path through node 2, from sysfs, every 25 ms: it must stay live while A leaves node 2.
+  const headB = headByUuid(b.data.vol_uuid);
+  check(headB, 'B has a head');
+  const bPath2 = new Sampler(() => pathViews(headB).find((v) => v.trsvcid === String(p2))?.controllerState ?? null, 25);
+  let added: { uuid: string; index: number; port: number } | null = null;
+  s.cleanups.push(async () => {
+    // Undo the cluster changes for the next part: the old address back, the added node gone.
+    await s.sim.setNodeAddress(node1.index, '127.0.0.1', p1);
+    if (added) {
+      const ref = added.index;
+      try {
+        await waitFor(
+          'the added node holds no replica and is removed',
+          async () => (await s.sim.removeNode(ref)).status === 200 || undefined,
+          30_000,
+        );
+      } catch (err) {
+        console.log(`  clean-up: node ${ref} not removed: ${(err as Error).message}`);
+      }
+    }
+  });
+  try {
+    await wa.waitForWrites(4, 'A before the changes');
+    await wb.waitForWrites(4, 'B before the changes');
+    await step('a fourth node joins: nothing changes for either volume', async () => {
+      const r = await s.sim.addNode();
+      checkEqual(r.status, 201, 'POST /sim/v1/nodes');
+      added = r.body;
+      checkEqual(added!.index, 3, 'the new node index');
+      checkEqual(added!.port, base + 3, 'the new node port');
+    });
+    await step("A's replica moves from node 2 to node 3: A follows, B keeps node 2", async () => {
+      const t0 = performance.now();
+      const r = await s.sim.moveReplica(a.data.vol_uuid, 2, 3);
+      checkEqual(r.status, 200, 'replica move');
+      const want = [p0, p1, base + 3].join(',');
+      const after = await s.waitAttachment(
+        a.attachmentId,
+        `live paths exactly ${want}, optimal`,
+        (x) =>
+          ports(x.agent?.paths) === want && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
+        60_000,
+      );
+      observe('A followed the move after ms', Math.round(performance.now() - t0));
+      observe('A after the move', after.agent);
+      await wa.waitForWrites(4, 'A after the move');
+      const bNow = await s.api.attachment(b.attachmentId);
+      checkEqual(ports(bNow.agent?.paths), [p0, p1, p2].join(','), "B's live paths after A's move");
+    });
+    await step('node 1 is readdressed: both volumes follow, the old controller goes', async () => {
+      const pNew = base + 10;
+      const t0 = performance.now();
+      const r = await s.sim.setNodeAddress(node1.index, '127.0.0.1', pNew);
+      checkEqual(r.status, 200, 'address change');
+      const wantA = [p0, base + 3, pNew].sort((x, y) => x - y).join(',');
+      const wantB = [p0, p2, pNew].sort((x, y) => x - y).join(',');
+      await s.waitAttachment(
+        a.attachmentId,
+        `A live paths exactly ${wantA}, optimal`,
+        (x) =>
+          ports(x.agent?.paths) === wantA && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
+        60_000,
+      );
+      await s.waitAttachment(
+        b.attachmentId,
+        `B live paths exactly ${wantB}, optimal`,
+        (x) =>
+          ports(x.agent?.paths) === wantB && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
+        60_000,
+      );
+      observe('both followed the new address after ms', Math.round(performance.now() - t0));
+      await waitFor(
+        'one live controller per served port, none to the old address',
+        () => {
+          const byPort = controllersByPort(s.nqn);
+          const okPorts =
+            Object.keys(byPort).sort().join(',') === [p0, p2, base + 3, pNew].map(String).sort().join(',');
+          return okPorts && Object.values(byPort).every((n) => n.length === 1) ? byPort : undefined;
+        },
+        30_000,
+        () => controllersByPort(s.nqn),
+      );
+      await wa.waitForWrites(4, 'A after the readdress');
+      await wb.waitForWrites(4, 'B after the readdress');
+    });
+  } finally {
+    await wa.stop();
+    await wb.stop();
+    await bPath2.stop();
+  }
+  // Until the readdress step B's path via node 2 is sampled; it must never have left `live`.
+  const states = bPath2.transitions().map((x) => x.value);
+  observe("B's node-2 path over time", states);
+  checkEqual([...new Set(states)], ['live'], "B's path through node 2 stayed live");
+  for (const w of [wa, wb]) {
+    observe(`writer ${w.tag}`, { chunkWrites: w.written, maxWriteMs: w.maxWriteMs, failures: w.failures });
+    checkEqual(w.failures, [], `${w.tag}: write failures`);
+    const { problems } = await w.verify();
+    checkEqual(problems, [], `${w.tag}: every block written reads back`);
+  }
+  checkEqual(await ioErrorsSince(logMark), [], 'kernel I/O errors');
+  await step('detach, delete', async () => {
+    await detachAndDelete(s, a.volumeId, a.attachmentId);
+    await detachAndDelete(s, b.volumeId, b.attachmentId);
+  });
+}
+
 const parts: Part<AgentStack>[] = [
   { name: 'agent-attach', run: agentAttach },
   { name: 'agent-shared-subsystem', run: agentSharedSubsystem },
@@ -598,6 +729,7 @@ const parts: Part<AgentStack>[] = [
   { name: 'agent-extend', run: agentExtend },
   { name: 'agent-killed', run: agentKilled },
   { name: 'agent-busy', run: agentBusy },
+  { name: 'agent-live-paths', run: agentLivePaths },
 ];
 
 await scenarioGroup('agent-native', {

@@ -174,6 +174,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     PORTALIS_BACKEND: 'sim',
     PORTALIS_SIM_URL: simUrl,
     PORTALIS_DATA_DIR: '/tmp/portalis-service',
+    // Attached hosts follow replica moves and node changes within a second here (default 30 s).
+    PORTALIS_PORTAL_REFRESH_MS: '500',
     ...opts.serviceEnv,
   });
   const stop = async () => {

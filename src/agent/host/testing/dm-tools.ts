@@ -63,6 +63,13 @@ export class FakeDmTools {
       if (this.opts.assembleOn === 'add-path') this.assemble(wwid, this.known);
       return ok('ok\n');
     }
+    if (args[0] === 'del' && args[1] === 'path') {
+      const dev = args[2]!.replace(/^\/dev\//, '');
+      this.known.delete(dev);
+      for (const m of this.kernel.maps.values()) m.paths.delete(dev);
+      this.kernel.render();
+      return ok('ok\n');
+    }
     if (cmd === 'reconfigure') {
       if (this.kernel.opts.multipath) return ok('ok\n');
       for (const d of this.kernel.fs.list('/sys/block')) if (/^nvme\d+n\d+$/.test(d)) this.known.add(d);

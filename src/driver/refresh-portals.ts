@@ -1,0 +1,123 @@
+/**
+ * Keeps every live attachment's portals true to the backend: a replica that moved, a node that
+ * joined or changed its address changes the connection info the host must use. A refresh
+ * rebuilds it (same multipath mode, same connector) from the backend's current paths and, when
+ * it differs, stores it; the store's trigger moves the host's version, which wakes its agent.
+ *
+ * One pass reads each volume once (its paths, one call), under the volume's lock, so that it
+ * never races an initialize or terminate of the same volume. A volume whose every replica is
+ * down keeps the info it had: the host's paths to it are better than none.
+ */
+import { buildConnectionInfo } from './connection-info.ts';
+import type { DriverDeps } from './deps.ts';
+import { DriverError } from './errors.ts';
+import type { Attachment, ConnectionInfo, VolumePath } from './model.ts';
+import type { Store } from './ports.ts';
+
+export interface RefreshResult {
+  volumes: number;
+  attachments: number;
+  changed: number;
+  /** Volumes that could not be refreshed this time (backend error), by id. */
+  failed: { volumeId: string; code: string }[];
+}
+
+/** The connection info this attachment should have with `paths`, or null when none can be built. */
+export function rebuiltInfo(a: Attachment, subsystemNqn: string, paths: readonly VolumePath[]): ConnectionInfo | null {
+  const old = a.connectionInfo;
+  if (!old) return null;
+  try {
+    return buildConnectionInfo({
+      volumeUuid: old.data.vol_uuid,
+      subsystemNqn,
+      nsid: old.data.ns_id !== undefined ? Number(old.data.ns_id) : undefined,
+      nguid: old.data.volume_nguid,
+      paths,
+      hostNqn: a.connector.nqn,
+      mode: a.multipathMode,
+      accessMode: old.data.access_mode,
+    });
+  } catch (e) {
+    if (e instanceof DriverError && e.code === 'no_path') return null;
+    throw e;
+  }
+}
+
+/**
+ * Rebuilds and stores the connection info of `attachments` (all of one volume) from `paths`.
+ * Returns the attachments whose info changed. Runs inside the volume's lock, on its store.
+ */
+export async function applyPaths(
+  deps: DriverDeps,
+  store: Store,
+  attachments: readonly Attachment[],
+  subsystemNqn: string,
+  paths: readonly VolumePath[],
+): Promise<Attachment[]> {
+  const changed: Attachment[] = [];
+  for (const a of attachments) {
+    const next = rebuiltInfo(a, subsystemNqn, paths);
+    if (!next || sameJson(next, a.connectionInfo)) continue;
+    changed.push(await store.updateAttachment(a.id, { connectionInfo: next }));
+    deps.logger.info(
+      { attachment: a.id, volume: a.volumeId, host: a.hostName, portals: portalsOf(next) },
+      'portals changed; the host agent follows',
+    );
+  }
+  return changed;
+}
+
+/** One refresh pass over every attached attachment, grouped by volume. */
+export async function refreshPortals(deps: DriverDeps): Promise<RefreshResult> {
+  const all = await deps.store.listAttachments({ status: 'attached' });
+  const byVolume = new Map<string, number>();
+  for (const a of all) byVolume.set(a.volumeId, (byVolume.get(a.volumeId) ?? 0) + 1);
+  const result: RefreshResult = { volumes: byVolume.size, attachments: all.length, changed: 0, failed: [] };
+  if (all.length === 0) return result;
+  const { subsystemNqn } = await deps.clusterInfo();
+  for (const volumeId of byVolume.keys()) {
+    try {
+      result.changed += await refreshVolumePortals(deps, volumeId, subsystemNqn);
+    } catch (e) {
+      const code = e instanceof DriverError ? e.code : 'internal';
+      result.failed.push({ volumeId, code });
+      deps.logger.warn({ volume: volumeId, err: (e as Error).message }, 'portal refresh of a volume failed; next pass');
+    }
+  }
+  return result;
+}
+
+/** Refreshes one volume's attached attachments under its lock; returns how many changed. */
+export async function refreshVolumePortals(deps: DriverDeps, volumeId: string, subsystemNqn?: string): Promise<number> {
+  const nqn = subsystemNqn ?? (await deps.clusterInfo()).subsystemNqn;
+  return deps.locks.withVolumeLock(volumeId, async (store) => {
+    // Read again under the lock: an initialize or terminate may have run since the listing.
+    const live = (await store.attachmentsOfVolume(volumeId, ['attached'])).filter((a) => a.connectionInfo);
+    if (live.length === 0) return 0;
+    const volume = await store.getVolume(volumeId);
+    if (!volume?.backendUuid) return 0;
+    const paths = await deps.backend.volumePaths(volume.backendUuid);
+    return (await applyPaths(deps, store, live, nqn, paths)).length;
+  });
+}
+
+function portalsOf(ci: ConnectionInfo): string[] {
+  const d = ci.data;
+  const tuples = d.dm_replicas ? d.dm_replicas.flatMap((r) => r.portals) : (d.portals ?? []);
+  return tuples.map(([addr, port]) => `${addr}:${port}`);
+}
+
+/** Deep equality that ignores key order (jsonb does not keep it). */
+function sameJson(a: unknown, b: unknown): boolean {
+  return canonical(a) === canonical(b);
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v);
+}
