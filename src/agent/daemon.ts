@@ -55,6 +55,8 @@ interface Tracked {
   data: ConnectionData | null;
   /** Teardown finished (nothing kept) for this desired state; not repeated every pass. */
   settled: boolean;
+  /** When this version of the attachment arrived (daemon clock). */
+  receivedAt: number;
 }
 
 export class AgentDaemon {
@@ -174,7 +176,8 @@ export class AgentDaemon {
       } catch (e) {
         this.log.error({ attachment: att.id, error: (e as Error).message }, 'bad connection info');
       }
-      this.tracked.set(att.id, { att, data, settled: false });
+      this.tracked.set(att.id, { att, data, settled: false, receivedAt: this.o.clock.now() });
+      this.log.info({ attachment: att.id, desired: att.desired }, 'attachment changed');
       void this.reconcile(att.id);
     }
     for (const id of [...this.tracked.keys()]) {
@@ -225,11 +228,16 @@ export class AgentDaemon {
         id,
         failure('error', null, { code: 'invalid_connection_info', message: 'connection info could not be parsed' }),
       );
-    if (t.att.desired === 'connected') return this.ensureConnected(id, t.data, t.att.size_gb);
+    if (t.att.desired === 'connected') return this.ensureConnected(id, t.data, t.att.size_gb, t.receivedAt);
     if (!t.settled) await this.ensureDisconnected(id, t);
   }
 
-  private async ensureConnected(id: string, data: ConnectionData, sizeGb: number | undefined): Promise<void> {
+  private async ensureConnected(
+    id: string,
+    data: ConnectionData,
+    sizeGb: number | undefined,
+    receivedAt: number,
+  ): Promise<void> {
     const c = this.o.connector;
     const started = this.o.clock.now();
     let fresh = false;
@@ -238,9 +246,22 @@ export class AgentDaemon {
       const before = await c.getPaths(data);
       fresh = !before.devicePath;
       if (fresh) this.report(id, failure('connecting', null, null));
-      let r: PathsResult = await c.connect(data);
-      if (fresh) this.observer?.connect('ok', this.o.clock.now() - started);
-      else {
+      const connected = await c.connect(data);
+      let r: PathsResult = connected;
+      if (fresh) {
+        this.observer?.connect('ok', this.o.clock.now() - started);
+        this.log.info(
+          {
+            attachment: id,
+            device: r.devicePath,
+            health: r.health,
+            elapsedMs: Math.round(connected.elapsedMs),
+            sinceReceivedMs: Math.round(this.o.clock.now() - receivedAt),
+            trace: connected.trace,
+          },
+          'attached',
+        );
+      } else {
         const live = (p: PathsResult) => p.paths.filter((x) => x.state === 'live').length;
         const back = live(r) - live(before);
         if (back > 0) this.observer?.pathsReconnected(back);
@@ -311,7 +332,15 @@ export class AgentDaemon {
     try {
       const res = await c.disconnect(data, { force: t.att.force, otherAttachments: others });
       this.observer?.disconnect('ok', this.o.clock.now() - started);
-      this.log.info({ attachment: id, ...res }, 'detached');
+      this.log.info(
+        {
+          attachment: id,
+          ...res,
+          elapsedMs: Math.round(this.o.clock.now() - started),
+          sinceReceivedMs: Math.round(this.o.clock.now() - t.receivedAt),
+        },
+        'detached',
+      );
       // Controllers kept for another namespace are looked at again on later passes: once the
       // service revokes that namespace too, they go (no leftover controllers, os-brick #1961102).
       t.settled = res.kept.length === 0;
