@@ -4,6 +4,7 @@ import { type AgentIo, runAgentCli } from './cli.ts';
 import { loadAgentSettings } from './config.ts';
 import { FakeService } from './testing/fake-service.ts';
 import { NQN, VOL, nativeData, scenario } from './testing/scenario.ts';
+import { GiB } from '../shared/units.ts';
 
 function io(extra: Partial<AgentIo> = {}) {
   const out: string[] = [];
@@ -21,7 +22,7 @@ function io(extra: Partial<AgentIo> = {}) {
 
 function attachedHost() {
   const s = scenario();
-  s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 2 ** 30 });
+  s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: GiB });
   s.host.fs.writeFile('/var/tmp/conn.json', JSON.stringify({ driver_volume_type: 'nvmeof', data: nativeData() }));
   return s;
 }
@@ -43,7 +44,7 @@ describe('portalis agent CLI', () => {
     assert.equal(await runAgentCli(['attach', '--connection-info', '/var/tmp/conn.json'], {}, t.io), 0);
     const r = JSON.parse(t.out());
     assert.equal(r.device_path, '/dev/nvme0n1');
-    assert.equal(r.size_bytes, 2 ** 30);
+    assert.equal(r.size_bytes, GiB);
     assert.equal(r.health, 'optimal');
     assert.equal(r.paths.length, 3);
     assert.equal(typeof r.elapsed_ms, 'number');

@@ -11,7 +11,7 @@
  * Exit status: 0 done, 1 the operation failed (a JSON `{error}` on stdout), 2 bad usage or
  * configuration (the message names the option or variable).
  */
-import pino from 'pino';
+import type pino from 'pino';
 import { type Logger, createLogger } from '../shared/logger.ts';
 import {
   AGENT_SETTINGS,
@@ -41,7 +41,8 @@ export interface AgentIo {
   signal?: AbortSignal;
 }
 
-const USAGE = `usage: portalis agent [connector-properties | attach --connection-info <file|-> | detach --connection-info <file|-> [--force]]
+const USAGE = `usage: portalis agent [connector-properties | attach --connection-info <file|->
+                      | detach --connection-info <file|-> [--force]]
   no subcommand: run the daemon (needs PORTALIS_URL and PORTALIS_TOKEN)
 settings (environment, default):
 ${AGENT_SETTINGS.map(([k, d, m]) => `  ${k.padEnd(34)} ${d.padEnd(22)} ${m}`).join('\n')}

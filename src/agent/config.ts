@@ -1,6 +1,6 @@
 /**
  * Agent settings from the environment. Every setting has a documented default; a bad value
- * stops start-up with a message naming the variable (DESIGN.md "Configuration and defaults").
+ * stops start-up with a message naming the variable (the README lists them).
  */
 import { readFileSync } from 'node:fs';
 import type { ConnectTunables } from './nvme-cli.ts';

@@ -1,6 +1,6 @@
 /**
  * Turns connection info (os-brick NVMeOFConnProps "new format", or the DM form with
- * `dm_replicas`; DESIGN.md "Connection info") into the agent's own typed view. This is the
+ * `dm_replicas`; docs/DECISIONS.md) into the agent's own typed view. This is the
  * boundary: everything past it works with `AttachSpec`, never with the raw dict.
  */
 import type { ConnectionData, MultipathMode, PortalTuple } from '../driver/model.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { connectorProperties, ensureHostIdentity, rootFsUuid } from './connector-properties.ts';
-import { FAKE_HOSTNQN, FakeHost } from './host/fake.ts';
+import { FAKE_HOSTNQN, FakeHost } from './host/testing/fake-host.ts';
 
 const DMI = '4c4c4544-0042-3510-8052-b4c04f333532';
 const rand = () => '0badc0de-0000-4000-8000-000000000001';

@@ -1,6 +1,6 @@
 /**
  * `portalis agent connector-properties`: the dict os-brick's `get_connector_properties` returns
- * for NVMe-oF (reference/os-brick-nvmeof.md §2), which the service's initialize_connection takes.
+ * for NVMe-oF (os-brick `NVMeOFConnector.get_connector_properties`), which the service's initialize_connection takes.
  */
 import { randomUUID } from 'node:crypto';
 import type { Connector } from '../driver/model.ts';

@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TeardownError } from './connector.ts';
 import { NQN, NQN_B, VOL, dmData, drive, scenario } from './testing/scenario.ts';
+import { GiB } from '../shared/units.ts';
 
 const MAP = `uuid.${VOL}`;
 
 function dmScenario(opts: Parameters<typeof scenario>[0] = {}) {
   const s = scenario({ kernel: { multipath: false }, ...opts });
-  s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 4 * 2 ** 30 });
+  s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 4 * GiB });
   return s;
 }
 
@@ -16,7 +17,7 @@ describe('DM multipath', () => {
     const s = dmScenario();
     const r = await drive(s.clock, s.connector.connect(dmData()));
     assert.equal(r.devicePath, `/dev/mapper/${MAP}`);
-    assert.equal(r.sizeBytes, 4 * 2 ** 30);
+    assert.equal(r.sizeBytes, 4 * GiB);
     assert.equal(r.health, 'optimal');
     assert.deepEqual(
       r.paths.map((p) => [p.controller, p.state, p.dmState]),
@@ -36,9 +37,9 @@ describe('DM multipath', () => {
   it('online extend: rescans the paths, then has multipathd reload the map at the new size', async () => {
     const s = dmScenario();
     await drive(s.clock, s.connector.connect(dmData()));
-    s.host.fabric.subsystem(NQN).namespaces.get(1)!.sizeBytes = 8 * 2 ** 30; // grown on the target, no AEN
-    const r = await drive(s.clock, s.connector.extend(dmData(), 8 * 2 ** 30));
-    assert.equal(r.sizeBytes, 8 * 2 ** 30);
+    s.host.fabric.subsystem(NQN).namespaces.get(1)!.sizeBytes = 8 * GiB; // grown on the target, no AEN
+    const r = await drive(s.clock, s.connector.extend(dmData(), 8 * GiB));
+    assert.equal(r.sizeBytes, 8 * GiB);
     assert.equal(s.host.calls('nvme ns-rescan').length, 2);
     assert.deepEqual(s.host.calls('multipathd resize map'), [`multipathd resize map ${MAP}`]);
   });
@@ -65,7 +66,7 @@ describe('DM multipath', () => {
   it('works across replicas in different subsystems', async () => {
     const s = dmScenario();
     s.host.fabric.addSubsystem(NQN_B, [{ address: '10.0.1.1' }]);
-    s.host.fabric.addNamespace(NQN_B, { nsid: 7, uuid: VOL, sizeBytes: 4 * 2 ** 30 });
+    s.host.fabric.addNamespace(NQN_B, { nsid: 7, uuid: VOL, sizeBytes: 4 * GiB });
     const data = dmData({
       dm_replicas: [
         { vol_uuid: VOL, target_nqn: NQN, portals: [['10.0.0.1', 4420, 'tcp']] },

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { AlreadyForm, FakeNvmeCliVersion } from './host/fake/nvme-cli.ts';
+import type { AlreadyForm, FakeNvmeCliVersion } from './host/testing/nvme-cli.ts';
 import { ADDRS, NQN, NQN_B, VOL, VOL2, drive, nativeData, portals, scenario } from './testing/scenario.ts';
+import { GiB } from '../shared/units.ts';
 
 const isConnect = (addr: string) => (cmd: string, args: readonly string[]) =>
   cmd === 'nvme' && args[0] === 'connect' && args.includes(addr);
@@ -9,10 +10,10 @@ const isConnect = (addr: string) => (cmd: string, args: readonly string[]) =>
 describe('native multipath connect', () => {
   it('connects every portal in parallel and returns the head, never a per-path device', async () => {
     const s = scenario();
-    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 10 * 2 ** 30 });
+    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 10 * GiB });
     const r = await drive(s.clock, s.connector.connect(nativeData()));
     assert.equal(r.devicePath, '/dev/nvme0n1');
-    assert.equal(r.sizeBytes, 10 * 2 ** 30);
+    assert.equal(r.sizeBytes, 10 * GiB);
     assert.equal(r.health, 'optimal');
     assert.deepEqual(
       r.paths.map((p) => [p.address, p.state, p.anaState]),
@@ -75,7 +76,8 @@ describe('native multipath connect', () => {
     ['2', 'stdout'], // … on stdout
   ];
   for (const [version, form] of forms) {
-    it(`treats "already connected" (nvme-cli ${version}, ${form ?? 'default form'}) as success once sysfs shows the controller`, async () => {
+    const name = `treats "already connected" (nvme-cli ${version}, ${form ?? 'default form'}) as success`;
+    it(`${name} once sysfs shows the controller`, async () => {
       const s = scenario({ nvmeCli: version, alreadyForm: form });
       s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
       // Someone else (udev autoconnect) connects portal 2 between our sysfs read and our connect.
@@ -137,14 +139,14 @@ describe('native multipath connect', () => {
   it('finds the namespace by NGUID when it has no UUID, and by NSID when it has neither', async () => {
     const nguid = '0123456789abcdef0123456789abcdef';
     const s = scenario();
-    s.host.fabric.addNamespace(NQN, { nsid: 3, nguid, sizeBytes: 2 ** 30 });
+    s.host.fabric.addNamespace(NQN, { nsid: 3, nguid, sizeBytes: GiB });
     s.host.fabric.addNamespace(NQN, { nsid: 4, sizeBytes: 2 ** 31 });
     s.host.fabric.addNamespace(NQN, { nsid: 5, uuid: VOL2, sizeBytes: 2 ** 32 });
     const byNguid = await drive(
       s.clock,
       s.connector.connect(nativeData({ vol_uuid: VOL, volume_nguid: nguid, ns_id: '4' })),
     );
-    assert.equal(byNguid.sizeBytes, 2 ** 30, 'nguid wins over nsid');
+    assert.equal(byNguid.sizeBytes, GiB, 'nguid wins over nsid');
     const byNsid = await drive(s.clock, s.connector.connect(nativeData({ vol_uuid: VOL, ns_id: '4' })));
     assert.equal(byNsid.sizeBytes, 2 ** 31);
     const byUuid = await drive(s.clock, s.connector.connect(nativeData({ vol_uuid: VOL2, ns_id: '4' })));
@@ -277,7 +279,7 @@ describe('native multipath connect', () => {
   it('keeps volumes of several subsystems apart (same NSID in each)', async () => {
     const s = scenario();
     s.host.fabric.addSubsystem(NQN_B, [{ address: '10.0.1.1' }, { address: '10.0.1.2' }]);
-    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 2 ** 30 });
+    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: GiB });
     s.host.fabric.addNamespace(NQN_B, { nsid: 1, uuid: VOL2, sizeBytes: 2 ** 31 });
     const a = await drive(s.clock, s.connector.connect(nativeData()));
     const b = await drive(
@@ -318,10 +320,10 @@ describe('native multipath connect', () => {
 describe('extend', () => {
   it('rescans the live controllers and waits for the new size', async () => {
     const s = scenario();
-    const ns = s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 2 ** 30 });
+    const ns = s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: GiB });
     await drive(s.clock, s.connector.connect(nativeData()));
     ns.sizeBytes = 2 ** 31; // grown on the target; no AEN reaches the host
-    assert.equal((await s.connector.getPaths(nativeData())).sizeBytes, 2 ** 30);
+    assert.equal((await s.connector.getPaths(nativeData())).sizeBytes, GiB);
     const r = await drive(s.clock, s.connector.extend(nativeData(), 2 ** 31));
     assert.equal(r.sizeBytes, 2 ** 31);
     assert.equal(s.host.calls('nvme ns-rescan').length, 3);

@@ -2,21 +2,34 @@
  * The host connector: connect / disconnect / extend / getPaths for one volume, whatever its
  * multipath mode. The CLI and the daemon both go through this class. Every operation holds the
  * lock of each subsystem NQN it touches, so connects and disconnects on one subsystem never
- * interleave while different subsystems proceed in parallel.
+ * interleave while different subsystems proceed in parallel: a disconnect racing a connect on the
+ * same subsystem can remove the controller a volume being attached right now needs (Lightbits'
+ * los-csi, `pkg/driver/node.go`: "disconnecting a volume that just got mounted").
+ * One agent process runs per host (the daemon, or a CLI attach/detach); the lock is in-process,
+ * so the CLI must not be run while the daemon manages the same volume.
  */
 import type { ConnectionData } from '../driver/model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
+import { KeyedMutex } from '../shared/keyed-mutex.ts';
 import { poll } from '../shared/poll.ts';
 import { type AttachSpec, type PortalSpec, type TargetSpec, portalLabel, toAttachSpec } from './connection-data.ts';
+import type { AgentContext } from './context.ts';
 import { AgentError } from './errors.ts';
 import type { Health, ObservedPath } from './health.ts';
 import type { HostPort } from './host/port.ts';
-import { KeyedMutex } from './locks.ts';
 import { attachDm, locateDm, removeMap } from './multipath/dm.ts';
 import { attachNative, locateNative } from './multipath/native.ts';
 import { DEFAULT_TUNABLES, type ConnectTunables } from './nvme-cli.ts';
-import { type AgentContext, portalStates, rescan, servesPortal, traced } from './portals.ts';
-import { type Controller, identify, listControllers, namespacesUnderController, readBlockNamespace } from './sysfs.ts';
+import { portalStates, rescan, servesPortal } from './portals.ts';
+import { traced } from './context.ts';
+import { identify, isMatch, wantOf } from './identity.ts';
+import {
+  type Controller,
+  listControllers,
+  namespacesUnderController,
+  readBlockNamespace,
+  usedThrough,
+} from './sysfs.ts';
 import { deviceUsage, describeUsage, disconnectController, flush, isInUse } from './teardown.ts';
 import { Trace, type TraceStep } from './trace.ts';
 
@@ -337,17 +350,16 @@ export class Connector {
     const user = others.find((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn));
     if (user)
       return `another attachment on this host (volume ${user.volUuid}) uses ${c.nqn} via ${portalLabel(user.portal)}`;
-    const want = { uuid: t.uuid, nguid: t.nguid, nsid: t.nsid };
+    const want = wantOf(t);
     const busy: string[] = [];
     for (const name of await namespacesUnderController(this.host, c.name)) {
       const ns = await readBlockNamespace(this.host, name);
-      if (!ns || ['uuid', 'nguid', 'nsid'].includes(identify(ns, want))) continue;
+      if (!ns || isMatch(identify(ns, want))) continue;
       if (!complete) {
         busy.push(`/dev/${name} (visible; this caller does not know which attachments the host has)`);
         continue;
       }
-      // A hidden per-path device nvmeXcYnZ is used through its head nvmeXnZ (X: the subsystem).
-      const top = name.replace(/^(nvme\d+)c\d+(n\d+)$/, '$1$2');
+      const top = usedThrough(name);
       const usage = await deviceUsage(this.host, top, [`/dev/${top}`]);
       if (isInUse(usage)) busy.push(describeUsage(`/dev/${top}`, usage));
     }

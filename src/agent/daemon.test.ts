@@ -4,10 +4,11 @@ import type { ManualClock } from '../shared/clock.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Connector } from './connector.ts';
 import { AgentDaemon } from './daemon.ts';
-import type { FakeHost } from './host/fake.ts';
+import type { FakeHost } from './host/testing/fake-host.ts';
 import type { RunResult } from './host/port.ts';
 import { FakeService } from './testing/fake-service.ts';
 import { NQN, VOL, VOL2, nativeData, scenario } from './testing/scenario.ts';
+import { GiB } from '../shared/units.ts';
 
 /** Lets the clock run for `ms`, in steps, letting every non-waiting task finish in between. */
 async function elapse(clock: ManualClock, ms: number, step = 100): Promise<void> {
@@ -50,6 +51,25 @@ function setup(second = false) {
 }
 
 describe('agent daemon', () => {
+  it('an option passed as undefined keeps its default', async () => {
+    const { host, clock, service } = setup();
+    const waits: number[] = [];
+    const list = service.listAttachments.bind(service);
+    service.listAttachments = (since, waitSeconds, signal) => {
+      waits.push(waitSeconds);
+      return list(since, waitSeconds, signal);
+    };
+    const daemon = new AgentDaemon({
+      connector: new Connector(host),
+      service,
+      connectorProperties: () => connectorProperties(host),
+      clock,
+      pollWaitSeconds: undefined,
+    });
+    await daemon.syncOnce();
+    assert.deepEqual(waits, [30]);
+  });
+
   it('registers, connects what the service wants and reports the device and its paths', async () => {
     const { host, clock, service } = setup();
     service.put('a1', nativeData());
@@ -60,7 +80,7 @@ describe('agent daemon', () => {
     assert.equal(r.state, 'connected');
     assert.equal(r.device_path, '/dev/nvme0n1');
     assert.equal(r.health, 'optimal');
-    assert.equal(r.size_bytes, 2 ** 30);
+    assert.equal(r.size_bytes, GiB);
     assert.deepEqual(r.paths[0], {
       controller: 'nvme0',
       address: '10.0.0.1',
@@ -88,12 +108,12 @@ describe('agent daemon', () => {
 
   it('rescans an attached device when the service lists a larger volume (online extend)', async () => {
     const s = scenario();
-    const ns = s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: 2 ** 30 });
+    const ns = s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL, sizeBytes: GiB });
     const service = new FakeService(s.clock);
     service.put('a1', nativeData(), 'connected', false, 1);
     const d = start(s.host, s.clock, service);
     await elapse(s.clock, 2_000);
-    assert.equal(service.last('a1')?.size_bytes, 2 ** 30);
+    assert.equal(service.last('a1')?.size_bytes, GiB);
     assert.equal(s.host.calls('nvme ns-rescan').length, 0);
     ns.sizeBytes = 2 ** 31; // grown on the target; no AEN reaches the host
     service.put('a1', nativeData(), 'connected', false, 2);
@@ -230,7 +250,7 @@ describe('agent daemon', () => {
     host.expirePortal('10.0.0.3');
     await elapse(clock, 31_000, 500);
     assert.equal(service.last('a1')?.health, 'degraded');
-    assert.equal(service.last('a1')?.paths[2]!.state, 'missing');
+    assert.equal(service.last('a1')!.paths[2]!.state, 'missing');
 
     host.fabric.portal('10.0.0.3').up = true;
     await elapse(clock, 31_000, 500);

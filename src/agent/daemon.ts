@@ -68,21 +68,25 @@ export class AgentDaemon {
   private running = new Map<string, Promise<void>>();
   private again = new Set<string>();
   private wakeReporter: (() => void) | null = null;
-  private readonly o: Required<Omit<DaemonOptions, 'log' | 'observer'>>;
+  private readonly options: Required<Omit<DaemonOptions, 'log' | 'observer'>>;
   private readonly observer: DaemonObserver | undefined;
 
   constructor(opts: DaemonOptions) {
     this.log = opts.log ?? silentLogger;
     this.observer = opts.observer;
-    this.o = {
-      recheckIntervalMs: 30_000,
-      reportRefreshMs: 60_000,
-      pollWaitSeconds: 30,
-      backoffInitialMs: 1000,
-      backoffMaxMs: 60_000,
-      ...opts,
-    } as Required<Omit<DaemonOptions, 'log' | 'observer'>>;
-    this.reporter = new Reporter(opts.service, opts.clock, this.log, this.o.reportRefreshMs);
+    // `??` per field: an option passed as undefined keeps its default (a spread would not).
+    this.options = {
+      connector: opts.connector,
+      service: opts.service,
+      connectorProperties: opts.connectorProperties,
+      clock: opts.clock,
+      recheckIntervalMs: opts.recheckIntervalMs ?? 30_000,
+      reportRefreshMs: opts.reportRefreshMs ?? 60_000,
+      pollWaitSeconds: opts.pollWaitSeconds ?? 30,
+      backoffInitialMs: opts.backoffInitialMs ?? 1000,
+      backoffMaxMs: opts.backoffMaxMs ?? 60_000,
+    };
+    this.reporter = new Reporter(opts.service, opts.clock, this.log, this.options.reportRefreshMs);
   }
 
   /** Runs until `signal` aborts. */
@@ -104,14 +108,14 @@ export class AgentDaemon {
   // ------------------------------------------------------------------ loops
 
   private async watchLoop(signal: AbortSignal): Promise<void> {
-    let backoff = this.o.backoffInitialMs;
+    let backoff = this.options.backoffInitialMs;
     while (!signal.aborted) {
-      const started = this.o.clock.now();
+      const started = this.options.clock.now();
       try {
         await this.syncOnce(signal);
-        backoff = this.o.backoffInitialMs;
+        backoff = this.options.backoffInitialMs;
         // A service that answers at once without a change must not make this a busy loop.
-        if (this.o.clock.now() - started < 1000) await this.sleep(1000, signal);
+        if (this.options.clock.now() - started < 1000) await this.sleep(1000, signal);
       } catch (e) {
         if (signal.aborted) break;
         if (e instanceof ServiceError && (e.status === 401 || e.status === 403)) this.registered = false;
@@ -120,25 +124,25 @@ export class AgentDaemon {
           'service unavailable; devices stay as they are',
         );
         await this.sleep(backoff, signal);
-        backoff = Math.min(backoff * 2, this.o.backoffMaxMs);
+        backoff = Math.min(backoff * 2, this.options.backoffMaxMs);
       }
     }
   }
 
   private async recheckLoop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      await this.sleep(this.o.recheckIntervalMs, signal);
+      await this.sleep(this.options.recheckIntervalMs, signal);
       if (signal.aborted) break;
       await this.reconcileAll();
     }
   }
 
   private async reportLoop(signal: AbortSignal): Promise<void> {
-    let backoff = this.o.backoffInitialMs;
+    let backoff = this.options.backoffInitialMs;
     while (!signal.aborted) {
       this.reporter.refreshStale();
       const ok = await this.reporter.flush();
-      backoff = ok ? this.o.backoffInitialMs : Math.min(backoff * 2, this.o.backoffMaxMs);
+      backoff = ok ? this.options.backoffInitialMs : Math.min(backoff * 2, this.options.backoffMaxMs);
       if (ok && this.reporter.pending) continue; // submitted while we were sending
       const wait = ok ? this.reporter.nextRefreshInMs() : backoff;
       if (wait === 0) continue; // a refresh is due now
@@ -151,7 +155,7 @@ export class AgentDaemon {
   }
 
   private sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return this.o.clock.sleep(ms, signal);
+    return this.options.clock.sleep(ms, signal);
   }
 
   // ------------------------------------------------------------------ steps (public for tests)
@@ -159,12 +163,12 @@ export class AgentDaemon {
   /** Registers when needed, reads the attachment list once and reconciles what changed. */
   async syncOnce(signal?: AbortSignal): Promise<void> {
     if (!this.registered) {
-      const connector = await this.o.connectorProperties();
-      const r = await this.o.service.register(connector);
+      const connector = await this.options.connectorProperties();
+      const r = await this.options.service.register(connector);
       this.registered = true;
       this.log.info({ host: r.host }, 'registered with the service');
     }
-    const list = await this.o.service.listAttachments(this.version, this.o.pollWaitSeconds, signal);
+    const list = await this.options.service.listAttachments(this.version, this.options.pollWaitSeconds, signal);
     const seen = new Set<string>();
     for (const att of list.attachments) {
       seen.add(att.id);
@@ -176,7 +180,7 @@ export class AgentDaemon {
       } catch (e) {
         this.log.error({ attachment: att.id, error: (e as Error).message }, 'bad connection info');
       }
-      this.tracked.set(att.id, { att, data, settled: false, receivedAt: this.o.clock.now() });
+      this.tracked.set(att.id, { att, data, settled: false, receivedAt: this.options.clock.now() });
       this.log.info({ attachment: att.id, desired: att.desired }, 'attachment changed');
       void this.reconcile(att.id);
     }
@@ -198,7 +202,7 @@ export class AgentDaemon {
   /** One reconcile per attachment at a time; a request during a run schedules one more run. */
   reconcile(id: string): Promise<void> {
     const current = this.running.get(id);
-    if (current) {
+    if (current !== undefined) {
       this.again.add(id);
       return current;
     }
@@ -226,7 +230,7 @@ export class AgentDaemon {
     if (!t.data)
       return this.report(
         id,
-        failure('error', null, { code: 'invalid_connection_info', message: 'connection info could not be parsed' }),
+        errorReport({ code: 'invalid_connection_info', message: 'connection info could not be parsed' }),
       );
     if (t.att.desired === 'connected') return this.ensureConnected(id, t.data, t.att.size_gb, t.receivedAt);
     if (!t.settled) await this.ensureDisconnected(id, t);
@@ -238,25 +242,25 @@ export class AgentDaemon {
     sizeGb: number | undefined,
     receivedAt: number,
   ): Promise<void> {
-    const c = this.o.connector;
-    const started = this.o.clock.now();
+    const c = this.options.connector;
+    const started = this.options.clock.now();
     let fresh = false;
     try {
       // Adopt what is there: no "connecting" blip for a device that already works.
       const before = await c.getPaths(data);
       fresh = !before.devicePath;
-      if (fresh) this.report(id, failure('connecting', null, null));
+      if (fresh) this.report(id, stateReport('connecting'));
       const connected = await c.connect(data);
       let r: PathsResult = connected;
       if (fresh) {
-        this.observer?.connect('ok', this.o.clock.now() - started);
+        this.observer?.connect('ok', this.options.clock.now() - started);
         this.log.info(
           {
             attachment: id,
             device: r.devicePath,
             health: r.health,
             elapsedMs: Math.round(connected.elapsedMs),
-            sinceReceivedMs: Math.round(this.o.clock.now() - receivedAt),
+            sinceReceivedMs: Math.round(this.options.clock.now() - receivedAt),
             trace: connected.trace,
           },
           'attached',
@@ -282,7 +286,7 @@ export class AgentDaemon {
         error: null,
       });
     } catch (e) {
-      if (fresh) this.observer?.connect('failed', this.o.clock.now() - started);
+      if (fresh) this.observer?.connect('failed', this.options.clock.now() - started);
       this.log.warn({ attachment: id, error: (e as Error).message }, 'connect failed; retried on the next pass');
       const now = await c.getPaths(data).catch(() => null);
       if (now?.devicePath) {
@@ -296,7 +300,7 @@ export class AgentDaemon {
         });
       } else {
         this.report(id, {
-          ...failure('error', null, errorBody(e)),
+          ...errorReport(errorBody(e)),
           paths: now?.paths.map(toWire) ?? [],
           health: now ? now.health : null,
         });
@@ -305,12 +309,12 @@ export class AgentDaemon {
   }
 
   private async ensureDisconnected(id: string, t: Tracked): Promise<void> {
-    const c = this.o.connector;
+    const c = this.options.connector;
     const data = t.data!;
     const before = await c.getPaths(data).catch(() => null);
     if (before?.devicePath)
       this.report(id, {
-        ...failure('disconnecting', before.devicePath, null),
+        ...stateReport('disconnecting', before.devicePath),
         size_bytes: before.sizeBytes,
         health: before.health,
         paths: before.paths.map(toWire),
@@ -326,44 +330,49 @@ export class AgentDaemon {
         'volume still attached here through another attachment; device kept',
       );
       t.settled = true;
-      return this.report(id, failure('disconnected', null, null));
+      return this.report(id, stateReport('disconnected'));
     }
-    const started = this.o.clock.now();
+    const started = this.options.clock.now();
     try {
       const res = await c.disconnect(data, { force: t.att.force, otherAttachments: others });
-      this.observer?.disconnect('ok', this.o.clock.now() - started);
+      this.observer?.disconnect('ok', this.options.clock.now() - started);
       this.log.info(
         {
           attachment: id,
           ...res,
-          elapsedMs: Math.round(this.o.clock.now() - started),
-          sinceReceivedMs: Math.round(this.o.clock.now() - t.receivedAt),
+          elapsedMs: Math.round(this.options.clock.now() - started),
+          sinceReceivedMs: Math.round(this.options.clock.now() - t.receivedAt),
         },
         'detached',
       );
       // Controllers kept for another namespace are looked at again on later passes: once the
       // service revokes that namespace too, they go (no leftover controllers, os-brick #1961102).
       t.settled = res.kept.length === 0;
-      this.report(id, failure('disconnected', null, null));
+      this.report(id, stateReport('disconnected'));
     } catch (e) {
       const refused = (e as { code?: unknown }).code === 'in_use';
-      this.observer?.disconnect(refused ? 'refused' : 'failed', this.o.clock.now() - started);
+      this.observer?.disconnect(refused ? 'refused' : 'failed', this.options.clock.now() - started);
       this.log.warn(
         { attachment: id, error: (e as Error).message, ...(e instanceof TeardownError ? { done: e.result } : {}) },
         'detach not completed; retried on the next pass',
       );
       this.report(id, {
-        ...failure('error', before?.devicePath ?? null, errorBody(e)),
+        ...errorReport(errorBody(e), before?.devicePath ?? null),
         paths: before?.paths.map(toWire) ?? [],
       });
     }
   }
 }
 
-function failure(
-  state: AttachmentReport['state'],
-  devicePath: string | null,
-  error: AttachmentReport['error'],
+/** A report of `state` with nothing observed yet (no size, paths or health); callers add what they saw. */
+function stateReport(state: AttachmentReport['state'], devicePath: string | null = null): AttachmentReport {
+  return { state, device_path: devicePath, size_bytes: null, health: null, paths: [], error: null };
+}
+
+/** An `error` report carrying the failure; callers add the paths they could still see. */
+function errorReport(
+  error: NonNullable<AttachmentReport['error']>,
+  devicePath: string | null = null,
 ): AttachmentReport {
-  return { state, device_path: devicePath, size_bytes: null, health: null, paths: [], error };
+  return { ...stateReport('error', devicePath), error };
 }

@@ -1,5 +1,5 @@
 /**
- * Path health of one attachment, as reported to the service (DESIGN.md "The agent-facing API";
+ * Path health of one attachment, as reported to the service (docs/ARCHITECTURE.md step 14;
  * the optimal/degraded/failed roll-up of the Proxmox multipath series, patch 06/13).
  */
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FakeHost } from './host/fake.ts';
+import { FakeHost } from './host/testing/fake-host.ts';
 import {
   DEFAULT_TUNABLES,
   classify,

@@ -1,7 +1,7 @@
 /**
  * nvme-cli: the commands the agent runs, the ONE place their results are classified, and the
  * one parser that folds nvme-cli 1.x and 2.x JSON into a single shape.
- * Facts: reference/host-nvme-multipath.md §2, os-brick `_connect_target` (reference/os-brick-nvmeof.md §3).
+ * Facts: docs/KERNEL.md §2; os-brick `_connect_target` classifies the same way.
  */
 import type { PortalSpec } from './connection-data.ts';
 import type { RunResult } from './host/port.ts';
@@ -41,7 +41,7 @@ export function connectArgs(nqn: string, portal: PortalSpec, t: ConnectTunables,
 
 /**
  * Per controller, never `-n <nqn>`: that removes every controller of the subsystem for every
- * host NQN, i.e. every other volume of a shared subsystem too (failure mode 8).
+ * host NQN, i.e. every other volume of a shared subsystem too (nvme-disconnect(1); docs/DECISIONS.md).
  */
 export function disconnectArgs(ctrl: string): string[] {
   return ['disconnect', '-d', ctrl];

@@ -2,37 +2,11 @@
  * Portals and their controllers: which portal already has a controller, connecting the ones that
  * do not, and rescanning. Shared by native, single and DM attachment.
  */
-import type { Logger } from '../shared/logger.ts';
 import { type PortalSpec, type TargetSpec, portalLabel } from './connection-data.ts';
 import { AgentError } from './errors.ts';
-import type { HostPort } from './host/port.ts';
-import { type ConnectTunables, classify, connectArgs, parseConnectedDevice, rescanArgs } from './nvme-cli.ts';
+import { type AgentContext, traced } from './context.ts';
+import { classify, connectArgs, parseConnectedDevice, rescanArgs } from './nvme-cli.ts';
 import { type Controller, canonicalAddress, listControllers, readController } from './sysfs.ts';
-import type { Trace } from './trace.ts';
-
-export interface AgentContext {
-  host: HostPort;
-  log: Logger;
-  tunables: ConnectTunables;
-  /** Subsystem iopolicy to set (`numa`, `round-robin`, `queue-depth`); undefined = leave as is. */
-  iopolicy?: string;
-  /** How long to wait for a block device (or DM map) to appear. */
-  deviceTimeoutMs: number;
-  /** Per-command timeout (nvme connect to a dead portal can hang in the TCP connect). */
-  commandTimeoutMs: number;
-  /** The trace of the operation this context runs for (set per call by the Connector). */
-  trace?: Trace;
-}
-
-/** Runs `fn` as a step of the operation's trace (just runs it when there is none). */
-export function traced<T>(
-  ctx: AgentContext,
-  step: string,
-  fn: () => Promise<T>,
-  detail?: (v: T) => string | undefined,
-) {
-  return ctx.trace ? ctx.trace.span(step, fn, detail) : fn();
-}
 
 export interface PortalState {
   portal: PortalSpec;
@@ -90,9 +64,10 @@ function needsConnect(s: PortalState): boolean {
 /**
  * Connects the portals that have no controller. `all`: every one, in parallel (native, DM);
  * `first`: nothing if any portal has a controller, else one portal after the other until one
- * connects (single). Live and connecting controllers are left to the kernel (CEPH's rule):
+ * connects (single). Live and connecting controllers are left to the kernel (ceph-csi's NVMe-oF initiator skips them too):
  * reconnecting is its job while ctrl-loss-tmo runs. A failed portal is only recorded; the next
- * pass tries it again, so a volume is never left single-path for good (the Lightbits PR).
+ * pass tries it again, so a volume is never left single-path for good (the Lightbits Proxmox
+ * plugin, pve-lightbits, retries missing endpoints the same way).
  */
 export async function connectPortals(
   ctx: AgentContext,

@@ -11,7 +11,7 @@ export interface MountEntry {
 }
 
 /** mountinfo escapes space, tab, newline and backslash as octal (`\040`). */
-function unescape(s: string): string {
+function unescapeOctal(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
@@ -27,9 +27,9 @@ export function parseMountinfo(text: string): MountEntry[] {
     if (f.length < 5 || sep < 0) continue;
     out.push({
       majMin: f[2]!,
-      mountPoint: unescape(f[4]!),
+      mountPoint: unescapeOctal(f[4]!),
       fstype: f[sep + 1] ?? '',
-      source: unescape(f[sep + 2] ?? ''),
+      source: unescapeOctal(f[sep + 2] ?? ''),
     });
   }
   return out;

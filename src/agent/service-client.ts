@@ -1,5 +1,5 @@
 /**
- * The agent side of the agent-facing API (DESIGN.md "The agent-facing API"). The daemon talks
+ * The agent side of the agent-facing API (docs/ARCHITECTURE.md, steps 9 and 14). The daemon talks
  * to the `ServiceClient` interface; `HttpServiceClient` is its axios implementation.
  *
  *   POST /v1/agent/register                       {connector} → 200 {host: {nqn, name}}
@@ -11,7 +11,7 @@
  */
 import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
-import axios, { type AxiosInstance } from 'axios';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import type { ConnectionInfo, Connector } from '../driver/model.ts';
 import type { Health, PathReport } from './health.ts';
 
@@ -94,7 +94,7 @@ export class HttpServiceClient implements ServiceClient {
     body?: unknown,
     extra: { timeout?: number; signal?: AbortSignal } = {},
   ): Promise<T> {
-    let res;
+    let res: AxiosResponse<unknown>;
     try {
       res = await this.http.request({ method, url: path, data: body, timeout: extra.timeout, signal: extra.signal });
     } catch (e) {

@@ -1,10 +1,9 @@
 /**
  * What the kernel says, read from sysfs through the host port: controllers, subsystems and
  * namespace block devices. Small readers that return null/[] when a device vanished mid-read
- * (os-brick's `sysfs_property`), and no decisions. Layout: reference/host-nvme-multipath.md §1
- * and KERNEL-TESTS.md ("Observed in the guest").
+ * (os-brick's `sysfs_property`), and no decisions. Layout: docs/KERNEL.md §1.
  */
-import { normHex, normUuid, stripBrackets } from './connection-data.ts';
+import { normHex, stripBrackets } from './connection-data.ts';
 import type { HostPort } from './host/port.ts';
 
 export interface NvmeAddress {
@@ -118,6 +117,14 @@ export interface BlockNamespace {
 const HEAD_OR_PLAIN = /^nvme\d+n\d+$/;
 const PER_PATH = /^nvme\d+c\d+n\d+$/;
 
+/**
+ * The device a namespace is used through: a hidden per-path `nvmeScCnI` is used through its head
+ * `nvmeSnI` (S: the subsystem instance, I: the head index); any other name is its own.
+ */
+export function usedThrough(name: string): string {
+  return name.replace(/^(nvme\d+)c\d+(n\d+)$/, '$1$2');
+}
+
 function basename(p: string | null): string | null {
   return p === null ? null : (p.split('/').pop() ?? null);
 }
@@ -179,43 +186,6 @@ export async function listNamespaces(host: HostPort): Promise<BlockNamespace[]> 
   return (await Promise.all(names.map((n) => readBlockNamespace(host, n)))).filter(
     (n): n is BlockNamespace => n !== null,
   );
-}
-
-export interface NamespaceWant {
-  uuid: string;
-  nguid?: string;
-  nsid?: string;
-}
-
-export type Identity = 'uuid' | 'nguid' | 'nsid' | 'conflict' | 'none';
-
-/**
- * Is this namespace the volume? uuid first, then nguid, then nsid (os-brick's order), but an
- * identifier the namespace *has* and that differs is a definite "another volume": the weaker
- * identifiers are only consulted when the stronger one is absent. Otherwise a reused NSID on a
- * rebooted target would hand out another volume's device (os-brick bug #1964388).
- * Quirk: sysfs `uuid` shows the NGUID when the namespace has no UUID; `wwid` tells the two apart
- * (`uuid.<UUID>` only when there is a real UUID, else `eui.<NGUID>`). Without a `wwid` the uuid
- * attribute is taken as a UUID: refusing a device beats returning the wrong one.
- */
-export function identify(ns: Pick<BlockNamespace, 'uuid' | 'nguid' | 'nsid' | 'wwid'>, want: NamespaceWant): Identity {
-  const wwid = ns.wwid?.toLowerCase() ?? null;
-  const realUuid = wwid === null ? ns.uuid : wwid.startsWith('uuid.') ? wwid.slice(5) : null;
-  const nguid =
-    ns.nguid ??
-    (wwid?.startsWith('eui.') && wwid.length === 36 ? wwid.slice(4) : null) ??
-    (realUuid === null && ns.uuid ? normHex(ns.uuid) : null);
-  if (realUuid) {
-    if (normUuid(realUuid) === normUuid(want.uuid)) return 'uuid';
-    if (want.nguid && normHex(realUuid) === want.nguid) return 'nguid';
-    return 'conflict';
-  }
-  if (nguid) {
-    if (want.nguid) return nguid === want.nguid ? 'nguid' : 'conflict';
-    if (nguid === normHex(want.uuid)) return 'nguid'; // backends that use the volume UUID as NGUID
-  }
-  if (want.nsid !== undefined && ns.nsid === want.nsid) return 'nsid';
-  return 'none';
 }
 
 /** The dm devices holding a block device (`/sys/block/<dev>/holders/dm-*`), with their names. */

@@ -7,7 +7,7 @@ import { AgentError } from './errors.ts';
 import type { HostPort } from './host/port.ts';
 import { classify, disconnectArgs } from './nvme-cli.ts';
 import { parseMountinfo } from './procfs.ts';
-import { type AgentContext, traced } from './portals.ts';
+import { type AgentContext, traced } from './context.ts';
 import { type Controller, readController } from './sysfs.ts';
 
 export interface DeviceUsage {
@@ -101,7 +101,7 @@ function sameController(a: Controller, b: Controller | null): boolean {
 
 /**
  * `nvme disconnect -d <ctrl>`, then sysfs decides: nvme-cli prints a failed disconnect and
- * still exits 0 (failure mode 7), and `-d` of an unknown name is not an error for us.
+ * still exits 0 (nvme-cli issue #237), and `-d` of an unknown name is not an error for us.
  */
 export async function disconnectController(ctx: AgentContext, ctrl: Controller): Promise<void> {
   const run = () =>

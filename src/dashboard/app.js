@@ -2,7 +2,6 @@
 // The admin token lives in sessionStorage only (this tab, until it closes) and travels as an
 // Authorization header; it is never put in a URL. Every text from the service (host names come
 // from the agents) is set as textContent, never parsed as HTML.
-'use strict';
 
 const POLL_MS = 5000;
 const TOKEN_KEY = 'portalis.adminToken';
@@ -71,7 +70,7 @@ function showMain() {
   $('login').hidden = true;
   $('main').hidden = false;
   $('logout').hidden = false;
-  refresh();
+  void refresh();
 }
 
 // ------------------------------------------------------------------ filters and query
@@ -149,7 +148,7 @@ function renderHosts(m) {
       b.addEventListener('click', () => {
         $('filters').elements.host.value = h.host_nqn;
         view.offset = 0;
-        refresh();
+        void refresh();
       });
       return b;
     }),
@@ -180,7 +179,8 @@ function renderGrid(m) {
       rowHead,
       ...cells.map((c) => {
         if (!c) return el('td');
-        const label = `volume ${v.volume_id} on ${c.host}: ${c.health}${c.reported_at ? `, ${c.paths_live}/${c.paths_total} paths live` : ''}`;
+        const live = c.reported_at ? `, ${c.paths_live}/${c.paths_total} paths live` : '';
+        const label = `volume ${v.volume_id} on ${c.host}: ${c.health}${live}`;
         const b = el('button', {
           type: 'button',
           class: `s-${c.health}`,
@@ -375,12 +375,12 @@ document.addEventListener('DOMContentLoaded', () => {
   $('pause').addEventListener('click', () => {
     view.paused = !view.paused;
     $('pause').textContent = view.paused ? 'resume' : 'pause';
-    if (!view.paused) refresh();
+    if (!view.paused) void refresh();
     else clearTimeout(view.timer);
   });
   const changed = () => {
     view.offset = 0;
-    refresh();
+    void refresh();
   };
   $('filters').addEventListener('change', changed);
   $('filters').addEventListener('submit', (e) => {
@@ -390,11 +390,11 @@ document.addEventListener('DOMContentLoaded', () => {
   $('prev').addEventListener('click', () => {
     const limit = Number($('filters').elements.limit.value);
     view.offset = Math.max(0, view.offset - limit);
-    refresh();
+    void refresh();
   });
   $('next').addEventListener('click', () => {
     if (view.matrix?.page.next_offset != null) view.offset = view.matrix.page.next_offset;
-    refresh();
+    void refresh();
   });
   $('close').addEventListener('click', closeDetail);
   document.addEventListener('keydown', (e) => {

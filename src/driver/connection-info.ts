@@ -24,7 +24,8 @@ export function chooseMultipathMode(connector: Connector): MultipathMode {
     const why =
       connector.multipath !== true
         ? 'the connector says multipath=false'
-        : 'native NVMe multipath is off (nvme_native_multipath is not true) and the connector does not offer DeviceMapper multipath (dm_multipath is not true)';
+        : 'native NVMe multipath is off (nvme_native_multipath is not true) and the connector does not offer ' +
+          'DeviceMapper multipath (dm_multipath is not true)';
     throw new DriverError(
       'multipath_required',
       `connector.enforce_multipath is set but host ${connector.host} cannot multipath: ${why}`,

@@ -62,16 +62,3 @@ export async function createSnapshot(
     }
   });
 }
-
-export async function getSnapshot(deps: DriverDeps, id: string): Promise<Snapshot> {
-  const s = await deps.store.getSnapshot(id);
-  if (!s) throw new DriverError('snapshot_not_found', `snapshot ${id} does not exist`);
-  return s;
-}
-
-/** The volume's snapshots, oldest first; 404 when the volume does not exist. */
-export async function listSnapshots(deps: DriverDeps, volumeId: string): Promise<Snapshot[]> {
-  if (!(await deps.store.getVolume(volumeId)))
-    throw new DriverError('volume_not_found', `volume ${volumeId} does not exist`);
-  return deps.store.snapshotsOfVolume(volumeId);
-}

@@ -124,9 +124,3 @@ export async function createVolume(
     }
   });
 }
-
-export async function getVolume(deps: DriverDeps, id: string): Promise<Volume> {
-  const v = await deps.store.getVolume(id);
-  if (!v) throw new DriverError('volume_not_found', `volume ${id} does not exist`);
-  return v;
-}

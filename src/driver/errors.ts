@@ -5,7 +5,6 @@
  */
 export const ERROR_STATUS = {
   invalid_request: 400,
-  invalid_connector: 400,
   multipath_required: 400,
   payload_too_large: 413,
   unsupported_media_type: 415,

@@ -8,7 +8,7 @@
  * connect or disconnect on a host touches a target other volumes share (`nvme disconnect -n`
  * is subsystem-wide). Cinder's manager turns true into None for NVMe-oF protocols, which makes
  * os-brick take its host-side lock; `false` would switch that lock off exactly where it matters
- * (reference §5).
+ * (Cinder `volume/manager.py` `_driver_shares_targets`; DECISIONS.md "One NVMe subsystem per cluster").
  */
 import { type Clock, systemClock } from '../shared/clock.ts';
 import type { Logger } from '../shared/logger.ts';

@@ -56,7 +56,7 @@ export async function initializeConnection(
     let attachment = live.find((a) => a.hostNqn === connector.nqn && a.instanceUuid === instanceUuid);
     const created = !attachment;
     if (!attachment) {
-      const other = live.find((a) => a.hostNqn !== connector.nqn || a.instanceUuid !== instanceUuid);
+      const other = live.find((a) => !mayShareWithoutMultiattach(a, connector.nqn, instanceUuid));
       if (other && !volume.multiattach) {
         throw new DriverError(
           'volume_in_use',
@@ -116,6 +116,17 @@ export async function initializeConnection(
       throw e;
     }
   });
+}
+
+/**
+ * Whether a live attachment may stay beside a new one of a volume without multiattach: only the
+ * same instance on another host, which is a live migration (Nova attaches the volume on the
+ * destination before it detaches it from the source). Cinder itself allows exactly that reservation
+ * for a non-multiattach volume (cinder/volume/api.py `_attachment_reserve`, Launchpad bug 1694530).
+ */
+function mayShareWithoutMultiattach(a: Attachment, hostNqn: string, instanceUuid: string | null): boolean {
+  if (a.hostNqn === hostNqn && a.instanceUuid === instanceUuid) return true;
+  return instanceUuid !== null && a.instanceUuid === instanceUuid;
 }
 
 /** Undo a new attachment's grant after a failure, or leave a record a retry converges from. */

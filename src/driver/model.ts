@@ -119,7 +119,7 @@ export type AttachmentStatus = 'attaching' | 'attached' | 'detaching' | 'detache
 /** Attachments whose host is (or is about to be) granted access on the backend. */
 export const LIVE_STATUSES: readonly AttachmentStatus[] = ['attaching', 'attached'];
 
-/** What the host agent last said about an attachment (DESIGN.md "The agent-facing API"). */
+/** What the host agent last said about an attachment (docs/ARCHITECTURE.md, steps 14–15). */
 export type AgentState = 'connecting' | 'connected' | 'disconnecting' | 'disconnected' | 'error';
 export type PathHealth = 'optimal' | 'degraded' | 'failed';
 

@@ -92,8 +92,6 @@ export interface BackendCapacity {
  * the operation. A 404 is never an error where the contract says "null" or "not an error".
  */
 export interface StorageBackend {
-  readonly kind: string;
-
   /** The cluster's identity and subsystem NQN. */
   clusterInfo(): Promise<ClusterInfo>;
 
@@ -206,8 +204,6 @@ export interface Store {
   /** Inserts; returns the existing row unchanged when `id` is already there. */
   insertVolume(v: NewVolume): Promise<Volume>;
   updateVolume(id: string, patch: Partial<Pick<Volume, 'status' | 'backendUuid' | 'sizeGb'>>): Promise<Volume>;
-  /** Not an error when absent. */
-  deleteVolume(id: string): Promise<void>;
 
   /** The host record (registration, token), null when absent. */
   getHost(nqn: string): Promise<Host | null>;

@@ -94,7 +94,8 @@ export async function terminateConnection(
     if (!narrowed && !req.force && handedOut.length > 1) {
       throw new DriverError(
         'ambiguous_attachment',
-        `host ${req.connector.host} has ${handedOut.length} attachments of volume ${volume.id}: say which with instance_uuid or attachment_id (or force to detach them all)`,
+        `host ${req.connector.host} has ${handedOut.length} attachments of volume ${volume.id}: ` +
+          'say which with instance_uuid or attachment_id (or force to detach them all)',
         {
           details: {
             fields: ['instance_uuid', 'attachment_id'],
@@ -147,10 +148,10 @@ export async function terminateConnection(
  */
 export async function finishDetach(deps: DriverDeps, attachmentId: string): Promise<void> {
   const first = await deps.store.getAttachment(attachmentId);
-  if (!first || first.status !== 'detaching') return;
+  if (first?.status !== 'detaching') return;
   await deps.locks.withVolumeLock(first.volumeId, async (store) => {
     const a = await store.getAttachment(attachmentId);
-    if (!a || a.status !== 'detaching') return;
+    if (a?.status !== 'detaching') return;
     const volume = await store.getVolume(a.volumeId, { includeDeleted: true });
     if (!volume) return;
     const remaining = (await store.attachmentsOfVolume(volume.id, LIVE_STATUSES)).filter(

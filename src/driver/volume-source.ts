@@ -1,6 +1,6 @@
 /**
  * Where a new volume's data comes from, and how it is made on the backend, as the LightOS Cinder
- * driver does it (reference §2.2, §6):
+ * driver does it (`cinder/volume/drivers/lightos.py`: `create_volume_from_snapshot`, `create_cloned_volume`):
  *
  * - empty: `POST volumes`;
  * - from a snapshot (`create_volume_from_snapshot`): `POST volumes` with `sourceSnapshotUUID`;

@@ -12,8 +12,9 @@ import { agentHandlers } from './handlers/agent.ts';
 import { dashboardHandlers } from './handlers/dashboard.ts';
 import type { ServiceMetrics } from './metrics.ts';
 import { attachmentHandlers } from './handlers/attachments.ts';
+import { capabilityHandlers } from './handlers/capabilities.ts';
 import { hostHandlers } from './handlers/hosts.ts';
-import { lifecycleHandlers } from './handlers/lifecycle.ts';
+import { snapshotHandlers } from './handlers/snapshots.ts';
 import type { HandlerResult } from './handlers/types.ts';
 import { volumeHandlers } from './handlers/volumes.ts';
 import { loadSpec } from './spec.ts';
@@ -66,7 +67,8 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     ...attachmentHandlers(opts.deps),
     ...hostHandlers(opts.deps),
     ...agentHandlers(opts.deps),
-    ...lifecycleHandlers(opts.deps),
+    ...snapshotHandlers(opts.deps),
+    ...capabilityHandlers(opts.deps),
     ...dashboardHandlers(opts.metrics),
     getHealthz: async () => ({ status: 200, body: { status: 'ok' } }),
     getOpenApi: async () => ({ status: 200, body: spec }),
@@ -132,12 +134,6 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
   });
   await api.init();
 
-  const openPaths = new Set(
-    api
-      .getOperations()
-      .filter((o) => open.has(o.operationId ?? ''))
-      .map((o) => o.path),
-  );
   const parseJson = express.json({
     limit: BODY_LIMIT,
     strict: false,
@@ -160,12 +156,15 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
    */
   async function edge(req: Request, res: Response): Promise<void> {
     const path = trimTrailingSlashes(req.path);
-    if (openPaths.has(path)) return;
-    const principal = await authenticate(req);
     const op = api.matchOperation({ method: req.method, path: req.path, headers: {}, query: {} } as never);
-    if (!op) return; // 404 / 405 from openapi-backend, with the body left unread
-    checkAccess({ operation: op, security: { bearerAuth: principal } } as unknown as Context);
-    principals.set(req, principal);
+    // The operations without a token (health checks, the document, the dashboard's files) are
+    // known by their operation, not their path: `/ui/{file}` is a template.
+    if (!(op && open.has(op.operationId ?? ''))) {
+      const principal = await authenticate(req);
+      if (!op) return; // 404 / 405 from openapi-backend, with the body left unread
+      checkAccess({ operation: op, security: { bearerAuth: principal } } as unknown as Context);
+      principals.set(req, principal);
+    }
     const params = decodePathParams(op.path, path);
     if (op.requestBody) await readBody(req, res);
     assertStorable(params, '');

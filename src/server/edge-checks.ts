@@ -80,7 +80,7 @@ export function assertStorable(value: unknown, root: string): void {
     } else if (v && typeof v === 'object') {
       if (depth >= MAX_DEPTH) throw invalid(field || 'body', `is nested more than ${MAX_DEPTH} levels deep`);
       if (Array.isArray(v)) {
-        v.forEach((x, i) => stack.push({ v: x, field: join(field, i), depth: depth + 1 }));
+        for (const [i, x] of v.entries()) stack.push({ v: x, field: join(field, i), depth: depth + 1 });
       } else {
         for (const [k, x] of Object.entries(v)) {
           const p = problemOf(k);

@@ -7,7 +7,6 @@ import type { ServiceConfig } from '../config.ts';
 import { cacheOnSuccess, type DriverDeps } from '../driver/deps.ts';
 import type { StorageBackend } from '../driver/ports.ts';
 import type { Logger } from '../shared/logger.ts';
-import { startSimServer } from '../sim/server.ts';
 import { openDb, type Db } from '../store/db.ts';
 import { startEmbeddedPostgres } from '../store/embedded.ts';
 import { PgVolumeLocks } from '../store/locks.ts';
@@ -68,6 +67,8 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
       endpoints = [config.simUrl];
       backendDescription = `simulator at ${config.simUrl}`;
     } else {
+      // Loaded only here: a production start-up (lightos, or a simulator by URL) never loads it.
+      const { startSimServer } = await import('../sim/server.ts');
       const sim = await startSimServer({ host: '127.0.0.1', port: 0, nodes: 3, logger: log });
       stops.push(() => sim.close());
       endpoints = [sim.url];

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { type SimServer, startSimServer } from './server.ts';
-import { availableVolume, call, SimAdmin, waitUntil } from './testing.ts';
-import { MemoryDataPlane } from './memory-data-plane.ts';
+import { availableVolume, call, type SimClient, startTestSim, waitUntil } from '../../test/support/sim-client.ts';
+import type { MemoryDataPlane } from './memory-data-plane.ts';
+import { GiB } from '../shared/units.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
 const HOST_A = 'nqn.2014-08.org.nvmexpress:uuid:11111111-1111-4111-8111-111111111111';
 const HOST_B = 'nqn.2014-08.org.nvmexpress:uuid:22222222-2222-4222-8222-222222222222';
-const GIB = 1024 ** 3;
 
 let sim: SimServer;
-let admin: SimAdmin;
+let admin: SimClient;
 let dp: MemoryDataPlane;
 const api = (method: string, path: string, body?: unknown, headers?: Record<string, string>) =>
   call(sim.url, method, path, body, headers);
@@ -21,11 +21,7 @@ async function createAvailable(name: string, extra: Record<string, unknown> = {}
   return availableVolume(sim.url, r.body.UUID);
 }
 
-before(async () => {
-  dp = new MemoryDataPlane();
-  sim = await startSimServer({ port: 0, dataPlane: dp });
-  admin = new SimAdmin(sim.url);
-});
+before(async () => ({ sim, dp, admin } = await startTestSim()));
 after(() => sim.close());
 beforeEach(() => admin.reset());
 
@@ -56,11 +52,11 @@ describe('cluster and nodes', () => {
     await createAvailable('cap-a');
     const r = await api('GET', '/api/v2/cluster');
     assert.equal(r.body.statistics.estimatedLogicalStorage, String(10 * 1024 ** 4));
-    assert.equal(r.body.statistics.logicalUsedStorage, String(10 * GIB));
-    assert.equal(r.body.statistics.estimatedFreeLogicalStorage, String(10 * 1024 ** 4 - 10 * GIB));
+    assert.equal(r.body.statistics.logicalUsedStorage, String(10 * GiB));
+    assert.equal(r.body.statistics.estimatedFreeLogicalStorage, String(10 * 1024 ** 4 - 10 * GiB));
     // The physical pair Cinder's LightOS driver names for its capacity report.
     assert.equal(r.body.statistics.effectivePhysicalStorage, String(10 * 1024 ** 4));
-    assert.equal(r.body.statistics.freePhysicalStorage, String(10 * 1024 ** 4 - 10 * GIB));
+    assert.equal(r.body.statistics.freePhysicalStorage, String(10 * 1024 ** 4 - 10 * GiB));
   });
 
   test('a volume larger than the free capacity is refused with 400', async () => {
@@ -81,7 +77,7 @@ describe('volumes', () => {
     });
     assert.equal(r.status, 200);
     assert.equal(r.body.state, 'Creating');
-    assert.equal(r.body.size, String(10 * GIB));
+    assert.equal(r.body.size, String(10 * GiB));
     assert.equal(r.body.replicaCount, 2);
     assert.equal(r.body.compression, 'true');
     assert.deepEqual(r.body.acl, { values: ['ALLOW_NONE'] });
@@ -97,12 +93,12 @@ describe('volumes', () => {
   test('size is accepted as "N GiB", bytes as a number, and bytes as a digit string', async () => {
     for (const [name, size] of [
       ['s1', '1 GiB'],
-      ['s2', GIB],
-      ['s3', String(GIB)],
+      ['s2', GiB],
+      ['s3', String(GiB)],
     ] as const) {
       const r = await api('POST', VOLS, { name, size, replicaCount: 1 });
       assert.equal(r.status, 200, `${name}: ${JSON.stringify(r.body)}`);
-      assert.equal(r.body.size, String(GIB));
+      assert.equal(r.body.size, String(GiB));
     }
   });
 
@@ -174,9 +170,9 @@ describe('volumes', () => {
     const v = await createAvailable('grow');
     const r = await api('PUT', `${VOLS}/${v.UUID}`, { UUID: v.UUID, size: '20 gib' });
     assert.equal(r.status, 200);
-    assert.equal(r.body.size, String(20 * GIB));
+    assert.equal(r.body.size, String(20 * GiB));
     await sim.cluster.settled();
-    assert.equal(dp.namespaces.get(v.UUID)!.sizeBytes, 20 * GIB, 'data plane resized');
+    assert.equal(dp.namespaces.get(v.UUID)!.sizeBytes, 20 * GiB, 'data plane resized');
     const shrink = await api('PUT', `${VOLS}/${v.UUID}`, { size: '5 gib' });
     assert.equal(shrink.status, 400);
     assert.match(shrink.body.message, /only grow/);

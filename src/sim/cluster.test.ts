@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { MemoryDataPlane } from './memory-data-plane.ts';
 import { type SimServer, startSimServer } from './server.ts';
-import { availableVolume, call, SimAdmin, waitUntil } from './testing.ts';
+import { availableVolume, call, SimClient, startTestSim, waitUntil } from '../../test/support/sim-client.ts';
+import { GiB } from '../shared/units.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
 const HOST = 'nqn.2014-08.org.nvmexpress:uuid:33333333-3333-4333-8333-333333333333';
 
 let sim: SimServer;
-let admin: SimAdmin;
+let admin: SimClient;
 let dp: MemoryDataPlane;
 const api = (method: string, path: string, body?: unknown) => call(sim.url, method, path, body);
 
@@ -22,11 +23,7 @@ async function stateOf(uuid: string) {
   return (await admin.state()).volumes.find((v: any) => v.uuid === uuid);
 }
 
-before(async () => {
-  dp = new MemoryDataPlane();
-  sim = await startSimServer({ port: 0, dataPlane: dp });
-  admin = new SimAdmin(sim.url);
-});
+before(async () => ({ sim, dp, admin } = await startTestSim()));
 after(() => sim.close());
 beforeEach(() => admin.reset());
 
@@ -99,8 +96,8 @@ describe('placement and ANA', () => {
   });
 
   test('an unknown node is a 404 on the admin API', async () => {
-    assert.equal((await admin.node('no-such-node', false)).status, 404);
-    assert.equal((await admin.node(7, false)).status, 404);
+    assert.equal((await admin.request('POST', '/sim/v1/nodes/no-such-node/down')).status, 404);
+    assert.equal((await admin.request('POST', '/sim/v1/nodes/7/down')).status, 404);
   });
 });
 
@@ -111,7 +108,7 @@ describe('data plane', () => {
     await sim.cluster.settled();
     const ns = dp.namespaces.get(uuid)!;
     assert.equal(ns.nsid, vol.nsid);
-    assert.equal(ns.sizeBytes, 1024 ** 3);
+    assert.equal(ns.sizeBytes, GiB);
     assert.deepEqual(ns.ana, (await stateOf(uuid)).ana);
     assert.deepEqual(dp.allowedHosts, [HOST]);
 
@@ -203,7 +200,7 @@ describe('data plane capacity and failures', () => {
       assert.equal(refused.status, 400);
       assert.match(refused.body.message, /holds at most 2 volumes/);
       assert.equal((await call(small.url, 'GET', `${VOLS}?name=c3`)).status, 404, 'nothing half-created');
-      assert.equal((await new SimAdmin(small.url).state()).dataPlane.maxNamespaces, 2);
+      assert.equal((await new SimClient(small.url).state()).dataPlane.maxNamespaces, 2);
 
       small.cluster.stateDelayMs = 60_000;
       await call(small.url, 'DELETE', `${VOLS}/${a}`);

@@ -112,13 +112,13 @@ export class SimCluster {
   reset(): void {
     this.seq.cancelTimers();
     for (const v of this.volumes.values())
-      if (v.exposed) this.tell('removeNamespace', () => this.dataPlane.removeNamespace(v.uuid));
+      if (v.exposed) void this.tell('removeNamespace', () => this.dataPlane.removeNamespace(v.uuid));
     this.volumes.clear();
     this.snapshots.clear();
     for (const n of this.nodes) {
       if (!n.up) {
         n.up = true;
-        this.tell('setNodeUp', () => this.dataPlane.setNodeUp(n.uuid, true));
+        void this.tell('setNodeUp', () => this.dataPlane.setNodeUp(n.uuid, true));
       }
     }
     this.stateDelayMs = 0;
@@ -238,7 +238,7 @@ export class SimCluster {
       this.requireCapacity(patch.sizeBytes - vol.sizeBytes);
       vol.sizeBytes = patch.sizeBytes;
       changed = true;
-      if (vol.exposed) this.tell('resizeNamespace', () => this.dataPlane.resizeNamespace(vol.uuid, vol.sizeBytes));
+      if (vol.exposed) void this.tell('resizeNamespace', () => this.dataPlane.resizeNamespace(vol.uuid, vol.sizeBytes));
     }
     if (patch.acl && !sameList(patch.acl, vol.acl)) {
       vol.acl = [...patch.acl];
@@ -339,14 +339,14 @@ export class SimCluster {
     for (const v of this.volumes.values()) v.primary = electPrimary(this.nodes, v);
     // Down: the port stops first, then the survivors' ANA changes (as a real failure).
     // Up: ANA states are set before the port serves again, so it never shows a stale optimized.
-    if (!up) this.tell('setNodeUp', () => this.dataPlane.setNodeUp(node.uuid, false));
+    if (!up) void this.tell('setNodeUp', () => this.dataPlane.setNodeUp(node.uuid, false));
     for (const v of this.volumes.values()) {
       const ana = this.anaOf(v);
       if (v.exposed && JSON.stringify(ana) !== before.get(v.uuid)) {
-        this.tell('setAna', () => this.dataPlane.setAna(v.uuid, ana));
+        void this.tell('setAna', () => this.dataPlane.setAna(v.uuid, ana));
       }
     }
-    if (up) this.tell('setNodeUp', () => this.dataPlane.setNodeUp(node.uuid, true));
+    if (up) void this.tell('setNodeUp', () => this.dataPlane.setNodeUp(node.uuid, true));
     return node;
   }
 
@@ -372,7 +372,7 @@ export class SimCluster {
         // Whatever the failed call left behind (a file, an ANA group, a disabled namespace)
         // goes, so that a Failed volume holds nothing and its nsid and group are free again.
         vol.exposed = false;
-        this.tell('removeNamespace', () => this.dataPlane.removeNamespace(vol.uuid));
+        void this.tell('removeNamespace', () => this.dataPlane.removeNamespace(vol.uuid));
       }
       if (this.volumes.get(vol.uuid) === vol && vol.state === 'Creating')
         this.setState(vol, ok ? 'Available' : 'Failed');
@@ -382,7 +382,7 @@ export class SimCluster {
   private finishDelete(vol: SimVolume): void {
     if (this.volumes.get(vol.uuid) !== vol) return;
     this.volumes.delete(vol.uuid);
-    if (vol.exposed) this.tell('removeNamespace', () => this.dataPlane.removeNamespace(vol.uuid));
+    if (vol.exposed) void this.tell('removeNamespace', () => this.dataPlane.removeNamespace(vol.uuid));
     this.syncAllowedHosts();
   }
 
@@ -418,7 +418,7 @@ export class SimCluster {
     const key = hosts.join('\n');
     if (key === this.allowedKey) return;
     this.allowedKey = key;
-    this.tell('setAllowedHosts', () => this.dataPlane.setAllowedHosts(hosts));
+    void this.tell('setAllowedHosts', () => this.dataPlane.setAllowedHosts(hosts));
   }
 
   private nextEtag(): string {

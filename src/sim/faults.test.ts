@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { type SimServer, startSimServer } from './server.ts';
-import { call, SimAdmin, waitUntil } from './testing.ts';
+import { call, SimClient, waitUntil } from '../../test/support/sim-client.ts';
 
 let sim: SimServer;
-let admin: SimAdmin;
+let admin: SimClient;
 const api = (method: string, path: string, body?: unknown) => call(sim.url, method, path, body);
 
 before(async () => {
   sim = await startSimServer({ port: 0 });
-  admin = new SimAdmin(sim.url);
+  admin = new SimClient(sim.url);
 });
 after(() => sim.close());
 beforeEach(() => admin.reset());
@@ -42,7 +42,7 @@ describe('faults', () => {
     assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 200);
     assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 500);
     assert.equal((await api('GET', '/api/v2/clusterinfo')).status, 200);
-    assert.equal((await admin.faults({ failNext: { count: 1, skip: -1 } })).status, 400);
+    assert.equal((await admin.request('PUT', '/sim/v1/faults', { failNext: { count: 1, skip: -1 } })).status, 400);
   });
 
   test('errorRate is deterministic for a seed and uses errorStatus', async () => {
@@ -101,7 +101,7 @@ describe('faults', () => {
       { bogus: 1 },
       { failCreate: 'yes' },
     ]) {
-      const r = await admin.faults(body);
+      const r = await admin.request('PUT', '/sim/v1/faults', body);
       assert.equal(r.status, 400, JSON.stringify(body));
       assert.ok(r.body.message.length > 0);
     }

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MemoryDataPlane } from './memory-data-plane.ts';
 import { dataPlaneFromConfig, runSim, SimConfigError, simConfigFromEnv, startSimServer } from './server.ts';
-import { call } from './testing.ts';
+import { call } from '../../test/support/sim-client.ts';
 
 describe('simConfigFromEnv', () => {
   test('defaults: 127.0.0.1:8090, 3 nodes at 127.0.0.1 from port 4420, no JWT, in-memory data plane', () => {

@@ -40,7 +40,8 @@ async function checkTraversable(dir: string): Promise<void> {
     const st = await stat(d).catch(() => null);
     if (st && (st.mode & 0o001) === 0) {
       throw new Error(
-        `embedded PostgreSQL runs as the "postgres" user (PostgreSQL refuses root) and cannot enter ${d} (mode ${(st.mode & 0o777).toString(8)}): ` +
+        'embedded PostgreSQL runs as the "postgres" user (PostgreSQL refuses root) and ' +
+          `cannot enter ${d} (mode ${(st.mode & 0o777).toString(8)}): ` +
           'allow others to traverse it (chmod o+x), choose another PORTALIS_DATA_DIR, or set DATABASE_URL',
       );
     }

@@ -196,10 +196,6 @@ export class PgStore implements Store {
     return toVolume(rows[0]!);
   }
 
-  async deleteVolume(id: string): Promise<void> {
-    await this.table('volumes').where({ id }).delete();
-  }
-
   async getHost(nqn: string): Promise<Host | null> {
     const row = (await this.table<HostRow>('hosts').where({ nqn }).first()) as HostRow | undefined;
     return row ? toHost(row) : null;

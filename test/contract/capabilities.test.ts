@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { GiB } from '../support/lifecycle.ts';
-import { SimView, startTarget, type Target } from '../support/target.ts';
+
+import { startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 /** `GET /v1/capabilities`: Cinder's get_volume_stats keys; in-process or by URL. */
 describe('capabilities', () => {
   let t: Target;
-  let sim: SimView;
+  let sim: SimClient;
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
+    sim = new SimClient(t.simUrl, { jwt: t.simJwt });
   });
   after(async () => t?.close());
 

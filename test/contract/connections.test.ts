@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { lifecycleClient } from '../support/lifecycle.ts';
-import { connector, DM, NATIVE, OSBRICK_NO_NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { type LifecycleClient, startSuite } from '../support/lifecycle.ts';
+import { connector, DM, NATIVE, OSBRICK_NO_NATIVE, type Target } from '../support/target.ts';
+import type { SimClient } from '../support/sim-client.ts';
 
 /**
  * The orchestrator's view of initialize/terminate_connection, through the real app, a real
@@ -11,14 +12,9 @@ import { connector, DM, NATIVE, OSBRICK_NO_NATIVE, SimView, startTarget, type Ta
  */
 describe('initialize_connection / terminate_connection', () => {
   let t: Target;
-  let sim: SimView;
-  let api: ReturnType<typeof lifecycleClient>;
-
-  before(async () => {
-    t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
-    api = lifecycleClient(t);
-  });
+  let sim: SimClient;
+  let api: LifecycleClient;
+  before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
 
   async function createVolume(body: Record<string, unknown> = {}) {
@@ -164,6 +160,35 @@ describe('initialize_connection / terminate_connection', () => {
     const r = await api.init(vol.id, connector());
     assert.equal(r.status, 409);
     assert.equal(r.body.error.code, 'volume_in_use');
+  });
+
+  it('a volume without multiattach takes the same instance on a second host (live migration), no other', async () => {
+    const vol = await createVolume();
+    const source = connector(NATIVE);
+    const destination = connector(NATIVE);
+    const instance = randomUUID();
+    const a1 = await api.init(vol.id, source, { instance_uuid: instance });
+    assert.equal(a1.status, 200, JSON.stringify(a1.body));
+    const refused = await api.init(vol.id, destination, { instance_uuid: randomUUID() });
+    assert.equal(refused.status, 409, 'another instance is refused');
+    assert.equal(refused.body.error.code, 'volume_in_use');
+    assert.equal((await api.init(vol.id, destination)).status, 409, 'no instance at all is refused');
+
+    const a2 = await api.init(vol.id, destination, { instance_uuid: instance.toUpperCase() });
+    assert.equal(a2.status, 200, JSON.stringify(a2.body));
+    assert.notEqual(a2.body.attachment_id, a1.body.attachment_id);
+    assert.deepEqual(
+      (await sim.acl(vol.backend_uuid)).sort(),
+      [source.nqn as string, destination.nqn as string].sort(),
+    );
+
+    // The migration ends: the source host detaches, the destination keeps its access.
+    const done = await api.term(vol.id, { connector: source });
+    assert.equal(done.status, 200, JSON.stringify(done.body));
+    assert.deepEqual(done.body.detached, [a1.body.attachment_id]);
+    assert.deepEqual(await sim.acl(vol.backend_uuid), [destination.nqn]);
+    const refusedAfter = await api.init(vol.id, source, { instance_uuid: randomUUID() });
+    assert.equal(refusedAfter.status, 409, 'still one instance only');
   });
 
   it("terminate revokes only the host's last live attachment of the volume", async () => {

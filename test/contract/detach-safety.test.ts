@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { lifecycleClient } from '../support/lifecycle.ts';
-import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { type LifecycleClient, startSuite } from '../support/lifecycle.ts';
+import { connector, NATIVE, type Target } from '../support/target.ts';
+import type { SimClient } from '../support/sim-client.ts';
 
 /**
  * Detaching never pulls a volume from under its user: an ambiguous terminate is refused, a host
@@ -11,14 +12,9 @@ import { connector, NATIVE, SimView, startTarget, type Target } from '../support
  */
 describe('detach safety', () => {
   let t: Target;
-  let sim: SimView;
-  let api: ReturnType<typeof lifecycleClient>;
-
-  before(async () => {
-    t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
-    api = lifecycleClient(t);
-  });
+  let sim: SimClient;
+  let api: LifecycleClient;
+  before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
 
   const attachment = async (id: string) => (await t.http.get(`/v1/attachments/${id}`).set(api.auth())).body;

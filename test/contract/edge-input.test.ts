@@ -361,7 +361,8 @@ describe('the edges of the API: encodings, unstorable values, the HTTP parser, o
       for (const expect of ['', 'something-else', '100-continue']) {
         const r = await rawHttp(
           url(),
-          `GET /v1/volumes/${volumeId} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.token}\r\nExpect: ${expect}\r\nConnection: close\r\n\r\n`,
+          `GET /v1/volumes/${volumeId} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.token}\r\n` +
+            `Expect: ${expect}\r\nConnection: close\r\n\r\n`,
         );
         assert.equal(r.status, 200, `Expect: ${JSON.stringify(expect)} → ${r.status} ${r.body}`);
         assert.equal((r.json as any).id, volumeId);
@@ -369,7 +370,8 @@ describe('the edges of the API: encodings, unstorable values, the HTTP parser, o
       const body = JSON.stringify({ id: randomUUID(), size_gb: 1 });
       const post = await rawHttp(
         url(),
-        `POST /v1/volumes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.token}\r\nExpect:\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        `POST /v1/volumes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.token}\r\nExpect:\r\n` +
+          `Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
       );
       assert.equal(post.status, 201, post.body);
     });
@@ -380,7 +382,8 @@ describe('the edges of the API: encodings, unstorable values, the HTTP parser, o
       await new Promise<void>((resolve, reject) => {
         const s = net.connect(Number(new URL(url()).port), '127.0.0.1', () => {
           s.write(
-            `POST /v1/volumes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"id": `,
+            `POST /v1/volumes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${t.token}\r\n` +
+              `Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"id": `,
             () => {
               s.destroy();
               resolve();

@@ -1,8 +1,17 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { GiB, lifecycleClient, resetFaults, simFaults, simSnapshot, simVolume } from '../support/lifecycle.ts';
-import { SimView, startTarget, type Target } from '../support/target.ts';
+import {
+  type LifecycleClient,
+  startSuite,
+  resetFaults,
+  simFaults,
+  simSnapshot,
+  simVolume,
+} from '../support/lifecycle.ts';
+import type { Target } from '../support/target.ts';
+import type { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 /**
  * Backend faults during delete, extend, snapshots and creates from a source: a 5xx is a 502
@@ -16,14 +25,9 @@ import { SimView, startTarget, type Target } from '../support/target.ts';
  */
 describe('volume lifecycle under backend faults', () => {
   let t: Target;
-  let sim: SimView;
-  let api: ReturnType<typeof lifecycleClient>;
-
-  before(async () => {
-    t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
-    api = lifecycleClient(t);
-  });
+  let sim: SimClient;
+  let api: LifecycleClient;
+  before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
   afterEach(async () => resetFaults(t));
 

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { GiB, lifecycleClient, simSnapshot, simVolume } from '../support/lifecycle.ts';
+import { lifecycleClient, simSnapshot, simVolume } from '../support/lifecycle.ts';
 import { startTarget, type Target } from '../support/target.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 /**
  * Snapshots, volumes from snapshots and clones, and deleting a volume that has snapshots;

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { GiB, lifecycleClient, simVolume } from '../support/lifecycle.ts';
-import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { type LifecycleClient, startSuite, simVolume } from '../support/lifecycle.ts';
+import { connector, NATIVE, type Target } from '../support/target.ts';
+import type { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 const QOS = '2a9c1f4e-7b3d-4e8a-9f61-5d2c0b7a8e93';
 
@@ -14,14 +16,9 @@ const QOS = '2a9c1f4e-7b3d-4e8a-9f61-5d2c0b7a8e93';
  */
 describe('volume lifecycle: create options, delete, extend', () => {
   let t: Target;
-  let sim: SimView;
-  let api: ReturnType<typeof lifecycleClient>;
-
-  before(async () => {
-    t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
-    api = lifecycleClient(t);
-  });
+  let sim: SimClient;
+  let api: LifecycleClient;
+  before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
 
   describe('create', () => {

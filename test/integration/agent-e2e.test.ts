@@ -6,12 +6,14 @@ import { after, before, describe, it } from 'node:test';
 import { connectorProperties } from '../../src/agent/connector-properties.ts';
 import { Connector } from '../../src/agent/connector.ts';
 import { AgentDaemon } from '../../src/agent/daemon.ts';
-import { FakeHost } from '../../src/agent/host/fake.ts';
+import { FakeHost } from '../../src/agent/host/testing/fake-host.ts';
 import { HttpServiceClient } from '../../src/agent/service-client.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { poll } from '../../src/shared/poll.ts';
 import { FabricDataPlane } from '../support/fabric-data-plane.ts';
-import { SimView, startTarget, type Target } from '../support/target.ts';
+import { startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 /**
  * The whole chain without a kernel: orchestrator API → service → simulator, whose data plane is
@@ -90,11 +92,11 @@ describe('service, simulator and agent together', () => {
     );
     assert.equal(connected.agent.paths.length, 3);
     assert.match(connected.agent.device_path, /^\/dev\/nvme\d+n\d+$/);
-    assert.equal(connected.agent.size_bytes, 2 ** 30);
+    assert.equal(connected.agent.size_bytes, GiB);
     assert.equal(host.controllers().length, 3);
 
     // The optimized node fails: one path down, the volume still served by the others.
-    const sim = new SimView(t.simUrl, t.simJwt);
+    const sim = new SimClient(t.simUrl, { jwt: t.simJwt });
     const state = await sim.state();
     const v = state.volumes.find((x: { uuid: string }) => x.uuid === vol.body.backend_uuid);
     const optimizedNode = Object.keys(v.ana).find((n) => v.ana[n] === 'optimized')!;

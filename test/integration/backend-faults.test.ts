@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { lifecycleClient } from '../support/lifecycle.ts';
-import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 /**
  * Backend failures reach the orchestrator as 502/503/504 naming the operation, and leave no
@@ -11,12 +12,12 @@ import { connector, NATIVE, SimView, startTarget, type Target } from '../support
  */
 describe('backend faults', () => {
   let t: Target;
-  let sim: SimView;
+  let sim: SimClient;
   let api: ReturnType<typeof lifecycleClient>;
 
   before(async () => {
     t = await startTarget({ proxy: true, requestTimeoutMs: 300, operationTimeoutMs: 1500 });
-    sim = new SimView(t.simUrl, t.simJwt);
+    sim = new SimClient(t.simUrl, { jwt: t.simJwt });
     api = lifecycleClient(t);
   });
   after(async () => t?.close());

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { lifecycleClient } from '../support/lifecycle.ts';
-import { connector, DM, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { type LifecycleClient, startSuite } from '../support/lifecycle.ts';
+import { connector, DM, NATIVE, type Target } from '../support/target.ts';
+import type { SimClient } from '../support/sim-client.ts';
 
 /**
  * A host attached while a replica's node is down still gets that node's portal (last), so that
@@ -11,13 +12,9 @@ import { connector, DM, NATIVE, SimView, startTarget, type Target } from '../sup
  */
 describe('attach while a replica node is down', () => {
   let t: Target;
-  let sim: SimView;
-  let api: ReturnType<typeof lifecycleClient>;
-  before(async () => {
-    t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
-    api = lifecycleClient(t);
-  });
+  let sim: SimClient;
+  let api: LifecycleClient;
+  before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
 
   it('lists every replica node, the down one last; single the same order; all down is 503 no_path', async () => {

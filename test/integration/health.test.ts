@@ -293,7 +293,9 @@ describe('path-health history and the health matrix', () => {
       [vols[7]],
     )) as { rows: { 'QUERY PLAN': string }[] };
     console.log(
-      `# health matrix, 5,000 live attachments: whole matrix (100 volumes × 50 hosts) over HTTP median ${times[2]!.toFixed(0)} ms (min ${times[0]!.toFixed(0)} ms), the query alone median ${direct[2]!.toFixed(0)} ms; one volume ${oneMs.toFixed(0)} ms; plan: ${plan.rows.map((r) => r['QUERY PLAN']).join(' | ')}`,
+      `# health matrix, 5,000 live attachments: whole matrix (100 volumes × 50 hosts) over HTTP median ` +
+        `${times[2]!.toFixed(0)} ms (min ${times[0]!.toFixed(0)} ms), the query alone median ${direct[2]!.toFixed(0)} ms; ` +
+        `one volume ${oneMs.toFixed(0)} ms; plan: ${plan.rows.map((r) => r['QUERY PLAN']).join(' | ')}`,
     );
   });
 });

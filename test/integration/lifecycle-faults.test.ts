@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import type { MemoryDataPlane } from '../../src/sim/memory-data-plane.ts';
-import { GiB, lifecycleClient, simFaults, simSnapshot, simVolume } from '../support/lifecycle.ts';
-import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { lifecycleClient, simFaults, simSnapshot, simVolume } from '../support/lifecycle.ts';
+import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
+import { GiB } from '../../src/shared/units.ts';
 
 /**
  * The lifecycle's fault cases that need an in-process service: a short backend request timeout
@@ -12,14 +14,14 @@ import { connector, NATIVE, SimView, startTarget, type Target } from '../support
  */
 describe('volume lifecycle under backend faults (in-process)', () => {
   let t: Target;
-  let sim: SimView;
+  let sim: SimClient;
   let api: ReturnType<typeof lifecycleClient>;
   /** The backend's state transitions take this long in the tests that make them slow. */
   const SLOW_MS = 2000;
 
   before(async () => {
     t = await startTarget({ requestTimeoutMs: 300, operationTimeoutMs: 1500 });
-    sim = new SimView(t.simUrl, t.simJwt);
+    sim = new SimClient(t.simUrl, { jwt: t.simJwt });
     api = lifecycleClient(t);
   });
   after(async () => t?.close());

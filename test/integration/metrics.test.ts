@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { healthClient } from '../support/health.ts';
-import { SimView, startTarget, type Target } from '../support/target.ts';
+import { startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 /** The value of one sample of the exposition text (`name{labels}`), or undefined. */
 function sample(text: string, series: string): number | undefined {
@@ -44,7 +45,7 @@ describe('GET /metrics', () => {
 
   it('counts HTTP requests by route and status, and backend calls and errors by operation', async () => {
     await h.api.created();
-    const sim = new SimView(t.simUrl);
+    const sim = new SimClient(t.simUrl);
     await sim.faults({ failCreate: true });
     try {
       const r = await h.api.create();

@@ -9,7 +9,8 @@ import { Authenticator } from '../../src/server/auth.ts';
 import { composeDeps } from '../../src/server/service.ts';
 import { type SimServer, startSimServer } from '../../src/sim/server.ts';
 import { createTestDatabase } from '../support/db.ts';
-import { connector, NATIVE, SimView } from '../support/target.ts';
+import { connector, NATIVE } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 /**
  * Two service processes on one database: each has its own connection pool, so the only thing
@@ -63,7 +64,7 @@ describe('two service processes on one database', () => {
     assert.equal(new Set(results.map((r) => r.body.attachment_id)).size, 1);
     const list = await apps[1]!.get('/v1/attachments').query({ volume_id: id }).set('authorization', `Bearer ${token}`);
     assert.equal(list.body.attachments.length, 1);
-    assert.deepEqual(await new SimView(sim.url).acl(created.body.backend_uuid), [conn.nqn]);
+    assert.deepEqual(await new SimClient(sim.url).acl(created.body.backend_uuid), [conn.nqn]);
   });
 
   it('a long poll in one process is woken by a change made through the other', async () => {
@@ -95,7 +96,7 @@ describe('two service processes on one database', () => {
     );
     assert.deepEqual(results.map((r) => r.status).sort(), [200, 200, 200, 200, 200, 200, 200, 200, 200, 201]);
     assert.equal(new Set(results.map((r) => r.body.backend_uuid)).size, 1);
-    const state = await new SimView(sim.url).state();
+    const state = await new SimClient(sim.url).state();
     assert.equal(state.volumes.filter((v: { name: string }) => v.name === `volume-${id}`).length, 1);
   });
 });

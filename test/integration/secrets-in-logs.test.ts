@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/shared/logger.ts';
-import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 describe('secrets never reach the log', () => {
   let t: Target;
@@ -39,7 +40,7 @@ describe('secrets never reach the log', () => {
       .send({ connector: connector(NATIVE) });
     assert.equal(ok.status, 200);
     assert.equal((await t.http.get('/v1/attachments').set('authorization', `Bearer ${wrong}`)).status, 401);
-    await new SimView(t.simUrl, t.simJwt).faults({ failNext: { count: 1, status: 500, method: 'PUT' } });
+    await new SimClient(t.simUrl, { jwt: t.simJwt }).faults({ failNext: { count: 1, status: 500, method: 'PUT' } });
     const failed = await t.http
       .post(`/v1/volumes/${id}/initialize_connection`)
       .set('authorization', `Bearer ${t.token}`)

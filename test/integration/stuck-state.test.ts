@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { GiB, lifecycleClient, resetFaults, simVolume } from '../support/lifecycle.ts';
-import { connector, NATIVE, SimView, startTarget, type Target } from '../support/target.ts';
+import { GiB } from '../../src/shared/units.ts';
+import { lifecycleClient, resetFaults, simVolume } from '../support/lifecycle.ts';
+import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 /**
  * Failure sequences that must not leave a record stuck: an attachment no agent can act on, a
@@ -50,13 +52,13 @@ async function setSimAcl(t: Target, uuid: string, hosts: string[]): Promise<void
 
 describe('records that no agent can act on converge without force', () => {
   let t: Target;
-  let sim: SimView;
+  let sim: SimClient;
   let api: ReturnType<typeof lifecycleClient>;
   let agents: ReturnType<typeof agentHelpers>;
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl);
+    sim = new SimClient(t.simUrl);
     api = lifecycleClient(t);
     agents = agentHelpers(t, api);
   });
@@ -186,12 +188,12 @@ describe('the volume lock never waits for a second pooled connection', () => {
 
 describe('the volume record follows the backend after a failed extend or delete', () => {
   let t: Target;
-  let sim: SimView;
+  let sim: SimClient;
   let api: ReturnType<typeof lifecycleClient>;
 
   before(async () => {
     t = await startTarget({ operationTimeoutMs: 1500 });
-    sim = new SimView(t.simUrl);
+    sim = new SimClient(t.simUrl);
     api = lifecycleClient(t);
   });
   after(async () => t?.close());

@@ -1,6 +1,6 @@
 /**
  * Portalis kernel tests: boots a Debian kernel under QEMU per scenario and runs a guest script
- * against the real nvmet target and NVMe/TCP initiator (see shared/KERNEL-TESTS.md).
+ * against the real nvmet target and NVMe/TCP initiator (see docs/KERNEL.md §5).
  *
  *   node --import tsx test/kernel/run.ts [--list] [--keep] [--verbose] [scenario...]
  *

@@ -117,7 +117,7 @@ export const scenarios: Scenario[] = [
   {
     name: 'agent-native',
     description:
-      'one boot, one stack (portalis sim on nvmet, portalis serve, the portalis agent daemon) for the agent scenarios of issue 4 ' +
+      'one boot, one stack (portalis sim on nvmet, portalis serve, the portalis agent daemon) for the agent scenarios ' +
       'with native NVMe multipath; nothing connected by hand',
     script: 'test/kernel/guest/agent-native.ts',
     byDefault: true,
@@ -129,28 +129,33 @@ export const scenarios: Scenario[] = [
       {
         name: 'agent-attach',
         description:
-          "3-replica volume attached with the agent's own connector: 3 portals connected by the agent, one head, report connected/optimal with " +
+          "3-replica volume attached with the agent's own connector: 3 portals connected by the agent, one head, " +
+          'report connected/optimal with ' +
           '3 paths matching sysfs; O_DIRECT pattern; terminate pending until the agent disconnected; no controller left, host revoked',
       },
       {
         name: 'agent-shared-subsystem',
         description:
-          'two volumes of one subsystem on the host; one detached (then deleted) while writes run on the other: no write fails, its controllers never leave live',
+          'two volumes of one subsystem on the host; one detached (then deleted) while writes run on the other: ' +
+          'no write fails, its controllers never leave live',
       },
       {
         name: 'agent-failover',
         description:
-          'optimized node down and up via the fault API under O_DIRECT writes: no I/O error, every block verifies, reported health optimal → degraded → optimal',
+          'optimized node down and up via the fault API under O_DIRECT writes: no I/O error, every block verifies, ' +
+          'reported health optimal → degraded → optimal',
       },
       {
         name: 'agent-extend',
         description:
-          'online extend through the service: the agent reports the new size, sysfs and blockdev show it, old data intact, new space usable',
+          'online extend through the service: the agent reports the new size, sysfs and blockdev show it, ' +
+          'old data intact, new space usable',
       },
       {
         name: 'agent-killed',
         description:
-          'agent SIGKILLed (with its children) while its third nvme connect is held; the restarted agent adopts the two controllers and connects the third: one per portal',
+          'agent SIGKILLed (with its children) while its third nvme connect is held; ' +
+          'the restarted agent adopts the two controllers and connects the third: one per portal',
       },
       {
         name: 'agent-busy',
@@ -173,7 +178,8 @@ export const scenarios: Scenario[] = [
       {
         name: 'agent-dm',
         description:
-          'DM connector, dm_replicas: the agent connects 3 replicas, multipathd assembles /dev/mapper/uuid.<uuid>, O_DIRECT verified, one path failed ' +
+          'DM connector, dm_replicas: the agent connects 3 replicas, multipathd assembles /dev/mapper/uuid.<uuid>, ' +
+          'O_DIRECT verified, one path failed ' +
           '(node down) and restored under writes, clean teardown with the map removed before any path goes',
       },
     ],

@@ -4,10 +4,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { connectorProperties } from '../../src/agent/connector-properties.ts';
-import { FakeHost } from '../../src/agent/host/fake.ts';
+import { FakeHost } from '../../src/agent/host/testing/fake-host.ts';
 import { debianPythonSkip, runDebianPython } from '../support/debian-python.ts';
 import { lifecycleClient } from '../support/lifecycle.ts';
-import { SimView, startTarget, type Target } from '../support/target.ts';
+import { startTarget, type Target } from '../support/target.ts';
+import { SimClient } from '../support/sim-client.ts';
 
 /**
  * Every connection info the service answers, read by os-brick itself: Debian's python3-os-brick
@@ -58,13 +59,13 @@ const parse = (datas: Data[]) => runDebianPython<Parsed[]>(SCRIPT, ['parse'], da
 
 describe('os-brick reads the connection info (Debian python3-os-brick, NVMeOFConnProps)', { skip }, () => {
   let t: Target;
-  let sim: SimView;
+  let sim: SimClient;
   let api: ReturnType<typeof lifecycleClient>;
   let subsystemNqn: string;
 
   before(async () => {
     t = await startTarget();
-    sim = new SimView(t.simUrl, t.simJwt);
+    sim = new SimClient(t.simUrl, { jwt: t.simJwt });
     api = lifecycleClient(t);
     subsystemNqn = (await sim.clusterInfo()).subsystemNQN;
   });
@@ -152,7 +153,8 @@ describe('os-brick reads the connection info (Debian python3-os-brick, NVMeOFCon
       datas.push(data);
     }
     const parsed = await parse(datas);
-    Object.entries(hosts).forEach(([label, c], i) => assertOneTarget(parsed[i]!, datas[i]!, vol, c.nqn, label));
+    for (const [i, [label, c]] of Object.entries(hosts).entries())
+      assertOneTarget(parsed[i]!, datas[i]!, vol, c.nqn, label);
   });
 
   it('a one-replica volume: one portal, read the same way', async () => {

@@ -30,7 +30,7 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
   child.stderr!.on('data', onData);
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   let done = false;
-  exited.then(() => {
+  void exited.then(() => {
     done = true;
     for (const l of listeners) l();
   });

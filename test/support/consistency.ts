@@ -1,4 +1,5 @@
-import { SimView, type Target } from './target.ts';
+import type { Target } from './target.ts';
+import { SimClient } from './sim-client.ts';
 
 /** Attachment statuses under which the host may still be in the backend ACL. */
 const MAY_HOLD_ACCESS = new Set(['attaching', 'attached', 'detaching']);
@@ -12,7 +13,9 @@ export async function aclMismatches(t: Target): Promise<string[]> {
   const r = await t.http.get('/v1/attachments').set('authorization', `Bearer ${t.token}`);
   if (r.status !== 200) throw new Error(`GET /v1/attachments: ${r.status} ${JSON.stringify(r.body)}`);
   const attachments = r.body.attachments as { id: string; volume_id: string; host_nqn: string; status: string }[];
-  const state = (await new SimView(t.simUrl, t.simJwt).state()) as { volumes: { name: string; acl: string[] }[] };
+  const state = (await new SimClient(t.simUrl, { jwt: t.simJwt }).state()) as {
+    volumes: { name: string; acl: string[] }[];
+  };
   const acls = new Map<string, Set<string>>();
   for (const v of state.volumes) {
     const m = /^volume-([0-9a-f-]{36})$/.exec(v.name);

@@ -1,6 +1,6 @@
 import type { AnaState } from '../../src/driver/model.ts';
-import type { FakeHost } from '../../src/agent/host/fake.ts';
-import { portalKey } from '../../src/agent/host/fake/fabric.ts';
+import type { FakeHost } from '../../src/agent/host/testing/fake-host.ts';
+import { portalKey } from '../../src/agent/host/testing/fabric.ts';
 import type { DataPlane, NamespaceSpec, SimNodeEndpoint } from '../../src/sim/data-plane.ts';
 
 /**

@@ -4,14 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { type SimObject, SimView, type Target } from './target.ts';
+import { type Target, type TargetOptions, startTarget } from './target.ts';
+import { type SimObject, SimClient } from './sim-client.ts';
 
 export type { SimObject };
 
-export const GiB = 1024 ** 3;
-
 type SimTarget = Pick<Target, 'simUrl' | 'simJwt'>;
-const view = (t: SimTarget) => new SimView(t.simUrl, t.simJwt);
+const view = (t: SimTarget) => new SimClient(t.simUrl, { jwt: t.simJwt });
 
 /** The simulator's volume of that name, or null. */
 export const simVolume = (t: SimTarget, name: string): Promise<SimObject | null> => view(t).volumeByName(name);
@@ -26,8 +25,9 @@ export const simFaults = (t: SimTarget): Promise<any> => view(t).faultsNow();
  * Undoes the faults a test set, field by field (never `DELETE /sim/v1/faults`: by URL, other
  * test files share the simulator).
  */
-export const resetFaults = (t: SimTarget): Promise<void> =>
-  view(t).faults({ failNext: null, hangNext: null, stateDelayMs: 0 });
+export const resetFaults = async (t: SimTarget): Promise<void> => {
+  await view(t).faults({ failNext: null, hangNext: null, stateDelayMs: 0 });
+};
 
 /** A volume as `POST /v1/volumes` answers it. */
 export interface CreatedVolume {
@@ -81,4 +81,17 @@ export function lifecycleClient(t: Target) {
     attachments: async (volumeId: string) =>
       (await t.http.get('/v1/attachments').query({ volume_id: volumeId }).set(auth())).body.attachments as any[],
   };
+}
+
+export type LifecycleClient = ReturnType<typeof lifecycleClient>;
+
+/**
+ * What most service tests start with: the target (service and simulator), a client of its
+ * simulator and the orchestrator calls. The caller closes `t`.
+ */
+export async function startSuite(
+  opts: TargetOptions = {},
+): Promise<{ t: Target; sim: SimClient; api: LifecycleClient }> {
+  const t = await startTarget(opts);
+  return { t, sim: view(t), api: lifecycleClient(t) };
 }

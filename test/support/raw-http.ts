@@ -35,7 +35,7 @@ export function rawHttp(baseUrl: string, request: string | Buffer, timeoutMs = 1
     socket.on('data', (d) => {
       data = Buffer.concat([data, d]);
       const p = parse(data);
-      if (p && p.complete) finish();
+      if (p?.complete) finish();
     });
     socket.on('error', (e) => (parse(data) ? finish() : finish(e)));
     socket.on('close', () => finish());

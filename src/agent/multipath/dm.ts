@@ -1,22 +1,16 @@
 /**
  * DM multipath over NVMe (connection data with `dm_replicas`): one plain namespace per
  * replica/portal (nvme_core.multipath=N), found by WWID, assembled by multipathd into
- * `/dev/mapper/<map>`. Facts: reference/host-nvme-multipath.md §3, KERNEL-TESTS.md.
+ * `/dev/mapper/<map>`. Facts: docs/KERNEL.md §3.
  */
 import { poll } from '../../shared/poll.ts';
 import type { AttachSpec } from '../connection-data.ts';
 import { AgentError } from '../errors.ts';
 import { type ObservedPath, healthOf } from '../health.ts';
-import {
-  type AgentContext,
-  type PortalState,
-  connectFailed,
-  connectPortals,
-  portalStates,
-  rescan,
-  traced,
-} from '../portals.ts';
-import { type BlockNamespace, dmHolders, identify, listNamespaces, readNativeMultipath } from '../sysfs.ts';
+import { type AgentContext, traced } from '../context.ts';
+import { type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
+import { identify } from '../identity.ts';
+import { type BlockNamespace, dmHolders, listNamespaces, readNativeMultipath } from '../sysfs.ts';
 import { describePaths, type Located } from './native.ts';
 
 export interface DmMap {
@@ -203,7 +197,8 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
       );
     throw new AgentError(
       'dm_map_missing',
-      `multipathd did not assemble a map for ${mapWwid(spec)} over ${now.devices.map((d) => d.name).join(', ')} (find_multipaths strict and the WWID not in the wwids file?)`,
+      `multipathd did not assemble a map for ${mapWwid(spec)} over ${now.devices.map((d) => d.name).join(', ')} ` +
+        '(find_multipaths strict and the WWID not in the wwids file?)',
       { details: { paths: now.paths } },
     );
   }
@@ -212,7 +207,7 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
 
 /**
  * Removes the map before its paths go (paths removed first leave a map queueing I/O on
- * nothing: failure mode 10). `multipath -f` refuses a map in use; `dmsetup remove` is the
+ * nothing: multipath.8, docs/KERNEL.md §3). `multipath -f` refuses a map in use; `dmsetup remove` is the
  * fallback, with `--force` only when the caller forced the detach.
  */
 export async function removeMap(ctx: AgentContext, map: DmMap, force: boolean): Promise<void> {

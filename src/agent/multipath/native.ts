@@ -7,16 +7,10 @@ import { poll } from '../../shared/poll.ts';
 import type { AttachSpec, TargetSpec } from '../connection-data.ts';
 import { AgentError } from '../errors.ts';
 import { type Health, type ObservedPath, healthOf } from '../health.ts';
-import {
-  type AgentContext,
-  type PortalState,
-  connectFailed,
-  connectPortals,
-  portalStates,
-  rescan,
-  traced,
-} from '../portals.ts';
-import { type BlockNamespace, type Identity, findSubsystem, identify, listNamespaces } from '../sysfs.ts';
+import { type AgentContext, traced } from '../context.ts';
+import { type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
+import { type Identity, MATCH_TIERS, identify, isMatch, isOtherVolume, wantOf } from '../identity.ts';
+import { type BlockNamespace, findSubsystem, listNamespaces } from '../sysfs.ts';
 
 export interface Located {
   devicePath: string | null;
@@ -24,8 +18,6 @@ export interface Located {
   paths: ObservedPath[];
   health: Health;
 }
-
-const TIERS: Identity[] = ['uuid', 'nguid', 'nsid'];
 
 export interface TopLookup {
   /** Matches at the best identifier tier; several only for plain namespaces (multipath=N). */
@@ -38,12 +30,10 @@ export interface TopLookup {
 /** The volume's top-level device(s) among `all`, by subsystem NQN then uuid → nguid → nsid. */
 export function findTop(all: BlockNamespace[], target: TargetSpec): TopLookup {
   const mine = all.filter((n) => n.kind !== 'path' && n.subsysnqn === target.nqn);
-  const want = { uuid: target.uuid, nguid: target.nguid, nsid: target.nsid };
+  const want = wantOf(target);
   const ids = mine.map((n) => ({ n, id: identify(n, want) }));
-  const conflicts = ids
-    .filter((x) => x.id === 'conflict' && (target.nsid === undefined || x.n.nsid === target.nsid))
-    .map((x) => x.n);
-  for (const tier of TIERS) {
+  const conflicts = mine.filter((n) => isOtherVolume(n, want));
+  for (const tier of MATCH_TIERS) {
     const devices = ids.filter((x) => x.id === tier).map((x) => x.n);
     if (devices.length) return { devices, by: tier, conflicts };
   }
@@ -57,10 +47,9 @@ function onController(
   ctrl: string,
 ): { ns: BlockNamespace | null; conflict: boolean } {
   const here = all.filter((n) => n.controller === ctrl && n.subsysnqn === target.nqn);
-  const want = { uuid: target.uuid, nguid: target.nguid, nsid: target.nsid };
-  const ns = here.find((n) => ['uuid', 'nguid', 'nsid'].includes(identify(n, want))) ?? null;
-  const conflict =
-    !ns && here.some((n) => identify(n, want) === 'conflict' && (target.nsid === undefined || n.nsid === target.nsid));
+  const want = wantOf(target);
+  const ns = here.find((n) => isMatch(identify(n, want))) ?? null;
+  const conflict = !ns && here.some((n) => isOtherVolume(n, want));
   return { ns, conflict };
 }
 
@@ -179,7 +168,7 @@ export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn:
             return { done: false, last: null };
           }
           // A live controller that was already there does not see a namespace added since it
-          // connected unless the target sent an AEN; ask it to rescan (os-brick, failure mode 21).
+          // connected unless the target sent an AEN; ask it to rescan (os-brick `_connect_target` rescans live controllers; docs/KERNEL.md §1).
           if (!rescanned) {
             rescanned = true;
             const live = states.filter(
@@ -202,7 +191,8 @@ export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn:
     if (lookup.conflicts.length) {
       throw new AgentError(
         'wrong_volume',
-        `subsystem ${target.nqn} shows ${lookup.conflicts.map((c) => `${c.name} (uuid ${c.uuid})`).join(', ')} where volume ${target.uuid} was expected`,
+        `subsystem ${target.nqn} shows ${lookup.conflicts.map((c) => `${c.name} (uuid ${c.uuid})`).join(', ')} ` +
+          `where volume ${target.uuid} was expected`,
         {
           details: { paths: now.paths },
         },

@@ -5,7 +5,7 @@
 import type { ConnectionData, MultipathMode, PortalTuple } from '../../driver/model.ts';
 import { ManualClock } from '../../shared/clock.ts';
 import { Connector, type ConnectorOptions } from '../connector.ts';
-import { FakeHost, type FakeHostOptions } from '../host/fake.ts';
+import { FakeHost, type FakeHostOptions } from '../host/testing/fake-host.ts';
 
 export const NQN = 'nqn.2016-01.com.lightbitslabs:uuid:0f6c1d8e-3f53-4a36-9c35-7a1c1b2c3d4e';
 export const NQN_B = 'nqn.2016-01.com.lightbitslabs:uuid:aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee';

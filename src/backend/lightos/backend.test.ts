@@ -4,7 +4,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { isDriverError } from '../../driver/errors.ts';
 import { SimError } from '../../sim/model.ts';
 import { type SimServer, startSimServer } from '../../sim/server.ts';
-import { call, SimAdmin } from '../../sim/testing.ts';
+import { call, SimClient } from '../../../test/support/sim-client.ts';
 import { LightosBackend } from './backend.ts';
 import type { LightosConfig } from './config.ts';
 
@@ -13,7 +13,7 @@ const HOST_B = 'nqn.2014-08.org.nvmexpress:uuid:bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbb
 const MISSING = '00000000-0000-4000-8000-000000000000';
 
 let sim: SimServer;
-let admin: SimAdmin;
+let admin: SimClient;
 let backend: LightosBackend;
 
 /** Fast polling, first endpoint first, short deadlines: failures show within a second. */
@@ -69,7 +69,7 @@ async function closedPortUrl(): Promise<string> {
 
 before(async () => {
   sim = await startSimServer({ port: 0 });
-  admin = new SimAdmin(sim.url);
+  admin = new SimClient(sim.url);
 });
 after(() => sim.close());
 beforeEach(async () => {

@@ -1,6 +1,6 @@
 /**
  * The StorageBackend port over LightOS API v2. Idempotency and waits follow the LightOS Cinder
- * driver (reference §2.4): create looks the name up before POSTing and waits for Available,
+ * driver (`cinder/volume/drivers/lightos.py`): create looks the name up before POSTing and waits for Available,
  * delete waits for the 404, ACL changes are GET (ETag) → modify → PUT with If-Match, retried on
  * a changed ETag, then waited for until the ACL shows the change.
  */
@@ -26,7 +26,7 @@ import {
   parseVolume,
   type WireVolume,
 } from './parse.ts';
-import { orderPaths } from './paths.ts';
+import { volumePathsOf } from './paths.ts';
 import { LightosSnapshots } from './snapshots.ts';
 
 /** States in which a volume is settled enough to hand out (Cinder's success states). */
@@ -45,28 +45,31 @@ function sizeForWire(sizeGb: number): string {
 }
 
 export class LightosBackend implements StorageBackend {
-  readonly kind = 'lightos';
-  private readonly c: LightosCalls;
+  private readonly calls: LightosCalls;
   private readonly snapshots: LightosSnapshots;
 
   constructor(config: LightosConfig) {
-    this.c = new LightosCalls(resolveLightosConfig(config));
-    this.snapshots = new LightosSnapshots(this.c);
+    this.calls = new LightosCalls(resolveLightosConfig(config));
+    this.snapshots = new LightosSnapshots(this.calls);
   }
 
   async clusterInfo(): Promise<ClusterInfo> {
-    const op = this.c.begin('clusterInfo');
-    return this.c.parse(op, await this.c.send(op, { method: 'GET', path: '/api/v2/clusterinfo' }), parseClusterInfo);
+    const op = this.calls.begin('clusterInfo');
+    return this.calls.parse(
+      op,
+      await this.calls.send(op, { method: 'GET', path: '/api/v2/clusterinfo' }),
+      parseClusterInfo,
+    );
   }
 
   async ping(): Promise<void> {
-    const op = this.c.begin('ping');
-    this.c.parse(op, await this.c.send(op, { method: 'GET', path: '/api/v2/clusterinfo' }), parseClusterInfo);
+    const op = this.calls.begin('ping');
+    this.calls.parse(op, await this.calls.send(op, { method: 'GET', path: '/api/v2/clusterinfo' }), parseClusterInfo);
   }
 
   async createVolume(spec: BackendVolumeSpec): Promise<BackendVolume> {
-    const op = this.c.begin('createVolume', `volume ${spec.name}`);
-    let found = await this.c.readVolumeByName(op, spec.name);
+    const op = this.calls.begin('createVolume', `volume ${spec.name}`);
+    let found = await this.calls.readVolumeByName(op, spec.name);
     if (found && GONE.has(found.volume.state)) {
       // A previous delete of the same name is still running: let it finish, then create anew.
       await this.waitVolumeGone(op, found.volume.uuid);
@@ -74,8 +77,8 @@ export class LightosBackend implements StorageBackend {
     }
     if (!found) found = await this.postVolume(op, spec);
     const uuid = found.volume.uuid;
-    const final = await this.c.waitFor(op, `volume ${uuid} to become Available`, async () => {
-      const v = await this.c.readVolume(op, uuid);
+    const final = await this.calls.waitFor(op, `volume ${uuid} to become Available`, async () => {
+      const v = await this.calls.readVolume(op, uuid);
       if (!v)
         throw lightosError(op, {
           kind: 'vanished',
@@ -90,7 +93,7 @@ export class LightosBackend implements StorageBackend {
       // As the Cinder driver: a volume that failed to create is removed before reporting.
       cleanedUp = await this.deleteVolume(uuid).then(
         () => true,
-        (err) => (this.c.cfg.logger.warn({ err, volume: uuid }, 'could not delete failed LightOS volume'), false),
+        (err) => (this.calls.cfg.logger.warn({ err, volume: uuid }, 'could not delete failed LightOS volume'), false),
       );
     }
     throw lightosError(op, { kind: 'endState', what: `volume ${uuid}`, state: final.volume.state, cleanedUp });
@@ -108,39 +111,39 @@ export class LightosBackend implements StorageBackend {
     };
     if (spec.sourceSnapshotUuid) body.sourceSnapshotUUID = spec.sourceSnapshotUuid;
     if (spec.qosPolicyUuid) body.qosPolicyUUID = spec.qosPolicyUuid;
-    const a = await this.c.send(op, { method: 'POST', path: this.c.volumesPath(), body });
-    if (this.c.isOk(a)) return this.c.parse(op, a, parseVolume);
+    const a = await this.calls.send(op, { method: 'POST', path: this.calls.volumesPath(), body });
+    if (this.calls.isOk(a)) return this.calls.parse(op, a, parseVolume);
     if (a.status === 409) {
       // Lost a race with another create of the same name: that volume is ours too.
-      const raced = await this.c.readVolumeByName(op, spec.name);
+      const raced = await this.calls.readVolumeByName(op, spec.name);
       if (raced) return raced;
     }
-    this.c.fail(op, a, spec.sourceSnapshotUuid ? 'snapshot_not_found' : undefined);
+    this.calls.fail(op, a, spec.sourceSnapshotUuid ? 'snapshot_not_found' : undefined);
   }
 
   async getVolume(uuid: string): Promise<BackendVolume | null> {
-    const op = this.c.begin('getVolume', `volume ${uuid}`);
-    return (await this.c.readVolume(op, uuid))?.volume ?? null;
+    const op = this.calls.begin('getVolume', `volume ${uuid}`);
+    return (await this.calls.readVolume(op, uuid))?.volume ?? null;
   }
 
   async getVolumeByName(name: string): Promise<BackendVolume | null> {
-    const op = this.c.begin('getVolumeByName', `volume ${name}`);
-    return (await this.c.readVolumeByName(op, name))?.volume ?? null;
+    const op = this.calls.begin('getVolumeByName', `volume ${name}`);
+    return (await this.calls.readVolumeByName(op, name))?.volume ?? null;
   }
 
   async deleteVolume(uuid: string): Promise<void> {
-    const op = this.c.begin('deleteVolume', `volume ${uuid}`);
-    await this.c.deleteAndWait(
+    const op = this.calls.begin('deleteVolume', `volume ${uuid}`);
+    await this.calls.deleteAndWait(
       op,
-      this.c.volumePath(uuid),
+      this.calls.volumePath(uuid),
       `volume ${uuid}`,
-      async () => (await this.c.readVolume(op, uuid))?.volume ?? null,
+      async () => (await this.calls.readVolume(op, uuid))?.volume ?? null,
     );
   }
 
   private async waitVolumeGone(op: Op, uuid: string): Promise<void> {
-    await this.c.waitFor(op, `volume ${uuid} to be deleted`, async () => {
-      const v = await this.c.readVolume(op, uuid);
+    await this.calls.waitFor(op, `volume ${uuid} to be deleted`, async () => {
+      const v = await this.calls.readVolume(op, uuid);
       return !v || v.volume.state === 'Deleted'
         ? { done: true, value: undefined }
         : { done: false, state: v.volume.state };
@@ -148,11 +151,11 @@ export class LightosBackend implements StorageBackend {
   }
 
   async extendVolume(uuid: string, sizeGb: number): Promise<BackendVolume> {
-    const op = this.c.begin('extendVolume', `volume ${uuid}`);
+    const op = this.calls.begin('extendVolume', `volume ${uuid}`);
     const target = Math.round(sizeGb * GiB);
     const notFound = () => lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
-    const landed = await this.c.readModifyWrite<WireVolume | null>(op, async () => {
-      const v = await this.c.readVolume(op, uuid);
+    const landed = await this.calls.readModifyWrite<WireVolume | null>(op, async () => {
+      const v = await this.calls.readVolume(op, uuid);
       if (!v || GONE.has(v.volume.state)) throw notFound();
       if (v.sizeBytes === target) return { done: true, value: v };
       if (v.sizeBytes > target) {
@@ -161,19 +164,19 @@ export class LightosBackend implements StorageBackend {
           message: `cannot shrink from ${v.volume.sizeGb} GiB to ${sizeGb} GiB`,
         });
       }
-      const a = await this.c.send(op, {
+      const a = await this.calls.send(op, {
         method: 'PUT',
-        path: this.c.volumePath(uuid),
+        path: this.calls.volumePath(uuid),
         body: { UUID: uuid, size: sizeForWire(sizeGb) },
         headers: ifMatch(v),
       });
-      if (this.c.isOk(a)) return { done: true, value: null };
-      if (this.c.isConflict(a)) return { conflict: a };
-      this.c.fail(op, a, 'volume_not_found');
+      if (this.calls.isOk(a)) return { done: true, value: null };
+      if (this.calls.isConflict(a)) return { conflict: a };
+      this.calls.fail(op, a, 'volume_not_found');
     });
     if (landed) return landed.volume; // already that size: a no-op
-    return this.c.waitFor(op, `volume ${uuid} to reach ${sizeGb} GiB`, async () => {
-      const v = await this.c.readVolume(op, uuid);
+    return this.calls.waitFor(op, `volume ${uuid} to reach ${sizeGb} GiB`, async () => {
+      const v = await this.calls.readVolume(op, uuid);
       if (!v) throw notFound();
       const done = v.sizeBytes >= target && READY.has(v.volume.state);
       return done
@@ -183,7 +186,7 @@ export class LightosBackend implements StorageBackend {
   }
 
   async grantAccess(uuid: string, hostNqn: string): Promise<{ changed: boolean }> {
-    const op = this.c.begin('grantAccess', `volume ${uuid}`);
+    const op = this.calls.begin('grantAccess', `volume ${uuid}`);
     const r = await this.updateAcl(op, uuid, (hosts) => (hosts.includes(hostNqn) ? null : [...hosts, hostNqn]));
     if (r === 'missing') throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
     if (r.changed) await this.waitAcl(op, uuid, `host ${hostNqn} in the ACL`, (hosts) => hosts.includes(hostNqn));
@@ -191,7 +194,7 @@ export class LightosBackend implements StorageBackend {
   }
 
   async revokeAccess(uuid: string, hostNqn: string): Promise<{ changed: boolean }> {
-    const op = this.c.begin('revokeAccess', `volume ${uuid}`);
+    const op = this.calls.begin('revokeAccess', `volume ${uuid}`);
     const r = await this.updateAcl(op, uuid, (hosts) =>
       hosts.includes(hostNqn) ? hosts.filter((h) => h !== hostNqn) : null,
     );
@@ -202,7 +205,7 @@ export class LightosBackend implements StorageBackend {
   }
 
   async revokeAllAccess(uuid: string): Promise<{ removed: string[] }> {
-    const op = this.c.begin('revokeAllAccess', `volume ${uuid}`);
+    const op = this.calls.begin('revokeAllAccess', `volume ${uuid}`);
     const r = await this.updateAcl(op, uuid, (hosts) => (hosts.length > 0 ? [] : null));
     if (r === 'missing') return { removed: [] };
     if (r.changed) await this.waitAcl(op, uuid, 'an empty ACL', (hosts) => hosts.length === 0);
@@ -214,29 +217,29 @@ export class LightosBackend implements StorageBackend {
    * when nothing needs writing. 'missing' when the volume does not exist.
    */
   private updateAcl(op: Op, uuid: string, change: (hosts: string[]) => string[] | null) {
-    return this.c.readModifyWrite<'missing' | { changed: boolean; before: string[] }>(op, async () => {
-      const v = await this.c.readVolume(op, uuid);
+    return this.calls.readModifyWrite<'missing' | { changed: boolean; before: string[] }>(op, async () => {
+      const v = await this.calls.readVolume(op, uuid);
       // A volume being deleted is as good as gone: nothing to grant, nothing left to revoke.
       if (!v || GONE.has(v.volume.state)) return { done: true, value: 'missing' };
       const next = change(v.volume.acl);
       if (!next) return { done: true, value: { changed: false, before: v.volume.acl } };
-      const a = await this.c.send(op, {
+      const a = await this.calls.send(op, {
         method: 'PUT',
-        path: this.c.volumePath(uuid),
+        path: this.calls.volumePath(uuid),
         body: { acl: aclValues(next) },
         headers: ifMatch(v),
       });
-      if (this.c.isOk(a)) return { done: true, value: { changed: true, before: v.volume.acl } };
+      if (this.calls.isOk(a)) return { done: true, value: { changed: true, before: v.volume.acl } };
       if (a.status === 404) return { done: true, value: 'missing' };
-      if (this.c.isConflict(a)) return { conflict: a };
-      this.c.fail(op, a);
+      if (this.calls.isConflict(a)) return { conflict: a };
+      this.calls.fail(op, a);
     });
   }
 
   /** Waits until the ACL satisfies `want` and the volume has settled (Cinder's `_wait_for_volume_acl`). */
   private async waitAcl(op: Op, uuid: string, what: string, want: (hosts: string[]) => boolean): Promise<void> {
-    await this.c.waitFor(op, what, async () => {
-      const v = await this.c.readVolume(op, uuid);
+    await this.calls.waitFor(op, what, async () => {
+      const v = await this.calls.readVolume(op, uuid);
       if (!v) return { done: true, value: undefined }; // deleted meanwhile: nothing left to wait for
       const settled = want(v.volume.acl) && !TRANSIENT.has(v.volume.state);
       return settled
@@ -246,12 +249,12 @@ export class LightosBackend implements StorageBackend {
   }
 
   async volumePaths(uuid: string): Promise<VolumePath[]> {
-    const op = this.c.begin('volumePaths', `volume ${uuid}`);
-    const v = await this.c.readVolume(op, uuid);
+    const op = this.calls.begin('volumePaths', `volume ${uuid}`);
+    const v = await this.calls.readVolume(op, uuid);
     if (!v) throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
-    const nodes = this.c.parse(op, await this.c.send(op, { method: 'GET', path: '/api/v2/nodes' }), parseNodes);
-    return orderPaths(nodes, v.placement, (node) =>
-      this.c.cfg.logger.warn(
+    const nodes = this.calls.parse(op, await this.calls.send(op, { method: 'GET', path: '/api/v2/nodes' }), parseNodes);
+    return volumePathsOf(nodes, v.placement, (node) =>
+      this.calls.cfg.logger.warn(
         { node: node.uuid, nvmeEndpoint: node.rawEndpoint },
         'LightOS node has an unreadable nvmeEndpoint; left out',
       ),
@@ -271,11 +274,11 @@ export class LightosBackend implements StorageBackend {
   }
 
   async capacity(): Promise<BackendCapacity> {
-    const op = this.c.begin('capacity');
-    const a = await this.c.send(op, { method: 'GET', path: '/api/v2/cluster' });
+    const op = this.calls.begin('capacity');
+    const a = await this.calls.send(op, { method: 'GET', path: '/api/v2/cluster' });
     // A tenant JWT may not read cluster statistics (the reason the Cinder driver reports 'infinite').
     if (a.status === 403) return { totalGb: null, freeGb: null };
-    return this.c.parse(op, a, parseCapacity);
+    return this.calls.parse(op, a, parseCapacity);
   }
 }
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { isDriverError } from '../../driver/errors.ts';
 import { LightosBackend } from './backend.ts';
-import { type FakeAnswer, type FakeLightos, type RecordedRequest, startFakeLightos } from './fake-lightos.ts';
+import { type FakeAnswer, type FakeLightos, type RecordedRequest, startFakeLightos } from './testing/fake-lightos.ts';
 
 const FIXTURES = new URL('../../../test/fixtures/lightos/', import.meta.url);
 const fixture = (name: string): any => JSON.parse(readFileSync(new URL(name, FIXTURES), 'utf8'));

@@ -10,10 +10,10 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { type DriverError, isDriverError } from '../../driver/errors.ts';
 import { ManualClock } from '../../shared/clock.ts';
 import { startSimServer } from '../../sim/server.ts';
-import { call, waitUntil } from '../../sim/testing.ts';
+import { call, waitUntil } from '../../../test/support/sim-client.ts';
 import { LightosBackend } from './backend.ts';
 import type { LightosConfig } from './config.ts';
-import { type FakeAnswer, type FakeLightos, type RecordedRequest, startFakeLightos } from './fake-lightos.ts';
+import { type FakeAnswer, type FakeLightos, type RecordedRequest, startFakeLightos } from './testing/fake-lightos.ts';
 
 const FIXTURES = new URL('../../../test/fixtures/lightos/', import.meta.url);
 const fixture = (name: string): any => JSON.parse(readFileSync(new URL(name, FIXTURES), 'utf8'));

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { lightosError, type LightosFailure, type Op } from './errors.ts';
 import { aclHosts, aclValues, parseNvmeEndpoint, parseSizeBytes } from './parse.ts';
-import { orderPaths } from './paths.ts';
+import { volumePathsOf } from './paths.ts';
 import type { WireNode } from './parse.ts';
-
-const GiB = 1024 ** 3;
+import { GiB } from '../../shared/units.ts';
 
 describe('parseSizeBytes', () => {
   const ok: [unknown, number][] = [
@@ -52,7 +51,7 @@ describe('ACL sentinel', () => {
   });
 });
 
-describe('orderPaths', () => {
+describe('volumePathsOf', () => {
   const node = (uuid: string, ep: string, active = true): WireNode => ({
     uuid,
     rawEndpoint: ep,
@@ -67,7 +66,7 @@ describe('orderPaths', () => {
   ];
 
   test('with placement: optimized first, then non-optimized, then the unusable replicas (inactive node = inaccessible)', () => {
-    const paths = orderPaths(
+    const paths = volumePathsOf(
       [...nodes.slice(0, 2), node('n2', '10.0.0.3:4420', false)],
       [
         { nodeUuid: 'n1', anaState: 'non-optimized' },
@@ -83,7 +82,7 @@ describe('orderPaths', () => {
         ['n2', 'inaccessible'],
       ],
     );
-    const two = orderPaths(nodes, [
+    const two = volumePathsOf(nodes, [
       { nodeUuid: 'n1', anaState: 'non-optimized' },
       { nodeUuid: 'n2', anaState: 'optimized' },
     ]);
@@ -98,7 +97,7 @@ describe('orderPaths', () => {
 
   test('without placement: every active node with a readable endpoint, anaState unknown', () => {
     const bad: string[] = [];
-    const paths = orderPaths(nodes, undefined, (n) => bad.push(n.uuid));
+    const paths = volumePathsOf(nodes, undefined, (n) => bad.push(n.uuid));
     assert.deepEqual(
       paths.map((p) => [p.nodeId, p.anaState]),
       [

@@ -9,15 +9,14 @@
  * Cinder driver hands out every node); then every node is a path, Active ones as `unknown` in
  * the order the API listed them, the others last as `inaccessible`.
  */
+import { orderPaths } from '../../driver/connection-info.ts';
 import type { AnaState, VolumePath } from '../../driver/model.ts';
 import type { PlacementEntry, WireNode } from './parse.ts';
 
-const RANK: Record<string, number> = { optimized: 0, 'non-optimized': 1, unknown: 2, change: 3 };
-const rank = (s: string): number => RANK[s] ?? 4;
-
 type Reachable = WireNode & { endpoint: { address: string; port: number } };
 
-export function orderPaths(
+/** The volume's paths from the node list (and the simulator's placement), ranked by `orderPaths`. */
+export function volumePathsOf(
   nodes: WireNode[],
   placement: PlacementEntry[] | undefined,
   onBadEndpoint: (node: WireNode) => void = () => {},
@@ -33,18 +32,16 @@ export function orderPaths(
     anaState: n.active ? anaState : 'inaccessible',
   });
 
-  const entries: { node: Reachable; ana: AnaState; order: number }[] = [];
+  const paths: VolumePath[] = [];
   if (!placement) {
-    nodes.forEach((n, order) => withEndpoint(n) && entries.push({ node: n, ana: 'unknown', order }));
+    for (const n of nodes) if (withEndpoint(n)) paths.push(path(n, 'unknown'));
   } else {
     const byId = new Map(nodes.map((n) => [n.uuid, n]));
-    placement.forEach((p, order) => {
+    for (const p of placement) {
       const node = byId.get(p.nodeUuid);
-      if (withEndpoint(node)) entries.push({ node, ana: p.anaState as AnaState, order });
-    });
+      if (withEndpoint(node)) paths.push(path(node, p.anaState as AnaState));
+    }
   }
-  return entries
-    .map((e) => ({ ...e, p: path(e.node, e.ana) }))
-    .sort((a, b) => rank(a.p.anaState) - rank(b.p.anaState) || a.order - b.order)
-    .map((e) => e.p);
+  // One ranking for the whole driver (stable: equal states keep the API's or placement's order).
+  return orderPaths(paths);
 }

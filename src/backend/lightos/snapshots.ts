@@ -1,5 +1,5 @@
 /**
- * Snapshots over LightOS API v2, as the LightOS Cinder driver handles them (reference §2.4):
+ * Snapshots over LightOS API v2, as the LightOS Cinder driver handles them (`cinder/volume/drivers/lightos.py` `_create_snapshot`):
  *
  * - create: up to `snapshotMaxCalls` attempts (Cinder's `lightos_api_service_snapshots_max_calls`,
  *   5), `pollIntervalMs × 2^i` apart (Cinder: `2**i` seconds; our default poll interval is 1 s).
@@ -32,17 +32,17 @@ function retryable(e: unknown): e is DriverError {
 }
 
 export class LightosSnapshots {
-  constructor(private readonly c: LightosCalls) {}
+  constructor(private readonly calls: LightosCalls) {}
 
   private path(uuid: string): string {
-    return `${this.c.snapshotsPath()}/${encodeURIComponent(uuid)}`;
+    return `${this.calls.snapshotsPath()}/${encodeURIComponent(uuid)}`;
   }
 
   async create(sourceVolumeUuid: string, name: string): Promise<BackendSnapshot> {
-    const op = this.c.begin('createSnapshot', `snapshot ${name}`);
+    const op = this.calls.begin('createSnapshot', `snapshot ${name}`);
     const { uuid } = await this.findOrPostWithRetries(op, sourceVolumeUuid, name);
-    const final = await this.c.waitFor(op, `snapshot ${uuid} to become Available`, async () => {
-      const s = await this.c.readSnapshot(op, uuid);
+    const final = await this.calls.waitFor(op, `snapshot ${uuid} to become Available`, async () => {
+      const s = await this.calls.readSnapshot(op, uuid);
       if (!s)
         throw lightosError(op, {
           kind: 'vanished',
@@ -56,14 +56,16 @@ export class LightosSnapshots {
     if (final.state === 'Failed') {
       cleanedUp = await this.delete(uuid).then(
         () => true,
-        (err) => (this.c.cfg.logger.warn({ err, snapshot: uuid }, 'could not delete failed LightOS snapshot'), false),
+        (err) => (
+          this.calls.cfg.logger.warn({ err, snapshot: uuid }, 'could not delete failed LightOS snapshot'), false
+        ),
       );
     }
     throw lightosError(op, { kind: 'endState', what: `snapshot ${uuid}`, state: final.state, cleanedUp });
   }
 
   private async findOrPostWithRetries(op: Op, sourceVolumeUuid: string, name: string): Promise<BackendSnapshot> {
-    const { clock, pollIntervalMs, snapshotMaxCalls, logger } = this.c.cfg;
+    const { clock, pollIntervalMs, snapshotMaxCalls, logger } = this.calls.cfg;
     let last: DriverError | undefined;
     let attempts = 0;
     for (let i = 0; i < snapshotMaxCalls; i++) {
@@ -97,38 +99,38 @@ export class LightosSnapshots {
 
   /** One attempt: the snapshot by name (an earlier attempt may have made it), else POST. */
   private async findOrPost(op: Op, sourceVolumeUuid: string, name: string): Promise<BackendSnapshot> {
-    let found = await this.c.readSnapshotByName(op, name);
+    let found = await this.calls.readSnapshotByName(op, name);
     if (found && GONE.has(found.state)) {
       // A previous delete of the same name is still running: let it finish, then create anew.
       const uuid = found.uuid;
-      await this.c.waitFor(op, `snapshot ${uuid} to be deleted`, async () => {
-        const s = await this.c.readSnapshot(op, uuid);
+      await this.calls.waitFor(op, `snapshot ${uuid} to be deleted`, async () => {
+        const s = await this.calls.readSnapshot(op, uuid);
         return !s || s.state === 'Deleted' ? { done: true, value: undefined } : { done: false, state: s.state };
       });
       found = null;
     }
     if (found) return found;
-    const a = await this.c.send(op, {
+    const a = await this.calls.send(op, {
       method: 'POST',
-      path: this.c.snapshotsPath(),
+      path: this.calls.snapshotsPath(),
       body: { name, sourceVolumeUUID: sourceVolumeUuid },
     });
-    if (this.c.isOk(a)) return this.c.parse(op, a, parseSnapshot);
+    if (this.calls.isOk(a)) return this.calls.parse(op, a, parseSnapshot);
     if (a.status === 409) {
       // Lost a race with another create of the same name: that snapshot is ours too.
-      const raced = await this.c.readSnapshotByName(op, name);
+      const raced = await this.calls.readSnapshotByName(op, name);
       if (raced) return raced;
     }
-    this.c.fail(op, a, 'volume_not_found');
+    this.calls.fail(op, a, 'volume_not_found');
   }
 
   async getByName(name: string): Promise<BackendSnapshot | null> {
-    const op = this.c.begin('getSnapshotByName', `snapshot ${name}`);
-    return this.c.readSnapshotByName(op, name);
+    const op = this.calls.begin('getSnapshotByName', `snapshot ${name}`);
+    return this.calls.readSnapshotByName(op, name);
   }
 
   async delete(uuid: string): Promise<void> {
-    const op = this.c.begin('deleteSnapshot', `snapshot ${uuid}`);
-    await this.c.deleteAndWait(op, this.path(uuid), `snapshot ${uuid}`, () => this.c.readSnapshot(op, uuid));
+    const op = this.calls.begin('deleteSnapshot', `snapshot ${uuid}`);
+    await this.calls.deleteAndWait(op, this.path(uuid), `snapshot ${uuid}`, () => this.calls.readSnapshot(op, uuid));
   }
 }

@@ -7,9 +7,9 @@ import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { isDriverError } from '../../driver/errors.ts';
 import { ManualClock } from '../../shared/clock.ts';
-import { waitUntil } from '../../sim/testing.ts';
+import { waitUntil } from '../../../test/support/sim-client.ts';
 import { LightosBackend } from './backend.ts';
-import { type FakeLightos, startFakeLightos } from './fake-lightos.ts';
+import { type FakeLightos, startFakeLightos } from './testing/fake-lightos.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
 const UUID = '6d2a3b6e-1f0c-4b8e-9a57-2c1d0e4f5a61';

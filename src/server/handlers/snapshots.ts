@@ -1,7 +1,9 @@
 import type { Context } from 'openapi-backend';
-import { createSnapshot, getSnapshot, listSnapshots } from '../../driver/create-snapshot.ts';
+import { createSnapshot } from '../../driver/create-snapshot.ts';
 import { deleteSnapshot } from '../../driver/delete-snapshot.ts';
 import type { DriverDeps } from '../../driver/deps.ts';
+import { getSnapshot } from '../../driver/get-snapshot.ts';
+import { listSnapshots } from '../../driver/list-snapshots.ts';
 import { presentSnapshot } from '../presenters/lifecycle.ts';
 import type { HandlerResult } from './types.ts';
 

@@ -1,6 +1,9 @@
 import type { Context } from 'openapi-backend';
-import { createVolume, getVolume } from '../../driver/create-volume.ts';
+import { createVolume } from '../../driver/create-volume.ts';
+import { deleteVolume } from '../../driver/delete-volume.ts';
 import type { DriverDeps } from '../../driver/deps.ts';
+import { extendVolume } from '../../driver/extend-volume.ts';
+import { getVolume } from '../../driver/get-volume.ts';
 import { initializeConnection } from '../../driver/initialize-connection.ts';
 import type { Connector } from '../../driver/model.ts';
 import { terminateConnection } from '../../driver/terminate-connection.ts';
@@ -16,6 +19,9 @@ interface CreateVolumeBody {
   thin_provisioned?: boolean;
   qos_policy_id?: string;
   source?: { snapshot_id: string } | { volume_id: string };
+}
+interface ExtendBody {
+  new_size_gb: number;
 }
 interface InitializeBody {
   connector: Connector;
@@ -51,6 +57,19 @@ export function volumeHandlers(deps: DriverDeps) {
 
     async getVolume(c: Context): Promise<HandlerResult> {
       return { status: 200, body: presentVolumeDetail(await getVolume(deps, c.request.params.id as string)) };
+    },
+
+    /** 204 whether or not the volume existed: a retried delete must not fail. */
+    async deleteVolume(c: Context): Promise<HandlerResult> {
+      const q = c.request.query as { force?: boolean | string };
+      await deleteVolume(deps, { id: c.request.params.id as string, force: q.force === true || q.force === 'true' });
+      return { status: 204, body: null };
+    },
+
+    async extendVolume(c: Context): Promise<HandlerResult> {
+      const b = c.request.requestBody as ExtendBody;
+      const { volume } = await extendVolume(deps, { id: c.request.params.id as string, newSizeGb: b.new_size_gb });
+      return { status: 200, body: presentVolumeDetail(volume) };
     },
 
     async initializeConnection(c: Context): Promise<HandlerResult> {

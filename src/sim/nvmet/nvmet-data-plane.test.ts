@@ -4,15 +4,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import type { SimNodeEndpoint } from '../data-plane.ts';
-import { ConfigfsStandIn, type StandInOptions } from './configfs-stand-in.ts';
+import { ConfigfsStandIn, type StandInOptions } from './testing/configfs-stand-in.ts';
 import { NvmetDataPlane, type NvmetDataPlaneOptions } from './nvmet-data-plane.ts';
+import { MiB } from '../../shared/units.ts';
 
 const NQN = 'nqn.2016-01.com.lightbitslabs:uuid:7b0c5b1e-3f0a-4c55-9b86-2f5d0cbd1a11';
 const HOST_A = 'nqn.2014-08.org.nvmexpress:uuid:aaaaaaaa-0000-4000-8000-000000000001';
 const HOST_B = 'nqn.2014-08.org.nvmexpress:uuid:bbbbbbbb-0000-4000-8000-000000000002';
 const VOL = '5a8f3c2e-91d4-4b7a-8e6f-0c1d2e3f4a5b';
 const VOL2 = '0e4b1c9a-7d2f-4e8a-b5c6-1a2b3c4d5e6f';
-const MiB = 1024 * 1024;
 const NODES: SimNodeEndpoint[] = [0, 1, 2].map((index) => ({
   nodeId: `node-${index + 1}`,
   index,

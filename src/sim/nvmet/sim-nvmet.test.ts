@@ -9,18 +9,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type SimServer, startSimServer } from '../server.ts';
-import { call, SimAdmin, waitUntil } from '../testing.ts';
-import { ConfigfsStandIn } from './configfs-stand-in.ts';
+import { call, SimClient, waitUntil } from '../../../test/support/sim-client.ts';
+import { ConfigfsStandIn } from './testing/configfs-stand-in.ts';
 import { NvmetDataPlane } from './nvmet-data-plane.ts';
+import { GiB } from '../../shared/units.ts';
 
 const VOLS = '/api/v2/projects/default/volumes';
 const HOST = 'nqn.2014-08.org.nvmexpress:uuid:44444444-4444-4444-8444-444444444444';
-const GiB = 1024 ** 3;
 
 let fs: ConfigfsStandIn;
 let dataDir: string;
 let sim: SimServer;
-let admin: SimAdmin;
+let admin: SimClient;
 const api = (method: string, p: string, body?: unknown, headers?: Record<string, string>) =>
   call(sim.url, method, p, body, headers);
 
@@ -32,7 +32,7 @@ before(async () => {
     nodes: 3,
     dataPlane: new NvmetDataPlane({ configfs: fs, dataDir, bufferedIo: true }),
   });
-  admin = new SimAdmin(sim.url);
+  admin = new SimClient(sim.url);
 });
 after(async () => {
   await sim?.close();

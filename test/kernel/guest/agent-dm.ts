@@ -16,11 +16,12 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import path from 'node:path';
-import { AgentStack, agentLogLines, GiB, Sampler, startAgentStack } from './agent.ts';
+import { type AgentStack, agentLogLines, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunks } from './io.ts';
 import { check, checkEqual, list, observe, readSys, scenarioGroup, step, waitFor, type Part } from './lib.ts';
 import { mapPaths, showMaps, startMultipathd, stopMultipathd } from './multipathd.ts';
 import { controllerOf, controllers, ioErrorsSince, kernelLog, nvmeDisks } from './nvme.ts';
+import { GiB } from '../../../src/shared/units.ts';
 
 /** The plain namespace device (multipath=N) of the volume behind the controller to `port`. */
 function pathDevOfPort(nqn: string, port: number, wwid: string): string | undefined {
@@ -184,7 +185,7 @@ async function agentDm({ s }: DmStack): Promise<void> {
       }),
       20,
     );
-    let a;
+    let a: Awaited<ReturnType<typeof s.detach>>;
     try {
       a = await s.detach(volumeId, attachmentId);
     } finally {

@@ -1,5 +1,5 @@
 /**
- * Guest scenario group `agent-native` (issue 4, native NVMe multipath): one boot, one stack —
+ * Guest scenario group `agent-native` (native NVMe multipath): one boot, one stack —
  * `portalis sim` (nvmet plane), `portalis serve` (PostgreSQL on the host) and the real agent
  * daemon `portalis agent` — and six scenarios, each reported on its own. None configures the
  * target or connects anything by hand: volumes are created and attached through the service,
@@ -35,11 +35,12 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { AgentStack, agentLogLines, GiB, Sampler, startAgentStack } from './agent.ts';
+import { type AgentStack, agentLogLines, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunk, writeChunks } from './io.ts';
 import { check, checkEqual, observe, readSys, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
 import { controllers, headByUuid, ioErrorsSince, kernelLog, pathViews } from './nvme.ts';
 import type { AttachmentView, NvmeofConnectionData } from './rest.ts';
+import { GiB } from '../../../src/shared/units.ts';
 
 type Portal = [string, number, string];
 

@@ -13,7 +13,6 @@ import type { AttachmentView, Connector, NvmeofConnectionData } from './rest.ts'
 import { PortalisProcess, repoRoot, startStack, type Stack } from './stack.ts';
 
 export const NVMET = '/sys/kernel/config/nvmet';
-export const GiB = 1024 ** 3;
 
 /**
  * The agent's settings for the scenarios: a re-check pass (self-healing, health refresh) every
@@ -256,7 +255,10 @@ export async function agentConnectorProperties(): Promise<AgentConnector> {
  * The shared setup of an agent boot: the simulator and the service start while
  * connector-properties runs; then the host's token, then the agent daemon.
  */
-export async function startAgentStack(agentEnv: Record<string, string> = {}): Promise<AgentStack> {
+export async function startAgentStack(
+  agentEnv: Record<string, string> = {},
+  stackOptions: { readyDeadlineMs?: number } = {},
+): Promise<AgentStack> {
   const databaseUrl = process.env.PORTALIS_KERNEL_DATABASE_URL;
   check(databaseUrl, 'the host side passed PORTALIS_KERNEL_DATABASE_URL');
   observe('kernel', readSys('/proc/sys/kernel/osrelease'));
@@ -267,7 +269,7 @@ export async function startAgentStack(agentEnv: Record<string, string> = {}): Pr
     ms: Math.round(performance.now() - propsStarted),
   }));
   propsPromise.catch(() => undefined); // awaited below; startStack's failure must not leave it unhandled
-  const stack = await startStack({ databaseUrl });
+  const stack = await startStack({ databaseUrl, ...stackOptions });
   try {
     const { c: connector, ms } = await step('portalis agent connector-properties', () => propsPromise);
     observe('connector-properties', { ms, connector });

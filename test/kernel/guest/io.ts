@@ -12,8 +12,8 @@
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { waitFor } from './lib.ts';
+import { MiB } from '../../../src/shared/units.ts';
 
-export const MiB = 1024 * 1024;
 const BLOCK = 4096;
 /** One random 4 KiB block per process, under every header: cheap to make and to compare. */
 const BASE = randomBytes(BLOCK);

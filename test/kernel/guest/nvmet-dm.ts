@@ -12,11 +12,11 @@ import { NvmetDataPlane } from '../../../src/sim/nvmet/nvmet-data-plane.ts';
 import { check, checkEqual, list, observe, readSys, scenario, sh, shAny, step, waitFor } from './lib.ts';
 import { mapPaths, showMaps, startMultipathd, stopMultipathd } from './multipathd.ts';
 import { controllerOf, controllers, directIoRoundTrip, nvmeConnect, nvmeDisks, sysAttrs } from './nvme.ts';
+import { MiB } from '../../../src/shared/units.ts';
 
 const NQN = 'nqn.2016-01.com.lightbitslabs:uuid:0d6c3b1e-5a7f-4c2d-8e9b-1f2a3b4c5d6e';
 const VOL = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d';
 const MAP = `uuid.${VOL}`;
-const MiB = 1024 * 1024;
 const NODES: SimNodeEndpoint[] = [0, 1].map((index) => ({
   nodeId: `node-${index + 1}`,
   index,

@@ -23,10 +23,10 @@ import {
   pathDevices,
   sysAttrs,
 } from './nvme.ts';
+import { MiB } from '../../../src/shared/units.ts';
 
 const NQN = 'nqn.2016-01.com.lightbitslabs:uuid:0d6c3b1e-5a7f-4c2d-8e9b-1f2a3b4c5d6e';
 const VOL = '6f1c2d3e-4b5a-4c7d-9e8f-0a1b2c3d4e5f';
-const MiB = 1024 * 1024;
 const NODES: SimNodeEndpoint[] = [0, 1, 2].map((index) => ({
   nodeId: `node-${index + 1}`,
   index,

@@ -1,9 +1,10 @@
 /**
- * REST clients for guest scenarios: the driver service's orchestrator API (admin token) and
- * the simulator's LightOS API and fault API. Every request has a timeout, and a status other
+ * REST client for guest scenarios: the driver service's orchestrator API (admin token); the
+ * simulator's is the shared `SimClient` (test/support/sim-client.ts). Every request has a timeout, and a status other
  * than the expected one throws with the method, path, status and answer, so that a failing
  * scenario says what the service or simulator answered.
  */
+import type { PathStatus } from '../../../src/driver/model.ts';
 
 export interface Answer {
   status: number;
@@ -83,14 +84,8 @@ export interface NvmeofConnectionData {
   [key: string]: unknown;
 }
 
-export interface PathReport {
-  controller: string | null;
-  address: string;
-  port: number;
-  transport: string;
-  state: string;
-  ana_state: string | null;
-}
+/** One path of an agent report, as the service answers it. */
+export type PathReport = PathStatus;
 
 export interface AgentReportView {
   state: string;
@@ -177,52 +172,5 @@ export class ServiceApi {
 
   host(nqn: string) {
     return this.http.expect([200], 'GET', `/v1/hosts/${encodeURIComponent(nqn)}`);
-  }
-}
-
-/** The simulator: its LightOS API v2 (one project) and its fault API (`/sim/v1`). */
-export class SimApi {
-  readonly http: Http;
-
-  constructor(
-    readonly url: string,
-    readonly project = 'default',
-  ) {
-    this.http = new Http(url);
-  }
-
-  private volumes(): string {
-    return `/api/v2/projects/${this.project}/volumes`;
-  }
-
-  state(): Promise<any> {
-    return this.http.expect([200], 'GET', '/sim/v1/state');
-  }
-
-  /** `POST /sim/v1/nodes/{ref}/down|up`. */
-  node(ref: string | number, up: boolean): Promise<any> {
-    return this.http.expect([200], 'POST', `/sim/v1/nodes/${ref}/${up ? 'up' : 'down'}`);
-  }
-
-  /** The volume as LightOS shows it, with its ETag (from the header, unquoted), or null (404). */
-  async volume(uuid: string): Promise<{ body: any; etag: string } | null> {
-    const a = await this.http.request('GET', `${this.volumes()}/${uuid}`);
-    if (a.status === 404) return null;
-    if (a.status !== 200) throw new Error(`GET volume ${uuid} answered ${a.status}: ${JSON.stringify(a.body)}`);
-    return { body: a.body, etag: (a.headers.get('etag') ?? '').replace(/^"(.*)"$/, '$1') };
-  }
-
-  /** `PUT` with `If-Match`; returns the raw answer (the caller checks 200 or 412). */
-  putVolume(uuid: string, body: Record<string, unknown>, ifMatch?: string): Promise<Answer> {
-    return this.http.request(
-      'PUT',
-      `${this.volumes()}/${uuid}`,
-      body,
-      ifMatch === undefined ? {} : { 'If-Match': `"${ifMatch}"` },
-    );
-  }
-
-  deleteVolume(uuid: string): Promise<any> {
-    return this.http.expect([200], 'DELETE', `${this.volumes()}/${uuid}`);
   }
 }

@@ -21,7 +21,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { check, checkEqual, list, observe, readSys, scenario, sh, step, waitFor } from './lib.ts';
-import { BackgroundWriter, MiB, verifyChunks, writeChunk, writeChunks } from './io.ts';
+import { BackgroundWriter, verifyChunks, writeChunk, writeChunks } from './io.ts';
 import {
   controllers,
   headByUuid,
@@ -36,9 +36,9 @@ import {
 } from './nvme.ts';
 import type { Connector } from './rest.ts';
 import { startStack, type Stack } from './stack.ts';
+import { GiB } from '../../../src/shared/units.ts';
 
 const NVMET = '/sys/kernel/config/nvmet';
-const GiB = 1024 * MiB;
 
 interface SimNode {
   index: number;
@@ -229,7 +229,7 @@ async function story(stack: Stack, me: { hostNqn: string; hostId: string }): Pro
     try {
       await writer.waitForWrites(4, 'before the failure');
       let t0 = performance.now();
-      const down = await simApi.node(optimized.uuid, false);
+      const down = (await simApi.node(optimized.uuid, false)).body;
       checkEqual(down.up, false, 'node down');
       const during = await simAnaByPort(stack, volUuid);
       const downPort = optimized.nvmeEndpoint.split(':').pop()!;

@@ -12,7 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { runDir, step, waitFor } from './lib.ts';
-import { ServiceApi, SimApi } from './rest.ts';
+import { SimClient } from '../../support/sim-client.ts';
+import { ServiceApi } from './rest.ts';
 
 /** The repo: stage 2 runs the guest script in it (`PORTALIS_CWD`). */
 export const repoRoot = process.cwd();
@@ -142,7 +143,7 @@ export interface StackOptions {
 export interface Stack {
   sim: PortalisProcess;
   service: PortalisProcess;
-  simApi: SimApi;
+  simApi: SimClient;
   serviceApi: ServiceApi;
   simDataDir: string;
   /** ms from spawn to answering, each. */
@@ -191,7 +192,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     return {
       sim,
       service,
-      simApi: new SimApi(simUrl),
+      simApi: new SimClient(simUrl),
       serviceApi: new ServiceApi(serviceUrl, token),
       simDataDir,
       readyMs: { sim: simMs, service: serviceMs },

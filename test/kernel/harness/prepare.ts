@@ -1,7 +1,7 @@
 /**
  * Everything the kernel tests need before the first boot, cached so that the second run is
  * instant: Debian packages on the host, a Debian kernel (unpacked, depmod'ed) and a busybox
- * initramfs. Facts this relies on are in shared/KERNEL-TESTS.md.
+ * initramfs. Facts this relies on are in docs/KERNEL.md §5.
  *
  * Cache layout (`PORTALIS_KERNEL_CACHE`, default `<repo>/.kernel-cache`, git-ignored):
  *   <cache>/<package>_<debian version>/root/{boot/vmlinuz-<kver>, lib/modules/<kver>/…}
@@ -78,6 +78,7 @@ export async function ensurePackages(log: Log): Promise<void> {
     }
     throw new CannotRun('no apt-get and no qemu-system-x86_64');
   }
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own ${field} format, not a template
   const q = await run('dpkg-query', ['-W', '-f', '${Package} ${db:Status-Status}\n', ...HOST_PACKAGES]);
   const installed = new Set(
     q.stdout

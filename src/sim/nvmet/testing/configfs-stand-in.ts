@@ -25,7 +25,7 @@ import { existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigfsError, NodeConfigfs } from './configfs.ts';
+import { ConfigfsError, NodeConfigfs } from '../configfs.ts';
 
 type Kind = 'subsystem' | 'namespace' | 'port' | 'anagroup' | 'host';
 

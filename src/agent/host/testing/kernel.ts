@@ -1,9 +1,9 @@
 /**
  * The host kernel of the fake: NVMe-oF controllers, subsystems, namespace heads and per-path
  * devices, and device-mapper maps, rendered into a MemFs laid out like the real sysfs
- * (kernel 6.1, as seen in KERNEL-TESTS.md), with switches for older layouts.
+ * (kernel 6.1, as the kernel scenarios see it), with switches for older layouts.
  *
- * Kernel rules it keeps (reference/host-nvme-multipath.md §1):
+ * Kernel rules it keeps (docs/KERNEL.md §1):
  * - a controller's instance is the lowest free one; a subsystem takes the instance of its first
  *   controller (5.4+), and that number stays reserved while the subsystem lives;
  * - head `nvme<S>n<I>`: I from a per-subsystem IDA (not the NSID); per-path `nvme<S>c<C>n<I>`
@@ -26,7 +26,7 @@ export interface FakeKernelOptions {
   headDeviceLink: boolean;
   /** true: namespace block dirs carry their own `subsysnqn` file (as some older kernels did). */
   nsSubsysnqn: boolean;
-  /** false: controllers have no `hostnqn` attribute (OSB: "not present in all OSs"). */
+  /** false: controllers have no `hostnqn` attribute (os-brick nvmeof.py: "not present in all OSs"). */
   ctrlHostnqn: boolean;
   /** true: pre-2019 per-path names use the target's cntlid, not the controller instance. */
   perPathCntlid: boolean;

@@ -66,7 +66,7 @@ export class MemFs {
       let node = dir.children.get(name);
       if (node?.kind === 'link') {
         const r = this.resolve('/' + [...done, name].join('/'));
-        if (!r || r.node.kind !== 'dir') throw new Error(`mkdirp ${p}: ${name} is not a directory`);
+        if (r?.node.kind !== 'dir') throw new Error(`mkdirp ${p}: ${name} is not a directory`);
         node = r.node;
       }
       if (!node) {

@@ -1,7 +1,7 @@
 /**
  * The target side of the fake: storage subsystems, their namespaces and portals, and each
  * namespace's ANA state per portal. It stands in for the storage cluster (or the kernel nvmet
- * target of KERNEL-TESTS.md); tests change it to simulate outages, failover and node reboots.
+ * target of the kernel scenarios); tests change it to simulate outages, failover and node reboots.
  */
 import type { AnaState } from '../../../driver/model.ts';
 import { canonicalAddress } from '../../sysfs.ts';

@@ -1,6 +1,6 @@
 /**
  * Scripted nvme-cli for the fake host: answers like nvme-cli 1.x, 2.0 or 2.4+ would, and changes
- * the fake kernel the way the real command would have (reference/host-nvme-multipath.md §2).
+ * the fake kernel the way the real command would have (docs/KERNEL.md §2).
  */
 import type { RunResult } from '../port.ts';
 import { portalKey } from './fabric.ts';
@@ -113,7 +113,7 @@ export function fakeNvme(
       v === '1'
         ? 'Failed to write to /dev/nvme-fabrics: Connection refused\n'
         : 'could not add new controller: failed to write to nvme-fabrics device\n';
-    if (!portal || !portal.up || !target || !target.portals.has(portal.key)) return fail(refused);
+    if (!portal?.up || !target?.portals.has(portal.key)) return fail(refused);
     if (target.allowedHosts.size && !target.allowedHosts.has(hostNqn)) {
       return fail(
         v === '1'
@@ -164,7 +164,7 @@ export function fakeNvme(
           lines.push(`Failed to disconnect ${name}: Device or resource busy`);
         else kernel.removeCtrl(ctrl);
       }
-      // nvme-cli prints the failure and still exits 0 (failure mode 7).
+      // nvme-cli prints the failure and still exits 0 (nvme-cli issue #237).
       return { code: 0, stdout: '', stderr: lines.map((l) => l + '\n').join('') };
     }
     if (nqn) {

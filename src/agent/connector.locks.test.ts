@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RunResult } from './host/port.ts';
-import { KeyedMutex } from './locks.ts';
+import { KeyedMutex } from '../shared/keyed-mutex.ts';
 import { NQN, NQN_B, VOL, VOL2, nativeData, portals, scenario } from './testing/scenario.ts';
 
 const flush = () => new Promise((r) => setImmediate(r));

@@ -9,13 +9,13 @@
  *   await connector.connect(data);     // → /dev/nvme0n1, two live paths
  *   host.setPortalUp('10.0.0.2', false); // its controller goes `connecting`
  */
-import { ManualClock, type Clock } from '../../shared/clock.ts';
-import { type AlreadyForm, type FakeNvmeCliOptions, type FakeNvmeCliVersion, fakeNvme } from './fake/nvme-cli.ts';
-import { FakeDmTools, type FakeDmOptions } from './fake/dm-tools.ts';
-import { FakeFabric, portalKey } from './fake/fabric.ts';
-import { DEFAULT_KERNEL, FakeKernel, type FakeKernelOptions } from './fake/kernel.ts';
-import { MemFs } from './fake/vfs.ts';
-import type { HostPort, NetworkAddress, RunOptions, RunResult } from './port.ts';
+import { ManualClock, type Clock } from '../../../shared/clock.ts';
+import { type AlreadyForm, type FakeNvmeCliOptions, type FakeNvmeCliVersion, fakeNvme } from './nvme-cli.ts';
+import { FakeDmTools, type FakeDmOptions } from './dm-tools.ts';
+import { FakeFabric, portalKey } from './fabric.ts';
+import { DEFAULT_KERNEL, FakeKernel, type FakeKernelOptions } from './kernel.ts';
+import { MemFs } from './vfs.ts';
+import type { HostPort, NetworkAddress, RunOptions, RunResult } from '../port.ts';
 
 export interface FakeHostOptions {
   clock?: Clock;
@@ -261,11 +261,11 @@ export class FakeHost implements HostPort {
     const lines = [`22 1 0:21 / / rw,relatime shared:1 - overlay overlay rw`];
     // mountinfo escapes space, tab, newline and backslash as octal (\040 …).
     const esc = (v: string) => v.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
-    this.mounts.forEach((m, i) =>
+    for (const [i, m] of this.mounts.entries()) {
       lines.push(
         `${40 + i} 22 ${m.majMin} / ${esc(m.target)} rw,relatime shared:${10 + i} - ${m.fstype} ${esc(m.source)} rw`,
-      ),
-    );
+      );
+    }
     this.fs.writeFile(`/proc/${SELF_PID}/mountinfo`, lines.join('\n') + '\n');
   }
 

@@ -1,6 +1,6 @@
 /**
  * Scripted multipathd / multipath / dmsetup / blockdev for the fake host. multipath-tools
- * facts: reference/host-nvme-multipath.md §3 (JSON schema 0.1, find_multipaths, NVMe blacklist
+ * facts: docs/KERNEL.md §3 (JSON schema 0.1, find_multipaths, NVMe blacklist
  * when native multipath is on since 0.9.6, `multipath -f` refusing a map in use).
  */
 import type { RunResult } from '../port.ts';
