@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { run } from '../test/kernel/harness/exec.ts';
-import { AgentStack, agentLogLines, startAgentStack } from '../test/kernel/guest/agent.ts';
+import { type AgentStack, agentLogLines, startAgentStack } from '../test/kernel/guest/agent.ts';
 import { check, list, readSys, runDir, scenario, step, waitFor } from '../test/kernel/guest/lib.ts';
 import { startMultipathd, stopMultipathd } from '../test/kernel/guest/multipathd.ts';
 import { controllers } from '../test/kernel/guest/nvme.ts';
@@ -24,6 +24,7 @@ const BENCH_NQN = `nqn.2014-08.org.nvmexpress:uuid:${BENCH_ID}`;
 
 type Portal = [string, number, string];
 const now = () => performance.now();
+const roundMs = (v: unknown) => (typeof v === 'number' ? Math.round(v) : v);
 
 /** Waits on a sync probe with a 2 ms pace (the baselines' device wait: as tight as a shell loop). */
 async function tight<T>(what: string, probe: () => T | undefined, deadlineMs = 30_000): Promise<T> {
@@ -257,7 +258,7 @@ await scenario(`bench-agent-${MODE}`, async () => {
         }
       }
       console.log(
-        `  round ${i + 1}: ${JSON.stringify(round, (k, v) => (k === 'trace' || k === 'detachTrace' ? undefined : typeof v === 'number' ? Math.round(v) : v))}`,
+        `  round ${i + 1}: ${JSON.stringify(round, (k, v) => (k.endsWith('race') ? undefined : roundMs(v)))}`,
       );
       rounds.push(round);
     }

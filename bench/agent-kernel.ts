@@ -153,7 +153,7 @@ export async function benchAgentKernel(opts: AgentKernelOptions = {}): Promise<A
     await bundleGuestScript(repoRoot, 'bench/agent-kernel.guest.ts', bundle);
     const pg = await startHostPostgres();
     log(`[bench] booting the ${mode} guest (${opts.rounds ?? 5} rounds); run folder ${runDir}`);
-    let r;
+    let r: Awaited<ReturnType<typeof boot>>;
     try {
       r = await boot({
         kernel,

@@ -6,7 +6,7 @@
  */
 import { poll } from '../../src/shared/poll.ts';
 import { MemoryDataPlane } from '../../src/sim/memory-data-plane.ts';
-import { type SimServer, startSimServer } from '../../src/sim/server.ts';
+import type { SimServer } from '../../src/sim/server.ts';
 
 export interface JsonAnswer {
   status: number;
@@ -186,6 +186,10 @@ export class SimClient {
 /** A simulator on an ephemeral port over an in-memory data plane, and a client of it; the caller closes `sim`. */
 export async function startTestSim(): Promise<{ sim: SimServer; dp: MemoryDataPlane; admin: SimClient }> {
   const dp = new MemoryDataPlane();
+  // Imported here, not at the top: the kernel tests' guest scripts use SimClient from one esbuild
+  // bundle, and the server's express (through `debug`) does a dynamic require('tty') that an ESM
+  // bundle cannot do when it is evaluated (esbuild's "Dynamic require is not supported").
+  const { startSimServer } = await import('../../src/sim/server.ts');
   const sim = await startSimServer({ port: 0, dataPlane: dp });
   return { sim, dp, admin: new SimClient(sim.url) };
 }

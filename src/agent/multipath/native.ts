@@ -168,7 +168,8 @@ export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn:
             return { done: false, last: null };
           }
           // A live controller that was already there does not see a namespace added since it
-          // connected unless the target sent an AEN; ask it to rescan (os-brick `_connect_target` rescans live controllers; docs/KERNEL.md §1).
+          // connected unless the target sent an AEN; ask it to rescan (os-brick `_connect_target`
+          // rescans live controllers; docs/KERNEL.md §1).
           if (!rescanned) {
             rescanned = true;
             const live = states.filter(
