@@ -246,7 +246,9 @@ export async function agentConnectorProperties(): Promise<AgentConnector> {
   const out = await sh(
     process.execPath,
     [path.join(repoRoot, 'bin', 'portalis.mjs'), 'agent', 'connector-properties'],
-    120_000,
+    // It starts beside `portalis sim` and `portalis serve` (tsx in an emulated guest): on a
+    // loaded machine that took over 2 minutes.
+    400_000,
   );
   return JSON.parse(out) as AgentConnector;
 }
