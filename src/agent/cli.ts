@@ -132,6 +132,7 @@ export async function runAgentCli(
           paths: r.paths.map(toWire),
           health: r.health,
           elapsed_ms: Math.round(r.elapsedMs),
+          trace: r.trace,
         });
         return 0;
       }
@@ -176,6 +177,7 @@ function detachJson(r: TeardownError['result']) {
     disconnected: r.disconnected,
     kept: r.kept,
     errors: r.errors,
+    trace: r.trace,
   };
 }
 

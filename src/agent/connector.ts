@@ -21,6 +21,7 @@ import { attachDm, locateDm, removeMap } from './multipath/dm.ts';
 import { attachNative, locateNative } from './multipath/native.ts';
 import { DEFAULT_TUNABLES, type ConnectTunables } from './nvme-cli.ts';
 import { portalStates, rescan, servesPortal } from './portals.ts';
+import { traced } from './context.ts';
 import { identify, isMatch, wantOf } from './identity.ts';
 import {
   type Controller,
@@ -31,6 +32,7 @@ import {
   usedThrough,
 } from './sysfs.ts';
 import { deviceUsage, describeUsage, disconnectController, flush, isInUse } from './teardown.ts';
+import { Trace, type TraceStep } from './trace.ts';
 
 export interface ConnectorOptions {
   tunables?: ConnectTunables;
@@ -47,6 +49,8 @@ export interface ConnectResult {
   paths: ObservedPath[];
   health: Health;
   elapsedMs: number;
+  /** Each step with its start and duration (ms since the call began). */
+  trace: TraceStep[];
 }
 
 export interface PathsResult {
@@ -74,6 +78,8 @@ export interface DisconnectResult {
   disconnected: string[];
   kept: { controller: string; reason: string }[];
   errors: { code: string; message: string }[];
+  /** Each step with its start and duration (ms since the call began). */
+  trace: TraceStep[];
 }
 
 /** Thrown when a teardown step failed; carries everything that was and was not done. */
@@ -124,11 +130,14 @@ export class Connector {
    */
   async connect(data: ConnectionData): Promise<ConnectResult> {
     const started = this.host.clock.now();
+    const trace = new Trace(this.host.clock);
+    const ctx = { ...this.ctx, trace };
     const spec = toAttachSpec(data);
+    trace.mark('lock wait');
     return this.locks.runAll(this.keys(spec), async () => {
+      trace.mark('locked');
       const hostNqn = await this.hostNqn(spec);
-      const r =
-        spec.mode === 'dm' ? await attachDm(this.ctx, spec, hostNqn) : await attachNative(this.ctx, spec, hostNqn);
+      const r = spec.mode === 'dm' ? await attachDm(ctx, spec, hostNqn) : await attachNative(ctx, spec, hostNqn);
       if (!r.devicePath)
         throw new AgentError(
           'device_not_found',
@@ -141,6 +150,7 @@ export class Connector {
         paths: r.paths,
         health: r.health,
         elapsedMs: this.host.clock.now() - started,
+        trace: trace.steps,
       };
     });
   }
@@ -208,7 +218,11 @@ export class Connector {
    */
   async disconnect(data: ConnectionData, opts: DisconnectOptions = {}): Promise<DisconnectResult> {
     const spec = toAttachSpec(data);
+    const trace = new Trace(this.host.clock);
+    const ctx = { ...this.ctx, trace };
+    trace.mark('lock wait');
     return this.locks.runAll(this.keys(spec), async () => {
+      trace.mark('locked');
       const hostNqn = await this.hostNqn(spec);
       const res: DisconnectResult = {
         devices: [],
@@ -217,6 +231,7 @@ export class Connector {
         disconnected: [],
         kept: [],
         errors: [],
+        trace: trace.steps,
       };
       const errors: unknown[] = [];
       const fail = (e: unknown) => {
@@ -226,7 +241,7 @@ export class Connector {
       // A failed flush stops a normal detach before anything is removed; a forced one goes on.
       const flushTop = async (path: string) => {
         try {
-          await flush(this.ctx, path);
+          await traced(ctx, `blockdev --flushbufs ${path}`, () => flush(ctx, path));
           res.flushed.push(path);
         } catch (e) {
           if (!opts.force) throw e;
@@ -236,15 +251,15 @@ export class Connector {
 
       // 1. The device on top: refuse while in use, then flush (and for DM remove the map).
       if (spec.mode === 'dm') {
-        const loc = await locateDm(this.ctx, spec, hostNqn);
+        const loc = await traced(ctx, 'sysfs: locate', () => locateDm(ctx, spec, hostNqn));
         const top = loc.map
           ? [{ block: loc.map.dm, path: `/dev/mapper/${loc.map.name}` }]
           : loc.devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` }));
-        await this.refuseIfUsed(top, opts.force, res);
+        await traced(ctx, 'in-use check', () => this.refuseIfUsed(top, opts.force, res));
         if (loc.map) {
           await flushTop(`/dev/mapper/${loc.map.name}`);
           try {
-            await removeMap(this.ctx, loc.map, !!opts.force);
+            await traced(ctx, `remove map ${loc.map.name}`, () => removeMap(ctx, loc.map!, !!opts.force));
             res.removedMaps.push(loc.map.name);
           } catch (e) {
             fail(e);
@@ -254,11 +269,13 @@ export class Connector {
         }
       } else {
         // Every match: with nvme_core.multipath=N each controller has its own plain device.
-        const { devices } = await locateNative(this.ctx, spec, hostNqn);
-        await this.refuseIfUsed(
-          devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` })),
-          opts.force,
-          res,
+        const { devices } = await traced(ctx, 'sysfs: locate', () => locateNative(ctx, spec, hostNqn));
+        await traced(ctx, 'in-use check', () =>
+          this.refuseIfUsed(
+            devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` })),
+            opts.force,
+            res,
+          ),
         );
         for (const d of devices) await flushTop(`/dev/${d.name}`);
       }
@@ -268,17 +285,22 @@ export class Connector {
       // directory vanishes under that scan (libnvme #840), as it does while another one goes.
       const others = otherUsers(opts.otherAttachments ?? []);
       for (const t of spec.targets) {
-        const ctrls = (await listControllers(this.host, t.nqn)).filter((c) =>
+        const ctrls = (await traced(ctx, 'sysfs: controllers', () => listControllers(this.host, t.nqn))).filter((c) =>
           t.portals.some((p) => servesPortal(c, p, hostNqn)),
         );
         for (const c of ctrls) {
-          const reason = await this.keepReason(c, t, others, hostNqn, opts.otherAttachments !== undefined);
+          const reason = await traced(
+            ctx,
+            `keep check ${c.name}`,
+            () => this.keepReason(c, t, others, hostNqn, opts.otherAttachments !== undefined),
+            (r) => r ?? undefined,
+          );
           if (reason) {
             res.kept.push({ controller: c.name, reason });
             continue;
           }
           try {
-            await disconnectController(this.ctx, c);
+            await disconnectController(ctx, c);
             res.disconnected.push(c.name);
           } catch (e) {
             fail(e);

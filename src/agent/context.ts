@@ -5,6 +5,7 @@
 import type { Logger } from '../shared/logger.ts';
 import type { HostPort } from './host/port.ts';
 import type { ConnectTunables } from './nvme-cli.ts';
+import type { Trace } from './trace.ts';
 
 export interface AgentContext {
   host: HostPort;
@@ -16,4 +17,16 @@ export interface AgentContext {
   deviceTimeoutMs: number;
   /** Per-command timeout (nvme connect to a dead portal can hang in the TCP connect). */
   commandTimeoutMs: number;
+  /** The trace of the operation this context runs for (set per call by the Connector). */
+  trace?: Trace;
+}
+
+/** Runs `fn` as a step of the operation's trace (just runs it when there is none). */
+export function traced<T>(
+  ctx: AgentContext,
+  step: string,
+  fn: () => Promise<T>,
+  detail?: (v: T) => string | undefined,
+): Promise<T> {
+  return ctx.trace ? ctx.trace.span(step, fn, detail) : fn();
 }

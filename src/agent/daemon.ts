@@ -57,6 +57,8 @@ interface Tracked {
   settled: boolean;
   /** Portals an earlier connection info had and the current one no longer has: to prune. */
   stale: PortalSpec[];
+  /** When this version of the attachment arrived (daemon clock). */
+  receivedAt: number;
 }
 
 export class AgentDaemon {
@@ -180,7 +182,14 @@ export class AgentDaemon {
       } catch (e) {
         this.log.error({ attachment: att.id, error: (e as Error).message }, 'bad connection info');
       }
-      this.tracked.set(att.id, { att, data, settled: false, stale: stalePortals(old, data) });
+      this.tracked.set(att.id, {
+        att,
+        data,
+        settled: false,
+        stale: stalePortals(old, data),
+        receivedAt: this.options.clock.now(),
+      });
+      this.log.info({ attachment: att.id, desired: att.desired }, 'attachment changed');
       void this.reconcile(att.id);
     }
     for (const id of [...this.tracked.keys()]) {
@@ -231,11 +240,16 @@ export class AgentDaemon {
         id,
         errorReport({ code: 'invalid_connection_info', message: 'connection info could not be parsed' }),
       );
-    if (t.att.desired === 'connected') return this.ensureConnected(id, t.data, t.att.size_gb);
+    if (t.att.desired === 'connected') return this.ensureConnected(id, t.data, t.att.size_gb, t.receivedAt);
     if (!t.settled) await this.ensureDisconnected(id, t);
   }
 
-  private async ensureConnected(id: string, data: ConnectionData, sizeGb: number | undefined): Promise<void> {
+  private async ensureConnected(
+    id: string,
+    data: ConnectionData,
+    sizeGb: number | undefined,
+    receivedAt: number,
+  ): Promise<void> {
     const c = this.options.connector;
     const started = this.options.clock.now();
     let fresh = false;
@@ -255,9 +269,22 @@ export class AgentDaemon {
         if (dead.disconnected.length)
           this.log.info({ attachment: id, ...dead }, 'dead stale controllers removed first');
       }
-      let r: PathsResult = await c.connect(data);
-      if (fresh) this.observer?.connect('ok', this.options.clock.now() - started);
-      else {
+      const connected = await c.connect(data);
+      let r: PathsResult = connected;
+      if (fresh) {
+        this.observer?.connect('ok', this.options.clock.now() - started);
+        this.log.info(
+          {
+            attachment: id,
+            device: r.devicePath,
+            health: r.health,
+            elapsedMs: Math.round(connected.elapsedMs),
+            sinceReceivedMs: Math.round(this.options.clock.now() - receivedAt),
+            trace: connected.trace,
+          },
+          'attached',
+        );
+      } else {
         const live = (p: PathsResult) => p.paths.filter((x) => x.state === 'live').length;
         const back = live(r) - live(before);
         if (back > 0) this.observer?.pathsReconnected(back);
@@ -346,7 +373,15 @@ export class AgentDaemon {
     try {
       const res = await c.disconnect(data, { force: t.att.force, otherAttachments: others });
       this.observer?.disconnect('ok', this.options.clock.now() - started);
-      this.log.info({ attachment: id, ...res }, 'detached');
+      this.log.info(
+        {
+          attachment: id,
+          ...res,
+          elapsedMs: Math.round(this.options.clock.now() - started),
+          sinceReceivedMs: Math.round(this.options.clock.now() - t.receivedAt),
+        },
+        'detached',
+      );
       // Controllers kept for another namespace are looked at again on later passes: once the
       // service revokes that namespace too, they go (no leftover controllers, os-brick #1961102).
       t.settled = res.kept.length === 0;

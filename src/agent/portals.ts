@@ -4,9 +4,9 @@
  */
 import { type PortalSpec, type TargetSpec, portalLabel } from './connection-data.ts';
 import { AgentError } from './errors.ts';
-import type { AgentContext } from './context.ts';
-import { classify, connectArgs, rescanArgs } from './nvme-cli.ts';
-import { type Controller, canonicalAddress, listControllers } from './sysfs.ts';
+import { type AgentContext, traced } from './context.ts';
+import { classify, connectArgs, parseConnectedDevice, rescanArgs } from './nvme-cli.ts';
+import { type Controller, canonicalAddress, listControllers, readController } from './sysfs.ts';
 
 export interface PortalState {
   portal: PortalSpec;
@@ -76,49 +76,68 @@ export async function connectPortals(
   policy: 'all' | 'first',
   explicitHostNqn?: string,
 ): Promise<ConnectOutcome> {
-  const before = await portalStates(ctx, target, hostNqn);
+  const before = await traced(ctx, 'sysfs: controllers', () => portalStates(ctx, target, hostNqn));
   const preexisting = new Set(before.flatMap((s) => (s.controller && !needsConnect(s) ? [s.controller.name] : [])));
   const failures: PortalFailure[] = [];
-  const missing = before.filter(needsConnect);
+  const after = new Map<PortalState, Controller | null>();
 
   const connectOne = async (s: PortalState): Promise<boolean> => {
-    const r = await ctx.host.run('nvme', connectArgs(target.nqn, s.portal, ctx.tunables, explicitHostNqn), {
-      timeoutMs: ctx.commandTimeoutMs,
-    });
+    const label = portalLabel(s.portal);
+    const r = await traced(ctx, `nvme connect ${label}`, () =>
+      ctx.host.run('nvme', connectArgs(target.nqn, s.portal, ctx.tunables, explicitHostNqn), {
+        timeoutMs: ctx.commandTimeoutMs,
+      }),
+    );
     const outcome = classify(r);
     if (outcome.kind === 'not-installed')
       throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
     if (outcome.kind === 'ok' || outcome.kind === 'already-connected') {
       // Trust sysfs, not the exit status: "already connected" only means nvme-cli thought so.
-      const now = await portalStates(ctx, { ...target, portals: [s.portal] }, hostNqn);
-      if (now[0]?.controller) return true;
-      failures.push({
-        portal: portalLabel(s.portal),
-        message: `nvme connect reported ${outcome.kind} but no controller is in sysfs`,
-      });
+      // nvme-cli names the new controller on stdout (`device: nvme3`, nvme-cli 2.x fabrics.c);
+      // reading just that one saves a scan of every controller per portal.
+      const named = outcome.kind === 'ok' ? parseConnectedDevice(r.stdout) : null;
+      const c = named ? await readController(ctx.host, named) : null;
+      const ctrl =
+        c && c.nqn === target.nqn && servesPortal(c, s.portal, hostNqn)
+          ? c
+          : ((await portalStates(ctx, { ...target, portals: [s.portal] }, hostNqn))[0]?.controller ?? null);
+      if (ctrl) {
+        after.set(s, ctrl);
+        return true;
+      }
+      failures.push({ portal: label, message: `nvme connect reported ${outcome.kind} but no controller is in sysfs` });
       return false;
     }
-    failures.push({ portal: portalLabel(s.portal), message: outcome.message });
+    failures.push({ portal: label, message: outcome.message });
     ctx.log.warn(
-      { portal: portalLabel(s.portal), nqn: target.nqn, error: outcome.message },
+      { portal: label, nqn: target.nqn, error: outcome.message },
       'nvme connect failed; will retry on a later pass',
     );
     return false;
   };
 
+  const missing = before.filter(needsConnect);
   if (policy === 'all') {
     await Promise.all(missing.map(connectOne));
   } else if (before.every(needsConnect)) {
     for (const s of before) if (await connectOne(s)) break;
   }
-  return { states: await portalStates(ctx, target, hostNqn), preexisting, failures };
+  if (!missing.length) return { states: before, preexisting, failures };
+  // What each connect left in sysfs, with the portals nothing was done to as they were: no
+  // second scan of every controller.
+  const states = before.map((s) => (after.has(s) ? { portal: s.portal, controller: after.get(s)! } : s));
+  return { states, preexisting, failures };
 }
 
 /** `nvme ns-rescan` for controllers that are live; failures are logged, not fatal. */
 export async function rescan(ctx: AgentContext, ctrls: Iterable<string>): Promise<void> {
   await Promise.all(
     [...ctrls].map(async (c) => {
-      const r = classify(await ctx.host.run('nvme', rescanArgs(c), { timeoutMs: ctx.commandTimeoutMs }));
+      const r = classify(
+        await traced(ctx, `nvme ns-rescan ${c}`, () =>
+          ctx.host.run('nvme', rescanArgs(c), { timeoutMs: ctx.commandTimeoutMs }),
+        ),
+      );
       if (r.kind !== 'ok')
         ctx.log.warn({ controller: c, error: 'message' in r ? r.message : r.kind }, 'nvme ns-rescan failed');
     }),

@@ -7,7 +7,7 @@ import { AgentError } from './errors.ts';
 import type { HostPort } from './host/port.ts';
 import { classify, disconnectArgs } from './nvme-cli.ts';
 import { parseMountinfo } from './procfs.ts';
-import type { AgentContext } from './context.ts';
+import { type AgentContext, traced } from './context.ts';
 import { type Controller, readController } from './sysfs.ts';
 
 export interface DeviceUsage {
@@ -104,7 +104,11 @@ function sameController(a: Controller, b: Controller | null): boolean {
  * still exits 0 (nvme-cli issue #237), and `-d` of an unknown name is not an error for us.
  */
 export async function disconnectController(ctx: AgentContext, ctrl: Controller): Promise<void> {
-  let r = await ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs });
+  const run = () =>
+    traced(ctx, `nvme disconnect -d ${ctrl.name}`, () =>
+      ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs }),
+    );
+  let r = await run();
   // Killed by a signal (exit 129–159) with the controller still there: nvme-cli died before it
   // disconnected anything (libnvme 1.3 aborts on a double free when a controller directory
   // vanishes during its sysfs scan, libnvme #840; any other tool may be removing one). Run it
@@ -120,17 +124,19 @@ export async function disconnectController(ctx: AgentContext, ctrl: Controller):
       { controller: ctrl.name, exit: r.code, error: (r.stderr || r.stdout).trim() },
       'nvme disconnect died before disconnecting; running it again',
     );
-    r = await ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs });
+    r = await run();
   }
   const outcome = classify(r);
   if (outcome.kind === 'not-installed')
     throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
-  const gone = await poll<true>(
-    async () =>
-      sameController(ctrl, await readController(ctx.host, ctrl.name))
-        ? { done: false, last: null }
-        : { done: true, value: true },
-    { deadlineMs: 5000, intervalMs: 100, backoff: 2, maxIntervalMs: 1000, clock: ctx.host.clock },
+  const gone = await traced(ctx, `wait ${ctrl.name} gone`, () =>
+    poll<true>(
+      async () =>
+        sameController(ctrl, await readController(ctx.host, ctrl.name))
+          ? { done: false, last: null }
+          : { done: true, value: true },
+      { deadlineMs: 5000, intervalMs: 10, backoff: 2, maxIntervalMs: 1000, clock: ctx.host.clock },
+    ),
   );
   if (!gone.done) {
     const still = await readController(ctx.host, ctrl.name);

@@ -7,7 +7,7 @@ import { poll } from '../../shared/poll.ts';
 import type { AttachSpec } from '../connection-data.ts';
 import { AgentError } from '../errors.ts';
 import { type ObservedPath, healthOf } from '../health.ts';
-import type { AgentContext } from '../context.ts';
+import { type AgentContext, traced } from '../context.ts';
 import { type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
 import { identify } from '../identity.ts';
 import { type BlockNamespace, dmHolders, listNamespaces, readNativeMultipath } from '../sysfs.ts';
@@ -143,41 +143,49 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
   // (no udev event may have reached it), then reconfigure (strict find_multipaths, reread).
   let step = 0;
   const pending = new Set<string>();
-  const found = await poll<DmMap>(
-    async () => {
-      const all = await listNamespaces(ctx.host);
-      const devices = pathDevices(all, spec);
-      if (devices.length === 0) {
-        if (step === 0) {
-          step = 1;
-          await rescan(
-            ctx,
-            outcomes.flatMap((o) => [...o.preexisting]),
+  const found = await traced(ctx, 'device and map wait', () =>
+    poll<DmMap>(
+      async () => {
+        const all = await listNamespaces(ctx.host);
+        const devices = pathDevices(all, spec);
+        if (devices.length === 0) {
+          if (step === 0) {
+            step = 1;
+            await rescan(
+              ctx,
+              outcomes.flatMap((o) => [...o.preexisting]),
+            );
+          }
+          return { done: false, last: null };
+        }
+        const map = await findMap(ctx, spec, devices);
+        const outside = [];
+        for (const d of devices)
+          if (!(await dmHolders(ctx.host, d.name)).some((h) => h.dm === map?.dm)) outside.push(d);
+        if (map && outside.length === 0) return { done: true, value: map };
+        const fresh = outside.filter((d) => !pending.has(d.name));
+        if (fresh.length) {
+          for (const d of fresh) {
+            pending.add(d.name);
+            const r = await traced(ctx, `multipathd add path ${d.name}`, () =>
+              ctx.host.run('multipathd', ['add', 'path', d.name], { timeoutMs: ctx.commandTimeoutMs }),
+            );
+            if (r.code === 127) throw new AgentError('dm_unavailable', 'multipathd is not installed');
+            if (r.code !== 0) ctx.log.warn({ path: d.name, error: r.stderr.trim() }, 'multipathd add path failed');
+          }
+        } else if (!map && step < 2) {
+          step = 2;
+          await traced(ctx, 'multipathd reconfigure', () =>
+            ctx.host.run('multipathd', ['reconfigure'], { timeoutMs: ctx.commandTimeoutMs }),
           );
+        } else if (map) {
+          return { done: true, value: map }; // a path multipathd will not take is reported, not fatal
         }
         return { done: false, last: null };
-      }
-      const map = await findMap(ctx, spec, devices);
-      const outside = [];
-      for (const d of devices) if (!(await dmHolders(ctx.host, d.name)).some((h) => h.dm === map?.dm)) outside.push(d);
-      if (map && outside.length === 0) return { done: true, value: map };
-      const fresh = outside.filter((d) => !pending.has(d.name));
-      if (fresh.length) {
-        for (const d of fresh) {
-          pending.add(d.name);
-          const r = await ctx.host.run('multipathd', ['add', 'path', d.name], { timeoutMs: ctx.commandTimeoutMs });
-          if (r.code === 127) throw new AgentError('dm_unavailable', 'multipathd is not installed');
-          if (r.code !== 0) ctx.log.warn({ path: d.name, error: r.stderr.trim() }, 'multipathd add path failed');
-        }
-      } else if (!map && step < 2) {
-        step = 2;
-        await ctx.host.run('multipathd', ['reconfigure'], { timeoutMs: ctx.commandTimeoutMs });
-      } else if (map) {
-        return { done: true, value: map }; // a path multipathd will not take is reported, not fatal
-      }
-      return { done: false, last: null };
-    },
-    { deadlineMs: ctx.deviceTimeoutMs, intervalMs: 100, backoff: 1.5, maxIntervalMs: 1000, clock: ctx.host.clock },
+      },
+      // Each check reads every namespace and the holders: a slower pace than the native wait's.
+      { deadlineMs: ctx.deviceTimeoutMs, intervalMs: 20, backoff: 1.2, maxIntervalMs: 250, clock: ctx.host.clock },
+    ),
   );
   if (!found.done) {
     const now = await locateDm(ctx, spec, hostNqn);
@@ -194,7 +202,7 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
       { details: { paths: now.paths } },
     );
   }
-  return locateDm(ctx, spec, hostNqn);
+  return traced(ctx, 'sysfs and multipathd: describe', () => locateDm(ctx, spec, hostNqn));
 }
 
 /**

@@ -7,7 +7,7 @@ import { poll } from '../../shared/poll.ts';
 import type { AttachSpec, TargetSpec } from '../connection-data.ts';
 import { AgentError } from '../errors.ts';
 import { type Health, type ObservedPath, healthOf } from '../health.ts';
-import type { AgentContext } from '../context.ts';
+import { type AgentContext, traced } from '../context.ts';
 import { type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
 import { type Identity, MATCH_TIERS, identify, isMatch, isOtherVolume, wantOf } from '../identity.ts';
 import { type BlockNamespace, findSubsystem, listNamespaces } from '../sysfs.ts';
@@ -116,6 +116,18 @@ export async function locateNative(
   };
 }
 
+/**
+ * The device wait's pace: a readdir of /sys/block every 10 ms at first (the head appears a few
+ * ms to a few hundred ms after the connects return, when the kernel's namespace scan work ran),
+ * growing to 100 ms after about a second. sysfs does not send inotify events for new entries
+ * (sysfs is not a notifying file system: Documentation/filesystems/sysfs.rst has no notify for
+ * directories), so this polls; a readdir is cheap, and the namespaces are only read again when
+ * the set of NVMe block devices changed.
+ */
+export const DEVICE_WAIT = { intervalMs: 10, backoff: 1.1, maxIntervalMs: 100 };
+/** After the head appeared, how long to wait for every live controller's path to show. */
+const PATHS_GRACE_MS = 500;
+
 export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn: string | null): Promise<Located> {
   const target = spec.targets[0]!;
   const single = spec.mode === 'single';
@@ -124,27 +136,56 @@ export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn:
 
   let rescanned = false;
   let lookup: TopLookup = { devices: [], by: null, conflicts: [] };
-  const found = await poll<BlockNamespace>(
-    async () => {
-      const [all, states] = await Promise.all([listNamespaces(ctx.host), portalStates(ctx, target, hostNqn)]);
-      lookup = findTop(all, target);
-      const d = pickDevice(lookup, states);
-      if (d) return { done: true, value: d };
-      // A live controller that was already there does not see a namespace added since it
-      // connected unless the target sent an AEN; ask it to rescan (os-brick `_connect_target` rescans live controllers; docs/KERNEL.md §1).
-      if (!rescanned) {
-        rescanned = true;
-        const live = states.filter(
-          (s) => s.controller?.state === 'live' && !onController(all, target, s.controller.name).ns,
-        );
-        await rescan(
-          ctx,
-          live.map((s) => s.controller!.name).filter((c) => outcome.preexisting.has(c)),
-        );
-      }
-      return { done: false, last: null };
-    },
-    { deadlineMs: ctx.deviceTimeoutMs, intervalMs: 100, backoff: 1.5, maxIntervalMs: 1000, clock: ctx.host.clock },
+  let seen = '';
+  let all: BlockNamespace[] = [];
+  let states = outcome.states;
+  let headAt: number | null = null;
+  let scans = 0;
+  const waitStarted = ctx.host.clock.now();
+  const found = await traced(
+    ctx,
+    'device wait',
+    () =>
+      poll<BlockNamespace>(
+        async () => {
+          // Only read the namespaces again when the NVMe block devices changed.
+          const names = (await ctx.host.readdir('/sys/block')).filter((n) => n.startsWith('nvme')).join(' ');
+          if (names !== seen || scans === 0) {
+            seen = names;
+            scans++;
+            [all, states] = await Promise.all([listNamespaces(ctx.host), portalStates(ctx, target, hostNqn)]);
+            lookup = findTop(all, target);
+          }
+          const d = pickDevice(lookup, states);
+          if (d) {
+            headAt ??= ctx.host.clock.now();
+            // Report every path at once: each controller's scan work adds its own path device,
+            // usually within ms of the head; do not wait long for a straggler (a later pass sees it).
+            const pathsShown =
+              single ||
+              states.every((s) => s.controller?.state !== 'live' || onController(all, target, s.controller.name).ns);
+            if (pathsShown || ctx.host.clock.now() - headAt >= PATHS_GRACE_MS) return { done: true, value: d };
+            return { done: false, last: null };
+          }
+          // A live controller that was already there does not see a namespace added since it
+          // connected unless the target sent an AEN; ask it to rescan (os-brick `_connect_target`
+          // rescans live controllers; docs/KERNEL.md §1).
+          if (!rescanned) {
+            rescanned = true;
+            const live = states.filter(
+              (s) => s.controller?.state === 'live' && !onController(all, target, s.controller.name).ns,
+            );
+            await rescan(
+              ctx,
+              live.map((s) => s.controller!.name).filter((c) => outcome.preexisting.has(c)),
+            );
+          }
+          return { done: false, last: null };
+        },
+        { deadlineMs: ctx.deviceTimeoutMs, ...DEVICE_WAIT, clock: ctx.host.clock },
+      ),
+    () =>
+      `${scans} namespace scan(s)${headAt === null ? ', no head' : `, head at ${Math.round(headAt - waitStarted)} ms`}`,
   );
   if (!found.done) {
     const now = await locateNative(ctx, spec, hostNqn);
@@ -171,8 +212,14 @@ export async function attachNative(ctx: AgentContext, spec: AttachSpec, hostNqn:
       { device: found.value.name, nsid: target.nsid },
       'volume matched by NSID only: the namespace exposes neither UUID nor NGUID',
     );
-  if (ctx.iopolicy && !single) await applyIopolicy(ctx, target.nqn, ctx.iopolicy);
-  return locateNative(ctx, spec, hostNqn);
+  if (ctx.iopolicy && !single) {
+    await applyIopolicy(ctx, target.nqn, ctx.iopolicy);
+    return locateNative(ctx, spec, hostNqn);
+  }
+  // The scan that found the device is the state to report: no second scan of sysfs.
+  const device = found.value;
+  const paths = describePaths(all, target, states, single);
+  return { devicePath: `/dev/${device.name}`, sizeBytes: device.sizeBytes, paths, health: healthOf(paths) };
 }
 
 /** Sets the subsystem's iopolicy when configured and different; a failure is logged only. */

@@ -313,7 +313,9 @@ async function agentFailover(s: AgentStack): Promise<void> {
       observe('degraded reported after ms', Math.round(performance.now() - t0));
       observe('report while down', a.agent);
       const during = await simAnaByPort(s, data.vol_uuid);
-      const promoted = a.agent!.paths.find((p) => p.ana_state === 'optimized');
+      // Among the live paths: a path whose controller is reconnecting keeps the last ANA state
+      // the host read (`optimized` when the node went before its ANA change reached the host).
+      const promoted = a.agent!.paths.find((p) => p.ana_state === 'optimized' && p.state === 'live');
       check(
         promoted && during[String(promoted.port)] === 'optimized',
         `the agent reports the promoted replica optimized: ${JSON.stringify({ during, paths: a.agent!.paths })}`,

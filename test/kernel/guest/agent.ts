@@ -257,7 +257,10 @@ export async function agentConnectorProperties(): Promise<AgentConnector> {
  * The shared setup of an agent boot: the simulator and the service start while
  * connector-properties runs; then the host's token, then the agent daemon.
  */
-export async function startAgentStack(agentEnv: Record<string, string> = {}): Promise<AgentStack> {
+export async function startAgentStack(
+  agentEnv: Record<string, string> = {},
+  stackOptions: { readyDeadlineMs?: number } = {},
+): Promise<AgentStack> {
   const databaseUrl = process.env.PORTALIS_KERNEL_DATABASE_URL;
   check(databaseUrl, 'the host side passed PORTALIS_KERNEL_DATABASE_URL');
   observe('kernel', readSys('/proc/sys/kernel/osrelease'));
@@ -268,7 +271,7 @@ export async function startAgentStack(agentEnv: Record<string, string> = {}): Pr
     ms: Math.round(performance.now() - propsStarted),
   }));
   propsPromise.catch(() => undefined); // awaited below; startStack's failure must not leave it unhandled
-  const stack = await startStack({ databaseUrl });
+  const stack = await startStack({ databaseUrl, ...stackOptions });
   try {
     const { c: connector, ms } = await step('portalis agent connector-properties', () => propsPromise);
     observe('connector-properties', { ms, connector });
