@@ -59,6 +59,11 @@ interface Tracked {
   stale: PortalSpec[];
   /** When this version of the attachment arrived (daemon clock). */
   receivedAt: number;
+  /**
+   * The last teardown pass was refused because the device is in use: later passes report only
+   * their outcome, not a `disconnecting` that flips back to `error` on every retry.
+   */
+  refusedInUse?: boolean;
 }
 
 export class AgentDaemon {
@@ -349,7 +354,7 @@ export class AgentDaemon {
     const c = this.options.connector;
     const data = t.data!;
     const before = await c.getPaths(data).catch(() => null);
-    if (before?.devicePath)
+    if (before?.devicePath && !t.refusedInUse)
       this.report(id, {
         ...stateReport('disconnecting', before.devicePath),
         size_bytes: before.sizeBytes,
@@ -388,6 +393,7 @@ export class AgentDaemon {
       this.report(id, stateReport('disconnected'));
     } catch (e) {
       const refused = (e as { code?: unknown }).code === 'in_use';
+      t.refusedInUse = refused;
       this.observer?.disconnect(refused ? 'refused' : 'failed', this.options.clock.now() - started);
       this.log.warn(
         { attachment: id, error: (e as Error).message, ...(e instanceof TeardownError ? { done: e.result } : {}) },
