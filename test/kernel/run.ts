@@ -24,7 +24,7 @@ import {
   type KernelArtifacts,
 } from './harness/prepare.ts';
 import type { GroupResult } from './guest/lib.ts';
-import { scenarios, type HostSide, type Scenario } from './scenarios.ts';
+import { type HostSide, type Scenario, type ScenarioPart, scenarios } from './scenarios.ts';
 
 export const EXIT_CANNOT_RUN = 77;
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -217,7 +217,8 @@ function choose(names: string[]): { s: Scenario; parts: string[] | null }[] {
   for (const s of scenarios) {
     const all = s.parts?.map((p) => p.name) ?? null;
     if (!names.length) {
-      if (s.byDefault) out.push({ s, parts: all });
+      const byDefault = s.parts?.filter((p) => p.byDefault !== false).map((p) => p.name) ?? null;
+      if (s.byDefault) out.push({ s, parts: byDefault });
       continue;
     }
     if (names.includes(s.name)) out.push({ s, parts: all });
@@ -230,7 +231,9 @@ function describe(): string {
   return scenarios
     .map((s) => {
       const head = `${s.name}${s.byDefault ? '' : ' (only when named)'}: ${s.description}`;
-      return [head, ...(s.parts ?? []).map((p) => `  ${p.name}: ${p.description}`)].join('\n');
+      const part = (p: ScenarioPart) =>
+        `  ${p.name}${p.byDefault === false ? ' (only when named)' : ''}: ${p.description}`;
+      return [head, ...(s.parts ?? []).map(part)].join('\n');
     })
     .join('\n');
 }
