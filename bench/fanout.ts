@@ -7,9 +7,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { type Benchmark, type Figure, load, percentile, scratchDatabase, startProgram } from './support.ts';
+import { type Benchmark, type Figure, load, percentile, startSimAndService, TOKEN } from './support.ts';
 
-const TOKEN = 'bench-admin-token-0123456789';
 const WAIT_S = 60;
 
 function rssMb(pid: number): number {
@@ -23,24 +22,10 @@ export const fanout: Benchmark = {
   async run(ctx) {
     const pollers = ctx.quick ? 200 : 2000;
     const attaches = ctx.quick ? 64 : 320;
-    const db = await scratchDatabase(ctx.databaseUrl, 'fanout');
-    const sim = startProgram(['sim'], { PORTALIS_SIM_PORT: '0' }, /listening on (http:\S+)/);
-    const simUrl = (await sim.ready).match[1]!;
-    const serve = startProgram(
-      ['serve'],
-      {
-        DATABASE_URL: db.url,
-        PORTALIS_PORT: '0',
-        PORTALIS_ADMIN_TOKEN: TOKEN,
-        PORTALIS_BACKEND: 'lightos',
-        PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
-        PORTALIS_LOG_LEVEL: 'warn',
-      },
-      /listening on (http:\S+)/,
-    );
+    const stack = await startSimAndService(ctx.databaseUrl, 'fanout');
     const stop = new AbortController();
     try {
-      const url = (await serve.ready).match[1]!;
+      const { url } = stack;
       const call = async (method: string, path: string, token: string, body?: unknown, signal?: AbortSignal) => {
         const r = await fetch(url + path, {
           method,
@@ -96,7 +81,7 @@ export const fanout: Benchmark = {
       while (parked < pollers && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       // The first polls answered; give the long polls a moment to reach the service and wait.
       await new Promise((r) => setTimeout(r, 1000));
-      const idleRss = rssMb(serve.child.pid!);
+      const idleRss = rssMb(stack.service.child.pid!);
       ctx.log(`${parked} pollers parked, service RSS ${idleRss.toFixed(0)} MB`);
 
       const answeredAt = new Map<string, number>();
@@ -124,9 +109,7 @@ export const fanout: Benchmark = {
       ] satisfies Figure[];
     } finally {
       stop.abort();
-      await serve.stop();
-      await sim.stop();
-      await db.drop();
+      await stack.stop();
     }
   },
 };

@@ -11,9 +11,8 @@ import { initializeConnection } from '../src/driver/initialize-connection.ts';
 import type { Connector } from '../src/driver/model.ts';
 import { composeDeps } from '../src/server/service.ts';
 import { silentLogger } from '../src/shared/logger.ts';
-import { type Benchmark, type Figure, load, percentile, scratchDatabase, startProgram } from './support.ts';
+import { type Benchmark, type Figure, load, percentile, startSimAndService, TOKEN } from './support.ts';
 
-const TOKEN = 'bench-admin-token-0123456789';
 const CONCURRENCY = [1, 16, 64];
 
 function connector(i: number): Record<string, unknown> {
@@ -39,24 +38,11 @@ export const initialize: Benchmark = {
     // Distinct pairs: a new host per call on multiattach volumes (one volume, many hosts).
     const perRound = ctx.quick ? 64 : 640;
     const volumeCount = 64;
-    const db = await scratchDatabase(ctx.databaseUrl, 'initialize');
-    const sim = startProgram(['sim'], { PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '3' }, /listening on (http:\S+)/);
-    const simUrl = (await sim.ready).match[1]!;
-    const serve = startProgram(
-      ['serve'],
-      {
-        DATABASE_URL: db.url,
-        PORTALIS_PORT: '0',
-        PORTALIS_ADMIN_TOKEN: TOKEN,
-        PORTALIS_BACKEND: 'lightos',
-        PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
-        PORTALIS_LOG_LEVEL: 'warn',
-      },
-      /listening on (http:\S+)/,
-    );
+    const stack = await startSimAndService(ctx.databaseUrl, 'initialize');
+    const { simUrl } = stack;
     const backend = new LightosBackend({ endpoints: [simUrl], project: 'default', pollIntervalMs: 100 });
     try {
-      const url = (await serve.ready).match[1]!;
+      const { url } = stack;
       const call = async (method: string, path: string, body: unknown) => {
         const r = await fetch(url + path, {
           method,
@@ -128,12 +114,10 @@ export const initialize: Benchmark = {
           ctx.log(`${label} done`);
         }
       }
-      figures.push(...(await roundTrips(db.url, simUrl, volumes)));
+      figures.push(...(await roundTrips(stack.databaseUrl, simUrl, volumes)));
       return figures;
     } finally {
-      await serve.stop();
-      await sim.stop();
-      await db.drop();
+      await stack.stop();
     }
   },
 };

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BIN, type Benchmark, type Figure, median, ROOT, scratchDatabase, startProgram } from './support.ts';
+import { BIN, type Benchmark, type Figure, median, ROOT, scratchDatabase, startProgram, TOKEN } from './support.ts';
 
 function wallMs(args: string[], env: Record<string, string> = {}): number {
   const t = performance.now();
@@ -55,7 +55,7 @@ export const startup: Benchmark = {
           {
             DATABASE_URL: db.url,
             PORTALIS_PORT: '0',
-            PORTALIS_ADMIN_TOKEN: 'bench-admin-token-0123456789',
+            PORTALIS_ADMIN_TOKEN: TOKEN,
             PORTALIS_BACKEND: 'lightos',
             // Start-up does not call the backend: a closed port is enough.
             PORTALIS_LIGHTOS_ENDPOINTS: 'http://127.0.0.1:9',

@@ -135,3 +135,53 @@ export async function scratchDatabase(
     },
   };
 }
+
+export interface SimAndService {
+  /** The service's base URL and the simulator's (the LightOS API the adapter talks to). */
+  url: string;
+  simUrl: string;
+  databaseUrl: string;
+  service: Program;
+  /** Stops the service, then the simulator, and drops the scratch database. */
+  stop(): Promise<void>;
+}
+
+/** The admin token the benchmarks' services run with (a bench secret, nothing real). */
+export const TOKEN = 'bench-admin-token-0123456789';
+
+const LISTENING = /listening on (http:\S+)/;
+
+/**
+ * `portalis sim` and `portalis serve` as their own processes, the service on a scratch database
+ * and reaching the simulator through the `lightos` adapter, as a deployment would; both listening.
+ */
+export async function startSimAndService(serverUrl: string, name: string): Promise<SimAndService> {
+  const db = await scratchDatabase(serverUrl, name);
+  const sim = startProgram(['sim'], { PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '3' }, LISTENING);
+  let service: Program | undefined;
+  const stop = async () => {
+    await service?.stop();
+    await sim.stop();
+    await db.drop();
+  };
+  try {
+    const simUrl = (await sim.ready).match[1]!;
+    service = startProgram(
+      ['serve'],
+      {
+        DATABASE_URL: db.url,
+        PORTALIS_PORT: '0',
+        PORTALIS_ADMIN_TOKEN: TOKEN,
+        PORTALIS_BACKEND: 'lightos',
+        PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
+        PORTALIS_LOG_LEVEL: 'warn',
+      },
+      LISTENING,
+    );
+    const url = (await service.ready).match[1]!;
+    return { url, simUrl, databaseUrl: db.url, service, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
