@@ -22,6 +22,24 @@ function liveScenario(kernel: { multipath?: boolean } = {}) {
   return { ...s, ana };
 }
 
+/**
+ * Two volumes on the same three controllers, volume 2 open (being written); `before` runs, then
+ * node 2's old address stops answering and both volumes' connection infos name node 4 instead.
+ */
+async function readdressed(before: (s: ReturnType<typeof liveScenario>) => void = () => {}) {
+  const s = liveScenario();
+  const vol1 = nativeData({ portals: portals(A.slice(0, 3)) });
+  const vol2 = nativeData({ vol_uuid: VOL2, ns_id: '2', portals: portals(A.slice(0, 3)) });
+  await drive(s.clock, s.connector.connect(vol1));
+  const v2 = await drive(s.clock, s.connector.connect(vol2));
+  s.host.openDevice(777, v2.devicePath);
+  before(s);
+  s.host.setPortalUp(A[1]!, false);
+  const moved1 = nativeData({ portals: portals([A[0]!, A[2]!, A[3]!]) });
+  const moved2 = nativeData({ vol_uuid: VOL2, ns_id: '2', portals: portals([A[0]!, A[2]!, A[3]!]) });
+  return { s, v2, moved1, moved2 };
+}
+
 describe('prunePortals: following a replica move', () => {
   it('connects the new portal, then drops the old controller only when no other attachment uses it', async () => {
     const s = liveScenario();
@@ -112,5 +130,61 @@ describe('prunePortals: following a replica move', () => {
     const r = await drive(s.clock, s.connector.prunePortals(moved, [spec(A[1]!), spec(A[2]!)], [], { deadOnly: true }));
     assert.equal(r.disconnected.length, 1, 'only the connecting controller to the old address');
     assert.equal(s.host.controllers().length, 2, 'the live stale controller to node 3 stays for now');
+  });
+  it('readdress: the dead controller shared with another volume in use goes while that volume has another usable path', async () => {
+    const { s, v2, moved1, moved2 } = await readdressed();
+
+    const r = await drive(s.clock, s.connector.prunePortals(moved1, [spec(A[1]!)], [moved2], { deadOnly: true }));
+    assert.equal(r.disconnected.length, 1, JSON.stringify(r));
+    assert.equal(s.host.controllers().length, 2);
+    const after2 = await s.connector.getPaths(moved2);
+    assert.equal(after2.devicePath, v2.devicePath);
+    assert.deepEqual(
+      after2.paths.filter((p) => p.state === 'live').map((p) => p.address),
+      [A[0], A[2]],
+    );
+  });
+
+  it('readdress: the dead controller stays while it is the only path the other volume in use has', async () => {
+    const { s, moved1, moved2 } = await readdressed((s) => {
+      s.ana(2, A[0]!, 'inaccessible');
+      s.ana(2, A[2]!, 'inaccessible');
+    });
+
+    const r = await drive(s.clock, s.connector.prunePortals(moved1, [spec(A[1]!)], [moved2], { deadOnly: true }));
+    assert.deepEqual(r.disconnected, []);
+    assert.equal(r.kept.length, 1);
+    assert.match(r.kept[0]!.reason, /other namespaces behind it/);
+    assert.equal(s.host.controllers().length, 3);
+  });
+  it("DM: a stale controller kept for another volume still loses this volume's path device from its map, for good", async () => {
+    const s = liveScenario({ multipath: false });
+    const replicas = (vol: string, addrs: string[]) =>
+      addrs.map((a) => ({ vol_uuid: vol, target_nqn: NQN, portals: [[a, 4420, 'tcp'] as [string, number, string]] }));
+    const a = dmData({ dm_replicas: replicas(VOL, [A[0]!, A[1]!]) });
+    const b = dmData({ vol_uuid: VOL2, dm_replicas: replicas(VOL2, [A[0]!, A[1]!]) });
+    const first = await drive(s.clock, s.connector.connect(a));
+    await drive(s.clock, s.connector.connect(b));
+    const slaves = () => s.host.fs.list(`/sys/block/${s.host.fs.realpath(first.devicePath)!.split('/').pop()}/slaves`);
+    assert.equal(slaves().length, 2);
+
+    // A's replica on node 1 moves to node 3; B stays on node 1.
+    const moved = dmData({ dm_replicas: replicas(VOL, [A[1]!, A[2]!]) });
+    await drive(s.clock, s.connector.connect(moved));
+    assert.equal(slaves().length, 3, 'the new path joins first');
+    const r = await drive(s.clock, s.connector.prunePortals(moved, [spec(A[0]!)], [b]));
+    assert.deepEqual(r.disconnected, []);
+    assert.match(r.kept[0]!.reason, new RegExp(`volume ${VOL2}`));
+    assert.equal(slaves().length, 2, "A's device behind the kept controller left A's map");
+    await drive(s.clock, s.connector.connect(moved)); // the daemon's next pass
+    assert.equal(slaves().length, 2, 'and is not added back');
+    const bPaths = await s.connector.getPaths(b);
+    assert.deepEqual(
+      bPaths.paths.map((p) => [p.address, p.state]),
+      [
+        [A[0], 'live'],
+        [A[1], 'live'],
+      ],
+    );
   });
 });

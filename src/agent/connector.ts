@@ -24,6 +24,7 @@ import { portalStates, rescan, servesPortal } from './portals.ts';
 import { traced } from './context.ts';
 import { identify, isMatch, wantOf } from './identity.ts';
 import {
+  type BlockNamespace,
   type Controller,
   canonicalAddress,
   listControllers,
@@ -356,27 +357,39 @@ export class Connector {
           // A controller that also matches a current portal is a current path, whatever it was.
           if (current.some((p) => servesPortal(c, p, hostNqn))) continue;
           if (opts.deadOnly && c.state === 'live') continue;
-          const reason = await this.keepReason(c, t, others, hostNqn, true);
+          const reason = await this.keepReason(c, t, others, hostNqn, true, { ctrls, stale: true });
+          const behind = spec.mode === 'dm' ? await namespacesUnderController(this.host, c.name) : [];
           if (reason) {
             out.kept.push({ controller: c.name, reason });
+            // The controller stays for another volume, but this volume's path device behind it
+            // leaves this volume's map: the backend no longer serves the volume there (its ANA
+            // group is inaccessible), and multipathd would keep it in the map as a path that
+            // never carries I/O.
+            const own: string[] = [];
+            for (const ns of behind) {
+              const bn = await readBlockNamespace(this.host, ns);
+              if (bn && identify(bn, { uuid: t.uuid }) === 'uuid') own.push(ns);
+            }
+            await this.delPaths(own);
             continue;
           }
-          if (spec.mode === 'dm') {
-            for (const ns of await namespacesUnderController(this.host, c.name)) {
-              const bn = await readBlockNamespace(this.host, ns);
-              if (!bn || identify(bn, { uuid: t.uuid }) !== 'uuid') continue;
-              const r = await this.host.run('multipathd', ['del', 'path', ns], {
-                timeoutMs: this.ctx.commandTimeoutMs,
-              });
-              if (r.code !== 0) this.ctx.log.warn({ path: ns, error: r.stderr.trim() }, 'multipathd del path failed');
-            }
-          }
+          // Every path device behind it leaves its map first, this volume's and any other's
+          // that keepReason let go (a dead path of a volume with another usable one).
+          await this.delPaths(behind);
           await disconnectController(this.ctx, c);
           out.disconnected.push(c.name);
         }
       }
       return out;
     });
+  }
+
+  /** DM mode: `multipathd del path` for each path device, so no map keeps a path about to go. */
+  private async delPaths(names: string[]): Promise<void> {
+    for (const ns of names) {
+      const r = await this.host.run('multipathd', ['del', 'path', ns], { timeoutMs: this.ctx.commandTimeoutMs });
+      if (r.code !== 0) this.ctx.log.warn({ path: ns, error: r.stderr.trim() }, 'multipathd del path failed');
+    }
   }
 
   private async refuseIfUsed(
@@ -407,6 +420,16 @@ export class Connector {
    * controllers for good (os-brick bug #1961102's leftover controllers). A caller without that
    * knowledge (the CLI) keeps the controller for any other visible namespace, as os-brick does:
    * an attached but idle volume must not lose its paths.
+   *
+   * A stale controller (`prune`: no current portal of this volume names it, nor any other
+   * attachment's) is not kept by another volume's namespace that is unusable through it (the
+   * controller is not live, or the namespace's ANA state there is neither optimized nor
+   * non-optimized) while that volume has a usable path through another controller. After a node
+   * is readdressed, the controller to its old address is dead and carries every volume served
+   * through that node; kept for the sake of a volume whose head is open, it would stay forever, and
+   * the connect to the new address would keep failing with EINVAL: nvmet hands the new
+   * association the dead one's controller ID, and the host refuses a second controller with the
+   * same ID in one subsystem (drivers/nvme/host/core.c `nvme_validate_cntlid`, "Duplicate cntlid").
    */
   private async keepReason(
     c: Controller,
@@ -414,6 +437,7 @@ export class Connector {
     others: OtherUsers,
     hostNqn: string | null,
     complete: boolean,
+    prune?: { ctrls: Controller[]; stale: true },
   ): Promise<string | null> {
     const user = others.find((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn));
     if (user)
@@ -427,6 +451,7 @@ export class Connector {
         busy.push(`/dev/${name} (visible; this caller does not know which attachments the host has)`);
         continue;
       }
+      if (prune && !usableThrough(c, ns) && (await this.usableElsewhere(ns, c, prune.ctrls))) continue;
       const top = usedThrough(name);
       const usage = await deviceUsage(this.host, top, [`/dev/${top}`]);
       if (isInUse(usage)) busy.push(describeUsage(`/dev/${top}`, usage));
@@ -434,6 +459,24 @@ export class Connector {
     if (busy.length) return `other namespaces behind it: ${busy.join('; ')}`;
     return null;
   }
+
+  /** Whether the namespace `ns` (behind `c`) is usable through another controller of its subsystem. */
+  private async usableElsewhere(ns: BlockNamespace, c: Controller, ctrls: Controller[]): Promise<boolean> {
+    for (const o of ctrls) {
+      if (o.name === c.name || o.nqn !== c.nqn || o.state !== 'live') continue;
+      for (const name of await namespacesUnderController(this.host, o.name)) {
+        const other = await readBlockNamespace(this.host, name);
+        // NSIDs are unique within a subsystem (NVMe Base Specification §3.2.1).
+        if (other && other.nsid === ns.nsid && usableThrough(o, other)) return true;
+      }
+    }
+    return false;
+  }
+}
+
+/** A path is usable when its controller is live and its ANA state carries I/O (unknown: DM mode, no ANA). */
+function usableThrough(c: Controller, ns: BlockNamespace): boolean {
+  return c.state === 'live' && (ns.anaState === null || ns.anaState === 'optimized' || ns.anaState === 'non-optimized');
 }
 
 function samePortal(a: PortalSpec, b: PortalSpec): boolean {

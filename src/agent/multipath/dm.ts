@@ -141,13 +141,17 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
 
   // Steps to make multipathd build (or extend) the map, escalating: tell it about each path
   // (no udev event may have reached it), then reconfigure (strict find_multipaths, reread).
+  // Only the path devices behind this spec's portals: a controller kept for another volume after
+  // this one's replica moved away still shows this volume's namespace (nvmet's subsystem-wide
+  // namespace list, its ANA group inaccessible there), and adding it back would undo the prune.
+  const ours = new Set(outcomes.flatMap((o) => o.states.flatMap((x) => (x.controller ? [x.controller.name] : []))));
   let step = 0;
   const pending = new Set<string>();
   const found = await traced(ctx, 'device and map wait', () =>
     poll<DmMap>(
       async () => {
         const all = await listNamespaces(ctx.host);
-        const devices = pathDevices(all, spec);
+        const devices = pathDevices(all, spec).filter((d) => d.controller !== null && ours.has(d.controller));
         if (devices.length === 0) {
           if (step === 0) {
             step = 1;
