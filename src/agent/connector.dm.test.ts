@@ -34,6 +34,28 @@ describe('DM multipath', () => {
     assert.deepEqual(s.host.fs.list('/sys/block/nvme0n1/holders'), ['dm-0']);
   });
 
+  it('a controller the kernel made while nvme-cli failed its own lookup (libnvme race) joins the map at once', async () => {
+    const s = dmScenario();
+    const args = ['connect', '-t', 'tcp', '-a', '10.0.0.2', '-s', '4420', '-n', NQN];
+    s.host.script(
+      (cmd, a) => cmd === 'nvme' && a[0] === 'connect' && a.includes('10.0.0.2'),
+      () => {
+        s.host.answer('nvme', args); // the kernel connects…
+        return { code: 1, stdout: '', stderr: 'failed to lookup subsystem for controller nvme1\n' }; // …nvme-cli fails
+      },
+    );
+    const r = await drive(s.clock, s.connector.connect(dmData()));
+    assert.equal(r.health, 'optimal', 'both paths in the map now, not on a later pass');
+    assert.deepEqual(
+      r.paths.map((p) => [p.address, p.state, p.dmState]),
+      [
+        ['10.0.0.1', 'live', 'active'],
+        ['10.0.0.2', 'live', 'active'],
+      ],
+    );
+    assert.equal(s.host.calls('nvme connect').length, 2, 'no second connect');
+  });
+
   it('online extend: rescans the paths, then has multipathd reload the map at the new size', async () => {
     const s = dmScenario();
     await drive(s.clock, s.connector.connect(dmData()));

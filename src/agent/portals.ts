@@ -108,6 +108,19 @@ export async function connectPortals(
       failures.push({ portal: label, message: `nvme connect reported ${outcome.kind} but no controller is in sysfs` });
       return false;
     }
+    // nvme-cli 2.3 / libnvme 1.3 fail a connect the kernel made when their lookup of the new
+    // controller's subsystem directory runs before the kernel linked it ("failed to lookup
+    // subsystem for controller nvmeN", libnvme tree.c `nvme_ctrl_lookup_subsystem_name`; seen
+    // with parallel connects, as in blktests nvme/030): sysfs says whether a controller is there.
+    const there = (await portalStates(ctx, { ...target, portals: [s.portal] }, hostNqn))[0]?.controller ?? null;
+    if (there && KERNEL_RETRYING.has(there.state ?? '')) {
+      ctx.log.info(
+        { portal: label, controller: there.name, error: outcome.message },
+        'nvme connect reported a failure but the controller is in sysfs; adopted',
+      );
+      after.set(s, there);
+      return true;
+    }
     failures.push({ portal: label, message: outcome.message });
     ctx.log.warn(
       { portal: label, nqn: target.nqn, error: outcome.message },
