@@ -5,6 +5,7 @@ import path from 'node:path';
 import { LightosBackend } from '../backend/lightos/index.ts';
 import type { ServiceConfig } from '../config.ts';
 import { refreshPortals } from '../driver/refresh-portals.ts';
+import { every } from '../shared/periodic.ts';
 import { cacheOnSuccess, type DriverDeps } from '../driver/deps.ts';
 import type { StorageBackend } from '../driver/ports.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -109,45 +110,30 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
   };
   // The history is pruned at start and then hourly: a single indexed range delete, cheap enough
   // not to need batching at the report rates of a few thousand attachments.
-  let pruning: Promise<unknown> = Promise.resolve();
-  const prune = () => {
-    pruning = pruneHealthEvents(deps).then(
-      (n) => n > 0 && log.info({ events: n }, 'pruned path-health history'),
-      (e) => log.warn({ err: (e as Error).message }, 'pruning the path-health history failed'),
-    );
-  };
-  prune();
-  const pruneTimer = setInterval(prune, 3600_000);
-  pruneTimer.unref();
-  stops.push(async () => {
-    clearInterval(pruneTimer);
-    await pruning;
-  });
+  const pruner = every(
+    3600_000,
+    async () => {
+      const n = await pruneHealthEvents(deps);
+      if (n > 0) log.info({ events: n }, 'pruned path-health history');
+    },
+    {
+      atStart: true,
+      onError: (e) => log.warn({ err: (e as Error).message }, 'pruning the path-health history failed'),
+    },
+  );
+  stops.push(() => pruner.stop());
   // Portal refresh: every live attachment follows the backend (replica moves, nodes joining or
-  // readdressed). Passes never overlap: the next one is scheduled when the last has ended.
-  let refreshing: Promise<unknown> = Promise.resolve();
-  let refreshTimer: NodeJS.Timeout | undefined;
-  let stopped = false;
-  const scheduleRefresh = () => {
-    if (stopped) return;
-    refreshTimer = setTimeout(() => {
-      refreshing = refreshPortals(deps)
-        .then(
-          (r) =>
-            (r.changed > 0 || r.failed.length > 0) &&
-            log.info({ ...r, failed: r.failed.length }, 'portal refresh changed attachments'),
-          (e) => log.warn({ err: (e as Error).message }, 'portal refresh failed; next pass'),
-        )
-        .finally(scheduleRefresh);
-    }, config.portalRefreshMs);
-    refreshTimer.unref();
-  };
-  scheduleRefresh();
-  stops.push(async () => {
-    stopped = true;
-    clearTimeout(refreshTimer);
-    await refreshing;
-  });
+  // readdressed). Passes never overlap: the next one starts a full period after the last ended.
+  const refresher = every(
+    config.portalRefreshMs,
+    async () => {
+      const r = await refreshPortals(deps);
+      if (r.changed > 0 || r.failed.length > 0)
+        log.info({ ...r, failed: r.failed.length }, 'portal refresh changed attachments');
+    },
+    { onError: (e) => log.warn({ err: (e as Error).message }, 'portal refresh failed; next pass') },
+  );
+  stops.push(() => refresher.stop());
   return { deps, db, metrics, backendDescription, databaseDescription };
 }
 

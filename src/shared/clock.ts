@@ -13,19 +13,29 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
+function timerSleep(ms: number, signal: AbortSignal | undefined, unref: boolean): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    if (unref) timer.unref();
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
 export const systemClock: Clock = {
   now: () => performance.now(),
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      if (signal?.aborted) return resolve();
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, Math.max(0, ms));
-      signal?.addEventListener('abort', done, { once: true });
-    }),
+  sleep: (ms, signal) => timerSleep(ms, signal, false),
+};
+
+/** The system clock for background jobs: a pending sleep does not keep the process alive. */
+export const backgroundClock: Clock = {
+  now: systemClock.now,
+  sleep: (ms, signal) => timerSleep(ms, signal, true),
 };
 
 /** A clock that only moves when told to; pending sleeps resolve as time passes them. */
