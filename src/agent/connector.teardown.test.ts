@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TeardownError } from './connector.ts';
-import { NQN, VOL, VOL2, drive, nativeData, scenario } from './testing/scenario.ts';
+import { ADDRS, NQN, VOL, VOL2, drive, nativeData, portals, scenario } from './testing/scenario.ts';
 
 async function attached(opts: Parameters<typeof scenario>[0] = {}) {
   const s = scenario(opts);
@@ -134,6 +134,37 @@ describe('teardown', () => {
     assert.equal(r.kept.length, 3);
     assert.match(r.kept[0]!.reason, /open/);
     assert.equal((await s.connector.getPaths(nativeData({ vol_uuid: VOL2, ns_id: '2' }))).devicePath, other.devicePath);
+  });
+
+  it('given the complete list, the last detach also removes a controller no attachment names (kept earlier for it)', async () => {
+    // Volume 1 moved to node 4; volume 2 stayed on nodes 1-3 but is visible through node 4 too
+    // (one subsystem), so detaching volume 1 kept that controller while volume 2 was open.
+    const s = scenario({ addrs: [...ADDRS, '10.0.0.4'] });
+    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
+    s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
+    const vol1 = nativeData({ portals: portals(['10.0.0.1', '10.0.0.2', '10.0.0.4']) });
+    const vol2 = nativeData({ vol_uuid: VOL2, ns_id: '2' });
+    await drive(s.clock, s.connector.connect(vol1));
+    const other = await drive(s.clock, s.connector.connect(vol2));
+    s.host.openDevice(777, other.devicePath!);
+    const first = await drive(s.clock, s.connector.disconnect(vol1, { otherAttachments: [vol2] }));
+    assert.deepEqual(first.disconnected, [], JSON.stringify(first));
+    assert.equal(s.host.controllers().length, 4, "node 4's controller carries an open path of volume 2");
+
+    s.host.closeAll(777);
+    const last = await drive(s.clock, s.connector.disconnect(vol2, { otherAttachments: [] }));
+    assert.equal(last.disconnected.length, 4, JSON.stringify(last));
+    assert.deepEqual(s.host.controllers(), [], 'nothing left behind');
+  });
+
+  it("without the complete list (the CLI), a controller outside the volume's portals is never touched", async () => {
+    const s = scenario({ addrs: [...ADDRS, '10.0.0.4'] });
+    s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
+    await drive(s.clock, s.connector.connect(nativeData({ portals: portals(['10.0.0.4']) })));
+    await drive(s.clock, s.connector.connect(nativeData()));
+    const r = await drive(s.clock, s.connector.disconnect(nativeData()));
+    assert.equal(r.disconnected.length, 3);
+    assert.equal(s.host.controllers().length, 1, "node 4's controller is not this call's to remove");
   });
 
   it('keeps controllers another local attachment of the subsystem needs', async () => {

@@ -284,16 +284,25 @@ export class Connector {
       // 2. Controllers: only those nothing else needs. One at a time: `nvme disconnect`
       // (nvme-cli 2.3 / libnvme 1.3) scans all of sysfs first and aborts when a controller
       // directory vanishes under that scan (libnvme #840), as it does while another one goes.
+      // With every attachment of the host known (the daemon), a controller of the subsystem that
+      // no attachment's portals name goes too, unless something behind it is in use: one kept
+      // earlier for another volume whose namespace was visible through it (nvmet shows every
+      // namespace of the subsystem through every port, and native multipath or multipathd takes
+      // that path into the other volume's device) would else be left once that volume is detached
+      // through its own portals, which never name it.
+      const complete = opts.otherAttachments !== undefined;
       const others = otherUsers(opts.otherAttachments ?? []);
       for (const t of spec.targets) {
-        const ctrls = (await traced(ctx, 'sysfs: controllers', () => listControllers(this.host, t.nqn))).filter((c) =>
-          t.portals.some((p) => servesPortal(c, p, hostNqn)),
+        const ctrls = (await traced(ctx, 'sysfs: controllers', () => listControllers(this.host, t.nqn))).filter(
+          (c) =>
+            t.portals.some((p) => servesPortal(c, p, hostNqn)) ||
+            (complete && !others.some((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn))),
         );
         for (const c of ctrls) {
           const reason = await traced(
             ctx,
             `keep check ${c.name}`,
-            () => this.keepReason(c, t, others, hostNqn, opts.otherAttachments !== undefined),
+            () => this.keepReason(c, t, others, hostNqn, complete),
             (r) => r ?? undefined,
           );
           if (reason) {
