@@ -166,7 +166,6 @@ export const scenarios: Scenario[] = [
       },
       {
         name: 'agent-live-paths',
-        byDefault: false,
         description:
           'under O_DIRECT writes on two volumes: a node joins, a replica moves node 2 → 3, node 1 is readdressed; ' +
           "the agent ends on exactly the served portals, the other volume's node-2 path never drops, every block verifies",
@@ -181,7 +180,9 @@ export const scenarios: Scenario[] = [
     network: true,
     cmdline: ['nvme_core.multipath=N'],
     modules: [...NVME_MODULES, ...DM_MODULES],
-    timeoutMs: 300_000,
+    // ~70 s of shared setup, ~80 s for agent-dm, ~100 s for agent-dm-live-paths on a quiet
+    // machine (run of 2026-12-01); emulation under load stretches all of it.
+    timeoutMs: 600_000,
     host: hostDatabase,
     parts: [
       {
@@ -193,7 +194,6 @@ export const scenarios: Scenario[] = [
       },
       {
         name: 'agent-dm-live-paths',
-        byDefault: false,
         description:
           'the live-paths scenario with DM maps: the new path joins the map before the old one leaves; ' +
           "the other volume's node-2 path stays active; both maps end on exactly the served portals",

@@ -221,6 +221,15 @@ const livePorts = (paths: { port: number; state: string }[] | undefined) =>
     .join(',');
 
 /**
+ * How long the DM live-paths steps may take. Each agent pass in DM mode reads every plain
+ * namespace device and asks multipathd, and in the emulated guest under O_DIRECT writers that
+ * took up to 2 s per scan (run of 2026-12-01); a readdress takes two passes (the dead controller
+ * first, then the new portal and the map), and the passes of the two volumes share the
+ * subsystem's lock. A deadline against a hang, not a speed goal.
+ */
+const LIVE_PATHS_WAIT_MS = 150_000;
+
+/**
  * The live-paths scenario in DM mode: two DM-attached volumes under O_DIRECT writes; a node
  * joins, A's replica moves from node 2 to node 3, node 1 is readdressed. A's map gains the new
  * path before the old one leaves it (never fewer than two active paths during the move); B's
@@ -280,7 +289,7 @@ async function agentDmLivePaths({ s }: DmStack): Promise<void> {
         `A live paths exactly ${want}, optimal`,
         (x) =>
           livePorts(x.agent?.paths) === want && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
-        60_000,
+        LIVE_PATHS_WAIT_MS,
       );
       await waitFor(
         "A's map over exactly the three served ports",
@@ -289,7 +298,7 @@ async function agentDmLivePaths({ s }: DmStack): Promise<void> {
           const inMap = (mapPaths(await showMaps(), a.wwid) ?? []).map((x) => x.dev).sort();
           return devs.every(Boolean) && inMap.join() === [...(devs as string[])].sort().join() ? inMap : undefined;
         },
-        30_000,
+        LIVE_PATHS_WAIT_MS,
       );
       phase = 'moved';
     });
@@ -303,14 +312,14 @@ async function agentDmLivePaths({ s }: DmStack): Promise<void> {
         `A on ${wantA}`,
         (x) =>
           livePorts(x.agent?.paths) === wantA && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
-        60_000,
+        LIVE_PATHS_WAIT_MS,
       );
       await s.waitAttachment(
         b.attachmentId,
         `B on ${wantB}`,
         (x) =>
           livePorts(x.agent?.paths) === wantB && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
-        60_000,
+        LIVE_PATHS_WAIT_MS,
       );
       phase = 'done';
       await wa.waitForWrites(4, 'A after the readdress');
@@ -335,7 +344,18 @@ async function agentDmLivePaths({ s }: DmStack): Promise<void> {
     const { problems } = await w.verify();
     checkEqual(problems, [], `${w.tag}: every block written reads back`);
   }
-  checkEqual(await ioErrorsSince(logMark), [], 'kernel I/O errors');
+  // With nvme_core.multipath=N the kernel does not act on ANA: a new controller shows every
+  // namespace of the subsystem, and udev's probe of one whose ANA group is inaccessible through
+  // that port (B's namespace through node 3) fails with "Asymmetric Access Inaccessible" (status
+  // type 3h, code 02h). Those path devices are in no map; the maps' own I/O must not fail.
+  const maps = [a, b].map((x) => path.basename(readlinkSync(x.mapper)));
+  const errors = await ioErrorsSince(logMark);
+  observe('kernel I/O errors on path devices (probes of ANA-inaccessible namespaces)', errors.slice(0, 10));
+  checkEqual(
+    errors.filter((l) => maps.some((dm) => l.includes(dm)) || !/nvme\d+n\d+/.test(l)),
+    [],
+    'kernel I/O errors on the maps',
+  );
   for (const x of [a, b]) {
     await s.detach(x.volumeId, x.attachmentId);
     await s.deleteVolume(x.volumeId);

@@ -31,9 +31,20 @@ export class Http {
     }
     let res: Response;
     try {
-      res = await fetch(this.base + path, init);
+      res = await fetch(this.base + path, init).catch((err: Error) => {
+        // A read on a kept-alive socket the service closed meanwhile fails before any answer
+        // ("fetch failed", cause `other side closed` / ECONNRESET): the service idles sockets out
+        // after 5 s, and undici's own idle timer (the Keep-Alive header's 5 s less its 2 s
+        // `keepAliveTimeoutThreshold`; undici 6, Node 20's fetch) fires late when the emulated
+        // guest's event loop stalls that long. A GET is retried once on a fresh connection;
+        // anything else is reported as it is.
+        if (method !== 'GET' || !isSocketClosed(err)) throw err;
+        return fetch(this.base + path, { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
+      });
     } catch (err) {
-      throw new Error(`${method} ${this.base}${path}: no answer (${(err as Error).message})`, { cause: err });
+      const cause = (err as Error & { cause?: Error }).cause;
+      const why = cause ? `${(err as Error).message}: ${cause.message}` : (err as Error).message;
+      throw new Error(`${method} ${this.base}${path}: no answer (${why})`, { cause: err });
     }
     const text = await res.text();
     let parsed: unknown = text;
@@ -173,4 +184,10 @@ export class ServiceApi {
   host(nqn: string) {
     return this.http.expect([200], 'GET', `/v1/hosts/${encodeURIComponent(nqn)}`);
   }
+}
+
+/** undici's error for a connection that closed before the answer (not a timeout, not a refusal). */
+function isSocketClosed(err: Error): boolean {
+  const cause = (err as Error & { cause?: { code?: string } }).cause;
+  return err.message === 'fetch failed' && (cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET');
 }
