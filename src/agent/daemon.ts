@@ -234,7 +234,13 @@ export class AgentDaemon {
   }
 
   private report(id: string, r: AttachmentReport): void {
-    if (this.reporter.submit(id, r)) this.wakeReporter?.();
+    // The reporter wakes on the next turn of the event loop, not in this one: the `connecting`
+    // report is submitted just before the connect, and building its HTTP request would else run
+    // ahead of the `nvme connect` spawns (the connect's path to them has no I/O wait to yield on).
+    if (this.reporter.submit(id, r)) {
+      const wake = this.wakeReporter;
+      if (wake) setImmediate(wake);
+    }
   }
 
   private async reconcileOnce(id: string): Promise<void> {
