@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- [--quick] [name ...]]`: runs the named benchmarks (all without names), prints
+ * `npm run bench [-- [--quick] [--only native|dm] [name ...]]`: runs the named benchmarks (all without names), prints
  * each figure beside its baseline, and writes them as JSON to bench-results/ (git-ignored).
  * Benchmarks are not tests: nothing here fails for a slow machine. A new benchmark is one module
  * exporting a `Benchmark`, added to BENCHMARKS.
@@ -10,24 +10,36 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { agentKernel } from './agent-kernel.ts';
 import { fanout } from './fanout.ts';
 import { initialize } from './initialize.ts';
 import { startup } from './startup.ts';
 import { type Benchmark, type Figure, ROOT } from './support.ts';
 
-const BENCHMARKS: Benchmark[] = [startup, initialize, fanout];
+const BENCHMARKS: Benchmark[] = [startup, initialize, fanout, agentKernel];
 
 function format(f: Figure): string {
   const v = (x: number) => (Number.isInteger(x) || x >= 100 ? x.toFixed(0) : x.toFixed(1));
   let line = `  ${f.name.padEnd(48)} ${v(f.value).padStart(8)} ${f.unit}`;
-  if (f.baseline) line += `   (${f.baseline.name}: ${v(f.baseline.value)} ${f.unit})`;
+  if (f.baseline) {
+    line += `   (${f.baseline.name}: ${v(f.baseline.value)} ${f.unit}`;
+    if (f.unit === 'ms' && f.baseline.value > 0) line += `, ${(f.value / f.baseline.value).toFixed(2)}×`;
+    line += ')';
+  }
   if (f.target) line += `   target ${f.target}`;
   return line;
 }
 
 async function main(argv: string[]): Promise<number> {
   const quick = argv.includes('--quick');
-  const names = argv.filter((a) => !a.startsWith('--'));
+  const options: Record<string, string> = {};
+  const names: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') continue;
+    if (a.startsWith('--')) options[a.slice(2)] = argv[++i] ?? '';
+    else names.push(a);
+  }
   const unknown = names.filter((n) => !BENCHMARKS.some((b) => b.name === n));
   if (unknown.length > 0) {
     console.error(`unknown benchmark ${unknown.join(', ')}; known: ${BENCHMARKS.map((b) => b.name).join(', ')}`);
@@ -59,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     for (const b of chosen) {
       console.log(`\n${b.name}: ${b.description}`);
-      results[b.name] = await b.run({ databaseUrl, quick, log: (l) => console.log(`  · ${l}`) });
+      results[b.name] = await b.run({ databaseUrl, quick, options, log: (l) => console.log(`  · ${l}`) });
       for (const f of results[b.name]!) console.log(format(f));
     }
   } finally {

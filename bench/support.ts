@@ -17,6 +17,8 @@ export interface Figure {
   unit: string;
   baseline?: { name: string; value: number };
   target?: string;
+  /** The samples behind a median, where there are few enough to keep (the kernel rounds). */
+  samples?: number[];
 }
 
 export interface BenchContext {
@@ -24,6 +26,8 @@ export interface BenchContext {
   databaseUrl: string;
   /** Scales the loops down for a smoke run (`--quick`). */
   quick: boolean;
+  /** `--name value` options of the command line, e.g. `--only dm` for agent-kernel. */
+  options: Record<string, string>;
   log(line: string): void;
 }
 
