@@ -201,6 +201,14 @@ export interface AttachmentFilter {
 export interface Store {
   /** null when absent. */
   getVolume(id: string, opts?: { includeDeleted?: boolean }): Promise<Volume | null>;
+  /**
+   * The live (not deleted) volume and its attachments in one of `statuses` (oldest first), read
+   * in one round trip; null when there is no live volume.
+   */
+  volumeWithAttachments(
+    id: string,
+    statuses: readonly AttachmentStatus[],
+  ): Promise<{ volume: Volume; attachments: Attachment[] } | null>;
   /** Inserts; returns the existing row unchanged when `id` is already there. */
   insertVolume(v: NewVolume): Promise<Volume>;
   updateVolume(id: string, patch: Partial<Pick<Volume, 'status' | 'backendUuid' | 'sizeGb'>>): Promise<Volume>;
