@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { type Benchmark, type Figure, load, percentile, startSimAndService, TOKEN } from './support.ts';
+import { type Benchmark, type Figure, load, percentile, processCpuMs, startSimAndService, TOKEN } from './support.ts';
 
 const WAIT_S = 60;
 
@@ -79,9 +79,18 @@ export const fanout: Benchmark = {
       const running = hosts.map((h) => poller(h).catch((e) => (stop.signal.aborted ? undefined : Promise.reject(e))));
       const deadline = Date.now() + 120_000;
       while (parked < pollers && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      // The first polls answered; give the long polls a moment to reach the service and wait.
-      await new Promise((r) => setTimeout(r, 1000));
-      const idleRss = rssMb(stack.service.child.pid!);
+      // The first polls answered; the long polls that follow must all be parked (their token
+      // checks and reads done) before the measurement: wait until the service is idle, under 10 %
+      // of a core over half a second. At 2,000 pollers a fixed second was not enough, and the
+      // attachments then queued behind the parking polls' reads.
+      const pid = stack.service.child.pid!;
+      for (let cpu = processCpuMs(pid); Date.now() < deadline; ) {
+        await new Promise((r) => setTimeout(r, 500));
+        const now = processCpuMs(pid);
+        if (now - cpu < 50) break;
+        cpu = now;
+      }
+      const idleRss = rssMb(pid);
       ctx.log(`${parked} pollers parked, service RSS ${idleRss.toFixed(0)} MB`);
 
       const answeredAt = new Map<string, number>();

@@ -11,7 +11,7 @@ import { initializeConnection } from '../src/driver/initialize-connection.ts';
 import type { Connector } from '../src/driver/model.ts';
 import { composeDeps } from '../src/server/service.ts';
 import { silentLogger } from '../src/shared/logger.ts';
-import { type Benchmark, type Figure, load, percentile, startSimAndService, TOKEN } from './support.ts';
+import { type Benchmark, type Figure, load, percentile, processCpuMs, startSimAndService, TOKEN } from './support.ts';
 
 const CONCURRENCY = [1, 16, 64];
 
@@ -83,10 +83,12 @@ export const initialize: Benchmark = {
             const { v, conn } = pick(i);
             return raw(v.uuid, conn.nqn as string);
           });
+          const cpu0 = processCpuMs(stack.service.child.pid!);
           const svc = await load(perRound, c, async (i) => {
             const { v, conn } = pick(i);
             await init(v.id, conn);
           });
+          const cpuPerCall = (processCpuMs(stack.service.child.pid!) - cpu0) / perRound;
           const label = `${mode}, concurrency ${c}`;
           const p = (r: typeof svc, q: number) => percentile(r.latencies, q);
           figures.push(
@@ -110,6 +112,7 @@ export const initialize: Benchmark = {
               unit: 'ms',
               baseline: { name: 'raw backend calls', value: p(base, 99) },
             },
+            { name: `${label}: service CPU per call`, value: cpuPerCall, unit: 'ms' },
           );
           ctx.log(`${label} done`);
         }

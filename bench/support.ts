@@ -3,6 +3,7 @@
  * an operator runs it), a PostgreSQL database of their own, and a bounded load generator.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -47,6 +48,18 @@ export function median(values: number[]): number {
     [...values].sort((a, b) => a - b),
     50,
   );
+}
+
+/**
+ * CPU time (user + system) a process has used, in ms, from /proc/<pid>/stat (fields 14 and 15,
+ * in clock ticks, 100 per second on Linux: proc(5)). A count that load on the machine's other
+ * jobs leaves mostly alone, unlike wall time.
+ */
+export function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
 /** Runs `total` calls of `fn(i)` with `concurrency` in flight; the latency of each call in ms. */

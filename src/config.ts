@@ -40,6 +40,8 @@ export interface ServiceConfig {
   defaultReplicas: number;
   logLevel: string;
   dbPoolMax: number;
+  /** The agent-facing pool (host store): never held by a volume lock, so a poll never queues behind one. */
+  dbAgentPoolMax: number;
   eventRetentionDays: number;
   /** How often every live attachment's portals are checked against the backend (ms). */
   portalRefreshMs: number;
@@ -90,7 +92,12 @@ export const SETTINGS = [
     "verify the backend's TLS certificate (`false` for self-signed lab clusters)",
   ],
   ['PORTALIS_DEFAULT_REPLICAS', '3', 'replica count of a volume created without `replicas`'],
-  ['PORTALIS_DB_POOL_MAX', '10', 'PostgreSQL connection pool size'],
+  ['PORTALIS_DB_POOL_MAX', '10', 'PostgreSQL connection pool size (volume operations hold one each)'],
+  [
+    'PORTALIS_DB_AGENT_POOL_MAX',
+    '4',
+    "the agents' own pool (token checks, long polls, reports), so volume operations never delay them",
+  ],
   ['PORTALIS_VOLUME_BACKEND_NAME', 'portalis', '`volume_backend_name` reported by GET /v1/capabilities'],
   [
     'PORTALIS_CAPABILITIES_REFRESH_MS',
@@ -196,6 +203,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     defaultReplicas: int(env, 'PORTALIS_DEFAULT_REPLICAS', 3, 1, 3),
     logLevel: env.PORTALIS_LOG_LEVEL || 'info',
     dbPoolMax: int(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
+    dbAgentPoolMax: int(env, 'PORTALIS_DB_AGENT_POOL_MAX', 4, 1, 500),
     tls: tlsFiles(env, cwd),
     eventRetentionDays: int(env, 'PORTALIS_EVENT_RETENTION_DAYS', 7, 1, 3650),
     portalRefreshMs: int(env, 'PORTALIS_PORTAL_REFRESH_MS', 30_000, 100, 86_400_000),

@@ -1,6 +1,7 @@
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import type { AgentReport, Attachment, ConnectionInfo, PathHealth } from './model.ts';
+import type { AgentAttachment } from './ports.ts';
 import { LIVE_STATUSES } from './model.ts';
 import { finishDetach } from './terminate-connection.ts';
 
@@ -21,8 +22,7 @@ export interface AgentTaskList {
   tasks: AgentTask[];
 }
 
-async function currentTasks(deps: DriverDeps, hostNqn: string): Promise<AgentTask[]> {
-  const rows = await deps.hosts.agentAttachments(hostNqn);
+function toTasks(rows: AgentAttachment[]): AgentTask[] {
   return rows.map(({ attachment: a, volumeSizeGb }) => ({
     attachmentId: a.id,
     volumeId: a.volumeId,
@@ -47,36 +47,55 @@ export interface PollOptions {
  * The agent's long poll: answers at once when the host's version differs from `since` (or
  * `since` is null), otherwise when it changes or after `waitMs`, whichever comes first.
  * The subscription is taken before the version is read, so a change in between is not missed.
+ * Each read is one database round trip (version, token and list in one statement, the first
+ * also marking the host seen). A wake without a change of the version (a token revoked
+ * elsewhere, a notification this poll had already seen, a lost LISTEN connection) answers only
+ * when the token is gone; otherwise the poll waits on for the rest of its time.
  */
 export async function pollAgentTasks(
-  deps: DriverDeps,
+  deps: Pick<DriverDeps, 'hosts' | 'hostChanges'>,
   hostNqn: string,
   since: number | null,
   waitMs: number,
   opts: PollOptions = {},
 ): Promise<AgentTaskList> {
   const { signal, tokenHash } = opts;
-  await deps.hosts.touchHost(hostNqn);
-  const sub = deps.hostChanges.subscribe(hostNqn);
+  const deadline = Date.now() + waitMs;
+  let sub = deps.hostChanges.subscribe(hostNqn);
   try {
-    let version = await deps.hosts.hostVersion(hostNqn);
-    if (since !== null && version === since && waitMs > 0 && !signal?.aborted) {
+    // Without a wait the list is wanted whatever the version: read it in the same round trip.
+    let view = await deps.hosts.agentView(hostNqn, { since: waitMs > 0 ? since : null, touch: true });
+    let waited = false;
+    const aborted = new Promise<'aborted'>((resolve) =>
+      signal?.addEventListener('abort', () => resolve('aborted'), { once: true }),
+    );
+    while (view.attachments === null) {
+      const left = deadline - Date.now();
+      if (left <= 0 || signal?.aborted) break;
+      waited = true;
       let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
-      const aborted = new Promise<void>((resolve) =>
-        signal?.addEventListener('abort', () => resolve(), { once: true }),
-      );
-      await Promise.race([sub.changed, timeout, aborted]);
+      const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), left)));
+      const why = await Promise.race([sub.changed.then(() => 'changed' as const), timeout, aborted]);
       clearTimeout(timer);
-      if (tokenHash !== undefined && (await deps.hosts.hostByTokenHash(tokenHash))?.nqn !== hostNqn)
-        throw new DriverError('unauthorized', 'the token was revoked while the poll waited');
-      version = await deps.hosts.hostVersion(hostNqn);
+      if (why !== 'changed') break;
+      // Subscribed again before the read, as at the start: a change during the read wakes it.
+      sub.cancel();
+      sub = deps.hostChanges.subscribe(hostNqn);
+      view = await deps.hosts.agentView(hostNqn, { since, tokenHash });
+      if (!view.tokenValid) throw revoked();
     }
-    return { version, tasks: await currentTasks(deps, hostNqn) };
+    // Timed out (or the client left) with the version unchanged: the list as it is.
+    if (view.attachments === null) {
+      view = await deps.hosts.agentView(hostNqn, { since: null, tokenHash });
+      if (waited && !view.tokenValid) throw revoked();
+    }
+    return { version: view.version, tasks: toTasks(view.attachments ?? []) };
   } finally {
     sub.cancel();
   }
 }
+
+const revoked = () => new DriverError('unauthorized', 'the token was revoked while the poll waited');
 
 /** Stores an agent's report on one of its own host's attachments. */
 export async function recordAgentReport(

@@ -28,10 +28,9 @@ const UNFINISHED: readonly AttachmentStatus[] = ['attaching', 'attached', 'detac
  */
 export async function deleteVolume(deps: DriverDeps, req: DeleteVolumeRequest): Promise<{ deleted: boolean }> {
   return deps.locks.withVolumeLock(req.id, async (store) => {
-    const volume = await store.getVolume(req.id);
-    if (!volume) return { deleted: false };
-
-    const unfinished = await store.attachmentsOfVolume(volume.id, UNFINISHED);
+    const found = await store.volumeWithAttachments(req.id, UNFINISHED);
+    if (!found) return { deleted: false };
+    const { volume, attachments: unfinished } = found;
     const live = unfinished.filter((a) => LIVE_STATUSES.includes(a.status));
     if (live.length > 0 && !req.force) {
       throw new DriverError(

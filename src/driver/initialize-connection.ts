@@ -4,7 +4,7 @@ import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import { type Attachment, type ConnectionInfo, type Connector, LIVE_STATUSES } from './model.ts';
 import type { Store } from './ports.ts';
-import { applyPaths } from './refresh-portals.ts';
+import { applyPaths, sameJson } from './refresh-portals.ts';
 
 export interface InitializeConnectionRequest {
   volumeId: string;
@@ -43,8 +43,10 @@ export async function initializeConnection(
   const instanceUuid = req.instanceUuid ?? null;
 
   return deps.locks.withVolumeLock(req.volumeId, async (store) => {
-    let volume = await store.getVolume(req.volumeId);
-    if (!volume) throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
+    const found = await store.volumeWithAttachments(req.volumeId, LIVE_STATUSES);
+    if (!found) throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
+    let volume = found.volume;
+    const live = found.attachments;
     // A record left `error` by a failed operation (an extend, a delete) whose volume the backend
     // still shows healthy is available: a transient fault must not block attaching.
     if (volume.status === 'error') volume = await reconcileWithBackend(deps, store, volume).catch(() => volume!);
@@ -53,7 +55,6 @@ export async function initializeConnection(
         details: { status: volume.status },
       });
     }
-    const live = await store.attachmentsOfVolume(volume.id, LIVE_STATUSES);
     let attachment = live.find((a) => a.hostNqn === connector.nqn && a.instanceUuid === instanceUuid);
     const created = !attachment;
     if (!attachment) {
@@ -101,12 +102,21 @@ export async function initializeConnection(
       });
       // The backend's size is the truth (an extend may have landed without its answer).
       await reconcileWithBackend(deps, store, volume, bv);
-      const saved = await store.updateAttachment(attachment.id, {
-        status: 'attached',
-        connectionInfo,
-        connector,
-        multipathMode: mode,
-      });
+      // A repeated call that changes nothing writes nothing (a database round trip fewer; the
+      // row would only have its updated_at moved, and no trigger fires for it).
+      const unchanged =
+        attachment.status === 'attached' &&
+        attachment.multipathMode === mode &&
+        sameJson(attachment.connectionInfo, connectionInfo) &&
+        sameJson(attachment.connector, connector);
+      const saved = unchanged
+        ? attachment
+        : await store.updateAttachment(attachment.id, {
+            status: 'attached',
+            connectionInfo,
+            connector,
+            multipathMode: mode,
+          });
       // The paths just read are the backend's truth for every host of this volume: the other
       // attachments follow at once rather than at the next periodic refresh.
       const others = live.filter((a) => a.id !== saved.id && a.status === 'attached');

@@ -201,6 +201,14 @@ export interface AttachmentFilter {
 export interface Store {
   /** null when absent. */
   getVolume(id: string, opts?: { includeDeleted?: boolean }): Promise<Volume | null>;
+  /**
+   * The live (not deleted) volume and its attachments in one of `statuses` (oldest first), read
+   * in one round trip; null when there is no live volume.
+   */
+  volumeWithAttachments(
+    id: string,
+    statuses: readonly AttachmentStatus[],
+  ): Promise<{ volume: Volume; attachments: Attachment[] } | null>;
   /** Inserts; returns the existing row unchanged when `id` is already there. */
   insertVolume(v: NewVolume): Promise<Volume>;
   updateVolume(id: string, patch: Partial<Pick<Volume, 'status' | 'backendUuid' | 'sizeGb'>>): Promise<Volume>;
@@ -255,6 +263,20 @@ export interface AgentAttachment {
 }
 
 /** Hosts, their tokens, and the agent's side of attachments. */
+export interface AgentViewOptions {
+  /** The version the agent has; the list is read only when the host's differs. */
+  since: number | null;
+  tokenHash?: string;
+  touch?: boolean;
+}
+
+export interface AgentView {
+  version: number;
+  tokenValid: boolean;
+  /** null when the version equals `since` (nothing to send). */
+  attachments: AgentAttachment[] | null;
+}
+
 export interface HostStore {
   /** Creates the host or replaces its token hash (the old token stops working). */
   issueToken(nqn: string, name: string, tokenHash: string): Promise<Host>;
@@ -269,14 +291,16 @@ export interface HostStore {
   registerHost(nqn: string, connector: Connector): Promise<Host>;
   /** Marks the host seen now. Not an error when absent. */
   touchHost(nqn: string): Promise<void>;
-  /** The host's change counter; 0 for an unknown host. */
-  hostVersion(nqn: string): Promise<number>;
   /**
-   * What the host's agent must act on, all with connection info: live attachments (to
-   * connect), detaching ones (to tear down; the service waits for them), and ended ones that the
-   * agent has not yet reported disconnected (to tear down), the last for a week after they ended.
+   * What the host's agent must act on, read in one statement (one snapshot, so the version and
+   * the list always agree): the host's change counter (0 for an unknown host), whether
+   * `tokenHash` is still the host's token (true when not asked), and, only when the counter
+   * differs from `since`, the attachments, all with connection info: live ones (to connect),
+   * detaching ones (to tear down; the service waits for them), and ended ones that the agent has
+   * not yet reported disconnected (to tear down), the last for a week after they ended.
+   * `touch` also marks the host seen now, in the same round trip.
    */
-  agentAttachments(nqn: string): Promise<AgentAttachment[]>;
+  agentView(nqn: string, opts: AgentViewOptions): Promise<AgentView>;
   /**
    * Stores the agent's report on the attachment and, when its state or health differs from the
    * previous report, records the change in the path-health history (atomically with the report).

@@ -108,7 +108,7 @@ function portalsOf(ci: ConnectionInfo): string[] {
 }
 
 /** Deep equality that ignores key order (jsonb does not keep it). */
-function sameJson(a: unknown, b: unknown): boolean {
+export function sameJson(a: unknown, b: unknown): boolean {
   return canonical(a) === canonical(b);
 }
 

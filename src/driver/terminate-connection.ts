@@ -68,12 +68,12 @@ export async function terminateConnection(
     );
   }
   return deps.locks.withVolumeLock(req.volumeId, async (store) => {
-    const volume = await store.getVolume(req.volumeId);
-    if (!volume) {
+    const found = await store.volumeWithAttachments(req.volumeId, UNFINISHED);
+    if (!found) {
       if (await store.getVolume(req.volumeId, { includeDeleted: true })) return NOTHING;
       throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
     }
-    const unfinished = await store.attachmentsOfVolume(volume.id, UNFINISHED);
+    const { volume, attachments: unfinished } = found;
 
     if (req.connector === null) {
       await markAll(store, unfinished, 'detaching', true);

@@ -1,5 +1,6 @@
 import express, { type Request, type Response } from 'express';
 import { type Context, type Document, OpenAPIBackend } from 'openapi-backend';
+import { compileRouting } from './routing.ts';
 import type { DriverDeps } from '../driver/deps.ts';
 import { DriverError, type ErrorCode, isDriverError } from '../driver/errors.ts';
 import type { Logger } from '../shared/logger.ts';
@@ -133,6 +134,7 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     }
   });
   await api.init();
+  compileRouting(api);
 
   const parseJson = express.json({
     limit: BODY_LIMIT,

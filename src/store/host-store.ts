@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { AgentReport, Attachment, Connector, Host, PathStatus } from '../driver/model.ts';
-import type { AgentAttachment, HostStore } from '../driver/ports.ts';
+import type { AgentView, AgentViewOptions, HostStore } from '../driver/ports.ts';
 import { HOST_CHANNEL } from './change-feed.ts';
 import { type AttachmentRow, type HostRow, toAttachment, toHost } from './pg-store.ts';
 
@@ -64,29 +64,44 @@ export class PgHostStore implements HostStore {
     await this.db('hosts').where({ nqn }).update({ last_seen_at: this.db.fn.now() });
   }
 
-  async hostVersion(nqn: string): Promise<number> {
-    const row = (await this.db('hosts').where({ nqn }).first('version')) as { version: string } | undefined;
-    return row ? Number(row.version) : 0;
-  }
-
-  async agentAttachments(nqn: string): Promise<AgentAttachment[]> {
-    const rows = (await this.db('attachments as a')
-      .join('volumes as v', 'v.id', 'a.volume_id')
-      .where('a.host_nqn', nqn)
-      .whereNotNull('a.connection_info')
-      .where((q) =>
-        // A detaching one stays however long it waits: the service revokes only once the agent
-        // reported it released, so dropping it from the list would leave the detach pending forever.
-        q.whereIn('a.status', ['attaching', 'attached', 'detaching']).orWhere((e) =>
-          e
-            .whereIn('a.status', ['detached', 'error'])
-            .where((r) => r.whereNull('a.agent_state').orWhereNot('a.agent_state', 'disconnected'))
-            .whereRaw(`a.updated_at > now() - ${TEARDOWN_WINDOW}`),
-        ),
-      )
-      .orderBy([{ column: 'a.created_at' }, { column: 'a.id' }])
-      .select('a.*', 'v.size_gb as volume_size_gb')) as (AttachmentRow & { volume_size_gb: number })[];
-    return rows.map((r) => ({ attachment: toAttachment(r), volumeSizeGb: r.volume_size_gb }));
+  async agentView(nqn: string, opts: AgentViewOptions): Promise<AgentView> {
+    // One statement, one snapshot: the version and the list agree (two reads could pair an old
+    // version with a newer list, or the reverse). A data-modifying WITH runs exactly once even
+    // unreferenced (PostgreSQL manual, "Data-Modifying Statements in WITH"); the SELECT still
+    // sees the snapshot taken before it, which is all it needs of hosts: the version.
+    const touch = opts.touch ? 'WITH touched AS (UPDATE hosts SET last_seen_at = now() WHERE nqn = :nqn) ' : '';
+    const { rows } = (await this.db.raw(
+      `${touch}SELECT h.version AS host_version, ${opts.tokenHash === undefined ? 'true' : 'h.token_hash = :tokenHash'} AS token_valid,
+              a.*, v.size_gb AS volume_size_gb
+         FROM hosts h
+         LEFT JOIN (attachments a JOIN volumes v ON v.id = a.volume_id)
+           ON h.version IS DISTINCT FROM CAST(:since AS bigint)
+          AND a.host_nqn = h.nqn
+          AND a.connection_info IS NOT NULL
+          AND (a.status IN ('attaching', 'attached', 'detaching')
+               -- A detaching one stays however long it waits: the service revokes only once the
+               -- agent reported it released, so dropping it would leave the detach pending forever.
+               OR (a.status IN ('detached', 'error')
+                   AND (a.agent_state IS NULL OR a.agent_state <> 'disconnected')
+                   AND a.updated_at > now() - ${TEARDOWN_WINDOW}))
+        WHERE h.nqn = :nqn
+        ORDER BY a.created_at, a.id`,
+      { nqn, since: opts.since, ...(opts.tokenHash === undefined ? {} : { tokenHash: opts.tokenHash }) },
+    )) as { rows: (AttachmentRow & { host_version: string; token_valid: boolean; volume_size_gb: number })[] };
+    const head = rows[0];
+    if (!head)
+      return { version: 0, tokenValid: opts.tokenHash === undefined, attachments: opts.since === 0 ? null : [] };
+    const version = Number(head.host_version);
+    return {
+      version,
+      tokenValid: head.token_valid === true,
+      attachments:
+        version === opts.since
+          ? null
+          : rows
+              .filter((r) => r.id !== null)
+              .map((r) => ({ attachment: toAttachment(r), volumeSizeGb: r.volume_size_gb })),
+    };
   }
 
   async saveReport(attachmentId: string, report: AgentReport): Promise<Attachment> {

@@ -38,10 +38,23 @@ export class PgVolumeLocks implements VolumeLocks {
   withVolumeLock<T>(volumeId: string, fn: (store: Store) => Promise<T>): Promise<T> {
     // One volume, one key, whatever the case of the UUID text (PostgreSQL's uuid type ignores it).
     const key = volumeId.toLowerCase();
-    return this.local.run(key, () => this.withAdvisoryLock(`portalis:volume:${key}`, fn));
+    // The caller gets fn's outcome as soon as fn is done; the unlock (one more round trip) runs
+    // after it, still holding the in-process mutex, so the next caller of this process queues
+    // here, and one of another process waits in pg_advisory_lock until the unlock lands. That
+    // round trip no longer delays every answer.
+    return new Promise<T>((resolve, reject) => {
+      void this.local
+        .run(key, () => this.withAdvisoryLock(`portalis:volume:${key}`, fn, resolve, reject))
+        .catch(reject);
+    });
   }
 
-  private async withAdvisoryLock<T>(key: string, fn: (store: Store) => Promise<T>): Promise<T> {
+  private async withAdvisoryLock<T>(
+    key: string,
+    fn: (store: Store) => Promise<T>,
+    resolve: (v: T) => void,
+    reject: (e: unknown) => void,
+  ): Promise<void> {
     const client = this.db.client as {
       acquireConnection(): Promise<unknown>;
       releaseConnection(c: unknown): Promise<void>;
@@ -67,7 +80,10 @@ export class PgVolumeLocks implements VolumeLocks {
         throw e;
       }
       locked = true;
-      return await fn(new PgStore(this.db, conn));
+      // Settled here, before the unlock below; a rejection of fn is the caller's, not ours.
+      await fn(new PgStore(this.db, conn)).then(resolve, reject);
+    } catch (e) {
+      reject(e);
     } finally {
       let unlocked = !locked;
       if (locked) {

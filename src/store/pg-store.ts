@@ -91,6 +91,23 @@ const toReport = (r: AttachmentRow): AgentReport | null =>
         reportedAt: r.reported_at,
       };
 
+/** An attachment row as `json_agg` gives it: timestamps as text. */
+type AttachmentJson = Omit<AttachmentRow, TimestampColumn> & Record<TimestampColumn, string | null>;
+type TimestampColumn = 'created_at' | 'updated_at' | 'detached_at' | 'reported_at' | 'portals_changed_at';
+
+const date = (s: string | null | undefined): Date | null => (s == null ? null : new Date(s));
+
+function fromJson(j: AttachmentJson): AttachmentRow {
+  return {
+    ...j,
+    created_at: date(j.created_at)!,
+    updated_at: date(j.updated_at)!,
+    detached_at: date(j.detached_at),
+    reported_at: date(j.reported_at),
+    portals_changed_at: date(j.portals_changed_at),
+  };
+}
+
 export const toAttachment = (r: AttachmentRow): Attachment => ({
   id: r.id,
   volumeId: r.volume_id,
@@ -150,6 +167,26 @@ export class PgStore implements Store {
     if (!opts.includeDeleted) q.whereNull('deleted_at');
     const row = await q.first();
     return row ? toVolume(row as VolumeRow) : null;
+  }
+
+  async volumeWithAttachments(
+    id: string,
+    statuses: readonly AttachmentStatus[],
+  ): Promise<{ volume: Volume; attachments: Attachment[] } | null> {
+    // The attachments come back as one JSON array beside the volume's columns (a join would
+    // repeat the volume per attachment and clash on id, status and the timestamps).
+    const q = this.db.raw(
+      `SELECT v.*, (SELECT coalesce(json_agg(a ORDER BY a.created_at, a.id), '[]'::json)
+                      FROM attachments a WHERE a.volume_id = v.id AND a.status = ANY(?)) AS attachments_json
+         FROM volumes v WHERE v.id = ? AND v.deleted_at IS NULL`,
+      [statuses as string[], id],
+    );
+    const { rows } = (await (this.connection ? q.connection(this.connection) : q)) as {
+      rows: (VolumeRow & { attachments_json: AttachmentJson[] })[];
+    };
+    const row = rows[0];
+    if (!row) return null;
+    return { volume: toVolume(row), attachments: row.attachments_json.map(fromJson).map(toAttachment) };
   }
 
   async insertVolume(v: NewVolume): Promise<Volume> {

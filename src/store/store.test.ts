@@ -66,6 +66,44 @@ describe('PostgreSQL store and locks', () => {
     assert.deepEqual(await store.listAttachments({ volumeId: v.id, status: 'detached' }), []);
   });
 
+  it('volumeWithAttachments reads what getVolume and attachmentsOfVolume read, in one statement', async () => {
+    const store = new PgStore(t.db);
+    const v = await newVolume(store);
+    const conn = (i: number) => ({ nqn: `${NQN}-${i}`, host: `h${i}`, multipath: true });
+    const made = [];
+    for (let i = 0; i < 3; i++)
+      made.push(
+        await store.insertAttachment({
+          volumeId: v.id,
+          hostNqn: `${NQN}-${i}`,
+          hostName: `h${i}`,
+          instanceUuid: i === 2 ? randomUUID() : null,
+          connector: conn(i),
+          multipathMode: 'native',
+        }),
+      );
+    await store.updateAttachment(made[1]!.id, { status: 'detached', detachedAt: new Date() });
+    await t
+      .db('attachments')
+      .where({ id: made[0]!.id })
+      .update({ agent_state: 'connected', size_bytes: 2 ** 40, reported_at: new Date(), paths: JSON.stringify([]) });
+    let queries = 0;
+    const count = () => void queries++;
+    t.db.on('query', count);
+    const both = await store.volumeWithAttachments(v.id, ['attaching', 'detached']);
+    t.db.off('query', count);
+    assert.equal(queries, 1);
+    assert.deepEqual(both, {
+      volume: await store.getVolume(v.id),
+      attachments: await store.attachmentsOfVolume(v.id, ['attaching', 'detached']),
+    });
+    assert.equal(both?.attachments.length, 3);
+    assert.equal((await store.volumeWithAttachments(v.id, ['attached']))?.attachments.length, 0);
+    assert.equal(await store.volumeWithAttachments(randomUUID(), ['attaching']), null);
+    await store.markVolumeDeleted(v.id);
+    assert.equal(await store.volumeWithAttachments(v.id, ['attaching']), null);
+  });
+
   it('refuses a second live attachment for the same volume, host and instance at the database level', async () => {
     const store = new PgStore(t.db);
     const v = await newVolume(store);
