@@ -8,7 +8,7 @@
  *
  *   npm run bench -- agent-kernel [--quick] [--only native|dm]     (--quick: 3 rounds, else 5)
  */
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { boot } from '../test/kernel/harness/boot.ts';
@@ -134,6 +134,11 @@ export const agentKernel: Benchmark = {
         throw new Error(`the ${mode} run broke (${r.status}, exit ${r.exitCode}); run folder kept: ${runDir}`);
       }
       out.push(...figures(mode, raw));
+      // The guest's rows with every round's connector trace, for the reader who wants the steps.
+      const rawFile = path.join(ROOT, 'bench-results', `agent-kernel-${mode}.json`);
+      await mkdir(path.dirname(rawFile), { recursive: true });
+      await writeFile(rawFile, `${JSON.stringify(raw, null, 2)}\n`);
+      ctx.log(`${mode}: rows and traces in ${path.relative(ROOT, rawFile)}`);
       await rm(runDir, { recursive: true, force: true });
     }
     ctx.log(`host: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}`);

@@ -70,6 +70,36 @@ describe('agent daemon', () => {
     assert.deepEqual(waits, [30]);
   });
 
+  it('reports connecting only for an attach that takes longer than the delay', async () => {
+    const { host, clock, service } = setup(true);
+    // Volume 2's connect to one portal hangs 5 s (a slow target); volume 1's connects are quick.
+    let held = false;
+    host.script(
+      (cmd, a) => cmd === 'nvme' && a[0] === 'connect' && a.includes('10.0.0.3') && !held,
+      async () => {
+        held = true;
+        await clock.sleep(5_000);
+        return { code: 1, stdout: '', stderr: 'Failed to write to /dev/nvme-fabrics: Connection timed out\n' };
+      },
+    );
+    service.put('slow', nativeData({ vol_uuid: VOL2, ns_id: '2' }));
+    const d = start(host, clock, service);
+    await elapse(clock, 900);
+    assert.deepEqual(service.states('slow'), [], 'nothing reported within the delay');
+    await elapse(clock, 300);
+    assert.deepEqual(service.states('slow'), ['connecting'], 'connecting once the attach took longer than 1 s');
+    await elapse(clock, 5_000);
+    assert.equal(service.last('slow')?.state, 'connected');
+    await d.stop();
+
+    const quick = setup();
+    quick.service.put('a1', nativeData());
+    const q = start(quick.host, quick.clock, quick.service);
+    await elapse(quick.clock, 3_000);
+    assert.deepEqual(quick.service.states('a1'), ['connected'], 'a quick attach never says connecting');
+    await q.stop();
+  });
+
   it('registers, connects what the service wants and reports the device and its paths', async () => {
     const { host, clock, service } = setup();
     service.put('a1', nativeData());

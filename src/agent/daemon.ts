@@ -47,6 +47,12 @@ export interface DaemonOptions {
   pollWaitSeconds?: number;
   backoffInitialMs?: number;
   backoffMaxMs?: number;
+  /**
+   * A fresh attach is reported `connecting` only once it has taken this long: most finish within
+   * it, and a report superseded a moment later by `connected` is only load on the service (and,
+   * sent during the connects, CPU taken from them on a small host).
+   */
+  connectingReportDelayMs?: number;
   observer?: DaemonObserver;
 }
 
@@ -92,6 +98,7 @@ export class AgentDaemon {
       pollWaitSeconds: opts.pollWaitSeconds ?? 30,
       backoffInitialMs: opts.backoffInitialMs ?? 1000,
       backoffMaxMs: opts.backoffMaxMs ?? 60_000,
+      connectingReportDelayMs: opts.connectingReportDelayMs ?? 1000,
     };
     this.reporter = new Reporter(opts.service, opts.clock, this.log, this.options.reportRefreshMs);
   }
@@ -264,11 +271,15 @@ export class AgentDaemon {
     const c = this.options.connector;
     const started = this.options.clock.now();
     let fresh = false;
+    const connecting = new AbortController();
     try {
       // Adopt what is there: no "connecting" blip for a device that already works.
       const before = await c.getPaths(data);
       fresh = !before.devicePath;
-      if (fresh) this.report(id, stateReport('connecting'));
+      if (fresh)
+        void this.options.clock.sleep(this.options.connectingReportDelayMs, connecting.signal).then(() => {
+          if (!connecting.signal.aborted) this.report(id, stateReport('connecting'));
+        });
       // A stale portal whose controller is no longer live (its node was readdressed: the old
       // port is gone) carries no I/O, and it blocks the new one: nvmet gives the new controller
       // the cntlid the old one had, and the host refuses a duplicate cntlid in one subsystem
@@ -280,7 +291,7 @@ export class AgentDaemon {
         if (dead.disconnected.length)
           this.log.info({ attachment: id, ...dead }, 'dead stale controllers removed first');
       }
-      const connected = await c.connect(data);
+      const connected = await c.connect(data).finally(() => connecting.abort());
       let r: PathsResult = connected;
       if (fresh) {
         this.observer?.connect('ok', this.options.clock.now() - started);
@@ -327,6 +338,7 @@ export class AgentDaemon {
         error: null,
       });
     } catch (e) {
+      connecting.abort();
       if (fresh) this.observer?.connect('failed', this.options.clock.now() - started);
       this.log.warn({ attachment: id, error: (e as Error).message }, 'connect failed; retried on the next pass');
       const now = await c.getPaths(data).catch(() => null);
