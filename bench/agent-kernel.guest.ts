@@ -140,6 +140,10 @@ interface AgentRound {
 async function agentRound(s: AgentStack, volumeId: string): Promise<AgentRound> {
   const initStarted = Date.now();
   const { attachmentId } = await s.attach(volumeId);
+  // Wait on the agent's log (a file read here), not by polling the service: in the emulated
+  // guest each GET costs the service 100-300 ms of the two vCPUs the agent's connects run on,
+  // which the baselines, measured with nothing polling, never pay.
+  await waitFor('the agent logged the attach', () => agentLogLines(s.agent, 'attached', attachmentId).at(-1), 60_000);
   const a = await s.waitAttachment(attachmentId, 'connected', (x) => (x.agent?.state === 'connected' ? x : undefined));
   const got = receivedAt(s, attachmentId, 'connected');
   const attached = agentLogLines(s.agent, 'attached', attachmentId).at(-1);
@@ -147,6 +151,7 @@ async function agentRound(s: AgentStack, volumeId: string): Promise<AgentRound> 
   const reportedAt = Date.parse(String((a.agent as { reported_at?: string }).reported_at));
   await s.waitConnected(attachmentId, 3);
   await s.api.terminateConnection(volumeId, s.connector);
+  await waitFor('the agent logged the detach', () => agentLogLines(s.agent, 'detached', attachmentId).at(-1), 60_000);
   const d = await s.waitDetached(attachmentId);
   const gone = receivedAt(s, attachmentId, 'disconnected');
   const detached = agentLogLines(s.agent, 'detached', attachmentId).at(-1);

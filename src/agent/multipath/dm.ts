@@ -169,11 +169,19 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
         if (map && outside.length === 0) return { done: true, value: map };
         const fresh = outside.filter((d) => !pending.has(d.name));
         if (fresh.length) {
-          for (const d of fresh) {
-            pending.add(d.name);
-            const r = await traced(ctx, `multipathd add path ${d.name}`, () =>
-              ctx.host.run('multipathd', ['add', 'path', d.name], { timeoutMs: ctx.commandTimeoutMs }),
-            );
+          // All at once: multipathd's listener still runs the commands one after another
+          // (multipathd `uxlsnr.c`, under its vecs lock), but the `multipathd` client processes'
+          // start-up, most of each call's time on a small host, overlaps instead of adding up.
+          for (const d of fresh) pending.add(d.name);
+          const results = await Promise.all(
+            fresh.map(async (d) => ({
+              d,
+              r: await traced(ctx, `multipathd add path ${d.name}`, () =>
+                ctx.host.run('multipathd', ['add', 'path', d.name], { timeoutMs: ctx.commandTimeoutMs }),
+              ),
+            })),
+          );
+          for (const { d, r } of results) {
             if (r.code === 127) throw new AgentError('dm_unavailable', 'multipathd is not installed');
             if (r.code !== 0) ctx.log.warn({ path: d.name, error: r.stderr.trim() }, 'multipathd add path failed');
           }
