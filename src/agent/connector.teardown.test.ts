@@ -10,6 +10,9 @@ async function attached(opts: Parameters<typeof scenario>[0] = {}) {
   return { ...s, dev: r.devicePath };
 }
 
+/** A kernel whose controllers have no writable delete_controller: the agent uses nvme-cli. */
+const NVME_CLI_ONLY = { kernel: { deleteController: false } };
+
 describe('teardown', () => {
   it('flushes, disconnects each controller with -d and checks sysfs', async () => {
     const s = await attached();
@@ -18,7 +21,21 @@ describe('teardown', () => {
     assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
     assert.deepEqual(s.host.controllers(), []);
     assert.equal(s.host.calls('nvme disconnect -n').length, 0, 'never subsystem-wide');
+    assert.deepEqual(
+      s.host.calls('write /sys/class/nvme/').sort(),
+      ['nvme0', 'nvme1', 'nvme2'].map((c) => `write /sys/class/nvme/${c}/delete_controller`),
+      "through each controller's delete_controller, as nvme disconnect -d does",
+    );
+    assert.equal(s.host.calls('nvme disconnect').length, 0, 'no nvme-cli process');
     assert.ok(!s.host.fs.exists('/sys/block/nvme0n1'));
+  });
+
+  it('falls back to nvme disconnect -d where delete_controller cannot be written', async () => {
+    const s = await attached(NVME_CLI_ONLY);
+    const r = await drive(s.clock, s.connector.disconnect(nativeData()));
+    assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
+    assert.equal(s.host.calls('nvme disconnect -d').length, 3);
+    assert.deepEqual(s.host.controllers(), []);
   });
 
   it('is not an error when nothing is attached', async () => {
@@ -49,7 +66,7 @@ describe('teardown', () => {
         return true;
       });
       assert.equal(s.host.controllers().length, 3);
-      assert.equal(s.host.calls('blockdev').length + s.host.calls('nvme disconnect').length, 0);
+      assert.equal(s.host.calls('blockdev').length + s.host.disconnects().length, 0);
       const r = await drive(s.clock, s.connector.disconnect(nativeData(), { force: true }));
       assert.equal(r.disconnected.length, 3);
     });
@@ -99,7 +116,7 @@ describe('teardown', () => {
     assert.deepEqual(r.disconnected, []);
     assert.equal(r.kept.length, 3);
     assert.match(r.kept[0]!.reason, /other namespaces/);
-    assert.equal(s.host.calls('nvme disconnect').length, 0);
+    assert.equal(s.host.disconnects().length, 0);
     assert.equal((await s.connector.getPaths(nativeData({ vol_uuid: VOL2, ns_id: '2' }))).devicePath, other.devicePath);
 
     // VOL's namespace stays visible until the service revokes the host's access: until then the
@@ -183,8 +200,8 @@ describe('teardown', () => {
     assert.deepEqual(r.disconnected.sort(), ['nvme1', 'nvme2']);
   });
 
-  it('reports a disconnect nvme-cli claimed (exit 0) but the kernel did not do, and carries on with the rest', async () => {
-    const s = await attached();
+  it('nvme-cli fallback: reports a disconnect nvme-cli claimed (exit 0) but the kernel did not do, and carries on with the rest', async () => {
+    const s = await attached(NVME_CLI_ONLY);
     s.host.cli.failDisconnect.add('nvme1');
     await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), (e: unknown) => {
       assert.ok(e instanceof TeardownError);
@@ -199,8 +216,8 @@ describe('teardown', () => {
     assert.deepEqual(s.host.controllers(), ['nvme1']);
   });
 
-  it('does not mistake a controller that reused the name for the one it disconnected', async () => {
-    const s = await attached();
+  it('nvme-cli fallback: does not mistake a controller that reused the name for the one it disconnected', async () => {
+    const s = await attached(NVME_CLI_ONLY);
     // While nvme1 goes away, another subsystem's connect takes the number: that is not a failure.
     s.host.fabric.addSubsystem('nqn.other', [{ address: '10.9.9.9' }]);
     s.host.script(
@@ -220,8 +237,8 @@ describe('teardown', () => {
   // scans the whole sysfs topology first, and libnvme 1.3 double-frees (SIGABRT, exit 134) when
   // a controller directory vanishes during that scan (libnvme issue #840), i.e. while another
   // controller is being removed: parallel disconnects of one volume's controllers crashed it.
-  it('disconnects one controller at a time (no nvme-cli scans sysfs while another controller goes)', async () => {
-    const s = await attached();
+  it('nvme-cli fallback: disconnects one controller at a time (no nvme-cli scans sysfs while another controller goes)', async () => {
+    const s = await attached(NVME_CLI_ONLY);
     let most = 0;
     s.host.script(
       (cmd, args) => cmd === 'nvme' && args[0] === 'disconnect',
@@ -237,8 +254,8 @@ describe('teardown', () => {
     assert.equal(most, 1, 'disconnects in flight at once');
   });
 
-  it('runs nvme disconnect again when nvme-cli aborted before disconnecting (libnvme 1.3 double free)', async () => {
-    const s = await attached();
+  it('nvme-cli fallback: runs nvme disconnect again when nvme-cli aborted before disconnecting (libnvme 1.3 double free)', async () => {
+    const s = await attached(NVME_CLI_ONLY);
     s.host.script((cmd, args) => cmd === 'nvme' && args[0] === 'disconnect' && args[2] === 'nvme1', {
       code: 134,
       stdout: '',
@@ -253,8 +270,8 @@ describe('teardown', () => {
     assert.deepEqual(s.host.controllers(), []);
   });
 
-  it('gives up after three aborted attempts and reports the controller still there', async () => {
-    const s = await attached();
+  it('nvme-cli fallback: gives up after three aborted attempts and reports the controller still there', async () => {
+    const s = await attached(NVME_CLI_ONLY);
     s.host.script(
       (cmd, args) => cmd === 'nvme' && args[0] === 'disconnect' && args[2] === 'nvme1',
       { code: 134, stdout: '', stderr: 'free(): double free detected in tcache 2\n' },

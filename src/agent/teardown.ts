@@ -100,10 +100,35 @@ function sameController(a: Controller, b: Controller | null): boolean {
 }
 
 /**
- * `nvme disconnect -d <ctrl>`, then sysfs decides: nvme-cli prints a failed disconnect and
- * still exits 0 (nvme-cli issue #237), and `-d` of an unknown name is not an error for us.
+ * Removes one controller, then sysfs decides whether it went. First by writing `1` to its
+ * `delete_controller` attribute, which is what `nvme disconnect -d` itself does (libnvme
+ * `nvme_disconnect_ctrl`; the kernel's `nvme_sysfs_delete`, drivers/nvme/host/core.c, deletes a
+ * fabrics controller and returns when it is gone): no nvme-cli process to start, and none of
+ * libnvme 1.3's scan of all of sysfs that aborts when another controller vanishes under it
+ * (libnvme #840). Where the attribute cannot be written, `nvme disconnect -d <ctrl>`: nvme-cli
+ * prints a failed disconnect and still exits 0 (nvme-cli issue #237), and `-d` of an unknown
+ * name is not an error for us.
  */
 export async function disconnectController(ctx: AgentContext, ctrl: Controller): Promise<void> {
+  const deleted = await traced(ctx, `delete_controller ${ctrl.name}`, async () => {
+    // Names are reused: never delete a controller that took this one's name meanwhile.
+    if (!sameController(ctrl, await readController(ctx.host, ctrl.name))) return true;
+    try {
+      await ctx.host.writeFile(`/sys/class/nvme/${ctrl.name}/delete_controller`, '1');
+      return true;
+    } catch (e) {
+      ctx.log.warn(
+        { controller: ctrl.name, error: (e as Error).message },
+        'delete_controller not writable; disconnecting with nvme-cli',
+      );
+      return false;
+    }
+  });
+  if (!deleted) return disconnectWithNvmeCli(ctx, ctrl);
+  await waitGone(ctx, ctrl, `writing delete_controller of ${ctrl.name} returned`, '');
+}
+
+async function disconnectWithNvmeCli(ctx: AgentContext, ctrl: Controller): Promise<void> {
   const run = () =>
     traced(ctx, `nvme disconnect -d ${ctrl.name}`, () =>
       ctx.host.run('nvme', disconnectArgs(ctrl.name), { timeoutMs: ctx.commandTimeoutMs }),
@@ -129,6 +154,12 @@ export async function disconnectController(ctx: AgentContext, ctrl: Controller):
   const outcome = classify(r);
   if (outcome.kind === 'not-installed')
     throw new AgentError('command_unavailable', `nvme-cli is not installed: ${outcome.message}`);
+  const said = 'message' in outcome ? outcome.message : `exit ${r.code}`;
+  await waitGone(ctx, ctrl, `nvme disconnect -d ${ctrl.name} exited ${r.code}`, `: ${said}`);
+}
+
+/** Waits (5 s) until sysfs no longer shows the controller; else a teardown error saying what was done. */
+async function waitGone(ctx: AgentContext, ctrl: Controller, what: string, detail: string): Promise<void> {
   const gone = await traced(ctx, `wait ${ctrl.name} gone`, () =>
     poll<true>(
       async () =>
@@ -140,10 +171,9 @@ export async function disconnectController(ctx: AgentContext, ctrl: Controller):
   );
   if (!gone.done) {
     const still = await readController(ctx.host, ctrl.name);
-    const said = 'message' in outcome ? outcome.message : `exit ${r.code}`;
     throw new AgentError(
       'teardown_failed',
-      `nvme disconnect -d ${ctrl.name} exited ${r.code} but ${ctrl.name} is still present (state ${still?.state ?? 'unknown'}): ${said}`,
+      `${what} but ${ctrl.name} is still present (state ${still?.state ?? 'unknown'})${detail}`,
     );
   }
 }

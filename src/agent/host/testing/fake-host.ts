@@ -145,6 +145,9 @@ export class FakeHost implements HostPort {
     if (p.startsWith('/sys/') && this.fs.read(p) === null)
       throw Object.assign(new Error(`ENOENT: ${p}`), { code: 'ENOENT' });
     this.fs.writeFile(p, data, opts);
+    // sysfs writes act on the kernel, as commands do: logged with them (`calls('write /sys/…')`).
+    if (p.startsWith('/sys/'))
+      this.commands.push({ cmd: 'write', args: [p], result: { code: 0, stdout: '', stderr: '' } });
   }
 
   async readdir(p: string): Promise<string[]> {
@@ -224,6 +227,11 @@ export class FakeHost implements HostPort {
   unpublishNamespace(nqn: string, nsid: number): void {
     this.fabric.subsystem(nqn).namespaces.delete(nsid);
     for (const c of this.kernel.ctrls.values()) if (c.nqn === nqn) this.kernel.scan(c, false);
+  }
+
+  /** Controllers the host disconnected so far (nvme-cli or `delete_controller`), in order. */
+  disconnects(): string[] {
+    return [...this.kernel.disconnected];
   }
 
   /** Controller names of the kernel, e.g. `['nvme0', 'nvme1']`. */

@@ -34,6 +34,8 @@ export interface FakeKernelOptions {
   multipathLinks: boolean;
   /** false: the target has no ANA; no ana_state files, paths count as optimized. */
   ana: boolean;
+  /** false: controllers have no writable `delete_controller` attribute (the agent falls back to nvme-cli). */
+  deleteController: boolean;
   /** The src_addr the kernel reports for TCP connections. */
   srcAddr: string;
 }
@@ -47,6 +49,7 @@ export const DEFAULT_KERNEL: FakeKernelOptions = {
   perPathCntlid: false,
   multipathLinks: false,
   ana: true,
+  deleteController: true,
   srcAddr: '10.0.0.100',
 };
 
@@ -111,6 +114,15 @@ export class FakeKernel {
   ) {}
 
   // ------------------------------------------------------------------ controllers
+
+  /** Controllers removed by a disconnect (nvme-cli or `delete_controller`), in order. */
+  readonly disconnected: string[] = [];
+
+  /** A disconnect asked for by the host (not a ctrl-loss expiry): recorded, then removed. */
+  disconnect(ctrl: Ctrl): void {
+    this.disconnected.push(`nvme${ctrl.instance}`);
+    this.removeCtrl(ctrl);
+  }
 
   ctrlByName(name: string): Ctrl | undefined {
     const m = /^nvme(\d+)$/.exec(name.replace(/^\/dev\//, ''));
@@ -326,6 +338,8 @@ export class FakeKernel {
     fs.writeFile(`${dir}/subsysnqn`, `${ctrl.nqn}\n`);
     fs.writeFile(`${dir}/transport`, `${p.transport}\n`);
     fs.writeFile(`${dir}/cntlid`, `${ctrl.cntlid}\n`);
+    if (this.opts.deleteController)
+      fs.writeFile(`${dir}/delete_controller`, '', { mode: 0o200, onWrite: () => this.disconnect(ctrl) });
     if (this.opts.ctrlHostnqn) fs.writeFile(`${dir}/hostnqn`, `${ctrl.hostNqn}\n`);
     for (const [k, v] of Object.entries(ctrl.opts)) fs.writeFile(`${dir}/${k}`, `${v}\n`);
     fs.writeFile(`/dev/nvme${ctrl.instance}`, '');

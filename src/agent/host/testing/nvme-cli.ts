@@ -162,14 +162,14 @@ export function fakeNvme(
         if (!ctrl) lines.push(`Did not find device ${name}`);
         else if (cli.failDisconnect.has(`nvme${ctrl.instance}`))
           lines.push(`Failed to disconnect ${name}: Device or resource busy`);
-        else kernel.removeCtrl(ctrl);
+        else kernel.disconnect(ctrl);
       }
       // nvme-cli prints the failure and still exits 0 (nvme-cli issue #237).
       return { code: 0, stdout: '', stderr: lines.map((l) => l + '\n').join('') };
     }
     if (nqn) {
       const mine = [...kernel.ctrls.values()].filter((c) => c.nqn === nqn);
-      for (const c of mine) kernel.removeCtrl(c);
+      for (const c of mine) kernel.disconnect(c);
       return ok(`NQN:${nqn} disconnected ${mine.length} controller(s)\n`);
     }
     return fail('Need a device or NQN\n');
