@@ -200,7 +200,7 @@ describe('teardown', () => {
     assert.deepEqual(r.disconnected.sort(), ['nvme1', 'nvme2']);
   });
 
-  it('nvme-cli fallback: reports a disconnect nvme-cli claimed (exit 0) but the kernel did not do, and carries on with the rest', async () => {
+  it('nvme-cli fallback: reports a disconnect nvme-cli claimed (exit 0) but the kernel did not do, and goes on', async () => {
     const s = await attached(NVME_CLI_ONLY);
     s.host.cli.failDisconnect.add('nvme1');
     await assert.rejects(drive(s.clock, s.connector.disconnect(nativeData())), (e: unknown) => {
