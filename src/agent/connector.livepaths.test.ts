@@ -108,7 +108,7 @@ describe('prunePortals: following a replica move', () => {
     assert.deepEqual(pruned.disconnected, ['nvme0']);
     const cmds = s.host.calls('').slice(before);
     const del = cmds.findIndex((c) => c.startsWith('multipathd del path nvme0n1'));
-    const disc = cmds.findIndex((c) => c === 'write /sys/class/nvme/nvme0/delete_controller');
+    const disc = cmds.indexOf('write /sys/class/nvme/nvme0/delete_controller');
     assert.ok(del >= 0 && disc > del, `del path before disconnect: ${cmds.join(' | ')}`);
     const after = await s.connector.getPaths(moved);
     assert.equal(after.devicePath, first.devicePath);

@@ -1,19 +1,11 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { connectorProperties } from '../../src/agent/connector-properties.ts';
-import { Connector } from '../../src/agent/connector.ts';
-import { AgentDaemon } from '../../src/agent/daemon.ts';
 import { FakeHost } from '../../src/agent/host/testing/fake-host.ts';
-import { HttpServiceClient } from '../../src/agent/service-client.ts';
 import { refreshPortals } from '../../src/driver/refresh-portals.ts';
 import { systemClock } from '../../src/shared/clock.ts';
 import { poll } from '../../src/shared/poll.ts';
-import { FabricDataPlane } from '../support/fabric-data-plane.ts';
+import { type AgentStack, startAgentStack } from '../support/agent-stack.ts';
 import { SimClient } from '../support/sim-client.ts';
-import { startTarget, type Target } from '../support/target.ts';
 
 /**
  * Live paths without a kernel: the simulator moves a replica, adds a node, readdresses one; the
@@ -23,29 +15,14 @@ import { startTarget, type Target } from '../support/target.ts';
  */
 describe('live paths: attached hosts follow the backend', () => {
   const host = new FakeHost({ clock: systemClock, hostname: 'compute-live' });
-  let t: Target;
-  let server: Server;
-  let url: string;
-  const stop = new AbortController();
-  let running: Promise<void> = Promise.resolve();
-  const admin = () => ({ authorization: `Bearer ${t.token}` });
-
+  let stack: AgentStack;
   before(async () => {
-    t = await startTarget({ dataPlane: new FabricDataPlane(host), portalRefreshMs: 200 });
-    server = await new Promise((resolve) => {
-      const s = t.app!.listen(0, '127.0.0.1', () => resolve(s));
-    });
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    stack = await startAgentStack(host, { untilDeadlineMs: 20_000, portalRefreshMs: 200 });
   });
   after(async () => {
-    stop.abort();
-    await running;
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-    await t?.close();
+    await stack?.close();
   });
 
-  const attachment = async (id: string) => (await t.http.get(`/v1/attachments/${id}`).set(admin())).body;
   const ports = (a: any): number[] =>
     (a.connection_info.data.portals as [string, number, string][]).map((p) => p[1]).sort();
   const livePorts = (a: any): number[] =>
@@ -54,42 +31,11 @@ describe('live paths: attached hosts follow the backend', () => {
       .map((p: any) => p.port)
       .sort();
 
-  async function until(id: string, ok: (a: any) => boolean, what: string) {
-    const r = await poll(
-      async () => {
-        const a = await attachment(id);
-        return ok(a) ? { done: true as const, value: a } : { done: false as const, last: a };
-      },
-      { deadlineMs: 20_000, intervalMs: 50 },
-    );
-    assert.ok(r.done, `${what}; last seen: ${JSON.stringify(r.done ? null : r.last)}`);
-    return r.value;
-  }
-
   it('a replica move, a new node and a changed address reach the host; the other volume keeps its paths', async () => {
-    const conn = await connectorProperties(host);
-    const issued = await t.http.post('/v1/hosts').set(admin()).send({ nqn: conn.nqn, name: conn.host });
-    const daemon = new AgentDaemon({
-      connector: new Connector(host, { deviceTimeoutMs: 5000 }),
-      service: new HttpServiceClient({ url, token: issued.body.token }),
-      connectorProperties: () => connectorProperties(host),
-      clock: systemClock,
-      recheckIntervalMs: 60_000, // the long poll, not the recheck, must bring the change
-      pollWaitSeconds: 30,
-    });
-    running = daemon.run(stop.signal);
-
-    const attach = async () => {
-      const volumeId = randomUUID();
-      const vol = await t.http.post('/v1/volumes').set(admin()).send({ id: volumeId, size_gb: 1, replicas: 3 });
-      assert.equal(vol.status, 201);
-      const init = await t.http
-        .post(`/v1/volumes/${volumeId}/initialize_connection`)
-        .set(admin())
-        .send({ connector: { ...conn, multipath: true } });
-      assert.equal(init.status, 200, JSON.stringify(init.body));
-      return { id: init.body.attachment_id as string, backend: vol.body.backend_uuid as string };
-    };
+    const { t, attachment, until } = stack;
+    // The long poll, not the recheck, must bring the change.
+    const conn = await stack.startAgent({ recheckIntervalMs: 60_000, pollWaitSeconds: 30 });
+    const attach = () => stack.attach(conn);
     const a = await attach();
     const b = await attach();
     for (const x of [a, b])
