@@ -366,7 +366,7 @@ export class Connector {
           // A controller that also matches a current portal is a current path, whatever it was.
           if (current.some((p) => servesPortal(c, p, hostNqn))) continue;
           if (opts.deadOnly && c.state === 'live') continue;
-          const reason = await this.keepReason(c, t, others, hostNqn, true, { ctrls, stale: true });
+          const reason = await this.keepReason(c, t, others, hostNqn, true, ctrls);
           const behind = spec.mode === 'dm' ? await namespacesUnderController(this.host, c.name) : [];
           if (reason) {
             out.kept.push({ controller: c.name, reason });
@@ -430,15 +430,16 @@ export class Connector {
    * knowledge (the CLI) keeps the controller for any other visible namespace, as os-brick does:
    * an attached but idle volume must not lose its paths.
    *
-   * A stale controller (`prune`: no current portal of this volume names it, nor any other
-   * attachment's) is not kept by another volume's namespace that is unusable through it (the
-   * controller is not live, or the namespace's ANA state there is neither optimized nor
-   * non-optimized) while that volume has a usable path through another controller. After a node
-   * is readdressed, the controller to its old address is dead and carries every volume served
-   * through that node; kept for the sake of a volume whose head is open, it would stay forever, and
-   * the connect to the new address would keep failing with EINVAL: nvmet hands the new
-   * association the dead one's controller ID, and the host refuses a second controller with the
-   * same ID in one subsystem (drivers/nvme/host/core.c `nvme_validate_cntlid`, "Duplicate cntlid").
+   * A stale controller (the prune passes `staleAmong`, the subsystem's controllers: no current
+   * portal of this volume names it, nor any other attachment's) is not kept by another
+   * volume's namespace that is unusable through it (the controller is not live, or the
+   * namespace's ANA state there is neither optimized nor non-optimized) while that volume has a
+   * usable path through another controller. After a node is readdressed, the controller to its
+   * old address is dead and carries every volume served through that node; kept for the sake of
+   * a volume whose head is open, it would stay forever, and the connect to the new address would
+   * keep failing with EINVAL: nvmet hands the new association the dead one's controller ID, and
+   * the host refuses a second controller with the same ID in one subsystem
+   * (drivers/nvme/host/core.c `nvme_validate_cntlid`, "Duplicate cntlid").
    */
   private async keepReason(
     c: Controller,
@@ -446,7 +447,7 @@ export class Connector {
     others: OtherUsers,
     hostNqn: string | null,
     complete: boolean,
-    prune?: { ctrls: Controller[]; stale: true },
+    staleAmong?: Controller[],
   ): Promise<string | null> {
     const user = others.find((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn));
     if (user)
@@ -460,7 +461,7 @@ export class Connector {
         busy.push(`/dev/${name} (visible; this caller does not know which attachments the host has)`);
         continue;
       }
-      if (prune && !usableThrough(c, ns) && (await this.usableElsewhere(ns, c, prune.ctrls))) continue;
+      if (staleAmong && !usableThrough(c, ns) && (await this.usableElsewhere(ns, c, staleAmong))) continue;
       const top = usedThrough(name);
       const usage = await deviceUsage(this.host, top, [`/dev/${top}`]);
       if (isInUse(usage)) busy.push(describeUsage(`/dev/${top}`, usage));
