@@ -14,18 +14,9 @@ import path from 'node:path';
 import { boot } from '../test/kernel/harness/boot.ts';
 import { bundleGuestScript } from '../test/kernel/harness/bundle.ts';
 import { startHostPostgres } from '../test/kernel/harness/host-postgres.ts';
-import {
-  CannotRun,
-  checkPlatform,
-  defaultCacheDir,
-  ensureInitramfs,
-  ensureKernel,
-  ensurePackages,
-} from '../test/kernel/harness/prepare.ts';
+import { CannotRun, type KernelArtifacts, prepareKernel } from '../test/kernel/harness/prepare.ts';
+import { DM_MODULES, NVME_MODULES } from '../test/kernel/scenarios.ts';
 import { type Benchmark, type Figure, median, ROOT } from './support.ts';
-
-const NVME_MODULES = ['nvmet', 'nvmet-tcp', 'nvme-tcp'];
-const DM_MODULES = ['dm-multipath', 'dm-round-robin', 'dm-service-time'];
 
 type Mode = 'native' | 'dm';
 
@@ -82,16 +73,14 @@ export const agentKernel: Benchmark = {
     const rounds = ctx.quick ? 3 : 5;
     const only = ctx.options.only;
     const modes: Mode[] = only === 'native' || only === 'dm' ? [only] : ['native', 'dm'];
+    let kernel: KernelArtifacts;
     try {
-      checkPlatform();
-      await ensurePackages(ctx.log);
+      kernel = await prepareKernel(ROOT, ctx.log);
     } catch (e) {
       if (!(e instanceof CannotRun)) throw e;
       ctx.log(`cannot run here: ${e.message}`);
       return [];
     }
-    const { dir, pkg } = await ensureKernel(defaultCacheDir(ROOT), ctx.log);
-    const kernel = await ensureInitramfs(dir, pkg, ROOT);
     ctx.log(`guest: QEMU TCG, 2 vCPUs, 2 GiB, kernel ${kernel.version}; ${rounds} rounds`);
     const runs = process.env.PORTALIS_KERNEL_RUNS ?? '/var/tmp/portalis-kernel';
     await mkdir(runs, { recursive: true });

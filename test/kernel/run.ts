@@ -14,15 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { boot, type BootResult } from './harness/boot.ts';
 import { bundleGuestScript } from './harness/bundle.ts';
-import {
-  CannotRun,
-  checkPlatform,
-  defaultCacheDir,
-  ensureInitramfs,
-  ensureKernel,
-  ensurePackages,
-  type KernelArtifacts,
-} from './harness/prepare.ts';
+import { CannotRun, type KernelArtifacts, prepareKernel } from './harness/prepare.ts';
 import type { GroupResult } from './guest/lib.ts';
 import { type HostSide, type Scenario, type ScenarioPart, scenarios } from './scenarios.ts';
 
@@ -53,12 +45,8 @@ function parseArgs(argv: string[]) {
 
 async function prepare(): Promise<KernelArtifacts> {
   const t0 = performance.now();
-  checkPlatform();
-  await ensurePackages(log);
-  const cache = defaultCacheDir(repoRoot);
-  const { dir, pkg } = await ensureKernel(cache, log);
-  const k = await ensureInitramfs(dir, pkg, repoRoot);
-  log(`kernel ${k.version} (${k.source}) ready in ${secs(performance.now() - t0)}; cache ${cache}`);
+  const k = await prepareKernel(repoRoot, log);
+  log(`kernel ${k.version} (${k.source}) ready in ${secs(performance.now() - t0)}; cache ${k.cacheDir}`);
   return k;
 }
 

@@ -45,8 +45,8 @@ export interface Scenario {
   host?: () => Promise<HostSide>;
 }
 
-const NVME_MODULES = ['nvmet', 'nvmet-tcp', 'nvme-tcp'];
-const DM_MODULES = ['dm-multipath', 'dm-round-robin', 'dm-service-time'];
+export const NVME_MODULES = ['nvmet', 'nvmet-tcp', 'nvme-tcp'];
+export const DM_MODULES = ['dm-multipath', 'dm-round-robin', 'dm-service-time'];
 
 /**
  * A one-route HTTP server on the host's loopback; the guest reaches it at 10.0.2.2 through

@@ -213,13 +213,6 @@ async function agentDm({ s }: DmStack): Promise<void> {
   await s.deleteVolume(volumeId);
 }
 
-const livePorts = (paths: { port: number; state: string }[] | undefined) =>
-  (paths ?? [])
-    .filter((p) => p.state === 'live')
-    .map((p) => p.port)
-    .sort((a, b) => a - b)
-    .join(',');
-
 /**
  * How long the DM live-paths steps may take. Each agent pass in DM mode reads every plain
  * namespace device and asks multipathd, and in the emulated guest under O_DIRECT writers that
@@ -261,20 +254,7 @@ async function agentDmLivePaths({ s }: DmStack): Promise<void> {
     return { phase, aActive: active(a.wwid), b2 };
   }, 50);
   let added: number | null = null;
-  s.cleanups.push(async () => {
-    await s.sim.setNodeAddress(1, '127.0.0.1', p1);
-    if (added === null) return;
-    const ref = added;
-    try {
-      await waitFor(
-        'the added node is removed',
-        async () => (await s.sim.removeNode(ref)).status === 200 || undefined,
-        30_000,
-      );
-    } catch (err) {
-      console.log(`  clean-up: node ${ref} not removed: ${(err as Error).message}`);
-    }
-  });
+  s.undoClusterChanges(1, p1, () => added);
   try {
     await wa.waitForWrites(4, 'A before the changes');
     const r = await s.sim.addNode();
@@ -283,14 +263,7 @@ async function agentDmLivePaths({ s }: DmStack): Promise<void> {
     await step("A's replica moves from node 2 to node 3: A's map gains node 3 before node 2 leaves", async () => {
       phase = 'move';
       checkEqual((await s.sim.moveReplica(a.data.vol_uuid, 2, 3)).status, 200, 'replica move');
-      const want = [p0, p1, p3].join(',');
-      await s.waitAttachment(
-        a.attachmentId,
-        `A live paths exactly ${want}, optimal`,
-        (x) =>
-          livePorts(x.agent?.paths) === want && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
-        LIVE_PATHS_WAIT_MS,
-      );
+      await s.waitLivePorts(a.attachmentId, 'A', [p0, p1, p3], LIVE_PATHS_WAIT_MS);
       await waitFor(
         "A's map over exactly the three served ports",
         async () => {
@@ -305,22 +278,8 @@ async function agentDmLivePaths({ s }: DmStack): Promise<void> {
     await step('node 1 is readdressed: both maps follow', async () => {
       phase = 'readdress';
       checkEqual((await s.sim.setNodeAddress(1, '127.0.0.1', pNew)).status, 200, 'address change');
-      const wantA = [p0, p3, pNew].join(',');
-      const wantB = [p0, p2, pNew].join(',');
-      await s.waitAttachment(
-        a.attachmentId,
-        `A on ${wantA}`,
-        (x) =>
-          livePorts(x.agent?.paths) === wantA && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
-        LIVE_PATHS_WAIT_MS,
-      );
-      await s.waitAttachment(
-        b.attachmentId,
-        `B on ${wantB}`,
-        (x) =>
-          livePorts(x.agent?.paths) === wantB && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
-        LIVE_PATHS_WAIT_MS,
-      );
+      await s.waitLivePorts(a.attachmentId, 'A', [p0, p3, pNew], LIVE_PATHS_WAIT_MS);
+      await s.waitLivePorts(b.attachmentId, 'B', [p0, p2, pNew], LIVE_PATHS_WAIT_MS);
       phase = 'done';
       await wa.waitForWrites(4, 'A after the readdress');
       await wb.waitForWrites(4, 'B after the readdress');

@@ -35,7 +35,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { type AgentStack, agentLogLines, Sampler, startAgentStack } from './agent.ts';
+import { type AgentStack, agentLogLines, livePorts, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunk, writeChunks } from './io.ts';
 import { check, checkEqual, observe, readSys, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
 import { controllers, headByUuid, ioErrorsSince, kernelLog, pathViews } from './nvme.ts';
@@ -595,13 +595,6 @@ async function agentBusy(s: AgentStack): Promise<void> {
 
 // ------------------------------------------------------------------------------ 7. live paths
 
-const ports = (paths: { port: number; state: string }[] | undefined) =>
-  (paths ?? [])
-    .filter((p) => p.state === 'live')
-    .map((p) => p.port)
-    .sort((a, b) => a - b)
-    .join(',');
-
 /**
  * Under O_DIRECT writes on two attached 3-replica volumes: a fourth node joins, A's replica
  * moves from node 2 to node 3 (0-based), node 1 is readdressed. The agent ends with exactly the
@@ -622,22 +615,8 @@ async function agentLivePaths(s: AgentStack): Promise<void> {
   check(headB, 'B has a head');
   const bPath2 = new Sampler(() => pathViews(headB).find((v) => v.trsvcid === String(p2))?.controllerState ?? null, 25);
   let added: { uuid: string; index: number; port: number } | null = null;
-  s.cleanups.push(async () => {
-    // Undo the cluster changes for the next part: the old address back, the added node gone.
-    await s.sim.setNodeAddress(node1.index, '127.0.0.1', p1);
-    if (added) {
-      const ref = added.index;
-      try {
-        await waitFor(
-          'the added node holds no replica and is removed',
-          async () => (await s.sim.removeNode(ref)).status === 200 || undefined,
-          30_000,
-        );
-      } catch (err) {
-        console.log(`  clean-up: node ${ref} not removed: ${(err as Error).message}`);
-      }
-    }
-  });
+  // Undo the cluster changes for the next part: the old address back, the added node gone.
+  s.undoClusterChanges(node1.index, p1, () => added?.index ?? null);
   try {
     await wa.waitForWrites(4, 'A before the changes');
     await wb.waitForWrites(4, 'B before the changes');
@@ -652,41 +631,20 @@ async function agentLivePaths(s: AgentStack): Promise<void> {
       const t0 = performance.now();
       const r = await s.sim.moveReplica(a.data.vol_uuid, 2, 3);
       checkEqual(r.status, 200, 'replica move');
-      const want = [p0, p1, base + 3].join(',');
-      const after = await s.waitAttachment(
-        a.attachmentId,
-        `live paths exactly ${want}, optimal`,
-        (x) =>
-          ports(x.agent?.paths) === want && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
-        60_000,
-      );
+      const after = await s.waitLivePorts(a.attachmentId, 'A', [p0, p1, base + 3], 60_000);
       observe('A followed the move after ms', Math.round(performance.now() - t0));
       observe('A after the move', after.agent);
       await wa.waitForWrites(4, 'A after the move');
       const bNow = await s.api.attachment(b.attachmentId);
-      checkEqual(ports(bNow.agent?.paths), [p0, p1, p2].join(','), "B's live paths after A's move");
+      checkEqual(livePorts(bNow.agent?.paths), [p0, p1, p2].join(','), "B's live paths after A's move");
     });
     await step('node 1 is readdressed: both volumes follow, the old controller goes', async () => {
       const pNew = base + 10;
       const t0 = performance.now();
       const r = await s.sim.setNodeAddress(node1.index, '127.0.0.1', pNew);
       checkEqual(r.status, 200, 'address change');
-      const wantA = [p0, base + 3, pNew].sort((x, y) => x - y).join(',');
-      const wantB = [p0, p2, pNew].sort((x, y) => x - y).join(',');
-      await s.waitAttachment(
-        a.attachmentId,
-        `A live paths exactly ${wantA}, optimal`,
-        (x) =>
-          ports(x.agent?.paths) === wantA && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
-        60_000,
-      );
-      await s.waitAttachment(
-        b.attachmentId,
-        `B live paths exactly ${wantB}, optimal`,
-        (x) =>
-          ports(x.agent?.paths) === wantB && x.agent?.paths.length === 3 && x.health === 'optimal' ? x : undefined,
-        60_000,
-      );
+      await s.waitLivePorts(a.attachmentId, 'A', [p0, base + 3, pNew], 60_000);
+      await s.waitLivePorts(b.attachmentId, 'B', [p0, p2, pNew], 60_000);
       observe('both followed the new address after ms', Math.round(performance.now() - t0));
       await waitFor(
         'one live controller per served port, none to the old address',

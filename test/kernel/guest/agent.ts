@@ -116,6 +116,41 @@ export class AgentStack {
     );
   }
 
+  /** Waits until the agent reports live paths to exactly `ports` (one each) and health optimal. */
+  waitLivePorts(id: string, who: string, ports: number[], deadlineMs: number): Promise<AttachmentView> {
+    const want = [...ports].sort((x, y) => x - y).join(',');
+    return this.waitAttachment(
+      id,
+      `${who} live paths exactly ${want}, optimal`,
+      (x) =>
+        livePorts(x.agent?.paths) === want && x.agent?.paths.length === ports.length && x.health === 'optimal'
+          ? x
+          : undefined,
+      deadlineMs,
+    );
+  }
+
+  /**
+   * The live-paths scenarios' clean-up, for the next part: node `node`'s address back to
+   * 127.0.0.1:`port`, and the node `added()` names (if any) removed once it holds no replica.
+   */
+  undoClusterChanges(node: number, port: number, added: () => number | null): void {
+    this.cleanups.push(async () => {
+      await this.sim.setNodeAddress(node, '127.0.0.1', port);
+      const ref = added();
+      if (ref === null) return;
+      try {
+        await waitFor(
+          'the added node holds no replica and is removed',
+          async () => (await this.sim.removeNode(ref)).status === 200 || undefined,
+          30_000,
+        );
+      } catch (err) {
+        console.log(`  clean-up: node ${ref} not removed: ${(err as Error).message}`);
+      }
+    });
+  }
+
   /** Waits for the agent to report the attachment connected with `paths` paths, all live, health optimal. */
   waitConnected(id: string, paths: number, deadlineMs = 45_000): Promise<AttachmentView> {
     return this.waitAttachment(
@@ -354,3 +389,11 @@ export class Sampler<T> {
     return out;
   }
 }
+
+/** The ports of the live paths in an agent report, ascending and comma-joined (`4420,4421,4423`). */
+export const livePorts = (paths: { port: number; state: string }[] | undefined): string =>
+  (paths ?? [])
+    .filter((p) => p.state === 'live')
+    .map((p) => p.port)
+    .sort((a, b) => a - b)
+    .join(',');

@@ -297,3 +297,16 @@ export async function ensureInitramfs(kernelDir: string, pkg: string, repoRoot: 
   }
   return artifacts;
 }
+
+/**
+ * Everything a boot needs, from nothing: the platform check, the host packages, the kernel
+ * named by `linux-image-amd64` and the initramfs (reused from the cache when present). Throws
+ * CannotRun where this machine cannot boot the guest.
+ */
+export async function prepareKernel(repoRoot: string, log: Log): Promise<KernelArtifacts & { cacheDir: string }> {
+  checkPlatform();
+  await ensurePackages(log);
+  const cacheDir = defaultCacheDir(repoRoot);
+  const { dir, pkg } = await ensureKernel(cacheDir, log);
+  return { ...(await ensureInitramfs(dir, pkg, repoRoot)), cacheDir };
+}
