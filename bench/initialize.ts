@@ -1,8 +1,8 @@
 /**
  * initialize_connection through `portalis serve` (lightos adapter) against `portalis sim`, both
- * as their own processes, against the backend calls one initialize makes (grant access, then the
- * volume's paths and the volume, as src/driver/initialize-connection.ts does), made directly by
- * the same adapter, so with the same axios client and keep-alive agent.
+ * as their own processes, against the backend calls one initialize makes (the adapter's
+ * `attachAccess`: the grant with the node list read beside it, as src/driver/initialize-connection.ts
+ * calls it), made directly by the same adapter, so with the same axios client and keep-alive agent.
  */
 import { randomUUID } from 'node:crypto';
 import { LightosBackend } from '../src/backend/lightos/index.ts';
@@ -60,10 +60,7 @@ export const initialize: Benchmark = {
       }
       const init = (volumeId: string, conn: Record<string, unknown>) =>
         call('POST', `/v1/volumes/${volumeId}/initialize_connection`, { connector: conn });
-      const raw = async (uuid: string, nqn: string) => {
-        await backend.grantAccess(uuid, nqn);
-        await Promise.all([backend.volumePaths(uuid), backend.getVolume(uuid)]);
-      };
+      const raw = async (uuid: string, nqn: string) => void (await backend.attachAccess(uuid, nqn));
       // Warm both paths (connections, JIT) before measuring.
       await load(32, 8, (i) => raw(volumes[i % volumeCount]!.uuid, `nqn.warm:${i}`));
       await load(32, 8, async (i) => void (await init(volumes[i % volumeCount]!.id, connector(i))));

@@ -28,7 +28,8 @@ export interface InitializeConnectionResult {
  * the portals, since the optimized node may have moved).
  *
  * Ordering for crash safety: the attachment is recorded as `attaching` *before* the grant, so
- * there is never an ACL entry without a record; it becomes `attached` only after the grant is
+ * there is never an ACL entry without a record (the backend's reads run beside the insert; its
+ * ACL write waits for the insert's commit); it becomes `attached` only after the grant is
  * confirmed, so there is never an active record without an ACL entry. When the grant fails,
  * a new host's entry is revoked again; when that fails too, the `attaching` row stays, and the
  * next initialize (or terminate) for the host converges from it.
@@ -68,28 +69,28 @@ export async function initializeConnection(
           },
         );
       }
-      attachment = await store.insertAttachment({
-        volumeId: volume.id,
-        hostNqn: connector.nqn,
-        hostName: connector.host,
-        instanceUuid,
-        connector,
-        multipathMode: mode,
-      });
     }
+    // The backend's reads run beside the insert; only its ACL write waits for the record.
+    const recording = attachment
+      ? undefined
+      : store.insertAttachment({
+          volumeId: volume.id,
+          hostNqn: connector.nqn,
+          hostName: connector.host,
+          instanceUuid,
+          connector,
+          multipathMode: mode,
+        });
+    const backendUuid = volume.backendUuid;
 
     try {
-      await deps.backend.grantAccess(volume.backendUuid, connector.nqn);
-      const [cluster, paths, bv] = await Promise.all([
-        deps.clusterInfo(),
-        deps.backend.volumePaths(volume.backendUuid),
-        deps.backend.getVolume(volume.backendUuid),
-      ]);
-      if (!bv)
-        throw new DriverError(
-          'backend_error',
-          `LightOS volume ${volume.backendUuid} of volume ${volume.id} is missing on the backend`,
-        );
+      const granting = deps.backend.attachAccess(backendUuid, connector.nqn, recording);
+      const naming = deps.clusterInfo();
+      // Both settle before anything else happens: a failure of one must not compensate while
+      // the other could still write the grant.
+      await Promise.allSettled([granting, naming]);
+      const [{ volume: bv, paths }, cluster] = [await granting, await naming];
+      attachment ??= await recording!;
       const connectionInfo = buildConnectionInfo({
         volumeUuid: bv.uuid,
         subsystemNqn: cluster.subsystemNqn,
@@ -127,7 +128,9 @@ export async function initializeConnection(
       );
       return { attachment: saved, connectionInfo, created };
     } catch (e) {
-      if (created) await compensate(deps, store, attachment, volume.backendUuid, live);
+      // A record whose insert failed left nothing to undo (the grant waited for it and wrote nothing).
+      const inserted = await recording?.catch(() => null);
+      if (inserted) await compensate(deps, store, inserted, backendUuid, live);
       throw e;
     }
   });

@@ -59,6 +59,13 @@ export interface BackendVolume {
   sourceSnapshotUuid?: string;
 }
 
+/** What `attachAccess` found: whether the ACL changed, the settled volume and its paths. */
+export interface AttachAccess {
+  changed: boolean;
+  volume: BackendVolume;
+  paths: VolumePath[];
+}
+
 export interface BackendVolumeSpec {
   /** Cinder naming: `volume-<orchestrator id>`; the idempotency key of create. */
   name: string;
@@ -124,6 +131,16 @@ export interface StorageBackend {
    * the host was already there. Throws `volume_not_found` when the volume does not exist.
    */
   grantAccess(uuid: string, hostNqn: string): Promise<{ changed: boolean }>;
+
+  /**
+   * `grantAccess`, then what the host's connection needs: the volume as the backend shows it
+   * once the ACL has settled, and its paths as `volumePaths` gives them, in as few sequential
+   * calls as the backend allows (initialize_connection's critical path). The backend's reads
+   * may start before `ready` settles; nothing is written before it resolves, and when it
+   * rejects, the call rejects with its error and has written nothing. Throws
+   * `volume_not_found` when the volume does not exist.
+   */
+  attachAccess(uuid: string, hostNqn: string, ready?: Promise<unknown>): Promise<AttachAccess>;
 
   /**
    * Removes `hostNqn` from the ACL and waits until it is gone. Idempotent: `changed` is false

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
+import pg from 'pg';
 import { lifecycleClient } from '../support/lifecycle.ts';
 import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
 import { SimClient } from '../support/sim-client.ts';
@@ -32,6 +33,32 @@ describe('backend faults', () => {
       () => false,
     );
   }
+
+  it('an attaching record the database refuses: the grant, whose reads ran beside the insert, writes nothing', async () => {
+    const vol = await api.created();
+    const conn = connector(NATIVE);
+    // A real refusal of this one insert by PostgreSQL itself (a trigger), nothing faked in the service.
+    const db = new pg.Client({ connectionString: t.databaseUrl });
+    await db.connect();
+    const fn = `refuse_${randomUUID().replaceAll('-', '')}`;
+    try {
+      await db.query(`CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused for the test'; END $$`);
+      await db.query(`CREATE TRIGGER ${fn} BEFORE INSERT ON attachments FOR EACH ROW
+        WHEN (NEW.host_nqn = '${conn.nqn}') EXECUTE FUNCTION ${fn}()`);
+      const r = await api.init(vol.id, conn);
+      assert.ok(r.status >= 500, JSON.stringify(r.body));
+      assert.deepEqual(await sim.acl(vol.backend_uuid), []);
+      assert.deepEqual(await api.attachments(vol.id), []);
+    } finally {
+      await db.query(`DROP TRIGGER IF EXISTS ${fn} ON attachments`);
+      await db.query(`DROP FUNCTION IF EXISTS ${fn}()`);
+      await db.end();
+    }
+    const again = await api.init(vol.id, conn);
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
+  });
 
   it('a 5xx on the ACL update is a 502 naming the operation; nothing granted, the retry succeeds', async () => {
     const vol = await api.created();

@@ -225,6 +225,61 @@ describe('access control', () => {
   });
 });
 
+describe('attachAccess', () => {
+  test('grants, answers the settled volume and its paths as volumePaths does, and is idempotent', async () => {
+    const v = await backend.createVolume({ name: 'volume-attach', sizeGb: 1, replicas: 2 });
+    const first = await backend.attachAccess(v.uuid, HOST_A);
+    assert.equal(first.changed, true);
+    assert.deepEqual(first.volume.acl, [HOST_A]);
+    assert.equal(first.volume.nsid, v.nsid);
+    assert.deepEqual(first.paths, await backend.volumePaths(v.uuid));
+    assert.equal(first.paths.length, 2);
+    const again = await backend.attachAccess(v.uuid, HOST_A);
+    assert.equal(again.changed, false);
+    assert.deepEqual(again.paths, first.paths);
+    assert.deepEqual((await backend.getVolume(v.uuid))!.acl, [HOST_A]);
+  });
+
+  test('reads go ahead before ready, the ACL write waits for it, and a rejected ready writes nothing', async () => {
+    const v = await backend.createVolume({ name: 'volume-ready', sizeGb: 1, replicas: 1 });
+    const original = {
+      get: sim.cluster.getVolume.bind(sim.cluster),
+      update: sim.cluster.updateVolume.bind(sim.cluster),
+    };
+    let writes = 0;
+    let readSeen!: () => void;
+    const read = new Promise<void>((r) => (readSeen = r));
+    sim.cluster.getVolume = (...args: Parameters<typeof original.get>) => (readSeen(), original.get(...args));
+    sim.cluster.updateVolume = (...args: Parameters<typeof original.update>) => (writes++, original.update(...args));
+    try {
+      let release!: () => void;
+      const ready = new Promise<void>((r) => (release = r));
+      const granting = backend.attachAccess(v.uuid, HOST_A, ready);
+      await read;
+      // The volume was read; give the adapter every chance to write (its answer has arrived and been parsed).
+      await backend.getVolume(v.uuid);
+      assert.equal(writes, 0, 'no ACL write before ready');
+      release();
+      assert.equal((await granting).changed, true);
+      assert.equal(writes, 1);
+
+      const refused = new Error('the record could not be written');
+      await assert.rejects(backend.attachAccess(v.uuid, HOST_B, Promise.reject(refused)), (e) => e === refused);
+      assert.equal(writes, 1, 'a rejected ready writes nothing');
+      assert.deepEqual((await backend.getVolume(v.uuid))!.acl, [HOST_A]);
+      // Also when nothing needed writing: the caller's condition failed, so the call does.
+      await assert.rejects(backend.attachAccess(v.uuid, HOST_A, Promise.reject(refused)), (e) => e === refused);
+    } finally {
+      sim.cluster.getVolume = original.get;
+      sim.cluster.updateVolume = original.update;
+    }
+  });
+
+  test('a missing volume is volume_not_found, named as the grant', async () => {
+    await rejectsWith(backend.attachAccess(MISSING, HOST_A), 'volume_not_found', 'grantAccess', new RegExp(MISSING));
+  });
+});
+
 describe('paths', () => {
   test('volumePaths lists replica portals, optimized first, and follows a node failure', async () => {
     const v = await backend.createVolume({ name: 'volume-paths', sizeGb: 1, replicas: 2 });

@@ -6,6 +6,7 @@
  */
 import type { VolumePath } from '../../driver/model.ts';
 import type {
+  AttachAccess,
   BackendCapacity,
   BackendSnapshot,
   BackendVolume,
@@ -24,6 +25,7 @@ import {
   parseClusterInfo,
   parseNodes,
   parseVolume,
+  type WireNode,
   type WireVolume,
 } from './parse.ts';
 import { volumePathsOf } from './paths.ts';
@@ -193,6 +195,36 @@ export class LightosBackend implements StorageBackend {
     return { changed: r.changed };
   }
 
+  /**
+   * The grant and the reads a connection needs on one critical path of three calls when the ACL
+   * changes (GET the volume, PUT the ACL, GET until it shows) and one when it does not: the node
+   * list is read beside the first GET, and the GET that confirms the ACL is the volume answered
+   * (grantAccess + volumePaths + getVolume made six calls, five in sequence).
+   */
+  async attachAccess(uuid: string, hostNqn: string, ready?: Promise<unknown>): Promise<AttachAccess> {
+    // Named as the grant it is: the operator's messages ("LightOS grantAccess(volume …)") stay the same.
+    const op = this.calls.begin('grantAccess', `volume ${uuid}`);
+    const nodes = this.readNodes(op);
+    // Settled later (or not at all when the ACL read fails first); never an unhandled rejection.
+    nodes.catch(() => undefined);
+    ready?.catch(() => undefined);
+    const r = await this.updateAcl(
+      op,
+      uuid,
+      (hosts) => (hosts.includes(hostNqn) ? null : [...hosts, hostNqn]),
+      async () => void (await ready),
+    );
+    // The caller's condition holds for a grant that writes nothing too (its record exists).
+    await ready;
+    const missing = () => lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
+    if (r === 'missing') throw missing();
+    const settled = r.changed
+      ? await this.waitAcl(op, uuid, `host ${hostNqn} in the ACL`, (hosts) => hosts.includes(hostNqn))
+      : r.seen;
+    if (!settled) throw missing();
+    return { changed: r.changed, volume: settled.volume, paths: this.pathsOf(settled, await nodes) };
+  }
+
   async revokeAccess(uuid: string, hostNqn: string): Promise<{ changed: boolean }> {
     const op = this.calls.begin('revokeAccess', `volume ${uuid}`);
     const r = await this.updateAcl(op, uuid, (hosts) =>
@@ -216,34 +248,43 @@ export class LightosBackend implements StorageBackend {
    * GET → `change(hosts)` → PUT with If-Match, retried on a changed ETag. `change` returns null
    * when nothing needs writing. 'missing' when the volume does not exist.
    */
-  private updateAcl(op: Op, uuid: string, change: (hosts: string[]) => string[] | null) {
-    return this.calls.readModifyWrite<'missing' | { changed: boolean; before: string[] }>(op, async () => {
-      const v = await this.calls.readVolume(op, uuid);
-      // A volume being deleted is as good as gone: nothing to grant, nothing left to revoke.
-      if (!v || GONE.has(v.volume.state)) return { done: true, value: 'missing' };
-      const next = change(v.volume.acl);
-      if (!next) return { done: true, value: { changed: false, before: v.volume.acl } };
-      const a = await this.calls.send(op, {
-        method: 'PUT',
-        path: this.calls.volumePath(uuid),
-        body: { acl: aclValues(next) },
-        headers: ifMatch(v),
-      });
-      if (this.calls.isOk(a)) return { done: true, value: { changed: true, before: v.volume.acl } };
-      if (a.status === 404) return { done: true, value: 'missing' };
-      if (this.calls.isConflict(a)) return { conflict: a };
-      this.calls.fail(op, a);
-    });
+  private updateAcl(
+    op: Op,
+    uuid: string,
+    change: (hosts: string[]) => string[] | null,
+    beforeWrite?: () => Promise<void>,
+  ) {
+    return this.calls.readModifyWrite<'missing' | { changed: boolean; before: string[]; seen: WireVolume }>(
+      op,
+      async () => {
+        const v = await this.calls.readVolume(op, uuid);
+        // A volume being deleted is as good as gone: nothing to grant, nothing left to revoke.
+        if (!v || GONE.has(v.volume.state)) return { done: true, value: 'missing' };
+        const next = change(v.volume.acl);
+        if (!next) return { done: true, value: { changed: false, before: v.volume.acl, seen: v } };
+        await beforeWrite?.();
+        const a = await this.calls.send(op, {
+          method: 'PUT',
+          path: this.calls.volumePath(uuid),
+          body: { acl: aclValues(next) },
+          headers: ifMatch(v),
+        });
+        if (this.calls.isOk(a)) return { done: true, value: { changed: true, before: v.volume.acl, seen: v } };
+        if (a.status === 404) return { done: true, value: 'missing' };
+        if (this.calls.isConflict(a)) return { conflict: a };
+        this.calls.fail(op, a);
+      },
+    );
   }
 
   /** Waits until the ACL satisfies `want` and the volume has settled (Cinder's `_wait_for_volume_acl`). */
-  private async waitAcl(op: Op, uuid: string, what: string, want: (hosts: string[]) => boolean): Promise<void> {
-    await this.calls.waitFor(op, what, async () => {
+  private waitAcl(op: Op, uuid: string, what: string, want: (hosts: string[]) => boolean): Promise<WireVolume | null> {
+    return this.calls.waitFor<WireVolume | null>(op, what, async () => {
       const v = await this.calls.readVolume(op, uuid);
-      if (!v) return { done: true, value: undefined }; // deleted meanwhile: nothing left to wait for
+      if (!v) return { done: true, value: null }; // deleted meanwhile: nothing left to wait for
       const settled = want(v.volume.acl) && !TRANSIENT.has(v.volume.state);
       return settled
-        ? { done: true, value: undefined }
+        ? { done: true, value: v }
         : { done: false, state: `${v.volume.state} with ACL [${v.volume.acl.join(', ')}]` };
     });
   }
@@ -252,7 +293,14 @@ export class LightosBackend implements StorageBackend {
     const op = this.calls.begin('volumePaths', `volume ${uuid}`);
     const v = await this.calls.readVolume(op, uuid);
     if (!v) throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
-    const nodes = this.calls.parse(op, await this.calls.send(op, { method: 'GET', path: '/api/v2/nodes' }), parseNodes);
+    return this.pathsOf(v, await this.readNodes(op));
+  }
+
+  private async readNodes(op: Op): Promise<WireNode[]> {
+    return this.calls.parse(op, await this.calls.send(op, { method: 'GET', path: '/api/v2/nodes' }), parseNodes);
+  }
+
+  private pathsOf(v: WireVolume, nodes: WireNode[]): VolumePath[] {
     return volumePathsOf(nodes, v.placement, (node) =>
       this.calls.cfg.logger.warn(
         { node: node.uuid, nvmeEndpoint: node.rawEndpoint },
