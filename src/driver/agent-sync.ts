@@ -104,12 +104,9 @@ export async function recordAgentReport(
   attachmentId: string,
   report: Omit<AgentReport, 'reportedAt'>,
 ): Promise<Attachment> {
-  const a = await deps.store.getAttachment(attachmentId);
+  const saved = await deps.hosts.saveReport(hostNqn, attachmentId, { ...report, reportedAt: new Date() });
   // Another host's attachment answers as a missing one: a host token learns nothing of others.
-  if (!a || a.hostNqn !== hostNqn)
-    throw new DriverError('attachment_not_found', `attachment ${attachmentId} does not exist`);
-  await deps.hosts.touchHost(hostNqn);
-  const saved = await deps.hosts.saveReport(attachmentId, { ...report, reportedAt: new Date() });
+  if (!saved) throw new DriverError('attachment_not_found', `attachment ${attachmentId} does not exist`);
   // The device is gone from the host: a detach waiting for this can now revoke the access.
   if (report.state === 'disconnected' && saved.status === 'detaching') await finishDetach(deps, attachmentId);
   return saved;

@@ -306,8 +306,6 @@ export interface HostStore {
   listHosts(): Promise<Host[]>;
   /** Records the connector the agent registered with, and that it was seen now. */
   registerHost(nqn: string, connector: Connector): Promise<Host>;
-  /** Marks the host seen now. Not an error when absent. */
-  touchHost(nqn: string): Promise<void>;
   /**
    * What the host's agent must act on, read in one statement (one snapshot, so the version and
    * the list always agree): the host's change counter (0 for an unknown host), whether
@@ -319,10 +317,12 @@ export interface HostStore {
    */
   agentView(nqn: string, opts: AgentViewOptions): Promise<AgentView>;
   /**
-   * Stores the agent's report on the attachment and, when its state or health differs from the
-   * previous report, records the change in the path-health history (atomically with the report).
+   * Stores the agent's report on the host's attachment, marks the host seen and, when its state,
+   * health or a path differs from the previous report, records the change in the path-health
+   * history (atomically with the report). Null when the host has no such attachment (another
+   * host's is none of its business).
    */
-  saveReport(attachmentId: string, report: AgentReport): Promise<Attachment>;
+  saveReport(hostNqn: string, attachmentId: string, report: AgentReport): Promise<Attachment | null>;
 }
 
 export interface HealthMatrixQuery {

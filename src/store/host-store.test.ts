@@ -157,4 +157,76 @@ describe('agent long poll on PostgreSQL', () => {
       return true;
     });
   });
+  const path = (address: string, state: string) => ({
+    transport: 'tcp',
+    address,
+    port: 4420,
+    state,
+    ana_state: 'optimized',
+  });
+  const report = (health: 'optimal' | 'degraded', paths: ReturnType<typeof path>[]) => ({
+    state: 'connected' as const,
+    devicePath: '/dev/nvme0n1',
+    sizeBytes: 2 ** 30,
+    health,
+    paths: paths as never,
+    error: null,
+    reportedAt: new Date(),
+  });
+  const events = (id: string) =>
+    t.db('attachment_events').where({ attachment_id: id }).orderBy('id') as Promise<
+      { from_health: string | null; to_health: string | null }[]
+    >;
+
+  it('a report is one statement; concurrent reports of one attachment chain their history; another host’s is null', async () => {
+    const h = await hostWithVolume();
+    const a = await attach(h);
+    // Eight connections: the reports really run side by side, each waiting for the row lock.
+    const wide = createDb(t.url, { poolMax: 8 });
+    const hosts = new PgHostStore(wide);
+    let statements = 0;
+    wide.on('query', () => void statements++);
+    try {
+      const good = report('optimal', [path('10.0.0.1', 'live'), path('10.0.0.2', 'live')]);
+      const bad = report('degraded', [path('10.0.0.1', 'live'), path('10.0.0.2', 'connecting')]);
+      const saved = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => hosts.saveReport(h.nqn, a.id, i % 2 ? bad : good)),
+      );
+      assert.ok(saved.every((x) => x?.id === a.id));
+      assert.equal(statements, 16, 'one statement per report');
+      const history = await events(a.id);
+      assert.ok(history.length >= 1);
+      history.forEach((e, i) => {
+        // Each change against the report it followed: never one recorded twice or from a stale state.
+        assert.equal(e.from_health, i === 0 ? null : history[i - 1]!.to_health, `event ${i}`);
+        assert.notEqual(e.from_health, e.to_health, `event ${i} records a change`);
+      });
+      const row = (await t.db('attachments').where({ id: a.id }).first()) as { health: string };
+      assert.equal(row.health, history.at(-1)!.to_health);
+      const host = (await t.db('hosts').where({ nqn: h.nqn }).first()) as { last_seen_at: Date | null };
+      assert.ok(host.last_seen_at, 'the host is marked seen');
+
+      const other = await hostWithVolume();
+      assert.equal(
+        await hosts.saveReport(other.nqn, a.id, good),
+        null,
+        'another host’s attachment is none of its business',
+      );
+      assert.equal((await events(a.id)).length, history.length);
+    } finally {
+      await wide.destroy();
+    }
+  });
+
+  it('a path change is recorded; the same paths in another order are not', async () => {
+    const h = await hostWithVolume();
+    const a = await attach(h);
+    const one = path('10.0.0.1', 'live');
+    const two = path('10.0.0.2', 'live');
+    await deps.hosts.saveReport(h.nqn, a.id, report('optimal', [one, two]));
+    await deps.hosts.saveReport(h.nqn, a.id, report('optimal', [two, one]));
+    assert.equal((await events(a.id)).length, 1, 'the first report only');
+    await deps.hosts.saveReport(h.nqn, a.id, report('optimal', [one, { ...two, ana_state: 'non-optimized' }]));
+    assert.equal((await events(a.id)).length, 2, 'an ANA change of one path');
+  });
 });

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { AgentReport, Attachment, Connector, Host, PathStatus } from '../driver/model.ts';
+import type { AgentReport, Attachment, Connector, Host } from '../driver/model.ts';
 import type { AgentView, AgentViewOptions, HostStore } from '../driver/ports.ts';
 import { HOST_CHANNEL } from './change-feed.ts';
 import { type AttachmentRow, type HostRow, toAttachment, toHost } from './pg-store.ts';
@@ -60,10 +60,6 @@ export class PgHostStore implements HostStore {
     return toHost(rows[0]!);
   }
 
-  async touchHost(nqn: string): Promise<void> {
-    await this.db('hosts').where({ nqn }).update({ last_seen_at: this.db.fn.now() });
-  }
-
   async agentView(nqn: string, opts: AgentViewOptions): Promise<AgentView> {
     // One statement, one snapshot: the version and the list agree (two reads could pair an old
     // version with a newer list, or the reverse). A data-modifying WITH runs exactly once even
@@ -104,52 +100,65 @@ export class PgHostStore implements HostStore {
     };
   }
 
-  async saveReport(attachmentId: string, report: AgentReport): Promise<Attachment> {
-    // One transaction on one connection: the row lock orders concurrent reports of the same
-    // attachment, so each change is recorded once, against the report it followed.
-    return this.db.transaction(async (trx) => {
-      const old = (await trx('attachments')
-        .where({ id: attachmentId })
-        .forUpdate()
-        .first('agent_state', 'health', 'paths')) as
-        | Pick<AttachmentRow, 'agent_state' | 'health' | 'paths'>
-        | undefined;
-      if (!old) throw new Error(`attachment ${attachmentId} not found for report`);
-      const stateChanged = old.agent_state !== report.state || old.health !== report.health;
-      const changed = stateChanged || pathSignature(old.paths ?? []) !== pathSignature(report.paths);
-      const rows = (await trx('attachments')
-        .where({ id: attachmentId })
-        .update({
-          agent_state: report.state,
-          device_path: report.devicePath,
-          size_bytes: report.sizeBytes,
-          health: report.health,
-          paths: JSON.stringify(report.paths),
-          agent_error: report.error === null ? null : JSON.stringify(report.error),
-          reported_at: report.reportedAt,
-          ...(stateChanged ? { health_since: report.reportedAt } : {}),
-        })
-        .returning('*')) as AttachmentRow[];
-      if (changed)
-        await trx('attachment_events').insert({
-          attachment_id: attachmentId,
-          at: report.reportedAt,
-          from_state: old.agent_state,
-          to_state: report.state,
-          from_health: old.health,
-          to_health: report.health,
-          paths: JSON.stringify(report.paths),
-          error: report.error === null ? null : JSON.stringify(report.error),
-        });
-      return toAttachment(rows[0]!);
-    });
+  async saveReport(hostNqn: string, attachmentId: string, report: AgentReport): Promise<Attachment | null> {
+    // One statement: one round trip (the report path made eight: the token check aside, a read of
+    // the attachment, the host's touch, BEGIN, a locking read, the update, the history insert and
+    // COMMIT), atomic like the transaction it replaces. The row lock of `old` orders concurrent
+    // reports of one attachment: one that waits for it reads the row as the other left it
+    // (READ COMMITTED re-checks a row updated meanwhile: PostgreSQL manual, "Read Committed
+    // Isolation Level"), so each change is recorded once, against the report it followed. Every
+    // data-modifying part of WITH runs exactly once, referenced or not (PostgreSQL manual,
+    // "Data-Modifying Statements in WITH"). Another host's attachment matches nothing: null.
+    const { rows } = (await this.db.raw(
+      `WITH r AS (
+         SELECT CAST(:state AS text) AS state, CAST(:health AS text) AS health, CAST(:device AS text) AS device,
+                CAST(:size AS bigint) AS size, CAST(:paths AS jsonb) AS paths, CAST(:error AS jsonb) AS error,
+                CAST(:at AS timestamptz) AS at
+       ), old AS (
+         SELECT id, agent_state, health, ${signatureSql('paths')} AS signature
+           FROM attachments WHERE id = :id AND host_nqn = :host FOR UPDATE
+       ), touched AS (
+         UPDATE hosts SET last_seen_at = now() WHERE nqn = :host AND EXISTS (SELECT 1 FROM old)
+       ), saved AS (
+         UPDATE attachments a
+            SET agent_state = r.state, device_path = r.device, size_bytes = r.size, health = r.health,
+                paths = r.paths, agent_error = r.error, reported_at = r.at,
+                health_since = CASE WHEN old.agent_state IS DISTINCT FROM r.state
+                                      OR old.health IS DISTINCT FROM r.health THEN r.at ELSE a.health_since END
+           FROM old, r WHERE a.id = old.id
+         RETURNING a.*, old.agent_state AS from_state, old.health AS from_health,
+                   (old.agent_state IS DISTINCT FROM r.state OR old.health IS DISTINCT FROM r.health
+                    OR old.signature <> ${signatureSql('r.paths')}) AS changed
+       ), logged AS (
+         INSERT INTO attachment_events (attachment_id, at, from_state, to_state, from_health, to_health, paths, error)
+         SELECT s.id, r.at, s.from_state, r.state, s.from_health, r.health, r.paths, r.error
+           FROM saved s, r WHERE s.changed
+       )
+       SELECT * FROM saved`,
+      {
+        id: attachmentId,
+        host: hostNqn,
+        state: report.state,
+        device: report.devicePath,
+        size: report.sizeBytes,
+        health: report.health,
+        paths: JSON.stringify(report.paths),
+        error: report.error === null ? null : JSON.stringify(report.error),
+        at: report.reportedAt,
+      },
+    )) as { rows: AttachmentRow[] };
+    return rows[0] ? toAttachment(rows[0]) : null;
   }
 }
 
-/** What makes a path change worth a history entry: which portal, its controller state and ANA state. */
-function pathSignature(paths: PathStatus[]): string {
-  return paths
-    .map((p) => `${p.transport}:${p.address}:${p.port}=${p.state}/${p.ana_state ?? '-'}`)
-    .sort()
-    .join(',');
+/**
+ * What makes a path change worth a history entry, in SQL over a jsonb array of paths: which
+ * portal, its controller state and ANA state, in a fixed order (byte order, so the sort does not
+ * depend on the database's collation).
+ */
+function signatureSql(paths: string): string {
+  return `(SELECT coalesce(string_agg(s, ',' ORDER BY s COLLATE "C"), '')
+             FROM (SELECT format('%s:%s:%s=%s/%s', p->>'transport', p->>'address', p->>'port', p->>'state',
+                                 coalesce(p->>'ana_state', '-')) AS s
+                     FROM jsonb_array_elements(${paths}) p) x)`;
 }
