@@ -62,6 +62,17 @@ export function processCpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
+/**
+ * CPU time the whole machine has spent busy, in ms: the first line of /proc/stat (user, nice,
+ * system, irq, softirq and steal, in clock ticks of 1/100 s; proc(5)), summed over every CPU.
+ * With every part of a benchmark on this machine, this is what its throughput is bounded by.
+ */
+export function machineCpuMs(): number {
+  const first = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const [user, nice, system, , , irq, softirq, steal] = first.trim().split(/\s+/).slice(1).map(Number);
+  return ((user! + nice! + system! + irq! + softirq! + steal!) * 1000) / 100;
+}
+
 /** Runs `total` calls of `fn(i)` with `concurrency` in flight; the latency of each call in ms. */
 export async function load(
   total: number,

@@ -191,6 +191,9 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
 
   const app = express();
   app.disable('x-powered-by');
+  // No ETag on answers: nothing here is cached by a client (every answer is live state, and no
+  // client sends If-None-Match), and express hashes every body to make one.
+  app.disable('etag');
   // One line per request; headers are never logged (they carry the bearer token).
   // The route label is the OpenAPI operation (bounded), never the raw path (unbounded ids).
   const routeOf = (req: Request): string =>
