@@ -149,6 +149,14 @@ describe('DM multipath', () => {
     assert.equal(s.host.kernel.maps.size, 0);
   });
 
+  it('finds the map to tear down from sysfs alone: no multipathd query before the flush', async () => {
+    const s = dmScenario();
+    await drive(s.clock, s.connector.connect(dmData()));
+    const before = s.host.calls('multipathd show').length;
+    await drive(s.clock, s.connector.disconnect(dmData()));
+    assert.equal(s.host.calls('multipathd show').length, before, 'the per-path states are a report’s, not a detach’s');
+  });
+
   it('refuses while the map is open or mounted; a map that will not go keeps its paths', async () => {
     const s = dmScenario();
     await drive(s.clock, s.connector.connect(dmData()));

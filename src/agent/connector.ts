@@ -17,7 +17,7 @@ import type { AgentContext } from './context.ts';
 import { AgentError } from './errors.ts';
 import type { Health, ObservedPath } from './health.ts';
 import type { HostPort } from './host/port.ts';
-import { attachDm, locateDm, removeMap } from './multipath/dm.ts';
+import { attachDm, locateDm, locateDmMap, removeMap } from './multipath/dm.ts';
 import { attachNative, locateNative } from './multipath/native.ts';
 import { DEFAULT_TUNABLES, type ConnectTunables } from './nvme-cli.ts';
 import { portalStates, rescan, servesPortal } from './portals.ts';
@@ -252,7 +252,7 @@ export class Connector {
 
       // 1. The device on top: refuse while in use, then flush (and for DM remove the map).
       if (spec.mode === 'dm') {
-        const loc = await traced(ctx, 'sysfs: locate', () => locateDm(ctx, spec, hostNqn));
+        const loc = await traced(ctx, 'sysfs: locate', () => locateDmMap(ctx, spec));
         const top = loc.map
           ? [{ block: loc.map.dm, path: `/dev/mapper/${loc.map.name}` }]
           : loc.devices.map((d) => ({ block: d.name, path: `/dev/${d.name}` }));

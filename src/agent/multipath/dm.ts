@@ -97,6 +97,19 @@ async function dmPaths(
   );
 }
 
+/**
+ * The map and the path devices of the volume, from sysfs alone: what a detach needs. Without the
+ * portal states and multipathd's view of each path (`locateDm`), which only a report needs, and
+ * whose `multipathd show maps json` is a process start before the first teardown step.
+ */
+export async function locateDmMap(
+  ctx: AgentContext,
+  spec: AttachSpec,
+): Promise<{ map: DmMap | null; devices: BlockNamespace[] }> {
+  const devices = pathDevices(await listNamespaces(ctx.host), spec);
+  return { map: await findMap(ctx, spec, devices), devices };
+}
+
 export async function locateDm(
   ctx: AgentContext,
   spec: AttachSpec,
