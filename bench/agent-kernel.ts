@@ -103,6 +103,7 @@ export const agentKernel: Benchmark = {
             PORTALIS_KERNEL_DATABASE_URL: pg.guestUrl,
             PORTALIS_BENCH_MODE: mode,
             PORTALIS_BENCH_ROUNDS: String(rounds),
+            PORTALIS_BENCH_WARMUP_ROUNDS: ctx.quick ? '1' : '2',
           },
           network: true,
           cmdline: mode === 'dm' ? ['nvme_core.multipath=N'] : [],
