@@ -270,9 +270,9 @@ await scenario(`bench-agent-${MODE}`, async () => {
           round[what] = { attachMs: ms, detachMs: dms };
         }
       }
-      console.log(
-        `  ${warmUp ? 'warm-up' : 'round'} ${warmUp ? i + WARMUP_ROUNDS + 1 : i + 1}: ${JSON.stringify(round, (k, v) => (k.endsWith('race') ? undefined : roundMs(v)))}`,
-      );
+      const label = warmUp ? `warm-up ${i + WARMUP_ROUNDS + 1}` : `round ${i + 1}`;
+      const shown = JSON.stringify(round, (k, v) => (k.endsWith('race') ? undefined : roundMs(v)));
+      console.log(`  ${label}: ${shown}`);
       if (!warmUp) rounds.push(round);
     }
     const cli: unknown[] = [];
