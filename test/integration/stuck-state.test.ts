@@ -67,12 +67,13 @@ describe('records that no agent can act on converge without force', () => {
 
   /**
    * An initialize that fails after its `attaching` row is written, and whose undo (the revoke)
-   * fails too. The host is in the ACL beforehand, so the grant is one read that the fault lets
-   * through; every later request on the volume (the paths look-up, the undo's read) fails.
+   * fails too. The host is in the ACL beforehand (so a grant that got through would write
+   * nothing); every backend request fails: the grant's reads, run beside the insert, and then
+   * the undo's read.
    */
   async function stuckAttaching(volumeUuid: string, volumeId: string, conn: Record<string, unknown>, extra = {}) {
     await setSimAcl(t, volumeUuid, [conn.nqn as string]);
-    await sim.faults({ failNext: { count: 1000, status: 503, path: `/volumes/${volumeUuid}`, skip: 1 } });
+    await sim.faults({ failNext: { count: 1000, status: 503, path: '/api/v2/' } });
     const r = await api.init(volumeId, conn, extra);
     assert.equal(r.status, 502, JSON.stringify(r.body));
     await resetFaults(t);
