@@ -94,18 +94,21 @@ export const fanout: Benchmark = {
       ctx.log(`${parked} pollers parked, service RSS ${idleRss.toFixed(0)} MB`);
 
       const answeredAt = new Map<string, number>();
+      const tokenOf = new Map<string, string>();
       const initRun = await load(attaches, 16, async (i) => {
         const h = hosts[i % pollers]!;
         const r = await call('POST', `/v1/volumes/${volumes[i % volumes.length]}/initialize_connection`, TOKEN, {
           connector: { nqn: h.nqn, host: `fanout-${i % pollers}`, multipath: true, nvme_native_multipath: true },
         });
         answeredAt.set(r.attachment_id as string, performance.now());
+        tokenOf.set(r.attachment_id as string, h.token);
       });
       while ([...answeredAt.keys()].some((id) => !seenAt.has(id)) && Date.now() < deadline + 30_000)
         await new Promise((r) => setTimeout(r, 20));
       const delays = [...answeredAt].map(([id, t]) => Math.max(0, (seenAt.get(id) ?? Number.POSITIVE_INFINITY) - t));
       delays.sort((a, b) => a - b);
       const missed = delays.filter((d) => !Number.isFinite(d)).length;
+      const reports = await reportLatencies(call, tokenOf);
       stop.abort();
       await Promise.allSettled(running);
       return [
@@ -114,6 +117,7 @@ export const fanout: Benchmark = {
         { name: 'attachments never seen by their poller', value: missed, unit: '' },
         { name: 'initialize_connection at concurrency 16', value: attaches / initRun.seconds, unit: '/s' },
         { name: `service RSS, ${pollers} idle pollers`, value: idleRss, unit: 'MB', target: '≤ 200 MB' },
+        { name: 'agent report, concurrency 1: p50', value: percentile(reports, 50), unit: 'ms' },
         { name: 'polls woken without a change of their host', value: spurious, unit: '', target: '0' },
       ] satisfies Figure[];
     } finally {
@@ -122,3 +126,45 @@ export const fanout: Benchmark = {
     }
   },
 };
+
+type Call = (method: string, path: string, token: string, body?: unknown) => Promise<Record<string, unknown>>;
+
+/**
+ * What one agent report costs through the service here, natively (the kernel benchmark's guest
+ * pays the same path under emulation): `PUT /v1/agent/attachments/{id}/report` with each
+ * attachment's own host token, one at a time, a changed path state every other call so that
+ * half of them also write a history entry.
+ */
+async function reportLatencies(call: Call, tokenOf: Map<string, string>): Promise<number[]> {
+  const ids = [...tokenOf.keys()];
+  const body = (i: number) => ({
+    state: 'connected',
+    device_path: '/dev/nvme0n1',
+    size_bytes: 2 ** 30,
+    health: i % 2 ? 'degraded' : 'optimal',
+    paths: [
+      {
+        controller: 'nvme0',
+        address: '192.0.2.1',
+        port: 4420,
+        transport: 'tcp',
+        state: 'live',
+        ana_state: 'optimized',
+      },
+      {
+        controller: 'nvme1',
+        address: '192.0.2.2',
+        port: 4420,
+        transport: 'tcp',
+        state: i % 2 ? 'connecting' : 'live',
+        ana_state: 'non-optimized',
+      },
+    ],
+    error: null,
+  });
+  const r = await load(ids.length * 2, 1, async (i) => {
+    const id = ids[i % ids.length]!;
+    await call('PUT', `/v1/agent/attachments/${id}/report`, tokenOf.get(id)!, body(Math.floor(i / ids.length)));
+  });
+  return r.latencies;
+}
