@@ -9,7 +9,7 @@ import type { Logger } from '../shared/logger.ts';
 import { type AttachmentReport, type ServiceClient, ServiceError } from './service-client.ts';
 
 export class Reporter {
-  private sent = new Map<string, { json: string; at: number }>();
+  private sent = new Map<string, { json: string; at: number; state: AttachmentReport['state'] }>();
   private queued = new Map<string, AttachmentReport>();
 
   constructor(
@@ -58,7 +58,11 @@ export class Reporter {
     for (const [id, report] of [...this.queued]) {
       try {
         await this.service.report(id, report);
-        this.sent.set(id, { json: JSON.stringify(report), at: this.clock.now() });
+        // A new state delivered is an event in the attachment's life (connected, disconnected, an
+        // error), worth a line; the periodic refreshes and health changes are not logged here.
+        if (this.sent.get(id)?.state !== report.state)
+          this.log.info({ attachment: id, state: report.state, health: report.health }, 'reported');
+        this.sent.set(id, { json: JSON.stringify(report), at: this.clock.now(), state: report.state });
         if (this.queued.get(id) === report) this.queued.delete(id);
       } catch (e) {
         if (e instanceof ServiceError && !e.retryable) {
