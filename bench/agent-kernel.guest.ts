@@ -128,6 +128,15 @@ function receivedAt(s: AgentStack, attachment: string, desired: string): number 
   return l.time as number;
 }
 
+/** Until the agent logs that the service took its report of `state` for the attachment. */
+function waitReported(s: AgentStack, attachment: string, state: string): Promise<unknown> {
+  return waitFor(
+    `the agent reported ${attachment.slice(0, 8)} ${state}`,
+    () => agentLogLines(s.agent, 'reported', attachment).find((l) => l.state === state),
+    60_000,
+  );
+}
+
 interface AgentRound {
   attachMs: number;
   connectorMs: number;
@@ -146,6 +155,9 @@ async function agentRound(s: AgentStack, volumeId: string): Promise<AgentRound> 
   // guest each GET costs the service 100-300 ms of the two vCPUs the agent's connects run on,
   // which the baselines, measured with nothing polling, never pay.
   await waitFor('the agent logged the attach', () => agentLogLines(s.agent, 'attached', attachmentId).at(-1), 60_000);
+  // And its report delivered, before the service is asked anything: a GET racing the agent's
+  // report queued the report behind it (100-300 ms of the guest's service each).
+  await waitReported(s, attachmentId, 'connected');
   const a = await s.waitAttachment(attachmentId, 'connected', (x) => (x.agent?.state === 'connected' ? x : undefined));
   const got = receivedAt(s, attachmentId, 'connected');
   const attached = agentLogLines(s.agent, 'attached', attachmentId).at(-1);
@@ -154,6 +166,7 @@ async function agentRound(s: AgentStack, volumeId: string): Promise<AgentRound> 
   await s.waitConnected(attachmentId, 3);
   await s.api.terminateConnection(volumeId, s.connector);
   await waitFor('the agent logged the detach', () => agentLogLines(s.agent, 'detached', attachmentId).at(-1), 60_000);
+  await waitReported(s, attachmentId, 'disconnected');
   const d = await s.waitDetached(attachmentId);
   const gone = receivedAt(s, attachmentId, 'disconnected');
   const detached = agentLogLines(s.agent, 'detached', attachmentId).at(-1);
