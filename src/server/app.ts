@@ -16,7 +16,7 @@ import { attachmentHandlers } from './handlers/attachments.ts';
 import { capabilityHandlers } from './handlers/capabilities.ts';
 import { hostHandlers } from './handlers/hosts.ts';
 import { snapshotHandlers } from './handlers/snapshots.ts';
-import type { HandlerResult } from './handlers/types.ts';
+import type { DeferredResult, HandlerResult } from './handlers/types.ts';
 import { volumeHandlers } from './handlers/volumes.ts';
 import { loadSpec } from './spec.ts';
 
@@ -36,7 +36,7 @@ export interface AppOptions {
   metrics?: ServiceMetrics;
 }
 
-type Handler = (c: Context, req: Request, res: Response) => Promise<HandlerResult>;
+type Handler = (c: Context, req: Request, res: Response) => Promise<HandlerResult | DeferredResult>;
 
 export const BODY_LIMIT = '64kb';
 
@@ -229,7 +229,7 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     let result: HandlerResult;
     try {
       await edge(req, res);
-      result = (await api.handleRequest(
+      const answer = (await api.handleRequest(
         {
           method: req.method,
           path: req.path,
@@ -239,7 +239,9 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
         },
         req,
         res,
-      )) as HandlerResult;
+      )) as HandlerResult | DeferredResult;
+      // A long poll waits here, after openapi-backend has let go of its Context.
+      result = 'later' in answer ? await answer.later() : answer;
       if (opts.validateResponses && result.status < 500 && result.contentType === undefined) {
         const ctx = api.matchOperation({ method: req.method, path: req.path, headers: {}, query: {} } as never);
         const v = ctx ? api.validateResponse(result.body, ctx, result.status) : { errors: null };

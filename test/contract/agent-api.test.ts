@@ -110,6 +110,46 @@ describe('agent API', () => {
     assert.deepEqual((await poll(token)).body.attachments, []);
   });
 
+  it('a client that hangs up on its parked long poll leaves no waiter behind', async (ctx) => {
+    const feed = t.deps?.hostChanges;
+    if (!feed) return ctx.skip('counts the waiters of the in-process service');
+    const { token } = await newHost();
+    const version = (await poll(token)).body.version;
+    // Counts the subscriptions the polls hold (taken, not yet cancelled).
+    const subscribe = feed.subscribe;
+    let open = 0;
+    feed.subscribe = (nqn: string) => {
+      const sub = subscribe.call(feed, nqn);
+      open++;
+      let cancelled = false;
+      return {
+        changed: sub.changed,
+        cancel: () => {
+          if (!cancelled) open--;
+          cancelled = true;
+          sub.cancel();
+        },
+      };
+    };
+    const until = async (what: string, ok: () => boolean) => {
+      const deadline = Date.now() + 10_000;
+      while (!ok() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(ok(), what);
+    };
+    try {
+      const parked = poll(token, { since: version, wait: 60 });
+      let answered = false;
+      // superagent settles an aborted request never; an answer would mean it did not park.
+      void parked.then(() => (answered = true)).catch(() => undefined);
+      await until('the poll parks', () => open === 1);
+      parked.abort();
+      await until('the hang-up cancels its waiter', () => open === 0);
+      assert.equal(answered, false);
+    } finally {
+      feed.subscribe = subscribe;
+    }
+  });
+
   it('a forced terminate is passed on to the agent', async () => {
     const { conn, token } = await newHost();
     const vol = (await api.created()).id;

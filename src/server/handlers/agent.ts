@@ -5,7 +5,7 @@ import { registerAgent } from '../../driver/hosts.ts';
 import type { AgentState, Connector, PathHealth, PathStatus } from '../../driver/model.ts';
 import { hostOf, hostPrincipalOf } from '../access.ts';
 import { presentHost } from '../presenters/presenters.ts';
-import type { HandlerResult } from './types.ts';
+import type { DeferredResult, HandlerResult } from './types.ts';
 
 interface ReportBody {
   state: AgentState;
@@ -29,30 +29,13 @@ export function agentHandlers(deps: DriverDeps) {
       c: Context,
       _req: unknown,
       res: { on?: (e: string, f: () => void) => void },
-    ): Promise<HandlerResult> {
+    ): Promise<DeferredResult> {
       const q = c.request.query as { since?: number; wait?: number };
-      // A client that gives up on its long poll must not keep a waiter behind.
-      const abort = new AbortController();
-      res.on?.('close', () => abort.abort());
       const { hostNqn, tokenHash } = hostPrincipalOf(c);
-      const list = await pollAgentTasks(deps, hostNqn, q.since ?? null, (q.wait ?? 0) * 1000, {
-        signal: abort.signal,
-        tokenHash,
-      });
-      return {
-        status: 200,
-        body: {
-          version: list.version,
-          attachments: list.tasks.map((t) => ({
-            id: t.attachmentId,
-            volume_id: t.volumeId,
-            desired: t.desired,
-            force: t.force,
-            size_gb: t.volumeSizeGb,
-            connection_info: t.connectionInfo,
-          })),
-        },
-      };
+      // Only plain values go on: the wait must not keep the Context (see DeferredResult).
+      const since = q.since ?? null;
+      const waitMs = (q.wait ?? 0) * 1000;
+      return { later: () => longPoll(deps, res, hostNqn, since, waitMs, tokenHash) };
     },
 
     async agentReport(c: Context): Promise<HandlerResult> {
@@ -66,6 +49,34 @@ export function agentHandlers(deps: DriverDeps) {
         error: b.error,
       });
       return { status: 200, body: { ok: true } };
+    },
+  };
+}
+
+async function longPoll(
+  deps: DriverDeps,
+  res: { on?: (e: string, f: () => void) => void },
+  hostNqn: string,
+  since: number | null,
+  waitMs: number,
+  tokenHash: string,
+): Promise<HandlerResult> {
+  // A client that gives up on its long poll must not keep a waiter behind.
+  const abort = new AbortController();
+  res.on?.('close', () => abort.abort());
+  const list = await pollAgentTasks(deps, hostNqn, since, waitMs, { signal: abort.signal, tokenHash });
+  return {
+    status: 200,
+    body: {
+      version: list.version,
+      attachments: list.tasks.map((t) => ({
+        id: t.attachmentId,
+        volume_id: t.volumeId,
+        desired: t.desired,
+        force: t.force,
+        size_gb: t.volumeSizeGb,
+        connection_info: t.connectionInfo,
+      })),
     },
   };
 }
