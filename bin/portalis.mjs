@@ -3,18 +3,6 @@
 // `npm run build`). A checkout installed with --ignore-scripts has no dist/: it then runs the
 // TypeScript sources through tsx (a development dependency), saying so, or says how to build.
 import { existsSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
-
-if (process.argv[2] === 'serve') {
-  // V8 heap settings for the service, set here because these are read while it runs
-  // (--max-semi-space-size and --max-old-space-size are read only when the heap is set up, before
-  // any script). bench fanout, 2,000 parked long polls: the live heap is ~55 MB; the rest of the
-  // ~250 MB RSS was an empty nursery and the garbage of the parking burst.
-  // - The young generation stays at V8's initial semi-spaces (1 MiB each) instead of doubling at
-  //   each busy scavenge up to 16 MiB each, 32 MiB resident for good after the first burst
-  //   (V8 src/heap/new-spaces.cc: the new space's Grow reads the factor each time).
-  setFlagsFromString('--semi-space-growth-factor=1');
-}
 
 const compiled = new URL('../dist/src/cli/main.js', import.meta.url);
 let entry = compiled;
