@@ -6,6 +6,7 @@
  * that waits 60 s and comes back early with the same version), which must be none.
  */
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { type Benchmark, type Figure, load, percentile, processCpuMs, startSimAndService, TOKEN } from './support.ts';
 
@@ -26,6 +27,8 @@ export const fanout: Benchmark = {
     const attaches = ctx.quick ? 64 : 320;
     const stack = await startSimAndService(ctx.databaseUrl, 'fanout');
     const stop = new AbortController();
+    // Every poll's fetch listens on this one signal (two or three at a time per poller).
+    setMaxListeners(pollers * 4, stop.signal);
     try {
       const { url } = stack;
       const call = async (method: string, path: string, token: string, body?: unknown, signal?: AbortSignal) => {
