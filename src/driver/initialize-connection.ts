@@ -81,6 +81,8 @@ export async function initializeConnection(
           connector,
           multipathMode: mode,
         });
+    // Awaited below on every path; this only keeps a rejection from counting as unhandled meanwhile.
+    recording?.catch(() => undefined);
     const backendUuid = volume.backendUuid;
 
     try {
@@ -129,7 +131,14 @@ export async function initializeConnection(
       return { attachment: saved, connectionInfo, created };
     } catch (e) {
       // A record whose insert failed left nothing to undo (the grant waited for it and wrote nothing).
-      const inserted = await recording?.catch(() => null);
+      const inserted = await recording?.catch((insertError: unknown) => {
+        if (insertError !== e)
+          deps.logger.warn(
+            { volume: volume.id, host: connector.host, err: (insertError as Error).message },
+            'the attaching record could not be written either',
+          );
+        return null;
+      });
       if (inserted) await compensate(deps, store, inserted, backendUuid, live);
       throw e;
     }

@@ -160,11 +160,16 @@ export function instrumentBackend(inner: StorageBackend, m: ServiceMetrics): Sto
       return async (...args: unknown[]) => {
         const end = m.backendDuration.startTimer({ operation: prop });
         m.backendCalls.inc({ operation: prop });
+        // A promise the caller passed in (attachAccess's `ready`: the attaching insert) fails on
+        // the caller's side: its rejection, passed through by the adapter, is no backend error.
+        const callers = new Set<unknown>();
+        for (const a of args) if (a instanceof Promise) a.catch((reason: unknown) => void callers.add(reason));
         try {
           return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
         } catch (e) {
           const code = (e as { code?: unknown }).code;
-          m.backendErrors.inc({ operation: prop, code: typeof code === 'string' ? code : 'error' });
+          if (!callers.has(e))
+            m.backendErrors.inc({ operation: prop, code: typeof code === 'string' ? code : 'error' });
           throw e;
         } finally {
           end();

@@ -160,5 +160,5 @@ function signatureSql(paths: string): string {
   return `(SELECT coalesce(string_agg(s, ',' ORDER BY s COLLATE "C"), '')
              FROM (SELECT format('%s:%s:%s=%s/%s', p->>'transport', p->>'address', p->>'port', p->>'state',
                                  coalesce(p->>'ana_state', '-')) AS s
-                     FROM jsonb_array_elements(${paths}) p) x)`;
+                     FROM jsonb_array_elements(CASE jsonb_typeof(${paths}) WHEN 'array' THEN ${paths} ELSE '[]' END) p) x)`;
 }

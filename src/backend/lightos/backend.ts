@@ -216,12 +216,12 @@ export class LightosBackend implements StorageBackend {
     );
     // The caller's condition holds for a grant that writes nothing too (its record exists).
     await ready;
-    const missing = () => lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
-    if (r === 'missing') throw missing();
+    if (r === 'missing') throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
     const settled = r.changed
       ? await this.waitAcl(op, uuid, `host ${hostNqn} in the ACL`, (hosts) => hosts.includes(hostNqn))
       : r.seen;
-    if (!settled) throw missing();
+    // Gone after the ACL was written: not the caller's missing volume, the backend lost it.
+    if (!settled) throw lightosError(op, { kind: 'vanished', what: `volume ${uuid}`, during: 'granting access' });
     return { changed: r.changed, volume: settled.volume, paths: this.pathsOf(settled, await nodes) };
   }
 
