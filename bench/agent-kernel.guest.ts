@@ -263,7 +263,7 @@ await scenario(`bench-agent-${MODE}`, async () => {
     for (let i = -WARMUP_ROUNDS; i < ROUNDS; i++) {
       const warmUp = i < 0;
       const order = ['agent', 'parallel', 'serial'];
-      for (let k = 0; k < (i + 3) % 3; k++) order.push(order.shift()!); // rotate: each goes first in turn
+      for (let k = 0; k < ((i % 3) + 3) % 3; k++) order.push(order.shift()!); // rotate: each goes first in turn
       const round: Record<string, unknown> = { order, ...(warmUp ? { warmUp } : {}) };
       const rows = warmUp ? emptyRows() : figures;
       for (const what of order) {
