@@ -11,8 +11,8 @@ export interface HandlerResult {
  * read and checked the request and returns this at once; the app calls `later` once
  * openapi-backend's `handleRequest` has returned. A parked poll then holds only its own wait,
  * not the routing context with its parsed copies of the request, the validation result and
- * the suspended frames of the handler chain (~5 KB of the ~18 KB a parked poll held; bench
- * fanout, heap snapshot at 1,000 pollers). `later` must not keep the Context either.
+ * the suspended frames of the handler chain (17.7 → 15.5 KB per parked poll; bench fanout,
+ * dominator tree of heap snapshots at 1,000 pollers). `later` must not keep the Context either.
  */
 export interface DeferredResult {
   later: () => Promise<HandlerResult>;
