@@ -188,11 +188,35 @@ export class LightosBackend implements StorageBackend {
   }
 
   async grantAccess(uuid: string, hostNqn: string): Promise<{ changed: boolean }> {
-    const op = this.calls.begin('grantAccess', `volume ${uuid}`);
-    const r = await this.updateAcl(op, uuid, (hosts) => (hosts.includes(hostNqn) ? null : [...hosts, hostNqn]));
+    const { changed } = await this.grant(this.calls.begin('grantAccess', `volume ${uuid}`), uuid, hostNqn);
+    return { changed };
+  }
+
+  /**
+   * Adds the host to the ACL (nothing written before `ready` resolves) and waits until it shows.
+   * `settled` is the volume as last read: the confirming read after a write, the first read when
+   * the host was already there; null when the volume went away after the write.
+   */
+  private async grant(
+    op: Op,
+    uuid: string,
+    hostNqn: string,
+    ready?: Promise<unknown>,
+  ): Promise<{ changed: boolean; settled: WireVolume | null }> {
+    ready?.catch(() => undefined);
+    const r = await this.updateAcl(
+      op,
+      uuid,
+      (hosts) => (hosts.includes(hostNqn) ? null : [...hosts, hostNqn]),
+      async () => void (await ready),
+    );
+    // The caller's condition holds for a grant that writes nothing too (its record exists).
+    await ready;
     if (r === 'missing') throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
-    if (r.changed) await this.waitAcl(op, uuid, `host ${hostNqn} in the ACL`, (hosts) => hosts.includes(hostNqn));
-    return { changed: r.changed };
+    const settled = r.changed
+      ? await this.waitAcl(op, uuid, `host ${hostNqn} in the ACL`, (hosts) => hosts.includes(hostNqn))
+      : r.seen;
+    return { changed: r.changed, settled };
   }
 
   /**
@@ -207,22 +231,10 @@ export class LightosBackend implements StorageBackend {
     const nodes = this.readNodes(op);
     // Settled later (or not at all when the ACL read fails first); never an unhandled rejection.
     nodes.catch(() => undefined);
-    ready?.catch(() => undefined);
-    const r = await this.updateAcl(
-      op,
-      uuid,
-      (hosts) => (hosts.includes(hostNqn) ? null : [...hosts, hostNqn]),
-      async () => void (await ready),
-    );
-    // The caller's condition holds for a grant that writes nothing too (its record exists).
-    await ready;
-    if (r === 'missing') throw lightosError(op, { kind: 'notFound', what: `volume ${uuid}`, code: 'volume_not_found' });
-    const settled = r.changed
-      ? await this.waitAcl(op, uuid, `host ${hostNqn} in the ACL`, (hosts) => hosts.includes(hostNqn))
-      : r.seen;
+    const { changed, settled } = await this.grant(op, uuid, hostNqn, ready);
     // Gone after the ACL was written: not the caller's missing volume, the backend lost it.
     if (!settled) throw lightosError(op, { kind: 'vanished', what: `volume ${uuid}`, during: 'granting access' });
-    return { changed: r.changed, volume: settled.volume, paths: this.pathsOf(settled, await nodes) };
+    return { changed, volume: settled.volume, paths: this.pathsOf(settled, await nodes) };
   }
 
   async revokeAccess(uuid: string, hostNqn: string): Promise<{ changed: boolean }> {
