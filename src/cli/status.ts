@@ -1,6 +1,6 @@
 /**
  * `portalis status`: the health matrix on the command line, for the operator and for monitoring
- * checks. Exit code: 0 every cell optimal, 1 something degraded or pending, 2 something failed or
+ * checks. Exit code: 0 every cell optimal, 1 something degraded, detached or pending, 2 something failed or
  * unknown, 3 the service could not be asked (unreachable, refused the token, bad arguments).
  */
 import { readFile } from 'node:fs/promises';
@@ -14,12 +14,12 @@ export interface StatusIo {
 const USAGE = `usage: portalis status [--json] [--volume UUID] [--host NQN] [--health STATES] [--worst-first]
 
   prints the volume × host health matrix of the driver service and exits
-  0 all optimal, 1 something degraded or pending, 2 something failed or unknown, 3 no answer
+  0 all optimal, 1 something degraded, detached or pending, 2 something failed or unknown, 3 no answer
 
   --json            the matrix as JSON (every page merged), for scripts
   --volume UUID     only this volume
   --host NQN        only this host
-  --health STATES   only cells in these states, comma-separated (optimal,degraded,failed,unknown,pending)
+  --health STATES   only cells in these states, comma-separated (optimal,degraded,failed,unknown,pending,detached)
   --worst-first     the worst volumes first
   --no-color        plain output also on a terminal (also NO_COLOR=1)
 
@@ -27,7 +27,7 @@ const USAGE = `usage: portalis status [--json] [--volume UUID] [--host NQN] [--h
   PORTALIS_TOKEN    the admin token (default: the admin-token file of PORTALIS_DATA_DIR, ./.portalis)
 `;
 
-const STATES = ['optimal', 'degraded', 'failed', 'unknown', 'pending'] as const;
+const STATES = ['optimal', 'degraded', 'failed', 'unknown', 'pending', 'detached'] as const;
 type State = (typeof STATES)[number];
 
 interface Cell {
@@ -128,7 +128,7 @@ async function fetchMatrix(base: string, token: string, q: URLSearchParams): Pro
 
 export function exitCodeOf(summary: Record<State, number>): 0 | 1 | 2 {
   if (summary.failed > 0 || summary.unknown > 0) return 2;
-  if (summary.degraded > 0 || summary.pending > 0) return 1;
+  if (summary.degraded > 0 || summary.detached > 0 || summary.pending > 0) return 1;
   return 0;
 }
 
@@ -138,6 +138,7 @@ const COLOURS: Record<State, string> = {
   failed: '\x1b[1;31m',
   unknown: '\x1b[35m',
   pending: '\x1b[36m',
+  detached: '\x1b[37m',
 };
 
 /** "5m12s" style age of an ISO time relative to `now`. */

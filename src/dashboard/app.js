@@ -5,8 +5,8 @@
 
 const POLL_MS = 5000;
 const TOKEN_KEY = 'portalis.adminToken';
-const STATES = ['failed', 'unknown', 'degraded', 'pending', 'optimal'];
-const SYMBOL = { optimal: '✓', degraded: '!', failed: '✕', unknown: '?', pending: '…' };
+const STATES = ['failed', 'unknown', 'degraded', 'detached', 'pending', 'optimal'];
+const SYMBOL = { optimal: '✓', degraded: '!', failed: '✕', unknown: '?', detached: '⏏', pending: '…' };
 
 const $ = (id) => document.getElementById(id);
 const view = { offset: 0, matrix: null, selected: null, paused: false, timer: null, inflight: null };

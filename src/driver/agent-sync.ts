@@ -1,6 +1,6 @@
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
-import type { AgentReport, Attachment, ConnectionInfo, PathHealth } from './model.ts';
+import type { AgentReport, Attachment, ConnectedBy, ConnectionInfo, PathHealth, PortalTuple } from './model.ts';
 import type { AgentAttachment } from './ports.ts';
 import { LIVE_STATUSES } from './model.ts';
 import { finishDetach } from './terminate-connection.ts';
@@ -15,6 +15,9 @@ export interface AgentTask {
   force: boolean;
   connectionInfo: ConnectionInfo;
   volumeSizeGb: number;
+  /** `host`: the host connects and disconnects the device; the agent assists (docs/DECISIONS.md). */
+  connectedBy: ConnectedBy;
+  hostPortals: PortalTuple[] | null;
 }
 
 export interface AgentTaskList {
@@ -30,6 +33,8 @@ function toTasks(rows: AgentAttachment[]): AgentTask[] {
     force: a.detachForce,
     connectionInfo: a.connectionInfo!,
     volumeSizeGb,
+    connectedBy: a.connectedBy,
+    hostPortals: a.hostPortals,
   }));
 }
 
@@ -112,9 +117,13 @@ export async function recordAgentReport(
   return saved;
 }
 
-/** The health the service shows: the agent's, or `unknown` without a fresh report. */
-export function effectiveHealth(report: AgentReport | null, now: Date): PathHealth | 'unknown' {
-  if (!report || report.health === null) return 'unknown';
+/**
+ * The health the service shows: the agent's, `unknown` without a fresh report, `detached` when
+ * the agent last saw the host let go of the device (the matrix's cell says the same).
+ */
+export function effectiveHealth(report: AgentReport | null, now: Date): PathHealth | 'unknown' | 'detached' {
+  if (!report) return 'unknown';
   if (now.getTime() - report.reportedAt.getTime() > REPORT_STALE_MS) return 'unknown';
-  return report.health;
+  if (report.state === 'host_detached') return 'detached';
+  return report.health ?? 'unknown';
 }

@@ -1,5 +1,13 @@
 import { DriverError } from './errors.ts';
-import type { AnaState, ConnectionInfo, Connector, MultipathMode, PortalTuple, VolumePath } from './model.ts';
+import type {
+  AnaState,
+  ConnectedBy,
+  ConnectionInfo,
+  Connector,
+  MultipathMode,
+  PortalTuple,
+  VolumePath,
+} from './model.ts';
 
 /**
  * The multipath mode a connector asks for:
@@ -35,6 +43,19 @@ export function chooseMultipathMode(connector: Connector): MultipathMode {
     );
   }
   return mode;
+}
+
+/**
+ * Who connects the attachment a connector asks for (docs/DECISIONS.md, "Who connects an
+ * attachment"). Only `portalis agent connector-properties` writes `dm_multipath` (true or false,
+ * always): a connector with it was made by or for the Portalis agent, which then connects the
+ * device itself. os-brick's `get_connector_properties` never writes it: that connector is Nova's
+ * (through Cinder's driver, or any orchestrator that lets os-brick connect), and os-brick
+ * connects the device; the agent, if the host runs one, only assists. Decided at the first
+ * initialize_connection of an attachment and kept across its repeats.
+ */
+export function chooseConnectedBy(connector: Connector): ConnectedBy {
+  return Object.hasOwn(connector, 'dm_multipath') ? 'agent' : 'host';
 }
 
 const ANA_RANK: Record<AnaState, number> = {

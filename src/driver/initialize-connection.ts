@@ -1,5 +1,5 @@
 import { reconcileWithBackend } from './backend-truth.ts';
-import { buildConnectionInfo, chooseMultipathMode } from './connection-info.ts';
+import { buildConnectionInfo, chooseConnectedBy, chooseMultipathMode } from './connection-info.ts';
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import { type Attachment, type ConnectionInfo, type Connector, LIVE_STATUSES } from './model.ts';
@@ -80,6 +80,7 @@ export async function initializeConnection(
           instanceUuid,
           connector,
           multipathMode: mode,
+          connectedBy: chooseConnectedBy(connector),
         });
     // Awaited below on every path; this only keeps a rejection from counting as unhandled meanwhile.
     recording?.catch(() => undefined);
@@ -105,12 +106,16 @@ export async function initializeConnection(
       });
       // The backend's size is the truth (an extend may have landed without its answer).
       await reconcileWithBackend(deps, store, volume, bv);
+      // What the host connects (a host-connected attachment's os-brick) is this answer's portals:
+      // its agent adds only the portals the refresh brings later, never one the host connects.
+      const hostPortals = attachment.connectedBy === 'host' ? (connectionInfo.data.portals ?? null) : null;
       // A repeated call that changes nothing writes nothing (a database round trip fewer; the
       // row would only have its updated_at moved, and no trigger fires for it).
       const unchanged =
         attachment.status === 'attached' &&
         attachment.multipathMode === mode &&
         sameJson(attachment.connectionInfo, connectionInfo) &&
+        sameJson(attachment.hostPortals, hostPortals) &&
         sameJson(attachment.connector, connector);
       const saved = unchanged
         ? attachment
@@ -119,6 +124,7 @@ export async function initializeConnection(
             connectionInfo,
             connector,
             multipathMode: mode,
+            hostPortals,
           });
       // The paths just read are the backend's truth for every host of this volume: the other
       // attachments follow at once rather than at the next periodic refresh.

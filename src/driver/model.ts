@@ -119,8 +119,28 @@ export type AttachmentStatus = 'attaching' | 'attached' | 'detaching' | 'detache
 /** Attachments whose host is (or is about to be) granted access on the backend. */
 export const LIVE_STATUSES: readonly AttachmentStatus[] = ['attaching', 'attached'];
 
-/** What the host agent last said about an attachment (docs/ARCHITECTURE.md, steps 14–15). */
-export type AgentState = 'connecting' | 'connected' | 'disconnecting' | 'disconnected' | 'error';
+/**
+ * Who connects an attachment's device on its host (docs/DECISIONS.md, "Who connects an
+ * attachment"): `agent`, the Portalis agent connects, heals and tears it down; `host`, something
+ * else on the host does (os-brick under Nova) and the agent only observes it and adds the paths
+ * that live-path changes bring.
+ */
+export type ConnectedBy = 'agent' | 'host';
+
+/**
+ * What the host agent last said about an attachment (docs/ARCHITECTURE.md, steps 14–15). Of a
+ * host-connected attachment only: `awaiting_host` until the host's device is there,
+ * `host_detached` once the host let go of it while the attachment is still live (Nova calls
+ * os-brick's disconnect_volume before Cinder's attachment_delete).
+ */
+export type AgentState =
+  | 'connecting'
+  | 'connected'
+  | 'disconnecting'
+  | 'disconnected'
+  | 'error'
+  | 'awaiting_host'
+  | 'host_detached';
 export type PathHealth = 'optimal' | 'degraded' | 'failed';
 
 export interface PathStatus {
@@ -175,6 +195,13 @@ export interface Attachment {
   detachedAt: Date | null;
   /** Terminated with force: the agent tears down even a device in use. */
   detachForce: boolean;
+  /** Decided at the first initialize_connection and kept across its repeats. */
+  connectedBy: ConnectedBy;
+  /**
+   * Host-connected only: the portals handed to the host at its last initialize_connection (the
+   * ones it connected); the portal refresh changes `connectionInfo`, never these.
+   */
+  hostPortals: PortalTuple[] | null;
   /** When the connection info (its portals) last changed; null before the first. */
   portalsChangedAt: Date | null;
   /** The agent's last report, null before the first. */
@@ -214,14 +241,23 @@ export interface AttachmentEvent {
 }
 
 /**
- * A cell of the health matrix: `pending` before the agent's first report (or while it is still
- * connecting), `unknown` when the last report is older than 180 s, `failed` when the agent
- * reported an error or no device on a live attachment.
+ * A cell of the health matrix: `pending` before the agent's first report (or while it, or the
+ * host, is still connecting), `unknown` when the last report is older than 180 s, `detached`
+ * when the host let go of the device of a live attachment (a host-connected one between Nova's
+ * disconnect and Cinder's attachment_delete, or one whose detach never reached the service),
+ * `failed` when the agent reported an error or no device on a live attachment.
  */
-export type CellHealth = PathHealth | 'unknown' | 'pending';
+export type CellHealth = PathHealth | 'unknown' | 'pending' | 'detached';
 
 /** Worst first, for roll-ups and exit codes. */
-export const CELL_HEALTH_ORDER: readonly CellHealth[] = ['failed', 'unknown', 'degraded', 'pending', 'optimal'];
+export const CELL_HEALTH_ORDER: readonly CellHealth[] = [
+  'failed',
+  'unknown',
+  'degraded',
+  'detached',
+  'pending',
+  'optimal',
+];
 
 export interface HealthCell {
   attachmentId: string;
@@ -229,6 +265,7 @@ export interface HealthCell {
   hostNqn: string;
   hostName: string;
   health: CellHealth;
+  connectedBy: ConnectedBy;
   agentState: AgentState | null;
   reportedHealth: PathHealth | null;
   multipathMode: MultipathMode;

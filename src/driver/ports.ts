@@ -8,6 +8,7 @@ import type {
   AgentReport,
   Attachment,
   AttachmentStatus,
+  ConnectedBy,
   ConnectionInfo,
   Connector,
   AttachmentEvent,
@@ -201,6 +202,7 @@ export interface NewAttachment {
   instanceUuid: string | null;
   connector: Connector;
   multipathMode: MultipathMode;
+  connectedBy: ConnectedBy;
 }
 
 export interface AttachmentFilter {
@@ -242,7 +244,10 @@ export interface Store {
   updateAttachment(
     id: string,
     patch: Partial<
-      Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce'>
+      Pick<
+        Attachment,
+        'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce' | 'hostPortals'
+      >
     >,
   ): Promise<Attachment>;
 

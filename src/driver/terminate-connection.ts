@@ -52,7 +52,8 @@ const NOTHING: TerminateConnectionResult = {
  * agent first checks that the device is not in use, flushes and disconnects it, and the access
  * goes when it reports `disconnected` (`finishDetach`). Revoking first would pull a mounted
  * device from under its user. `force` revokes at once and tells the agent to tear down even a
- * device in use. A host without an agent (os-brick) has disconnected before Cinder calls this.
+ * device in use. A host-connected attachment (os-brick's, with or without an agent beside it)
+ * has been disconnected by its host before Cinder calls this: its access goes at once.
  */
 export async function terminateConnection(
   deps: DriverDeps,
@@ -115,8 +116,12 @@ export async function terminateConnection(
     // Targets whose device the host's agent has not yet released. One without connection info
     // never reached the host (its initialize failed before answering, and the undo failed too):
     // no device of it can exist and the agent never lists it, so waiting for the agent would
-    // never end. It is finished here, and the access goes at once when nothing else holds it.
-    const held = targets.filter((a) => a.report?.state !== 'disconnected' && a.connectionInfo !== null);
+    // never end. A host-connected one is released by the host itself (Nova calls os-brick's
+    // disconnect_volume before Cinder's attachment_delete), never by the agent. Both are
+    // finished here, and the access goes at once when nothing else holds it.
+    const held = targets.filter(
+      (a) => a.connectedBy === 'agent' && a.report?.state !== 'disconnected' && a.connectionInfo !== null,
+    );
     if (!req.force && held.length > 0 && (await agentManaged(store, hostNqn))) {
       const unreachable = targets.filter((a) => !held.includes(a));
       await markAll(store, unreachable, 'detached');

@@ -95,7 +95,9 @@ export class ServiceMetrics {
     });
     new client.Gauge({
       name: 'portalis_attachment_health',
-      help: 'One series per live attachment, 1, labelled with its health-matrix state (optimal, degraded, failed, unknown, pending)',
+      help:
+        'One series per live attachment, 1, labelled with its health-matrix state ' +
+        '(optimal, degraded, failed, unknown, pending, detached)',
       labelNames: ['volume_id', 'host_nqn', 'host', 'health'],
       registers,
       async collect() {

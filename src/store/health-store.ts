@@ -1,14 +1,15 @@
 import type { Knex } from 'knex';
-import type {
-  AgentState,
-  AttachmentEvent,
-  CellHealth,
-  HealthCell,
-  HealthCounts,
-  HealthMatrix,
-  MultipathMode,
-  PathHealth,
-  PathStatus,
+import {
+  type AgentState,
+  type AttachmentEvent,
+  CELL_HEALTH_ORDER,
+  type CellHealth,
+  type HealthCell,
+  type HealthCounts,
+  type HealthMatrix,
+  type MultipathMode,
+  type PathHealth,
+  type PathStatus,
 } from '../driver/model.ts';
 import type { HealthMatrixQuery, HealthStore } from '../driver/ports.ts';
 
@@ -43,6 +44,7 @@ interface CellJson {
   host_nqn: string;
   host_name: string;
   multipath_mode: string;
+  connected_by: string;
   agent_state: string | null;
   reported_health: string | null;
   device_path: string | null;
@@ -55,7 +57,7 @@ interface CellJson {
   cell: CellHealth;
 }
 
-type CountCols = { optimal: number; degraded: number; failed: number; unknown: number; pending: number };
+type CountCols = Record<CellHealth, number>;
 
 interface MatrixRow {
   summary: CountCols;
@@ -72,18 +74,19 @@ const counts = (c: CountCols): HealthCounts => ({
   degraded: Number(c.degraded),
   failed: Number(c.failed),
   unknown: Number(c.unknown),
+  detached: Number(c.detached),
   pending: Number(c.pending),
 });
 
 /** The worst state with a non-zero count (optimal for none at all). */
-export const worstOf = (c: HealthCounts): CellHealth =>
-  c.failed ? 'failed' : c.unknown ? 'unknown' : c.degraded ? 'degraded' : c.pending ? 'pending' : 'optimal';
+export const worstOf = (c: HealthCounts): CellHealth => CELL_HEALTH_ORDER.find((h) => c[h] > 0) ?? 'optimal';
 
 const COUNT_COLS = `
   count(*) FILTER (WHERE cell = 'optimal')::int AS optimal,
   count(*) FILTER (WHERE cell = 'degraded')::int AS degraded,
   count(*) FILTER (WHERE cell = 'failed')::int AS failed,
   count(*) FILTER (WHERE cell = 'unknown')::int AS unknown,
+  count(*) FILTER (WHERE cell = 'detached')::int AS detached,
   count(*) FILTER (WHERE cell = 'pending')::int AS pending`;
 
 /**
@@ -91,9 +94,10 @@ const COUNT_COLS = `
  * stale. Shared by the matrix and the metrics, so that both say the same.
  */
 export const CELL_STATE_SQL = `CASE
-           WHEN a.reported_at IS NULL OR a.agent_state = 'connecting' THEN 'pending'
+           WHEN a.reported_at IS NULL OR a.agent_state IN ('connecting', 'awaiting_host') THEN 'pending'
            WHEN a.reported_at < :cutoff THEN 'unknown'
            WHEN a.agent_state = 'connected' THEN coalesce(a.health, 'unknown')
+           WHEN a.agent_state = 'host_detached' THEN 'detached'
            ELSE 'failed'
          END`;
 
@@ -105,7 +109,7 @@ export const CELL_STATE_SQL = `CASE
  */
 const MATRIX_SQL = `
 WITH c AS (
-  SELECT a.id, a.volume_id, a.host_nqn, a.host_name, a.multipath_mode, a.agent_state,
+  SELECT a.id, a.volume_id, a.host_nqn, a.host_name, a.multipath_mode, a.connected_by, a.agent_state,
          a.health AS reported_health, a.device_path, a.reported_at, a.agent_error,
          h.last_seen_at,
          coalesce(jsonb_array_length(a.paths), 0) AS paths_total,
@@ -130,7 +134,8 @@ WITH c AS (
    WHERE :states::text[] IS NULL OR cell = ANY(:states::text[])
 ), v AS (
   SELECT volume_id, ${COUNT_COLS},
-         max(CASE cell WHEN 'failed' THEN 4 WHEN 'unknown' THEN 3 WHEN 'degraded' THEN 2 WHEN 'pending' THEN 1 ELSE 0 END) AS worst
+         max(CASE cell WHEN 'failed' THEN 5 WHEN 'unknown' THEN 4 WHEN 'degraded' THEN 3 WHEN 'detached' THEN 2
+                       WHEN 'pending' THEN 1 ELSE 0 END) AS worst
     FROM f GROUP BY volume_id
 ), page AS (
   SELECT * FROM v
@@ -141,8 +146,8 @@ SELECT
   (SELECT row_to_json(s) FROM (SELECT ${COUNT_COLS} FROM f) s) AS summary,
   (SELECT row_to_json(s) FROM (
      SELECT count(*) FILTER (WHERE worst = 0)::int AS optimal, count(*) FILTER (WHERE worst = 1)::int AS pending,
-            count(*) FILTER (WHERE worst = 2)::int AS degraded, count(*) FILTER (WHERE worst = 3)::int AS unknown,
-            count(*) FILTER (WHERE worst = 4)::int AS failed
+            count(*) FILTER (WHERE worst = 2)::int AS detached, count(*) FILTER (WHERE worst = 3)::int AS degraded,
+            count(*) FILTER (WHERE worst = 4)::int AS unknown, count(*) FILTER (WHERE worst = 5)::int AS failed
        FROM v) s) AS volume_summary,
   (SELECT count(*)::int FROM v) AS total_volumes,
   (SELECT count(*)::int FROM f) AS total_cells,
@@ -153,7 +158,8 @@ SELECT
   (SELECT coalesce(json_agg(p ORDER BY CASE WHEN :worstFirst::boolean THEN -p.worst ELSE 0 END, p.volume_id), '[]')
      FROM page p) AS volumes,
   (SELECT coalesce(json_agg(x ORDER BY x.volume_id, x.host_name, x.id), '[]') FROM (
-     SELECT f.id, f.volume_id, f.host_nqn, f.host_name, f.multipath_mode, f.agent_state, f.reported_health,
+     SELECT f.id, f.volume_id, f.host_nqn, f.host_name, f.multipath_mode, f.connected_by, f.agent_state,
+            f.reported_health,
             f.device_path, f.paths_live, f.paths_total, f.reported_at, f.since, f.host_stale, f.agent_error, f.cell
        FROM f JOIN page USING (volume_id)) x) AS cells
 `;
@@ -196,6 +202,7 @@ export class PgHealthStore implements HealthStore {
         hostNqn: c.host_nqn,
         hostName: c.host_name,
         health: c.cell,
+        connectedBy: c.connected_by === 'agent' ? 'agent' : 'host',
         agentState: c.agent_state as AgentState | null,
         reportedHealth: c.reported_health as PathHealth | null,
         multipathMode: c.multipath_mode as MultipathMode,

@@ -75,6 +75,7 @@ describe('agent long poll on PostgreSQL', () => {
       instanceUuid: null,
       connector: { nqn: h.nqn, host: 'h' },
       multipathMode: 'native',
+      connectedBy: 'agent' as const,
     });
   /** An attachment the host's agent sees: recorded, then attached with its connection info. */
   const attach = async (h: Awaited<ReturnType<typeof hostWithVolume>>) => {

@@ -50,6 +50,7 @@ describe('PostgreSQL store: volume options, soft delete, snapshots', () => {
       instanceUuid: null,
       connector: { nqn: NQN, host: 'h1' },
       multipathMode: 'single',
+      connectedBy: 'agent' as const,
     });
     await store.markVolumeDeleted(v.id);
     assert.equal(await store.getVolume(v.id), null);

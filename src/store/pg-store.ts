@@ -11,6 +11,7 @@ import type {
   MultipathMode,
   PathHealth,
   PathStatus,
+  PortalTuple,
   Volume,
   VolumeStatus,
 } from '../driver/model.ts';
@@ -50,6 +51,8 @@ export interface AttachmentRow {
   updated_at: Date;
   detached_at: Date | null;
   detach_force: boolean;
+  connected_by: string;
+  host_portals: PortalTuple[] | null;
   agent_state: string | null;
   device_path: string | null;
   size_bytes: string | number | null;
@@ -122,6 +125,9 @@ export const toAttachment = (r: AttachmentRow): Attachment => ({
   updatedAt: r.updated_at,
   detachedAt: r.detached_at,
   detachForce: r.detach_force,
+  // A row an older release wrote before the migration ran on this connection's view: `host`.
+  connectedBy: r.connected_by === 'agent' ? 'agent' : 'host',
+  hostPortals: r.host_portals ?? null,
   portalsChangedAt: r.portals_changed_at ?? null,
   report: toReport(r),
 });
@@ -272,6 +278,7 @@ export class PgStore implements Store {
         instance_uuid: a.instanceUuid,
         connector: JSON.stringify(a.connector) as never,
         multipath_mode: a.multipathMode,
+        connected_by: a.connectedBy,
         status: 'attaching',
       })
       .returning('*')) as AttachmentRow[];
@@ -281,7 +288,10 @@ export class PgStore implements Store {
   async updateAttachment(
     id: string,
     patch: Partial<
-      Pick<Attachment, 'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce'>
+      Pick<
+        Attachment,
+        'status' | 'connectionInfo' | 'connector' | 'multipathMode' | 'detachedAt' | 'detachForce' | 'hostPortals'
+      >
     >,
   ): Promise<Attachment> {
     const cols: Record<string, unknown> = { updated_at: this.db.fn.now() };
@@ -299,6 +309,8 @@ export class PgStore implements Store {
     if (patch.multipathMode !== undefined) cols.multipath_mode = patch.multipathMode;
     if (patch.detachedAt !== undefined) cols.detached_at = patch.detachedAt;
     if (patch.detachForce !== undefined) cols.detach_force = patch.detachForce;
+    if (patch.hostPortals !== undefined)
+      cols.host_portals = patch.hostPortals === null ? null : JSON.stringify(patch.hostPortals);
     const rows = (await this.table<AttachmentRow>('attachments')
       .where({ id })
       .update(cols as never)

@@ -50,6 +50,7 @@ describe('PostgreSQL store and locks', () => {
       instanceUuid: null,
       connector: { nqn: NQN, host: 'h1', multipath: true },
       multipathMode: 'dm',
+      connectedBy: 'agent' as const,
     });
     assert.equal(a.status, 'attaching');
     const info = {
@@ -80,6 +81,7 @@ describe('PostgreSQL store and locks', () => {
           instanceUuid: i === 2 ? randomUUID() : null,
           connector: conn(i),
           multipathMode: 'native',
+          connectedBy: 'agent' as const,
         }),
       );
     await store.updateAttachment(made[1]!.id, { status: 'detached', detachedAt: new Date() });
@@ -114,6 +116,7 @@ describe('PostgreSQL store and locks', () => {
       instanceUuid: null,
       connector: { nqn: NQN, host: 'h1' },
       multipathMode: 'single' as const,
+      connectedBy: 'agent' as const,
     };
     const first = await store.insertAttachment(req);
     await assert.rejects(store.insertAttachment(req), /attachments_one_live_per_host_instance/);

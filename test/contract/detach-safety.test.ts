@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { type LifecycleClient, startSuite } from '../support/lifecycle.ts';
-import { connector, NATIVE, type Target } from '../support/target.ts';
+import { AGENT, connector, NATIVE, type Target } from '../support/target.ts';
 import type { SimClient } from '../support/sim-client.ts';
 
 /**
@@ -57,7 +57,7 @@ describe('detach safety', () => {
   });
 
   it('a host with a registered agent keeps its access until the agent has released the device', async () => {
-    const conn = connector(NATIVE);
+    const conn = connector({ ...NATIVE, ...AGENT });
     const issued = await t.http.post('/v1/hosts').set(api.auth()).send({ nqn: conn.nqn });
     const agent = { authorization: `Bearer ${issued.body.token}` };
     assert.equal((await t.http.post('/v1/agent/register').set(agent).send({ connector: conn })).status, 200);
@@ -106,7 +106,7 @@ describe('detach safety', () => {
   });
 
   it('force on an agent host revokes at once and tells the agent to tear down even a device in use', async () => {
-    const conn = connector(NATIVE);
+    const conn = connector({ ...NATIVE, ...AGENT });
     const issued = await t.http.post('/v1/hosts').set(api.auth()).send({ nqn: conn.nqn });
     const agent = { authorization: `Bearer ${issued.body.token}` };
     await t.http.post('/v1/agent/register').set(agent).send({ connector: conn });

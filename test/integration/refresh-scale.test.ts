@@ -60,6 +60,7 @@ describe('portal refresh at scale', () => {
           instanceUuid: null,
           connector,
           multipathMode: 'native',
+          connectedBy: 'agent' as const,
         });
         const connectionInfo = buildConnectionInfo({
           volumeUuid: backendUuid,

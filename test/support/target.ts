@@ -189,6 +189,11 @@ export function connector(over: Record<string, unknown> = {}): Record<string, un
 }
 
 export const NATIVE = { multipath: true, nvme_native_multipath: true };
+/**
+ * The Portalis agent's connector: `portalis agent connector-properties` always writes
+ * `dm_multipath`, os-brick never does, and that makes the attachment agent-connected.
+ */
+export const AGENT = { dm_multipath: false };
 /** The Portalis agent on a host with native multipath off and multipathd: it asks for `dm_replicas`. */
 export const DM = { multipath: true, nvme_native_multipath: false, dm_multipath: true };
 /** os-brick on a host booted with nvme_core.multipath=N: no `dm_multipath` key, so single. */

@@ -76,6 +76,8 @@ async function longPoll(
         force: t.force,
         size_gb: t.volumeSizeGb,
         connection_info: t.connectionInfo,
+        connected_by: t.connectedBy,
+        host_portals: t.hostPortals,
       })),
     },
   };

@@ -27,6 +27,7 @@ export const presentMatrix = (m: HealthMatrix, page: { offset: number; limit: nu
       attachment_id: c.attachmentId,
       /** The agent's reported state (connecting, connected, …), null before the first report. */
       state: c.agentState,
+      connected_by: c.connectedBy,
       health: c.health,
       reported_health: c.reportedHealth,
       multipath_mode: c.multipathMode,

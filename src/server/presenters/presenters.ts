@@ -31,6 +31,10 @@ export const presentAttachment = (a: Attachment, now = new Date()) => ({
   /** When the portals in `connection_info` last changed (attach, or the backend moved them). */
   portals_changed_at: iso(a.portalsChangedAt),
   force: a.detachForce,
+  /** Who connects the device on the host: the Portalis agent, or the host itself (os-brick). */
+  connected_by: a.connectedBy,
+  /** Host-connected: the portals the host was handed at its last initialize_connection. */
+  host_portals: a.hostPortals,
   /** The agent's last report's health; `unknown` before the first or when older than 180 s. */
   health: effectiveHealth(a.report, now),
   agent: a.report

@@ -1,0 +1,66 @@
+import type { Knex } from 'knex';
+
+/**
+ * Who connects an attachment on its host (docs/DECISIONS.md, "Who connects an attachment"):
+ * - `attachments.connected_by`: `agent` when the Portalis agent connects, heals and tears the
+ *   device down itself; `host` when something else on the host does (os-brick under Nova), and
+ *   the agent only observes and adds the paths that live-path changes bring. Decided once, at
+ *   the first initialize_connection, from the connector: only `portalis agent
+ *   connector-properties` writes `dm_multipath`, os-brick's `get_connector_properties` never
+ *   does. Existing rows get the same rule.
+ * - `attachments.host_portals`: for a host-connected attachment, the portals handed to the host
+ *   at its last initialize_connection, which are the ones os-brick connected and will disconnect.
+ *   The portal refresh never changes them (it changes `connection_info`): the agent adds only the
+ *   portals outside this list, so it never races os-brick for a portal os-brick is connecting.
+ * The host's version moves when `host_portals` changes, so that its agent's long poll wakes.
+ */
+
+const BUMP_ON_CHANGE = (hostPortals: boolean) => `
+      IF TG_OP = 'INSERT'
+         OR OLD.status IS DISTINCT FROM NEW.status
+         OR OLD.connection_info IS DISTINCT FROM NEW.connection_info${
+           hostPortals ? '\n         OR OLD.host_portals IS DISTINCT FROM NEW.host_portals' : ''
+         }
+         OR OLD.detach_force IS DISTINCT FROM NEW.detach_force THEN
+        PERFORM portalis_bump_host(NEW.host_nqn, NEW.host_name);
+      END IF;
+      RETURN NULL;`;
+
+/** The 20261201200000 migration's function, with the rule above. */
+const replaceFunction = (hostPortals: boolean) => `
+    CREATE OR REPLACE FUNCTION portalis_attachment_changed() RETURNS trigger AS $$
+    BEGIN
+      IF NEW.connection_info IS NULL AND (TG_OP = 'INSERT' OR OLD.connection_info IS NULL) THEN
+        IF TG_OP = 'INSERT' THEN
+          INSERT INTO hosts (nqn, name, version) VALUES (NEW.host_nqn, NEW.host_name, 0)
+            ON CONFLICT (nqn) DO NOTHING;
+        END IF;
+        RETURN NULL;
+      END IF;${BUMP_ON_CHANGE(hostPortals)}
+    END $$ LANGUAGE plpgsql;`;
+
+export async function up(knex: Knex): Promise<void> {
+  await knex.schema.alterTable('attachments', (t) => {
+    // `host` by default: a row written without the column (an older replica during a rolling
+    // upgrade) comes from a connector without `dm_multipath` far more often than with it.
+    t.text('connected_by').notNullable().defaultTo('host');
+    t.jsonb('host_portals').nullable();
+  });
+  await knex.raw(
+    `ALTER TABLE attachments ADD CONSTRAINT attachments_connected_by_check CHECK (connected_by IN ('agent', 'host'))`,
+  );
+  await knex.raw(`UPDATE attachments SET connected_by = 'agent' WHERE connector->'dm_multipath' IS NOT NULL`);
+  await knex.raw(
+    `UPDATE attachments SET host_portals = connection_info->'data'->'portals'
+      WHERE connected_by = 'host' AND connection_info->'data'->'portals' IS NOT NULL`,
+  );
+  await knex.raw(replaceFunction(true));
+}
+
+export async function down(knex: Knex): Promise<void> {
+  await knex.raw(replaceFunction(false));
+  await knex.schema.alterTable('attachments', (t) => {
+    t.dropColumn('host_portals');
+    t.dropColumn('connected_by');
+  });
+}
