@@ -69,6 +69,13 @@ export interface DisconnectOptions {
    * controller. When absent (the CLI), any other visible namespace keeps it.
    */
   otherAttachments?: ConnectionData[];
+  /**
+   * A host-connected attachment (docs/DECISIONS.md, "Who connects an attachment"): only the
+   * controllers at these portals, the ones the agent added, are candidates, and no sweep of
+   * controllers nobody names runs (the host's own are the host's). With none of them there, the
+   * device is not touched either.
+   */
+  onlyAt?: PortalSpec[];
 }
 
 export interface DisconnectResult {
@@ -120,7 +127,7 @@ export class Connector {
   }
 
   /** The host NQN controllers are matched on: the connection's, else /etc/nvme/hostnqn. */
-  private async hostNqn(spec: AttachSpec): Promise<string | null> {
+  async hostNqn(spec: AttachSpec): Promise<string | null> {
     return spec.hostNqn ?? (await this.host.readFile('/etc/nvme/hostnqn'))?.trim() ?? null;
   }
 
@@ -250,6 +257,16 @@ export class Connector {
         }
       };
 
+      // A host-connected volume without a controller the agent added: nothing here is the agent's.
+      if (opts.onlyAt) {
+        const mine = await Promise.all(
+          spec.targets.map(async (t) =>
+            (await listControllers(this.host, t.nqn)).some((c) => candidate(c, t, hostNqn, opts.onlyAt)),
+          ),
+        );
+        if (!mine.includes(true)) return res;
+      }
+
       // 1. The device on top: refuse while in use, then flush (and for DM remove the map).
       if (spec.mode === 'dm') {
         const loc = await traced(ctx, 'sysfs: locate', () => locateDmMap(ctx, spec));
@@ -295,8 +312,8 @@ export class Connector {
       for (const t of spec.targets) {
         const ctrls = (await traced(ctx, 'sysfs: controllers', () => listControllers(this.host, t.nqn))).filter(
           (c) =>
-            t.portals.some((p) => servesPortal(c, p, hostNqn)) ||
-            (complete && !others.some((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn))),
+            candidate(c, t, hostNqn, opts.onlyAt) ||
+            (complete && !opts.onlyAt && !others.some((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn))),
         );
         for (const c of ctrls) {
           const reason = await traced(
@@ -487,6 +504,11 @@ export class Connector {
 /** A path is usable when its controller is live and its ANA state carries I/O (unknown: DM mode, no ANA). */
 function usableThrough(c: Controller, ns: BlockNamespace): boolean {
   return c.state === 'live' && (ns.anaState === null || ns.anaState === 'optimized' || ns.anaState === 'non-optimized');
+}
+
+/** A controller a teardown looks at: one of the target's portals, or of `onlyAt` when given. */
+function candidate(c: Controller, t: TargetSpec, hostNqn: string | null, onlyAt?: PortalSpec[]): boolean {
+  return (onlyAt ?? t.portals).some((p) => servesPortal(c, p, hostNqn));
 }
 
 function samePortal(a: PortalSpec, b: PortalSpec): boolean {

@@ -14,16 +14,18 @@
  * list is left alone; a device is only torn down when the service says `disconnected`, and then
  * never while in use unless `force`.
  */
-import type { Clock } from '../shared/clock.ts';
+import { type Clock, wakeableSleep } from '../shared/clock.ts';
 import type { ConnectionData, Connector as ConnectorDict } from '../driver/model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
 import { GiB } from '../shared/units.ts';
-import { type PortalSpec, parseConnectionData, toAttachSpec } from './connection-data.ts';
+import { AssistedAttachments } from './assisted.ts';
+import { parseConnectionData } from './connection-data.ts';
 import { type Connector, type PathsResult, TeardownError } from './connector.ts';
 import { errorBody } from './errors.ts';
 import { toWire } from './health.ts';
 import { Reporter } from './reports.ts';
 import { type AttachmentReport, type ServiceClient, ServiceError, type WireAttachment } from './service-client.ts';
+import { type Tracked, hostConnected, neededBy, track } from './tracked.ts';
 
 /** What the daemon did, for its metrics (each call after the fact; durations on the daemon's clock). */
 export interface DaemonObserver {
@@ -53,23 +55,12 @@ export interface DaemonOptions {
    * sent during the connects, CPU taken from them on a small host).
    */
   connectingReportDelayMs?: number;
-  observer?: DaemonObserver;
-}
-
-interface Tracked {
-  att: WireAttachment;
-  data: ConnectionData | null;
-  /** Teardown finished (nothing kept) for this desired state; not repeated every pass. */
-  settled: boolean;
-  /** Portals an earlier connection info had and the current one no longer has: to prune. */
-  stale: PortalSpec[];
-  /** When this version of the attachment arrived (daemon clock). */
-  receivedAt: number;
   /**
-   * The last teardown pass was refused because the device is in use: later passes report only
-   * their outcome, not a `disconnecting` that flips back to `error` on every retry.
+   * How often a host-connected attachment whose host has not connected it yet is looked at
+   * again (`awaiting_host` → `connected` within this, rather than the next recheck).
    */
-  refusedInUse?: boolean;
+  hostWatchMs?: number;
+  observer?: DaemonObserver;
 }
 
 export class AgentDaemon {
@@ -81,8 +72,10 @@ export class AgentDaemon {
   private running = new Map<string, Promise<void>>();
   private again = new Set<string>();
   private wakeReporter: (() => void) | null = null;
+  private wakeRecheck: (() => void) | null = null;
   private readonly options: Required<Omit<DaemonOptions, 'log' | 'observer'>>;
   private readonly observer: DaemonObserver | undefined;
+  private readonly assisted: AssistedAttachments;
 
   constructor(opts: DaemonOptions) {
     this.log = opts.log ?? silentLogger;
@@ -99,8 +92,15 @@ export class AgentDaemon {
       backoffInitialMs: opts.backoffInitialMs ?? 1000,
       backoffMaxMs: opts.backoffMaxMs ?? 60_000,
       connectingReportDelayMs: opts.connectingReportDelayMs ?? 1000,
+      hostWatchMs: opts.hostWatchMs ?? 2000,
     };
     this.reporter = new Reporter(opts.service, opts.clock, this.log, this.options.reportRefreshMs);
+    this.assisted = new AssistedAttachments({
+      connector: opts.connector,
+      log: this.log,
+      report: (id, r) => this.report(id, r),
+      others: (id) => this.othersThan(id),
+    });
   }
 
   /** Runs until `signal` aborts. */
@@ -144,10 +144,27 @@ export class AgentDaemon {
   }
 
   private async recheckLoop(signal: AbortSignal): Promise<void> {
+    const { clock, recheckIntervalMs, hostWatchMs } = this.options;
+    let sinceFull = 0;
     while (!signal.aborted) {
-      await this.sleep(this.options.recheckIntervalMs, signal);
+      // Between full passes, host-connected attachments still waiting for their host are looked
+      // at every hostWatchMs: the host connects them at its own pace, and nothing tells the agent.
+      const waiting = () =>
+        [...this.tracked.entries()].filter(([, t]) => t.awaitingHost && t.att.desired === 'connected');
+      const left = recheckIntervalMs - sinceFull;
+      const sleep = wakeableSleep(clock, waiting().length ? Math.min(left, hostWatchMs) : left, signal);
+      this.wakeRecheck = sleep.wake;
+      const started = clock.now();
+      await sleep.done;
+      this.wakeRecheck = null;
       if (signal.aborted) break;
-      await this.reconcileAll();
+      sinceFull += clock.now() - started;
+      if (sinceFull >= recheckIntervalMs) {
+        sinceFull = 0;
+        await this.reconcileAll();
+      } else {
+        await Promise.all(waiting().map(([id]) => this.reconcile(id)));
+      }
     }
   }
 
@@ -160,10 +177,11 @@ export class AgentDaemon {
       if (ok && this.reporter.pending) continue; // submitted while we were sending
       const wait = ok ? this.reporter.nextRefreshInMs() : backoff;
       if (wait === 0) continue; // a refresh is due now
-      await new Promise<void>((resolve) => {
-        this.wakeReporter = ok ? resolve : null; // while backing off, new reports wait for the backoff
-        void this.sleep(wait, signal).then(resolve);
-      });
+      // While backing off, new reports wait for the backoff. A wake ends the sleep (its timer and
+      // its listener on `signal` with it): one left running per wake piled up listeners.
+      const sleep = wakeableSleep(this.options.clock, wait, signal);
+      this.wakeReporter = ok ? sleep.wake : null;
+      await sleep.done;
       this.wakeReporter = null;
     }
   }
@@ -194,14 +212,11 @@ export class AgentDaemon {
       } catch (e) {
         this.log.error({ attachment: att.id, error: (e as Error).message }, 'bad connection info');
       }
-      this.tracked.set(att.id, {
-        att,
-        data,
-        settled: false,
-        stale: stalePortals(old, data),
-        receivedAt: this.options.clock.now(),
-      });
-      this.log.info({ attachment: att.id, desired: att.desired }, 'attachment changed');
+      this.tracked.set(att.id, track(att, data, old, this.options.clock.now()));
+      this.log.info(
+        { attachment: att.id, desired: att.desired, connectedBy: att.connected_by ?? 'agent' },
+        'attachment changed',
+      );
       void this.reconcile(att.id);
     }
     for (const id of [...this.tracked.keys()]) {
@@ -258,6 +273,17 @@ export class AgentDaemon {
         id,
         errorReport({ code: 'invalid_connection_info', message: 'connection info could not be parsed' }),
       );
+    if (hostConnected(t)) {
+      if (t.att.desired === 'connected') {
+        const waited = t.awaitingHost;
+        await this.assisted.live(id, t);
+        // Now waiting for the host: the recheck loop shortens its sleep for it.
+        if (t.awaitingHost && !waited) this.wakeRecheck?.();
+        return;
+      }
+      if (!t.settled) await this.assisted.released(id, t);
+      return;
+    }
     if (t.att.desired === 'connected') return this.ensureConnected(id, t.data, t.att.size_gb, t.receivedAt);
     if (!t.settled) await this.ensureDisconnected(id, t);
   }
@@ -361,11 +387,14 @@ export class AgentDaemon {
     }
   }
 
-  /** The connection data of every other attachment this host must keep connected. */
+  /**
+   * The connection data of every other attachment this host must keep connected (with the
+   * portals a host-connected one's host connected, which the host's own controllers serve).
+   */
   private othersThan(id: string): ConnectionData[] {
     return [...this.tracked.values()]
-      .filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data)
-      .map((o) => o.data!);
+      .filter((o) => o.att.id !== id && o.att.desired === 'connected')
+      .flatMap((o) => neededBy(o));
   }
 
   private async ensureDisconnected(id: string, t: Tracked): Promise<void> {
@@ -379,9 +408,7 @@ export class AgentDaemon {
         health: before.health,
         paths: before.paths.map(toWire),
       });
-    const others = [...this.tracked.values()]
-      .filter((o) => o.att.id !== id && o.att.desired === 'connected' && o.data)
-      .map((o) => o.data!);
+    const others = this.othersThan(id);
     // The same volume is still wanted here (another instance of a multiattach volume, or a
     // re-attach that overtook this teardown): its device must stay, so there is nothing to undo.
     if (others.some((o) => o.vol_uuid.toLowerCase() === data.vol_uuid.toLowerCase())) {
@@ -436,21 +463,4 @@ function errorReport(
   devicePath: string | null = null,
 ): AttachmentReport {
   return { ...stateReport('error', devicePath), error };
-}
-
-/** Portals the previous info (and its own leftovers) had that `next` no longer lists. */
-function stalePortals(old: Tracked | undefined, next: ConnectionData | null): PortalSpec[] {
-  if (!old?.data || !next) return old?.stale ?? [];
-  const portals = (d: ConnectionData) => {
-    try {
-      return toAttachSpec(d).targets.flatMap((t) => t.portals);
-    } catch {
-      return [];
-    }
-  };
-  const key = (p: PortalSpec) => `${p.transport}:${p.address.toLowerCase()}:${p.port}`;
-  const keep = new Set(portals(next).map(key));
-  const out = new Map<string, PortalSpec>();
-  for (const p of [...old.stale, ...portals(old.data)]) if (!keep.has(key(p))) out.set(key(p), p);
-  return [...out.values()];
 }

@@ -13,7 +13,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { createRequire } from 'node:module';
 import type { AxiosInstance, AxiosResponse, AxiosStatic } from 'axios';
-import type { ConnectionInfo, Connector } from '../driver/model.ts';
+import type { AgentState, ConnectedBy, ConnectionInfo, Connector, PortalTuple } from '../driver/model.ts';
 import type { Health, PathReport } from './health.ts';
 
 export type DesiredState = 'connected' | 'disconnected';
@@ -26,6 +26,13 @@ export interface WireAttachment {
   /** The volume's size; a connected device smaller than this is rescanned (online extend). */
   size_gb?: number;
   connection_info: ConnectionInfo;
+  /**
+   * Who connects the device (docs/DECISIONS.md, "Who connects an attachment"); absent from a
+   * service older than the rule: the agent's, as before it.
+   */
+  connected_by?: ConnectedBy;
+  /** Host-connected: the portals the host was handed at its last initialize_connection. */
+  host_portals?: PortalTuple[] | null;
 }
 
 export interface AttachmentList {
@@ -33,7 +40,8 @@ export interface AttachmentList {
   attachments: WireAttachment[];
 }
 
-export type ReportState = 'connecting' | 'connected' | 'disconnecting' | 'disconnected' | 'error';
+/** The agent states of the wire (the service's model; host-connected ones in docs/DECISIONS.md). */
+export type ReportState = AgentState;
 
 export interface AttachmentReport {
   state: ReportState;

@@ -27,6 +27,23 @@ function timerSleep(ms: number, signal: AbortSignal | undefined, unref: boolean)
   });
 }
 
+/**
+ * A sleep on `clock` that ends after `ms`, when `signal` aborts, or when `wake()` is called; its
+ * listener on `signal` goes when it ends. A loop that sleeps on a long-lived signal must not
+ * leave one behind per wake (Node warns at 11 listeners: MaxListenersExceededWarning).
+ */
+export function wakeableSleep(
+  clock: Clock,
+  ms: number,
+  signal: AbortSignal,
+): { done: Promise<void>; wake: () => void } {
+  const inner = new AbortController();
+  const wake = () => inner.abort();
+  signal.addEventListener('abort', wake, { once: true });
+  const done = clock.sleep(ms, inner.signal).finally(() => signal.removeEventListener('abort', wake));
+  return { done, wake };
+}
+
 export const systemClock: Clock = {
   now: () => performance.now(),
   sleep: (ms, signal) => timerSleep(ms, signal, false),
@@ -50,16 +67,20 @@ export class ManualClock implements Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve();
-      const sleeper = { until: this.current + Math.max(0, ms), resolve };
-      this.sleepers.push(sleeper);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          this.sleepers = this.sleepers.filter((x) => x !== sleeper);
+      const aborted = () => {
+        this.sleepers = this.sleepers.filter((x) => x !== sleeper);
+        resolve();
+      };
+      // Woken by time, it takes its listener off the signal, as the system clock's sleep does.
+      const sleeper = {
+        until: this.current + Math.max(0, ms),
+        resolve: () => {
+          signal?.removeEventListener('abort', aborted);
           resolve();
         },
-        { once: true },
-      );
+      };
+      this.sleepers.push(sleeper);
+      signal?.addEventListener('abort', aborted, { once: true });
     });
   }
 

@@ -3,7 +3,7 @@
  * attachment list with long-poll on the injected clock, reports recorded per attachment, and a
  * switch to make it unreachable.
  */
-import type { ConnectionData, Connector } from '../../driver/model.ts';
+import type { ConnectionData, Connector, PortalTuple } from '../../driver/model.ts';
 import type { Clock } from '../../shared/clock.ts';
 import {
   type AttachmentList,
@@ -45,6 +45,27 @@ export class FakeService implements ServiceClient {
     this.bump();
   }
 
+  /**
+   * A host-connected attachment (os-brick connects it): `hostPortals` are the portals the host
+   * was handed, by default the connection's.
+   */
+  putHostConnected(
+    id: string,
+    data: ConnectionData,
+    opts: { desired?: 'connected' | 'disconnected'; hostPortals?: PortalTuple[]; force?: boolean } = {},
+  ): void {
+    this.attachments.set(id, {
+      id,
+      volume_id: `vol-${id}`,
+      desired: opts.desired ?? 'connected',
+      force: opts.force ?? false,
+      connection_info: { driver_volume_type: 'nvmeof', data },
+      connected_by: 'host',
+      host_portals: opts.hostPortals ?? data.portals ?? null,
+    });
+    this.bump();
+  }
+
   remove(id: string): void {
     this.attachments.delete(id);
     this.bump();
@@ -80,10 +101,18 @@ export class FakeService implements ServiceClient {
     this.listCalls++;
     this.check();
     if (since === this.version && waitSeconds > 0) {
+      // Like the HTTP client (axios takes its abort listener off when the request ends), nothing
+      // is left on the caller's signal: the daemon's listener test counts them.
+      const ended = new AbortController();
       await new Promise<void>((resolve) => {
-        this.waiters.push(resolve);
-        signal?.addEventListener('abort', () => resolve(), { once: true });
-        void this.clock.sleep(waitSeconds * 1000).then(resolve);
+        const stop = () => ended.abort();
+        this.waiters.push(stop);
+        signal?.addEventListener('abort', stop, { once: true });
+        ended.signal.addEventListener('abort', () => {
+          signal?.removeEventListener('abort', stop);
+          resolve();
+        });
+        void this.clock.sleep(waitSeconds * 1000, ended.signal).then(stop);
       });
       this.check();
     }
