@@ -141,7 +141,7 @@ describe('path-health history and the health matrix', () => {
 
     const all = await matrix({ host_nqn: a.nqn });
     assert.equal(all.status, 200, JSON.stringify(all.body));
-    assert.deepEqual(all.body.summary, { optimal: 1, degraded: 0, failed: 1, unknown: 0, pending: 1 });
+    assert.deepEqual(all.body.summary, { optimal: 1, degraded: 0, failed: 1, unknown: 0, pending: 1, detached: 0 });
     const both = await matrix({ health: 'optimal,degraded,failed,unknown,pending' });
     const mineOnly = both.body.volumes.filter((v: { volume_id: string }) =>
       [v1.volumeId, v2.volumeId, v3.volumeId, v4.volumeId].includes(v.volume_id),
@@ -161,7 +161,7 @@ describe('path-health history and the health matrix', () => {
     };
     const row1 = await cellOf(v1.volumeId);
     assert.equal(row1.health, 'degraded', 'a volume rolls up to the worst of its hosts');
-    assert.deepEqual(row1.counts, { optimal: 1, degraded: 1, failed: 0, unknown: 0, pending: 0 });
+    assert.deepEqual(row1.counts, { optimal: 1, degraded: 1, failed: 0, unknown: 0, pending: 0, detached: 0 });
     const byHost = Object.fromEntries(row1.hosts.map((c: { host_nqn: string }) => [c.host_nqn, c]));
     assert.equal(byHost[a.nqn].health, 'optimal');
     assert.equal(byHost[a.nqn].state, 'connected');
@@ -191,7 +191,7 @@ describe('path-health history and the health matrix', () => {
     const hb = mine.body.hosts.find((x: { host_nqn: string }) => x.host_nqn === b.nqn);
     assert.equal(hb.stale, true);
     assert.equal(hb.health, 'unknown');
-    assert.deepEqual(hb.counts, { optimal: 0, degraded: 1, failed: 0, unknown: 1, pending: 0 });
+    assert.deepEqual(hb.counts, { optimal: 0, degraded: 1, failed: 0, unknown: 1, pending: 0, detached: 0 });
     assert.ok(
       mine.body.volumes.every((v: { hosts: { health: string }[] }) =>
         v.hosts.every((c) => c.health === 'degraded' || c.health === 'unknown'),

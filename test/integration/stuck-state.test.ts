@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { GiB } from '../../src/shared/units.ts';
 import { lifecycleClient, resetFaults, simVolume } from '../support/lifecycle.ts';
-import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
+import { AGENT, connector, NATIVE, startTarget, type Target } from '../support/target.ts';
 import { SimClient } from '../support/sim-client.ts';
 
 /**
@@ -85,7 +85,7 @@ describe('records that no agent can act on converge without force', () => {
   }
 
   it('a normal terminate on an agent host revokes at once and reports the record detached', async () => {
-    const conn = connector(NATIVE);
+    const conn = connector({ ...NATIVE, ...AGENT });
     const agent = await agents.registered(conn);
     const vol = await api.created();
     const stuck = await stuckAttaching(vol.backend_uuid, vol.id, conn);
@@ -109,7 +109,7 @@ describe('records that no agent can act on converge without force', () => {
   });
 
   it('beside a later real attachment of the host, the stuck one ends at once and the real one waits for its agent', async () => {
-    const conn = connector(NATIVE);
+    const conn = connector({ ...NATIVE, ...AGENT });
     const agent = await agents.registered(conn);
     const vol = await api.created({ multiattach: true });
     const stuck = await stuckAttaching(vol.backend_uuid, vol.id, conn, { instance_uuid: crypto.randomUUID() });
@@ -147,7 +147,7 @@ describe('the volume lock never waits for a second pooled connection', () => {
   after(async () => t?.close());
 
   it('with a pool of 2, concurrent detaches on agent hosts all succeed, and so do their reports', async () => {
-    const hosts = [connector(NATIVE), connector(NATIVE)];
+    const hosts = [connector({ ...NATIVE, ...AGENT }), connector({ ...NATIVE, ...AGENT })];
     const agentOf = new Map<string, Agent>();
     for (const h of hosts) agentOf.set(h.nqn as string, await agents.registered(h));
     const work: { vol: string; uuid: string; host: Record<string, unknown>; id: string }[] = [];
@@ -202,7 +202,7 @@ describe('the volume record follows the backend after a failed extend or delete'
 
   it('an extend whose resize landed but whose state wait failed: the volume stays attachable and takes the new size', async () => {
     const v = await api.created({ size_gb: 1 });
-    const conn = connector(NATIVE);
+    const conn = connector({ ...NATIVE, ...AGENT });
     assert.equal((await api.init(v.id, conn)).status, 200);
     // The read before the resize passes, the resize lands, every read after it fails until the
     // operation's deadline (and the re-read after the failure too).
@@ -234,7 +234,7 @@ describe('the volume record follows the backend after a failed extend or delete'
 
   it('a backend size the record missed is taken on the next initialize, and reaches the agent', async () => {
     const v = await api.created({ size_gb: 1 });
-    const conn = connector(NATIVE);
+    const conn = connector({ ...NATIVE, ...AGENT });
     const issued = await t.http.post('/v1/hosts').set(api.auth()).send({ nqn: conn.nqn });
     const agent = { authorization: `Bearer ${issued.body.token}` };
     // The backend grows the volume behind the service's back (as a lost extend answer would leave it).
@@ -309,7 +309,7 @@ describe('a long poll re-checks its token when it wakes', () => {
   }
 
   it('a token revoked during the wait gets 401, not the attachments made meanwhile', async () => {
-    const conn = connector(NATIVE);
+    const conn = connector({ ...NATIVE, ...AGENT });
     const { poll } = await waitingPoll(conn);
     assert.equal(
       (await t.http.delete(`/v1/hosts/${encodeURIComponent(conn.nqn as string)}/token`).set(api.auth())).status,
@@ -324,7 +324,7 @@ describe('a long poll re-checks its token when it wakes', () => {
   });
 
   it('a token replaced by a new one during the wait gets 401 too; the new token polls', async () => {
-    const conn = connector(NATIVE);
+    const conn = connector({ ...NATIVE, ...AGENT });
     const { poll } = await waitingPoll(conn);
     const reissued = await t.http.post('/v1/hosts').set(api.auth()).send({ nqn: conn.nqn });
     assert.equal(reissued.status, 201);
