@@ -183,6 +183,21 @@ describe('agent daemon: host-connected attachments', () => {
     await stop();
   });
 
+  it("without host_portals (an older service) every portal is the host's: nothing added, nothing removed", async () => {
+    const { host, clock, service, stop } = setup();
+    await elapse(clock, 500);
+    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    service.putHostConnected('a1', nativeData(), { hostPortals: null });
+    await elapse(clock, 1_000);
+    assert.equal(service.last('a1')?.state, 'connected');
+    assert.deepEqual(connectsTo(host), ['10.0.0.1', '10.0.0.2'], "the missing portal is the host's to connect");
+    service.putHostConnected('a1', nativeData(), { hostPortals: null, desired: 'disconnected' });
+    await elapse(clock, 1_000);
+    assert.deepEqual(host.disconnects(), []);
+    assert.equal(service.last('a1')?.state, 'disconnected');
+    await stop();
+  });
+
   it('the daemon keeps its abort listeners flat over many poll cycles and reports', async () => {
     const { host, clock, service, signal, stop } = setup();
     service.put('own', nativeData());

@@ -44,7 +44,9 @@ export function track(
     settled: false,
     stale: stalePortals(old, data),
     receivedAt: now,
-    hostPortals: data ? hostPortalSpecs(data, att.host_portals) : [],
+    // Without the list (a service older than the rule, or a row without portals) every portal
+    // of the connection counts as the host's: the agent then adds nothing and removes nothing.
+    hostPortals: data ? hostPortalSpecs(data, att.host_portals?.length ? att.host_portals : data.portals) : [],
     hostSeen: old?.hostSeen,
     hostPruned: old?.hostPruned,
   };

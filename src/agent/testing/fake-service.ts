@@ -52,7 +52,7 @@ export class FakeService implements ServiceClient {
   putHostConnected(
     id: string,
     data: ConnectionData,
-    opts: { desired?: 'connected' | 'disconnected'; hostPortals?: PortalTuple[]; force?: boolean } = {},
+    opts: { desired?: 'connected' | 'disconnected'; hostPortals?: PortalTuple[] | null; force?: boolean } = {},
   ): void {
     this.attachments.set(id, {
       id,
@@ -61,7 +61,7 @@ export class FakeService implements ServiceClient {
       force: opts.force ?? false,
       connection_info: { driver_volume_type: 'nvmeof', data },
       connected_by: 'host',
-      host_portals: opts.hostPortals ?? data.portals ?? null,
+      host_portals: opts.hostPortals === undefined ? (data.portals ?? null) : opts.hostPortals,
     });
     this.bump();
   }
