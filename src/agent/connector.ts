@@ -15,10 +15,11 @@ import { poll } from '../shared/poll.ts';
 import { type AttachSpec, type PortalSpec, type TargetSpec, portalLabel, toAttachSpec } from './connection-data.ts';
 import type { AgentContext } from './context.ts';
 import { AgentError } from './errors.ts';
-import type { Health, ObservedPath } from './health.ts';
+import { type Health, type ObservedPath, anaCarriesIo } from './health.ts';
 import type { HostPort } from './host/port.ts';
-import { attachDm, locateDm, locateDmMap, removeMap } from './multipath/dm.ts';
-import { attachNative, locateNative } from './multipath/native.ts';
+import { locateDm, locateDmMap, removeMap } from './multipath/dm.ts';
+import { locateNative } from './multipath/native.ts';
+import { strategyFor } from './multipath/strategy.ts';
 import { DEFAULT_TUNABLES, type ConnectTunables } from './nvme-cli.ts';
 import { portalStates, rescan, servesPortal } from './portals.ts';
 import { traced } from './context.ts';
@@ -145,7 +146,7 @@ export class Connector {
     return this.locks.runAll(this.keys(spec), async () => {
       trace.mark('locked');
       const hostNqn = await this.hostNqn(spec);
-      const r = spec.mode === 'dm' ? await attachDm(ctx, spec, hostNqn) : await attachNative(ctx, spec, hostNqn);
+      const r = await strategyFor(spec).attach(ctx, spec, hostNqn);
       if (!r.devicePath)
         throw new AgentError(
           'device_not_found',
@@ -167,8 +168,7 @@ export class Connector {
   async getPaths(data: ConnectionData): Promise<PathsResult> {
     const spec = toAttachSpec(data);
     const hostNqn = await this.hostNqn(spec);
-    const r =
-      spec.mode === 'dm' ? await locateDm(this.ctx, spec, hostNqn) : await locateNative(this.ctx, spec, hostNqn);
+    const r = await strategyFor(spec).locate(this.ctx, spec, hostNqn);
     return { devicePath: r.devicePath, sizeBytes: r.sizeBytes, paths: r.paths, health: r.health };
   }
 
@@ -363,12 +363,9 @@ export class Connector {
         kept: [] as { controller: string; reason: string }[],
         pending: false,
       };
-      const now =
-        spec.mode === 'dm' ? await locateDm(this.ctx, spec, hostNqn) : await locateNative(this.ctx, spec, hostNqn);
-      const usable = now.paths.filter(
-        (p) =>
-          p.state === 'live' && (p.anaState === 'optimized' || p.anaState === 'non-optimized' || spec.mode === 'dm'),
-      );
+      const now = await strategyFor(spec).locate(this.ctx, spec, hostNqn);
+      // DM mode: multipathd's view of a path does not matter here, a live controller is a path.
+      const usable = now.paths.filter((p) => p.state === 'live' && (spec.mode === 'dm' || anaCarriesIo(p.anaState)));
       if (!now.devicePath || usable.length === 0) {
         out.pending = true;
         return out;
@@ -503,7 +500,7 @@ export class Connector {
 
 /** A path is usable when its controller is live and its ANA state carries I/O (unknown: DM mode, no ANA). */
 function usableThrough(c: Controller, ns: BlockNamespace): boolean {
-  return c.state === 'live' && (ns.anaState === null || ns.anaState === 'optimized' || ns.anaState === 'non-optimized');
+  return c.state === 'live' && anaCarriesIo(ns.anaState);
 }
 
 /** A controller a teardown looks at: one of the target's portals, or of `onlyAt` when given. */

@@ -35,6 +35,11 @@ export type PathReport = WirePathStatus;
 
 const USABLE_ANA = new Set(['optimized', 'non-optimized']);
 
+/** An ANA state that carries I/O; null (no ANA) counts as optimized, as the kernel treats it. */
+export function anaCarriesIo(anaState: string | null): boolean {
+  return anaState === null || USABLE_ANA.has(anaState);
+}
+
 /**
  * A path carries I/O when its controller is live and its ANA state is optimized or
  * non-optimized (the kernel's nvme_path_is_optimized/usable). Without ANA the kernel treats
@@ -44,7 +49,7 @@ const USABLE_ANA = new Set(['optimized', 'non-optimized']);
 export function isUsable(p: ObservedPath): boolean {
   if (p.state !== 'live') return false;
   if (p.dmState && p.dmState !== 'active') return false;
-  return p.anaState === null || USABLE_ANA.has(p.anaState);
+  return anaCarriesIo(p.anaState);
 }
 
 function isOptimized(p: ObservedPath): boolean {

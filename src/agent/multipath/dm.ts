@@ -11,7 +11,7 @@ import { type AgentContext, traced } from '../context.ts';
 import { type PortalState, connectFailed, connectPortals, portalStates, rescan } from '../portals.ts';
 import { identify } from '../identity.ts';
 import { type BlockNamespace, dmHolders, listNamespaces, readNativeMultipath } from '../sysfs.ts';
-import { describePaths, type Located } from './native.ts';
+import { describePaths, type Located } from './paths.ts';
 
 export interface DmMap {
   dm: string;
