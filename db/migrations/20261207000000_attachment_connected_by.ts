@@ -15,6 +15,9 @@ import type { Knex } from 'knex';
  * The host's version moves when `host_portals` changes, so that its agent's long poll wakes.
  */
 
+/** `chooseConnectedBy()` of src/driver/connection-info.ts, in SQL (a JSON null still names the key). */
+const RULE = `CASE WHEN NEW.connector->'dm_multipath' IS NOT NULL THEN 'agent' ELSE 'host' END`;
+
 const BUMP_ON_CHANGE = (hostPortals: boolean) => `
       IF TG_OP = 'INSERT'
          OR OLD.status IS DISTINCT FROM NEW.status
@@ -41,24 +44,35 @@ const replaceFunction = (hostPortals: boolean) => `
 
 export async function up(knex: Knex): Promise<void> {
   await knex.schema.alterTable('attachments', (t) => {
-    // `host` by default: a row written without the column (an older replica during a rolling
-    // upgrade) comes from a connector without `dm_multipath` far more often than with it.
-    t.text('connected_by').notNullable().defaultTo('host');
+    t.text('connected_by').nullable();
     t.jsonb('host_portals').nullable();
   });
   await knex.raw(
-    `ALTER TABLE attachments ADD CONSTRAINT attachments_connected_by_check CHECK (connected_by IN ('agent', 'host'))`,
+    `UPDATE attachments SET connected_by = ${RULE.replaceAll('NEW.', '')},
+            host_portals = CASE WHEN ${RULE.replaceAll('NEW.', '')} = 'host' THEN connection_info->'data'->'portals' END`,
   );
-  await knex.raw(`UPDATE attachments SET connected_by = 'agent' WHERE connector->'dm_multipath' IS NOT NULL`);
-  await knex.raw(
-    `UPDATE attachments SET host_portals = connection_info->'data'->'portals'
-      WHERE connected_by = 'host' AND connection_info->'data'->'portals' IS NOT NULL`,
-  );
+  // A row inserted without the column (a replica of the previous release during a rolling
+  // upgrade) gets the rule here: a default could only guess, and the choice is never revisited.
+  // BEFORE triggers run before the NOT NULL check (PostgreSQL manual, "Overview of Trigger Behavior").
+  await knex.raw(`
+    CREATE FUNCTION portalis_attachment_connected_by() RETURNS trigger AS $$
+    BEGIN
+      IF NEW.connected_by IS NULL THEN
+        NEW.connected_by := ${RULE};
+      END IF;
+      RETURN NEW;
+    END $$ LANGUAGE plpgsql;
+    CREATE TRIGGER attachments_connected_by BEFORE INSERT ON attachments
+      FOR EACH ROW EXECUTE FUNCTION portalis_attachment_connected_by();`);
+  await knex.raw(`ALTER TABLE attachments ALTER COLUMN connected_by SET NOT NULL,
+    ADD CONSTRAINT attachments_connected_by_check CHECK (connected_by IN ('agent', 'host'))`);
   await knex.raw(replaceFunction(true));
 }
 
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(replaceFunction(false));
+  await knex.raw('DROP TRIGGER attachments_connected_by ON attachments');
+  await knex.raw('DROP FUNCTION portalis_attachment_connected_by()');
   await knex.schema.alterTable('attachments', (t) => {
     t.dropColumn('host_portals');
     t.dropColumn('connected_by');

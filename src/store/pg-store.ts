@@ -5,6 +5,7 @@ import type {
   AgentState,
   Attachment,
   AttachmentStatus,
+  ConnectedBy,
   ConnectionInfo,
   Connector,
   Host,
@@ -125,8 +126,7 @@ export const toAttachment = (r: AttachmentRow): Attachment => ({
   updatedAt: r.updated_at,
   detachedAt: r.detached_at,
   detachForce: r.detach_force,
-  // A row an older release wrote before the migration ran on this connection's view: `host`.
-  connectedBy: r.connected_by === 'agent' ? 'agent' : 'host',
+  connectedBy: r.connected_by as ConnectedBy,
   hostPortals: r.host_portals ?? null,
   portalsChangedAt: r.portals_changed_at ?? null,
   report: toReport(r),

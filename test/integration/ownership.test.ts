@@ -163,6 +163,13 @@ describe('who connects an attachment', () => {
       const by = Object.fromEntries(rows.map((r: any) => [r.id, [r.connected_by, r.host_portals]]));
       assert.deepEqual(by[osBrick.id], ['host', portals]);
       assert.deepEqual(by[own.id], ['agent', null]);
+
+      // A replica of the previous release inserts without the column: the same rule, by trigger.
+      const [oldOsBrick, oldOwn] = [row(connector(NATIVE)), row(connector({ ...NATIVE, ...AGENT }))];
+      await db('attachments').insert([oldOsBrick, oldOwn]);
+      const later = await db('attachments').whereIn('id', [oldOsBrick.id, oldOwn.id]).select('id', 'connected_by');
+      const laterBy = Object.fromEntries(later.map((r: any) => [r.id, r.connected_by]));
+      assert.deepEqual([laterBy[oldOsBrick.id], laterBy[oldOwn.id]], ['host', 'agent']);
     } finally {
       await drop();
     }
