@@ -14,11 +14,11 @@
  *   host's head device through native multipath;
  * - after terminate removes only controllers it added and nothing else needs.
  */
-import type { ConnectionData, PortalTuple } from '../driver/model.ts';
-import { type AttachSpec, type PortalSpec, toAttachSpec } from './connection-data.ts';
+import type { PortalTuple } from '../driver/model.ts';
+import { type AttachSpec, type PortalSpec, parsePortals } from './connection-data.ts';
 import type { Connector, DisconnectResult, PathsResult } from './connector.ts';
-import { connectPortals, servesPortal } from './portals.ts';
-import { canonicalAddress, listControllers } from './sysfs.ts';
+import { connectPortals, portalKey, servesPortal } from './portals.ts';
+import { listControllers } from './sysfs.ts';
 
 /** What a host-connected volume looks like on the host now. */
 export interface HostView {
@@ -29,18 +29,24 @@ export interface HostView {
   paths: PathsResult;
 }
 
-export function portalKey(p: PortalSpec): string {
-  return `${p.transport}:${canonicalAddress(p.address)}:${p.port}`;
+/**
+ * `host_portals` as the agent's portal specs (the service stores them as os-brick's tuples).
+ * Without them (a service older than the rule, or a row without portals) every portal of the
+ * connection counts as the host's: the agent then adds nothing and removes nothing.
+ */
+export function hostPortalSpecs(spec: AttachSpec, hostPortals: PortalTuple[] | null | undefined): PortalSpec[] {
+  const all = spec.targets.flatMap((t) => t.portals);
+  if (!hostPortals?.length) return all;
+  try {
+    return parsePortals(hostPortals, 'host_portals');
+  } catch {
+    return all;
+  }
 }
 
-/** `host_portals` as the agent's portal specs (the service stores them as os-brick's tuples). */
-export function hostPortalSpecs(data: ConnectionData, hostPortals: PortalTuple[] | null | undefined): PortalSpec[] {
-  if (!hostPortals?.length) return [];
-  try {
-    return toAttachSpec({ ...data, portals: hostPortals }).targets.flatMap((t) => t.portals);
-  } catch {
-    return [];
-  }
+/** The spec with the host's portals in place of the current ones (what the host's controllers serve). */
+export function atPortals(spec: AttachSpec, portals: PortalSpec[]): AttachSpec {
+  return { ...spec, targets: spec.targets.map((t) => ({ ...t, portals })) };
 }
 
 /** The portals of `spec` outside `host`: what the agent may add (and later remove). */
@@ -53,13 +59,12 @@ export class HostAssist {
   constructor(private readonly connector: Connector) {}
 
   /** The host's controllers, the added ones and the volume's paths, without changing anything. */
-  async observe(data: ConnectionData, hostPortals: PortalSpec[]): Promise<HostView> {
-    const spec = toAttachSpec(data);
+  async observe(spec: AttachSpec, hostPortals: PortalSpec[]): Promise<HostView> {
     const hostNqn = await this.connector.hostNqn(spec);
     const added = addedPortals(spec, hostPortals);
     const [ctrls, paths] = await Promise.all([
       Promise.all(spec.targets.map((t) => listControllers(this.connector.host, t.nqn))).then((x) => x.flat()),
-      this.connector.getPaths(data),
+      this.connector.getPaths(spec),
     ]);
     const at = (portals: PortalSpec[]) =>
       ctrls.filter((c) => portals.some((p) => servesPortal(c, p, hostNqn))).map((c) => c.name);
@@ -71,8 +76,7 @@ export class HostAssist {
    * subsystem's lock (as the agent's own connects). Native multipath only: a single-path host
    * asked for one path, and its device is the host's choice. Returns the portals it connected.
    */
-  async addPaths(data: ConnectionData, hostPortals: PortalSpec[]): Promise<{ added: string[]; failures: string[] }> {
-    const spec = toAttachSpec(data);
+  async addPaths(spec: AttachSpec, hostPortals: PortalSpec[]): Promise<{ added: string[]; failures: string[] }> {
     const none = { added: [], failures: [] };
     if (spec.mode !== 'native') return none;
     const extra = addedPortals(spec, hostPortals);
@@ -96,12 +100,7 @@ export class HostAssist {
    * the host was handed) that no other attachment of this host needs and nothing uses, refusing
    * while the volume's device is in use unless forced (Connector.disconnect's rules).
    */
-  release(
-    data: ConnectionData,
-    candidates: PortalSpec[],
-    others: ConnectionData[],
-    force: boolean,
-  ): Promise<DisconnectResult> {
-    return this.connector.disconnect(data, { force, otherAttachments: others, onlyAt: candidates });
+  release(spec: AttachSpec, candidates: PortalSpec[], others: AttachSpec[], force: boolean): Promise<DisconnectResult> {
+    return this.connector.disconnect(spec, { force, otherAttachments: others, onlyAt: candidates });
   }
 }

@@ -4,22 +4,23 @@
  * portals the host was not handed, prunes dead stale controllers under the agent's own rules, or,
  * after terminate, removes what the agent added.
  */
-import type { ConnectionData } from '../driver/model.ts';
 import type { Logger } from '../shared/logger.ts';
-import { HostAssist, addedPortals, portalKey } from './assist.ts';
-import { toAttachSpec } from './connection-data.ts';
+import { HostAssist, addedPortals } from './assist.ts';
+import type { AttachSpec, PortalSpec } from './connection-data.ts';
 import type { Connector, PathsResult } from './connector.ts';
 import { errorBody } from './errors.ts';
 import { toWire } from './health.ts';
 import type { AttachmentReport } from './service-client.ts';
-import type { Tracked } from './tracked.ts';
+import { type Tracked, isHostPortal, stillWanted } from './tracked.ts';
 
 export interface AssistedDeps {
   connector: Connector;
   log: Logger;
   report(id: string, r: AttachmentReport): void;
-  /** The connection data of every other attachment this host must keep. */
-  others(id: string): ConnectionData[];
+  /** What every other attachment this host must keep needs (its portals, and its host's). */
+  others(id: string): AttachSpec[];
+  /** The portals the host itself connects for its other live host-connected attachments. */
+  othersHostPortals(id: string): PortalSpec[];
 }
 
 /** What the agent saw of the host's device, in a report. */
@@ -47,18 +48,22 @@ export class AssistedAttachments {
    * host let go of it (no controller of the host's is left), and nothing is connected again.
    */
   async live(id: string, t: Tracked): Promise<void> {
-    const data = t.data!;
+    const spec = t.spec!;
     const { log } = this.deps;
     try {
-      let view = await this.assist.observe(data, t.hostPortals);
+      let view = await this.assist.observe(spec, t.hostPortals);
+      // The agent pruned the host's last (dead, stale) controller itself: the device is still the host's.
+      if (view.hostControllers.length > 0) t.hostPruned = false;
       const hostThere = view.hostControllers.length > 0 || (t.hostPruned === true && view.paths.devicePath !== null);
       if (!hostThere) {
-        // Controllers the agent added are only ever added to a device the host had: with them
-        // still there, or the device seen before, the host has let go of it.
-        const detached = t.hostSeen === true || view.addedControllers.length > 0;
+        // Seen with a controller of the host's before, and none left: the host let go of it. An
+        // agent that never saw it (just started) cannot tell, and waits: controllers at other
+        // portals may be another volume's (one subsystem per cluster), never proof of a detach.
+        const detached = t.hostSeen === true;
+        if (detached && !t.awaitingHost && t.hostDetached !== true)
+          log.info({ attachment: id }, 'the host let go of the device; not reconnected');
         t.awaitingHost = !detached;
-        if (detached && !t.hostSeen) log.info({ attachment: id }, 'the host let go of the device; not reconnected');
-        t.hostSeen = t.hostSeen || detached;
+        t.hostDetached = detached;
         return this.deps.report(id, observed(detached ? 'host_detached' : 'awaiting_host', view.paths, false));
       }
       if (!view.paths.devicePath) {
@@ -66,13 +71,14 @@ export class AssistedAttachments {
         return this.deps.report(id, observed('awaiting_host', view.paths, false));
       }
       t.awaitingHost = false;
+      t.hostDetached = false;
       if (!t.hostSeen) log.info({ attachment: id, device: view.paths.devicePath }, 'the host connected the device');
       t.hostSeen = true;
-      if (await this.followPortals(id, t)) view = await this.assist.observe(data, t.hostPortals);
+      if (await this.followPortals(id, t)) view = await this.assist.observe(spec, t.hostPortals);
       this.deps.report(id, observed('connected', view.paths, true));
     } catch (e) {
       log.warn({ attachment: id, error: (e as Error).message }, 'host-connected attachment: pass failed');
-      const now = await this.deps.connector.getPaths(data).catch(() => null);
+      const now = await this.deps.connector.getPaths(spec).catch(() => null);
       this.deps.report(id, { ...observed(now?.devicePath ? 'connected' : 'error', now, true), error: errorBody(e) });
     }
   }
@@ -86,27 +92,30 @@ export class AssistedAttachments {
    */
   private async followPortals(id: string, t: Tracked): Promise<boolean> {
     const { connector, log } = this.deps;
-    const data = t.data!;
+    const spec = t.spec!;
     const others = this.deps.others(id);
     let changed = false;
     if (t.stale.length) {
-      const hostKeys = new Set(t.hostPortals.map(portalKey));
-      const dead = await connector.prunePortals(data, t.stale, others, { deadOnly: true });
+      const dead = await connector.prunePortals(spec, t.stale, others, { deadOnly: true });
       if (dead.disconnected.length) {
         changed = true;
-        if (t.stale.some((p) => hostKeys.has(portalKey(p)))) t.hostPruned = true;
         log.info({ attachment: id, ...dead }, 'dead stale controllers removed from the host-connected device');
+        // Only when that was the host's last one: its device then runs on paths the agent added.
+        if ((await this.assist.observe(spec, t.hostPortals)).hostControllers.length === 0) t.hostPruned = true;
       }
     }
-    const { added, failures } = await this.assist.addPaths(data, t.hostPortals);
+    // Not a portal the host connects for another of its attachments right now (one subsystem per
+    // cluster: os-brick may be connecting it this moment, and the race is what this avoids).
+    const hostsOwn = [...t.hostPortals, ...this.deps.othersHostPortals(id)];
+    const { added, failures } = await this.assist.addPaths(spec, hostsOwn);
     if (added.length) {
       changed = true;
       log.info({ attachment: id, added }, 'paths the portal change brought added to the host-connected device');
     }
     if (failures.length) log.warn({ attachment: id, failures }, 'adding a path failed; retried on the next pass');
-    const mine = t.stale.filter((p) => !t.hostPortals.some((h) => portalKey(h) === portalKey(p)));
+    const mine = t.stale.filter((p) => !isHostPortal(t, p));
     if (mine.length) {
-      const pruned = await connector.prunePortals(data, mine, others);
+      const pruned = await connector.prunePortals(spec, mine, others);
       if (pruned.disconnected.length) changed = true;
       if (!pruned.pending) t.stale = t.stale.filter((p) => !mine.includes(p));
     }
@@ -121,13 +130,15 @@ export class AssistedAttachments {
    */
   async released(id: string, t: Tracked): Promise<void> {
     const { log, report } = this.deps;
-    const data = t.data!;
-    const spec = toAttachSpec(data);
-    const candidates = [...addedPortals(spec, t.hostPortals), ...t.stale].filter(
-      (p) => !t.hostPortals.some((h) => portalKey(h) === portalKey(p)),
-    );
+    const spec = t.spec!;
+    const others = this.deps.others(id);
+    if (stillWanted(spec, others)) {
+      t.settled = true;
+      return report(id, observed('disconnected', null, false));
+    }
+    const candidates = [...addedPortals(spec, t.hostPortals), ...t.stale].filter((p) => !isHostPortal(t, p));
     try {
-      const res = await this.assist.release(data, candidates, this.deps.others(id), t.att.force);
+      const res = await this.assist.release(spec, candidates, others, t.att.force);
       if (res.disconnected.length || res.kept.length)
         log.info({ attachment: id, disconnected: res.disconnected, kept: res.kept }, 'added controllers released');
       t.settled = res.kept.length === 0;

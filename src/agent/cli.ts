@@ -20,7 +20,7 @@ import {
   loadAgentSettings,
   loadDaemonSettings,
 } from './config.ts';
-import { parseConnectionData } from './connection-data.ts';
+import { parseConnectionData, toAttachSpec } from './connection-data.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Connector, TeardownError } from './connector.ts';
 import { AgentError } from './errors.ts';
@@ -124,8 +124,10 @@ export async function runAgentCli(
       case 'attach': {
         const flags = parseFlags(rest);
         if (flags.force) throw new UsageError('--force is only for detach');
-        const data = parseConnectionData(await readInput(io, host, flags.connectionInfo));
-        const r = await connectorFor(host, settings, log).connect(data);
+        const spec = toAttachSpec(parseConnectionData(await readInput(io, host, flags.connectionInfo)));
+        // One shot: nobody retries a failed attach, so what it connected goes again
+        // (docs/DECISIONS.md, "A failed attach: the CLI undoes, the daemon keeps").
+        const r = await connectorFor(host, settings, log).connect(spec, { undoOnFailure: true });
         printJson(io, {
           device_path: r.devicePath,
           size_bytes: r.sizeBytes,
@@ -138,8 +140,8 @@ export async function runAgentCli(
       }
       case 'detach': {
         const flags = parseFlags(rest);
-        const data = parseConnectionData(await readInput(io, host, flags.connectionInfo));
-        const r = await connectorFor(host, settings, log).disconnect(data, { force: flags.force });
+        const spec = toAttachSpec(parseConnectionData(await readInput(io, host, flags.connectionInfo)));
+        const r = await connectorFor(host, settings, log).disconnect(spec, { force: flags.force });
         printJson(io, detachJson(r));
         return 0;
       }

@@ -71,6 +71,11 @@ function parsePortal(p: unknown, field: string): PortalSpec {
   return { address: stripBrackets(address), port: n, transport: tr };
 }
 
+/** Portals in os-brick's `[address, port, transport]` form (`host_portals` of the agent's list). */
+export function parsePortals(tuples: readonly PortalTuple[], field: string): PortalSpec[] {
+  return tuples.map((p, j) => parsePortal(p, `${field}[${j}]`));
+}
+
 function parseUuid(v: unknown, field: string): string {
   if (typeof v !== 'string' || !UUID.test(v)) bad(field, 'must be a UUID');
   return normUuid(v);

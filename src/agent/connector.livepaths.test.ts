@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { portalKey } from './host/testing/fabric.ts';
 import { NQN, VOL, VOL2, dmData, drive, nativeData, portals, scenario } from './testing/scenario.ts';
-import type { PortalSpec } from './connection-data.ts';
+import { type PortalSpec, toAttachSpec } from './connection-data.ts';
 import { GiB } from '../shared/units.ts';
 
 const A = ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4'];
@@ -30,8 +30,8 @@ async function readdressed(before: (s: ReturnType<typeof liveScenario>) => void 
   const s = liveScenario();
   const vol1 = nativeData({ portals: portals(A.slice(0, 3)) });
   const vol2 = nativeData({ vol_uuid: VOL2, ns_id: '2', portals: portals(A.slice(0, 3)) });
-  await drive(s.clock, s.connector.connect(vol1));
-  const v2 = await drive(s.clock, s.connector.connect(vol2));
+  await drive(s.clock, s.connector.connect(toAttachSpec(vol1)));
+  const v2 = await drive(s.clock, s.connector.connect(toAttachSpec(vol2)));
   s.host.openDevice(777, v2.devicePath);
   before(s);
   s.host.setPortalUp(A[1]!, false);
@@ -45,30 +45,36 @@ describe('prunePortals: following a replica move', () => {
     const s = liveScenario();
     const vol1 = nativeData({ portals: portals(A.slice(0, 3)) });
     const vol2 = nativeData({ vol_uuid: VOL2, ns_id: '2', portals: portals(A.slice(0, 3)) });
-    await drive(s.clock, s.connector.connect(vol1));
-    await drive(s.clock, s.connector.connect(vol2));
+    await drive(s.clock, s.connector.connect(toAttachSpec(vol1)));
+    await drive(s.clock, s.connector.connect(toAttachSpec(vol2)));
     assert.equal(s.host.controllers().length, 3);
 
     // The replica on node 3 moves to node 4: 4 serves, 3 no longer does.
     s.ana(1, A[3]!, 'non-optimized');
     s.ana(1, A[2]!, 'inaccessible');
     const moved = nativeData({ portals: portals([A[0]!, A[1]!, A[3]!]) });
-    const r = await drive(s.clock, s.connector.connect(moved));
+    const r = await drive(s.clock, s.connector.connect(toAttachSpec(moved)));
     assert.equal(r.paths.filter((p) => p.state === 'live').length, 3);
     assert.equal(s.host.controllers().length, 4, 'new portal connected first; the old one still there');
 
-    const kept = await drive(s.clock, s.connector.prunePortals(moved, [spec(A[2]!)], [vol2]));
+    const kept = await drive(
+      s.clock,
+      s.connector.prunePortals(toAttachSpec(moved), [spec(A[2]!)], [vol2].map(toAttachSpec)),
+    );
     assert.deepEqual(kept.disconnected, []);
     assert.equal(kept.kept.length, 1);
     assert.match(kept.kept[0]!.reason, new RegExp(`volume ${VOL2}`));
     assert.equal(s.host.controllers().length, 4, "volume 2's path through node 3 stays");
-    const v2 = await s.connector.getPaths(vol2);
+    const v2 = await s.connector.getPaths(toAttachSpec(vol2));
     assert.equal(v2.paths.filter((p) => p.state === 'live').length, 3);
 
-    const pruned = await drive(s.clock, s.connector.prunePortals(moved, [spec(A[2]!)], []));
+    const pruned = await drive(
+      s.clock,
+      s.connector.prunePortals(toAttachSpec(moved), [spec(A[2]!)], [].map(toAttachSpec)),
+    );
     assert.equal(pruned.disconnected.length, 1);
     assert.equal(s.host.controllers().length, 3);
-    const after = await s.connector.getPaths(moved);
+    const after = await s.connector.getPaths(toAttachSpec(moved));
     assert.deepEqual(
       after.paths.map((p) => [p.address, p.state]),
       [
@@ -83,10 +89,10 @@ describe('prunePortals: following a replica move', () => {
   it('never removes the last live path: with no live path at the new portals nothing is pruned', async () => {
     const s = liveScenario();
     const old = nativeData({ portals: portals([A[0]!]) });
-    await drive(s.clock, s.connector.connect(old));
+    await drive(s.clock, s.connector.connect(toAttachSpec(old)));
     s.host.setPortalUp(A[3]!, false);
     const moved = nativeData({ portals: portals([A[3]!]) });
-    const r = await drive(s.clock, s.connector.prunePortals(moved, [spec(A[0]!)], []));
+    const r = await drive(s.clock, s.connector.prunePortals(toAttachSpec(moved), [spec(A[0]!)], [].map(toAttachSpec)));
     assert.equal(r.pending, true);
     assert.deepEqual(r.disconnected, []);
     assert.equal(s.host.controllers().length, 1, 'the old path stays until a new one is live');
@@ -95,22 +101,25 @@ describe('prunePortals: following a replica move', () => {
   it('DM: the new path device joins the map before the old one leaves it (multipathd del path), then its controller goes', async () => {
     const s = liveScenario({ multipath: false });
     const old = dmData();
-    const first = await drive(s.clock, s.connector.connect(old));
+    const first = await drive(s.clock, s.connector.connect(toAttachSpec(old)));
     assert.match(first.devicePath, /^\/dev\/mapper\//);
     const moved = dmData({
       dm_replicas: [A[1]!, A[2]!].map((a) => ({ vol_uuid: VOL, target_nqn: NQN, portals: [[a, 4420, 'tcp']] })),
     });
-    const r = await drive(s.clock, s.connector.connect(moved));
+    const r = await drive(s.clock, s.connector.connect(toAttachSpec(moved)));
     assert.equal(r.devicePath, first.devicePath);
     assert.equal(r.paths.filter((p) => p.state === 'live').length, 2);
     const before = s.host.calls('').length;
-    const pruned = await drive(s.clock, s.connector.prunePortals(moved, [spec(A[0]!)], []));
+    const pruned = await drive(
+      s.clock,
+      s.connector.prunePortals(toAttachSpec(moved), [spec(A[0]!)], [].map(toAttachSpec)),
+    );
     assert.deepEqual(pruned.disconnected, ['nvme0']);
     const cmds = s.host.calls('').slice(before);
     const del = cmds.findIndex((c) => c.startsWith('multipathd del path nvme0n1'));
     const disc = cmds.indexOf('write /sys/class/nvme/nvme0/delete_controller');
     assert.ok(del >= 0 && disc > del, `del path before disconnect: ${cmds.join(' | ')}`);
-    const after = await s.connector.getPaths(moved);
+    const after = await s.connector.getPaths(toAttachSpec(moved));
     assert.equal(after.devicePath, first.devicePath);
     assert.deepEqual(
       after.paths.map((p) => [p.address, p.state]),
@@ -124,20 +133,28 @@ describe('prunePortals: following a replica move', () => {
   it("deadOnly: a readdressed node's dead controller goes (another path is live); a live stale one stays", async () => {
     const s = liveScenario();
     const old = nativeData({ portals: portals(A.slice(0, 3)) });
-    await drive(s.clock, s.connector.connect(old));
+    await drive(s.clock, s.connector.connect(toAttachSpec(old)));
     s.host.setPortalUp(A[1]!, false); // node 2's old address stops answering
     const moved = nativeData({ portals: portals([A[0]!, A[3]!]) });
-    const r = await drive(s.clock, s.connector.prunePortals(moved, [spec(A[1]!), spec(A[2]!)], [], { deadOnly: true }));
+    const r = await drive(
+      s.clock,
+      s.connector.prunePortals(toAttachSpec(moved), [spec(A[1]!), spec(A[2]!)], [].map(toAttachSpec), {
+        deadOnly: true,
+      }),
+    );
     assert.equal(r.disconnected.length, 1, 'only the connecting controller to the old address');
     assert.equal(s.host.controllers().length, 2, 'the live stale controller to node 3 stays for now');
   });
   it('readdress: the dead controller shared with another volume in use goes while that volume has another usable path', async () => {
     const { s, v2, moved1, moved2 } = await readdressed();
 
-    const r = await drive(s.clock, s.connector.prunePortals(moved1, [spec(A[1]!)], [moved2], { deadOnly: true }));
+    const r = await drive(
+      s.clock,
+      s.connector.prunePortals(toAttachSpec(moved1), [spec(A[1]!)], [moved2].map(toAttachSpec), { deadOnly: true }),
+    );
     assert.equal(r.disconnected.length, 1, JSON.stringify(r));
     assert.equal(s.host.controllers().length, 2);
-    const after2 = await s.connector.getPaths(moved2);
+    const after2 = await s.connector.getPaths(toAttachSpec(moved2));
     assert.equal(after2.devicePath, v2.devicePath);
     assert.deepEqual(
       after2.paths.filter((p) => p.state === 'live').map((p) => p.address),
@@ -151,7 +168,10 @@ describe('prunePortals: following a replica move', () => {
       s.ana(2, A[2]!, 'inaccessible');
     });
 
-    const r = await drive(s.clock, s.connector.prunePortals(moved1, [spec(A[1]!)], [moved2], { deadOnly: true }));
+    const r = await drive(
+      s.clock,
+      s.connector.prunePortals(toAttachSpec(moved1), [spec(A[1]!)], [moved2].map(toAttachSpec), { deadOnly: true }),
+    );
     assert.deepEqual(r.disconnected, []);
     assert.equal(r.kept.length, 1);
     assert.match(r.kept[0]!.reason, /other namespaces behind it/);
@@ -163,22 +183,22 @@ describe('prunePortals: following a replica move', () => {
       addrs.map((a) => ({ vol_uuid: vol, target_nqn: NQN, portals: [[a, 4420, 'tcp'] as [string, number, string]] }));
     const a = dmData({ dm_replicas: replicas(VOL, [A[0]!, A[1]!]) });
     const b = dmData({ vol_uuid: VOL2, dm_replicas: replicas(VOL2, [A[0]!, A[1]!]) });
-    const first = await drive(s.clock, s.connector.connect(a));
-    await drive(s.clock, s.connector.connect(b));
+    const first = await drive(s.clock, s.connector.connect(toAttachSpec(a)));
+    await drive(s.clock, s.connector.connect(toAttachSpec(b)));
     const slaves = () => s.host.fs.list(`/sys/block/${s.host.fs.realpath(first.devicePath)!.split('/').pop()}/slaves`);
     assert.equal(slaves().length, 2);
 
     // A's replica on node 1 moves to node 3; B stays on node 1.
     const moved = dmData({ dm_replicas: replicas(VOL, [A[1]!, A[2]!]) });
-    await drive(s.clock, s.connector.connect(moved));
+    await drive(s.clock, s.connector.connect(toAttachSpec(moved)));
     assert.equal(slaves().length, 3, 'the new path joins first');
-    const r = await drive(s.clock, s.connector.prunePortals(moved, [spec(A[0]!)], [b]));
+    const r = await drive(s.clock, s.connector.prunePortals(toAttachSpec(moved), [spec(A[0]!)], [b].map(toAttachSpec)));
     assert.deepEqual(r.disconnected, []);
     assert.match(r.kept[0]!.reason, new RegExp(`volume ${VOL2}`));
     assert.equal(slaves().length, 2, "A's device behind the kept controller left A's map");
-    await drive(s.clock, s.connector.connect(moved)); // the daemon's next pass
+    await drive(s.clock, s.connector.connect(toAttachSpec(moved))); // the daemon's next pass
     assert.equal(slaves().length, 2, 'and is not added back');
-    const bPaths = await s.connector.getPaths(b);
+    const bPaths = await s.connector.getPaths(toAttachSpec(b));
     assert.deepEqual(
       bPaths.paths.map((p) => [p.address, p.state]),
       [

@@ -1,3 +1,4 @@
+import { toAttachSpec } from './connection-data.ts';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RunResult } from './host/port.ts';
@@ -63,14 +64,16 @@ describe('connector serialisation', () => {
         }),
       100,
     );
-    const v1 = s.connector.connect(nativeData());
-    const v2 = s.connector.connect(nativeData({ vol_uuid: VOL2, ns_id: '2' }));
+    const v1 = s.connector.connect(toAttachSpec(nativeData()));
+    const v2 = s.connector.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
     const v3 = s.connector.connect(
-      nativeData({
-        vol_uuid: '6e7f8091-3d4e-4f60-8b12-c3d4e5f60718',
-        target_nqn: NQN_B,
-        portals: portals(['10.0.1.1']),
-      }),
+      toAttachSpec(
+        nativeData({
+          vol_uuid: '6e7f8091-3d4e-4f60-8b12-c3d4e5f60718',
+          target_nqn: NQN_B,
+          portals: portals(['10.0.1.1']),
+        }),
+      ),
     );
     for (let i = 0; i < 10; i++) await flush();
 
@@ -92,7 +95,7 @@ describe('connector serialisation', () => {
     const s = scenario();
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
     s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
-    await s.connector.connect(nativeData());
+    await s.connector.connect(toAttachSpec(nativeData()));
     let release!: () => void;
     // Portal 3 is lost; volume 2's attach reconnects it, and that connect hangs until released.
     s.host.script(
@@ -100,9 +103,9 @@ describe('connector serialisation', () => {
       () => new Promise<RunResult>((r) => (release = () => r({ code: 1, stdout: '', stderr: 'already connected' }))),
     );
     s.host.expirePortal('10.0.0.3');
-    const attach = s.connector.connect(nativeData({ vol_uuid: VOL2, ns_id: '2' }));
+    const attach = s.connector.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
     for (let i = 0; i < 10; i++) await flush();
-    const detach = s.connector.disconnect(nativeData());
+    const detach = s.connector.disconnect(toAttachSpec(nativeData()));
     for (let i = 0; i < 10; i++) await flush();
     assert.equal(s.host.calls('blockdev').length + s.host.disconnects().length, 0, 'detach waits for the lock');
     release();

@@ -8,11 +8,10 @@
  * One agent process runs per host (the daemon, or a CLI attach/detach); the lock is in-process,
  * so the CLI must not be run while the daemon manages the same volume.
  */
-import type { ConnectionData } from '../driver/model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
 import { KeyedMutex } from '../shared/keyed-mutex.ts';
 import { poll } from '../shared/poll.ts';
-import { type AttachSpec, type PortalSpec, type TargetSpec, portalLabel, toAttachSpec } from './connection-data.ts';
+import { type AttachSpec, type PortalSpec, type TargetSpec, portalLabel } from './connection-data.ts';
 import type { AgentContext } from './context.ts';
 import { AgentError } from './errors.ts';
 import { type Health, type ObservedPath, anaCarriesIo } from './health.ts';
@@ -21,13 +20,12 @@ import { locateDm, locateDmMap, removeMap } from './multipath/dm.ts';
 import { locateNative } from './multipath/native.ts';
 import { strategyFor } from './multipath/strategy.ts';
 import { DEFAULT_TUNABLES, type ConnectTunables } from './nvme-cli.ts';
-import { portalStates, rescan, servesPortal } from './portals.ts';
+import { portalKey, portalStates, rescan, servesPortal } from './portals.ts';
 import { traced } from './context.ts';
 import { identify, isMatch, wantOf } from './identity.ts';
 import {
   type BlockNamespace,
   type Controller,
-  canonicalAddress,
   listControllers,
   namespacesUnderController,
   readBlockNamespace,
@@ -69,7 +67,7 @@ export interface DisconnectOptions {
    * taken as complete: a visible namespace of none of them that nothing uses does not keep a
    * controller. When absent (the CLI), any other visible namespace keeps it.
    */
-  otherAttachments?: ConnectionData[];
+  otherAttachments?: AttachSpec[];
   /**
    * A host-connected attachment (docs/DECISIONS.md, "Who connects an attachment"): only the
    * controllers at these portals, the ones the agent added, are candidates, and no sweep of
@@ -136,37 +134,79 @@ export class Connector {
    * Makes the volume's device present and returns it. Idempotent: live portals are kept as they
    * are (adopted), missing ones connected, so calling it again is how failed portals get retried
    * and lost paths come back (self-healing).
+   *
+   * `undoOnFailure` (the one-shot CLI, which nobody retries): when the attach fails, the
+   * controllers this call created and nothing else needs are disconnected again before the error
+   * is thrown. The daemon keeps them: its next pass retries from there (docs/DECISIONS.md, "A
+   * failed attach: the CLI undoes, the daemon keeps").
    */
-  async connect(data: ConnectionData): Promise<ConnectResult> {
+  async connect(spec: AttachSpec, opts: { undoOnFailure?: boolean } = {}): Promise<ConnectResult> {
     const started = this.host.clock.now();
     const trace = new Trace(this.host.clock);
     const ctx = { ...this.ctx, trace };
-    const spec = toAttachSpec(data);
     trace.mark('lock wait');
     return this.locks.runAll(this.keys(spec), async () => {
       trace.mark('locked');
       const hostNqn = await this.hostNqn(spec);
-      const r = await strategyFor(spec).attach(ctx, spec, hostNqn);
-      if (!r.devicePath)
-        throw new AgentError(
-          'device_not_found',
-          `the device of volume ${spec.volUuid} vanished right after it appeared`,
-          { details: { paths: r.paths } },
-        );
-      return {
-        devicePath: r.devicePath,
-        sizeBytes: r.sizeBytes,
-        paths: r.paths,
-        health: r.health,
-        elapsedMs: this.host.clock.now() - started,
-        trace: trace.steps,
-      };
+      const before = opts.undoOnFailure ? await this.controllerNames(spec) : null;
+      try {
+        const r = await strategyFor(spec).attach(ctx, spec, hostNqn);
+        if (!r.devicePath)
+          throw new AgentError(
+            'device_not_found',
+            `the device of volume ${spec.volUuid} vanished right after it appeared`,
+            { details: { paths: r.paths } },
+          );
+        return {
+          devicePath: r.devicePath,
+          sizeBytes: r.sizeBytes,
+          paths: r.paths,
+          health: r.health,
+          elapsedMs: this.host.clock.now() - started,
+          trace: trace.steps,
+        };
+      } catch (e) {
+        if (before) await this.undoConnect(ctx, spec, hostNqn, before);
+        throw e;
+      }
     });
   }
 
+  private async controllerNames(spec: AttachSpec): Promise<Set<string>> {
+    const lists = await Promise.all(spec.targets.map((t) => listControllers(this.host, t.nqn)));
+    return new Set(lists.flat().map((c) => c.name));
+  }
+
+  /**
+   * Disconnects what a failed attach created: controllers of the spec's portals that were not
+   * there before it, unless another namespace behind one is in use and usable through none of
+   * the controllers that were there before (then the new path is what that device runs on). A
+   * step that fails is logged; the attach's own error is what the caller gets.
+   */
+  private async undoConnect(ctx: AgentContext, spec: AttachSpec, hostNqn: string | null, before: Set<string>) {
+    for (const t of spec.targets) {
+      const ctrls = await listControllers(this.host, t.nqn);
+      const old = ctrls.filter((c) => before.has(c.name));
+      for (const c of ctrls) {
+        if (before.has(c.name) || !t.portals.some((p) => servesPortal(c, p, hostNqn))) continue;
+        try {
+          const reason = await this.neededBeyond(c, t, old);
+          if (reason) {
+            ctx.log.info({ controller: c.name, reason }, 'failed attach: controller kept');
+            continue;
+          }
+          if (spec.mode === 'dm') await this.delPaths(await namespacesUnderController(this.host, c.name));
+          await disconnectController(ctx, c);
+          ctx.log.info({ controller: c.name }, 'failed attach: controller it created disconnected');
+        } catch (e) {
+          ctx.log.warn({ controller: c.name, error: (e as Error).message }, 'failed attach: undo step failed');
+        }
+      }
+    }
+  }
+
   /** Where the volume is now and how its paths are, without changing anything. */
-  async getPaths(data: ConnectionData): Promise<PathsResult> {
-    const spec = toAttachSpec(data);
+  async getPaths(spec: AttachSpec): Promise<PathsResult> {
     const hostNqn = await this.hostNqn(spec);
     const r = await strategyFor(spec).locate(this.ctx, spec, hostNqn);
     return { devicePath: r.devicePath, sizeBytes: r.sizeBytes, paths: r.paths, health: r.health };
@@ -176,11 +216,10 @@ export class Connector {
    * After the volume grew: rescan its live controllers (no AEN on some targets) and wait for the
    * device size to reach `expectedBytes` (or just to change) before the deadline.
    */
-  async extend(data: ConnectionData, expectedBytes?: number): Promise<PathsResult> {
-    const spec = toAttachSpec(data);
+  async extend(spec: AttachSpec, expectedBytes?: number): Promise<PathsResult> {
     return this.locks.runAll(this.keys(spec), async () => {
       const hostNqn = await this.hostNqn(spec);
-      const before = await this.getPaths(data);
+      const before = await this.getPaths(spec);
       const states = (await Promise.all(spec.targets.map((t) => portalStates(this.ctx, t, hostNqn)))).flat();
       await rescan(
         this.ctx,
@@ -201,7 +240,7 @@ export class Connector {
       const r = await poll<PathsResult>(
         async () => {
           await resizeMapWhenPathsGrew();
-          const now = await this.getPaths(data);
+          const now = await this.getPaths(spec);
           const grown =
             expectedBytes !== undefined ? (now.sizeBytes ?? 0) >= expectedBytes : now.sizeBytes !== before.sizeBytes;
           return grown ? { done: true, value: now } : { done: false, last: now };
@@ -224,8 +263,7 @@ export class Connector {
    * unless forced. Every other failure is collected and thrown at the end as a TeardownError.
    * Not an error when the volume is not attached.
    */
-  async disconnect(data: ConnectionData, opts: DisconnectOptions = {}): Promise<DisconnectResult> {
-    const spec = toAttachSpec(data);
+  async disconnect(spec: AttachSpec, opts: DisconnectOptions = {}): Promise<DisconnectResult> {
     const trace = new Trace(this.host.clock);
     const ctx = { ...this.ctx, trace };
     trace.mark('lock wait');
@@ -350,12 +388,11 @@ export class Connector {
    * nothing could be pruned yet (no live path at the current portals).
    */
   async prunePortals(
-    data: ConnectionData,
+    spec: AttachSpec,
     stale: PortalSpec[],
-    otherAttachments: ConnectionData[],
+    otherAttachments: AttachSpec[],
     opts: { deadOnly?: boolean } = {},
   ): Promise<{ disconnected: string[]; kept: { controller: string; reason: string }[]; pending: boolean }> {
-    const spec = toAttachSpec(data);
     return this.locks.runAll(this.keys(spec), async () => {
       const hostNqn = await this.hostNqn(spec);
       const out = {
@@ -371,7 +408,7 @@ export class Connector {
         return out;
       }
       const current = spec.targets.flatMap((t) => t.portals);
-      const gone = stale.filter((p) => !current.some((c) => samePortal(c, p)));
+      const gone = stale.filter((p) => !current.some((c) => portalKey(c) === portalKey(p)));
       const others = otherUsers(otherAttachments);
       for (const t of spec.targets) {
         const ctrls = await listControllers(this.host, t.nqn);
@@ -484,6 +521,19 @@ export class Connector {
     return null;
   }
 
+  /** An in-use namespace behind `c`, other than the target's, that no controller of `others` serves usably. */
+  private async neededBeyond(c: Controller, t: TargetSpec, others: Controller[]): Promise<string | null> {
+    const want = wantOf(t);
+    for (const name of await namespacesUnderController(this.host, c.name)) {
+      const ns = await readBlockNamespace(this.host, name);
+      if (!ns || isMatch(identify(ns, want)) || (await this.usableElsewhere(ns, c, others))) continue;
+      const top = usedThrough(name);
+      const usage = await deviceUsage(this.host, top, [`/dev/${top}`]);
+      if (isInUse(usage)) return `other namespace in use only through it: ${describeUsage(`/dev/${top}`, usage)}`;
+    }
+    return null;
+  }
+
   /** Whether the namespace `ns` (behind `c`) is usable through another controller of its subsystem. */
   private async usableElsewhere(ns: BlockNamespace, c: Controller, ctrls: Controller[]): Promise<boolean> {
     for (const o of ctrls) {
@@ -508,24 +558,10 @@ function candidate(c: Controller, t: TargetSpec, hostNqn: string | null, onlyAt?
   return (onlyAt ?? t.portals).some((p) => servesPortal(c, p, hostNqn));
 }
 
-function samePortal(a: PortalSpec, b: PortalSpec): boolean {
-  return (
-    a.transport === b.transport && a.port === b.port && canonicalAddress(a.address) === canonicalAddress(b.address)
-  );
-}
-
 type OtherUsers = { nqn: string; portal: PortalSpec; volUuid: string }[];
 
-function otherUsers(datas: ConnectionData[]): OtherUsers {
-  const out: OtherUsers = [];
-  for (const d of datas) {
-    let spec: AttachSpec;
-    try {
-      spec = toAttachSpec(d);
-    } catch {
-      continue;
-    }
-    for (const t of spec.targets) for (const p of t.portals) out.push({ nqn: t.nqn, portal: p, volUuid: spec.volUuid });
-  }
-  return out;
+function otherUsers(specs: AttachSpec[]): OtherUsers {
+  return specs.flatMap((spec) =>
+    spec.targets.flatMap((t) => t.portals.map((portal) => ({ nqn: t.nqn, portal, volUuid: spec.volUuid }))),
+  );
 }

@@ -7,7 +7,7 @@ import { Connector } from './connector.ts';
 import { AgentDaemon } from './daemon.ts';
 import type { FakeHost } from './host/testing/fake-host.ts';
 import { FakeService } from './testing/fake-service.ts';
-import { NQN, nativeData, portals, scenario } from './testing/scenario.ts';
+import { NQN, VOL2, nativeData, portals, scenario } from './testing/scenario.ts';
 
 /**
  * Host-connected attachments (docs/DECISIONS.md, "Who connects an attachment"): os-brick connects
@@ -180,6 +180,71 @@ describe('agent daemon: host-connected attachments', () => {
     assert.deepEqual(host.disconnects(), added, 'only the added controller was disconnected');
     assert.equal(host.controllers(NQN).length, 2);
     assert.equal(service.last('a1')?.state, 'disconnected');
+    await stop();
+  });
+
+  it("a dead controller of the host's pruned while another of its own stays: os-brick's disconnect is still seen", async () => {
+    const { host, clock, service, stop } = setup();
+    await elapse(clock, 500);
+    const handed = portals(['10.0.0.1', '10.0.0.2']);
+    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    service.putHostConnected('a1', nativeData({ portals: handed }));
+    await elapse(clock, 1_000);
+    service.putHostConnected('a1', nativeData({ portals: portals(['10.0.0.1', '10.0.0.3']) }), { hostPortals: handed });
+    host.setPortalUp('10.0.0.2', false);
+    await elapse(clock, RECHECK_MS + 500, 500);
+    assert.equal(host.controllers(NQN).length, 2, "the host's dead stale one pruned, the new one added");
+    await osBrickDisconnect(host, ['10.0.0.1', '10.0.0.2']);
+    await elapse(clock, RECHECK_MS + 500, 500);
+    assert.equal(service.last('a1')?.state, 'host_detached', "the device left on the added path is not the host's");
+    assert.equal(connectsTo(host).length, 3);
+    await stop();
+  });
+
+  it("an agent started after the portals moved prunes the host's dead stale controller", async () => {
+    const { host, clock, service, stop } = setup();
+    const handed = portals(['10.0.0.1', '10.0.0.2']);
+    await elapse(clock, 500);
+    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    host.setPortalUp('10.0.0.2', false);
+    // The first version the agent sees already has the new portals.
+    service.putHostConnected('a1', nativeData({ portals: portals(['10.0.0.1', '10.0.0.3']) }), { hostPortals: handed });
+    await elapse(clock, 1_000);
+    const addresses = host.controllers(NQN).map((c) => host.fs.read(`/sys/class/nvme/${c}/address`));
+    assert.ok(!addresses.some((a) => a?.includes('10.0.0.2,')), `the dead one is gone: ${addresses.join(' | ')}`);
+    assert.equal(service.last('a1')?.state, 'connected');
+    await stop();
+  });
+
+  it('never adds a portal the host connects for another of its attachments (os-brick may be at it)', async () => {
+    const { host, clock, service, stop } = setup();
+    host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
+    await elapse(clock, 500);
+    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    service.putHostConnected('a1', nativeData({ portals: portals(['10.0.0.1', '10.0.0.3']) }), {
+      hostPortals: portals(['10.0.0.1', '10.0.0.2']),
+    });
+    service.putHostConnected('b1', nativeData({ vol_uuid: VOL2, ns_id: '2' }));
+    await elapse(clock, 1_000);
+    assert.deepEqual(connectsTo(host), ['10.0.0.1', '10.0.0.2'], "10.0.0.3 is b1's host's to connect");
+    await stop();
+  });
+
+  it('a terminated instance of a volume another attachment still wants here touches nothing', async () => {
+    const { host, clock, service, stop } = setup();
+    await elapse(clock, 500);
+    const handed = portals(['10.0.0.1', '10.0.0.2']);
+    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    const moved = nativeData({ portals: portals(['10.0.0.1', '10.0.0.2', '10.0.0.3']) });
+    service.putHostConnected('i1', moved, { hostPortals: handed });
+    service.putHostConnected('i2', moved, { hostPortals: handed });
+    await elapse(clock, 1_000);
+    assert.equal(host.controllers(NQN).length, 3);
+    host.openDevice(777, '/dev/nvme0n1');
+    service.putHostConnected('i1', moved, { hostPortals: handed, desired: 'disconnected' });
+    await elapse(clock, 1_000);
+    assert.deepEqual(host.disconnects(), []);
+    assert.equal(service.last('i1')?.state, 'disconnected');
     await stop();
   });
 

@@ -15,17 +15,17 @@
  * never while in use unless `force`.
  */
 import { type Clock, wakeableSleep } from '../shared/clock.ts';
-import type { ConnectionData, Connector as ConnectorDict } from '../driver/model.ts';
+import type { Connector as ConnectorDict } from '../driver/model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
 import { GiB } from '../shared/units.ts';
 import { AssistedAttachments } from './assisted.ts';
-import { parseConnectionData } from './connection-data.ts';
+import { type AttachSpec, parseConnectionData, toAttachSpec } from './connection-data.ts';
 import { type Connector, type PathsResult, TeardownError } from './connector.ts';
 import { errorBody } from './errors.ts';
 import { toWire } from './health.ts';
 import { Reporter } from './reports.ts';
 import { type AttachmentReport, type ServiceClient, ServiceError, type WireAttachment } from './service-client.ts';
-import { type Tracked, hostConnected, neededBy, track } from './tracked.ts';
+import { type Tracked, hostConnected, neededBy, stillWanted, track } from './tracked.ts';
 
 /** What the daemon did, for its metrics (each call after the fact; durations on the daemon's clock). */
 export interface DaemonObserver {
@@ -100,6 +100,10 @@ export class AgentDaemon {
       log: this.log,
       report: (id, r) => this.report(id, r),
       others: (id) => this.othersThan(id),
+      othersHostPortals: (id) =>
+        this.live(id)
+          .filter(hostConnected)
+          .flatMap((o) => o.hostPortals),
     });
   }
 
@@ -206,13 +210,14 @@ export class AgentDaemon {
       seen.add(att.id);
       const old = this.tracked.get(att.id);
       if (old && JSON.stringify(old.att) === JSON.stringify(att)) continue;
-      let data: ConnectionData | null = null;
+      // Parsed once per version: everything past here works with the spec.
+      let spec: AttachSpec | null = null;
       try {
-        data = parseConnectionData(att.connection_info);
+        spec = toAttachSpec(parseConnectionData(att.connection_info));
       } catch (e) {
         this.log.error({ attachment: att.id, error: (e as Error).message }, 'bad connection info');
       }
-      this.tracked.set(att.id, track(att, data, old, this.options.clock.now()));
+      this.tracked.set(att.id, track(att, spec, old, this.options.clock.now()));
       this.log.info(
         { attachment: att.id, desired: att.desired, connectedBy: att.connected_by ?? 'agent' },
         'attachment changed',
@@ -268,7 +273,7 @@ export class AgentDaemon {
   private async reconcileOnce(id: string): Promise<void> {
     const t = this.tracked.get(id);
     if (!t) return;
-    if (!t.data)
+    if (!t.spec)
       return this.report(
         id,
         errorReport({ code: 'invalid_connection_info', message: 'connection info could not be parsed' }),
@@ -284,13 +289,13 @@ export class AgentDaemon {
       if (!t.settled) await this.assisted.released(id, t);
       return;
     }
-    if (t.att.desired === 'connected') return this.ensureConnected(id, t.data, t.att.size_gb, t.receivedAt);
+    if (t.att.desired === 'connected') return this.ensureConnected(id, t.spec, t.att.size_gb, t.receivedAt);
     if (!t.settled) await this.ensureDisconnected(id, t);
   }
 
   private async ensureConnected(
     id: string,
-    data: ConnectionData,
+    spec: AttachSpec,
     sizeGb: number | undefined,
     receivedAt: number,
   ): Promise<void> {
@@ -300,7 +305,7 @@ export class AgentDaemon {
     const connecting = new AbortController();
     try {
       // Adopt what is there: no "connecting" blip for a device that already works.
-      const before = await c.getPaths(data);
+      const before = await c.getPaths(spec);
       fresh = !before.devicePath;
       if (fresh)
         void this.options.clock.sleep(this.options.connectingReportDelayMs, connecting.signal).then(() => {
@@ -312,12 +317,12 @@ export class AgentDaemon {
       // (EINVAL; Linux drivers/nvme/host/core.c, nvme_validate_cntlid). It goes first, while the
       // volume has another live path.
       const tracked = this.tracked.get(id);
-      if (!fresh && tracked && tracked.data === data && tracked.stale.length) {
-        const dead = await c.prunePortals(data, tracked.stale, this.othersThan(id), { deadOnly: true });
+      if (!fresh && tracked && tracked.spec === spec && tracked.stale.length) {
+        const dead = await c.prunePortals(spec, tracked.stale, this.othersThan(id), { deadOnly: true });
         if (dead.disconnected.length)
           this.log.info({ attachment: id, ...dead }, 'dead stale controllers removed first');
       }
-      const connected = await c.connect(data).finally(() => connecting.abort());
+      const connected = await c.connect(spec).finally(() => connecting.abort());
       let r: PathsResult = connected;
       if (fresh) {
         this.observer?.connect('ok', this.options.clock.now() - started);
@@ -342,17 +347,17 @@ export class AgentDaemon {
       const wanted = sizeGb !== undefined ? sizeGb * GiB : null;
       if (wanted !== null && r.sizeBytes !== null && r.sizeBytes < wanted) {
         this.log.info({ attachment: id, from: r.sizeBytes, to: wanted }, 'volume grew; rescanning');
-        r = await c.extend(data, wanted);
+        r = await c.extend(spec, wanted);
       }
       // The portals moved: the new ones are connected (above); the old ones go only now, and
       // only what no other attachment of this host needs.
       const t = this.tracked.get(id);
-      if (t && t.data === data && t.stale.length) {
-        const pruned = await c.prunePortals(data, t.stale, this.othersThan(id));
+      if (t && t.spec === spec && t.stale.length) {
+        const pruned = await c.prunePortals(spec, t.stale, this.othersThan(id));
         if (!pruned.pending) {
           this.log.info({ attachment: id, ...pruned }, 'portals that no longer serve the volume pruned');
           t.stale = [];
-          r = { ...r, ...(await c.getPaths(data)) } as PathsResult;
+          r = { ...r, ...(await c.getPaths(spec)) } as PathsResult;
         }
       }
       this.report(id, {
@@ -367,7 +372,7 @@ export class AgentDaemon {
       connecting.abort();
       if (fresh) this.observer?.connect('failed', this.options.clock.now() - started);
       this.log.warn({ attachment: id, error: (e as Error).message }, 'connect failed; retried on the next pass');
-      const now = await c.getPaths(data).catch(() => null);
+      const now = await c.getPaths(spec).catch(() => null);
       if (now?.devicePath) {
         this.report(id, {
           state: 'connected',
@@ -391,16 +396,19 @@ export class AgentDaemon {
    * The connection data of every other attachment this host must keep connected (with the
    * portals a host-connected one's host connected, which the host's own controllers serve).
    */
-  private othersThan(id: string): ConnectionData[] {
-    return [...this.tracked.values()]
-      .filter((o) => o.att.id !== id && o.att.desired === 'connected')
-      .flatMap((o) => neededBy(o));
+  private othersThan(id: string): AttachSpec[] {
+    return this.live(id).flatMap((o) => neededBy(o));
+  }
+
+  /** The other attachments the service wants connected on this host. */
+  private live(id: string): Tracked[] {
+    return [...this.tracked.values()].filter((o) => o.att.id !== id && o.att.desired === 'connected');
   }
 
   private async ensureDisconnected(id: string, t: Tracked): Promise<void> {
     const c = this.options.connector;
-    const data = t.data!;
-    const before = await c.getPaths(data).catch(() => null);
+    const spec = t.spec!;
+    const before = await c.getPaths(spec).catch(() => null);
     if (before?.devicePath && !t.refusedInUse)
       this.report(id, {
         ...stateReport('disconnecting', before.devicePath),
@@ -411,9 +419,9 @@ export class AgentDaemon {
     const others = this.othersThan(id);
     // The same volume is still wanted here (another instance of a multiattach volume, or a
     // re-attach that overtook this teardown): its device must stay, so there is nothing to undo.
-    if (others.some((o) => o.vol_uuid.toLowerCase() === data.vol_uuid.toLowerCase())) {
+    if (stillWanted(spec, others)) {
       this.log.info(
-        { attachment: id, volume: data.vol_uuid },
+        { attachment: id, volume: spec.volUuid },
         'volume still attached here through another attachment; device kept',
       );
       t.settled = true;
@@ -421,7 +429,7 @@ export class AgentDaemon {
     }
     const started = this.options.clock.now();
     try {
-      const res = await c.disconnect(data, { force: t.att.force, otherAttachments: others });
+      const res = await c.disconnect(spec, { force: t.att.force, otherAttachments: others });
       this.observer?.disconnect('ok', this.options.clock.now() - started);
       this.log.info(
         {

@@ -29,6 +29,11 @@ export function servesPortal(c: Controller, p: PortalSpec, hostNqn: string | nul
   return hostNqn === null || c.hostNqn === null || c.hostNqn === hostNqn;
 }
 
+/** One text per portal: transport, canonical address and port (for sets and equality). */
+export function portalKey(p: PortalSpec): string {
+  return `${p.transport}:${canonicalAddress(p.address)}:${p.port}`;
+}
+
 export async function portalStates(
   ctx: AgentContext,
   target: TargetSpec,

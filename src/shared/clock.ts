@@ -39,6 +39,8 @@ export function wakeableSleep(
 ): { done: Promise<void>; wake: () => void } {
   const inner = new AbortController();
   const wake = () => inner.abort();
+  // A listener added to a signal that has already aborted never fires.
+  if (signal.aborted) inner.abort();
   signal.addEventListener('abort', wake, { once: true });
   const done = clock.sleep(ms, inner.signal).finally(() => signal.removeEventListener('abort', wake));
   return { done, wake };
