@@ -1,0 +1,81 @@
+/**
+ * The prune after a portal change: the controllers of portals that no longer serve the volume go
+ * once it has a usable path through its current ones (the Connector takes the subsystem's lock
+ * around it). The keep rules are teardown-plan.ts's.
+ */
+import type { AttachSpec, PortalSpec } from './connection-data.ts';
+import type { AgentContext } from './context.ts';
+import { anaCarriesIo } from './health.ts';
+import { identify } from './identity.ts';
+import { strategyFor } from './multipath/strategy.ts';
+import { portalKey, servesPortal } from './portals.ts';
+import { listControllers, namespacesUnderController, readBlockNamespace } from './sysfs.ts';
+import { disconnectController } from './teardown.ts';
+import { keepReason, otherUsers } from './teardown-snapshot.ts';
+
+export interface PruneResult {
+  disconnected: string[];
+  kept: { controller: string; reason: string }[];
+  /** Nothing could be pruned yet: no usable path through the current portals. */
+  pending: boolean;
+}
+
+export async function prunePortals(
+  ctx: AgentContext,
+  spec: AttachSpec,
+  hostNqn: string | null,
+  stale: PortalSpec[],
+  otherAttachments: AttachSpec[],
+  opts: { deadOnly?: boolean } = {},
+): Promise<PruneResult> {
+  const out: PruneResult = { disconnected: [], kept: [], pending: false };
+  const now = await strategyFor(spec).locate(ctx, spec, hostNqn);
+  // DM mode: multipathd's view of a path does not matter here, a live controller is a path.
+  const usable = now.paths.filter((p) => p.state === 'live' && (spec.mode === 'dm' || anaCarriesIo(p.anaState)));
+  if (!now.devicePath || usable.length === 0) {
+    out.pending = true;
+    return out;
+  }
+  const current = spec.targets.flatMap((t) => t.portals);
+  const gone = stale.filter((p) => !current.some((c) => portalKey(c) === portalKey(p)));
+  const others = otherUsers(otherAttachments);
+  for (const t of spec.targets) {
+    const ctrls = await listControllers(ctx.host, t.nqn);
+    for (const c of ctrls) {
+      if (!gone.some((p) => servesPortal(c, p, hostNqn))) continue;
+      // A controller that also matches a current portal is a current path, whatever it was.
+      if (current.some((p) => servesPortal(c, p, hostNqn))) continue;
+      if (opts.deadOnly && c.state === 'live') continue;
+      const reason = await keepReason(ctx.host, c, t, others, hostNqn, true, ctrls);
+      const behind = spec.mode === 'dm' ? await namespacesUnderController(ctx.host, c.name) : [];
+      if (reason) {
+        out.kept.push({ controller: c.name, reason });
+        // The controller stays for another volume, but this volume's path device behind it
+        // leaves this volume's map: the backend no longer serves the volume there (its ANA
+        // group is inaccessible), and multipathd would keep it in the map as a path that
+        // never carries I/O.
+        const own: string[] = [];
+        for (const ns of behind) {
+          const bn = await readBlockNamespace(ctx.host, ns);
+          if (bn && identify(bn, { uuid: t.uuid }) === 'uuid') own.push(ns);
+        }
+        await delPaths(ctx, own);
+        continue;
+      }
+      // Every path device behind it leaves its map first, this volume's and any other's
+      // that keepReason let go (a dead path of a volume with another usable one).
+      await delPaths(ctx, behind);
+      await disconnectController(ctx, c);
+      out.disconnected.push(c.name);
+    }
+  }
+  return out;
+}
+
+/** DM mode: `multipathd del path` for each path device, so no map keeps a path about to go. */
+export async function delPaths(ctx: AgentContext, names: string[]): Promise<void> {
+  for (const ns of names) {
+    const r = await ctx.host.run('multipathd', ['del', 'path', ns], { timeoutMs: ctx.commandTimeoutMs });
+    if (r.code !== 0) ctx.log.warn({ path: ns, error: r.stderr.trim() }, 'multipathd del path failed');
+  }
+}
