@@ -16,7 +16,7 @@
  */
 import type { PortalTuple } from '../driver/model.ts';
 import { type AttachSpec, type PortalSpec, parsePortals } from './connection-data.ts';
-import type { Connector, DisconnectResult, PathsResult } from './connector.ts';
+import type { Attacher, DisconnectResult, PathsResult } from './attacher.ts';
 import { connectPortals, portalKey, servesPortal } from './portals.ts';
 import { listControllers } from './sysfs.ts';
 
@@ -56,15 +56,15 @@ export function addedPortals(spec: AttachSpec, host: PortalSpec[]): PortalSpec[]
 }
 
 export class HostAssist {
-  constructor(private readonly connector: Connector) {}
+  constructor(private readonly attacher: Attacher) {}
 
   /** The host's controllers, the added ones and the volume's paths, without changing anything. */
   async observe(spec: AttachSpec, hostPortals: PortalSpec[]): Promise<HostView> {
-    const hostNqn = await this.connector.hostNqn(spec);
+    const hostNqn = await this.attacher.hostNqn(spec);
     const added = addedPortals(spec, hostPortals);
     const [ctrls, paths] = await Promise.all([
-      Promise.all(spec.targets.map((t) => listControllers(this.connector.host, t.nqn))).then((x) => x.flat()),
-      this.connector.getPaths(spec),
+      Promise.all(spec.targets.map((t) => listControllers(this.attacher.host, t.nqn))).then((x) => x.flat()),
+      this.attacher.getPaths(spec),
     ]);
     const at = (portals: PortalSpec[]) =>
       ctrls.filter((c) => portals.some((p) => servesPortal(c, p, hostNqn))).map((c) => c.name);
@@ -82,9 +82,9 @@ export class HostAssist {
     const extra = addedPortals(spec, hostPortals);
     if (!extra.length) return none;
     const target = { ...spec.targets[0]!, portals: extra };
-    return this.connector.locks.runAll([target.nqn], async () => {
-      const hostNqn = await this.connector.hostNqn(spec);
-      const ctx = this.connector.ctx;
+    return this.attacher.locks.runAll([target.nqn], async () => {
+      const hostNqn = await this.attacher.hostNqn(spec);
+      const ctx = this.attacher.ctx;
       const out = await connectPortals(ctx, target, hostNqn, 'all', spec.hostNqn);
       return {
         added: out.states
@@ -98,9 +98,9 @@ export class HostAssist {
   /**
    * After terminate: removes the controllers the agent added (at `candidates`, never at a portal
    * the host was handed) that no other attachment of this host needs and nothing uses, refusing
-   * while the volume's device is in use unless forced (Connector.disconnect's rules).
+   * while the volume's device is in use unless forced (Attacher.disconnect's rules).
    */
   release(spec: AttachSpec, candidates: PortalSpec[], others: AttachSpec[], force: boolean): Promise<DisconnectResult> {
-    return this.connector.disconnect(spec, { force, otherAttachments: others, onlyAt: candidates });
+    return this.attacher.disconnect(spec, { force, otherAttachments: others, onlyAt: candidates });
   }
 }

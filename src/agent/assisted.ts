@@ -7,14 +7,14 @@
 import type { Logger } from '../shared/logger.ts';
 import { HostAssist, addedPortals } from './assist.ts';
 import type { AttachSpec, PortalSpec } from './connection-data.ts';
-import type { Connector, PathsResult } from './connector.ts';
+import type { Attacher, PathsResult } from './attacher.ts';
 import { errorBody } from './errors.ts';
 import { toWire } from './health.ts';
 import type { AttachmentReport } from './service-client.ts';
 import { type Tracked, isHostPortal, stillWanted } from './tracked.ts';
 
 export interface AssistedDeps {
-  connector: Connector;
+  attacher: Attacher;
   log: Logger;
   report(id: string, r: AttachmentReport): void;
   /** What every other attachment this host must keep needs (its portals, and its host's). */
@@ -39,7 +39,7 @@ export class AssistedAttachments {
   private readonly assist: HostAssist;
 
   constructor(private readonly deps: AssistedDeps) {
-    this.assist = new HostAssist(deps.connector);
+    this.assist = new HostAssist(deps.attacher);
   }
 
   /**
@@ -78,7 +78,7 @@ export class AssistedAttachments {
       this.deps.report(id, observed('connected', view.paths, true));
     } catch (e) {
       log.warn({ attachment: id, error: (e as Error).message }, 'host-connected attachment: pass failed');
-      const now = await this.deps.connector.getPaths(spec).catch(() => null);
+      const now = await this.deps.attacher.getPaths(spec).catch(() => null);
       this.deps.report(id, { ...observed(now?.devicePath ? 'connected' : 'error', now, true), error: errorBody(e) });
     }
   }
@@ -91,12 +91,12 @@ export class AssistedAttachments {
    * controllers stay: the host disconnects them. True when anything changed.
    */
   private async followPortals(id: string, t: Tracked): Promise<boolean> {
-    const { connector, log } = this.deps;
+    const { attacher, log } = this.deps;
     const spec = t.spec!;
     const others = this.deps.others(id);
     let changed = false;
     if (t.stale.length) {
-      const dead = await connector.prunePortals(spec, t.stale, others, { deadOnly: true });
+      const dead = await attacher.prunePortals(spec, t.stale, others, { deadOnly: true });
       if (dead.disconnected.length) {
         changed = true;
         log.info({ attachment: id, ...dead }, 'dead stale controllers removed from the host-connected device');
@@ -115,7 +115,7 @@ export class AssistedAttachments {
     if (failures.length) log.warn({ attachment: id, failures }, 'adding a path failed; retried on the next pass');
     const mine = t.stale.filter((p) => !isHostPortal(t, p));
     if (mine.length) {
-      const pruned = await connector.prunePortals(spec, mine, others);
+      const pruned = await attacher.prunePortals(spec, mine, others);
       if (pruned.disconnected.length) changed = true;
       if (!pruned.pending) t.stale = t.stale.filter((p) => !mine.includes(p));
     }

@@ -1,5 +1,5 @@
 /**
- * `portalis agent …`: the host agent's command line. Subcommands run the same Connector the
+ * `portalis agent …`: the host agent's command line. Subcommands run the same Attacher the
  * daemon runs.
  *
  *   portalis agent                              the daemon (PORTALIS_URL, PORTALIS_TOKEN)
@@ -22,7 +22,7 @@ import {
 } from './config.ts';
 import { parseConnectionData, toAttachSpec } from './connection-data.ts';
 import { connectorProperties } from './connector-properties.ts';
-import { Connector, TeardownError } from './connector.ts';
+import { Attacher, TeardownError } from './attacher.ts';
 import { AgentError } from './errors.ts';
 import { toWire } from './health.ts';
 import { LinuxHost } from './host/linux.ts';
@@ -87,8 +87,8 @@ function logger(io: AgentIo, env: Record<string, string | undefined>, level: str
   });
 }
 
-function connectorFor(host: HostPort, s: AgentSettings, log: Logger): Connector {
-  return new Connector(host, {
+function attacherFor(host: HostPort, s: AgentSettings, log: Logger): Attacher {
+  return new Attacher(host, {
     tunables: s.tunables,
     iopolicy: s.iopolicy,
     deviceTimeoutMs: s.deviceTimeoutMs,
@@ -127,7 +127,7 @@ export async function runAgentCli(
         const spec = toAttachSpec(parseConnectionData(await readInput(io, host, flags.connectionInfo)));
         // One shot: nobody retries a failed attach, so what it connected goes again
         // (docs/DECISIONS.md, "A failed attach: the CLI undoes, the daemon keeps").
-        const r = await connectorFor(host, settings, log).connect(spec, { undoOnFailure: true });
+        const r = await attacherFor(host, settings, log).connect(spec, { undoOnFailure: true });
         printJson(io, {
           device_path: r.devicePath,
           size_bytes: r.sizeBytes,
@@ -141,7 +141,7 @@ export async function runAgentCli(
       case 'detach': {
         const flags = parseFlags(rest);
         const spec = toAttachSpec(parseConnectionData(await readInput(io, host, flags.connectionInfo)));
-        const r = await connectorFor(host, settings, log).disconnect(spec, { force: flags.force });
+        const r = await attacherFor(host, settings, log).disconnect(spec, { force: flags.force });
         printJson(io, detachJson(r));
         return 0;
       }
@@ -195,7 +195,7 @@ async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): 
   if (metricsServer) log.info({ url: metricsServer.url }, 'agent metrics listening');
   const daemon = new AgentDaemon({
     observer: metrics,
-    connector: connectorFor(host, s, log),
+    attacher: attacherFor(host, s, log),
     service,
     connectorProperties: () => connectorProperties(host, { enforceMultipath: s.enforceMultipath }),
     clock: host.clock,

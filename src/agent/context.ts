@@ -17,7 +17,7 @@ export interface AgentContext {
   deviceTimeoutMs: number;
   /** Per-command timeout (nvme connect to a dead portal can hang in the TCP connect). */
   commandTimeoutMs: number;
-  /** The trace of the operation this context runs for (set per call by the Connector). */
+  /** The trace of the operation this context runs for (set per call by the Attacher). */
   trace?: Trace;
 }
 

@@ -3,7 +3,7 @@ import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
 import type { ManualClock } from '../shared/clock.ts';
 import { connectorProperties } from './connector-properties.ts';
-import { Connector } from './connector.ts';
+import { Attacher } from './attacher.ts';
 import { AgentDaemon } from './daemon.ts';
 import type { FakeHost } from './host/testing/fake-host.ts';
 import { FakeService } from './testing/fake-service.ts';
@@ -33,7 +33,7 @@ function setup() {
   s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: nativeData().vol_uuid });
   const service = new FakeService(s.clock);
   const daemon = new AgentDaemon({
-    connector: new Connector(s.host, { deviceTimeoutMs: 20_000 }),
+    attacher: new Attacher(s.host, { deviceTimeoutMs: 20_000 }),
     service,
     connectorProperties: () => connectorProperties(s.host),
     clock: s.clock,

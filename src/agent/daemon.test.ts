@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ManualClock } from '../shared/clock.ts';
 import { connectorProperties } from './connector-properties.ts';
-import { Connector } from './connector.ts';
+import { Attacher } from './attacher.ts';
 import { AgentDaemon } from './daemon.ts';
 import type { FakeHost } from './host/testing/fake-host.ts';
 import type { RunResult } from './host/port.ts';
@@ -20,9 +20,9 @@ async function elapse(clock: ManualClock, ms: number, step = 100): Promise<void>
 }
 
 function start(host: FakeHost, clock: ManualClock, service: FakeService) {
-  const connector = new Connector(host, { deviceTimeoutMs: 20_000 });
+  const attacher = new Attacher(host, { deviceTimeoutMs: 20_000 });
   const daemon = new AgentDaemon({
-    connector,
+    attacher,
     service,
     connectorProperties: () => connectorProperties(host),
     clock,
@@ -60,7 +60,7 @@ describe('agent daemon', () => {
       return list(since, waitSeconds, signal);
     };
     const daemon = new AgentDaemon({
-      connector: new Connector(host),
+      attacher: new Attacher(host),
       service,
       connectorProperties: () => connectorProperties(host),
       clock,

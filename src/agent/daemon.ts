@@ -20,7 +20,7 @@ import { type Logger, silentLogger } from '../shared/logger.ts';
 import { GiB } from '../shared/units.ts';
 import { AssistedAttachments } from './assisted.ts';
 import { type AttachSpec, parseConnectionData, toAttachSpec } from './connection-data.ts';
-import { type Connector, type PathsResult, TeardownError } from './connector.ts';
+import { type Attacher, type PathsResult, TeardownError } from './attacher.ts';
 import { errorBody } from './errors.ts';
 import { toWire } from './health.ts';
 import { Reporter } from './reports.ts';
@@ -38,7 +38,7 @@ export interface DaemonObserver {
 }
 
 export interface DaemonOptions {
-  connector: Connector;
+  attacher: Attacher;
   service: ServiceClient;
   /** The connector dict to register with (connector-properties). */
   connectorProperties: () => Promise<ConnectorDict>;
@@ -82,7 +82,7 @@ export class AgentDaemon {
     this.observer = opts.observer;
     // `??` per field: an option passed as undefined keeps its default (a spread would not).
     this.options = {
-      connector: opts.connector,
+      attacher: opts.attacher,
       service: opts.service,
       connectorProperties: opts.connectorProperties,
       clock: opts.clock,
@@ -96,7 +96,7 @@ export class AgentDaemon {
     };
     this.reporter = new Reporter(opts.service, opts.clock, this.log, this.options.reportRefreshMs);
     this.assisted = new AssistedAttachments({
-      connector: opts.connector,
+      attacher: opts.attacher,
       log: this.log,
       report: (id, r) => this.report(id, r),
       others: (id) => this.othersThan(id),
@@ -299,7 +299,7 @@ export class AgentDaemon {
     sizeGb: number | undefined,
     receivedAt: number,
   ): Promise<void> {
-    const c = this.options.connector;
+    const c = this.options.attacher;
     const started = this.options.clock.now();
     let fresh = false;
     const connecting = new AbortController();
@@ -406,7 +406,7 @@ export class AgentDaemon {
   }
 
   private async ensureDisconnected(id: string, t: Tracked): Promise<void> {
-    const c = this.options.connector;
+    const c = this.options.attacher;
     const spec = t.spec!;
     const before = await c.getPaths(spec).catch(() => null);
     if (before?.devicePath && !t.refusedInUse)

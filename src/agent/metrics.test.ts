@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ManualClock } from '../shared/clock.ts';
 import { connectorProperties } from './connector-properties.ts';
-import { Connector } from './connector.ts';
+import { Attacher } from './attacher.ts';
 import { createServer } from 'node:net';
 import { runAgentCli } from './cli.ts';
 import { loadDaemonSettings } from './config.ts';
@@ -35,7 +35,7 @@ describe('agent metrics', () => {
     const metrics = new AgentMetrics();
     const server = await metrics.listen('127.0.0.1', 0);
     const daemon = new AgentDaemon({
-      connector: new Connector(s.host, { deviceTimeoutMs: 20_000 }),
+      attacher: new Attacher(s.host, { deviceTimeoutMs: 20_000 }),
       service,
       connectorProperties: () => connectorProperties(s.host),
       clock: s.clock,

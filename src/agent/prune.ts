@@ -1,6 +1,6 @@
 /**
  * The prune after a portal change: the controllers of portals that no longer serve the volume go
- * once it has a usable path through its current ones (the Connector takes the subsystem's lock
+ * once it has a usable path through its current ones (the Attacher takes the subsystem's lock
  * around it). The keep rules are teardown-plan.ts's.
  */
 import type { AttachSpec, PortalSpec } from './connection-data.ts';

@@ -1,6 +1,6 @@
 /**
  * The teardown's policy as pure functions over a snapshot of the host: which device is refused,
- * flushed or removed, which controller goes and why another stays. The connector reads the
+ * flushed or removed, which controller goes and why another stays. The attacher reads the
  * snapshot (sysfs, /proc) and runs the plan's steps, recording each (`DisconnectResult`); the
  * decisions are here, testable without running anything.
  */

@@ -1,7 +1,7 @@
 /**
  * What the teardown decisions (teardown-plan.ts) read of the host: the devices on top of a volume
  * and who uses them, and per controller the attachment naming it and the namespaces behind it.
- * Reads only; the connector runs the plan.
+ * Reads only; the attacher runs the plan.
  */
 import type { AttachSpec, PortalSpec, TargetSpec } from './connection-data.ts';
 import type { AgentContext } from './context.ts';

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connectorProperties } from '../../src/agent/connector-properties.ts';
-import { Connector } from '../../src/agent/connector.ts';
+import { Attacher } from '../../src/agent/attacher.ts';
 import { AgentDaemon } from '../../src/agent/daemon.ts';
 import type { FakeHost } from '../../src/agent/host/testing/fake-host.ts';
 import { HttpServiceClient } from '../../src/agent/service-client.ts';
@@ -63,7 +63,7 @@ export async function startAgentStack(
       const conn = await connectorProperties(host);
       const issued = await t.http.post('/v1/hosts').set(admin()).send({ nqn: conn.nqn, name: conn.host });
       const daemon = new AgentDaemon({
-        connector: new Connector(host, { deviceTimeoutMs: 5000 }),
+        attacher: new Attacher(host, { deviceTimeoutMs: 5000 }),
         service: new HttpServiceClient({ url, token: issued.body.token }),
         connectorProperties: () => connectorProperties(host),
         clock: systemClock,

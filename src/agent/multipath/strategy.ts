@@ -1,6 +1,6 @@
 /**
  * One strategy per multipath mode, behind one interface: how the volume's device is made and
- * found. The connector picks it by the spec's mode and never branches on the mode itself.
+ * found. The attacher picks it by the spec's mode and never branches on the mode itself.
  * - native: every portal connected, the kernel's head device `nvmeSnI` over all paths (ANA);
  * - single: the first portal that connects, its device; os-brick's walk of `portals` without
  *   multipath (native.ts runs both, told apart by the spec's mode);

@@ -4,7 +4,7 @@
  */
 import type { ConnectionData, MultipathMode, PortalTuple } from '../../driver/model.ts';
 import { ManualClock } from '../../shared/clock.ts';
-import { Connector, type ConnectorOptions } from '../connector.ts';
+import { Attacher, type AttacherOptions } from '../attacher.ts';
 import { FakeHost, type FakeHostOptions } from '../host/testing/fake-host.ts';
 
 export const NQN = 'nqn.2016-01.com.lightbitslabs:uuid:0f6c1d8e-3f53-4a36-9c35-7a1c1b2c3d4e';
@@ -16,11 +16,11 @@ export const ADDRS = ['10.0.0.1', '10.0.0.2', '10.0.0.3'];
 export interface Scenario {
   clock: ManualClock;
   host: FakeHost;
-  connector: Connector;
+  attacher: Attacher;
 }
 
 export function scenario(
-  opts: FakeHostOptions & { connector?: ConnectorOptions; addrs?: string[]; nqn?: string } = {},
+  opts: FakeHostOptions & { attacher?: AttacherOptions; addrs?: string[]; nqn?: string } = {},
 ): Scenario {
   const clock = (opts.clock as ManualClock | undefined) ?? new ManualClock();
   const host = new FakeHost({ ...opts, clock });
@@ -28,8 +28,8 @@ export function scenario(
     opts.nqn ?? NQN,
     (opts.addrs ?? ADDRS).map((address) => ({ address })),
   );
-  const connector = new Connector(host, { deviceTimeoutMs: 20_000, ...opts.connector });
-  return { clock, host, connector };
+  const attacher = new Attacher(host, { deviceTimeoutMs: 20_000, ...opts.attacher });
+  return { clock, host, attacher };
 }
 
 export function portals(addrs: string[] = ADDRS): PortalTuple[] {

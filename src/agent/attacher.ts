@@ -1,5 +1,5 @@
 /**
- * The host connector: connect / disconnect / extend / getPaths for one volume, whatever its
+ * The attacher: connect / disconnect / extend / getPaths for one volume, whatever its
  * multipath mode. The CLI and the daemon both go through this class. Every operation holds the
  * lock of each subsystem NQN it touches, so connects and disconnects on one subsystem never
  * interleave while different subsystems proceed in parallel: a disconnect racing a connect on the
@@ -28,7 +28,7 @@ import { candidate, factOf, neededBeyond, otherUsers, topDevices } from './teard
 import { type ControllerFact, planControllers, planDevice } from './teardown-plan.ts';
 import { Trace, type TraceStep } from './trace.ts';
 
-export interface ConnectorOptions {
+export interface AttacherOptions {
   tunables?: ConnectTunables;
   iopolicy?: string;
   deviceTimeoutMs?: number;
@@ -94,13 +94,13 @@ export class TeardownError extends AggregateError {
   }
 }
 
-export class Connector {
+export class Attacher {
   readonly ctx: AgentContext;
   readonly locks: KeyedMutex;
 
   constructor(
     readonly host: HostPort,
-    opts: ConnectorOptions = {},
+    opts: AttacherOptions = {},
   ) {
     const tunables = opts.tunables ?? DEFAULT_TUNABLES;
     this.ctx = {

@@ -1,13 +1,13 @@
 import { toAttachSpec } from './connection-data.ts';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TeardownError } from './connector.ts';
+import { TeardownError } from './attacher.ts';
 import { ADDRS, NQN, VOL, VOL2, drive, nativeData, portals, scenario } from './testing/scenario.ts';
 
 async function attached(opts: Parameters<typeof scenario>[0] = {}) {
   const s = scenario(opts);
   s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
-  const r = await drive(s.clock, s.connector.connect(toAttachSpec(nativeData())));
+  const r = await drive(s.clock, s.attacher.connect(toAttachSpec(nativeData())));
   return { ...s, dev: r.devicePath };
 }
 
@@ -17,7 +17,7 @@ const NVME_CLI_ONLY = { kernel: { deleteController: false } };
 describe('teardown', () => {
   it('flushes, disconnects each controller with -d and checks sysfs', async () => {
     const s = await attached();
-    const r = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData())));
+    const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData())));
     assert.deepEqual(r.flushed, ['/dev/nvme0n1']);
     assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
     assert.deepEqual(s.host.controllers(), []);
@@ -33,7 +33,7 @@ describe('teardown', () => {
 
   it('falls back to nvme disconnect -d where delete_controller cannot be written', async () => {
     const s = await attached(NVME_CLI_ONLY);
-    const r = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData())));
+    const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData())));
     assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
     assert.equal(s.host.calls('nvme disconnect -d').length, 3);
     assert.deepEqual(s.host.controllers(), []);
@@ -41,7 +41,7 @@ describe('teardown', () => {
 
   it('is not an error when nothing is attached', async () => {
     const s = scenario();
-    const r = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData())));
+    const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData())));
     const { trace, ...rest } = r;
     assert.deepEqual(rest, { devices: [], flushed: [], removedMaps: [], disconnected: [], kept: [], errors: [] });
     assert.ok(trace.length > 0, 'the steps it took are traced');
@@ -62,7 +62,7 @@ describe('teardown', () => {
       const s = await attached();
       use(s);
       await assert.rejects(
-        drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData()))),
+        drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData()))),
         (e: Error & { code?: string }) => {
           assert.equal(e.code, 'in_use');
           assert.match(e.message, msg);
@@ -71,7 +71,7 @@ describe('teardown', () => {
       );
       assert.equal(s.host.controllers().length, 3);
       assert.equal(s.host.calls('blockdev').length + s.host.disconnects().length, 0);
-      const r = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData()), { force: true }));
+      const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData()), { force: true }));
       assert.equal(r.disconnected.length, 3);
     });
   }
@@ -84,7 +84,7 @@ describe('teardown', () => {
       '/proc/self/mountinfo',
       '22 1 0:21 / / rw - overlay overlay rw\n40 22 259:42 / /mnt rw - xfs /dev/nvme0n1p1 rw\n',
     );
-    await assert.rejects(drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData()))), { code: 'in_use' });
+    await assert.rejects(drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData()))), { code: 'in_use' });
   });
 
   it('sees a btrfs mount (anonymous 0:N device) by its source', async () => {
@@ -93,16 +93,16 @@ describe('teardown', () => {
       '/proc/self/mountinfo',
       '22 1 0:21 / / rw - overlay overlay rw\n41 22 0:45 / /srv rw - btrfs /dev/nvme0n1 rw\n',
     );
-    await assert.rejects(drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData()))), /mounted at \/srv/);
+    await assert.rejects(drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData()))), /mounted at \/srv/);
   });
 
   it('stops before disconnecting when the flush fails, unless forced', async () => {
     const s = await attached();
     s.host.dm.opts.failFlush.add('nvme0n1');
-    await assert.rejects(drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData()))), /flushbufs/);
+    await assert.rejects(drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData()))), /flushbufs/);
     assert.equal(s.host.controllers().length, 3);
     await assert.rejects(
-      drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData()), { force: true })),
+      drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData()), { force: true })),
       (e: unknown) => {
         assert.ok(e instanceof TeardownError);
         assert.equal(e.result.disconnected.length, 3, 'forced: went on and disconnected');
@@ -116,28 +116,25 @@ describe('teardown', () => {
     const s = scenario();
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
     s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
-    await drive(s.clock, s.connector.connect(toAttachSpec(nativeData())));
-    const other = await drive(s.clock, s.connector.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' }))));
+    await drive(s.clock, s.attacher.connect(toAttachSpec(nativeData())));
+    const other = await drive(s.clock, s.attacher.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' }))));
 
-    const r = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData())));
+    const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData())));
     assert.deepEqual(r.disconnected, []);
     assert.equal(r.kept.length, 3);
     assert.match(r.kept[0]!.reason, /other namespaces/);
     assert.equal(s.host.disconnects().length, 0);
     assert.equal(
-      (await s.connector.getPaths(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })))).devicePath,
+      (await s.attacher.getPaths(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })))).devicePath,
       other.devicePath,
     );
 
     // VOL's namespace stays visible until the service revokes the host's access: until then the
     // controllers still carry it and stay.
-    const early = await drive(
-      s.clock,
-      s.connector.disconnect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' }))),
-    );
+    const early = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' }))));
     assert.equal(early.kept.length, 3);
     s.host.unpublishNamespace(NQN, 1);
-    const last = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' }))));
+    const last = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' }))));
     assert.equal(last.disconnected.length, 3);
   });
 
@@ -145,11 +142,11 @@ describe('teardown', () => {
     const s = scenario();
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
     s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
-    await drive(s.clock, s.connector.connect(toAttachSpec(nativeData())));
+    await drive(s.clock, s.attacher.connect(toAttachSpec(nativeData())));
     // VOL2's namespace is visible (detached, but its access not yet gone), and nothing uses it.
     const r = await drive(
       s.clock,
-      s.connector.disconnect(toAttachSpec(nativeData()), { otherAttachments: [].map(toAttachSpec) }),
+      s.attacher.disconnect(toAttachSpec(nativeData()), { otherAttachments: [].map(toAttachSpec) }),
     );
     assert.equal(r.disconnected.length, 3);
     assert.deepEqual(s.host.controllers(), []);
@@ -159,18 +156,18 @@ describe('teardown', () => {
     const s = scenario();
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
     s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
-    await drive(s.clock, s.connector.connect(toAttachSpec(nativeData())));
-    const other = await drive(s.clock, s.connector.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' }))));
+    await drive(s.clock, s.attacher.connect(toAttachSpec(nativeData())));
+    const other = await drive(s.clock, s.attacher.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' }))));
     s.host.openDevice(777, other.devicePath!);
     const r = await drive(
       s.clock,
-      s.connector.disconnect(toAttachSpec(nativeData()), { otherAttachments: [].map(toAttachSpec) }),
+      s.attacher.disconnect(toAttachSpec(nativeData()), { otherAttachments: [].map(toAttachSpec) }),
     );
     assert.deepEqual(r.disconnected, []);
     assert.equal(r.kept.length, 3);
     assert.match(r.kept[0]!.reason, /open/);
     assert.equal(
-      (await s.connector.getPaths(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })))).devicePath,
+      (await s.attacher.getPaths(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })))).devicePath,
       other.devicePath,
     );
   });
@@ -183,12 +180,12 @@ describe('teardown', () => {
     s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
     const vol1 = nativeData({ portals: portals(['10.0.0.1', '10.0.0.2', '10.0.0.4']) });
     const vol2 = nativeData({ vol_uuid: VOL2, ns_id: '2' });
-    await drive(s.clock, s.connector.connect(toAttachSpec(vol1)));
-    const other = await drive(s.clock, s.connector.connect(toAttachSpec(vol2)));
+    await drive(s.clock, s.attacher.connect(toAttachSpec(vol1)));
+    const other = await drive(s.clock, s.attacher.connect(toAttachSpec(vol2)));
     s.host.openDevice(777, other.devicePath!);
     const first = await drive(
       s.clock,
-      s.connector.disconnect(toAttachSpec(vol1), { otherAttachments: [vol2].map(toAttachSpec) }),
+      s.attacher.disconnect(toAttachSpec(vol1), { otherAttachments: [vol2].map(toAttachSpec) }),
     );
     assert.deepEqual(first.disconnected, [], JSON.stringify(first));
     assert.equal(s.host.controllers().length, 4, "node 4's controller carries an open path of volume 2");
@@ -196,7 +193,7 @@ describe('teardown', () => {
     s.host.closeAll(777);
     const last = await drive(
       s.clock,
-      s.connector.disconnect(toAttachSpec(vol2), { otherAttachments: [].map(toAttachSpec) }),
+      s.attacher.disconnect(toAttachSpec(vol2), { otherAttachments: [].map(toAttachSpec) }),
     );
     assert.equal(last.disconnected.length, 4, JSON.stringify(last));
     assert.deepEqual(s.host.controllers(), [], 'nothing left behind');
@@ -205,9 +202,9 @@ describe('teardown', () => {
   it("without the complete list (the CLI), a controller outside the volume's portals is never touched", async () => {
     const s = scenario({ addrs: [...ADDRS, '10.0.0.4'] });
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
-    await drive(s.clock, s.connector.connect(toAttachSpec(nativeData({ portals: portals(['10.0.0.4']) }))));
-    await drive(s.clock, s.connector.connect(toAttachSpec(nativeData())));
-    const r = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData())));
+    await drive(s.clock, s.attacher.connect(toAttachSpec(nativeData({ portals: portals(['10.0.0.4']) }))));
+    await drive(s.clock, s.attacher.connect(toAttachSpec(nativeData())));
+    const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData())));
     assert.equal(r.disconnected.length, 3);
     assert.equal(s.host.controllers().length, 1, "node 4's controller is not this call's to remove");
   });
@@ -216,7 +213,7 @@ describe('teardown', () => {
     const s = await attached();
     const r = await drive(
       s.clock,
-      s.connector.disconnect(toAttachSpec(nativeData()), {
+      s.attacher.disconnect(toAttachSpec(nativeData()), {
         otherAttachments: [nativeData({ vol_uuid: VOL2, ns_id: '2', portals: [['10.0.0.1', 4420, 'tcp']] })].map(
           toAttachSpec,
         ),
@@ -233,7 +230,7 @@ describe('teardown', () => {
   it('nvme-cli fallback: reports a disconnect nvme-cli claimed (exit 0) but the kernel did not do, and goes on', async () => {
     const s = await attached(NVME_CLI_ONLY);
     s.host.cli.failDisconnect.add('nvme1');
-    await assert.rejects(drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData()))), (e: unknown) => {
+    await assert.rejects(drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData()))), (e: unknown) => {
       assert.ok(e instanceof TeardownError);
       assert.deepEqual(e.result.disconnected.sort(), ['nvme0', 'nvme2']);
       assert.equal(e.result.errors.length, 1);
@@ -258,7 +255,7 @@ describe('teardown', () => {
         return r;
       },
     );
-    const r = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData())));
+    const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData())));
     assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
     assert.equal(s.host.fs.read('/sys/class/nvme/nvme1/subsysnqn')?.trim(), 'nqn.other');
   });
@@ -279,7 +276,7 @@ describe('teardown', () => {
       },
       3,
     );
-    const r = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData())));
+    const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData())));
     assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
     assert.equal(most, 1, 'disconnects in flight at once');
   });
@@ -292,7 +289,7 @@ describe('teardown', () => {
       stderr: 'free(): double free detected in tcache 2\n',
     });
     const t0 = s.clock.now();
-    const r = await drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData())));
+    const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData())));
     assert.deepEqual(r.disconnected.sort(), ['nvme0', 'nvme1', 'nvme2']);
     assert.deepEqual(r.errors, []);
     assert.equal(s.host.calls('nvme disconnect -d nvme1').length, 2);
@@ -307,7 +304,7 @@ describe('teardown', () => {
       { code: 134, stdout: '', stderr: 'free(): double free detected in tcache 2\n' },
       5,
     );
-    await assert.rejects(drive(s.clock, s.connector.disconnect(toAttachSpec(nativeData()))), (e: unknown) => {
+    await assert.rejects(drive(s.clock, s.attacher.disconnect(toAttachSpec(nativeData()))), (e: unknown) => {
       assert.ok(e instanceof TeardownError);
       assert.match(
         e.result.errors[0]!.message,

@@ -64,9 +64,9 @@ describe('connector serialisation', () => {
         }),
       100,
     );
-    const v1 = s.connector.connect(toAttachSpec(nativeData()));
-    const v2 = s.connector.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
-    const v3 = s.connector.connect(
+    const v1 = s.attacher.connect(toAttachSpec(nativeData()));
+    const v2 = s.attacher.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
+    const v3 = s.attacher.connect(
       toAttachSpec(
         nativeData({
           vol_uuid: '6e7f8091-3d4e-4f60-8b12-c3d4e5f60718',
@@ -95,7 +95,7 @@ describe('connector serialisation', () => {
     const s = scenario();
     s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
     s.host.fabric.addNamespace(NQN, { nsid: 2, uuid: VOL2 });
-    await s.connector.connect(toAttachSpec(nativeData()));
+    await s.attacher.connect(toAttachSpec(nativeData()));
     let release!: () => void;
     // Portal 3 is lost; volume 2's attach reconnects it, and that connect hangs until released.
     s.host.script(
@@ -103,9 +103,9 @@ describe('connector serialisation', () => {
       () => new Promise<RunResult>((r) => (release = () => r({ code: 1, stdout: '', stderr: 'already connected' }))),
     );
     s.host.expirePortal('10.0.0.3');
-    const attach = s.connector.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
+    const attach = s.attacher.connect(toAttachSpec(nativeData({ vol_uuid: VOL2, ns_id: '2' })));
     for (let i = 0; i < 10; i++) await flush();
-    const detach = s.connector.disconnect(toAttachSpec(nativeData()));
+    const detach = s.attacher.disconnect(toAttachSpec(nativeData()));
     for (let i = 0; i < 10; i++) await flush();
     assert.equal(s.host.calls('blockdev').length + s.host.disconnects().length, 0, 'detach waits for the lock');
     release();
