@@ -19,11 +19,9 @@ import { snapshotHandlers } from './handlers/snapshots.ts';
 import type { DeferredResult, HandlerResult } from './handlers/types.ts';
 import { volumeHandlers } from './handlers/volumes.ts';
 import { loadSpec } from './spec.ts';
+import { type ReadinessCheck, readinessProbe } from './readiness.ts';
 
-export interface ReadinessCheck {
-  name: string;
-  check: () => Promise<void>;
-}
+export type { ReadinessCheck } from './readiness.ts';
 
 export interface AppOptions {
   deps: DriverDeps;
@@ -73,7 +71,7 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     ...dashboardHandlers(opts.metrics),
     getHealthz: async () => ({ status: 200, body: { status: 'ok' } }),
     getOpenApi: async () => ({ status: 200, body: spec }),
-    getReadyz: async () => readiness(opts.readiness, log),
+    getReadyz: readinessProbe(opts.readiness, log),
   };
 
   const fail =
@@ -272,21 +270,4 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     res.status(r.status).json(r.body);
   });
   return app;
-}
-
-/** Unauthenticated: says which dependency fails, never how (addresses, errors go to the log). */
-async function readiness(checks: ReadinessCheck[], log: Logger): Promise<HandlerResult> {
-  const results = await Promise.all(
-    checks.map(async (c) => {
-      try {
-        await c.check();
-        return [c.name, { ok: true }] as const;
-      } catch (e) {
-        log.warn({ check: c.name, err: (e as Error).message }, 'readiness check failed');
-        return [c.name, { ok: false }] as const;
-      }
-    }),
-  );
-  const ok = results.every(([, r]) => r.ok);
-  return { status: ok ? 200 : 503, body: { status: ok ? 'ok' : 'unavailable', checks: Object.fromEntries(results) } };
 }
