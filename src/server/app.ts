@@ -6,7 +6,13 @@ import { DriverError, type ErrorCode, isDriverError } from '../driver/errors.ts'
 import type { Logger } from '../shared/logger.ts';
 import type { Authenticator, Principal } from './auth.ts';
 import { bodyParseError, ClientAbortError, toErrorResponse, validationError } from './error-mapper.ts';
-import { assertStorable, decodePathParams, trimTrailingSlashes } from './edge-checks.ts';
+import {
+  assertDecimalIntegers,
+  assertStorable,
+  decodePathParams,
+  integerParameters,
+  trimTrailingSlashes,
+} from './edge-checks.ts';
 import { checkAccess } from './access.ts';
 import { normalizeUuids } from './normalize.ts';
 import { agentHandlers } from './handlers/agent.ts';
@@ -52,6 +58,7 @@ const MALFORMED: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 export async function createApp(opts: AppOptions): Promise<express.Express> {
   const { logger: log } = opts;
   const spec = loadSpec();
+  const integers = integerParameters(spec);
   // quick: no definition validation (src/server/spec.test.ts does it) and validators compiled on
   // first use: start-up drops from ~1 s to ~2 ms natively (16-20 s in the emulated kernel tests).
   const api = new OpenAPIBackend({
@@ -151,8 +158,9 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
    * Everything that must hold before openapi-backend routes and validates the request, in this
    * order: who is asking (401 for no or a bad token, 403 for a token the operation does not admit;
    * before the body is even read, so that an anonymous client learns nothing about the schemas and
-   * cannot make the service inflate its bodies), then the path's percent-encoding, then the body
-   * (read only for operations that take one), then what no stored string may hold.
+   * cannot make the service inflate its bodies), then the path's percent-encoding and the integer
+   * parameters' digits, then the body (read only for operations that take one), then what no stored
+   * string may hold.
    */
   async function edge(req: Request, res: Response): Promise<void> {
     const path = trimTrailingSlashes(req.path);
@@ -166,6 +174,7 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
       principals.set(req, principal);
     }
     const params = decodePathParams(op.path, path);
+    assertDecimalIntegers(integers.get(op.operationId ?? ''), params, req.query as Record<string, unknown>);
     if (op.requestBody) await readBody(req, res);
     assertStorable(params, '');
     assertStorable(req.query, '');
