@@ -7,8 +7,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cleanEnv, type CliProcess, startCli } from '../support/cli.ts';
 import { createTestDatabase } from '../support/db.ts';
-import { rssBytes, servedConnections } from '../support/proc.ts';
-import { waitUntil } from '../support/sim-client.ts';
+import { MAX_PIPELINED } from '../../src/server/http-server.ts';
+import { floodUnread, warm } from '../support/flood.ts';
 
 /**
  * Clients that pipeline requests and never read the answers, against `portalis serve` as its own
@@ -51,69 +51,24 @@ describe('pipelined requests nobody reads', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  /** `/healthz`'s answer time in ms. */
-  async function healthz(): Promise<number> {
-    const start = performance.now();
-    const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(10_000) });
-    assert.equal(r.status, 200);
-    await r.arrayBuffer();
-    return performance.now() - start;
-  }
-
   it('100 sockets x 200 unread GET /openapi.json grow the service by at most 100 MB; /healthz answers within 1 s', async (t) => {
-    const pid = service.child.pid!;
-    const port = Number(new URL(url).port);
-    // Warm: the first answers compile code and fill caches that are not the flood's doing.
-    for (let i = 0; i < 20; i++) {
-      assert.equal((await fetch(`${url}/openapi.json`).then((r) => (r.arrayBuffer(), r))).status, 200);
-      await healthz();
-    }
-    const baseline = rssBytes(pid);
-    const request = 'GET /openapi.json HTTP/1.1\r\nHost: portalis\r\n\r\n'.repeat(PIPELINED);
-    const sockets = await Promise.all(
-      Array.from(
-        { length: SOCKETS },
-        () =>
-          new Promise<net.Socket>((resolve, reject) => {
-            const s = net.connect(port, '127.0.0.1', () => s.write(request, (e) => (e ? reject(e) : resolve(s))));
-            // Never read: the answers pile up in the kernel's buffers and then in the service's.
-            s.pause();
-            s.on('error', () => undefined);
-          }),
-      ),
-    );
-    let peak = baseline;
-    let slowest = 0;
-    try {
-      // Until the service has read every byte sent (or closed the connection): from then on it has
-      // parsed every request it ever will; then a few more rounds while the handlers finish.
-      let rounds = 0;
-      await waitUntil(
-        async () => {
-          slowest = Math.max(slowest, await healthz());
-          peak = Math.max(peak, rssBytes(pid));
-          if (servedConnections(port).unread === 0) rounds++;
-          return rounds >= 10;
-        },
-        { timeoutMs: 60_000, intervalMs: 50, what: 'the service to read every pipelined request' },
-      );
-    } finally {
-      for (const s of sockets) s.destroy();
-    }
-    const growth = peak - baseline;
-    t.diagnostic(
-      `rss ${(baseline / 2 ** 20).toFixed(0)} -> peak ${(peak / 2 ** 20).toFixed(0)} MB ` +
-        `(+${(growth / 2 ** 20).toFixed(1)} MB), slowest /healthz ${slowest.toFixed(0)} ms`,
-    );
-    assert.ok(growth <= GROWTH_LIMIT, `the service grew by ${(growth / 2 ** 20).toFixed(0)} MB`);
-    assert.ok(slowest < HEALTHZ_MS, `/healthz took ${Math.round(slowest)} ms under the flood`);
+    await warm(url, ['/openapi.json', '/healthz']);
+    const f = await floodUnread(url, service.child.pid!, {
+      sockets: SOCKETS,
+      pipelined: PIPELINED,
+      request: 'GET /openapi.json HTTP/1.1\r\nHost: portalis\r\n\r\n',
+    });
+    const mb = (b: number) => (b / 2 ** 20).toFixed(1);
+    t.diagnostic(`rss ${mb(f.baseline)} -> peak ${mb(f.peak)} MB, slowest /healthz ${f.slowestHealthz.toFixed(0)} ms`);
+    assert.ok(f.peak - f.baseline <= GROWTH_LIMIT, `the service grew by ${mb(f.peak - f.baseline)} MB`);
+    assert.ok(f.slowestHealthz < HEALTHZ_MS, `/healthz took ${Math.round(f.slowestHealthz)} ms under the flood`);
   });
 
-  it('a client that pipelines a few requests and reads the answers gets every one', async () => {
+  it('a client that pipelines as many requests as a connection may have unanswered, and reads, gets every answer', async () => {
     const port = Number(new URL(url).port);
     const one = 'GET /healthz HTTP/1.1\r\nHost: portalis\r\n\r\n';
     // The last one asks the service to close, so that the end of the answers is the end of the stream.
-    const request = one.repeat(15) + one.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n');
+    const request = one.repeat(MAX_PIPELINED - 1) + one.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n');
     const answers = await new Promise<string>((resolve, reject) => {
       const s = net.connect(port, '127.0.0.1', () => s.write(request));
       let text = '';
@@ -123,6 +78,6 @@ describe('pipelined requests nobody reads', () => {
       s.on('error', reject);
       s.setTimeout(10_000, () => s.destroy(new Error(`no end of the answers within 10 s: ${text}`)));
     });
-    assert.equal(answers.match(/HTTP\/1\.1 200 /g)?.length, 16, answers);
+    assert.equal(answers.match(/HTTP\/1\.1 200 /g)?.length, MAX_PIPELINED, answers);
   });
 });
