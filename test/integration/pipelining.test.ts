@@ -17,7 +17,7 @@ import { floodUnread, warm } from '../support/flood.ts';
  * in proportion: it grows by at most 100 MB (it took 479 MB before answers were bounded per
  * connection) and `/healthz` keeps answering. `/healthz`'s target is 1 s, measured by
  * `npm run bench -- pipelining` (35-340 ms alone); here it gets a deadline of 5 s, since inside the
- * whole suite on 2 loaded cores it took 1.3 s once. A client that pipelines as many requests as a
+ * whole suite on 2 loaded cores it took 1.2-1.3 s. A client that pipelines as many requests as a
  * connection may have unanswered and reads its answers still gets every one.
  */
 const SOCKETS = 100;
