@@ -42,6 +42,8 @@ export interface ServiceConfig {
   dbPoolMax: number;
   /** The agent-facing pool (host store): never held by a volume lock, so a poll never queues behind one. */
   dbAgentPoolMax: number;
+  /** The pool of reads outside any lock (get, list, health, metrics, readiness): never held by a volume lock either. */
+  dbReadPoolMax: number;
   eventRetentionDays: number;
   /** How often every live attachment's portals are checked against the backend (ms). */
   portalRefreshMs: number;
@@ -97,6 +99,11 @@ export const SETTINGS = [
     'PORTALIS_DB_AGENT_POOL_MAX',
     '4',
     "the agents' own pool (token checks, long polls, reports), so volume operations never delay them",
+  ],
+  [
+    'PORTALIS_DB_READ_POOL_MAX',
+    '4',
+    'the pool of reads, the scrape and the readiness check: they answer while volume operations wait on the backend',
   ],
   ['PORTALIS_VOLUME_BACKEND_NAME', 'portalis', '`volume_backend_name` reported by GET /v1/capabilities'],
   [
@@ -204,6 +211,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     logLevel: env.PORTALIS_LOG_LEVEL || 'info',
     dbPoolMax: int(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
     dbAgentPoolMax: int(env, 'PORTALIS_DB_AGENT_POOL_MAX', 4, 1, 500),
+    dbReadPoolMax: int(env, 'PORTALIS_DB_READ_POOL_MAX', 4, 1, 500),
     tls: tlsFiles(env, cwd),
     eventRetentionDays: int(env, 'PORTALIS_EVENT_RETENTION_DAYS', 7, 1, 3650),
     portalRefreshMs: int(env, 'PORTALIS_PORTAL_REFRESH_MS', 30_000, 100, 86_400_000),

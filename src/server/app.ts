@@ -6,7 +6,13 @@ import { DriverError, type ErrorCode, isDriverError } from '../driver/errors.ts'
 import type { Logger } from '../shared/logger.ts';
 import type { Authenticator, Principal } from './auth.ts';
 import { bodyParseError, ClientAbortError, toErrorResponse, validationError } from './error-mapper.ts';
-import { assertStorable, decodePathParams, trimTrailingSlashes } from './edge-checks.ts';
+import {
+  assertDecimalIntegers,
+  assertStorable,
+  decodePathParams,
+  integerParameters,
+  trimTrailingSlashes,
+} from './edge-checks.ts';
 import { checkAccess } from './access.ts';
 import { normalizeUuids } from './normalize.ts';
 import { agentHandlers } from './handlers/agent.ts';
@@ -19,11 +25,9 @@ import { snapshotHandlers } from './handlers/snapshots.ts';
 import type { DeferredResult, HandlerResult } from './handlers/types.ts';
 import { volumeHandlers } from './handlers/volumes.ts';
 import { loadSpec } from './spec.ts';
+import { type ReadinessCheck, readinessProbe } from './readiness.ts';
 
-export interface ReadinessCheck {
-  name: string;
-  check: () => Promise<void>;
-}
+export type { ReadinessCheck } from './readiness.ts';
 
 export interface AppOptions {
   deps: DriverDeps;
@@ -54,6 +58,10 @@ const MALFORMED: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 export async function createApp(opts: AppOptions): Promise<express.Express> {
   const { logger: log } = opts;
   const spec = loadSpec();
+  const integers = integerParameters(spec);
+  // Serialised once: every `GET /openapi.json` (no token needed) sends this one buffer, so answers
+  // queued for a client that does not read share it instead of each holding a copy.
+  const specJson = Buffer.from(JSON.stringify(spec));
   // quick: no definition validation (src/server/spec.test.ts does it) and validators compiled on
   // first use: start-up drops from ~1 s to ~2 ms natively (16-20 s in the emulated kernel tests).
   const api = new OpenAPIBackend({
@@ -72,8 +80,8 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     ...capabilityHandlers(opts.deps),
     ...dashboardHandlers(opts.metrics),
     getHealthz: async () => ({ status: 200, body: { status: 'ok' } }),
-    getOpenApi: async () => ({ status: 200, body: spec }),
-    getReadyz: async () => readiness(opts.readiness, log),
+    getOpenApi: async () => ({ status: 200, body: specJson, contentType: 'application/json; charset=utf-8' }),
+    getReadyz: readinessProbe(opts.readiness, log),
   };
 
   const fail =
@@ -153,8 +161,9 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
    * Everything that must hold before openapi-backend routes and validates the request, in this
    * order: who is asking (401 for no or a bad token, 403 for a token the operation does not admit;
    * before the body is even read, so that an anonymous client learns nothing about the schemas and
-   * cannot make the service inflate its bodies), then the path's percent-encoding, then the body
-   * (read only for operations that take one), then what no stored string may hold.
+   * cannot make the service inflate its bodies), then the path's percent-encoding and the integer
+   * parameters' digits, then the body (read only for operations that take one), then what no stored
+   * string may hold.
    */
   async function edge(req: Request, res: Response): Promise<void> {
     const path = trimTrailingSlashes(req.path);
@@ -168,6 +177,7 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
       principals.set(req, principal);
     }
     const params = decodePathParams(op.path, path);
+    assertDecimalIntegers(integers.get(op.operationId ?? ''), params, req.query as Record<string, unknown>);
     if (op.requestBody) await readBody(req, res);
     assertStorable(params, '');
     assertStorable(req.query, '');
@@ -272,21 +282,4 @@ export async function createApp(opts: AppOptions): Promise<express.Express> {
     res.status(r.status).json(r.body);
   });
   return app;
-}
-
-/** Unauthenticated: says which dependency fails, never how (addresses, errors go to the log). */
-async function readiness(checks: ReadinessCheck[], log: Logger): Promise<HandlerResult> {
-  const results = await Promise.all(
-    checks.map(async (c) => {
-      try {
-        await c.check();
-        return [c.name, { ok: true }] as const;
-      } catch (e) {
-        log.warn({ check: c.name, err: (e as Error).message }, 'readiness check failed');
-        return [c.name, { ok: false }] as const;
-      }
-    }),
-  );
-  const ok = results.every(([, r]) => r.ok);
-  return { status: ok ? 200 : 503, body: { status: ok ? 'ok' : 'unavailable', checks: Object.fromEntries(results) } };
 }

@@ -100,3 +100,55 @@ function textError(field: string, p: TextProblem, inKey: boolean): DriverError {
 function invalid(field: string, problem: string): DriverError {
   return new DriverError('invalid_request', `${field}: ${problem}`, { details: { fields: [field] } });
 }
+
+type ParameterSpec = { name?: string; in?: string; schema?: { type?: unknown }; $ref?: string };
+
+/** `#/components/parameters/VolumeId` in `spec`, or the parameter itself when it is no reference. */
+function resolveParameter(spec: Record<string, unknown>, p: ParameterSpec): ParameterSpec {
+  if (!p.$ref?.startsWith('#/')) return p;
+  let node: unknown = spec;
+  for (const key of p.$ref.slice(2).split('/')) node = (node as Record<string, unknown> | undefined)?.[key];
+  return (node as ParameterSpec | undefined) ?? p;
+}
+
+export type IntegerParameters = ReadonlyMap<string, readonly { name: string; in: 'path' | 'query' }[]>;
+
+/** Each operation's path and query parameters of type integer, read once from the OpenAPI document. */
+export function integerParameters(spec: Record<string, unknown>): IntegerParameters {
+  const out = new Map<string, { name: string; in: 'path' | 'query' }[]>();
+  for (const item of Object.values((spec.paths ?? {}) as Record<string, Record<string, unknown>>)) {
+    const shared = (item.parameters ?? []) as ParameterSpec[];
+    for (const op of Object.values(item)) {
+      const o = op as { operationId?: string; parameters?: ParameterSpec[] };
+      if (!o?.operationId) continue;
+      const ints = [...shared, ...(o.parameters ?? [])]
+        .map((p) => resolveParameter(spec, p))
+        .filter((p) => p.schema?.type === 'integer' && (p.in === 'path' || p.in === 'query') && p.name)
+        .map((p) => ({ name: p.name!, in: p.in as 'path' | 'query' }));
+      if (ints.length > 0) out.set(o.operationId, ints);
+    }
+  }
+  return out;
+}
+
+/** An optional minus and decimal digits: what an integer parameter may be written as. */
+const DECIMAL = /^-?[0-9]+$/;
+
+/**
+ * Integer path and query parameters in decimal digits only. The schema validation coerces with
+ * JavaScript's Number(), which takes `0x10` as 16, `0b11` as 3, `1e3` as 1000 and ` 7 ` as 7: a
+ * mistyped `wait=0x10` would become a 16 s poll instead of a 400. The value's range is the schema's
+ * (its `minimum` and `maximum`), checked next.
+ */
+export function assertDecimalIntegers(
+  ints: readonly { name: string; in: 'path' | 'query' }[] | undefined,
+  params: Record<string, string>,
+  query: Record<string, unknown>,
+): void {
+  for (const p of ints ?? []) {
+    const v = p.in === 'path' ? params[p.name] : query[p.name];
+    if (v === undefined) continue;
+    if (typeof v !== 'string' || !DECIMAL.test(v))
+      throw invalid(p.name, 'must be one integer in decimal digits (no hex, exponent, fraction, plus sign or spaces)');
+  }
+}

@@ -17,6 +17,7 @@ import { PgHostStore } from '../store/host-store.ts';
 import { PgHealthStore } from '../store/health-store.ts';
 import { pruneHealthEvents } from '../driver/health.ts';
 import { createApp } from './app.ts';
+import type { ReadinessCheck } from './readiness.ts';
 import { Authenticator } from './auth.ts';
 import { createServiceServer } from './listener.ts';
 import { instrumentBackend, ServiceMetrics } from './metrics.ts';
@@ -68,6 +69,12 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
   // reached its agent ~0.9 s later (bench fanout, pool 10).
   const agentDb: Db = createDb(databaseUrl, { poolMax: config.dbAgentPoolMax, logger: log });
   stops.push(() => agentDb.destroy());
+  // Reads outside any lock (get and list, the health matrix, the scrape, the readiness check) on a
+  // third pool, for the same reason: with the backend hanging, 30 initializes held the main pool's
+  // 10 connections and queued the rest, and every read waited 30 s for a connection behind them.
+  // The main pool is left to the lock holders, who run all their queries on the one they hold.
+  const readDb: Db = createDb(databaseUrl, { poolMax: config.dbReadPoolMax, logger: log });
+  stops.push(() => readDb.destroy());
 
   let endpoints = config.lightos.endpoints;
   let jwt = config.lightos.jwt;
@@ -86,7 +93,7 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
       backendDescription = `in-process simulator (3 nodes, in-memory data plane) at ${sim.url}`;
     }
   }
-  const metrics = new ServiceMetrics(pgMetricsSources(db, REPORT_STALE_MS));
+  const metrics = new ServiceMetrics(pgMetricsSources(readDb, REPORT_STALE_MS, db));
   const lightos: StorageBackend = new LightosBackend({
     endpoints,
     jwt: jwt ?? undefined,
@@ -104,11 +111,11 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
   const deps: DriverDeps = {
     hosts: new PgHostStore(agentDb),
     hostChanges,
-    health: new PgHealthStore(db),
+    health: new PgHealthStore(readDb),
     eventRetentionMs: config.eventRetentionDays * 24 * 3600_000,
     backend,
     locks: new PgVolumeLocks(db),
-    store: new PgStore(db),
+    store: new PgStore(readDb),
     clusterInfo: cacheOnSuccess(() => backend.clusterInfo()),
     logger: log,
     defaults: { replicas: config.defaultReplicas },
@@ -140,7 +147,12 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     { onError: (e) => log.warn({ err: (e as Error).message }, 'portal refresh failed; next pass') },
   );
   stops.push(() => refresher.stop());
-  return { deps, db, metrics, backendDescription, databaseDescription };
+  // Neither check touches the lock holders' pool; each is bounded in time by `readiness.ts`.
+  const readiness: ReadinessCheck[] = [
+    { name: 'database', check: async () => void (await readDb.raw('select 1')) },
+    { name: 'backend', check: () => deps.backend.ping() },
+  ];
+  return { deps, db, metrics, readiness, backendDescription, databaseDescription };
 }
 
 export async function startService(config: ServiceConfig, log: Logger): Promise<RunningService> {
@@ -151,16 +163,13 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
   };
   try {
     const { token, source } = await adminToken(config);
-    const { deps, db, metrics, backendDescription, databaseDescription } = await composeDeps(config, log, stops);
+    const { deps, metrics, readiness, backendDescription, databaseDescription } = await composeDeps(config, log, stops);
     const app = await createApp({
       deps,
       metrics,
       auth: new Authenticator(token, deps, config.metricsToken),
       logger: log,
-      readiness: [
-        { name: 'database', check: async () => void (await db.raw('select 1')) },
-        { name: 'backend', check: () => deps.backend.ping() },
-      ],
+      readiness,
     });
     const { server, scheme, reloadTls } = await createServiceServer(app, config.tls, log);
     hardenServer(server, log);

@@ -4,6 +4,7 @@ import { type Document, OpenAPIBackend } from 'openapi-backend';
 import { createApp } from './app.ts';
 import { Authenticator } from './auth.ts';
 import { loadSpec } from './spec.ts';
+import { integerParameters } from './edge-checks.ts';
 import { silentLogger } from '../shared/logger.ts';
 import type { DriverDeps } from '../driver/deps.ts';
 
@@ -48,5 +49,33 @@ describe('api-spec/portalis.yaml', () => {
     ]);
     assert.deepEqual(registered.filter((r) => !lifecycle.has(r)).sort(), ids);
     for (const h of lifecycle) assert.ok(registered.includes(h), `${h} is registered`);
+  });
+
+  it('bounds every integer a request may carry (parameters and bodies), and the edge knows each integer parameter', async () => {
+    const spec = loadSpec();
+    const api = new OpenAPIBackend({ definition: spec as unknown as Document, quick: false });
+    await api.init();
+    const unbounded: string[] = [];
+    // Every integer schema below a request's parameters and bodies, references resolved by init().
+    const walk = (node: unknown, where: string): void => {
+      if (!node || typeof node !== 'object') return;
+      const n = node as Record<string, unknown>;
+      if (n.type === 'integer' && (typeof n.minimum !== 'number' || typeof n.maximum !== 'number'))
+        unbounded.push(where);
+      for (const [k, v] of Object.entries(n)) walk(v, `${where}.${k}`);
+    };
+    let params = 0;
+    for (const op of api.getOperations()) {
+      for (const p of op.parameters ?? [])
+        walk((p as { schema?: unknown }).schema, `${op.operationId} ${(p as { name: string }).name}`);
+      walk(op.requestBody, `${op.operationId} body`);
+      params += (op.parameters ?? []).filter(
+        (p) => (p as { schema?: { type?: string } }).schema?.type === 'integer',
+      ).length;
+    }
+    assert.deepEqual(unbounded, []);
+    const known = [...integerParameters(spec).values()].reduce((n, list) => n + list.length, 0);
+    assert.ok(params >= 5, `${params} integer parameters`);
+    assert.equal(known, params, 'the decimal-digits check covers every integer parameter');
   });
 });

@@ -23,8 +23,13 @@ interface TarnPool {
   numPendingAcquires(): number;
 }
 
-/** The gauges' figures, read from PostgreSQL at scrape time (each a single grouped query). */
-export function pgMetricsSources(db: Knex, staleMs: number): MetricsSources {
+/**
+ * The gauges' figures, read from PostgreSQL at scrape time (each a single grouped query) on `db`,
+ * and the occupancy of `lockPool`, the pool volume operations hold (default: `db`). The service
+ * reads on a pool no lock holder uses, so that a scrape answers while every lock holder waits on
+ * the backend, and reports the lock holders' pool, the one that runs out.
+ */
+export function pgMetricsSources(db: Knex, staleMs: number, lockPool: Knex = db): MetricsSources {
   return {
     async attachmentsByStatus() {
       const rows = (await db('attachments').select('status').count({ n: '*' }).groupBy('status')) as {
@@ -79,7 +84,7 @@ export function pgMetricsSources(db: Knex, staleMs: number): MetricsSources {
     },
     pool() {
       // knex creates its tarn pool lazily, and a destroyed knex has none.
-      const p = (db.client as { pool?: TarnPool | null }).pool;
+      const p = (lockPool.client as { pool?: TarnPool | null }).pool;
       return p
         ? { used: p.numUsed(), free: p.numFree(), waiting: p.numPendingAcquires() }
         : { used: 0, free: 0, waiting: 0 };

@@ -121,7 +121,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       ...(opts.dbPoolMax ? { PORTALIS_DB_POOL_MAX: String(opts.dbPoolMax) } : {}),
       ...(opts.portalRefreshMs ? { PORTALIS_PORTAL_REFRESH_MS: String(opts.portalRefreshMs) } : {}),
     });
-    const { deps, db, metrics } = await composeDeps(config, log, stops);
+    const { deps, metrics, readiness } = await composeDeps(config, log, stops);
     const token = `test-admin-${randomUUID()}`;
     const app = await createApp({
       deps,
@@ -129,10 +129,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       metrics,
       logger: log,
       validateResponses: true,
-      readiness: [
-        { name: 'database', check: async () => void (await db.raw('select 1')) },
-        { name: 'backend', check: () => deps.backend.ping() },
-      ],
+      readiness,
     });
     let url: string | undefined;
     if (opts.listen) {

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Context } from 'openapi-backend';
+import { cacheOnSuccess } from '../../driver/deps.ts';
 import type { ServiceMetrics } from '../metrics.ts';
 import type { HandlerResult } from './types.ts';
 
@@ -25,10 +26,20 @@ const PAGE_HEADERS = {
   'cache-control': 'no-cache',
 };
 
+/**
+ * Each file read once, on its first request, and that one buffer sent to every later one: the page
+ * needs no token, and reading it per request let anyone make the service allocate a copy per request.
+ * A failed read is not kept; the next request reads again.
+ */
+const FILES = Object.fromEntries(
+  Object.keys(ASSETS).map((name) => [name, cacheOnSuccess(() => readFile(new URL(name, DIR)))]),
+);
+
 async function asset(name: string): Promise<HandlerResult> {
   const type = ASSETS[name];
-  if (!type) return { status: 404, body: { error: { code: 'not_found', message: 'no such file' } } };
-  return { status: 200, body: await readFile(new URL(name, DIR)), contentType: type, headers: PAGE_HEADERS };
+  const file = FILES[name];
+  if (!type || !file) return { status: 404, body: { error: { code: 'not_found', message: 'no such file' } } };
+  return { status: 200, body: await file(), contentType: type, headers: PAGE_HEADERS };
 }
 
 export function dashboardHandlers(metrics: ServiceMetrics | undefined) {
