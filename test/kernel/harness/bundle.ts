@@ -22,7 +22,7 @@ export async function bundleGuestScript(repoRoot: string, script: string, outfil
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: 'node22',
     sourcemap: 'inline',
     logLevel: 'error',
   });
