@@ -13,19 +13,22 @@
  * agent rebuilds its view from the kernel and that list); an attachment that disappears from the
  * list is left alone; a device is only torn down when the service says `disconnected`, and then
  * never while in use unless `force`.
+ *
+ * Each attachment's pass goes by who connects it (docs/DECISIONS.md, "Who connects an
+ * attachment"): an agent-connected one to owned.ts (connect, heal, follow, tear down), a
+ * host-connected one to assisted.ts (observe, add the paths a portal change brings, release only
+ * what the agent added).
  */
 import { type Clock, wakeableSleep } from '../shared/clock.ts';
 import type { Connector as ConnectorDict } from '../driver/model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
-import { GiB } from '../shared/units.ts';
 import { AssistedAttachments } from './assisted.ts';
+import { OwnedAttachments, errorReport } from './owned.ts';
 import { type AttachSpec, parseConnectionData, toAttachSpec } from './connection-data.ts';
-import { type Attacher, type PathsResult, TeardownError } from './attacher.ts';
-import { errorBody } from './errors.ts';
-import { toWire } from './health.ts';
+import type { Attacher } from './attacher.ts';
 import { Reporter } from './reports.ts';
 import { type AttachmentReport, type ServiceClient, ServiceError, type WireAttachment } from './service-client.ts';
-import { type Tracked, hostConnected, neededBy, stillWanted, track } from './tracked.ts';
+import { type Tracked, hostConnected, neededBy, track } from './tracked.ts';
 
 /** What the daemon did, for its metrics (each call after the fact; durations on the daemon's clock). */
 export interface DaemonObserver {
@@ -76,6 +79,7 @@ export class AgentDaemon {
   private readonly options: Required<Omit<DaemonOptions, 'log' | 'observer'>>;
   private readonly observer: DaemonObserver | undefined;
   private readonly assisted: AssistedAttachments;
+  private readonly owned: OwnedAttachments;
 
   constructor(opts: DaemonOptions) {
     this.log = opts.log ?? silentLogger;
@@ -95,6 +99,16 @@ export class AgentDaemon {
       hostWatchMs: opts.hostWatchMs ?? 2000,
     };
     this.reporter = new Reporter(opts.service, opts.clock, this.log, this.options.reportRefreshMs);
+    this.owned = new OwnedAttachments({
+      attacher: opts.attacher,
+      clock: opts.clock,
+      log: this.log,
+      observer: this.observer,
+      connectingReportDelayMs: this.options.connectingReportDelayMs,
+      report: (id, r) => this.report(id, r),
+      others: (id) => this.othersThan(id),
+      tracked: (id) => this.tracked.get(id),
+    });
     this.assisted = new AssistedAttachments({
       attacher: opts.attacher,
       log: this.log,
@@ -289,107 +303,8 @@ export class AgentDaemon {
       if (!t.settled) await this.assisted.released(id, t);
       return;
     }
-    if (t.att.desired === 'connected') return this.ensureConnected(id, t.spec, t.att.size_gb, t.receivedAt);
-    if (!t.settled) await this.ensureDisconnected(id, t);
-  }
-
-  private async ensureConnected(
-    id: string,
-    spec: AttachSpec,
-    sizeGb: number | undefined,
-    receivedAt: number,
-  ): Promise<void> {
-    const c = this.options.attacher;
-    const started = this.options.clock.now();
-    let fresh = false;
-    const connecting = new AbortController();
-    try {
-      // Adopt what is there: no "connecting" blip for a device that already works.
-      const before = await c.getPaths(spec);
-      fresh = !before.devicePath;
-      if (fresh)
-        void this.options.clock.sleep(this.options.connectingReportDelayMs, connecting.signal).then(() => {
-          if (!connecting.signal.aborted) this.report(id, stateReport('connecting'));
-        });
-      // A stale portal whose controller is no longer live (its node was readdressed: the old
-      // port is gone) carries no I/O, and it blocks the new one: nvmet gives the new controller
-      // the cntlid the old one had, and the host refuses a duplicate cntlid in one subsystem
-      // (EINVAL; Linux drivers/nvme/host/core.c, nvme_validate_cntlid). It goes first, while the
-      // volume has another live path.
-      const tracked = this.tracked.get(id);
-      if (!fresh && tracked && tracked.spec === spec && tracked.stale.length) {
-        const dead = await c.prunePortals(spec, tracked.stale, this.othersThan(id), { deadOnly: true });
-        if (dead.disconnected.length)
-          this.log.info({ attachment: id, ...dead }, 'dead stale controllers removed first');
-      }
-      const connected = await c.connect(spec).finally(() => connecting.abort());
-      let r: PathsResult = connected;
-      if (fresh) {
-        this.observer?.connect('ok', this.options.clock.now() - started);
-        this.log.info(
-          {
-            attachment: id,
-            device: r.devicePath,
-            health: r.health,
-            elapsedMs: Math.round(connected.elapsedMs),
-            sinceReceivedMs: Math.round(this.options.clock.now() - receivedAt),
-            trace: connected.trace,
-          },
-          'attached',
-        );
-      } else {
-        const live = (p: PathsResult) => p.paths.filter((x) => x.state === 'live').length;
-        const back = live(r) - live(before);
-        if (back > 0) this.observer?.pathsReconnected(back);
-      }
-      // Online extend: the service lists the volume's size; a smaller device gets a rescan
-      // (targets without AER support never tell the host on their own).
-      const wanted = sizeGb !== undefined ? sizeGb * GiB : null;
-      if (wanted !== null && r.sizeBytes !== null && r.sizeBytes < wanted) {
-        this.log.info({ attachment: id, from: r.sizeBytes, to: wanted }, 'volume grew; rescanning');
-        r = await c.extend(spec, wanted);
-      }
-      // The portals moved: the new ones are connected (above); the old ones go only now, and
-      // only what no other attachment of this host needs.
-      const t = this.tracked.get(id);
-      if (t && t.spec === spec && t.stale.length) {
-        const pruned = await c.prunePortals(spec, t.stale, this.othersThan(id));
-        if (!pruned.pending) {
-          this.log.info({ attachment: id, ...pruned }, 'portals that no longer serve the volume pruned');
-          t.stale = [];
-          r = { ...r, ...(await c.getPaths(spec)) } as PathsResult;
-        }
-      }
-      this.report(id, {
-        state: 'connected',
-        device_path: r.devicePath,
-        size_bytes: r.sizeBytes,
-        health: r.health,
-        paths: r.paths.map(toWire),
-        error: null,
-      });
-    } catch (e) {
-      connecting.abort();
-      if (fresh) this.observer?.connect('failed', this.options.clock.now() - started);
-      this.log.warn({ attachment: id, error: (e as Error).message }, 'connect failed; retried on the next pass');
-      const now = await c.getPaths(spec).catch(() => null);
-      if (now?.devicePath) {
-        this.report(id, {
-          state: 'connected',
-          device_path: now.devicePath,
-          size_bytes: now.sizeBytes,
-          health: now.health,
-          paths: now.paths.map(toWire),
-          error: errorBody(e),
-        });
-      } else {
-        this.report(id, {
-          ...errorReport(errorBody(e)),
-          paths: now?.paths.map(toWire) ?? [],
-          health: now ? now.health : null,
-        });
-      }
-    }
+    if (t.att.desired === 'connected') return this.owned.connected(id, t.spec, t.att.size_gb, t.receivedAt);
+    if (!t.settled) await this.owned.released(id, t);
   }
 
   /**
@@ -404,71 +319,4 @@ export class AgentDaemon {
   private live(id: string): Tracked[] {
     return [...this.tracked.values()].filter((o) => o.att.id !== id && o.att.desired === 'connected');
   }
-
-  private async ensureDisconnected(id: string, t: Tracked): Promise<void> {
-    const c = this.options.attacher;
-    const spec = t.spec!;
-    const before = await c.getPaths(spec).catch(() => null);
-    if (before?.devicePath && !t.refusedInUse)
-      this.report(id, {
-        ...stateReport('disconnecting', before.devicePath),
-        size_bytes: before.sizeBytes,
-        health: before.health,
-        paths: before.paths.map(toWire),
-      });
-    const others = this.othersThan(id);
-    // The same volume is still wanted here (another instance of a multiattach volume, or a
-    // re-attach that overtook this teardown): its device must stay, so there is nothing to undo.
-    if (stillWanted(spec, others)) {
-      this.log.info(
-        { attachment: id, volume: spec.volUuid },
-        'volume still attached here through another attachment; device kept',
-      );
-      t.settled = true;
-      return this.report(id, stateReport('disconnected'));
-    }
-    const started = this.options.clock.now();
-    try {
-      const res = await c.disconnect(spec, { force: t.att.force, otherAttachments: others });
-      this.observer?.disconnect('ok', this.options.clock.now() - started);
-      this.log.info(
-        {
-          attachment: id,
-          ...res,
-          elapsedMs: Math.round(this.options.clock.now() - started),
-          sinceReceivedMs: Math.round(this.options.clock.now() - t.receivedAt),
-        },
-        'detached',
-      );
-      // Controllers kept for another namespace are looked at again on later passes: once the
-      // service revokes that namespace too, they go (no leftover controllers, os-brick #1961102).
-      t.settled = res.kept.length === 0;
-      this.report(id, stateReport('disconnected'));
-    } catch (e) {
-      const refused = (e as { code?: unknown }).code === 'in_use';
-      t.refusedInUse = refused;
-      this.observer?.disconnect(refused ? 'refused' : 'failed', this.options.clock.now() - started);
-      this.log.warn(
-        { attachment: id, error: (e as Error).message, ...(e instanceof TeardownError ? { done: e.result } : {}) },
-        'detach not completed; retried on the next pass',
-      );
-      this.report(id, {
-        ...errorReport(errorBody(e), before?.devicePath ?? null),
-        paths: before?.paths.map(toWire) ?? [],
-      });
-    }
-  }
-}
-
-/** A report of `state` with nothing observed yet (no size, paths or health); callers add what they saw. */
-function stateReport(state: AttachmentReport['state'], devicePath: string | null = null): AttachmentReport {
-  return { state, device_path: devicePath, size_bytes: null, health: null, paths: [], error: null };
-}
-
-/** An `error` report carrying the failure; callers add the paths they could still see. */
-function errorReport(
-  error: NonNullable<AttachmentReport['error']>,
-  devicePath: string | null = null,
-): AttachmentReport {
-  return { ...stateReport('error', devicePath), error };
 }
