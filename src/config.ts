@@ -3,16 +3,9 @@
  * an invalid value stops start-up with a ConfigError that names the variable.
  */
 import path from 'node:path';
+import { ConfigError, boolVar, choiceVar, intVar } from './shared/env.ts';
 
-export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-    this.name = 'ConfigError';
-  }
-}
+export { ConfigError };
 
 export type BackendKind = 'sim' | 'lightos';
 
@@ -126,23 +119,6 @@ export const SETTINGS = [
   ],
 ] as const;
 
-function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return def;
-  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
-  const n = Number(raw);
-  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
-  return n;
-}
-
-function bool(env: NodeJS.ProcessEnv, name: string, def: boolean): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return def;
-  if (/^(true|1|yes)$/i.test(raw)) return true;
-  if (/^(false|0|no)$/i.test(raw)) return false;
-  throw new ConfigError(name, `must be true or false, got ${JSON.stringify(raw)}`);
-}
-
 function url(name: string, raw: string): string {
   try {
     const u = new URL(raw);
@@ -154,9 +130,7 @@ function url(name: string, raw: string): string {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ServiceConfig {
-  const backend = (env.PORTALIS_BACKEND || 'sim') as BackendKind;
-  if (backend !== 'sim' && backend !== 'lightos')
-    throw new ConfigError('PORTALIS_BACKEND', `must be "sim" or "lightos", got ${JSON.stringify(backend)}`);
+  const backend = choiceVar<BackendKind>(env, 'PORTALIS_BACKEND', 'sim', ['sim', 'lightos']);
 
   const token = env.PORTALIS_ADMIN_TOKEN || null;
   if (token !== null && token.length < 16)
@@ -188,7 +162,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw new ConfigError('PORTALIS_HOST', `not an address: ${JSON.stringify(host)}`);
 
   return {
-    port: int(env, 'PORTALIS_PORT', 8080, 0, 65535),
+    port: intVar(env, 'PORTALIS_PORT', 8080, 0, 65535),
     host,
     adminToken: token,
     databaseUrl,
@@ -199,27 +173,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       endpoints,
       jwt: env.PORTALIS_LIGHTOS_JWT || null,
       project: env.PORTALIS_LIGHTOS_PROJECT || 'default',
-      requestTimeoutMs: int(env, 'PORTALIS_LIGHTOS_TIMEOUT_MS', 30_000, 100, 600_000),
+      requestTimeoutMs: intVar(env, 'PORTALIS_LIGHTOS_TIMEOUT_MS', 30_000, 100, 600_000),
       operationTimeoutMs: env.PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS
-        ? int(env, 'PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS', 0, 100, 3_600_000)
+        ? intVar(env, 'PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS', 0, 100, 3_600_000)
         : null,
       // The simulator changes state within milliseconds; a real cluster within seconds.
-      pollIntervalMs: int(env, 'PORTALIS_LIGHTOS_POLL_INTERVAL_MS', backend === 'sim' ? 100 : 1000, 10, 60_000),
-      tlsVerify: bool(env, 'PORTALIS_LIGHTOS_TLS_VERIFY', true),
+      pollIntervalMs: intVar(env, 'PORTALIS_LIGHTOS_POLL_INTERVAL_MS', backend === 'sim' ? 100 : 1000, 10, 60_000),
+      tlsVerify: boolVar(env, 'PORTALIS_LIGHTOS_TLS_VERIFY', true),
     },
-    defaultReplicas: int(env, 'PORTALIS_DEFAULT_REPLICAS', 3, 1, 3),
+    defaultReplicas: intVar(env, 'PORTALIS_DEFAULT_REPLICAS', 3, 1, 3),
     logLevel: env.PORTALIS_LOG_LEVEL || 'info',
-    dbPoolMax: int(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
-    dbAgentPoolMax: int(env, 'PORTALIS_DB_AGENT_POOL_MAX', 4, 1, 500),
-    dbReadPoolMax: int(env, 'PORTALIS_DB_READ_POOL_MAX', 4, 1, 500),
+    dbPoolMax: intVar(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
+    dbAgentPoolMax: intVar(env, 'PORTALIS_DB_AGENT_POOL_MAX', 4, 1, 500),
+    dbReadPoolMax: intVar(env, 'PORTALIS_DB_READ_POOL_MAX', 4, 1, 500),
     tls: tlsFiles(env, cwd),
-    eventRetentionDays: int(env, 'PORTALIS_EVENT_RETENTION_DAYS', 7, 1, 3650),
-    portalRefreshMs: int(env, 'PORTALIS_PORTAL_REFRESH_MS', 30_000, 100, 86_400_000),
+    eventRetentionDays: intVar(env, 'PORTALIS_EVENT_RETENTION_DAYS', 7, 1, 3650),
+    portalRefreshMs: intVar(env, 'PORTALIS_PORTAL_REFRESH_MS', 30_000, 100, 86_400_000),
     metricsToken,
     capabilities: {
       backendName: backendName(env),
-      refreshMs: int(env, 'PORTALIS_CAPABILITIES_REFRESH_MS', 60_000, 0, 86_400_000),
-      reservedPercentage: int(env, 'PORTALIS_RESERVED_PERCENTAGE', 0, 0, 100),
+      refreshMs: intVar(env, 'PORTALIS_CAPABILITIES_REFRESH_MS', 60_000, 0, 86_400_000),
+      reservedPercentage: intVar(env, 'PORTALIS_RESERVED_PERCENTAGE', 0, 0, 100),
     },
   };
 }

@@ -77,7 +77,7 @@ export class AssistedAttachments {
       if (await this.followPortals(id, t)) view = await this.assist.observe(spec, t.hostPortals);
       this.deps.report(id, observed('connected', view.paths, true));
     } catch (e) {
-      log.warn({ attachment: id, error: (e as Error).message }, 'host-connected attachment: pass failed');
+      log.warn({ attachment: id, err: (e as Error).message }, 'host-connected attachment: pass failed');
       const now = await this.deps.attacher.getPaths(spec).catch(() => null);
       this.deps.report(id, { ...observed(now?.devicePath ? 'connected' : 'error', now, true), error: errorBody(e) });
     }
@@ -144,7 +144,7 @@ export class AssistedAttachments {
       t.settled = res.kept.length === 0;
       report(id, observed('disconnected', null, false));
     } catch (e) {
-      log.warn({ attachment: id, error: (e as Error).message }, 'added controllers not released; retried later');
+      log.warn({ attachment: id, err: (e as Error).message }, 'added controllers not released; retried later');
       report(id, { ...observed('error', null, false), error: errorBody(e) });
     }
   }

@@ -193,7 +193,7 @@ export class Attacher {
           await disconnectController(ctx, c);
           ctx.log.info({ controller: c.name }, 'failed attach: controller it created disconnected');
         } catch (e) {
-          ctx.log.warn({ controller: c.name, error: (e as Error).message }, 'failed attach: undo step failed');
+          ctx.log.warn({ controller: c.name, err: (e as Error).message }, 'failed attach: undo step failed');
         }
       }
     }

@@ -79,7 +79,7 @@ describe('portalis agent CLI', () => {
         ['connector-properties'],
         { PORTALIS_AGENT_KEEP_ALIVE_TMO: 'abc' },
         2,
-        /PORTALIS_AGENT_KEEP_ALIVE_TMO: must be an integer/,
+        /PORTALIS_AGENT_KEEP_ALIVE_TMO: must be a whole number/,
       ],
       [['connector-properties'], { PORTALIS_AGENT_IOPOLICY: 'fastest' }, 2, /PORTALIS_AGENT_IOPOLICY/],
       [[], {}, 2, /PORTALIS_URL: is required/],

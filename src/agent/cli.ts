@@ -13,13 +13,9 @@
  */
 import type pino from 'pino';
 import { type Logger, createLogger } from '../shared/logger.ts';
-import {
-  AGENT_SETTINGS,
-  AgentConfigError,
-  type AgentSettings,
-  loadAgentSettings,
-  loadDaemonSettings,
-} from './config.ts';
+import { ConfigError } from '../shared/env.ts';
+import { UsageError } from '../shared/errors.ts';
+import { AGENT_SETTINGS, type AgentSettings, loadAgentSettings, loadDaemonSettings } from './config.ts';
 import { parseConnectionData, toAttachSpec } from './connection-data.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Attacher, TeardownError } from './attacher.ts';
@@ -46,8 +42,6 @@ const USAGE = `usage: portalis agent [connector-properties | attach --connection
 settings (environment, default):
 ${AGENT_SETTINGS.map(([k, d, m]) => `  ${k.padEnd(34)} ${d.padEnd(22)} ${m}`).join('\n')}
 `;
-
-class UsageError extends Error {}
 
 function parseFlags(args: string[]): { connectionInfo?: string; force: boolean } {
   const out: { connectionInfo?: string; force: boolean } = { force: false };
@@ -153,7 +147,7 @@ export async function runAgentCli(
       io.stderr.write(`portalis agent: ${e.message}\n${USAGE}`);
       return 2;
     }
-    if (e instanceof AgentConfigError) {
+    if (e instanceof ConfigError) {
       io.stderr.write(`portalis agent: invalid configuration: ${e.message}\n`);
       return 2;
     }

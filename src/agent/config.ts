@@ -3,17 +3,8 @@
  * stops start-up with a message naming the variable (the README lists them).
  */
 import { readFileSync } from 'node:fs';
+import { ConfigError, type Env, boolVar, choiceVar, intVar } from '../shared/env.ts';
 import type { ConnectTunables } from './nvme-cli.ts';
-
-export class AgentConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    message: string,
-  ) {
-    super(`${variable}: ${message}`);
-    this.name = 'AgentConfigError';
-  }
-}
 
 export interface AgentSettings {
   tunables: ConnectTunables;
@@ -35,8 +26,6 @@ export interface DaemonSettings extends AgentSettings {
   /** null: no metrics endpoint. */
   metrics: { host: string; port: number } | null;
 }
-
-type Env = Record<string, string | undefined>;
 
 /** [variable, default, meaning]: printed by `--help` and in the report. */
 export const AGENT_SETTINGS: [string, string, string][] = [
@@ -72,53 +61,24 @@ export const AGENT_SETTINGS: [string, string, string][] = [
   ['PORTALIS_LOG_LEVEL', 'info', 'pino log level (logs go to stderr)'],
 ];
 
-function int(
-  env: Env,
-  name: string,
-  def: number | undefined,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-): number | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw.trim() === '') return def;
-  const n = Number(raw.trim());
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new AgentConfigError(name, `must be an integer between ${min} and ${max}, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-function bool(env: Env, name: string, def: boolean): boolean {
-  const raw = env[name]?.trim().toLowerCase();
-  if (raw === undefined || raw === '') return def;
-  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
-  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
-  throw new AgentConfigError(name, `must be true or false, got ${JSON.stringify(env[name])}`);
-}
-
 export function loadAgentSettings(env: Env): AgentSettings {
-  const iopolicy = env.PORTALIS_AGENT_IOPOLICY?.trim() || undefined;
-  if (iopolicy && !['numa', 'round-robin', 'queue-depth'].includes(iopolicy)) {
-    throw new AgentConfigError(
-      'PORTALIS_AGENT_IOPOLICY',
-      `must be numa, round-robin or queue-depth, got ${JSON.stringify(iopolicy)}`,
-    );
-  }
-  const deviceTimeout = int(env, 'PORTALIS_AGENT_DEVICE_TIMEOUT', undefined, 1);
+  const iopolicy = choiceVar(env, 'PORTALIS_AGENT_IOPOLICY', undefined, ['numa', 'round-robin', 'queue-depth']);
+  const deviceTimeout = intVar(env, 'PORTALIS_AGENT_DEVICE_TIMEOUT', undefined, 1);
   return {
     tunables: {
-      ctrlLossTmo: int(env, 'PORTALIS_AGENT_CTRL_LOSS_TMO', -1, -1)!,
-      reconnectDelay: int(env, 'PORTALIS_AGENT_RECONNECT_DELAY', 10, 1)!,
-      keepAliveTmo: int(env, 'PORTALIS_AGENT_KEEP_ALIVE_TMO', 30, 1)!,
-      fastIoFailTmo: int(env, 'PORTALIS_AGENT_FAST_IO_FAIL_TMO', undefined, -1),
-      nrIoQueues: int(env, 'PORTALIS_AGENT_NR_IO_QUEUES', undefined, 1, 1024),
+      ctrlLossTmo: intVar(env, 'PORTALIS_AGENT_CTRL_LOSS_TMO', -1, -1)!,
+      reconnectDelay: intVar(env, 'PORTALIS_AGENT_RECONNECT_DELAY', 10, 1)!,
+      keepAliveTmo: intVar(env, 'PORTALIS_AGENT_KEEP_ALIVE_TMO', 30, 1)!,
+      fastIoFailTmo: intVar(env, 'PORTALIS_AGENT_FAST_IO_FAIL_TMO', undefined, -1),
+      nrIoQueues: intVar(env, 'PORTALIS_AGENT_NR_IO_QUEUES', undefined, 1, 1024),
     },
     iopolicy,
-    enforceMultipath: bool(env, 'PORTALIS_AGENT_ENFORCE_MULTIPATH', false),
+    enforceMultipath: boolVar(env, 'PORTALIS_AGENT_ENFORCE_MULTIPATH', false),
     deviceTimeoutMs: deviceTimeout === undefined ? undefined : deviceTimeout * 1000,
-    commandTimeoutMs: int(env, 'PORTALIS_AGENT_COMMAND_TIMEOUT', 60, 1)! * 1000,
-    recheckIntervalMs: int(env, 'PORTALIS_AGENT_RECHECK_INTERVAL', 30, 1)! * 1000,
-    reportRefreshMs: int(env, 'PORTALIS_AGENT_REPORT_INTERVAL', 60, 1, 120)! * 1000,
-    pollWaitSeconds: int(env, 'PORTALIS_AGENT_POLL_WAIT', 30, 0, 300)!,
+    commandTimeoutMs: intVar(env, 'PORTALIS_AGENT_COMMAND_TIMEOUT', 60, 1)! * 1000,
+    recheckIntervalMs: intVar(env, 'PORTALIS_AGENT_RECHECK_INTERVAL', 30, 1)! * 1000,
+    reportRefreshMs: intVar(env, 'PORTALIS_AGENT_REPORT_INTERVAL', 60, 1, 120)! * 1000,
+    pollWaitSeconds: intVar(env, 'PORTALIS_AGENT_POLL_WAIT', 30, 0, 300)!,
     roots: {
       sysRoot: env.PORTALIS_AGENT_SYS_ROOT || undefined,
       devRoot: env.PORTALIS_AGENT_DEV_ROOT || undefined,
@@ -130,34 +90,30 @@ export function loadAgentSettings(env: Env): AgentSettings {
 
 export function loadDaemonSettings(env: Env): DaemonSettings {
   const url = env.PORTALIS_URL?.trim();
-  if (!url)
-    throw new AgentConfigError('PORTALIS_URL', 'is required for the agent daemon (the driver service base URL)');
+  if (!url) throw new ConfigError('PORTALIS_URL', 'is required for the agent daemon (the driver service base URL)');
   try {
     const u = new URL(url);
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)');
   } catch {
-    throw new AgentConfigError('PORTALIS_URL', `must be an http(s) URL, got ${JSON.stringify(url)}`);
+    throw new ConfigError('PORTALIS_URL', `must be an http(s) URL, got ${JSON.stringify(url)}`);
   }
   const token = env.PORTALIS_TOKEN?.trim();
-  if (!token) throw new AgentConfigError('PORTALIS_TOKEN', 'is required for the agent daemon (the host-scoped token)');
+  if (!token) throw new ConfigError('PORTALIS_TOKEN', 'is required for the agent daemon (the host-scoped token)');
   const caFile = env.PORTALIS_CA_FILE?.trim() || undefined;
   let caPem: string | undefined;
   if (caFile) {
     try {
       caPem = readFileSync(caFile, 'utf8');
     } catch (e) {
-      throw new AgentConfigError(
-        'PORTALIS_CA_FILE',
-        `cannot read ${caFile}: ${(e as NodeJS.ErrnoException).code ?? e}`,
-      );
+      throw new ConfigError('PORTALIS_CA_FILE', `cannot read ${caFile}: ${(e as NodeJS.ErrnoException).code ?? e}`);
     }
     if (!caPem.includes('-----BEGIN CERTIFICATE-----'))
-      throw new AgentConfigError('PORTALIS_CA_FILE', `${caFile} holds no PEM certificate`);
+      throw new ConfigError('PORTALIS_CA_FILE', `${caFile} holds no PEM certificate`);
   }
-  const metricsPort = int(env, 'PORTALIS_AGENT_METRICS_PORT', undefined, 1, 65535);
+  const metricsPort = intVar(env, 'PORTALIS_AGENT_METRICS_PORT', undefined, 1, 65535);
   const metricsHost = env.PORTALIS_AGENT_METRICS_HOST?.trim() || '127.0.0.1';
   if (!/^[A-Za-z0-9.:_-]+$/.test(metricsHost))
-    throw new AgentConfigError('PORTALIS_AGENT_METRICS_HOST', `not an address: ${JSON.stringify(metricsHost)}`);
+    throw new ConfigError('PORTALIS_AGENT_METRICS_HOST', `not an address: ${JSON.stringify(metricsHost)}`);
   return {
     ...loadAgentSettings(env),
     url: url.replace(/\/+$/, ''),

@@ -152,7 +152,7 @@ export class AgentDaemon {
         if (signal.aborted) break;
         if (e instanceof ServiceError && (e.status === 401 || e.status === 403)) this.registered = false;
         this.log.warn(
-          { error: (e as Error).message, retryInMs: backoff },
+          { err: (e as Error).message, retryInMs: backoff },
           'service unavailable; devices stay as they are',
         );
         await this.sleep(backoff, signal);
@@ -229,7 +229,7 @@ export class AgentDaemon {
       try {
         spec = toAttachSpec(parseConnectionData(att.connection_info));
       } catch (e) {
-        this.log.error({ attachment: att.id, error: (e as Error).message }, 'bad connection info');
+        this.log.error({ attachment: att.id, err: (e as Error).message }, 'bad connection info');
       }
       this.tracked.set(att.id, track(att, spec, old, this.options.clock.now()));
       this.log.info(

@@ -2,6 +2,8 @@
  * Failures of the host agent. Each has a stable `code` that travels to the service in the
  * attachment report (`error: {code, message}`), so the codes are part of the wire protocol.
  */
+import { CodedError } from '../shared/errors.ts';
+
 export type AgentErrorCode =
   /** The connection info is malformed (names the field). */
   | 'invalid_connection_info'
@@ -22,21 +24,7 @@ export type AgentErrorCode =
   /** A required binary (nvme, multipathd) is not installed. */
   | 'command_unavailable';
 
-export class AgentError extends Error {
-  readonly code: AgentErrorCode;
-  readonly details?: Record<string, unknown>;
-
-  constructor(
-    code: AgentErrorCode,
-    message: string,
-    opts: { details?: Record<string, unknown>; cause?: unknown } = {},
-  ) {
-    super(message, { cause: opts.cause });
-    this.name = 'AgentError';
-    this.code = code;
-    this.details = opts.details;
-  }
-}
+export class AgentError extends CodedError<AgentErrorCode> {}
 
 /** The `{code, message}` a report carries for any thrown value. */
 export function errorBody(e: unknown): { code: string; message: string } {

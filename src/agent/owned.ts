@@ -102,7 +102,7 @@ export class OwnedAttachments {
     } catch (e) {
       connecting.abort();
       if (fresh) this.deps.observer?.connect('failed', this.deps.clock.now() - started);
-      this.deps.log.warn({ attachment: id, error: (e as Error).message }, 'connect failed; retried on the next pass');
+      this.deps.log.warn({ attachment: id, err: (e as Error).message }, 'connect failed; retried on the next pass');
       const now = await c.getPaths(spec).catch(() => null);
       if (now?.devicePath) {
         this.deps.report(id, {
@@ -167,7 +167,7 @@ export class OwnedAttachments {
       t.refusedInUse = refused;
       this.deps.observer?.disconnect(refused ? 'refused' : 'failed', this.deps.clock.now() - started);
       this.deps.log.warn(
-        { attachment: id, error: (e as Error).message, ...(e instanceof TeardownError ? { done: e.result } : {}) },
+        { attachment: id, err: (e as Error).message, ...(e instanceof TeardownError ? { done: e.result } : {}) },
         'detach not completed; retried on the next pass',
       );
       this.deps.report(id, {

@@ -120,7 +120,7 @@ export async function connectPortals(
     const there = (await portalStates(ctx, { ...target, portals: [s.portal] }, hostNqn))[0]?.controller ?? null;
     if (there && KERNEL_RETRYING.has(there.state ?? '')) {
       ctx.log.info(
-        { portal: label, controller: there.name, error: outcome.message },
+        { portal: label, controller: there.name, err: outcome.message },
         'nvme connect reported a failure but the controller is in sysfs; adopted',
       );
       after.set(s, there);
@@ -128,7 +128,7 @@ export async function connectPortals(
     }
     failures.push({ portal: label, message: outcome.message });
     ctx.log.warn(
-      { portal: label, nqn: target.nqn, error: outcome.message },
+      { portal: label, nqn: target.nqn, err: outcome.message },
       'nvme connect failed; will retry on a later pass',
     );
     return false;
@@ -157,7 +157,7 @@ export async function rescan(ctx: AgentContext, ctrls: Iterable<string>): Promis
         ),
       );
       if (r.kind !== 'ok')
-        ctx.log.warn({ controller: c, error: 'message' in r ? r.message : r.kind }, 'nvme ns-rescan failed');
+        ctx.log.warn({ controller: c, err: 'message' in r ? r.message : r.kind }, 'nvme ns-rescan failed');
     }),
   );
 }

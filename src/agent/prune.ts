@@ -76,6 +76,6 @@ export async function prunePortals(
 export async function delPaths(ctx: AgentContext, names: string[]): Promise<void> {
   for (const ns of names) {
     const r = await ctx.host.run('multipathd', ['del', 'path', ns], { timeoutMs: ctx.commandTimeoutMs });
-    if (r.code !== 0) ctx.log.warn({ path: ns, error: r.stderr.trim() }, 'multipathd del path failed');
+    if (r.code !== 0) ctx.log.warn({ path: ns, err: r.stderr.trim() }, 'multipathd del path failed');
   }
 }

@@ -71,7 +71,7 @@ export class Reporter {
           this.queued.delete(id);
           continue;
         }
-        this.log.warn({ attachment: id, error: (e as Error).message }, 'report not delivered; will retry');
+        this.log.warn({ attachment: id, err: (e as Error).message }, 'report not delivered; will retry');
         return false;
       }
     }

@@ -118,7 +118,7 @@ export async function disconnectController(ctx: AgentContext, ctrl: Controller):
       return true;
     } catch (e) {
       ctx.log.warn(
-        { controller: ctrl.name, error: (e as Error).message },
+        { controller: ctrl.name, err: (e as Error).message },
         'delete_controller not writable; disconnecting with nvme-cli',
       );
       return false;
@@ -146,7 +146,7 @@ async function disconnectWithNvmeCli(ctx: AgentContext, ctrl: Controller): Promi
     attempt++
   ) {
     ctx.log.warn(
-      { controller: ctrl.name, exit: r.code, error: (r.stderr || r.stdout).trim() },
+      { controller: ctrl.name, exit: r.code, err: (r.stderr || r.stdout).trim() },
       'nvme disconnect died before disconnecting; running it again',
     );
     r = await run();

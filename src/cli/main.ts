@@ -111,9 +111,9 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
     }
   } catch (e) {
-    // Each program validates its own settings (ConfigError, SimConfigError, the agent's): all
-    // end start-up the same way, with the message naming the variable.
-    if (e instanceof ConfigError || (e instanceof Error && /ConfigError$/.test(e.name))) {
+    // Every program reads its settings through src/shared/env.ts: one ConfigError, and start-up
+    // ends the same way, with the message naming the variable.
+    if (e instanceof ConfigError) {
       process.stderr.write(`portalis: invalid configuration: ${e.message}\n`);
       return 2;
     }

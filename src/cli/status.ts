@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { UsageError } from '../shared/errors.ts';
 
 export interface StatusIo {
   stdout: { write(s: string): unknown; isTTY?: boolean };
@@ -59,8 +60,6 @@ interface Matrix {
   }[];
   page: { next_offset: number | null; total_volumes: number; total_cells: number };
 }
-
-class UsageError extends Error {}
 
 function parseArgs(argv: string[]) {
   const o = { json: false, color: true, worstFirst: false, q: new URLSearchParams() };

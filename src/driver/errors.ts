@@ -3,6 +3,8 @@
  * code, so that one table decides how each failure looks to an orchestrator; only
  * `server/error-mapper.ts` turns a DriverError into a response body.
  */
+import { CodedError } from '../shared/errors.ts';
+
 export const ERROR_STATUS = {
   invalid_request: 400,
   multipath_required: 400,
@@ -48,17 +50,7 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'service_unavailable',
 ]);
 
-export class DriverError extends Error {
-  readonly code: ErrorCode;
-  readonly details?: Record<string, unknown>;
-
-  constructor(code: ErrorCode, message: string, opts: { details?: Record<string, unknown>; cause?: unknown } = {}) {
-    super(message, { cause: opts.cause });
-    this.name = 'DriverError';
-    this.code = code;
-    this.details = opts.details;
-  }
-
+export class DriverError extends CodedError<ErrorCode> {
   get httpStatus(): number {
     return ERROR_STATUS[this.code];
   }

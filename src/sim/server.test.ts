@@ -5,7 +5,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { MemoryDataPlane } from './memory-data-plane.ts';
-import { dataPlaneFromConfig, runSim, SimConfigError, simConfigFromEnv, startSimServer } from './server.ts';
+import { ConfigError } from '../shared/env.ts';
+import { dataPlaneFromConfig, runSim, simConfigFromEnv, startSimServer } from './server.ts';
 import { call } from '../../test/support/sim-client.ts';
 
 describe('simConfigFromEnv', () => {
@@ -75,7 +76,7 @@ describe('simConfigFromEnv', () => {
     test(`a bad ${name} stops start-up with a message naming it (${JSON.stringify(env)})`, () => {
       assert.throws(
         () => simConfigFromEnv(env),
-        (e: Error) => e instanceof SimConfigError && e.message.includes(name),
+        (e: Error) => e instanceof ConfigError && e.message.includes(name),
       );
     });
   }
@@ -90,8 +91,8 @@ describe('dataPlaneFromConfig', () => {
       assert.throws(
         () => dataPlaneFromConfig(cfg),
         (e: Error) =>
-          e instanceof SimConfigError &&
-          /PORTALIS_SIM_DATA_PLANE=nvmet/.test(e.message) &&
+          e instanceof ConfigError &&
+          /PORTALIS_SIM_DATA_PLANE: nvmet/.test(e.message) &&
           e.message.includes('PORTALIS_SIM_NVMET_CONFIGFS'),
       );
       await mkdir(path.join(empty, 'subsystems'));

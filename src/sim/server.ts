@@ -17,6 +17,7 @@ import { DEFAULT_NVMET_ROOT } from './nvmet/configfs.ts';
 import { NvmetDataPlane } from './nvmet/nvmet-data-plane.ts';
 import { formatEndpoint } from './wire.ts';
 import { createLogger, type Logger, silentLogger } from '../shared/logger.ts';
+import { ConfigError, boolVar, choiceVar, intVar } from '../shared/env.ts';
 
 export interface SimServerOptions {
   host?: string;
@@ -107,14 +108,6 @@ export function handleExpectation(server: Server, req: IncomingMessage, res: Ser
   );
 }
 
-/** Configuration error at start-up; the message names the variable. */
-export class SimConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SimConfigError';
-  }
-}
-
 export type SimDataPlaneKind = 'memory' | 'nvmet';
 
 export interface SimEnvConfig {
@@ -136,64 +129,41 @@ export interface SimEnvConfig {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-function intVar(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return def;
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) < min || Number(raw) > max) {
-    throw new SimConfigError(`${name} must be a whole number in ${min}..${max}, got '${raw}'`);
-  }
-  return Number(raw);
-}
-
 function addrVar(env: NodeJS.ProcessEnv, name: string, def: string): string {
   const raw = env[name];
   if (raw === undefined || raw === '') return def;
   const v = raw.trim().replace(/^\[(.*)\]$/, '$1');
   if (!isIP(v) && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v)) {
-    throw new SimConfigError(`${name} must be an IP address or host name, got '${raw}'`);
+    throw new ConfigError(name, `must be an IP address or host name, got ${JSON.stringify(raw)}`);
   }
   return v;
-}
-
-function choiceVar<T extends string>(env: NodeJS.ProcessEnv, name: string, def: T, choices: readonly T[]): T {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return def;
-  const v = raw.trim().toLowerCase() as T;
-  if (!choices.includes(v)) throw new SimConfigError(`${name} must be one of ${choices.join(', ')}, got '${raw}'`);
-  return v;
-}
-
-function boolVar(env: NodeJS.ProcessEnv, name: string, def: boolean): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return def;
-  if (/^(true|1|yes)$/i.test(raw.trim())) return true;
-  if (/^(false|0|no)$/i.test(raw.trim())) return false;
-  throw new SimConfigError(`${name} must be true or false, got '${raw}'`);
 }
 
 function pathVar(env: NodeJS.ProcessEnv, name: string, def: string, cwd: string, mustBeAbsolute = false): string {
   const raw = env[name];
   const v = raw === undefined || raw === '' ? def : raw;
-  if (v.includes('\0')) throw new SimConfigError(`${name} must be a path, got '${raw}'`);
-  if (mustBeAbsolute && !path.isAbsolute(v)) throw new SimConfigError(`${name} must be an absolute path, got '${raw}'`);
+  if (v.includes('\0')) throw new ConfigError(name, `must be a path, got ${JSON.stringify(raw)}`);
+  if (mustBeAbsolute && !path.isAbsolute(v))
+    throw new ConfigError(name, `must be an absolute path, got ${JSON.stringify(raw)}`);
   return path.resolve(cwd, v);
 }
 
 /**
- * Reads the `PORTALIS_SIM_*` variables; throws SimConfigError naming the bad one. Relative
+ * Reads the `PORTALIS_SIM_*` variables; throws ConfigError naming the bad one. Relative
  * paths are resolved against `cwd`.
  */
 export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): SimEnvConfig {
   const nodes = intVar(env, 'PORTALIS_SIM_NODES', 3, 1, 64);
   const basePort = intVar(env, 'PORTALIS_SIM_BASE_PORT', 4420, 1, 65535);
   if (basePort + nodes - 1 > 65535) {
-    throw new SimConfigError(
-      `PORTALIS_SIM_BASE_PORT ${basePort} leaves no port for ${nodes} nodes (PORTALIS_SIM_NODES)`,
+    throw new ConfigError(
+      'PORTALIS_SIM_BASE_PORT',
+      `${basePort} leaves no port for ${nodes} nodes (PORTALIS_SIM_NODES)`,
     );
   }
   const jwt = env.PORTALIS_SIM_JWT;
   if (jwt !== undefined && jwt !== '' && /\s/.test(jwt))
-    throw new SimConfigError('PORTALIS_SIM_JWT must not contain whitespace');
+    throw new ConfigError('PORTALIS_SIM_JWT', 'must not contain whitespace');
   return {
     host: addrVar(env, 'PORTALIS_SIM_HOST', '127.0.0.1'),
     port: intVar(env, 'PORTALIS_SIM_PORT', 8090, 0, 65535),
@@ -217,8 +187,9 @@ export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = pro
 export function dataPlaneFromConfig(cfg: SimEnvConfig): DataPlane {
   if (cfg.dataPlane === 'memory') return new MemoryDataPlane();
   if (!existsSync(path.join(cfg.nvmetConfigfs, 'subsystems'))) {
-    throw new SimConfigError(
-      `PORTALIS_SIM_DATA_PLANE=nvmet needs the kernel NVMe target's configfs at ${cfg.nvmetConfigfs} ` +
+    throw new ConfigError(
+      'PORTALIS_SIM_DATA_PLANE',
+      `nvmet needs the kernel NVMe target's configfs at ${cfg.nvmetConfigfs} ` +
         '(PORTALIS_SIM_NVMET_CONFIGFS): as root, `modprobe nvmet nvmet-tcp` and mount configfs on /sys/kernel/config',
     );
   }
@@ -230,7 +201,7 @@ export function dataPlaneFromConfig(cfg: SimEnvConfig): DataPlane {
 }
 
 /**
- * `portalis sim`: configure from the environment, start, print the URL. Throws SimConfigError
+ * `portalis sim`: configure from the environment, start, print the URL. Throws ConfigError
  * on bad configuration (the caller prints it and exits non-zero).
  */
 export async function runSim(

@@ -196,7 +196,7 @@ export async function attachDm(ctx: AgentContext, spec: AttachSpec, hostNqn: str
           );
           for (const { d, r } of results) {
             if (r.code === 127) throw new AgentError('dm_unavailable', 'multipathd is not installed');
-            if (r.code !== 0) ctx.log.warn({ path: d.name, error: r.stderr.trim() }, 'multipathd add path failed');
+            if (r.code !== 0) ctx.log.warn({ path: d.name, err: r.stderr.trim() }, 'multipathd add path failed');
           }
         } else if (!map && step < 2) {
           step = 2;

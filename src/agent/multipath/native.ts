@@ -178,6 +178,6 @@ async function applyIopolicy(ctx: AgentContext, nqn: string, policy: string): Pr
   try {
     await ctx.host.writeFile(`/sys/class/nvme-subsystem/${s.name}/iopolicy`, policy);
   } catch (e) {
-    ctx.log.warn({ subsystem: s.name, policy, error: (e as Error).message }, 'could not set iopolicy');
+    ctx.log.warn({ subsystem: s.name, policy, err: (e as Error).message }, 'could not set iopolicy');
   }
 }
