@@ -18,6 +18,7 @@ const missing = (code: ErrorCode, what: string, field?: string) => fieldError(co
 
 export const volumeNotFound = (id: string, field?: string) => missing('volume_not_found', `volume ${id}`, field);
 export const snapshotNotFound = (id: string, field?: string) => missing('snapshot_not_found', `snapshot ${id}`, field);
+export const hostNotFound = (nqn: string) => new DriverError('host_not_found', `host ${nqn} is not known`);
 /** `volumeId`: the attachment was asked for as one of this volume's. */
 export const attachmentNotFound = (id: string, volumeId?: string) =>
   missing(
