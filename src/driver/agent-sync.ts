@@ -1,5 +1,6 @@
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
+import { attachmentNotFound } from './guards.ts';
 import type { AgentReport, Attachment, ConnectedBy, ConnectionInfo, PathHealth, PortalTuple } from './model.ts';
 import type { AgentAttachment } from './ports.ts';
 import { LIVE_STATUSES } from './model.ts';
@@ -111,7 +112,7 @@ export async function recordAgentReport(
 ): Promise<Attachment> {
   const saved = await deps.hosts.saveReport(hostNqn, attachmentId, { ...report, reportedAt: new Date() });
   // Another host's attachment answers as a missing one: a host token learns nothing of others.
-  if (!saved) throw new DriverError('attachment_not_found', `attachment ${attachmentId} does not exist`);
+  if (!saved) throw attachmentNotFound(attachmentId);
   // The device is gone from the host: a detach waiting for this can now revoke the access.
   if (report.state === 'disconnected' && saved.status === 'detaching') await finishDetach(deps, attachmentId);
   return saved;

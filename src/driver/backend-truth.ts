@@ -1,6 +1,6 @@
-import type { DriverDeps } from './deps.ts';
 import type { Volume } from './model.ts';
-import type { BackendState, BackendVolume, Store } from './ports.ts';
+import type { BackendState, BackendVolume } from './ports.ts';
+import type { VolumeWork } from './unit-of-work.ts';
 
 /** Backend states in which a volume serves I/O at the size the backend reports. */
 const HEALTHY: ReadonlySet<BackendState> = new Set<BackendState>(['Available', 'Updating', 'Migrating']);
@@ -16,17 +16,15 @@ const HEALTHY: ReadonlySet<BackendState> = new Set<BackendState>(['Available', '
  *
  * Never shrinks the record and never touches it when the backend does not show the volume
  * healthy (or does not answer: the caller decides what that means). `bv` is the backend volume
- * when the caller has just read it; otherwise it is read here. Runs on the caller's store, under
- * its volume lock.
+ * when the caller has just read it; otherwise it is read here. Runs under the volume's lock.
  */
 export async function reconcileWithBackend(
-  deps: DriverDeps,
-  store: Store,
+  uow: VolumeWork,
   volume: Volume,
   bv?: BackendVolume | null,
 ): Promise<Volume> {
   if (!volume.backendUuid) return volume;
-  const backend = bv === undefined ? await deps.backend.getVolume(volume.backendUuid) : bv;
+  const backend = bv === undefined ? await uow.backend.getVolume(volume.backendUuid) : bv;
   if (!backend || !HEALTHY.has(backend.state)) return volume;
   // Whole GiB: a backend that reports bytes slightly off a GiB boundary never shrinks the record.
   const backendGb = Math.floor(backend.sizeGb);
@@ -34,8 +32,8 @@ export async function reconcileWithBackend(
   if (volume.status === 'error') patch.status = 'available';
   if (backendGb > volume.sizeGb) patch.sizeGb = backendGb;
   if (patch.status === undefined && patch.sizeGb === undefined) return volume;
-  const saved = await store.updateVolume(volume.id, patch);
-  deps.logger.warn(
+  const saved = await uow.store.updateVolume(volume.id, patch);
+  uow.logger.warn(
     {
       volume: volume.id,
       from: { status: volume.status, sizeGb: volume.sizeGb },

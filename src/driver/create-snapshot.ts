@@ -1,6 +1,8 @@
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
+import { requireAvailable, requireVolume } from './guards.ts';
 import type { Snapshot } from './model.ts';
+import { underVolumeLock, type VolumeWork } from './unit-of-work.ts';
 
 export interface CreateSnapshotRequest {
   volumeId: string;
@@ -23,42 +25,43 @@ export async function createSnapshot(
   deps: DriverDeps,
   req: CreateSnapshotRequest,
 ): Promise<{ snapshot: Snapshot; created: boolean }> {
+  return underVolumeLock(deps, req.volumeId, (uow) => createLocked(uow, req));
+}
+
+async function createLocked(
+  uow: VolumeWork,
+  req: CreateSnapshotRequest,
+): Promise<{ snapshot: Snapshot; created: boolean }> {
+  const { store } = uow;
   const name = req.name ?? null;
-  return deps.locks.withVolumeLock(req.volumeId, async (store) => {
-    const volume = await store.getVolume(req.volumeId);
-    if (!volume) throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
-    const existing = await store.getSnapshot(req.id);
-    if (existing && (existing.volumeId !== volume.id || existing.name !== name)) {
-      throw new DriverError('already_exists', `snapshot ${req.id} already exists with another volume or name`, {
-        details: { volume_id: existing.volumeId, name: existing.name },
-      });
-    }
-    if (existing?.status === 'available') return { snapshot: existing, created: false };
-    if (volume.status !== 'available' || !volume.backendUuid) {
-      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, {
-        details: { status: volume.status },
-      });
-    }
-    const snapshot =
-      existing ??
-      (await store.insertSnapshot({
-        id: req.id,
-        volumeId: volume.id,
-        name,
-        backendName: backendSnapshotName(req.id),
-        sizeGb: volume.sizeGb,
-        status: 'creating',
-      }));
-    try {
-      const bs = await deps.backend.createSnapshot(volume.backendUuid, snapshot.backendName);
-      // The backend's size when it reports one (the volume may have grown since a failed first try).
-      const sizeGb = bs.sizeGb > 0 ? Math.ceil(bs.sizeGb) : volume.sizeGb;
-      const saved = await store.updateSnapshot(snapshot.id, { status: 'available', backendUuid: bs.uuid, sizeGb });
-      deps.logger.info({ volume: volume.id, snapshot: snapshot.id, backendUuid: bs.uuid }, 'snapshot created');
-      return { snapshot: saved, created: !existing };
-    } catch (e) {
-      await store.updateSnapshot(snapshot.id, { status: 'error' }).catch(() => undefined);
-      throw e;
-    }
-  });
+  const volume = await requireVolume(store, req.volumeId);
+  const existing = await store.getSnapshot(req.id);
+  if (existing && (existing.volumeId !== volume.id || existing.name !== name)) {
+    throw new DriverError('already_exists', `snapshot ${req.id} already exists with another volume or name`, {
+      details: { volume_id: existing.volumeId, name: existing.name },
+    });
+  }
+  if (existing?.status === 'available') return { snapshot: existing, created: false };
+  const { backendUuid } = requireAvailable('volume', volume);
+  const snapshot =
+    existing ??
+    (await store.insertSnapshot({
+      id: req.id,
+      volumeId: volume.id,
+      name,
+      backendName: backendSnapshotName(req.id),
+      sizeGb: volume.sizeGb,
+      status: 'creating',
+    }));
+  try {
+    const bs = await uow.backend.createSnapshot(backendUuid, snapshot.backendName);
+    // The backend's size when it reports one (the volume may have grown since a failed first try).
+    const sizeGb = bs.sizeGb > 0 ? Math.ceil(bs.sizeGb) : volume.sizeGb;
+    const saved = await store.updateSnapshot(snapshot.id, { status: 'available', backendUuid: bs.uuid, sizeGb });
+    uow.logger.info({ volume: volume.id, snapshot: snapshot.id, backendUuid: bs.uuid }, 'snapshot created');
+    return { snapshot: saved, created: !existing };
+  } catch (e) {
+    await store.updateSnapshot(snapshot.id, { status: 'error' }).catch(() => undefined);
+    throw e;
+  }
 }

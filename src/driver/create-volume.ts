@@ -1,6 +1,7 @@
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import type { Volume } from './model.ts';
+import { underVolumeLock, type VolumeWork } from './unit-of-work.ts';
 import { createOnBackend, resolveSource, type VolumeSourceRef } from './volume-source.ts';
 
 export interface CreateVolumeRequest {
@@ -87,40 +88,43 @@ export async function createVolume(
   req: CreateVolumeRequest,
 ): Promise<{ volume: Volume; created: boolean }> {
   const w = wanted(deps, req);
-  return deps.locks.withVolumeLock(req.id, async (store) => {
-    const existing = await store.getVolume(req.id);
-    if (existing) {
-      const differing = (Object.keys(w) as (keyof Wanted)[]).filter((k) => existing[k] !== w[k]);
-      if (differing.length > 0) {
-        throw new DriverError(
-          'already_exists',
-          `volume ${req.id} already exists with other ${differing.map((k) => API_FIELD[k]).join(', ')}`,
-          {
-            details: {
-              fields: differing.map((k) => API_FIELD[k]),
-              existing: Object.fromEntries(differing.map((k) => [API_FIELD[k], existing[k]])),
-            },
+  return underVolumeLock(deps, req.id, (uow) => createLocked(uow, req.id, w));
+}
+
+/** Under the volume's lock. */
+async function createLocked(uow: VolumeWork, id: string, w: Wanted): Promise<{ volume: Volume; created: boolean }> {
+  const { store } = uow;
+  const existing = await store.getVolume(id);
+  if (existing) {
+    const differing = (Object.keys(w) as (keyof Wanted)[]).filter((k) => existing[k] !== w[k]);
+    if (differing.length > 0) {
+      throw new DriverError(
+        'already_exists',
+        `volume ${id} already exists with other ${differing.map((k) => API_FIELD[k]).join(', ')}`,
+        {
+          details: {
+            fields: differing.map((k) => API_FIELD[k]),
+            existing: Object.fromEntries(differing.map((k) => [API_FIELD[k], existing[k]])),
           },
-        );
-      }
-      if (existing.status === 'available') return { volume: existing, created: false };
+        },
+      );
     }
-    // Checked before anything is recorded: a missing or unusable source leaves nothing behind.
-    const source = await resolveSource(store, {
-      sizeGb: w.sizeGb,
-      snapshotId: w.sourceSnapshotId,
-      volumeId: w.sourceVolumeId,
-    });
-    const volume =
-      existing ?? (await store.insertVolume({ id: req.id, name: backendVolumeName(req.id), status: 'creating', ...w }));
-    try {
-      const bv = await createOnBackend(deps, volume, source);
-      const saved = await store.updateVolume(volume.id, { status: 'available', backendUuid: bv.uuid });
-      deps.logger.info({ volume: volume.id, backendUuid: bv.uuid, source: source.kind }, 'volume created');
-      return { volume: saved, created: !existing };
-    } catch (e) {
-      await store.updateVolume(volume.id, { status: 'error' }).catch(() => undefined);
-      throw e;
-    }
+    if (existing.status === 'available') return { volume: existing, created: false };
+  }
+  // Checked before anything is recorded: a missing or unusable source leaves nothing behind.
+  const source = await resolveSource(store, {
+    sizeGb: w.sizeGb,
+    snapshotId: w.sourceSnapshotId,
+    volumeId: w.sourceVolumeId,
   });
+  const volume = existing ?? (await store.insertVolume({ id, name: backendVolumeName(id), status: 'creating', ...w }));
+  try {
+    const bv = await createOnBackend(uow, volume, source);
+    const saved = await store.updateVolume(volume.id, { status: 'available', backendUuid: bv.uuid });
+    uow.logger.info({ volume: volume.id, backendUuid: bv.uuid, source: source.kind }, 'volume created');
+    return { volume: saved, created: !existing };
+  } catch (e) {
+    await store.updateVolume(volume.id, { status: 'error' }).catch(() => undefined);
+    throw e;
+  }
 }

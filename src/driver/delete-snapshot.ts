@@ -1,4 +1,5 @@
 import type { DriverDeps } from './deps.ts';
+import { underVolumeLock, type VolumeWork } from './unit-of-work.ts';
 
 /**
  * Cinder's `delete_snapshot`. A snapshot that does not exist is a success (the Cinder LightOS
@@ -12,23 +13,22 @@ import type { DriverDeps } from './deps.ts';
 export async function deleteSnapshot(deps: DriverDeps, id: string): Promise<{ deleted: boolean }> {
   const found = await deps.store.getSnapshot(id);
   if (!found) return { deleted: false };
-  return deps.locks.withVolumeLock(found.volumeId, async (store) => {
-    const snapshot = await store.getSnapshot(id);
-    if (!snapshot) return { deleted: false };
-    await store.updateSnapshot(id, { status: 'deleting' });
-    try {
-      // No backend UUID: the create failed before the backend answered; the name finds an orphan.
-      const uuid = snapshot.backendUuid ?? (await deps.backend.getSnapshotByName(snapshot.backendName))?.uuid;
-      if (uuid) await deps.backend.deleteSnapshot(uuid);
-      await store.deleteSnapshot(id);
-    } catch (e) {
-      await store.updateSnapshot(id, { status: 'error' }).catch(() => undefined);
-      throw e;
-    }
-    deps.logger.info(
-      { volume: snapshot.volumeId, snapshot: id, backendUuid: snapshot.backendUuid },
-      'snapshot deleted',
-    );
-    return { deleted: true };
-  });
+  return underVolumeLock(deps, found.volumeId, (uow) => deleteLocked(uow, id));
+}
+
+async function deleteLocked({ store, backend, logger }: VolumeWork, id: string): Promise<{ deleted: boolean }> {
+  const snapshot = await store.getSnapshot(id);
+  if (!snapshot) return { deleted: false };
+  await store.updateSnapshot(id, { status: 'deleting' });
+  try {
+    // No backend UUID: the create failed before the backend answered; the name finds an orphan.
+    const uuid = snapshot.backendUuid ?? (await backend.getSnapshotByName(snapshot.backendName))?.uuid;
+    if (uuid) await backend.deleteSnapshot(uuid);
+    await store.deleteSnapshot(id);
+  } catch (e) {
+    await store.updateSnapshot(id, { status: 'error' }).catch(() => undefined);
+    throw e;
+  }
+  logger.info({ volume: snapshot.volumeId, snapshot: id, backendUuid: snapshot.backendUuid }, 'snapshot deleted');
+  return { deleted: true };
 }

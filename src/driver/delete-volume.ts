@@ -1,7 +1,7 @@
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import { type Attachment, type AttachmentStatus, LIVE_STATUSES, type Volume } from './model.ts';
-import type { Store } from './ports.ts';
+import { underVolumeLock, type VolumeWork } from './unit-of-work.ts';
 
 export interface DeleteVolumeRequest {
   id: string;
@@ -27,46 +27,49 @@ const UNFINISHED: readonly AttachmentStatus[] = ['attaching', 'attached', 'detac
  *   idempotent too). Its attachment rows stay, so that host agents still see them end.
  */
 export async function deleteVolume(deps: DriverDeps, req: DeleteVolumeRequest): Promise<{ deleted: boolean }> {
-  return deps.locks.withVolumeLock(req.id, async (store) => {
-    const found = await store.volumeWithAttachments(req.id, UNFINISHED);
-    if (!found) return { deleted: false };
-    const { volume, attachments: unfinished } = found;
-    const live = unfinished.filter((a) => LIVE_STATUSES.includes(a.status));
-    if (live.length > 0 && !req.force) {
-      throw new DriverError(
-        'volume_in_use',
-        `volume ${volume.id} has ${live.length} live attachment(s); detach first or delete with force=true`,
-        {
-          details: { attachments: live.map((a) => ({ id: a.id, host: a.hostName, host_nqn: a.hostNqn })) },
-        },
-      );
-    }
-    const snapshots = await store.snapshotsOfVolume(volume.id);
-    if (snapshots.length > 0) {
-      throw new DriverError(
-        'volume_has_snapshots',
-        `volume ${volume.id} still has ${snapshots.length} snapshot(s); delete them first (the backend would leave them behind)`,
-        { details: { snapshots: snapshots.map((s) => s.id) } },
-      );
-    }
+  return underVolumeLock(deps, req.id, (uow) => deleteLocked(uow, req.id, req.force ?? false));
+}
 
-    await store.updateVolume(volume.id, { status: 'deleting' });
-    try {
-      if (unfinished.length > 0) await detachAll(deps, store, volume, unfinished, req.force ?? false);
-      const uuid = volume.backendUuid ?? (await deps.backend.getVolumeByName(volume.name))?.uuid;
-      // No backend UUID: the create failed before the backend answered; the name finds an orphan.
-      if (uuid) await deps.backend.deleteVolume(uuid);
-      await store.markVolumeDeleted(volume.id);
-    } catch (e) {
-      await store.updateVolume(volume.id, { status: 'error' }).catch(() => undefined);
-      throw e;
-    }
-    deps.logger.info(
-      { volume: volume.id, backendUuid: volume.backendUuid, forcedDetach: unfinished.map((a) => a.id) },
-      'volume deleted',
+async function deleteLocked(uow: VolumeWork, id: string, force: boolean): Promise<{ deleted: boolean }> {
+  const { store, backend } = uow;
+  const found = await store.volumeWithAttachments(id, UNFINISHED);
+  if (!found) return { deleted: false };
+  const { volume, attachments: unfinished } = found;
+  const live = unfinished.filter((a) => LIVE_STATUSES.includes(a.status));
+  if (live.length > 0 && !force) {
+    throw new DriverError(
+      'volume_in_use',
+      `volume ${volume.id} has ${live.length} live attachment(s); detach first or delete with force=true`,
+      {
+        details: { attachments: live.map((a) => ({ id: a.id, host: a.hostName, host_nqn: a.hostNqn })) },
+      },
     );
-    return { deleted: true };
-  });
+  }
+  const snapshots = await store.snapshotsOfVolume(volume.id);
+  if (snapshots.length > 0) {
+    throw new DriverError(
+      'volume_has_snapshots',
+      `volume ${volume.id} still has ${snapshots.length} snapshot(s); delete them first (the backend would leave them behind)`,
+      { details: { snapshots: snapshots.map((s) => s.id) } },
+    );
+  }
+
+  await store.updateVolume(volume.id, { status: 'deleting' });
+  try {
+    if (unfinished.length > 0) await detachAll(uow, volume, unfinished, force);
+    const uuid = volume.backendUuid ?? (await backend.getVolumeByName(volume.name))?.uuid;
+    // No backend UUID: the create failed before the backend answered; the name finds an orphan.
+    if (uuid) await backend.deleteVolume(uuid);
+    await store.markVolumeDeleted(volume.id);
+  } catch (e) {
+    await store.updateVolume(volume.id, { status: 'error' }).catch(() => undefined);
+    throw e;
+  }
+  uow.logger.info(
+    { volume: volume.id, backendUuid: volume.backendUuid, forcedDetach: unfinished.map((a) => a.id) },
+    'volume deleted',
+  );
+  return { deleted: true };
 }
 
 /**
@@ -74,15 +77,14 @@ export async function deleteVolume(deps: DriverDeps, req: DeleteVolumeRequest): 
  * leftovers of failed terminates get here (already `detaching`, their force flag kept).
  */
 async function detachAll(
-  deps: DriverDeps,
-  store: Store,
+  { store, backend }: VolumeWork,
   volume: Volume,
   list: Attachment[],
   force: boolean,
 ): Promise<void> {
   for (const a of list)
     await store.updateAttachment(a.id, { status: 'detaching', ...(force ? { detachForce: true } : {}) });
-  if (volume.backendUuid) await deps.backend.revokeAllAccess(volume.backendUuid);
+  if (volume.backendUuid) await backend.revokeAllAccess(volume.backendUuid);
   const now = new Date();
   for (const a of list) await store.updateAttachment(a.id, { status: 'detached', detachedAt: now });
 }

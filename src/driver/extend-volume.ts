@@ -1,7 +1,9 @@
 import { reconcileWithBackend } from './backend-truth.ts';
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
+import { requireAvailable, requireVolume } from './guards.ts';
 import type { Volume } from './model.ts';
+import { underVolumeLock, type VolumeWork } from './unit-of-work.ts';
 
 export interface ExtendVolumeRequest {
   id: string;
@@ -25,42 +27,38 @@ export async function extendVolume(
   deps: DriverDeps,
   req: ExtendVolumeRequest,
 ): Promise<{ volume: Volume; extended: boolean }> {
-  return deps.locks.withVolumeLock(req.id, async (store) => {
-    let volume = await store.getVolume(req.id);
-    if (!volume) throw new DriverError('volume_not_found', `volume ${req.id} does not exist`);
-    // A record left `error` by an earlier failure whose volume the backend shows healthy.
-    if (volume.status === 'error') volume = await reconcileWithBackend(deps, store, volume).catch(() => volume!);
-    if (volume.status !== 'available' || !volume.backendUuid) {
-      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, {
-        details: { status: volume.status },
-      });
-    }
-    if (req.newSizeGb < volume.sizeGb) {
-      throw new DriverError(
-        'invalid_request',
-        `new_size_gb: ${req.newSizeGb} GiB is smaller than the volume's ${volume.sizeGb} GiB; volumes only grow`,
-        {
-          details: { field: 'new_size_gb', size_gb: volume.sizeGb },
-        },
-      );
-    }
-    if (req.newSizeGb === volume.sizeGb) return { volume, extended: false };
-    const before = volume;
-    try {
-      await deps.backend.extendVolume(before.backendUuid!, req.newSizeGb);
-    } catch (e) {
-      // The resize may have landed although its answer or its state wait failed: the record
-      // takes the backend's size, and an extend the backend shows done is done.
-      const now = await reconcileWithBackend(deps, store, before).catch(() => before);
-      if (now.sizeGb < req.newSizeGb) throw e;
-      deps.logger.warn(
-        { volume: volume.id, err: (e as Error).message },
-        'extend failed, but the backend shows the new size',
-      );
-      return { volume: now, extended: true };
-    }
-    const saved = await store.updateVolume(volume.id, { sizeGb: req.newSizeGb });
-    deps.logger.info({ volume: volume.id, from: volume.sizeGb, to: req.newSizeGb }, 'volume extended');
-    return { volume: saved, extended: true };
-  });
+  return underVolumeLock(deps, req.id, (uow) => extendLocked(uow, req));
+}
+
+async function extendLocked(uow: VolumeWork, req: ExtendVolumeRequest): Promise<{ volume: Volume; extended: boolean }> {
+  let volume = await requireVolume(uow.store, req.id);
+  // A record left `error` by an earlier failure whose volume the backend shows healthy.
+  if (volume.status === 'error') volume = await reconcileWithBackend(uow, volume).catch(() => volume);
+  const before = requireAvailable('volume', volume);
+  if (req.newSizeGb < before.sizeGb) {
+    throw new DriverError(
+      'invalid_request',
+      `new_size_gb: ${req.newSizeGb} GiB is smaller than the volume's ${before.sizeGb} GiB; volumes only grow`,
+      {
+        details: { field: 'new_size_gb', size_gb: before.sizeGb },
+      },
+    );
+  }
+  if (req.newSizeGb === before.sizeGb) return { volume: before, extended: false };
+  try {
+    await uow.backend.extendVolume(before.backendUuid, req.newSizeGb);
+  } catch (e) {
+    // The resize may have landed although its answer or its state wait failed: the record
+    // takes the backend's size, and an extend the backend shows done is done.
+    const now = await reconcileWithBackend(uow, before).catch(() => before);
+    if (now.sizeGb < req.newSizeGb) throw e;
+    uow.logger.warn(
+      { volume: before.id, err: (e as Error).message },
+      'extend failed, but the backend shows the new size',
+    );
+    return { volume: now, extended: true };
+  }
+  const saved = await uow.store.updateVolume(before.id, { sizeGb: req.newSizeGb });
+  uow.logger.info({ volume: before.id, from: before.sizeGb, to: req.newSizeGb }, 'volume extended');
+  return { volume: saved, extended: true };
 }

@@ -1,6 +1,6 @@
 import { REPORT_STALE_MS } from './agent-sync.ts';
 import type { DriverDeps } from './deps.ts';
-import { DriverError } from './errors.ts';
+import { attachmentNotFound } from './guards.ts';
 import type { AttachmentEvent, CellHealth, HealthMatrix } from './model.ts';
 
 export const DEFAULT_EVENT_RETENTION_MS = 7 * 24 * 3600_000;
@@ -15,8 +15,7 @@ export async function attachmentEvents(
   opts: { hostNqn: string | null; limit: number },
 ): Promise<AttachmentEvent[]> {
   const a = await deps.store.getAttachment(attachmentId);
-  if (!a || (opts.hostNqn !== null && a.hostNqn !== opts.hostNqn))
-    throw new DriverError('attachment_not_found', `attachment ${attachmentId} does not exist`);
+  if (!a || (opts.hostNqn !== null && a.hostNqn !== opts.hostNqn)) throw attachmentNotFound(attachmentId);
   return deps.health.attachmentEvents(attachmentId, opts.limit);
 }
 

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
+import { hostNotFound } from './guards.ts';
 import type { Connector, Host } from './model.ts';
 
 /** Host tokens are random; only their SHA-256 is stored, so a database leak reveals no token. */
@@ -26,7 +27,7 @@ export async function issueHostToken(
 }
 
 export async function revokeHostToken(deps: DriverDeps, nqn: string): Promise<void> {
-  if (!(await deps.hosts.revokeToken(nqn))) throw new DriverError('host_not_found', `host ${nqn} is not known`);
+  if (!(await deps.hosts.revokeToken(nqn))) throw hostNotFound(nqn);
   deps.logger.info({ host: nqn }, 'host token revoked');
 }
 
@@ -50,6 +51,6 @@ export async function registerAgent(deps: DriverDeps, hostNqn: string, connector
 
 export async function getHost(deps: DriverDeps, nqn: string): Promise<Host> {
   const h = await deps.hosts.getHost(nqn);
-  if (!h) throw new DriverError('host_not_found', `host ${nqn} is not known`);
+  if (!h) throw hostNotFound(nqn);
   return h;
 }

@@ -2,9 +2,10 @@ import { reconcileWithBackend } from './backend-truth.ts';
 import { buildConnectionInfo, chooseConnectedBy, chooseMultipathMode } from './connection-info.ts';
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
-import { type Attachment, type ConnectionInfo, type Connector, LIVE_STATUSES } from './model.ts';
-import type { Store } from './ports.ts';
+import { requireAvailable, requireVolumeWith } from './guards.ts';
+import { type Attachment, type ConnectionInfo, type Connector, LIVE_STATUSES, type MultipathMode } from './model.ts';
 import { applyPaths, sameJson } from './refresh-portals.ts';
+import { underVolumeLock, type VolumeWork } from './unit-of-work.ts';
 
 export interface InitializeConnectionRequest {
   volumeId: string;
@@ -38,117 +39,117 @@ export async function initializeConnection(
   deps: DriverDeps,
   req: InitializeConnectionRequest,
 ): Promise<InitializeConnectionResult> {
-  const { connector } = req;
   // Decided before any lock or backend call: a refused connector leaves nothing behind.
-  const mode = chooseMultipathMode(connector);
-  const instanceUuid = req.instanceUuid ?? null;
+  const mode = chooseMultipathMode(req.connector);
+  return underVolumeLock(deps, req.volumeId, (uow) => initializeLocked(uow, req, mode));
+}
 
-  return deps.locks.withVolumeLock(req.volumeId, async (store) => {
-    const found = await store.volumeWithAttachments(req.volumeId, LIVE_STATUSES);
-    if (!found) throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
-    let volume = found.volume;
-    const live = found.attachments;
-    // A record left `error` by a failed operation (an extend, a delete) whose volume the backend
-    // still shows healthy is available: a transient fault must not block attaching.
-    if (volume.status === 'error') volume = await reconcileWithBackend(deps, store, volume).catch(() => volume!);
-    if (volume.status !== 'available' || !volume.backendUuid) {
-      throw new DriverError('volume_not_ready', `volume ${volume.id} is ${volume.status}, not available`, {
-        details: { status: volume.status },
+async function initializeLocked(
+  uow: VolumeWork,
+  req: InitializeConnectionRequest,
+  mode: MultipathMode,
+): Promise<InitializeConnectionResult> {
+  const { connector } = req;
+  const instanceUuid = req.instanceUuid ?? null;
+  const { store } = uow;
+  const found = await requireVolumeWith(store, req.volumeId, LIVE_STATUSES);
+  let volume = found.volume;
+  const live = found.attachments;
+  // A record left `error` by a failed operation (an extend, a delete) whose volume the backend
+  // still shows healthy is available: a transient fault must not block attaching.
+  if (volume.status === 'error') volume = await reconcileWithBackend(uow, volume).catch(() => volume);
+  const { backendUuid } = requireAvailable('volume', volume);
+  let attachment = live.find((a) => a.hostNqn === connector.nqn && a.instanceUuid === instanceUuid);
+  const created = !attachment;
+  if (!attachment) {
+    const other = live.find((a) => !mayShareWithoutMultiattach(a, connector.nqn, instanceUuid));
+    if (other && !volume.multiattach) {
+      throw new DriverError(
+        'volume_in_use',
+        `volume ${volume.id} is not multiattach and is already attached to ${other.hostName} (attachment ${other.id})`,
+        {
+          details: { attachment_id: other.id, host: other.hostName },
+        },
+      );
+    }
+  }
+  // The backend's reads run beside the insert; only its ACL write waits for the record.
+  const recording = attachment
+    ? undefined
+    : store.insertAttachment({
+        volumeId: volume.id,
+        hostNqn: connector.nqn,
+        hostName: connector.host,
+        instanceUuid,
+        connector,
+        multipathMode: mode,
+        connectedBy: chooseConnectedBy(connector),
       });
-    }
-    let attachment = live.find((a) => a.hostNqn === connector.nqn && a.instanceUuid === instanceUuid);
-    const created = !attachment;
-    if (!attachment) {
-      const other = live.find((a) => !mayShareWithoutMultiattach(a, connector.nqn, instanceUuid));
-      if (other && !volume.multiattach) {
-        throw new DriverError(
-          'volume_in_use',
-          `volume ${volume.id} is not multiattach and is already attached to ${other.hostName} (attachment ${other.id})`,
-          {
-            details: { attachment_id: other.id, host: other.hostName },
-          },
-        );
-      }
-    }
-    // The backend's reads run beside the insert; only its ACL write waits for the record.
-    const recording = attachment
-      ? undefined
-      : store.insertAttachment({
-          volumeId: volume.id,
-          hostNqn: connector.nqn,
-          hostName: connector.host,
-          instanceUuid,
+  // Awaited below on every path; this only keeps a rejection from counting as unhandled meanwhile.
+  recording?.catch(() => undefined);
+
+  try {
+    const granting = uow.backend.attachAccess(backendUuid, connector.nqn, recording);
+    const naming = uow.clusterInfo();
+    // Both settle before anything else happens: a failure of one must not compensate while
+    // the other could still write the grant.
+    await Promise.allSettled([granting, naming]);
+    const [{ volume: bv, paths }, cluster] = [await granting, await naming];
+    attachment ??= await recording!;
+    const connectionInfo = buildConnectionInfo({
+      volumeUuid: bv.uuid,
+      subsystemNqn: cluster.subsystemNqn,
+      nsid: bv.nsid,
+      nguid: bv.nguid,
+      paths,
+      hostNqn: connector.nqn,
+      mode,
+      accessMode: req.accessMode ?? 'rw',
+    });
+    // The backend's size is the truth (an extend may have landed without its answer).
+    await reconcileWithBackend(uow, volume, bv);
+    // What the host connects (a host-connected attachment's os-brick) is this answer's portals:
+    // its agent adds only the portals the refresh brings later, never one the host connects.
+    const hostPortals = attachment.connectedBy === 'host' ? (connectionInfo.data.portals ?? null) : null;
+    // A repeated call that changes nothing writes nothing (a database round trip fewer; the
+    // row would only have its updated_at moved, and no trigger fires for it).
+    const unchanged =
+      attachment.status === 'attached' &&
+      attachment.multipathMode === mode &&
+      sameJson(attachment.connectionInfo, connectionInfo) &&
+      sameJson(attachment.hostPortals, hostPortals) &&
+      sameJson(attachment.connector, connector);
+    const saved = unchanged
+      ? attachment
+      : await store.updateAttachment(attachment.id, {
+          status: 'attached',
+          connectionInfo,
           connector,
           multipathMode: mode,
-          connectedBy: chooseConnectedBy(connector),
+          hostPortals,
         });
-    // Awaited below on every path; this only keeps a rejection from counting as unhandled meanwhile.
-    recording?.catch(() => undefined);
-    const backendUuid = volume.backendUuid;
-
-    try {
-      const granting = deps.backend.attachAccess(backendUuid, connector.nqn, recording);
-      const naming = deps.clusterInfo();
-      // Both settle before anything else happens: a failure of one must not compensate while
-      // the other could still write the grant.
-      await Promise.allSettled([granting, naming]);
-      const [{ volume: bv, paths }, cluster] = [await granting, await naming];
-      attachment ??= await recording!;
-      const connectionInfo = buildConnectionInfo({
-        volumeUuid: bv.uuid,
-        subsystemNqn: cluster.subsystemNqn,
-        nsid: bv.nsid,
-        nguid: bv.nguid,
-        paths,
-        hostNqn: connector.nqn,
-        mode,
-        accessMode: req.accessMode ?? 'rw',
-      });
-      // The backend's size is the truth (an extend may have landed without its answer).
-      await reconcileWithBackend(deps, store, volume, bv);
-      // What the host connects (a host-connected attachment's os-brick) is this answer's portals:
-      // its agent adds only the portals the refresh brings later, never one the host connects.
-      const hostPortals = attachment.connectedBy === 'host' ? (connectionInfo.data.portals ?? null) : null;
-      // A repeated call that changes nothing writes nothing (a database round trip fewer; the
-      // row would only have its updated_at moved, and no trigger fires for it).
-      const unchanged =
-        attachment.status === 'attached' &&
-        attachment.multipathMode === mode &&
-        sameJson(attachment.connectionInfo, connectionInfo) &&
-        sameJson(attachment.hostPortals, hostPortals) &&
-        sameJson(attachment.connector, connector);
-      const saved = unchanged
-        ? attachment
-        : await store.updateAttachment(attachment.id, {
-            status: 'attached',
-            connectionInfo,
-            connector,
-            multipathMode: mode,
-            hostPortals,
-          });
-      // The paths just read are the backend's truth for every host of this volume: the other
-      // attachments follow at once rather than at the next periodic refresh.
-      const others = live.filter((a) => a.id !== saved.id && a.status === 'attached');
-      await applyPaths(deps, store, others, cluster.subsystemNqn, paths);
-      deps.logger.info(
-        { volume: volume.id, attachment: saved.id, host: connector.host, mode, created },
-        'connection initialized',
-      );
-      return { attachment: saved, connectionInfo, created };
-    } catch (e) {
-      // A record whose insert failed left nothing to undo (the grant waited for it and wrote nothing).
-      const inserted = await recording?.catch((insertError: unknown) => {
-        if (insertError !== e)
-          deps.logger.warn(
-            { volume: volume.id, host: connector.host, err: (insertError as Error).message },
-            'the attaching record could not be written either',
-          );
-        return null;
-      });
-      if (inserted) await compensate(deps, store, inserted, backendUuid, live);
-      throw e;
-    }
-  });
+    // The paths just read are the backend's truth for every host of this volume: the other
+    // attachments follow at once rather than at the next periodic refresh.
+    const others = live.filter((a) => a.id !== saved.id && a.status === 'attached');
+    await applyPaths(uow, others, cluster.subsystemNqn, paths);
+    uow.logger.info(
+      { volume: volume.id, attachment: saved.id, host: connector.host, mode, created },
+      'connection initialized',
+    );
+    return { attachment: saved, connectionInfo, created };
+  } catch (e) {
+    // A record whose insert failed left nothing to undo (the grant waited for it and wrote nothing).
+    const inserted = await recording?.catch((insertError: unknown) => {
+      if (insertError !== e)
+        uow.logger.warn(
+          { volume: volume.id, host: connector.host, err: (insertError as Error).message },
+          'the attaching record could not be written either',
+        );
+      return null;
+    });
+    if (inserted) await compensate(uow, inserted, backendUuid, live);
+    throw e;
+  }
 }
 
 /**
@@ -164,18 +165,17 @@ function mayShareWithoutMultiattach(a: Attachment, hostNqn: string, instanceUuid
 
 /** Undo a new attachment's grant after a failure, or leave a record a retry converges from. */
 async function compensate(
-  deps: DriverDeps,
-  store: Store,
+  uow: VolumeWork,
   attachment: Attachment,
   backendUuid: string,
   live: Attachment[],
 ): Promise<void> {
   const hostStillUses = live.some((a) => a.hostNqn === attachment.hostNqn);
   try {
-    if (!hostStillUses) await deps.backend.revokeAccess(backendUuid, attachment.hostNqn);
-    await store.updateAttachment(attachment.id, { status: 'error' });
+    if (!hostStillUses) await uow.backend.revokeAccess(backendUuid, attachment.hostNqn);
+    await uow.store.updateAttachment(attachment.id, { status: 'error' });
   } catch (e) {
-    deps.logger.warn(
+    uow.logger.warn(
       { attachment: attachment.id, err: (e as Error).message },
       'could not undo a failed grant; the attaching record stays so that a retry converges',
     );

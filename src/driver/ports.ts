@@ -360,7 +360,11 @@ export interface HostChangeFeed {
   subscribe(nqn: string): { changed: Promise<void>; cancel(): void };
 }
 
-/** Serialises work on one volume across every service process (PostgreSQL advisory locks). */
+/**
+ * Serialises work on one volume across every service process (PostgreSQL advisory locks). `fn`
+ * gets a Store on the lock's own connection. Use cases reach this only through `underVolumeLock`
+ * (`unit-of-work.ts`), whose work sees that store and no pool's.
+ */
 export interface VolumeLocks {
   withVolumeLock<T>(volumeId: string, fn: (store: Store) => Promise<T>): Promise<T>;
 }

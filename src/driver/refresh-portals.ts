@@ -12,7 +12,7 @@ import { buildConnectionInfo } from './connection-info.ts';
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import type { Attachment, ConnectionInfo, VolumePath } from './model.ts';
-import type { Store } from './ports.ts';
+import { underVolumeLock, type VolumeWork } from './unit-of-work.ts';
 
 export interface RefreshResult {
   volumes: number;
@@ -45,11 +45,10 @@ export function rebuiltInfo(a: Attachment, subsystemNqn: string, paths: readonly
 
 /**
  * Rebuilds and stores the connection info of `attachments` (all of one volume) from `paths`.
- * Returns the attachments whose info changed. Runs inside the volume's lock, on its store.
+ * Returns the attachments whose info changed. Runs under the volume's lock.
  */
 export async function applyPaths(
-  deps: DriverDeps,
-  store: Store,
+  uow: VolumeWork,
   attachments: readonly Attachment[],
   subsystemNqn: string,
   paths: readonly VolumePath[],
@@ -58,8 +57,8 @@ export async function applyPaths(
   for (const a of attachments) {
     const next = rebuiltInfo(a, subsystemNqn, paths);
     if (!next || sameJson(next, a.connectionInfo)) continue;
-    changed.push(await store.updateAttachment(a.id, { connectionInfo: next }));
-    deps.logger.info(
+    changed.push(await uow.store.updateAttachment(a.id, { connectionInfo: next }));
+    uow.logger.info(
       { attachment: a.id, volume: a.volumeId, host: a.hostName, portals: portalsOf(next) },
       'portals changed; the host agent follows',
     );
@@ -90,15 +89,17 @@ export async function refreshPortals(deps: DriverDeps): Promise<RefreshResult> {
 /** Refreshes one volume's attached attachments under its lock; returns how many changed. */
 export async function refreshVolumePortals(deps: DriverDeps, volumeId: string, subsystemNqn?: string): Promise<number> {
   const nqn = subsystemNqn ?? (await deps.clusterInfo()).subsystemNqn;
-  return deps.locks.withVolumeLock(volumeId, async (store) => {
-    // Read again under the lock: an initialize or terminate may have run since the listing.
-    const live = (await store.attachmentsOfVolume(volumeId, ['attached'])).filter((a) => a.connectionInfo);
-    if (live.length === 0) return 0;
-    const volume = await store.getVolume(volumeId);
-    if (!volume?.backendUuid) return 0;
-    const paths = await deps.backend.volumePaths(volume.backendUuid);
-    return (await applyPaths(deps, store, live, nqn, paths)).length;
-  });
+  return underVolumeLock(deps, volumeId, (uow) => refreshLocked(uow, volumeId, nqn));
+}
+
+async function refreshLocked(uow: VolumeWork, volumeId: string, subsystemNqn: string): Promise<number> {
+  // Read again under the lock: an initialize or terminate may have run since the listing.
+  const live = (await uow.store.attachmentsOfVolume(volumeId, ['attached'])).filter((a) => a.connectionInfo);
+  if (live.length === 0) return 0;
+  const volume = await uow.store.getVolume(volumeId);
+  if (!volume?.backendUuid) return 0;
+  const paths = await uow.backend.volumePaths(volume.backendUuid);
+  return (await applyPaths(uow, live, subsystemNqn, paths)).length;
 }
 
 function portalsOf(ci: ConnectionInfo): string[] {

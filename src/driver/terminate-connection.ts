@@ -1,7 +1,9 @@
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
+import { attachmentNotFound, volumeWithUnlessDeleted } from './guards.ts';
 import { type Attachment, type AttachmentStatus, type Connector, LIVE_STATUSES, type Volume } from './model.ts';
 import type { Store } from './ports.ts';
+import { underVolumeLock, type VolumeWork } from './unit-of-work.ts';
 
 export interface TerminateConnectionRequest {
   volumeId: string;
@@ -68,81 +70,82 @@ export async function terminateConnection(
       },
     );
   }
-  return deps.locks.withVolumeLock(req.volumeId, async (store) => {
-    const found = await store.volumeWithAttachments(req.volumeId, UNFINISHED);
-    if (!found) {
-      if (await store.getVolume(req.volumeId, { includeDeleted: true })) return NOTHING;
-      throw new DriverError('volume_not_found', `volume ${req.volumeId} does not exist`);
-    }
-    const { volume, attachments: unfinished } = found;
+  return underVolumeLock(deps, req.volumeId, (uow) => terminateLocked(uow, req));
+}
 
-    if (req.connector === null) {
-      await markAll(store, unfinished, 'detaching', true);
-      const removed = volume.backendUuid ? (await deps.backend.revokeAllAccess(volume.backendUuid)).removed : [];
-      await markAll(store, unfinished, 'detached');
-      deps.logger.info({ volume: volume.id, hosts: removed }, 'all connections terminated');
-      return { ...NOTHING, revoked: removed.length > 0, detached: unfinished.map((a) => a.id), revokedHosts: removed };
-    }
+async function terminateLocked(uow: VolumeWork, req: TerminateConnectionRequest): Promise<TerminateConnectionResult> {
+  const { store } = uow;
+  // After the volume's delete, a repeated terminate has nothing left to do.
+  const found = await volumeWithUnlessDeleted(store, req.volumeId, UNFINISHED);
+  if (!found) return NOTHING;
+  const { volume, attachments: unfinished } = found;
 
-    const hostNqn = req.connector.nqn;
-    if (req.attachmentId) await checkAttachmentOf(store, req.attachmentId, volume.id, hostNqn);
-    const ofHost = unfinished.filter((a) => a.hostNqn === hostNqn);
-    const narrowed = req.attachmentId !== undefined || req.instanceUuid !== undefined;
-    const liveOfHost = ofHost.filter((a) => LIVE_STATUSES.includes(a.status));
-    // Only attachments whose connection info was handed out can be meant; one whose initialize
-    // failed before answering is no second choice (it is detached along with the one meant).
-    const handedOut = liveOfHost.filter((a) => a.connectionInfo !== null);
-    if (!narrowed && !req.force && handedOut.length > 1) {
-      throw new DriverError(
-        'ambiguous_attachment',
-        `host ${req.connector.host} has ${handedOut.length} attachments of volume ${volume.id}: ` +
-          'say which with instance_uuid or attachment_id (or force to detach them all)',
-        {
-          details: {
-            fields: ['instance_uuid', 'attachment_id'],
-            attachments: handedOut.map((a) => ({ id: a.id, instance_uuid: a.instanceUuid })),
-          },
+  if (req.connector === null) {
+    await markAll(store, unfinished, 'detaching', true);
+    const removed = volume.backendUuid ? (await uow.backend.revokeAllAccess(volume.backendUuid)).removed : [];
+    await markAll(store, unfinished, 'detached');
+    uow.logger.info({ volume: volume.id, hosts: removed }, 'all connections terminated');
+    return { ...NOTHING, revoked: removed.length > 0, detached: unfinished.map((a) => a.id), revokedHosts: removed };
+  }
+
+  const hostNqn = req.connector.nqn;
+  if (req.attachmentId) await checkAttachmentOf(store, req.attachmentId, volume.id, hostNqn);
+  const ofHost = unfinished.filter((a) => a.hostNqn === hostNqn);
+  const narrowed = req.attachmentId !== undefined || req.instanceUuid !== undefined;
+  const liveOfHost = ofHost.filter((a) => LIVE_STATUSES.includes(a.status));
+  // Only attachments whose connection info was handed out can be meant; one whose initialize
+  // failed before answering is no second choice (it is detached along with the one meant).
+  const handedOut = liveOfHost.filter((a) => a.connectionInfo !== null);
+  if (!narrowed && !req.force && handedOut.length > 1) {
+    throw new DriverError(
+      'ambiguous_attachment',
+      `host ${req.connector.host} has ${handedOut.length} attachments of volume ${volume.id}: ` +
+        'say which with instance_uuid or attachment_id (or force to detach them all)',
+      {
+        details: {
+          fields: ['instance_uuid', 'attachment_id'],
+          attachments: handedOut.map((a) => ({ id: a.id, instance_uuid: a.instanceUuid })),
         },
-      );
-    }
-    const targets = ofHost.filter(
-      (a) =>
-        (req.attachmentId === undefined || a.id === req.attachmentId) &&
-        (req.instanceUuid === undefined || a.instanceUuid === (req.instanceUuid ?? null)),
+      },
     );
-    const remaining = liveOfHost.filter((a) => !targets.includes(a));
+  }
+  const targets = ofHost.filter(
+    (a) =>
+      (req.attachmentId === undefined || a.id === req.attachmentId) &&
+      (req.instanceUuid === undefined || a.instanceUuid === (req.instanceUuid ?? null)),
+  );
+  const remaining = liveOfHost.filter((a) => !targets.includes(a));
 
-    await markAll(store, targets, 'detaching', req.force ?? false);
-    // Targets whose device the host's agent has not yet released. One without connection info
-    // never reached the host (its initialize failed before answering, and the undo failed too):
-    // no device of it can exist and the agent never lists it, so waiting for the agent would
-    // never end. A host-connected one is released by the host itself (Nova calls os-brick's
-    // disconnect_volume before Cinder's attachment_delete), never by the agent. Both are
-    // finished here, and the access goes at once when nothing else holds it.
-    const held = targets.filter(
-      (a) => a.connectedBy === 'agent' && a.report?.state !== 'disconnected' && a.connectionInfo !== null,
-    );
-    if (!req.force && held.length > 0 && (await agentManaged(store, hostNqn))) {
-      const unreachable = targets.filter((a) => !held.includes(a));
-      await markAll(store, unreachable, 'detached');
-      deps.logger.info(
-        {
-          volume: volume.id,
-          host: req.connector.host,
-          attachments: held.map((a) => a.id),
-          detached: unreachable.map((a) => a.id),
-        },
-        'detach handed to the host agent',
-      );
-      return {
-        ...NOTHING,
-        shared: remaining.length > 0,
-        pending: held.map((a) => a.id),
+  await markAll(store, targets, 'detaching', req.force ?? false);
+  // Targets whose device the host's agent has not yet released. One without connection info
+  // never reached the host (its initialize failed before answering, and the undo failed too):
+  // no device of it can exist and the agent never lists it, so waiting for the agent would
+  // never end. A host-connected one is released by the host itself (Nova calls os-brick's
+  // disconnect_volume before Cinder's attachment_delete), never by the agent. Both are
+  // finished here, and the access goes at once when nothing else holds it.
+  const held = targets.filter(
+    (a) => a.connectedBy === 'agent' && a.report?.state !== 'disconnected' && a.connectionInfo !== null,
+  );
+  if (!req.force && held.length > 0 && (await agentManaged(store, hostNqn))) {
+    const unreachable = targets.filter((a) => !held.includes(a));
+    await markAll(store, unreachable, 'detached');
+    uow.logger.info(
+      {
+        volume: volume.id,
+        host: req.connector.host,
+        attachments: held.map((a) => a.id),
         detached: unreachable.map((a) => a.id),
-      };
-    }
-    return finish(deps, store, volume, hostNqn, targets, remaining);
-  });
+      },
+      'detach handed to the host agent',
+    );
+    return {
+      ...NOTHING,
+      shared: remaining.length > 0,
+      pending: held.map((a) => a.id),
+      detached: unreachable.map((a) => a.id),
+    };
+  }
+  return finish(uow, volume, hostNqn, targets, remaining);
 }
 
 /**
@@ -154,21 +157,21 @@ export async function terminateConnection(
 export async function finishDetach(deps: DriverDeps, attachmentId: string): Promise<void> {
   const first = await deps.store.getAttachment(attachmentId);
   if (first?.status !== 'detaching') return;
-  await deps.locks.withVolumeLock(first.volumeId, async (store) => {
-    const a = await store.getAttachment(attachmentId);
-    if (a?.status !== 'detaching') return;
-    const volume = await store.getVolume(a.volumeId, { includeDeleted: true });
-    if (!volume) return;
-    const remaining = (await store.attachmentsOfVolume(volume.id, LIVE_STATUSES)).filter(
-      (x) => x.hostNqn === a.hostNqn,
-    );
-    await finish(deps, store, volume, a.hostNqn, [a], remaining);
-  });
+  await underVolumeLock(deps, first.volumeId, (uow) => finishDetachLocked(uow, attachmentId));
+}
+
+async function finishDetachLocked(uow: VolumeWork, attachmentId: string): Promise<void> {
+  const { store } = uow;
+  const a = await store.getAttachment(attachmentId);
+  if (a?.status !== 'detaching') return;
+  const volume = await store.getVolume(a.volumeId, { includeDeleted: true });
+  if (!volume) return;
+  const remaining = (await store.attachmentsOfVolume(volume.id, LIVE_STATUSES)).filter((x) => x.hostNqn === a.hostNqn);
+  await finish(uow, volume, a.hostNqn, [a], remaining);
 }
 
 async function finish(
-  deps: DriverDeps,
-  store: Store,
+  { store, backend, logger }: VolumeWork,
   volume: Volume,
   hostNqn: string,
   targets: Attachment[],
@@ -177,13 +180,10 @@ async function finish(
   let revoked = false;
   if (remaining.length === 0 && volume.backendUuid) {
     // Also when there are no targets: a repeated terminate re-checks that access is gone.
-    revoked = (await deps.backend.revokeAccess(volume.backendUuid, hostNqn)).changed;
+    revoked = (await backend.revokeAccess(volume.backendUuid, hostNqn)).changed;
   }
   await markAll(store, targets, 'detached');
-  deps.logger.info(
-    { volume: volume.id, host: hostNqn, revoked, shared: remaining.length > 0 },
-    'connection terminated',
-  );
+  logger.info({ volume: volume.id, host: hostNqn, revoked, shared: remaining.length > 0 }, 'connection terminated');
   return {
     ...NOTHING,
     revoked,
@@ -204,8 +204,7 @@ async function agentManaged(store: Store, hostNqn: string): Promise<boolean> {
 
 async function checkAttachmentOf(store: Store, id: string, volumeId: string, hostNqn: string): Promise<void> {
   const a = await store.getAttachment(id);
-  if (!a || a.volumeId !== volumeId)
-    throw new DriverError('attachment_not_found', `attachment ${id} of volume ${volumeId} does not exist`);
+  if (!a || a.volumeId !== volumeId) throw attachmentNotFound(id, volumeId);
   if (a.hostNqn !== hostNqn) {
     throw new DriverError(
       'invalid_request',

@@ -11,10 +11,11 @@
  * volume is created at the requested size, and grown afterwards if the backend made it at the
  * source's size.
  */
-import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
+import { requireAvailable, requireSnapshot, requireVolume } from './guards.ts';
 import type { Snapshot, Volume } from './model.ts';
 import type { BackendVolume, BackendVolumeSpec, Store } from './ports.ts';
+import type { VolumeWork } from './unit-of-work.ts';
 
 export type VolumeSourceRef = { snapshotId: string } | { volumeId: string };
 
@@ -36,34 +37,16 @@ export async function resolveSource(
   req: { sizeGb: number; snapshotId: string | null; volumeId: string | null },
 ): Promise<ResolvedSource> {
   if (req.snapshotId) {
-    const s = await store.getSnapshot(req.snapshotId);
-    if (!s)
-      throw new DriverError('snapshot_not_found', `source.snapshot_id: snapshot ${req.snapshotId} does not exist`, {
-        details: { field: 'source.snapshot_id' },
-      });
-    if (s.status !== 'available' || !s.backendUuid) {
-      throw new DriverError(
-        'snapshot_not_ready',
-        `source.snapshot_id: snapshot ${s.id} is ${s.status}, not available`,
-        { details: { field: 'source.snapshot_id', status: s.status } },
-      );
-    }
+    const field = 'source.snapshot_id';
+    const s = requireAvailable('snapshot', await requireSnapshot(store, req.snapshotId, field), field);
     tooSmall(req.sizeGb, s.sizeGb, `snapshot ${s.id}`);
-    return { kind: 'snapshot', snapshot: { ...s, backendUuid: s.backendUuid } };
+    return { kind: 'snapshot', snapshot: s };
   }
   if (req.volumeId) {
-    const v = await store.getVolume(req.volumeId);
-    if (!v)
-      throw new DriverError('volume_not_found', `source.volume_id: volume ${req.volumeId} does not exist`, {
-        details: { field: 'source.volume_id' },
-      });
-    if (v.status !== 'available' || !v.backendUuid) {
-      throw new DriverError('volume_not_ready', `source.volume_id: volume ${v.id} is ${v.status}, not available`, {
-        details: { field: 'source.volume_id', status: v.status },
-      });
-    }
+    const field = 'source.volume_id';
+    const v = requireAvailable('volume', await requireVolume(store, req.volumeId, field), field);
     tooSmall(req.sizeGb, v.sizeGb, `volume ${v.id}`);
-    return { kind: 'volume', volume: { ...v, backendUuid: v.backendUuid } };
+    return { kind: 'volume', volume: v };
   }
   return { kind: 'none' };
 }
@@ -80,12 +63,8 @@ function tooSmall(sizeGb: number, sourceGb: number, what: string): void {
   }
 }
 
-/** Creates (or finds, by name) the volume's backend volume from its source, at its full size. */
-export async function createOnBackend(
-  deps: DriverDeps,
-  volume: Volume,
-  source: ResolvedSource,
-): Promise<BackendVolume> {
+/** Creates (or finds, by name) the volume's backend volume from its source, at its full size; under its lock. */
+export async function createOnBackend(uow: VolumeWork, volume: Volume, source: ResolvedSource): Promise<BackendVolume> {
   const spec: BackendVolumeSpec = {
     name: volume.name,
     sizeGb: volume.sizeGb,
@@ -95,10 +74,10 @@ export async function createOnBackend(
   };
   let bv: BackendVolume;
   if (source.kind === 'snapshot')
-    bv = await deps.backend.createVolume({ ...spec, sourceSnapshotUuid: source.snapshot.backendUuid });
-  else if (source.kind === 'volume') bv = await cloneOnBackend(deps, volume, spec, source.volume.backendUuid);
-  else bv = await deps.backend.createVolume(spec);
-  if (bv.sizeGb < volume.sizeGb) bv = await deps.backend.extendVolume(bv.uuid, volume.sizeGb);
+    bv = await uow.backend.createVolume({ ...spec, sourceSnapshotUuid: source.snapshot.backendUuid });
+  else if (source.kind === 'volume') bv = await cloneOnBackend(uow, volume, spec, source.volume.backendUuid);
+  else bv = await uow.backend.createVolume(spec);
+  if (bv.sizeGb < volume.sizeGb) bv = await uow.backend.extendVolume(bv.uuid, volume.sizeGb);
   return bv;
 }
 
@@ -108,27 +87,27 @@ export async function createOnBackend(
  * then finds the volume and the leftover snapshot, and deletes the snapshot.
  */
 async function cloneOnBackend(
-  deps: DriverDeps,
+  uow: VolumeWork,
   volume: Volume,
   spec: BackendVolumeSpec,
   sourceUuid: string,
 ): Promise<BackendVolume> {
   const name = intermediateSnapshotName(volume.id);
-  const snap = await deps.backend.createSnapshot(sourceUuid, name);
+  const snap = await uow.backend.createSnapshot(sourceUuid, name);
   let bv: BackendVolume;
   try {
-    bv = await deps.backend.createVolume({ ...spec, sourceSnapshotUuid: snap.uuid });
+    bv = await uow.backend.createVolume({ ...spec, sourceSnapshotUuid: snap.uuid });
   } catch (e) {
-    await deps.backend
+    await uow.backend
       .deleteSnapshot(snap.uuid)
       .catch((err: unknown) =>
-        deps.logger.warn(
+        uow.logger.warn(
           { volume: volume.id, snapshot: name, err: (err as Error).message },
           'could not delete the intermediate clone snapshot; a retried create deletes it',
         ),
       );
     throw e;
   }
-  await deps.backend.deleteSnapshot(snap.uuid);
+  await uow.backend.deleteSnapshot(snap.uuid);
   return bv;
 }
