@@ -200,4 +200,25 @@ export const scenarios: Scenario[] = [
       },
     ],
   },
+  {
+    name: 'nova-native',
+    description:
+      "a Nova compute host: Debian's os-brick (driven as Debian's Nova drives it) connects and disconnects, " +
+      'the portalis agent on the same host only assists; native NVMe multipath',
+    script: 'test/kernel/guest/nova-native.ts',
+    byDefault: true,
+    network: true,
+    // dm-multipath: multipathd runs on a Nova multipath host (see guest/nova-native.ts).
+    modules: [...NVME_MODULES, ...DM_MODULES],
+    timeoutMs: 600_000,
+    host: hostDatabase,
+    parts: [
+      {
+        name: 'nova-osbrick-alone',
+        description:
+          'no agent: os-brick connect_volume (one nvme connect per portal, no warning), O_DIRECT I/O on its device, ' +
+          'disconnect_volume, terminate revokes; nothing left',
+      },
+    ],
+  },
 ];
