@@ -534,18 +534,34 @@ async function agentFirst(n: NovaHost): Promise<void> {
     return i;
   });
   await step('the agent reports awaiting_host and connects nothing', () => waitAwaitingHost(n, init));
-  const at = await step('os-brick connect_volume: no failure, no warning, one nvme connect per portal', () =>
-    brickConnect(n, init),
-  );
-  observe('attach ms', { initialize: at.initializeMs, connect_volume: at.connectMs });
-  await step("the agent reports os-brick's device connected; one controller per portal; no agent connect", async () => {
-    const t0 = performance.now();
-    const a = await waitAgentConnected(
-      n,
-      at,
-      at.portals.map((p) => p[1]),
+  // What the service shows while os-brick connects, every 100 ms (an observation: the agent
+  // may see the device with one path before os-brick has connected the others).
+  const shown = new Sampler(async () => {
+    const a = await n.api.attachment(init.attachmentId);
+    return `${a.agent?.state}/${a.health}/${a.agent?.paths.filter((p) => p.state === 'live').length ?? 0} live`;
+  }, 100);
+  let at: Attached;
+  let a: AttachmentView;
+  try {
+    at = await step('os-brick connect_volume: no failure, no warning, one nvme connect per portal', () =>
+      brickConnect(n, init),
     );
-    observe('connected reported after ms (from connect_volume returned)', Math.round(performance.now() - t0));
+    a = await step("the agent reports os-brick's device connected, three live paths, optimal", async () => {
+      const t0 = performance.now();
+      const x = await waitAgentConnected(
+        n,
+        at,
+        at.portals.map((p) => p[1]),
+      );
+      observe('connected reported after ms (from connect_volume returned)', Math.round(performance.now() - t0));
+      return x;
+    });
+  } finally {
+    await shown.stop();
+  }
+  observe('agent state/health/live paths shown while os-brick connected', shown.transitions());
+  observe('attach ms', { initialize: at.initializeMs, connect_volume: at.connectMs });
+  await step('one controller per portal; the agent ran no nvme connect', async () => {
     observe('report', a.agent);
     observe('controllers', checkOneControllerPerPortal(n.nqn, at.portals));
     checkEqual(agentConnectsSince(mark), [], "the agent's nvme connect calls");
