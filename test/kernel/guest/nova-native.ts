@@ -15,6 +15,16 @@
  *
  * - nova-osbrick-alone: no agent on the host (the baseline: a Nova host as it is without
  *   Portalis's agent).
+ * - nova-agent-first: the agent runs before os-brick connects: it reports awaiting_host, then
+ *   os-brick's device connected, and runs no `nvme connect`; os-brick neither fails nor warns.
+ * - nova-agent-late: the agent starts after os-brick connected and reports what os-brick made.
+ * - nova-host-detach: os-brick disconnects before terminate: the agent reports host_detached and
+ *   no controller comes back over two recheck periods.
+ * - nova-live-paths: a replica moves under I/O: the agent adds the new portal's path to
+ *   os-brick's head and releases it after terminate; no write fails.
+ *
+ * os-brick runs with one in-process fix, the upstream one for its bug #2035811, without which
+ * os-brick 6.1 finds no controller on Linux 6.1 (osbrick.py says why).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -768,12 +778,29 @@ async function livePaths(n: NovaHost): Promise<void> {
   await n.deleteVolume(volumeId);
 }
 
+/**
+ * A part, plus a check of os-brick's own DEBUG log file over the whole part: no line at WARNING
+ * or ERROR (a "Race condition with some other application" warning, a portal it "Could not
+ * connect", a failed flush), whatever call logged it.
+ */
+function withBrickLog(run: (n: NovaHost) => Promise<void>): (n: NovaHost) => Promise<void> {
+  return async (n) => {
+    const mark = n.brick.logLines().length;
+    await run(n);
+    const bad = n.brick
+      .logLines()
+      .slice(mark)
+      .filter((l) => / (WARNING|ERROR|CRITICAL) /.test(l));
+    checkEqual(bad, [], "os-brick's log over the part: lines at WARNING or above");
+  };
+}
+
 const parts: Part<NovaHost>[] = [
-  { name: 'nova-osbrick-alone', run: osbrickAlone },
-  { name: 'nova-agent-first', run: agentFirst },
-  { name: 'nova-agent-late', run: agentLate },
-  { name: 'nova-host-detach', run: hostDetach },
-  { name: 'nova-live-paths', run: livePaths },
+  { name: 'nova-osbrick-alone', run: withBrickLog(osbrickAlone) },
+  { name: 'nova-agent-first', run: withBrickLog(agentFirst) },
+  { name: 'nova-agent-late', run: withBrickLog(agentLate) },
+  { name: 'nova-host-detach', run: withBrickLog(hostDetach) },
+  { name: 'nova-live-paths', run: withBrickLog(livePaths) },
 ];
 
 await scenarioGroup('nova-native', {

@@ -122,6 +122,15 @@ export class OsBrick {
     }
   }
 
+  /** The lines of os-brick's DEBUG log (`HH:MM:SS.mmm pid LEVEL logger message`). */
+  logLines(): string[] {
+    try {
+      return readFileSync(this.logFile, 'utf8').split('\n');
+    } catch {
+      return [];
+    }
+  }
+
   /** The last lines of os-brick's DEBUG log (for a failing part). */
   tail(lines = 40): string {
     try {
