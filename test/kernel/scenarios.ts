@@ -210,7 +210,9 @@ export const scenarios: Scenario[] = [
     network: true,
     // dm-multipath: multipathd runs on a Nova multipath host (see guest/nova-native.ts).
     modules: [...NVME_MODULES, ...DM_MODULES],
-    timeoutMs: 600_000,
+    // 181–359 s at load average 4–11 (runs of 2026-12-07), half of it os-brick's python3 imports
+    // and node's start beside them; the margin is for a slower machine.
+    timeoutMs: 720_000,
     host: hostDatabase,
     parts: [
       {
