@@ -200,4 +200,51 @@ export const scenarios: Scenario[] = [
       },
     ],
   },
+  {
+    name: 'nova-native',
+    description:
+      "a Nova compute host: Debian's os-brick (driven as Debian's Nova drives it) connects and disconnects, " +
+      'the portalis agent on the same host only assists; native NVMe multipath',
+    script: 'test/kernel/guest/nova-native.ts',
+    byDefault: true,
+    network: true,
+    // dm-multipath: multipathd runs on a Nova multipath host (see guest/nova-native.ts).
+    modules: [...NVME_MODULES, ...DM_MODULES],
+    // 181–359 s at load average 4–11 (runs of 2026-12-07), half of it os-brick's python3 imports
+    // and node's start beside them; the margin is for a slower machine.
+    timeoutMs: 720_000,
+    host: hostDatabase,
+    parts: [
+      {
+        name: 'nova-osbrick-alone',
+        description:
+          'no agent: os-brick connect_volume (one nvme connect per portal, no warning), O_DIRECT I/O on its device, ' +
+          'disconnect_volume, terminate revokes; nothing left',
+      },
+      {
+        name: 'nova-agent-first',
+        description:
+          'the agent runs when os-brick connects: host-connected, awaiting_host, os-brick connects without failure or ' +
+          "warning, the agent reports os-brick's device connected and ran no nvme connect; I/O; nothing left",
+      },
+      {
+        name: 'nova-agent-late',
+        description:
+          "the agent starts after os-brick's connect: it observes os-brick's controllers (unchanged) and reports them; " +
+          'I/O; nothing left',
+      },
+      {
+        name: 'nova-host-detach',
+        description:
+          "after os-brick's disconnect, before terminate: host_detached, health detached, no controller comes back " +
+          'over two recheck periods (100 ms samples); nothing left after terminate',
+      },
+      {
+        name: 'nova-live-paths',
+        description:
+          "a replica moves under O_DIRECT writes on os-brick's device: the agent adds the new portal's path under " +
+          "os-brick's head (its one nvme connect), no write fails, every block verifies; its controller released after terminate",
+      },
+    ],
+  },
 ];

@@ -44,6 +44,8 @@ export const HOST_PACKAGES = [
   // Priority "standard", not "required": minimal images lack it, and without it every boot
   // falls back to the bzImage (about 2 s slower).
   'xz-utils',
+  // The Nova scenarios (guest/nova-native.ts) run Debian's os-brick under /usr/bin/python3.
+  'python3-os-brick',
 ];
 
 /** Modules the initramfs loads itself, to reach the 9p exports; everything else comes over 9p. */
