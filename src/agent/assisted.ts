@@ -4,6 +4,7 @@
  * portals the host was not handed, prunes dead stale controllers under the agent's own rules, or,
  * after terminate, removes what the agent added.
  */
+import type { Clock } from '../shared/clock.ts';
 import type { Logger } from '../shared/logger.ts';
 import { HostAssist, addedPortals } from './assist.ts';
 import type { AttachSpec, PortalSpec } from './connection-data.ts';
@@ -15,6 +16,12 @@ import { type Tracked, isHostPortal, stillWanted } from './tracked.ts';
 
 export interface AssistedDeps {
   attacher: Attacher;
+  clock: Clock;
+  /**
+   * How long after the host's first controller the agent waits for the others before it reports
+   * the device: os-brick connects the portals one after another.
+   */
+  hostSettleMs: number;
   log: Logger;
   report(id: string, r: AttachmentReport): void;
   /** What every other attachment this host must keep needs (its portals, and its host's). */
@@ -66,7 +73,7 @@ export class AssistedAttachments {
         t.hostDetached = detached;
         return this.deps.report(id, observed(detached ? 'host_detached' : 'awaiting_host', view.paths, false));
       }
-      if (!view.paths.devicePath) {
+      if (!view.paths.devicePath || this.stillConnecting(t, view.hostControllers.length)) {
         t.awaitingHost = true;
         return this.deps.report(id, observed('awaiting_host', view.paths, false));
       }
@@ -81,6 +88,22 @@ export class AssistedAttachments {
       const now = await this.deps.attacher.getPaths(spec).catch(() => null);
       this.deps.report(id, { ...observed(now?.devicePath ? 'connected' : 'error', now, true), error: errorBody(e) });
     }
+  }
+
+  /**
+   * The host is still connecting its portals (os-brick connects them one after another, each
+   * `nvme connect` taking up to seconds): before the first report of its device, until each of
+   * its portals has a controller (one for a single-path host) or `hostSettleMs` has passed since
+   * the first appeared. Reported at once, an ordinary Nova attach showed `degraded` for seconds
+   * (seen on the real kernel: 1 of 3 paths live 1.7 s into os-brick's connect, optimal at 4.3 s).
+   */
+  private stillConnecting(t: Tracked, hostControllers: number): boolean {
+    if (t.hostSeen) return false;
+    const wanted = t.spec!.mode === 'single' ? 1 : t.hostPortals.length;
+    if (hostControllers >= wanted) return false;
+    const now = this.deps.clock.now();
+    t.hostConnectingSince ??= now;
+    return now - t.hostConnectingSince < this.deps.hostSettleMs;
   }
 
   /**

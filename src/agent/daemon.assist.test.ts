@@ -97,6 +97,34 @@ describe('agent daemon: host-connected attachments', () => {
     await stop();
   });
 
+  it('while the host is still connecting its portals it is awaiting_host, never a passing degraded', async () => {
+    const { host, clock, service, stop } = setup();
+    await elapse(clock, 500);
+    service.putHostConnected('a1', nativeData());
+    await elapse(clock, 1_000);
+    await osBrickConnect(host, ['10.0.0.1']);
+    await elapse(clock, 3_000);
+    assert.equal(service.last('a1')?.state, 'awaiting_host', 'one of three portals: still connecting');
+    await osBrickConnect(host, ['10.0.0.2', '10.0.0.3']);
+    await elapse(clock, 2_500);
+    assert.equal(service.last('a1')?.health, 'optimal');
+    assert.ok(!(service.reports.get('a1') ?? []).some((r) => r.health === 'degraded'), 'no degraded on the way');
+    await stop();
+  });
+
+  it('a portal the host never connects: after the settle time the device is reported, degraded', async () => {
+    const { host, clock, service, stop } = setup();
+    await elapse(clock, 500);
+    service.putHostConnected('a1', nativeData());
+    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    await elapse(clock, 5_000);
+    assert.equal(service.last('a1')?.state, 'awaiting_host');
+    await elapse(clock, 7_000);
+    assert.equal(service.last('a1')?.state, 'connected');
+    assert.equal(service.last('a1')?.health, 'degraded');
+    await stop();
+  });
+
   it('an agent started after the host connected observes without connecting anything', async () => {
     const { host, clock, service, stop } = setup();
     await elapse(clock, 500);
@@ -253,7 +281,8 @@ describe('agent daemon: host-connected attachments', () => {
     await elapse(clock, 500);
     await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
     service.putHostConnected('a1', nativeData(), { hostPortals: null });
-    await elapse(clock, 1_000);
+    // The host connected two of the three portals it counts as the host's: after the settle time.
+    await elapse(clock, 11_000, 500);
     assert.equal(service.last('a1')?.state, 'connected');
     assert.deepEqual(connectsTo(host), ['10.0.0.1', '10.0.0.2'], "the missing portal is the host's to connect");
     service.putHostConnected('a1', nativeData(), { hostPortals: null, desired: 'disconnected' });

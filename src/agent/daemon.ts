@@ -63,6 +63,8 @@ export interface DaemonOptions {
    * again (`awaiting_host` → `connected` within this, rather than the next recheck).
    */
   hostWatchMs?: number;
+  /** How long the agent waits for a host still connecting its portals (assisted.ts `stillConnecting`). */
+  hostSettleMs?: number;
   observer?: DaemonObserver;
 }
 
@@ -97,6 +99,7 @@ export class AgentDaemon {
       backoffMaxMs: opts.backoffMaxMs ?? 60_000,
       connectingReportDelayMs: opts.connectingReportDelayMs ?? 1000,
       hostWatchMs: opts.hostWatchMs ?? 2000,
+      hostSettleMs: opts.hostSettleMs ?? 10_000,
     };
     this.reporter = new Reporter(opts.service, opts.clock, this.log, this.options.reportRefreshMs);
     this.owned = new OwnedAttachments({
@@ -111,6 +114,8 @@ export class AgentDaemon {
     });
     this.assisted = new AssistedAttachments({
       attacher: opts.attacher,
+      clock: opts.clock,
+      hostSettleMs: this.options.hostSettleMs,
       log: this.log,
       report: (id, r) => this.report(id, r),
       others: (id) => this.othersThan(id),

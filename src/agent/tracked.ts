@@ -29,6 +29,8 @@ export interface Tracked {
   awaitingHost?: boolean;
   /** Host-connected: the last pass found the host had let go of the device. */
   hostDetached?: boolean;
+  /** Host-connected: when the agent first saw a controller of the host's, before the device was reported. */
+  hostConnectingSince?: number;
 }
 
 /** Whether the host, not the agent, connects this attachment (docs/DECISIONS.md). */
@@ -45,6 +47,7 @@ export function track(att: WireAttachment, spec: AttachSpec | null, old: Tracked
     hostPortals: spec ? hostPortalSpecs(spec, att.host_portals) : [],
     hostSeen: old?.hostSeen,
     hostPruned: old?.hostPruned,
+    hostConnectingSince: old?.hostConnectingSince,
   };
 }
 
