@@ -150,6 +150,18 @@ describe('DM multipath', () => {
     assert.equal(s.host.kernel.maps.size, 0);
   });
 
+  it('tears down with every attachment of the host known (the daemon): each controller once', async () => {
+    const s = dmScenario();
+    await drive(s.clock, s.attacher.connect(toAttachSpec(dmData())));
+    const r = await drive(s.clock, s.attacher.disconnect(toAttachSpec(dmData()), { otherAttachments: [] }));
+    assert.deepEqual(
+      r.disconnected.sort(),
+      ['nvme0', 'nvme1'],
+      'a replica of one subsystem does not repeat the others',
+    );
+    assert.deepEqual(s.host.disconnects().sort(), ['nvme0', 'nvme1']);
+  });
+
   it('finds the map to tear down from sysfs alone: no multipathd query before the flush', async () => {
     const s = dmScenario();
     await drive(s.clock, s.attacher.connect(toAttachSpec(dmData())));

@@ -331,12 +331,17 @@ export class Attacher {
       const complete = opts.otherAttachments !== undefined;
       const others = otherUsers(opts.otherAttachments ?? []);
       const facts: ControllerFact[] = [];
+      // DM: the replicas are targets of one subsystem, so a controller no attachment names is a
+      // candidate of every target; it is decided (and disconnected) once.
+      const seen = new Set<string>();
       for (const t of spec.targets) {
         const ctrls = (await traced(ctx, 'sysfs: controllers', () => listControllers(this.host, t.nqn))).filter(
           (c) =>
-            candidate(c, t, hostNqn, opts.onlyAt) ||
-            (complete && !opts.onlyAt && !others.some((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn))),
+            !seen.has(c.name) &&
+            (candidate(c, t, hostNqn, opts.onlyAt) ||
+              (complete && !opts.onlyAt && !others.some((o) => o.nqn === c.nqn && servesPortal(c, o.portal, hostNqn)))),
         );
+        for (const c of ctrls) seen.add(c.name);
         for (const c of ctrls)
           facts.push(
             await traced(ctx, `keep check ${c.name}`, () => factOf(this.host, c, t, others, hostNqn, complete)),
