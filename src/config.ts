@@ -48,7 +48,7 @@ export interface ServiceConfig {
   tls: { certFile: string; keyFile: string } | null;
 }
 
-/** The documented variables, their defaults and meaning; the README table is generated from the same facts. */
+/** The documented variables, their defaults and meaning; the table in docs/configuration.md states the same facts. */
 export const SETTINGS = [
   ['PORTALIS_PORT', '8080', 'HTTP(S) port'],
   ['PORTALIS_HOST', '127.0.0.1', 'address to listen on'],

@@ -1,6 +1,6 @@
 /**
  * Agent settings from the environment. Every setting has a documented default; a bad value
- * stops start-up with a message naming the variable (the README lists them).
+ * stops start-up with a message naming the variable (docs/agent.md lists them).
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError, type Env, boolVar, choiceVar, intVar } from '../shared/env.ts';

@@ -4,7 +4,7 @@ import { createLogger } from '../shared/logger.ts';
 
 const USAGE = `usage: portalis <command>
 
-  serve                      run the driver service (see README for its environment variables)
+  serve                      run the driver service (see docs/configuration.md for its variables)
   status [--json] [filters]  the volume × host health matrix; exit 0 optimal, 1 degraded, 2 failed/unknown
   sim                        run the LightOS API v2 backend simulator on its own port
   agent [subcommand]         the host connector agent: no subcommand runs the daemon;

@@ -8,8 +8,8 @@ export interface ReadinessCheck {
 
 /**
  * How long one readiness check may take before it counts as not ready. The checks run side by side,
- * so `/readyz` answers within this plus the request's own handling, under the 2 s the README
- * promises: a load balancer's health check (commonly 2-5 s) gets an answer, never its own timeout,
+ * so `/readyz` answers within this plus the request's own handling, under the 2 s that
+ * docs/reliability.md promises: a load balancer's health check (commonly 2-5 s) gets an answer, never its own timeout,
  * however long the database or the backend hangs.
  */
 export const READINESS_CHECK_MS = 1500;

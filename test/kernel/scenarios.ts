@@ -21,7 +21,7 @@ export interface HostSide {
 export interface ScenarioPart {
   name: string;
   description: string;
-  /** False: run only when named (a scenario still being made to pass; the README says why). */
+  /** False: run only when named (a scenario still being made to pass; test/kernel/README.md says why). */
   byDefault?: boolean;
 }
 

@@ -1,6 +1,6 @@
 """A TLS-terminating TCP proxy in front of `portalis serve`, as an operator deploys one.
 
-The service speaks plain HTTP (the README says: put it behind a TLS proxy); this proxy holds a
+The service can serve HTTPS itself or sit behind a TLS proxy (docs/openstack.md); this proxy holds a
 certificate for 127.0.0.1 signed by a CA made for the test with the openssl CLI, so that the
 driver's `portalis_ca_file` is checked against real TLS. Under eventlet's monkey patching the
 threads below are green threads and the sockets green sockets.
