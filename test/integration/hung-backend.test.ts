@@ -33,7 +33,11 @@ describe('a hung backend starves nothing that does not need it', () => {
     attached = { volume, attachmentId: init.body.attachment_id };
     for (let i = 0; i < IN_FLIGHT; i++) pairs.push({ volume: await api.created(), conn: connector(NATIVE) });
   });
-  after(async () => t?.close());
+  after(async () => {
+    // A failed check leaves the hang in place: release the hung calls so that the service can close.
+    await sim?.clearFaults().catch(() => undefined);
+    await t?.close();
+  });
 
   /** The answer to `req` and how long it took; a request that outlives the bound fails the test by name. */
   async function timed(
@@ -57,12 +61,13 @@ describe('a hung backend starves nothing that does not need it', () => {
     };
     // Every connection of the main pool held by a lock holder waiting on the backend, and callers queued
     // behind them: the starvation the reads must not share.
-    await waitUntil(async () => (await metric(/portalis_db_pool_connections\{state="waiting"\} (\d+)/)) > 0, {
-      timeoutMs: 30_000,
-      intervalMs: 100,
-      what: 'initialize calls queued for the main pool',
-    });
-    assert.equal(await metric(/portalis_db_pool_connections\{state="used"\} (\d+)/), 10, 'the main pool is all held');
+    // Both at once: while the pool still opens connections, callers wait with fewer than all used.
+    await waitUntil(
+      async () =>
+        (await metric(/portalis_db_pool_connections\{state="waiting"\} (\d+)/)) > 0 &&
+        (await metric(/portalis_db_pool_connections\{state="used"\} (\d+)/)) === 10,
+      { timeoutMs: 30_000, intervalMs: 100, what: 'the main pool all held, initialize calls queued for it' },
+    );
     assert.ok((await sim.faultsNow()).hung >= 10, 'the lock holders are hung on the backend');
 
     const reads = {
