@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Knex } from 'knex';
+import type { SharedCapacity } from '../driver/get-capabilities.ts';
 import type { JobClaim, PeriodicJobs } from '../driver/ports.ts';
 
 /** `now() + ms`, with `ms` a bound parameter. */
@@ -70,4 +71,15 @@ export class PgPeriodicJobs implements PeriodicJobs {
     const row = r.rows[0];
     return row ? { value: row.result, ageMs: Math.max(0, Number(row.ms)) } : null;
   }
+}
+
+/** The capacity figures a fleet job published (`{totalGb, freeGb}`, each GiB or null), as `CapabilitiesCache` reads them. */
+export function sharedCapacity(jobs: PeriodicJobs, job: string): SharedCapacity {
+  const gb = (v: unknown): v is number | null => v === null || (typeof v === 'number' && Number.isFinite(v));
+  return async () => {
+    const last = await jobs.lastResult(job);
+    const c = last?.value as { totalGb?: unknown; freeGb?: unknown } | null | undefined;
+    if (!last || !c || typeof c !== 'object' || !gb(c.totalGb) || !gb(c.freeGb)) return null;
+    return { capacity: { totalGb: c.totalGb, freeGb: c.freeGb }, ageMs: last.ageMs };
+  };
 }
