@@ -10,8 +10,17 @@ import { silentLogger } from '../../src/shared/logger.ts';
 import type { Periodic } from '../../src/shared/periodic.ts';
 import { createDb, type Db } from '../../src/store/db.ts';
 import { PgPeriodicJobs, sharedCapacity } from '../../src/store/periodic-jobs.ts';
+import { randomUUID } from 'node:crypto';
+import supertest from 'supertest';
+import { loadConfig } from '../../src/config.ts';
+import { createApp } from '../../src/server/app.ts';
+import { Authenticator } from '../../src/server/auth.ts';
+import type { ServiceMetrics } from '../../src/server/metrics.ts';
+import { composeDeps } from '../../src/server/service.ts';
+import { type SimServer, startSimServer } from '../../src/sim/server.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { waitUntil } from '../support/sim-client.ts';
+import { connector, NATIVE } from '../support/target.ts';
 
 /**
  * Periodic work once per fleet: three replicas (each its own pool, its own `PgPeriodicJobs` and
@@ -228,5 +237,95 @@ describe('periodic jobs once per fleet: three replicas on one database', () => {
     assert.equal(caps.free_capacity_gb, 250);
     assert.equal(reads, 1);
     assert.equal(await sharedCapacity(jobs, 'never-ran')(), null);
+  });
+});
+
+/**
+ * The service's own wiring (`composeDeps`, as `portalis serve` builds it) three times on one
+ * database, with a 300 ms portal refresh: the fleet runs about one pass per period, not three,
+ * and the backend sees one `volumePaths` per attached volume per pass.
+ */
+describe('serve: three replicas refresh the portals once per period', () => {
+  const PERIOD_MS = 300;
+  const VOLUMES = 4;
+  const token = `admin-${randomUUID()}`;
+  const stops: (() => Promise<void>)[] = [];
+  const replicas: ServiceMetrics[] = [];
+  let sim: SimServer;
+  let app: supertest.Agent;
+  let drop: () => Promise<void>;
+
+  before(async () => {
+    const database = await createTestDatabase();
+    drop = database.drop;
+    sim = await startSimServer({ port: 0, nodes: 3 });
+    const config = loadConfig({
+      DATABASE_URL: database.url,
+      PORTALIS_SIM_URL: sim.url,
+      PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
+      PORTALIS_PORTAL_REFRESH_MS: String(PERIOD_MS),
+    });
+    for (let i = 0; i < 3; i++) {
+      const { deps, metrics } = await composeDeps(config, silentLogger, stops);
+      replicas.push(metrics);
+      if (i === 0)
+        app = supertest.agent(
+          await createApp({ deps, metrics, auth: new Authenticator(token, deps), logger: silentLogger, readiness: [] }),
+        );
+    }
+  });
+  after(async () => {
+    for (const s of stops.reverse()) await s();
+    await sim?.close();
+    await drop?.();
+  });
+
+  /** Sum over the replicas of the series `name{labels}`. */
+  const fleetSum = async (series: string) => {
+    let n = 0;
+    for (const m of replicas) {
+      const line = (await m.scrape()).text.split('\n').find((l) => l.startsWith(`${series} `));
+      n += Number(line?.split(' ')[1] ?? 0);
+    }
+    return n;
+  };
+  const ranPasses = () => fleetSum('portalis_periodic_runs_total{job="portal-refresh",outcome="ran"}');
+  const volumePathsCalls = () => fleetSum('portalis_backend_calls_total{operation="volumePaths"}');
+
+  it('runs about one refresh pass per period across the fleet, each reading every attached volume once', async () => {
+    const auth = { authorization: `Bearer ${token}` };
+    for (let i = 0; i < VOLUMES; i++) {
+      const id = randomUUID();
+      assert.equal((await app.post('/v1/volumes').set(auth).send({ id, size_gb: 1 })).status, 201);
+      const r = await app
+        .post(`/v1/volumes/${id}/initialize_connection`)
+        .set(auth)
+        .send({ connector: connector(NATIVE) });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+    const ran0 = await ranPasses();
+    const calls0 = await volumePathsCalls();
+    const t0 = performance.now();
+    await waitUntil(async () => (await ranPasses()) >= ran0 + 8, { timeoutMs: 30_000, what: '8 refresh passes' });
+    const elapsed = performance.now() - t0;
+    const passes = (await ranPasses()) - ran0;
+    const calls = (await volumePathsCalls()) - calls0;
+    // Three replicas each on its own schedule would run three passes a period.
+    assert.ok(
+      passes <= elapsed / PERIOD_MS + 1,
+      `${passes} passes in ${Math.round(elapsed)} ms: at most one per period`,
+    );
+    // A pass in flight at either reading may have made some of its calls outside the window.
+    assert.ok(Math.abs(calls - VOLUMES * passes) <= VOLUMES, `${calls} volumePaths calls for ${passes} passes`);
+    const perReplica = await Promise.all(
+      replicas.map(async (m) =>
+        (await m.scrape()).text.match(
+          /^portalis_periodic_runs_total\{job="portal-refresh",outcome="(ran|skipped)"\} (\d+)$/gm,
+        ),
+      ),
+    );
+    console.log(
+      `${passes} passes in ${Math.round(elapsed)} ms, ${calls} volumePaths calls; per replica ${JSON.stringify(perReplica)}`,
+    );
   });
 });
