@@ -11,15 +11,11 @@ import type { Periodic } from '../../src/shared/periodic.ts';
 import { createDb, type Db } from '../../src/store/db.ts';
 import { PgPeriodicJobs, sharedCapacity } from '../../src/store/periodic-jobs.ts';
 import { randomUUID } from 'node:crypto';
-import supertest from 'supertest';
-import { loadConfig } from '../../src/config.ts';
-import { createApp } from '../../src/server/app.ts';
-import { Authenticator } from '../../src/server/auth.ts';
+import type supertest from 'supertest';
 import type { ServiceMetrics } from '../../src/server/metrics.ts';
-import { composeDeps } from '../../src/server/service.ts';
-import { type SimServer, startSimServer } from '../../src/sim/server.ts';
 import { createTestDatabase } from '../support/db.ts';
 import { waitUntil } from '../support/sim-client.ts';
+import { startReplicas } from '../support/replicas.ts';
 import { connector, NATIVE } from '../support/target.ts';
 
 /**
@@ -249,36 +245,17 @@ describe('serve: three replicas refresh the portals once per period', () => {
   const PERIOD_MS = 300;
   const VOLUMES = 4;
   const token = `admin-${randomUUID()}`;
-  const stops: (() => Promise<void>)[] = [];
-  const replicas: ServiceMetrics[] = [];
-  let sim: SimServer;
+  let replicas: ServiceMetrics[] = [];
   let app: supertest.Agent;
-  let drop: () => Promise<void>;
+  let close: (() => Promise<void>) | undefined;
 
   before(async () => {
-    const database = await createTestDatabase();
-    drop = database.drop;
-    sim = await startSimServer({ port: 0, nodes: 3 });
-    const config = loadConfig({
-      DATABASE_URL: database.url,
-      PORTALIS_SIM_URL: sim.url,
-      PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
-      PORTALIS_PORTAL_REFRESH_MS: String(PERIOD_MS),
-    });
-    for (let i = 0; i < 3; i++) {
-      const { deps, metrics } = await composeDeps(config, silentLogger, stops);
-      replicas.push(metrics);
-      if (i === 0)
-        app = supertest.agent(
-          await createApp({ deps, metrics, auth: new Authenticator(token, deps), logger: silentLogger, readiness: [] }),
-        );
-    }
+    const started = await startReplicas(3, token, { PORTALIS_PORTAL_REFRESH_MS: String(PERIOD_MS) });
+    close = started.close;
+    replicas = started.replicas.map((r) => r.metrics);
+    app = started.replicas[0]!.app;
   });
-  after(async () => {
-    for (const s of stops.reverse()) await s();
-    await sim?.close();
-    await drop?.();
-  });
+  after(async () => close?.());
 
   /** Sum over the replicas of the series `name{labels}`. */
   const fleetSum = async (series: string) => {
