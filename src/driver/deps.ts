@@ -1,6 +1,6 @@
 import type { Logger } from '../shared/logger.ts';
 import type { Clock } from '../shared/clock.ts';
-import type { CapabilitySettings } from './get-capabilities.ts';
+import type { CapabilitySettings, SharedCapacity } from './get-capabilities.ts';
 import type {
   ClusterInfo,
   HealthStore,
@@ -23,6 +23,8 @@ export interface DriverDeps {
   defaults: { replicas: number };
   /** `get_volume_stats` settings; unset fields take the defaults of `get-capabilities.ts`. */
   capabilities?: Partial<CapabilitySettings>;
+  /** The capacity figures of the fleet's capacity job; unset, each process reads the backend itself. */
+  sharedCapacity?: SharedCapacity;
   /** Time for caches and waits in the domain (tests pass a ManualClock); default the system clock. */
   clock?: Clock;
   hosts: HostStore;

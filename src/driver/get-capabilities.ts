@@ -13,7 +13,13 @@
 import { type Clock, systemClock } from '../shared/clock.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { DriverDeps } from './deps.ts';
-import type { StorageBackend } from './ports.ts';
+import type { BackendCapacity, StorageBackend } from './ports.ts';
+
+/** The fleet job that reads the backend's capacity for every replica (`runFleetJob`, published). */
+export const CAPACITY_JOB = 'capacity';
+
+/** The figures the fleet's capacity job last read, and how long ago (ms); null when it has not yet. */
+export type SharedCapacity = () => Promise<{ capacity: BackendCapacity; ageMs: number } | null>;
 
 /** Keep in step with package.json (a unit test checks it). */
 export const DRIVER_VERSION = '0.1.0';
@@ -72,6 +78,8 @@ export class CapabilitiesCache {
     private readonly settings: CapabilitySettings,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    /** Set: the figures come from the fleet's capacity job; the backend is asked only while none are fresh. */
+    private readonly shared?: SharedCapacity,
   ) {}
 
   async get(): Promise<Capabilities> {
@@ -89,6 +97,22 @@ export class CapabilitiesCache {
   }
 
   private async read(): Promise<void> {
+    if (this.shared) {
+      try {
+        const s = await this.shared();
+        // Older than two periods: no replica is running the job, so read here as a lone replica would.
+        if (s && s.ageMs < 2 * this.settings.refreshMs) {
+          const { totalGb, freeGb } = s.capacity;
+          this.figures = { total: figure(totalGb), free: figure(freeGb), at: this.clock.now() - s.ageMs };
+          return;
+        }
+      } catch (e) {
+        this.logger.warn(
+          { err: (e as Error).message },
+          "could not read the fleet's capacity figures; asking the backend",
+        );
+      }
+    }
     try {
       const c = await this.backend.capacity();
       this.figures = { total: figure(c.totalGb), free: figure(c.freeGb), at: this.clock.now() };
@@ -129,5 +153,5 @@ export class CapabilitiesCache {
 
 export function capabilitiesCache(deps: DriverDeps): CapabilitiesCache {
   const settings = { ...DEFAULT_CAPABILITY_SETTINGS, ...deps.capabilities };
-  return new CapabilitiesCache(deps.backend, settings, deps.clock ?? systemClock, deps.logger);
+  return new CapabilitiesCache(deps.backend, settings, deps.clock ?? systemClock, deps.logger, deps.sharedCapacity);
 }

@@ -370,3 +370,33 @@ export interface VolumeLocks {
 }
 
 export type { ConnectionInfo };
+
+// ---------------------------------------------------------------- periodic jobs of the fleet
+
+/** A claim on one periodic job: this replica runs its pass; `token` names this claim. */
+export interface JobClaim {
+  token: string;
+}
+
+/**
+ * The periodic jobs shared by every service process on one database: each pass of a job runs on
+ * the one replica that claims it (docs/DECISIONS.md, "Periodic work once per fleet"). Times are
+ * the database's; `periodMs` and `leaseMs` are durations.
+ */
+export interface PeriodicJobs {
+  /**
+   * Claims `job` for a lease of `leaseMs` when it is due (never claimed, or its period or the
+   * previous claimant's lease has run out); otherwise `dueInMs` says how long until it is due.
+   * One statement: of replicas claiming at once, one gets it.
+   */
+  claim(job: string, leaseMs: number): Promise<JobClaim | { dueInMs: number }>;
+  /** Extends a held claim by `leaseMs` from now; false when it was lost (another replica claimed the job since). */
+  renew(job: string, claim: JobClaim, leaseMs: number): Promise<boolean>;
+  /**
+   * Ends the claim's pass: the job is due again `periodMs` from now, and `result` (when given) is
+   * kept for the other replicas. False when the claim was lost; nothing is written then.
+   */
+  finish(job: string, claim: JobClaim, periodMs: number, result?: unknown): Promise<boolean>;
+  /** What the job's last pass left (`finish`'s result) and how long ago it ended, or null when none has. */
+  lastResult(job: string): Promise<{ value: unknown; ageMs: number } | null>;
+}

@@ -5,8 +5,9 @@ import path from 'node:path';
 import { LightosBackend } from '../backend/lightos/index.ts';
 import type { ServiceConfig } from '../config.ts';
 import { refreshPortals } from '../driver/refresh-portals.ts';
-import { every } from '../shared/periodic.ts';
+import { type FleetJob, runFleetJob } from '../driver/fleet-jobs.ts';
 import { cacheOnSuccess, type DriverDeps } from '../driver/deps.ts';
+import { CAPACITY_JOB } from '../driver/get-capabilities.ts';
 import type { StorageBackend } from '../driver/ports.ts';
 import type { Logger } from '../shared/logger.ts';
 import { createDb, openDb, type Db } from '../store/db.ts';
@@ -15,12 +16,14 @@ import { PgStore } from '../store/pg-store.ts';
 import { PgHostChangeFeed } from '../store/change-feed.ts';
 import { PgHostStore } from '../store/host-store.ts';
 import { PgHealthStore } from '../store/health-store.ts';
+import { PgPeriodicJobs, sharedCapacity } from '../store/periodic-jobs.ts';
 import { pruneHealthEvents } from '../driver/health.ts';
 import { createApp } from './app.ts';
 import type { ReadinessCheck } from './readiness.ts';
 import { Authenticator } from './auth.ts';
 import { createServiceServer } from './listener.ts';
 import { instrumentBackend, ServiceMetrics } from './metrics.ts';
+import { periodicJobMetrics } from './periodic-metrics.ts';
 import { pgMetricsSources } from '../store/metrics-source.ts';
 import { REPORT_STALE_MS } from '../driver/agent-sync.ts';
 import { hardenServer } from './http-server.ts';
@@ -108,6 +111,9 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
   const hostChanges = new PgHostChangeFeed(databaseUrl, log);
   await hostChanges.start();
   stops.push(() => hostChanges.close());
+  const periodicJobs = new PgPeriodicJobs(readDb);
+  // Shorter than a second (0: no cache), every replica reads the capacity itself, as before.
+  const shareCapacity = config.capabilities.refreshMs >= 1000;
   const deps: DriverDeps = {
     hosts: new PgHostStore(agentDb),
     hostChanges,
@@ -120,33 +126,46 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     logger: log,
     defaults: { replicas: config.defaultReplicas },
     capabilities: config.capabilities,
+    sharedCapacity: shareCapacity ? sharedCapacity(periodicJobs, CAPACITY_JOB) : undefined,
   };
-  // The history is pruned at start and then hourly: a single indexed range delete, cheap enough
-  // not to need batching at the report rates of a few thousand attachments.
-  const pruner = every(
-    3600_000,
-    async () => {
-      const n = await pruneHealthEvents(deps);
-      if (n > 0) log.info({ events: n }, 'pruned path-health history');
-    },
+  // Periodic work once per fleet (docs/DECISIONS.md): each pass runs on the one replica that claims
+  // it in `periodic_jobs`; /metrics says which passes this replica ran. Claims use the read pool.
+  const fleetJobs: FleetJob[] = [
+    // The history is pruned at start and then hourly: a single indexed range delete, cheap enough
+    // not to need batching at the report rates of a few thousand attachments.
     {
+      name: 'event-prune',
+      periodMs: 3600_000,
       atStart: true,
-      onError: (e) => log.warn({ err: (e as Error).message }, 'pruning the path-health history failed'),
+      pass: async () => {
+        const n = await pruneHealthEvents(deps);
+        if (n > 0) log.info({ events: n }, 'pruned path-health history');
+      },
     },
-  );
-  stops.push(() => pruner.stop());
-  // Portal refresh: every live attachment follows the backend (replica moves, nodes joining or
-  // readdressed). Passes never overlap: the next one starts a full period after the last ended.
-  const refresher = every(
-    config.portalRefreshMs,
-    async () => {
-      const r = await refreshPortals(deps);
-      if (r.changed > 0 || r.failed.length > 0)
-        log.info({ ...r, failed: r.failed.length }, 'portal refresh changed attachments');
+    // Portal refresh: every live attachment follows the backend (replica moves, nodes joining or
+    // readdressed). Passes never overlap: the next one starts a full period after the last ended.
+    {
+      name: 'portal-refresh',
+      periodMs: config.portalRefreshMs,
+      pass: async () => {
+        const r = await refreshPortals(deps);
+        if (r.changed > 0 || r.failed.length > 0)
+          log.info({ ...r, failed: r.failed.length }, 'portal refresh changed attachments');
+      },
     },
-    { onError: (e) => log.warn({ err: (e as Error).message }, 'portal refresh failed; next pass') },
+    // The capacity figures of GET /v1/capabilities, read for every replica (see deps.sharedCapacity).
+    ...(shareCapacity
+      ? [{ name: CAPACITY_JOB, periodMs: config.capabilities.refreshMs, publish: true, pass: () => backend.capacity() }]
+      : []),
+  ];
+  const observer = periodicJobMetrics(
+    metrics.registry,
+    fleetJobs.map((j) => j.name),
   );
-  stops.push(() => refresher.stop());
+  for (const job of fleetJobs) {
+    const running = runFleetJob(periodicJobs, job, { logger: log, observer });
+    stops.push(() => running.stop());
+  }
   // Neither check touches the lock holders' pool; each is bounded in time by `readiness.ts`.
   const readiness: ReadinessCheck[] = [
     { name: 'database', check: async () => void (await readDb.raw('select 1')) },

@@ -1,14 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import supertest from 'supertest';
-import { loadConfig } from '../../src/config.ts';
-import { silentLogger } from '../../src/shared/logger.ts';
-import { createApp } from '../../src/server/app.ts';
-import { Authenticator } from '../../src/server/auth.ts';
-import { composeDeps } from '../../src/server/service.ts';
-import { type SimServer, startSimServer } from '../../src/sim/server.ts';
-import { createTestDatabase } from '../support/db.ts';
+import type supertest from 'supertest';
+import type { SimServer } from '../../src/sim/server.ts';
+import { startReplicas } from '../support/replicas.ts';
 import { connector, NATIVE } from '../support/target.ts';
 import { SimClient } from '../support/sim-client.ts';
 
@@ -18,35 +13,16 @@ import { SimClient } from '../support/sim-client.ts';
  */
 describe('two service processes on one database', () => {
   const token = `admin-${randomUUID()}`;
-  const stops: (() => Promise<void>)[] = [];
   let sim: SimServer;
   let apps: supertest.Agent[];
-  let drop: () => Promise<void>;
+  let close: (() => Promise<void>) | undefined;
 
   before(async () => {
-    const database = await createTestDatabase();
-    drop = database.drop;
-    sim = await startSimServer({ port: 0, nodes: 3 });
-    const config = loadConfig({
-      DATABASE_URL: database.url,
-      PORTALIS_SIM_URL: sim.url,
-      PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
-    });
-    apps = [];
-    for (let i = 0; i < 2; i++) {
-      const { deps } = await composeDeps(config, silentLogger, stops);
-      apps.push(
-        supertest.agent(
-          await createApp({ deps, auth: new Authenticator(token, deps), logger: silentLogger, readiness: [] }),
-        ),
-      );
-    }
+    const started = await startReplicas(2, token);
+    ({ sim, close } = started);
+    apps = started.replicas.map((r) => r.app);
   });
-  after(async () => {
-    for (const s of stops.reverse()) await s();
-    await sim?.close();
-    await drop?.();
-  });
+  after(async () => close?.());
 
   it('50 concurrent identical initialize calls across both give one attachment and one ACL entry', async () => {
     const id = randomUUID();
