@@ -4,27 +4,22 @@
  */
 export interface paths {
   '/': {
-    parameters: {};
     /** The health dashboard (an HTML page; it asks for the admin token and keeps it in sessionStorage). */
     get: operations['getDashboard'];
   };
   '/ui/{file}': {
-    parameters: {};
     /** The dashboard's script and style sheet, served by the service itself (no CDN). */
     get: operations['getDashboardAsset'];
   };
   '/metrics': {
-    parameters: {};
     /** Prometheus metrics (text exposition format), with the admin token or PORTALIS_METRICS_TOKEN. */
     get: operations['getMetrics'];
   };
   '/healthz': {
-    parameters: {};
     /** The process answers. */
     get: operations['getHealthz'];
   };
   '/readyz': {
-    parameters: {};
     /**
      * The database and the storage backend are reachable.
      * @description Answers within 2 s whatever hangs: each check gets 1.5 s, side by side, and one that has not
@@ -33,12 +28,10 @@ export interface paths {
     get: operations['getReadyz'];
   };
   '/openapi.json': {
-    parameters: {};
     /** This document. */
     get: operations['getOpenApi'];
   };
   '/v1/volumes': {
-    parameters: {};
     /**
      * Create a volume, empty, from a snapshot or as a clone (idempotent on id).
      * @description 201 when created, 200 when a volume with this id and the same parameters exists (a retry),
@@ -134,22 +127,18 @@ export interface paths {
     delete: operations['deleteSnapshot'];
   };
   '/v1/capabilities': {
-    parameters: {};
     /** Cinder's get_volume_stats; capacity figures cached for PORTALIS_CAPABILITIES_REFRESH_MS. */
     get: operations['getCapabilities'];
   };
   '/v1/attachments': {
-    parameters: {};
     /** List attachments (a host token sees only its own host's). */
     get: operations['listAttachments'];
   };
   '/v1/attachments/{id}': {
-    parameters: {};
     /** Read an attachment (a host token only its own host's). */
     get: operations['getAttachment'];
   };
   '/v1/attachments/{id}/events': {
-    parameters: {};
     /**
      * An attachment's path-health history, newest first (a host token only its own host's).
      * @description One event per change of the agent's reported state or health, or of a path's controller or
@@ -158,7 +147,6 @@ export interface paths {
     get: operations['listAttachmentEvents'];
   };
   '/v1/hosts': {
-    parameters: {};
     /** Hosts known to the service. */
     get: operations['listHosts'];
     /** Issue (or re-issue, revoking the old one) the agent token of a compute host. */
@@ -185,7 +173,6 @@ export interface paths {
     delete: operations['revokeHostToken'];
   };
   '/v1/health/multipath': {
-    parameters: {};
     /**
      * The cluster-wide health matrix (volume × host) of live attachments, from the agents' reports.
      * @description Each cell is a live attachment's latest report. `health` is `optimal`, `degraded` or
@@ -198,12 +185,10 @@ export interface paths {
     get: operations['getMultipathHealth'];
   };
   '/v1/agent/register': {
-    parameters: {};
     /** (host token) The agent announces its connector; connector.nqn must be the token's host. */
     post: operations['agentRegister'];
   };
   '/v1/agent/attachments': {
-    parameters: {};
     /**
      * (host token) Long poll of what the host's agent must connect or tear down.
      * @description Answers at once when the host's version differs from `since` (or `since` is absent),
@@ -214,7 +199,6 @@ export interface paths {
     get: operations['agentListAttachments'];
   };
   '/v1/agent/attachments/{id}/report': {
-    parameters: {};
     /** (host token) The agent reports an attachment's state, device and path health. */
     put: operations['agentReport'];
   };
@@ -629,7 +613,6 @@ export interface components {
 export type $defs = Record<string, never>;
 export interface operations {
   getDashboard: {
-    parameters: {};
     responses: {
       /** @description the page */
       200: {
@@ -657,7 +640,6 @@ export interface operations {
     };
   };
   getMetrics: {
-    parameters: {};
     responses: {
       /** @description the metrics */
       200: {
@@ -670,7 +652,6 @@ export interface operations {
     };
   };
   getHealthz: {
-    parameters: {};
     responses: {
       /** @description alive */
       200: {
@@ -681,7 +662,6 @@ export interface operations {
     };
   };
   getReadyz: {
-    parameters: {};
     responses: {
       /** @description ready */
       200: {
@@ -698,7 +678,6 @@ export interface operations {
     };
   };
   getOpenApi: {
-    parameters: {};
     responses: {
       /** @description the OpenAPI document */
       200: {
@@ -709,7 +688,6 @@ export interface operations {
     };
   };
   createVolume: {
-    parameters: {};
     requestBody: {
       content: {
         'application/json': components['schemas']['CreateVolumeRequest'];
@@ -753,7 +731,9 @@ export interface operations {
     };
     responses: {
       /** @description deleted, or did not exist */
-      204: {};
+      204: {
+        content?: never;
+      };
       400: components['responses']['Error'];
       401: components['responses']['Error'];
       409: components['responses']['Error'];
@@ -924,7 +904,9 @@ export interface operations {
     };
     responses: {
       /** @description deleted, or did not exist */
-      204: {};
+      204: {
+        content?: never;
+      };
       400: components['responses']['Error'];
       401: components['responses']['Error'];
       409: components['responses']['Error'];
@@ -934,7 +916,6 @@ export interface operations {
     };
   };
   getCapabilities: {
-    parameters: {};
     responses: {
       /** @description the backend's capabilities */
       200: {
@@ -1008,7 +989,6 @@ export interface operations {
     };
   };
   listHosts: {
-    parameters: {};
     responses: {
       /** @description hosts */
       200: {
@@ -1023,7 +1003,6 @@ export interface operations {
     };
   };
   issueHostToken: {
-    parameters: {};
     requestBody: {
       content: {
         'application/json': {
@@ -1116,7 +1095,6 @@ export interface operations {
     };
   };
   agentRegister: {
-    parameters: {};
     requestBody: {
       content: {
         'application/json': {

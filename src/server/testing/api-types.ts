@@ -51,11 +51,15 @@ function wrapComments(ts: string, width = 116): string {
 
 /**
  * openapi-typescript spells out what an operation does not have (`put?: never`, `cookie?: never`,
- * `requestBody?: never`) and gives every response an open `headers` map: ~500 lines that say nothing
- * the spec says, repeated per path and operation. Dropped, so the file holds what the spec defines.
+ * `requestBody?: never`, then `parameters: {}` when none is left) and gives every response an open
+ * `headers` map: ~500 lines that say nothing the spec says, repeated per path and operation. Dropped,
+ * so the file holds what the spec defines; `content?: never` stays, as a 204's only member.
  */
 function dropPlaceholders(ts: string): string {
-  return ts.replace(/^ *[\w]+\?: never;\n/gm, '').replace(/^ *headers: \{\n *\[name: string\]: unknown;\n *\};\n/gm, '');
+  return ts
+    .replace(/^ *(?!content\?)[\w]+\?: never;\n/gm, '')
+    .replace(/^ *headers: \{\n *\[name: string\]: unknown;\n *\};\n/gm, '')
+    .replace(/^ *parameters: \{\n *\};\n/gm, '');
 }
 
 /** The file's text as `npm run gen:types` writes it: generated, comments wrapped, then formatted as the repo's code. */
