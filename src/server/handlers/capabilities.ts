@@ -1,8 +1,9 @@
 import { capabilitiesCache } from '../../driver/get-capabilities.ts';
 import type { DriverDeps } from '../../driver/deps.ts';
+import type { Handlers } from '../call.ts';
 import type { HandlerResult } from './types.ts';
 
-export function capabilityHandlers(deps: DriverDeps) {
+export function capabilityHandlers(deps: DriverDeps): Handlers<'getCapabilities'> {
   // One cache per app: the capacity figures are shared by every caller for the refresh interval.
   const cache = capabilitiesCache(deps);
   return {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import type { Context } from 'openapi-backend';
 import { cacheOnSuccess } from '../../driver/deps.ts';
+import type { Handlers } from '../call.ts';
 import type { ServiceMetrics } from '../metrics.ts';
 import type { HandlerResult } from './types.ts';
 
@@ -42,10 +42,12 @@ async function asset(name: string): Promise<HandlerResult> {
   return { status: 200, body: await file(), contentType: type, headers: PAGE_HEADERS };
 }
 
-export function dashboardHandlers(metrics: ServiceMetrics | undefined) {
+export function dashboardHandlers(
+  metrics: ServiceMetrics | undefined,
+): Handlers<'getDashboard' | 'getDashboardAsset' | 'getMetrics'> {
   return {
     getDashboard: () => asset('index.html'),
-    getDashboardAsset: (c: Context) => asset(c.request.params.file as string),
+    getDashboardAsset: (c) => asset(c.params.file),
     async getMetrics(): Promise<HandlerResult> {
       if (!metrics) return { status: 404, body: { error: { code: 'not_found', message: 'metrics are off' } } };
       const m = await metrics.scrape();
