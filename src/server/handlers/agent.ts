@@ -2,29 +2,28 @@ import { pollAgentTasks, recordAgentReport } from '../../driver/agent-sync.ts';
 import type { DriverDeps } from '../../driver/deps.ts';
 import { registerAgent } from '../../driver/hosts.ts';
 import { hostOf, hostPrincipalOf } from '../access.ts';
-import type { Handlers } from '../call.ts';
+import type { Handlers, Reply } from '../call.ts';
 import { asConnector } from '../wire.ts';
 import { presentHost } from '../presenters/presenters.ts';
-import type { DeferredResult, HandlerResult } from './types.ts';
 
 /** The agent-facing API: each call acts for the host the token was issued to, and only that host. */
 export function agentHandlers(deps: DriverDeps): Handlers<'agentRegister' | 'agentListAttachments' | 'agentReport'> {
   return {
-    async agentRegister(c): Promise<HandlerResult> {
+    async agentRegister(c) {
       const host = await registerAgent(deps, hostOf(c), asConnector(c.body.connector));
       return { status: 200, body: { host: presentHost(host) } };
     },
 
-    async agentListAttachments(c): Promise<DeferredResult> {
+    async agentListAttachments(c) {
       const { query: q, res } = c;
       const { hostNqn, tokenHash } = hostPrincipalOf(c);
-      // Only plain values go on: the wait must not keep the Context (see DeferredResult).
+      // Only plain values go on: the wait must not keep the Call (see DeferredResult).
       const since = q.since ?? null;
       const waitMs = (q.wait ?? 0) * 1000;
       return { later: () => longPoll(deps, res, hostNqn, since, waitMs, tokenHash) };
     },
 
-    async agentReport(c): Promise<HandlerResult> {
+    async agentReport(c) {
       const b = c.body;
       await recordAgentReport(deps, hostOf(c), c.params.id, {
         state: b.state,
@@ -46,7 +45,7 @@ async function longPoll(
   since: number | null,
   waitMs: number,
   tokenHash: string,
-): Promise<HandlerResult> {
+): Promise<Reply<'agentListAttachments'>> {
   // A client that gives up on its long poll must not keep a waiter behind.
   const abort = new AbortController();
   res.on?.('close', () => abort.abort());

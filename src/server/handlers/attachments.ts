@@ -5,13 +5,12 @@ import type { Handlers } from '../call.ts';
 import { attachmentEvents } from '../../driver/health.ts';
 import { presentEvent } from '../presenters/health.ts';
 import { presentAttachment } from '../presenters/presenters.ts';
-import type { HandlerResult } from './types.ts';
 
 export function attachmentHandlers(
   deps: DriverDeps,
 ): Handlers<'listAttachments' | 'getAttachment' | 'listAttachmentEvents'> {
   return {
-    async listAttachments(c): Promise<HandlerResult> {
+    async listAttachments(c) {
       const q = c.query;
       const host = confinedHost(c);
       if (host && q.host_nqn && q.host_nqn !== host)
@@ -24,7 +23,7 @@ export function attachmentHandlers(
       return { status: 200, body: { attachments: list.map((a) => presentAttachment(a)) } };
     },
 
-    async getAttachment(c): Promise<HandlerResult> {
+    async getAttachment(c) {
       const id = c.params.id;
       const a = await deps.store.getAttachment(id);
       if (!a) throw new DriverError('attachment_not_found', `attachment ${id} does not exist`);
@@ -34,7 +33,7 @@ export function attachmentHandlers(
       return { status: 200, body: presentAttachment(a) };
     },
 
-    async listAttachmentEvents(c): Promise<HandlerResult> {
+    async listAttachmentEvents(c) {
       const q = c.query;
       const events = await attachmentEvents(deps, c.params.id, {
         hostNqn: confinedHost(c),

@@ -5,34 +5,33 @@ import type { CellHealth } from '../../driver/model.ts';
 import type { Handlers } from '../call.ts';
 import { presentMatrix } from '../presenters/health.ts';
 import { presentHost } from '../presenters/presenters.ts';
-import type { HandlerResult } from './types.ts';
 
 export function hostHandlers(
   deps: DriverDeps,
 ): Handlers<'issueHostToken' | 'listHosts' | 'getHost' | 'revokeHostToken' | 'getMultipathHealth'> {
   return {
     /** Issues (or re-issues, revoking the old one) the agent token of a host. */
-    async issueHostToken(c): Promise<HandlerResult> {
+    async issueHostToken(c) {
       const b = c.body;
       const { host, token } = await issueHostToken(deps, b.nqn, b.name);
       return { status: 201, body: { host: presentHost(host), token } };
     },
 
-    async listHosts(): Promise<HandlerResult> {
+    async listHosts() {
       return { status: 200, body: { hosts: (await deps.hosts.listHosts()).map(presentHost) } };
     },
 
-    async getHost(c): Promise<HandlerResult> {
+    async getHost(c) {
       return { status: 200, body: presentHost(await getHost(deps, c.params.nqn)) };
     },
 
-    async revokeHostToken(c): Promise<HandlerResult> {
+    async revokeHostToken(c) {
       await revokeHostToken(deps, c.params.nqn);
       return { status: 200, body: { revoked: true } };
     },
 
     /** The volume × host matrix of what the agents report, for every live attachment. */
-    async getMultipathHealth(c): Promise<HandlerResult> {
+    async getMultipathHealth(c) {
       const q = c.query;
       const page = { offset: q.offset ?? 0, limit: q.limit ?? 100 };
       const m = await healthMatrix(deps, {

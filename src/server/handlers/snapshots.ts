@@ -5,13 +5,12 @@ import { getSnapshot } from '../../driver/get-snapshot.ts';
 import { listSnapshots } from '../../driver/list-snapshots.ts';
 import type { Handlers } from '../call.ts';
 import { presentSnapshot } from '../presenters/lifecycle.ts';
-import type { HandlerResult } from './types.ts';
 
 export function snapshotHandlers(
   deps: DriverDeps,
 ): Handlers<'createSnapshot' | 'listVolumeSnapshots' | 'getSnapshot' | 'deleteSnapshot'> {
   return {
-    async createSnapshot(c): Promise<HandlerResult> {
+    async createSnapshot(c) {
       const b = c.body;
       const { snapshot, created } = await createSnapshot(deps, {
         volumeId: c.params.id,
@@ -21,17 +20,17 @@ export function snapshotHandlers(
       return { status: created ? 201 : 200, body: presentSnapshot(snapshot) };
     },
 
-    async listVolumeSnapshots(c): Promise<HandlerResult> {
+    async listVolumeSnapshots(c) {
       const list = await listSnapshots(deps, c.params.id);
       return { status: 200, body: { snapshots: list.map(presentSnapshot) } };
     },
 
-    async getSnapshot(c): Promise<HandlerResult> {
+    async getSnapshot(c) {
       return { status: 200, body: presentSnapshot(await getSnapshot(deps, c.params.id)) };
     },
 
     /** 204 whether or not the snapshot existed: a retried delete must not fail. */
-    async deleteSnapshot(c): Promise<HandlerResult> {
+    async deleteSnapshot(c) {
       await deleteSnapshot(deps, c.params.id);
       return { status: 204, body: null };
     },

@@ -8,7 +8,6 @@ import { terminateConnection } from '../../driver/terminate-connection.ts';
 import type { Handlers } from '../call.ts';
 import { presentVolumeDetail } from '../presenters/lifecycle.ts';
 import { asConnector } from '../wire.ts';
-import type { HandlerResult } from './types.ts';
 
 type VolumeOperation =
   | 'createVolume'
@@ -20,7 +19,7 @@ type VolumeOperation =
 
 export function volumeHandlers(deps: DriverDeps): Handlers<VolumeOperation> {
   return {
-    async createVolume(c): Promise<HandlerResult> {
+    async createVolume(c) {
       const b = c.body;
       const source =
         b.source &&
@@ -38,23 +37,23 @@ export function volumeHandlers(deps: DriverDeps): Handlers<VolumeOperation> {
       return { status: created ? 201 : 200, body: presentVolumeDetail(volume) };
     },
 
-    async getVolume(c): Promise<HandlerResult> {
+    async getVolume(c) {
       return { status: 200, body: presentVolumeDetail(await getVolume(deps, c.params.id)) };
     },
 
     /** 204 whether or not the volume existed: a retried delete must not fail. */
-    async deleteVolume(c): Promise<HandlerResult> {
+    async deleteVolume(c) {
       // Coerced to a boolean by the validation; its text read the same, should it ever arrive as one.
       await deleteVolume(deps, { id: c.params.id, force: String(c.query.force) === 'true' });
       return { status: 204, body: null };
     },
 
-    async extendVolume(c): Promise<HandlerResult> {
+    async extendVolume(c) {
       const { volume } = await extendVolume(deps, { id: c.params.id, newSizeGb: c.body.new_size_gb });
       return { status: 200, body: presentVolumeDetail(volume) };
     },
 
-    async initializeConnection(c): Promise<HandlerResult> {
+    async initializeConnection(c) {
       const b = c.body;
       const r = await initializeConnection(deps, {
         volumeId: c.params.id,
@@ -65,7 +64,7 @@ export function volumeHandlers(deps: DriverDeps): Handlers<VolumeOperation> {
       return { status: 200, body: { connection_info: r.connectionInfo, attachment_id: r.attachment.id } };
     },
 
-    async terminateConnection(c): Promise<HandlerResult> {
+    async terminateConnection(c) {
       const b = c.body;
       const r = await terminateConnection(deps, {
         volumeId: c.params.id,
