@@ -13,48 +13,44 @@ import { Agent as HttpsAgent } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { createRequire } from 'node:module';
 import type { AxiosInstance, AxiosResponse, AxiosStatic } from 'axios';
-import type { AgentState, ConnectedBy, ConnectionInfo, Connector, PortalTuple } from '../driver/model.ts';
-import type { Health, PathReport } from './health.ts';
+import type { ConnectionInfo, Connector, PortalTuple } from '../driver/model.ts';
+import type { components, operations } from '../server/generated/api.ts';
 
-export type DesiredState = 'connected' | 'disconnected';
+/** The list's answer and one attachment of it, as api-spec/portalis.yaml defines them (generated types). */
+type Listed = operations['agentListAttachments']['responses'][200]['content']['application/json'];
+type ListedAttachment = Listed['attachments'][number];
 
-export interface WireAttachment {
-  id: string;
-  volume_id: string;
-  desired: DesiredState;
-  force: boolean;
-  /** The volume's size; a connected device smaller than this is rescanned (online extend). */
-  size_gb?: number;
-  connection_info: ConnectionInfo;
-  /**
-   * Who connects the device (docs/DECISIONS.md, "Who connects an attachment"); absent from a
-   * service older than the rule: the agent's, as before it.
-   */
-  connected_by?: ConnectedBy;
-  /** Host-connected: the portals the host was handed at its last initialize_connection. */
-  host_portals?: PortalTuple[] | null;
-}
+export type DesiredState = ListedAttachment['desired'];
 
-export interface AttachmentList {
-  version: number;
-  attachments: WireAttachment[];
-}
+/**
+ * An attachment of the list as the agent reads it: the spec's, with
+ * - `size_gb`, `connected_by` and `host_portals` optional: a service older than them omits them
+ *   (without `connected_by`, the agent's, as before docs/DECISIONS.md "Who connects an attachment");
+ *   `size_gb` is the volume's size, and a connected device smaller than it is rescanned (online extend);
+ * - the connection info and `host_portals` (host-connected: the portals the host was handed at its
+ *   last initialize_connection) with os-brick's `[address, port, transport]` tuples, which OpenAPI 3.0
+ *   can only describe as arrays of strings and integers.
+ */
+export type WireAttachment = Omit<ListedAttachment, 'size_gb' | 'connected_by' | 'host_portals' | 'connection_info'> &
+  Partial<Pick<ListedAttachment, 'size_gb' | 'connected_by'>> & {
+    connection_info: ConnectionInfo;
+    host_portals?: PortalTuple[] | null;
+  };
 
-/** The agent states of the wire (the service's model; host-connected ones in docs/DECISIONS.md). */
-export type ReportState = AgentState;
+export type AttachmentList = Omit<Listed, 'attachments'> & { attachments: WireAttachment[] };
 
-export interface AttachmentReport {
-  state: ReportState;
-  device_path: string | null;
-  size_bytes: number | null;
-  health: Health | null;
-  paths: PathReport[];
-  error: { code: string; message: string } | null;
-}
+/** What the agent reports of an attachment (`PUT /v1/agent/attachments/{id}/report`), as the spec defines it. */
+export type AttachmentReport = components['schemas']['AgentReport'];
+
+/** The agent states of the wire (host-connected ones in docs/DECISIONS.md). */
+export type ReportState = AttachmentReport['state'];
+
+/** Of the registration's answer (the spec's Host) the agent reads the host's NQN and name. */
+type Registered = { host: Pick<components['schemas']['Host'], 'nqn' | 'name'> };
 
 export interface ServiceClient {
   /** 403 when the token's host is not `connector.nqn`. */
-  register(connector: Connector): Promise<{ host: { nqn: string; name: string } }>;
+  register(connector: Connector): Promise<Registered>;
   /** Long poll: at once when the version differs from `since` (or `since` is null), else after `waitSeconds`. */
   listAttachments(since: number | null, waitSeconds: number, signal?: AbortSignal): Promise<AttachmentList>;
   report(id: string, report: AttachmentReport): Promise<void>;
@@ -121,7 +117,7 @@ export class HttpServiceClient implements ServiceClient {
     );
   }
 
-  register(connector: Connector): Promise<{ host: { nqn: string; name: string } }> {
+  register(connector: Connector): Promise<Registered> {
     return this.call('post', '/v1/agent/register', { connector });
   }
 

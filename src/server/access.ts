@@ -1,4 +1,4 @@
-import type { Context } from 'openapi-backend';
+import type { Operation } from 'openapi-backend';
 import { DriverError } from '../driver/errors.ts';
 import type { Principal } from './auth.ts';
 
@@ -9,16 +9,17 @@ import type { Principal } from './auth.ts';
  */
 export type Access = 'admin' | 'host' | 'any' | 'metrics';
 
-export function principalOf(c: Context): Principal {
-  const p = (c.security as Record<string, unknown> | undefined)?.bearerAuth as Principal | null | undefined;
-  if (!p) throw new DriverError('unauthorized', 'a valid bearer token is required (Authorization: Bearer <token>)');
-  return p;
+/** A request's principal, as the handlers see it (`Call.principal`). */
+type Asked = { principal: Principal | null };
+
+export function principalOf(c: Asked): Principal {
+  if (!c.principal)
+    throw new DriverError('unauthorized', 'a valid bearer token is required (Authorization: Bearer <token>)');
+  return c.principal;
 }
 
-export function checkAccess(c: Context): void {
-  const access =
-    ((c.operation as Record<string, unknown> | undefined)?.['x-portalis-access'] as Access | undefined) ?? 'admin';
-  const p = principalOf(c);
+export function checkAccess(operation: Operation, p: Principal): void {
+  const access = ((operation as Record<string, unknown>)['x-portalis-access'] as Access | undefined) ?? 'admin';
   if (access === 'metrics') {
     if (p.kind === 'admin' || p.kind === 'metrics') return;
     throw new DriverError('forbidden', 'the metrics need the admin token or PORTALIS_METRICS_TOKEN');
@@ -36,21 +37,19 @@ export function checkAccess(c: Context): void {
 }
 
 /** The host a host-token request acts for. */
-export function hostOf(c: Context): string {
-  const p = principalOf(c);
-  if (p.kind !== 'host') throw new DriverError('forbidden', 'this call needs a host token');
-  return p.hostNqn;
+export function hostOf(c: Asked): string {
+  return hostPrincipalOf(c).hostNqn;
 }
 
 /** The host a host-token request acts for, with its token's SHA-256. */
-export function hostPrincipalOf(c: Context): { hostNqn: string; tokenHash: string } {
+export function hostPrincipalOf(c: Asked): { hostNqn: string; tokenHash: string } {
   const p = principalOf(c);
   if (p.kind !== 'host') throw new DriverError('forbidden', 'this call needs a host token');
   return p;
 }
 
 /** For `any` operations: the host the caller is confined to, or null for the admin. */
-export function confinedHost(c: Context): string | null {
+export function confinedHost(c: Asked): string | null {
   const p = principalOf(c);
   return p.kind === 'host' ? p.hostNqn : null;
 }

@@ -1,5 +1,5 @@
 import type { Logger } from '../shared/logger.ts';
-import type { HandlerResult } from './handlers/types.ts';
+import type { Reply } from './call.ts';
 
 export interface ReadinessCheck {
   name: string;
@@ -51,7 +51,7 @@ function bounded(run: () => Promise<void>, ms: number): Promise<Outcome> {
  */
 export function readinessProbe(checks: ReadinessCheck[], log: Logger, ms = READINESS_CHECK_MS) {
   const joined = checks.map((c) => ({ name: c.name, check: singleFlight(c.check) }));
-  return async (): Promise<HandlerResult> => {
+  return async (): Promise<Reply<'getReadyz'>> => {
     const results = await Promise.all(
       joined.map(async (c) => {
         const r = await bounded(

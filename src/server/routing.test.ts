@@ -1,21 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Document, OpenAPIBackend } from 'openapi-backend';
-import { compileRouting } from './routing.ts';
+import { compileRouter } from './routing.ts';
 import { loadSpec } from './spec.ts';
 
-async function backend(compiled: boolean): Promise<OpenAPIBackend> {
-  const api = new OpenAPIBackend({ definition: loadSpec() as unknown as Document, quick: true });
-  await api.init();
-  if (compiled) compileRouting(api);
-  return api;
-}
-
-/** The compiled routing answers exactly as openapi-backend's own router, for the whole document. */
-describe('compileRouting', () => {
-  it('matches every request as the original router does (operation, 404, 405, trailing slash, strict)', async () => {
-    const original = await backend(false);
-    const compiled = await backend(true);
+/** The compiled router answers exactly as openapi-backend's own, for the whole document. */
+describe('compileRouter', () => {
+  it('matches every request as openapi-backend does (operation, 404, 405, trailing slash, case)', async () => {
+    const api = new OpenAPIBackend({ definition: loadSpec() as unknown as Document, quick: true });
+    await api.init();
+    const route = compileRouter(api);
     const paths = new Set<string>([
       '/',
       '/nope',
@@ -23,8 +17,9 @@ describe('compileRouting', () => {
       '/v1/volumes/a/b/c',
       '/v1/volumes/',
       '/v1/agent/attachments//',
+      ' /healthz ',
     ]);
-    for (const op of original.getOperations()) {
+    for (const op of api.getOperations()) {
       paths.add(op.path);
       paths.add(op.path.replace(/\{[^}]+\}/g, 'x-1.2'));
       paths.add(`${op.path.replace(/\{[^}]+\}/g, 'abc')}/`);
@@ -36,31 +31,21 @@ describe('compileRouting', () => {
     for (const path of paths)
       for (const method of methods) {
         const req = { method, path, headers: {}, query: {} } as never;
-        const want = original.router.matchOperation(req)?.operationId;
-        assert.equal(compiled.router.matchOperation(req)?.operationId, want, `${method} ${path}`);
-        const strict = (api: OpenAPIBackend) => {
-          try {
-            return api.router.matchOperation(req, true).operationId;
-          } catch (e) {
-            return (e as Error).message;
-          }
-        };
-        assert.equal(strict(compiled), strict(original), `${method} ${path}, strict`);
-        if (want) matched++;
+        // The router's strict match throws its 404/405, which openapi-backend's handleRequest maps
+        // to the notFound and methodNotAllowed handlers.
+        let want: string;
+        try {
+          want = api.router.matchOperation(req, true).operationId!;
+        } catch (e) {
+          want = (e as Error).message.startsWith('405') ? 'method_not_allowed' : 'not_found';
+        }
+        const r = route(method, path);
+        assert.equal(r.op?.operationId ?? r.miss, want, `${method} ${path}`);
+        if (r.op) matched++;
         compared++;
       }
     // The comparison covered real matches and misses alike.
-    assert.ok(matched > original.getOperations().length, `${matched} matched of ${compared}`);
+    assert.ok(matched > api.getOperations().length, `${matched} matched of ${compared}`);
     assert.ok(compared - matched > 100);
-  });
-
-  it('finds operations by id as the router does, and builds the list once', async () => {
-    const original = await backend(false);
-    const compiled = await backend(true);
-    for (const op of original.getOperations())
-      assert.equal(compiled.router.getOperation(op.operationId!)?.path, op.path, op.operationId);
-    assert.equal(compiled.router.getOperation('noSuchOperation'), undefined);
-    assert.equal(compiled.getOperations(), compiled.getOperations());
-    assert.notEqual(original.getOperations(), original.getOperations());
   });
 });

@@ -1,12 +1,7 @@
 import type { OpenAPIBackend, Operation } from 'openapi-backend';
 
-interface Router {
-  getOperations(): Operation[];
-  matchOperation(req: { method: string; path: string }, strict?: boolean): Operation | undefined;
-  normalizeRequest(req: { method: string; path: string }): { method: string; path: string };
-  isUnderApiRoot(path: string): boolean;
-  normalizePath(path: string): string;
-}
+/** A request's operation, or why it has none (answered 404 or 405). */
+export type Route = { op: Operation; miss?: undefined } | { op?: undefined; miss: 'not_found' | 'method_not_allowed' };
 
 /** `/volumes/{id}` → `^/volumes/[^/]+$`, the literal parts escaped (openapi-backend's `pathTemplateToPattern`). */
 function templatePattern(path: string): RegExp {
@@ -21,46 +16,32 @@ function templatePattern(path: string): RegExp {
 }
 
 /**
- * Makes openapi-backend's routing do once what it did on every request. Its router (5.21,
- * `router.js`) rebuilds the flat list of operations from the document with a lodash chain on
- * each `getOperations()` (called by `matchOperation`, twice, and by every `getOperation(id)` of
- * the validator), and compiles one RegExp per operation on each match: together with the three
- * matches a request makes here (access check, metrics label, handling), ~8 % of the service's
- * CPU per initialize_connection in a `--cpu-prof` of `portalis serve` (lodash alone 3 %).
+ * The service's one match of a request to its operation, with openapi-backend's routing rules
+ * (5.21, `router.js`) compiled once: its own `matchOperation` rebuilds the list of operations from
+ * the document with a lodash chain and compiles a RegExp per operation on every call (with the three
+ * matches a request used to make, ~8 % of the service's CPU per initialize_connection in a
+ * `--cpu-prof` of `portalis serve`). The document does not change after `init()`.
  *
- * The document does not change after `init()`, so the list is built once and each template
- * compiled once; the match keeps the router's rules: normalise the request, an exact path with
- * the method first, then the templates that match, the most literal first, with the method;
- * `strict` throws the router's 404/405 messages, which openapi-backend maps to its handlers.
+ * The rules: the router's normalisation (method lower-cased, the path trimmed, its query and
+ * trailing slashes dropped; the API root is `/`, so every path is under it), then an exact path with
+ * the method, then the templates that match, the most literal first, with the method; a path that
+ * matches with another method only is a 405. routing.test.ts checks it against the router itself.
  */
-export function compileRouting(api: OpenAPIBackend): void {
-  const router = api.router as unknown as Router;
-  const operations = router.getOperations();
-  const byOperationId = new Map<string | undefined, Operation>();
-  // The first of an id wins, as the router's `find`.
-  for (const op of operations) if (!byOperationId.has(op.operationId)) byOperationId.set(op.operationId, op);
+export function compileRouter(api: OpenAPIBackend): (method: string, path: string) => Route {
+  const { router } = api;
+  const operations = api.getOperations();
   const templates = operations
     .map((op) => ({ op, re: templatePattern(op.path), literal: op.path.replace(/\{.*?\}/g, '').length }))
     // Array.prototype.sort is stable, as lodash's orderBy: equal lengths keep the document's order.
     .sort((a, b) => b.literal - a.literal);
-  router.getOperations = () => operations;
-  (router as unknown as { getOperation(id: string): Operation | undefined }).getOperation = (id) =>
-    byOperationId.get(id);
-  router.matchOperation = (raw, strict) => {
-    const req = router.normalizeRequest(raw);
-    const miss = (why: string) => {
-      if (strict) throw Error(why);
-      return undefined;
-    };
-    if (!router.isUnderApiRoot(req.path)) return miss('404-notFound: no route matches request');
+  return (rawMethod, rawPath) => {
+    const req = router.normalizeRequest({ method: rawMethod, path: rawPath, headers: {} });
     const path = router.normalizePath(req.path);
     const exact = operations.find((op) => op.path === path && op.method === req.method);
-    if (exact) return exact;
+    if (exact) return { op: exact };
     const matching = templates.filter((t) => t.re.test(path));
-    if (matching.length === 0) return miss('404-notFound: no route matches request');
-    return (
-      matching.find((t) => t.op.method === req.method)?.op ??
-      miss('405-methodNotAllowed: this method is not registered for the route')
-    );
+    if (matching.length === 0) return { miss: 'not_found' };
+    const op = matching.find((t) => t.op.method === req.method)?.op;
+    return op ? { op } : { miss: 'method_not_allowed' };
   };
 }

@@ -1,46 +1,31 @@
-import type { Context } from 'openapi-backend';
 import { pollAgentTasks, recordAgentReport } from '../../driver/agent-sync.ts';
 import type { DriverDeps } from '../../driver/deps.ts';
 import { registerAgent } from '../../driver/hosts.ts';
-import type { AgentState, Connector, PathHealth, PathStatus } from '../../driver/model.ts';
 import { hostOf, hostPrincipalOf } from '../access.ts';
+import type { Handlers, Reply } from '../call.ts';
+import { asConnector } from '../wire.ts';
 import { presentHost } from '../presenters/presenters.ts';
-import type { DeferredResult, HandlerResult } from './types.ts';
-
-interface ReportBody {
-  state: AgentState;
-  device_path: string | null;
-  size_bytes: number | null;
-  health: PathHealth | null;
-  paths: PathStatus[];
-  error: { code: string; message: string } | null;
-}
 
 /** The agent-facing API: each call acts for the host the token was issued to, and only that host. */
-export function agentHandlers(deps: DriverDeps) {
+export function agentHandlers(deps: DriverDeps): Handlers<'agentRegister' | 'agentListAttachments' | 'agentReport'> {
   return {
-    async agentRegister(c: Context): Promise<HandlerResult> {
-      const { connector } = c.request.requestBody as { connector: Connector };
-      const host = await registerAgent(deps, hostOf(c), connector);
+    async agentRegister(c) {
+      const host = await registerAgent(deps, hostOf(c), asConnector(c.body.connector));
       return { status: 200, body: { host: presentHost(host) } };
     },
 
-    async agentListAttachments(
-      c: Context,
-      _req: unknown,
-      res: { on?: (e: string, f: () => void) => void },
-    ): Promise<DeferredResult> {
-      const q = c.request.query as { since?: number; wait?: number };
+    async agentListAttachments(c) {
+      const { query: q, res } = c;
       const { hostNqn, tokenHash } = hostPrincipalOf(c);
-      // Only plain values go on: the wait must not keep the Context (see DeferredResult).
+      // Only plain values go on: the wait must not keep the Call (see DeferredResult).
       const since = q.since ?? null;
       const waitMs = (q.wait ?? 0) * 1000;
       return { later: () => longPoll(deps, res, hostNqn, since, waitMs, tokenHash) };
     },
 
-    async agentReport(c: Context): Promise<HandlerResult> {
-      const b = c.request.requestBody as ReportBody;
-      await recordAgentReport(deps, hostOf(c), c.request.params.id as string, {
+    async agentReport(c) {
+      const b = c.body;
+      await recordAgentReport(deps, hostOf(c), c.params.id, {
         state: b.state,
         devicePath: b.device_path,
         sizeBytes: b.size_bytes,
@@ -60,7 +45,7 @@ async function longPoll(
   since: number | null,
   waitMs: number,
   tokenHash: string,
-): Promise<HandlerResult> {
+): Promise<Reply<'agentListAttachments'>> {
   // A client that gives up on its long poll must not keep a waiter behind.
   const abort = new AbortController();
   res.on?.('close', () => abort.abort());

@@ -1,17 +1,17 @@
-import type { Context } from 'openapi-backend';
 import type { DriverDeps } from '../../driver/deps.ts';
 import { DriverError } from '../../driver/errors.ts';
-import type { AttachmentStatus } from '../../driver/model.ts';
 import { confinedHost } from '../access.ts';
+import type { Handlers } from '../call.ts';
 import { attachmentEvents } from '../../driver/health.ts';
 import { presentEvent } from '../presenters/health.ts';
 import { presentAttachment } from '../presenters/presenters.ts';
-import type { HandlerResult } from './types.ts';
 
-export function attachmentHandlers(deps: DriverDeps) {
+export function attachmentHandlers(
+  deps: DriverDeps,
+): Handlers<'listAttachments' | 'getAttachment' | 'listAttachmentEvents'> {
   return {
-    async listAttachments(c: Context): Promise<HandlerResult> {
-      const q = c.request.query as { volume_id?: string; host_nqn?: string; status?: AttachmentStatus };
+    async listAttachments(c) {
+      const q = c.query;
       const host = confinedHost(c);
       if (host && q.host_nqn && q.host_nqn !== host)
         throw new DriverError('forbidden', "a host token may only list its own host's attachments");
@@ -23,8 +23,8 @@ export function attachmentHandlers(deps: DriverDeps) {
       return { status: 200, body: { attachments: list.map((a) => presentAttachment(a)) } };
     },
 
-    async getAttachment(c: Context): Promise<HandlerResult> {
-      const id = c.request.params.id as string;
+    async getAttachment(c) {
+      const id = c.params.id;
       const a = await deps.store.getAttachment(id);
       if (!a) throw new DriverError('attachment_not_found', `attachment ${id} does not exist`);
       const host = confinedHost(c);
@@ -33,9 +33,9 @@ export function attachmentHandlers(deps: DriverDeps) {
       return { status: 200, body: presentAttachment(a) };
     },
 
-    async listAttachmentEvents(c: Context): Promise<HandlerResult> {
-      const q = c.request.query as { limit?: number };
-      const events = await attachmentEvents(deps, c.request.params.id as string, {
+    async listAttachmentEvents(c) {
+      const q = c.query;
+      const events = await attachmentEvents(deps, c.params.id, {
         hostNqn: confinedHost(c),
         limit: q.limit ?? 100,
       });

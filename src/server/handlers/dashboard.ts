@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import type { Context } from 'openapi-backend';
 import { cacheOnSuccess } from '../../driver/deps.ts';
+import type { BytesReply, ErrorReply, Handlers } from '../call.ts';
 import type { ServiceMetrics } from '../metrics.ts';
-import type { HandlerResult } from './types.ts';
 
 const DIR = new URL('../../dashboard/', import.meta.url);
 
@@ -35,18 +34,20 @@ const FILES = Object.fromEntries(
   Object.keys(ASSETS).map((name) => [name, cacheOnSuccess(() => readFile(new URL(name, DIR)))]),
 );
 
-async function asset(name: string): Promise<HandlerResult> {
+async function asset(name: string): Promise<BytesReply | ErrorReply> {
   const type = ASSETS[name];
   const file = FILES[name];
   if (!type || !file) return { status: 404, body: { error: { code: 'not_found', message: 'no such file' } } };
   return { status: 200, body: await file(), contentType: type, headers: PAGE_HEADERS };
 }
 
-export function dashboardHandlers(metrics: ServiceMetrics | undefined) {
+export function dashboardHandlers(
+  metrics: ServiceMetrics | undefined,
+): Handlers<'getDashboard' | 'getDashboardAsset' | 'getMetrics'> {
   return {
     getDashboard: () => asset('index.html'),
-    getDashboardAsset: (c: Context) => asset(c.request.params.file as string),
-    async getMetrics(): Promise<HandlerResult> {
+    getDashboardAsset: (c) => asset(c.params.file),
+    async getMetrics() {
       if (!metrics) return { status: 404, body: { error: { code: 'not_found', message: 'metrics are off' } } };
       const m = await metrics.scrape();
       return { status: 200, body: m.text, contentType: m.contentType };

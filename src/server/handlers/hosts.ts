@@ -1,44 +1,38 @@
-import type { Context } from 'openapi-backend';
 import type { DriverDeps } from '../../driver/deps.ts';
 import { getHost, issueHostToken, revokeHostToken } from '../../driver/hosts.ts';
 import { healthMatrix } from '../../driver/health.ts';
 import type { CellHealth } from '../../driver/model.ts';
+import type { Handlers } from '../call.ts';
 import { presentMatrix } from '../presenters/health.ts';
 import { presentHost } from '../presenters/presenters.ts';
-import type { HandlerResult } from './types.ts';
 
-export function hostHandlers(deps: DriverDeps) {
+export function hostHandlers(
+  deps: DriverDeps,
+): Handlers<'issueHostToken' | 'listHosts' | 'getHost' | 'revokeHostToken' | 'getMultipathHealth'> {
   return {
     /** Issues (or re-issues, revoking the old one) the agent token of a host. */
-    async issueHostToken(c: Context): Promise<HandlerResult> {
-      const b = c.request.requestBody as { nqn: string; name?: string };
+    async issueHostToken(c) {
+      const b = c.body;
       const { host, token } = await issueHostToken(deps, b.nqn, b.name);
       return { status: 201, body: { host: presentHost(host), token } };
     },
 
-    async listHosts(): Promise<HandlerResult> {
+    async listHosts() {
       return { status: 200, body: { hosts: (await deps.hosts.listHosts()).map(presentHost) } };
     },
 
-    async getHost(c: Context): Promise<HandlerResult> {
-      return { status: 200, body: presentHost(await getHost(deps, c.request.params.nqn as string)) };
+    async getHost(c) {
+      return { status: 200, body: presentHost(await getHost(deps, c.params.nqn)) };
     },
 
-    async revokeHostToken(c: Context): Promise<HandlerResult> {
-      await revokeHostToken(deps, c.request.params.nqn as string);
+    async revokeHostToken(c) {
+      await revokeHostToken(deps, c.params.nqn);
       return { status: 200, body: { revoked: true } };
     },
 
     /** The volume × host matrix of what the agents report, for every live attachment. */
-    async getMultipathHealth(c: Context): Promise<HandlerResult> {
-      const q = c.request.query as {
-        volume_id?: string;
-        host_nqn?: string;
-        health?: string;
-        offset?: number;
-        limit?: number;
-        order?: 'volume' | 'worst';
-      };
+    async getMultipathHealth(c) {
+      const q = c.query;
       const page = { offset: q.offset ?? 0, limit: q.limit ?? 100 };
       const m = await healthMatrix(deps, {
         volumeId: q.volume_id,

@@ -1,8 +1,9 @@
 import type { AttachmentEvent, HealthCounts, HealthMatrix } from '../../driver/model.ts';
+import type { Schema } from '../wire.ts';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
-export const presentEvent = (e: AttachmentEvent) => ({
+export const presentEvent = (e: AttachmentEvent): Schema<'AttachmentEvent'> => ({
   id: e.id,
   at: e.at.toISOString(),
   from: { state: e.fromState, health: e.fromHealth },
@@ -11,9 +12,9 @@ export const presentEvent = (e: AttachmentEvent) => ({
   error: e.error,
 });
 
-const presentCounts = (c: HealthCounts) => ({ ...c });
+const presentCounts = (c: HealthCounts): Schema<'HealthCounts'> => ({ ...c });
 
-export const presentMatrix = (m: HealthMatrix, page: { offset: number; limit: number }) => ({
+export const presentMatrix = (m: HealthMatrix, page: { offset: number; limit: number }): Schema<'HealthMatrix'> => ({
   generated_at: m.generatedAt.toISOString(),
   summary: presentCounts(m.summary),
   volume_summary: presentCounts(m.volumeSummary),

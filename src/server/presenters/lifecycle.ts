@@ -3,12 +3,13 @@
  * snapshots. `presentVolume` (presenters.ts) stays the shared core of a volume's view.
  */
 import type { Snapshot, Volume } from '../../driver/model.ts';
+import type { Schema } from '../wire.ts';
 import { presentVolume } from './presenters.ts';
 
 const sourceOf = (v: Volume) =>
   v.sourceSnapshotId ? { snapshot_id: v.sourceSnapshotId } : v.sourceVolumeId ? { volume_id: v.sourceVolumeId } : null;
 
-export const presentVolumeDetail = (v: Volume) => ({
+export const presentVolumeDetail = (v: Volume): Schema<'Volume'> => ({
   ...presentVolume(v),
   compression: v.compression,
   thin_provisioned: v.thinProvisioned,
@@ -16,7 +17,7 @@ export const presentVolumeDetail = (v: Volume) => ({
   source: sourceOf(v),
 });
 
-export const presentSnapshot = (s: Snapshot) => ({
+export const presentSnapshot = (s: Snapshot): Schema<'Snapshot'> => ({
   id: s.id,
   volume_id: s.volumeId,
   name: s.name,

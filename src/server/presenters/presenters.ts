@@ -1,9 +1,10 @@
 import { effectiveHealth } from '../../driver/agent-sync.ts';
 import type { Attachment, Host, Volume } from '../../driver/model.ts';
+import type { Schema } from '../wire.ts';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
 
-export const presentVolume = (v: Volume) => ({
+export const presentVolume = (v: Volume): Schema<'Volume'> => ({
   id: v.id,
   name: v.name,
   size_gb: v.sizeGb,
@@ -15,7 +16,7 @@ export const presentVolume = (v: Volume) => ({
   updated_at: v.updatedAt.toISOString(),
 });
 
-export const presentAttachment = (a: Attachment, now = new Date()) => ({
+export const presentAttachment = (a: Attachment, now = new Date()): Schema<'Attachment'> => ({
   id: a.id,
   volume_id: a.volumeId,
   host_nqn: a.hostNqn,
@@ -50,7 +51,7 @@ export const presentAttachment = (a: Attachment, now = new Date()) => ({
     : null,
 });
 
-export const presentHost = (h: Host) => ({
+export const presentHost = (h: Host): Schema<'Host'> => ({
   nqn: h.nqn,
   name: h.name,
   connector: h.connector,
