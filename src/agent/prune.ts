@@ -11,7 +11,8 @@ import { strategyFor } from './multipath/strategy.ts';
 import { portalKey, servesPortal } from './portals.ts';
 import { listControllers, namespacesUnderController, readBlockNamespace } from './sysfs.ts';
 import { disconnectController } from './teardown.ts';
-import { keepReason, otherUsers } from './teardown-snapshot.ts';
+import { keepReasonOf } from './teardown-plan.ts';
+import { factOf, otherUsers } from './teardown-snapshot.ts';
 
 export interface PruneResult {
   disconnected: string[];
@@ -46,7 +47,7 @@ export async function prunePortals(
       // A controller that also matches a current portal is a current path, whatever it was.
       if (current.some((p) => servesPortal(c, p, hostNqn))) continue;
       if (opts.deadOnly && c.state === 'live') continue;
-      const reason = await keepReason(ctx.host, c, t, others, hostNqn, true, ctrls);
+      const reason = keepReasonOf(await factOf(ctx.host, c, t, others, hostNqn, true, ctrls), true, true);
       const behind = spec.mode === 'dm' ? await namespacesUnderController(ctx.host, c.name) : [];
       if (reason) {
         out.kept.push({ controller: c.name, reason });
@@ -63,7 +64,7 @@ export async function prunePortals(
         continue;
       }
       // Every path device behind it leaves its map first, this volume's and any other's
-      // that keepReason let go (a dead path of a volume with another usable one).
+      // that keepReasonOf let go (a dead path of a volume with another usable one).
       await delPaths(ctx, behind);
       await disconnectController(ctx, c);
       out.disconnected.push(c.name);

@@ -18,7 +18,7 @@ import {
   readBlockNamespace,
   usedThrough,
 } from './sysfs.ts';
-import { type ControllerFact, type NamespaceFact, type TopDevice, keepReasonOf, needsUsage } from './teardown-plan.ts';
+import { type ControllerFact, type NamespaceFact, type TopDevice, needsUsage } from './teardown-plan.ts';
 import { deviceUsage, describeUsage, isInUse } from './teardown.ts';
 
 /** The devices on top of the volume and who uses each: its DM map, or its head / plain devices. */
@@ -43,19 +43,6 @@ export async function topDevices(
   const top: TopDevice[] = [];
   for (const d of tops) top.push({ ...d, usage: await deviceUsage(ctx.host, d.block, [d.path]) });
   return { top, map };
-}
-
-/** Why a controller must stay (teardown-plan.ts `keepReasonOf`), from what the host shows now. */
-export async function keepReason(
-  host: HostPort,
-  c: Controller,
-  t: TargetSpec,
-  others: OtherUsers,
-  hostNqn: string | null,
-  complete: boolean,
-  staleAmong?: Controller[],
-): Promise<string | null> {
-  return keepReasonOf(await factOf(host, c, t, others, hostNqn, complete, staleAmong), complete, !!staleAmong);
 }
 
 /**
