@@ -24,8 +24,6 @@ import { listControllers } from './sysfs.ts';
 export interface HostView {
   /** Controllers at the portals the host was handed: the host's own. */
   hostControllers: string[];
-  /** Controllers at the connection's other portals: the ones the agent adds. */
-  addedControllers: string[];
   paths: PathsResult;
 }
 
@@ -58,17 +56,17 @@ export function addedPortals(spec: AttachSpec, host: PortalSpec[]): PortalSpec[]
 export class HostAssist {
   constructor(private readonly attacher: Attacher) {}
 
-  /** The host's controllers, the added ones and the volume's paths, without changing anything. */
+  /** The host's controllers and the volume's paths, without changing anything. */
   async observe(spec: AttachSpec, hostPortals: PortalSpec[]): Promise<HostView> {
     const hostNqn = await this.attacher.hostNqn(spec);
-    const added = addedPortals(spec, hostPortals);
     const [ctrls, paths] = await Promise.all([
       Promise.all(spec.targets.map((t) => listControllers(this.attacher.host, t.nqn))).then((x) => x.flat()),
       this.attacher.getPaths(spec),
     ]);
-    const at = (portals: PortalSpec[]) =>
-      ctrls.filter((c) => portals.some((p) => servesPortal(c, p, hostNqn))).map((c) => c.name);
-    return { hostControllers: at(hostPortals), addedControllers: at(added), paths };
+    const hostControllers = ctrls
+      .filter((c) => hostPortals.some((p) => servesPortal(c, p, hostNqn)))
+      .map((c) => c.name);
+    return { hostControllers, paths };
   }
 
   /**

@@ -67,8 +67,7 @@ export class AssistedAttachments {
         // agent that never saw it (just started) cannot tell, and waits: controllers at other
         // portals may be another volume's (one subsystem per cluster), never proof of a detach.
         const detached = t.hostSeen === true;
-        if (detached && !t.awaitingHost && t.hostDetached !== true)
-          log.info({ attachment: id }, 'the host let go of the device; not reconnected');
+        if (detached && !t.hostDetached) log.info({ attachment: id }, 'the host let go of the device; not reconnected');
         t.awaitingHost = !detached;
         t.hostDetached = detached;
         return this.deps.report(id, observed(detached ? 'host_detached' : 'awaiting_host', view.paths, false));
