@@ -28,28 +28,26 @@ describe('three replicas behind HAProxy', () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let sim: SimServer;
   let lb: Haproxy;
-  const replicas: { p: CliProcess; url: string }[] = [];
+  const replicas: { p: CliProcess; url: string; env: NodeJS.ProcessEnv }[] = [];
 
   before(async () => {
     database = await createTestDatabase();
     sim = await startSimServer({ port: 0, nodes: 3 });
     // One after the other: each runs the migrations at start (the first one does the work).
     for (let i = 0; i < 3; i++) {
-      const p = startCli(
-        ['serve'],
-        cleanEnv({
-          DATABASE_URL: database.url,
-          PORTALIS_SIM_URL: sim.url,
-          PORTALIS_ADMIN_TOKEN: token,
-          PORTALIS_PORT: '0',
-          PORTALIS_DATA_DIR: dataDir,
-          PORTALIS_PORTAL_REFRESH_MS: String(REFRESH_MS),
-          PORTALIS_CAPABILITIES_REFRESH_MS: String(CAPACITY_MS),
-          PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
-          PORTALIS_LOG_LEVEL: 'warn',
-        }),
-      );
-      replicas.push({ p, url: '' });
+      const env = cleanEnv({
+        DATABASE_URL: database.url,
+        PORTALIS_SIM_URL: sim.url,
+        PORTALIS_ADMIN_TOKEN: token,
+        PORTALIS_PORT: '0',
+        PORTALIS_DATA_DIR: dataDir,
+        PORTALIS_PORTAL_REFRESH_MS: String(REFRESH_MS),
+        PORTALIS_CAPABILITIES_REFRESH_MS: String(CAPACITY_MS),
+        PORTALIS_LIGHTOS_POLL_INTERVAL_MS: '20',
+        PORTALIS_LOG_LEVEL: 'warn',
+      });
+      const p = startCli(['serve'], env);
+      replicas.push({ p, url: '', env });
       const [, url] = await p.waitFor(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
       replicas[i]!.url = url!;
     }
@@ -114,6 +112,7 @@ describe('three replicas behind HAProxy', () => {
       refreshPasses <= elapsed / REFRESH_MS + 1,
       `${refreshPasses} refresh passes in ${Math.round(elapsed)} ms: at most one per ${REFRESH_MS} ms period`,
     );
+    assert.ok(capacityPasses >= 1, 'the capacity job runs too');
     assert.ok(
       capacityPasses <= elapsed / CAPACITY_MS + 1,
       `${capacityPasses} capacity passes in ${Math.round(elapsed)} ms: at most one per ${CAPACITY_MS} ms period`,
@@ -243,12 +242,47 @@ describe('three replicas behind HAProxy', () => {
         if (!hosts.some((h) => h.nqn === nqn)) problems.push(`${v.id}: unknown ${nqn} in the backend ACL`);
     }
     assert.deepEqual(problems, []);
+    // Nothing is stuck: every pair moves on at once, the other way, through the balancer.
+    const moves = await Promise.all(
+      volumes.flatMap((v) =>
+        hosts.map(async (h) => {
+          const op = last.get(`${v.id} ${h.nqn}`) === 'init' ? 'terminate' : 'initialize';
+          const r = await call('POST', `/v1/volumes/${v.id}/${op}_connection`, { connector: h });
+          return r.status === 200 ? null : `${op} of ${v.id} on ${h.nqn}: ${r.status} ${JSON.stringify(r.body)}`;
+        }),
+      ),
+    );
+    assert.deepEqual(
+      moves.filter((m) => m !== null),
+      [],
+    );
     const sum = (k: 'retries' | 'redispatches') => Object.values(end).reduce((n, x) => n + x[k], 0);
     console.log(
       `# storm: ${successes} calls succeeded (${killedAt} before the SIGKILL, ${downAt - killedAt} in the ` +
         `${Math.round(downAfter)} ms until HAProxy marked it DOWN (${down.replica2!.checkStatus}), ` +
         `${successes - downAt} after); answers ${JSON.stringify(Object.fromEntries(statuses))}; ` +
         `HAProxy retries ${sum('retries')}, redispatches ${sum('redispatches')}`,
+    );
+  });
+
+  it('a replica restarted at its address is back in the rotation after two good checks', async () => {
+    const victim = replicas[1]!;
+    assert.equal((await lb.servers()).replica2!.status, 'DOWN');
+    const port = new URL(victim.url).port;
+    victim.p = startCli(['serve'], { ...victim.env, PORTALIS_PORT: port });
+    await victim.p.waitFor(/listening on http:\/\/127\.0\.0\.1:\d+/);
+    await waitUntil(async () => (await lb.servers()).replica2!.status === 'UP', {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+      what: 'HAProxy to mark replica2 UP again',
+    });
+    const before = await lb.servers();
+    for (let i = 0; i < 30; i++)
+      assert.equal((await fetch(`${lb.url}/v1/capabilities`, { headers: auth })).status, 200);
+    const now = await lb.servers();
+    assert.deepEqual(
+      Object.keys(now).map((s) => now[s]!.sessions - before[s]!.sessions),
+      [10, 10, 10],
     );
   });
 });
