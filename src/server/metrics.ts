@@ -67,9 +67,14 @@ export class ServiceMetrics {
         for (const [status, n] of Object.entries(await sources.attachmentsByStatus())) this.set({ status }, n);
       },
     });
-    // Both path gauges come from one query per scrape (`scrape()` forgets the last one).
+    // Both path gauges come from one query per scrape, and both health gauges from another
+    // (`scrape()` forgets the last ones).
     let pathsQuery: ReturnType<MetricsSources['pathsByState']> | null = null;
-    this.newScrape = () => (pathsQuery = null);
+    let healthQuery: ReturnType<MetricsSources['healthCounts']> | null = null;
+    this.newScrape = () => {
+      pathsQuery = null;
+      healthQuery = null;
+    };
     const pathsNow = () => (pathsQuery ??= sources.pathsByState());
     new client.Gauge({
       name: 'portalis_paths',
@@ -93,29 +98,25 @@ export class ServiceMetrics {
         for (const [ana_state, n] of Object.entries(r.ana)) this.set({ ana_state }, n);
       },
     });
+    // Counts, never one series per host or attachment: at 10,000 hosts those would be tens of
+    // thousands of series per replica. Per-host detail stays in GET /v1/health/multipath.
+    const healthNow = () => (healthQuery ??= sources.healthCounts());
     new client.Gauge({
-      name: 'portalis_attachment_health',
-      help:
-        'One series per live attachment, 1, labelled with its health-matrix state ' +
-        '(optimal, degraded, failed, unknown, pending, detached)',
-      labelNames: ['volume_id', 'host_nqn', 'host', 'health'],
+      name: 'portalis_attachment_cells',
+      help: 'Live attachments (health-matrix cells) by their state: optimal, degraded, failed, unknown, pending, detached',
+      labelNames: ['health'],
       registers,
       async collect() {
-        const cells = await sources.cells();
-        this.reset();
-        for (const c of cells)
-          this.set({ volume_id: c.volumeId, host_nqn: c.hostNqn, host: c.hostName, health: c.health }, 1);
+        for (const [health, n] of Object.entries((await healthNow()).cells)) this.set({ health }, n);
       },
     });
     new client.Gauge({
-      name: 'portalis_host_last_seen_timestamp_seconds',
-      help: "When each host's agent last contacted the service (Unix time)",
-      labelNames: ['host_nqn', 'host'],
+      name: 'portalis_volumes_by_health',
+      help: 'Volumes with a live attachment by their worst cell (failed, unknown, degraded, detached, pending, optimal)',
+      labelNames: ['health'],
       registers,
       async collect() {
-        const hosts = await sources.hostsLastSeen();
-        this.reset();
-        for (const h of hosts) this.set({ host_nqn: h.nqn, host: h.name }, h.lastSeenAt.getTime() / 1000);
+        for (const [health, n] of Object.entries((await healthNow()).volumes)) this.set({ health }, n);
       },
     });
     new client.Gauge({

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { CELL_HEALTH_ORDER, type HealthCounts } from '../driver/model.ts';
 import { CELL_STATE_SQL } from './health-store.ts';
 
 /** What the service's gauges read at scrape time (from the database and the pool). */
@@ -7,10 +8,12 @@ export interface MetricsSources {
   attachmentsByStatus(): Promise<Record<string, number>>;
   /** Paths of live attachments' latest reports, by controller state and by ANA state. */
   pathsByState(): Promise<{ state: Record<string, number>; ana: Record<string, number> }>;
-  /** Every live attachment's cell state (the health matrix's), by volume and host. */
-  cells(): Promise<{ volumeId: string; hostNqn: string; hostName: string; health: string }[]>;
-  /** Every host whose agent has contacted the service, with when it last did. */
-  hostsLastSeen(): Promise<{ nqn: string; name: string; lastSeenAt: Date }[]>;
+  /**
+   * The health matrix's counts (every state, 0 included): live attachments by cell state, and
+   * volumes with a live attachment by their worst cell. Never per host or per volume: the series
+   * stay the same few whatever the fleet's size (docs/health.md).
+   */
+  healthCounts(): Promise<{ cells: HealthCounts; volumes: HealthCounts }>;
   /** Hosts whose agent has contacted the service at all, and of those the ones silent for the stale time. */
   agents(): Promise<{ seen: number; stale: number }>;
   /** The database pool: connections handed out, idle, and callers waiting for one. */
@@ -52,26 +55,23 @@ export function pgMetricsSources(db: Knex, staleMs: number, lockPool: Knex = db)
       }
       return { state, ana };
     },
-    async cells() {
+    async healthCounts() {
+      // The worst cell of a volume: the first of CELL_HEALTH_ORDER (worst first) among its cells.
       const res = (await db.raw(
-        `SELECT a.volume_id, a.host_nqn, a.host_name, ${CELL_STATE_SQL} AS cell
-           FROM attachments a WHERE a.status IN ('attaching', 'attached')`,
-        { cutoff: new Date(Date.now() - staleMs) },
-      )) as { rows: { volume_id: string; host_nqn: string; host_name: string; cell: string }[] };
-      return res.rows.map((r) => ({
-        volumeId: r.volume_id,
-        hostNqn: r.host_nqn,
-        hostName: r.host_name,
-        health: r.cell,
-      }));
-    },
-    async hostsLastSeen() {
-      const rows = (await db('hosts').whereNotNull('last_seen_at').select('nqn', 'name', 'last_seen_at')) as {
-        nqn: string;
-        name: string;
-        last_seen_at: Date;
-      }[];
-      return rows.map((r) => ({ nqn: r.nqn, name: r.name, lastSeenAt: r.last_seen_at }));
+        `WITH c AS (
+           SELECT a.volume_id, ${CELL_STATE_SQL} AS cell FROM attachments a WHERE a.status IN ('attaching', 'attached')
+         ), o AS (SELECT string_to_array(:order, ',') AS o)
+         SELECT 'cells' AS kind, cell AS health, count(*)::int AS n FROM c GROUP BY cell
+         UNION ALL
+         SELECT 'volumes', worst, count(*)::int FROM (
+           SELECT (SELECT o FROM o)[min(array_position((SELECT o FROM o), cell))] AS worst FROM c GROUP BY volume_id
+         ) v GROUP BY worst`,
+        { cutoff: new Date(Date.now() - staleMs), order: CELL_HEALTH_ORDER.join(',') },
+      )) as { rows: { kind: 'cells' | 'volumes'; health: keyof HealthCounts; n: number }[] };
+      const zero = () => Object.fromEntries(CELL_HEALTH_ORDER.map((h) => [h, 0])) as HealthCounts;
+      const out = { cells: zero(), volumes: zero() };
+      for (const r of res.rows) out[r.kind][r.health] = r.n;
+      return out;
     },
     async agents() {
       const res = (await db.raw(
