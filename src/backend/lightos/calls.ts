@@ -79,6 +79,28 @@ export class LightosCalls {
     return a.status === 404 ? null : this.parse(op, a, parseVolume);
   }
 
+  /**
+   * One page of the project's volume list: `GET .../volumes?limit=<n>[&offsetUUID=<uuid>]`, the
+   * page after the volume `offsetUuid` (LightOS `ListVolumes`; durosapiv2.proto in
+   * LightBitsLabs/los-csi). The answer is `{volumes: [...]}`, each volume as `GET .../volumes/{UUID}`
+   * answers it; there is no next-page token: the next page starts after the last volume listed.
+   */
+  async readVolumePage(op: Op, limit: number, offsetUuid?: string): Promise<WireVolume[]> {
+    const offset = offsetUuid ? `&offsetUUID=${enc(offsetUuid)}` : '';
+    const a = await this.send(op, { method: 'GET', path: `${this.volumesPath()}?limit=${limit}${offset}` });
+    return this.parse(op, a, (body) => {
+      const list = (body as { volumes?: unknown } | undefined)?.volumes;
+      // A gRPC gateway may leave an empty repeated field out (protojson's default): no volumes.
+      if (list === undefined || list === null) return [];
+      if (!Array.isArray(list)) throw new MalformedAnswer('volume list has no volumes list');
+      const page = list.map(parseVolume);
+      // A backend that ignored offsetUUID would answer the same page for ever.
+      if (offsetUuid && page.some((v) => v.volume.uuid === offsetUuid))
+        throw new MalformedAnswer(`the page after volume ${offsetUuid} lists it again (offsetUUID ignored)`);
+      return page;
+    });
+  }
+
   /** By name, as the Cinder driver asks: `GET .../volumes/?name=<name>`; null on 404. */
   async readVolumeByName(op: Op, name: string): Promise<WireVolume | null> {
     const a = await this.send(op, { method: 'GET', path: `${this.volumesPath()}/?name=${enc(name)}` });
