@@ -26,7 +26,7 @@ export interface RefreshResult {
   changed: number;
   /** Volumes that could not be refreshed this time (backend error), by id. */
   failed: { volumeId: string; code: string }[];
-  /** Volumes whose info differed from the listing's, each then refreshed under its lock. */
+  /** Volumes locked and read again: their info differed from the listing's, or the listing lacked them. */
   locked: number;
 }
 
@@ -77,7 +77,10 @@ export async function applyPaths(
   return changed;
 }
 
-/** One refresh pass over every attached attachment, grouped by volume. */
+/**
+ * One refresh pass over every attached attachment, grouped by volume. A listing that fails fails
+ * the pass (the fleet job's `failed`; the next period tries again); a volume that fails is reported.
+ */
 export async function refreshPortals(deps: DriverDeps): Promise<RefreshResult> {
   const all = await deps.refresh.attachedForRefresh();
   const byVolume = new Map<string, AttachedForRefresh[]>();
