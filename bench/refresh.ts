@@ -82,11 +82,14 @@ export const refresh: Benchmark = {
         if (r.status !== 200) throw new Error(`create: ${r.status} ${JSON.stringify(r.body)}`);
         uuids[i] = r.body.UUID;
       });
-      await waitUntil(async () => (await sim.state()).volumes.every((v: any) => v.state === 'Available'), {
-        timeoutMs: 300_000,
-        intervalMs: 500,
-        what: 'every volume Available',
-      });
+      await waitUntil(
+        async () => (await sim.state()).volumes.every((v: { state: string }) => v.state === 'Available'),
+        {
+          timeoutMs: 300_000,
+          intervalMs: 500,
+          what: 'every volume Available',
+        },
+      );
       const { subsystemNqn } = await deps.clusterInfo();
       const paths = await deps.backend.listVolumePaths(uuids);
       if (paths.size !== volumes) throw new Error(`listed ${paths.size} of ${volumes} volumes`);
