@@ -277,7 +277,7 @@ describe('serve: three replicas refresh the portals once per period', () => {
   const listings = () => fleetSum('portalis_backend_calls_total{operation="listVolumePaths"}');
   const volumeReads = () => fleetSum('portalis_backend_calls_total{operation="volumePaths"}');
 
-  it('runs about one refresh pass per period across the fleet, each listing the backend once and reading no volume on its own', async () => {
+  it('runs about one refresh pass per period across the fleet, one listing each, no volume read on its own', async () => {
     const auth = { authorization: `Bearer ${token}` };
     for (let i = 0; i < VOLUMES; i++) {
       const id = randomUUID();
