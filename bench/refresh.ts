@@ -145,6 +145,14 @@ export const refresh: Benchmark = {
           `by listing: ${m.wallMs.toFixed(0)} ms, CPU ${m.cpuMs.toFixed(0)} ms, calls ${JSON.stringify(m.byRoute)}`,
         );
       }
+      // Where a pass's time goes: its two reads alone (the rest is the comparison in memory).
+      for (const [part, read] of [
+        ['the attachments query', () => deps.refresh.attachedForRefresh()],
+        ['the listing', () => deps.backend.listVolumePaths(uuids)],
+      ] as const) {
+        const m = await measure(sim, read);
+        ctx.log(`${part} alone: ${m.wallMs.toFixed(0)} ms, CPU ${m.cpuMs.toFixed(0)} ms`);
+      }
       ctx.log('the per-volume baseline (one round)');
       const old = await measure(sim, async () => {
         if ((await perVolumePass(deps)) !== 0) throw new Error('the baseline pass changed something');
