@@ -325,10 +325,9 @@ export class LightosBackend implements StorageBackend {
     let offset: string | undefined;
     while (missing.size > 0) {
       const page = await this.calls.readVolumePage(op, limit, offset);
-      for (const v of page) if (missing.delete(v.volume.uuid)) seen.push(v);
-      const last = page.at(-1)?.volume.uuid;
-      if (page.length < limit || last === undefined) break;
-      offset = last;
+      for (const v of page.volumes) if (missing.delete(v.volume.uuid)) seen.push(v);
+      if (page.listed < limit || page.last === undefined) break;
+      offset = page.last;
     }
     const n = await nodes;
     for (const v of seen) found.set(v.volume.uuid, this.pathsOf(v, n));

@@ -17,14 +17,16 @@ const volume = (i: number) => ({ UUID: uuid(i), name: `volume-${i}`, size: '1073
 /** A LightOS holding volumes 0..count-1, listing them by `?limit=&offsetUUID=` (or ignoring the offset). */
 async function lightos(
   count: number,
-  opts: { ignoreOffset?: boolean; omitEmpty?: boolean } = {},
+  opts: { ignoreOffset?: boolean; omitEmpty?: boolean; unreadable?: number } = {},
 ): Promise<FakeLightos> {
   return startFakeLightos((req: RecordedRequest) => {
     const url = new URL(req.url, 'http://x');
     if (url.pathname === '/api/v2/nodes') return { body: { nodes: NODES } };
     const limit = Number(url.searchParams.get('limit'));
     const offset = opts.ignoreOffset ? null : url.searchParams.get('offsetUUID');
-    const all = Array.from({ length: count }, (_, i) => volume(i)).filter((v) => !offset || v.UUID > offset);
+    const all = Array.from({ length: count }, (_, i) =>
+      i === opts.unreadable ? { ...volume(i), size: 'lots' } : volume(i),
+    ).filter((v) => !offset || v.UUID > offset);
     const page = all.slice(0, limit);
     return { body: page.length === 0 && opts.omitEmpty ? {} : { volumes: page } };
   });
@@ -68,6 +70,14 @@ describe('LightOS volume listing (listVolumePaths)', () => {
     const { paths, pages } = await listing(8, 4, [42], { omitEmpty: true });
     assert.equal(pages.length, 3);
     assert.equal(paths.size, 0);
+  });
+
+  test('a listed volume the adapter cannot read is left out, not the page', async () => {
+    const { paths, pages } = await listing(8, 4, [3, 5], { unreadable: 3 });
+    // Volume 3, asked for but unreadable, is never seen: the list is read to its end.
+    assert.equal(pages.length, 3);
+    assert.ok(pages[1]!.endsWith(`offsetUUID=${uuid(3)}`), 'the next page goes on from the unreadable last volume');
+    assert.deepEqual([...paths.keys()], [uuid(5)]);
   });
 
   test('no volume asked for: no call', async () => {
