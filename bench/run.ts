@@ -15,10 +15,11 @@ import { fanout } from './fanout.ts';
 import { hungBackend } from './hung-backend.ts';
 import { initialize } from './initialize.ts';
 import { pipelining } from './pipelining.ts';
+import { refresh } from './refresh.ts';
 import { startup } from './startup.ts';
 import { type Benchmark, type Figure, ROOT } from './support.ts';
 
-const BENCHMARKS: Benchmark[] = [startup, initialize, fanout, hungBackend, pipelining, agentKernel];
+const BENCHMARKS: Benchmark[] = [startup, initialize, fanout, hungBackend, pipelining, agentKernel, refresh];
 
 function format(f: Figure): string {
   const v = (x: number) => (Number.isInteger(x) || x >= 100 ? x.toFixed(0) : x.toFixed(1));

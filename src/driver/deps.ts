@@ -6,6 +6,7 @@ import type {
   HealthStore,
   HostChangeFeed,
   HostStore,
+  RefreshStore,
   StorageBackend,
   Store,
   VolumeLocks,
@@ -30,6 +31,7 @@ export interface DriverDeps {
   hosts: HostStore;
   hostChanges: HostChangeFeed;
   health: HealthStore;
+  refresh: RefreshStore;
   /** How long the path-health history is kept (default 7 days). */
   eventRetentionMs?: number;
 }

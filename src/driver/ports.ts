@@ -162,6 +162,13 @@ export interface StorageBackend {
   volumePaths(uuid: string): Promise<VolumePath[]>;
 
   /**
+   * `volumePaths` of many volumes at once, in as few calls as the backend allows (LightOS: the
+   * node list once and the volume list in pages; docs/live-paths.md). Volumes the backend does
+   * not have are absent from the map; so is none that exists.
+   */
+  listVolumePaths(uuids: Iterable<string>): Promise<Map<string, VolumePath[]>>;
+
+  /**
    * Creates a snapshot and waits until Available. Idempotent on `name`. Transient refusals are
    * retried with backoff within the operation deadline; one that ends `Failed` is deleted and
    * `backend_error` thrown. Throws `volume_not_found` when the source volume does not exist.
@@ -352,6 +359,23 @@ export interface HealthStore {
   healthMatrix(q: HealthMatrixQuery, now: Date): Promise<HealthMatrix>;
   /** Deletes events older than `before`; returns how many. */
   pruneEvents(before: Date): Promise<number>;
+}
+
+/** An attached attachment as the portal refresh compares it, with its volume's backend UUID. */
+export interface AttachedForRefresh {
+  id: string;
+  volumeId: string;
+  /** null when the volume was never created on the backend. */
+  backendUuid: string | null;
+  connectionInfo: ConnectionInfo | null;
+  multipathMode: MultipathMode;
+  connector: { nqn: string };
+}
+
+/** What the portal refresh reads outside any lock. */
+export interface RefreshStore {
+  /** Every `attached` attachment of a live (not deleted) volume, grouped by volume, in one query. */
+  attachedForRefresh(): Promise<AttachedForRefresh[]>;
 }
 
 /** Wakes long-polls when a host's version changes, in any service process. */

@@ -4,14 +4,20 @@
  * rebuilds it (same multipath mode, same connector) from the backend's current paths and, when
  * it differs, stores it; the store's trigger moves the host's version, which wakes its agent.
  *
- * One pass reads each volume once (its paths, one call), under the volume's lock, so that it
- * never races an initialize or terminate of the same volume. A volume whose every replica is
- * down keeps the info it had: the host's paths to it are better than none.
+ * A pass reads the attachments in one query and the backend by listing (the node list once, the
+ * volume list in pages: `listVolumePaths`), compares in memory, and takes a volume's lock only
+ * for a volume whose connection info would change. Under the lock it reads the attachments and
+ * the volume's paths again, so that it never races an initialize or terminate of the same volume
+ * and never writes paths older than what an initialize wrote meanwhile. A volume the listing did
+ * not show (deleted on the backend, or created since) is read on its own, under its lock, as
+ * before. A volume whose every replica is down keeps the info it had: the host's paths to it are
+ * better than none.
  */
 import { buildConnectionInfo } from './connection-info.ts';
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import type { Attachment, ConnectionInfo, VolumePath } from './model.ts';
+import type { AttachedForRefresh } from './ports.ts';
 import { underVolumeLock, type VolumeWork } from './unit-of-work.ts';
 
 export interface RefreshResult {
@@ -20,10 +26,15 @@ export interface RefreshResult {
   changed: number;
   /** Volumes that could not be refreshed this time (backend error), by id. */
   failed: { volumeId: string; code: string }[];
+  /** Volumes locked and read again: their info differed from the listing's, or the listing lacked them. */
+  locked: number;
 }
 
+/** What `rebuiltInfo` reads of an attachment. */
+type Rebuildable = Pick<Attachment, 'connectionInfo' | 'multipathMode'> & { connector: { nqn: string } };
+
 /** The connection info this attachment should have with `paths`, or null when none can be built. */
-export function rebuiltInfo(a: Attachment, subsystemNqn: string, paths: readonly VolumePath[]): ConnectionInfo | null {
+export function rebuiltInfo(a: Rebuildable, subsystemNqn: string, paths: readonly VolumePath[]): ConnectionInfo | null {
   const old = a.connectionInfo;
   if (!old) return null;
   try {
@@ -66,16 +77,31 @@ export async function applyPaths(
   return changed;
 }
 
-/** One refresh pass over every attached attachment, grouped by volume. */
+/**
+ * One refresh pass over every attached attachment, grouped by volume. A listing that fails fails
+ * the pass (the fleet job's `failed`; the next period tries again); a volume that fails is reported.
+ */
 export async function refreshPortals(deps: DriverDeps): Promise<RefreshResult> {
-  const all = await deps.store.listAttachments({ status: 'attached' });
-  const byVolume = new Map<string, number>();
-  for (const a of all) byVolume.set(a.volumeId, (byVolume.get(a.volumeId) ?? 0) + 1);
-  const result: RefreshResult = { volumes: byVolume.size, attachments: all.length, changed: 0, failed: [] };
+  const all = await deps.refresh.attachedForRefresh();
+  const byVolume = new Map<string, AttachedForRefresh[]>();
+  for (const a of all) {
+    const list = byVolume.get(a.volumeId);
+    if (list) list.push(a);
+    else byVolume.set(a.volumeId, [a]);
+  }
+  const result: RefreshResult = { volumes: byVolume.size, attachments: all.length, changed: 0, failed: [], locked: 0 };
   if (all.length === 0) return result;
   const { subsystemNqn } = await deps.clusterInfo();
-  for (const volumeId of byVolume.keys()) {
+  const backendUuids = new Set<string>();
+  for (const list of byVolume.values()) if (list[0]!.backendUuid) backendUuids.add(list[0]!.backendUuid);
+  const listed = await deps.backend.listVolumePaths(backendUuids);
+  for (const [volumeId, list] of byVolume) {
+    const backendUuid = list[0]!.backendUuid;
+    if (!backendUuid) continue;
+    const paths = listed.get(backendUuid);
     try {
+      if (paths && !list.some((a) => differs(a, subsystemNqn, paths))) continue;
+      result.locked += 1;
       result.changed += await refreshVolumePortals(deps, volumeId, subsystemNqn);
     } catch (e) {
       const code = e instanceof DriverError ? e.code : 'internal';
@@ -84,6 +110,12 @@ export async function refreshPortals(deps: DriverDeps): Promise<RefreshResult> {
     }
   }
   return result;
+}
+
+/** Whether the attachment's stored info differs from what `paths` would make of it. */
+function differs(a: Rebuildable, subsystemNqn: string, paths: readonly VolumePath[]): boolean {
+  const next = rebuiltInfo(a, subsystemNqn, paths);
+  return next !== null && !sameJson(next, a.connectionInfo);
 }
 
 /** Refreshes one volume's attached attachments under its lock; returns how many changed. */

@@ -16,6 +16,7 @@ import { PgStore } from '../store/pg-store.ts';
 import { PgHostChangeFeed } from '../store/change-feed.ts';
 import { PgHostStore } from '../store/host-store.ts';
 import { PgHealthStore } from '../store/health-store.ts';
+import { PgRefreshStore } from '../store/refresh-store.ts';
 import { PgPeriodicJobs, sharedCapacity } from '../store/periodic-jobs.ts';
 import { pruneHealthEvents } from '../driver/health.ts';
 import { createApp } from './app.ts';
@@ -118,6 +119,7 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     hosts: new PgHostStore(agentDb),
     hostChanges,
     health: new PgHealthStore(readDb),
+    refresh: new PgRefreshStore(readDb),
     eventRetentionMs: config.eventRetentionDays * 24 * 3600_000,
     backend,
     locks: new PgVolumeLocks(db),

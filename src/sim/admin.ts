@@ -5,6 +5,7 @@
 import { Router } from 'express';
 import type { SimCluster } from './cluster.ts';
 import type { Faults } from './faults.ts';
+import type { RequestCounts } from './request-counts.ts';
 import { badRequest, type SimNode, type SimVolume } from './model.ts';
 import { formatEndpoint } from './wire.ts';
 
@@ -57,7 +58,7 @@ export function simState(cluster: SimCluster, faults: Faults) {
   };
 }
 
-export function adminRouter(cluster: SimCluster, faults: Faults): Router {
+export function adminRouter(cluster: SimCluster, faults: Faults, requests: RequestCounts): Router {
   const r = Router();
 
   r.get('/state', (_req, res) => {
@@ -112,9 +113,20 @@ export function adminRouter(cluster: SimCluster, faults: Faults): Router {
     res.json(faults.view());
   });
 
-  /** Drops all volumes and snapshots, brings every node up and clears the faults. */
+  /** The `/api/v2` requests answered since start or the last reset, by route. */
+  r.get('/requests', (_req, res) => {
+    res.json(requests.view());
+  });
+
+  r.delete('/requests', (_req, res) => {
+    requests.reset();
+    res.json(requests.view());
+  });
+
+  /** Drops all volumes and snapshots, brings every node up, clears the faults and the request counts. */
   r.post('/reset', (_req, res) => {
     faults.clear();
+    requests.reset();
     cluster.reset();
     res.json(simState(cluster, faults));
   });

@@ -125,6 +125,50 @@ describe('volumes', () => {
     );
   });
 
+  test('list pages by UUID: limit (at most 1000) and offsetUUID, the next page after that volume', async () => {
+    const uuids: string[] = [];
+    for (let i = 0; i < 5; i++) uuids.push((await createAvailable(`page-${i}`)).UUID);
+    uuids.sort();
+    const first = await api('GET', `${VOLS}?limit=2`);
+    assert.deepEqual(
+      first.body.volumes.map((v: any) => v.UUID),
+      uuids.slice(0, 2),
+    );
+    const next = await api('GET', `${VOLS}?limit=2&offsetUUID=${uuids[1]}`);
+    assert.deepEqual(
+      next.body.volumes.map((v: any) => v.UUID),
+      uuids.slice(2, 4),
+    );
+    // An offset whose volume is gone still places the page: the list is ordered by UUID.
+    await api('DELETE', `${VOLS}/${uuids[3]}`);
+    await waitUntil(async () => (await api('GET', `${VOLS}/${uuids[3]}`)).status === 404, { what: 'delete' });
+    const after = await api('GET', `${VOLS}?limit=2&offsetUUID=${uuids[3]}`);
+    assert.deepEqual(
+      after.body.volumes.map((v: any) => v.UUID),
+      [uuids[4]],
+    );
+    assert.equal((await api('GET', `${VOLS}?limit=5000`)).body.volumes.length, 4, 'a larger limit is 1000');
+    for (const bad of ['limit=-1', 'limit=x', 'offsetUUID=nope', 'limit=1&limit=2'])
+      assert.equal((await api('GET', `${VOLS}?${bad}`)).status, 400, bad);
+  });
+
+  test('the admin API counts the LightOS requests by route, UUIDs folded', async () => {
+    const v = await createAvailable('counted');
+    await api('DELETE', '/sim/v1/requests');
+    await api('GET', `${VOLS}/${v.UUID}`);
+    await api('GET', `${VOLS}?limit=10`);
+    await api('GET', '/api/v2/nodes');
+    const r = await api('GET', '/sim/v1/requests');
+    assert.deepEqual(r.body, {
+      total: 3,
+      byRoute: {
+        'GET /api/v2/projects/default/volumes/{uuid}': 1,
+        'GET /api/v2/projects/default/volumes': 1,
+        'GET /api/v2/nodes': 1,
+      },
+    });
+  });
+
   test('delete answers 200, the volume is Deleting and then gone (404)', async () => {
     const v = await createAvailable('del');
     const r = await api('DELETE', `${VOLS}/${v.UUID}`);

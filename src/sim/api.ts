@@ -13,6 +13,9 @@
  *   412 is the HTTP meaning of a failed `If-Match` (RFC 9110), and the adapter retries on 409
  *   and 412. Without `If-Match` the PUT applies unconditionally, as in LightOS.
  * - The body's ETag field is the raw value; the `ETag` header carries it quoted.
+ * - `GET .../volumes` lists in pages as LightOS's `ListVolumeRequest` (durosapiv2.proto in
+ *   LightBitsLabs/los-csi): `limit` (at most 1000) and `offsetUUID` (the page starts after that
+ *   volume). The order is by UUID, so that an offset stays meaningful when volumes come and go.
  * - Other statuses as grpc-gateway maps gRPC codes: 400 bad input or wrong state (InvalidArgument,
  *   FailedPrecondition), 404 NotFound, 409 AlreadyExists (name taken), 401 Unauthenticated.
  */
@@ -20,7 +23,14 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { SimCluster } from './cluster.ts';
 import { badRequest, notFound, SimError } from './model.ts';
-import { parseCreateSnapshot, parseCreateVolume, parseIfMatch, parseUpdateVolume, queryString } from './validate.ts';
+import {
+  parseCreateSnapshot,
+  parseCreateVolume,
+  parseIfMatch,
+  parseListPaging,
+  parseUpdateVolume,
+  queryString,
+} from './validate.ts';
 import { presentCluster, presentNode, presentSnapshot, presentVolume } from './wire.ts';
 
 const PROJECT = /^[A-Za-z0-9._-]{1,256}$/;
@@ -65,7 +75,9 @@ export function lightosRouter(cluster: SimCluster): Router {
     const p = project(req);
     const name = queryString(req.query.name, 'name');
     if (name === undefined) {
-      res.json({ volumes: cluster.listVolumes(p).map((v) => presentVolume(cluster, v)) });
+      const { limit, offsetUuid } = parseListPaging(req.query);
+      const page = cluster.listVolumes(p, offsetUuid, limit);
+      res.json({ volumes: page.map((v) => presentVolume(cluster, v)) });
       return;
     }
     const vol = cluster.findVolumeByName(p, name);

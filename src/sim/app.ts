@@ -7,6 +7,7 @@ import { adminRouter } from './admin.ts';
 import { lightosRouter, requireJwt } from './api.ts';
 import type { SimCluster } from './cluster.ts';
 import type { Faults } from './faults.ts';
+import { RequestCounts } from './request-counts.ts';
 import { grpcCodeFor, SimError } from './model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
 
@@ -18,6 +19,8 @@ export interface SimAppOptions {
   faults: Faults;
   jwt?: string;
   logger?: Logger;
+  /** Counts the `/api/v2` requests (default: a counter of its own, served at `/sim/v1/requests`). */
+  requests?: RequestCounts;
 }
 
 function errorBody(status: number, message: string) {
@@ -39,9 +42,10 @@ export function createSimApp(opts: SimAppOptions): express.Express {
 
   // Any content type is read as JSON: some clients omit Content-Type on PUT.
   const json = express.json({ limit: BODY_LIMIT, type: () => true });
-  app.use('/sim/v1', json, adminRouter(opts.cluster, opts.faults));
+  const requests = opts.requests ?? new RequestCounts();
+  app.use('/sim/v1', json, adminRouter(opts.cluster, opts.faults, requests));
   const auth = opts.jwt ? requireJwt(opts.jwt) : (_req: Request, _res: Response, next: NextFunction) => next();
-  app.use('/api/v2', opts.faults.middleware, auth, json, lightosRouter(opts.cluster));
+  app.use('/api/v2', requests.middleware, opts.faults.middleware, auth, json, lightosRouter(opts.cluster));
 
   app.use((req: Request, res: Response) => {
     res.status(404).json(errorBody(404, `no route for ${req.method} ${req.path}`));

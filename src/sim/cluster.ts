@@ -151,8 +151,15 @@ export class SimCluster {
     return [...this.snapshots.values()];
   }
 
-  listVolumes(project: string): SimVolume[] {
-    return this.allVolumes().filter((v) => v.project === project);
+  /**
+   * The project's volumes ordered by UUID, from the first after `offsetUuid` (which need not
+   * exist any more), at most `limit` of them (0: all).
+   */
+  listVolumes(project: string, offsetUuid?: string, limit = 0): SimVolume[] {
+    const all = this.allVolumes()
+      .filter((v) => v.project === project && (offsetUuid === undefined || v.uuid > offsetUuid))
+      .sort((a, b) => (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0));
+    return limit > 0 ? all.slice(0, limit) : all;
   }
 
   getVolume(project: string, uuid: string): SimVolume | undefined {

@@ -191,3 +191,21 @@ export function queryString(v: unknown, field: string): string | undefined {
   if (typeof v !== 'string') throw badRequest(`query parameter ${field} must be given once`);
   return v;
 }
+
+/** LightOS's `ListVolumeRequest.limit`: "default/maximum value is 1000 volumes" (durosapiv2.proto). */
+export const MAX_LIST_LIMIT = 1000;
+
+/**
+ * The paging of `GET .../volumes`: `limit` (a whole number; 0 or absent: no limit, larger than
+ * 1000: 1000) and `offsetUUID` (the list starts after that volume).
+ */
+export function parseListPaging(query: Record<string, unknown>): { limit: number; offsetUuid?: string } {
+  const rawLimit = queryString(query.limit, 'limit');
+  let limit = 0;
+  if (rawLimit !== undefined && rawLimit !== '') {
+    if (!/^\d{1,9}$/.test(rawLimit)) throw badRequest(`limit must be a whole number, got ${JSON.stringify(rawLimit)}`);
+    limit = Math.min(Number(rawLimit), MAX_LIST_LIMIT);
+  }
+  const offset = queryString(query.offsetUUID, 'offsetUUID');
+  return { limit, offsetUuid: offset ? parseUuid(offset, 'offsetUUID').toLowerCase() : undefined };
+}

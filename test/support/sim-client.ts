@@ -118,6 +118,15 @@ export class SimClient {
     return this.expect([200], 'PUT', '/sim/v1/faults', f);
   }
 
+  /** The `/api/v2` requests the simulator answered since start or the last reset, by route. */
+  async requests(): Promise<{ total: number; byRoute: Record<string, number> }> {
+    return (await this.expect([200], 'GET', '/sim/v1/requests')).body;
+  }
+
+  async resetRequests(): Promise<void> {
+    await this.expect([200], 'DELETE', '/sim/v1/requests');
+  }
+
   /** The fault settings as they are now. */
   async faultsNow(): Promise<any> {
     return (await this.expect([200], 'GET', '/sim/v1/faults')).body;

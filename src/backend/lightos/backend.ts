@@ -308,6 +308,32 @@ export class LightosBackend implements StorageBackend {
     return this.pathsOf(v, await this.readNodes(op));
   }
 
+  /**
+   * The node list once and the volume list page by page (`limit` = listPageSize, each page after
+   * the last volume of the one before), stopping at a short page or as soon as every volume asked
+   * for was seen: an unchanged refresh of N volumes costs ceil(N / page) + 1 calls.
+   */
+  async listVolumePaths(uuids: Iterable<string>): Promise<Map<string, VolumePath[]>> {
+    const op = this.calls.begin('listVolumePaths');
+    const missing = new Set(uuids);
+    const found = new Map<string, VolumePath[]>();
+    if (missing.size === 0) return found;
+    const nodes = this.readNodes(op);
+    nodes.catch(() => undefined);
+    const limit = this.calls.cfg.listPageSize;
+    const seen: WireVolume[] = [];
+    let offset: string | undefined;
+    while (missing.size > 0) {
+      const page = await this.calls.readVolumePage(op, limit, offset);
+      for (const v of page.volumes) if (missing.delete(v.volume.uuid)) seen.push(v);
+      if (page.listed < limit || page.last === undefined) break;
+      offset = page.last;
+    }
+    const n = await nodes;
+    for (const v of seen) found.set(v.volume.uuid, this.pathsOf(v, n));
+    return found;
+  }
+
   private async readNodes(op: Op): Promise<WireNode[]> {
     return this.calls.parse(op, await this.calls.send(op, { method: 'GET', path: '/api/v2/nodes' }), parseNodes);
   }

@@ -79,6 +79,47 @@ export class LightosCalls {
     return a.status === 404 ? null : this.parse(op, a, parseVolume);
   }
 
+  /**
+   * One page of the project's volume list: `GET .../volumes?limit=<n>[&offsetUUID=<uuid>]`, the
+   * page after the volume `offsetUuid` (LightOS `ListVolumes`; durosapiv2.proto in
+   * LightBitsLabs/los-csi). The answer is `{volumes: [...]}`, each volume as `GET .../volumes/{UUID}`
+   * answers it; there is no next-page token: the next page starts after `last`, the last UUID
+   * listed. A listed volume this adapter cannot read is left out with a warning, not the whole
+   * page: whoever wanted it reads it on its own, and one odd volume fails only itself.
+   */
+  async readVolumePage(
+    op: Op,
+    limit: number,
+    offsetUuid?: string,
+  ): Promise<{ volumes: WireVolume[]; listed: number; last?: string }> {
+    const offset = offsetUuid ? `&offsetUUID=${enc(offsetUuid)}` : '';
+    const a = await this.send(op, { method: 'GET', path: `${this.volumesPath()}?limit=${limit}${offset}` });
+    const list = this.parse(op, a, (body) => {
+      const l = (body as { volumes?: unknown } | undefined)?.volumes;
+      // A gRPC gateway may leave an empty repeated field out (protojson's default): no volumes.
+      if (l === undefined || l === null) return [];
+      if (!Array.isArray(l)) throw new MalformedAnswer('volume list has no volumes list');
+      const uuids = l.map((v) => (v as { UUID?: unknown } | null)?.UUID);
+      // A backend that ignored offsetUUID would answer the same page for ever.
+      if (offsetUuid && uuids.includes(offsetUuid))
+        throw new MalformedAnswer(`the page after volume ${offsetUuid} lists it again (offsetUUID ignored)`);
+      if (l.length > 0 && typeof uuids.at(-1) !== 'string')
+        throw new MalformedAnswer('the last volume of a full page has no UUID to go on from');
+      return l as unknown[];
+    });
+    const volumes: WireVolume[] = [];
+    for (const raw of list) {
+      try {
+        volumes.push(parseVolume(raw));
+      } catch (e) {
+        if (!(e instanceof MalformedAnswer)) throw e;
+        this.cfg.logger.warn({ op: op.name, reason: e.message }, 'LightOS listed a volume it cannot read; left out');
+      }
+    }
+    const last = (list.at(-1) as { UUID?: string } | undefined)?.UUID;
+    return { volumes, listed: list.length, last };
+  }
+
   /** By name, as the Cinder driver asks: `GET .../volumes/?name=<name>`; null on 404. */
   async readVolumeByName(op: Op, name: string): Promise<WireVolume | null> {
     const a = await this.send(op, { method: 'GET', path: `${this.volumesPath()}/?name=${enc(name)}` });

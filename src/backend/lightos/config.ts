@@ -26,6 +26,11 @@ export interface LightosConfig {
    * `lightos_api_service_snapshots_max_calls`, default 5).
    */
   snapshotMaxCalls?: number;
+  /**
+   * Volumes per page of the volume list (`GET .../volumes?limit=`), 1..1000, default 1000: the
+   * most LightOS answers in one page (`ListVolumeRequest.limit`, durosapiv2.proto).
+   */
+  listPageSize?: number;
   clock?: Clock;
   logger?: Logger;
   /** Chooses the first endpoint (default Math.random); tests pin it. */
@@ -41,6 +46,7 @@ export interface ResolvedLightosConfig {
   pollIntervalMs: number;
   tlsVerify: boolean;
   snapshotMaxCalls: number;
+  listPageSize: number;
   clock: Clock;
   logger: Logger;
   random: () => number;
@@ -82,6 +88,7 @@ export function resolveLightosConfig(c: LightosConfig): ResolvedLightosConfig {
     pollIntervalMs: positive(c.pollIntervalMs, 'pollIntervalMs', 1000),
     tlsVerify: c.tlsVerify ?? true,
     snapshotMaxCalls: snapshotCalls(c.snapshotMaxCalls),
+    listPageSize: pageSize(c.listPageSize),
     clock: c.clock ?? systemClock,
     logger: c.logger ?? silentLogger,
     random: c.random ?? Math.random,
@@ -92,5 +99,15 @@ function snapshotCalls(v: number | undefined): number {
   if (v === undefined) return 5;
   if (!Number.isInteger(v) || v < 1 || v > 20)
     throw new TypeError(`LightOS backend config: snapshotMaxCalls must be a whole number in 1..20, got ${v}`);
+  return v;
+}
+
+/** LightOS's largest page of volumes: `ListVolumeRequest.limit` "default/maximum value is 1000". */
+export const MAX_LIST_PAGE = 1000;
+
+function pageSize(v: number | undefined): number {
+  if (v === undefined) return MAX_LIST_PAGE;
+  if (!Number.isInteger(v) || v < 1 || v > MAX_LIST_PAGE)
+    throw new TypeError(`LightOS backend config: listPageSize must be a whole number in 1..${MAX_LIST_PAGE}, got ${v}`);
   return v;
 }
