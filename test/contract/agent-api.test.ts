@@ -63,7 +63,7 @@ describe('agent API', () => {
     assert.deepEqual(host.body.connector, conn);
   });
 
-  it("records the agent's version from x-portalis-agent-version at register; an agent that sends none (0.1.0) is answered the same", async () => {
+  it("records the agent's version (x-portalis-agent-version) at register; one that sends none (0.1.0) is answered the same", async () => {
     const { conn, token } = await newHost();
     const old = await t.http.post('/v1/agent/register').set(as(token)).send({ connector: conn });
     assert.equal(old.status, 200, JSON.stringify(old.body));

@@ -179,7 +179,7 @@ describe('rolling upgrade from the previous release', () => {
     // As in a shallow clone without the release's commit: a failure, never a skip.
     assert.throws(
       () => buildRelease({ version: '0.0.1', commit: 'f'.repeat(40) }),
-      /release 0\.0\.1's commit f{40} \(CHANGELOG\.md\) is not in the clone at .*(shallow clone; run `git fetch --unshallow`|fetch the history)/,
+      /release 0\.0\.1's commit f{40} \(CHANGELOG\.md\) is not in the clone at .*(git fetch --unshallow|fetch the history)/,
     );
   });
 
