@@ -34,7 +34,9 @@ export type MigrationOutcome =
  * release 0.1.0 does.
  */
 export async function migrateUnderLock(knex: Knex, log: Logger = silentLogger): Promise<MigrationOutcome> {
-  const client = new pg.Client(connectionConfig(knex));
+  // Connecting is bounded like the pools' acquire (db.ts); waiting for the lock is not: a replica
+  // waits for however long another one's migrations take.
+  const client = new pg.Client({ connectionTimeoutMillis: 30_000, ...connectionConfig(knex) });
   await client.connect();
   // A connection error while waiting or migrating rejects the query in flight; the listener only
   // keeps an 'error' event from becoming an uncaught exception.

