@@ -199,8 +199,21 @@ describe('rolling upgrade from the previous release', () => {
     await oldAgent.register(hostA.conn);
     const attachedByOld = await wokenAcross(oldAgent, old1, hostA.conn);
 
-    // The first new replica migrates while the old ones serve.
-    const new1 = await start('new');
+    // The first new replica migrates while the old ones serve: lifecycles through them go on
+    // until it listens (each step asserted, so a 5xx or a stuck ACL fails here).
+    let migrating = true;
+    const traffic = (async () => {
+      let rounds = 0;
+      while (migrating) {
+        await lifecycle(old1, old2, old1, connector(NATIVE));
+        rounds++;
+      }
+      return rounds;
+    })();
+    const new1 = await start('new').finally(() => {
+      migrating = false;
+    });
+    assert.ok((await traffic) >= 1);
     const db = knexFactory({ client: 'pg', connection: dbUrl, pool: { min: 0, max: 1 } });
     const names = (await db('knex_migrations').select('name')).map((r) => r.name as string);
     await db.destroy();
