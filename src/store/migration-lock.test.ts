@@ -91,7 +91,7 @@ describe('migrations under an advisory lock', () => {
     }
   });
 
-  it('a database a later release migrated (a name this release lacks) starts without migrating; knex alone refuses it', async () => {
+  it("a later release's database starts without migrating (knex alone refuses it); another line of releases' is refused", async () => {
     const { url, name } = await emptyDatabase(admin);
     dbs.push(name);
     const knex = createDb(url, { poolMax: 2 });
@@ -100,6 +100,14 @@ describe('migrations under an advisory lock', () => {
       const future = '20991231000000_a_later_release.ts';
       await knex('knex_migrations').insert({ name: future, batch: 99, migration_time: new Date() });
       assert.deepEqual(await migrateUnderLock(knex), { kind: 'newer-schema', unknown: [future] });
+      // Another line of releases: names this one lacks, and one of its own missing.
+      const mine = (await allMigrations()).at(-1)!;
+      await knex('knex_migrations').where({ name: mine }).delete();
+      await assert.rejects(migrateUnderLock(knex), (e: Error) => {
+        assert.ok(e.message.includes(`does not know (${future}) and lacks some of its own (${mine})`), e.message);
+        return true;
+      });
+      await knex('knex_migrations').insert({ name: mine, batch: 98, migration_time: new Date() });
       // What release 0.1.0 does with the same database (it calls knex's migrate.latest directly).
       await assert.rejects(
         knex.migrate.latest({ migrationSource: new TsMigrationSource() }),

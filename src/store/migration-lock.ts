@@ -43,7 +43,15 @@ export async function migrateUnderLock(knex: Knex, log: Logger = silentLogger): 
   client.on('error', () => undefined);
   try {
     await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [MIGRATION_LOCK_KEY]);
-    const unknown = await unknownApplied(client);
+    const { unknown, pending } = await compareApplied(client);
+    if (unknown.length > 0 && pending.length > 0) {
+      // Not a later release of this line (it would have applied this release's migrations first):
+      // another branch's schema, on which neither migrating nor serving is safe.
+      throw new Error(
+        `the database has migrations this release does not know (${unknown.join(', ')}) and lacks some ` +
+          `of its own (${pending.join(', ')}): it was migrated by another line of releases`,
+      );
+    }
     if (unknown.length > 0) {
       log.warn(
         { unknown },
@@ -59,14 +67,20 @@ export async function migrateUnderLock(knex: Knex, log: Logger = silentLogger): 
   }
 }
 
-/** The names in `knex_migrations` that `db/migrations` of this release does not have. */
-async function unknownApplied(client: pg.Client): Promise<string[]> {
-  const table = await client.query<{ t: string | null }>(`SELECT to_regclass('knex_migrations')::text AS t`);
-  if (!table.rows[0]?.t) return [];
+/**
+ * `unknown`: the names in `knex_migrations` that `db/migrations` of this release does not have;
+ * `pending`: this release's migrations not in `knex_migrations` yet.
+ */
+async function compareApplied(client: pg.Client): Promise<{ unknown: string[]; pending: string[] }> {
   const source = new TsMigrationSource();
-  const known = new Set((await source.getMigrations()).map((m) => source.getMigrationName(m)));
-  const applied = await client.query<{ name: string }>('SELECT name FROM knex_migrations ORDER BY id');
-  return applied.rows.map((r) => r.name).filter((n) => !known.has(n));
+  const known = (await source.getMigrations()).map((m) => source.getMigrationName(m));
+  const table = await client.query<{ t: string | null }>(`SELECT to_regclass('knex_migrations')::text AS t`);
+  if (!table.rows[0]?.t) return { unknown: [], pending: known };
+  const applied = new Set(
+    (await client.query<{ name: string }>('SELECT name FROM knex_migrations')).rows.map((r) => r.name),
+  );
+  const mine = new Set(known);
+  return { unknown: [...applied].filter((n) => !mine.has(n)).sort(), pending: known.filter((n) => !applied.has(n)) };
 }
 
 /** The knex instance's own connection settings, for a pg client beside its pool. */
