@@ -83,10 +83,18 @@ async function compareApplied(client: pg.Client): Promise<{ unknown: string[]; p
   return { unknown: [...applied].filter((n) => !mine.has(n)).sort(), pending: known.filter((n) => !applied.has(n)) };
 }
 
-/** The knex instance's own connection settings, for a pg client beside its pool. */
+/**
+ * The knex instance's own connection settings, for a pg client beside its pool. knex parses a URL
+ * into an object and keeps its password as a hidden, non-enumerable property (knex
+ * lib/util/security.js, so that it stays out of logs): a spread of the object would drop it, and
+ * a server asking for a password gets an empty one. It is copied by name.
+ */
 function connectionConfig(knex: Knex): pg.ClientConfig {
   const c = (knex.client as { config: { connection: unknown } }).config.connection;
   if (typeof c === 'string') return { connectionString: c };
-  if (c && typeof c === 'object') return c as pg.ClientConfig;
+  if (c && typeof c === 'object') {
+    const { password } = c as { password?: pg.ClientConfig['password'] };
+    return { ...(c as pg.ClientConfig), ...(password === undefined ? {} : { password }) };
+  }
   throw new Error('the database connection must be a URL or a pg connection object');
 }
