@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import { createDb } from './db.ts';
-import { MIGRATION_LOCK_KEY, migrateUnderLock } from './migration-lock.ts';
+import { connectionConfig, MIGRATION_LOCK_KEY, migrateUnderLock } from './migration-lock.ts';
 import { TsMigrationSource } from './migrations.ts';
 
 /** An empty database in DATABASE_URL's PostgreSQL (no schema at all, unlike createTestDatabase's). */
@@ -36,6 +36,16 @@ describe('migrations under an advisory lock', () => {
   after(async () => {
     for (const name of dbs) await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.destroy();
+  });
+
+  it("the lock's connection has the pool's password, which knex keeps hidden (a PostgreSQL without trust auth)", async () => {
+    const knex = createDb('postgres://portalis:s3cret@127.0.0.1:5432/portalis');
+    try {
+      // Spread, as the lock's client options are: a hidden property would not survive it.
+      assert.equal({ ...connectionConfig(knex) }.password, 's3cret');
+    } finally {
+      await knex.destroy();
+    }
   });
 
   it('six migrators started at once on a fresh database, each with a pool of one: one migrates, all start', async () => {

@@ -89,7 +89,7 @@ async function compareApplied(client: pg.Client): Promise<{ unknown: string[]; p
  * lib/util/security.js, so that it stays out of logs): a spread of the object would drop it, and
  * a server asking for a password gets an empty one. It is copied by name.
  */
-function connectionConfig(knex: Knex): pg.ClientConfig {
+export function connectionConfig(knex: Knex): pg.ClientConfig {
   const c = (knex.client as { config: { connection: unknown } }).config.connection;
   if (typeof c === 'string') return { connectionString: c };
   if (c && typeof c === 'object') {
