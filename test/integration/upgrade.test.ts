@@ -53,7 +53,7 @@ describe('rolling upgrade from the previous release', () => {
       // The newest entry is this checkout's release (or unreleased); the previous is the next with a commit.
       previous = all.find((r) => r.version !== VERSION)!;
       assert.ok(previous, 'CHANGELOG.md names no earlier release with a commit');
-      oldRoot = buildRelease(previous);
+      oldRoot = await buildRelease(previous);
       sim = await startSimServer({ port: 0, nodes: 3 });
       admin = knexFactory({ client: 'pg', connection: process.env.DATABASE_URL, pool: { min: 0, max: 1 } });
       dbName = `portalis_test_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
@@ -171,14 +171,14 @@ describe('rolling upgrade from the previous release', () => {
     error: null,
   };
 
-  it('CHANGELOG.md names the previous release by a full commit; a commit missing from the clone fails with what to do', () => {
+  it('CHANGELOG.md names the previous release by a full commit; a commit missing from the clone fails with what to do', async () => {
     assert.deepEqual(
       releases().find((r) => r.version === '0.1.0'),
       { version: '0.1.0', commit: '256f0134d2bcb6c99106b3b2c6a90e850e8b57b1' },
     );
     // As in a shallow clone without the release's commit: a failure, never a skip.
-    assert.throws(
-      () => buildRelease({ version: '0.0.1', commit: 'f'.repeat(40) }),
+    await assert.rejects(
+      buildRelease({ version: '0.0.1', commit: 'f'.repeat(40) }),
       /release 0\.0\.1's commit f{40} \(CHANGELOG\.md\) is not in the clone at .*(git fetch --unshallow|fetch the history)/,
     );
   });

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './cli.ts';
@@ -54,12 +54,15 @@ export function releaseCacheDir(): string {
  * the worktree's directory; a finished build is marked by a stamp file and reused.
  *
  * Fails, with what to do, when the commit is not in this clone (a shallow clone: CI's and a
- * developer's clone have the history; `git fetch --unshallow` brings it).
+ * developer's clone have the history; `git fetch --unshallow` brings it). Test runs of several
+ * checkouts on one machine share the cache: one builds (a lock directory beside the build), the
+ * others wait for its stamp.
  */
-export function buildRelease(r: Release): string {
+export async function buildRelease(r: Release): Promise<string> {
   const dir = path.join(releaseCacheDir(), r.commit);
   const stamp = path.join(dir, '.portalis-release-built');
-  if (existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === r.commit) return dir;
+  const built = () => existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === r.commit;
+  if (built()) return dir;
   if (!git(['cat-file', '-e', `${r.commit}^{commit}`]).ok) {
     const shallow = git(['rev-parse', '--is-shallow-repository']).out === 'true';
     throw new Error(
@@ -68,12 +71,42 @@ export function buildRelease(r: Release): string {
         ' (the upgrade test builds the previous release from that commit)',
     );
   }
-  // A build that did not finish (killed, failed) starts again from a fresh worktree.
-  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-  git(['worktree', 'prune']);
-  const added = git(['worktree', 'add', '--detach', dir, r.commit]);
-  if (!added.ok) throw new Error(`git worktree add ${dir} ${r.commit} failed: ${added.out}`);
-  run('npm', ['ci', '--no-audit', '--no-fund', '--omit=optional'], dir);
-  writeFileSync(stamp, `${r.commit}\n`);
-  return dir;
+  mkdirSync(releaseCacheDir(), { recursive: true });
+  const lock = `${dir}.building`;
+  await takeLock(lock);
+  try {
+    if (built()) return dir;
+    // A build that did not finish (killed, failed) starts again from a fresh worktree.
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    git(['worktree', 'prune']);
+    const added = git(['worktree', 'add', '--detach', dir, r.commit]);
+    if (!added.ok) throw new Error(`git worktree add ${dir} ${r.commit} failed: ${added.out}`);
+    run('npm', ['ci', '--no-audit', '--no-fund', '--omit=optional'], dir);
+    writeFileSync(stamp, `${r.commit}\n`);
+    return dir;
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/** mkdir is atomic: whoever creates `lock` builds. One older than 15 minutes is a build that died. */
+async function takeLock(lock: string, staleMs = 15 * 60_000): Promise<void> {
+  const deadline = Date.now() + staleMs;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let since = 0;
+    try {
+      since = Date.now() - statSync(lock).mtimeMs;
+    } catch {
+      // Released between the mkdir and here: the next round takes it.
+    }
+    if (since > staleMs) rmSync(lock, { recursive: true, force: true });
+    else if (Date.now() > deadline) throw new Error(`${lock}: another build has not finished in ${staleMs} ms`);
+    else await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
