@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { VERSION } from '../shared/version.ts';
 import { HttpServiceClient, ServiceError } from './service-client.ts';
 
 const TOKEN = 'ptl_host_s3cr3t-token-value';
@@ -9,7 +10,7 @@ const TOKEN = 'ptl_host_s3cr3t-token-value';
 describe('HttpServiceClient', () => {
   let server: http.Server;
   let url: string;
-  const seen: { method: string; url: string; auth?: string; body: string }[] = [];
+  const seen: { method: string; url: string; auth?: string; version?: string; body: string }[] = [];
   let next: { status: number; body: unknown } | null = null;
 
   before(async () => {
@@ -17,7 +18,13 @@ describe('HttpServiceClient', () => {
       let body = '';
       req.on('data', (c) => (body += c));
       req.on('end', () => {
-        seen.push({ method: req.method!, url: req.url!, auth: req.headers.authorization, body });
+        seen.push({
+          method: req.method!,
+          url: req.url!,
+          auth: req.headers.authorization,
+          version: req.headers['x-portalis-agent-version'] as string | undefined,
+          body,
+        });
         const answer = next ?? {
           status: 200,
           body: req.url!.startsWith('/v1/agent/attachments?')
@@ -56,6 +63,8 @@ describe('HttpServiceClient', () => {
       ],
     );
     assert.ok(seen.every((s) => s.auth === `Bearer ${TOKEN}`));
+    // Its version with every request (the service records it at register).
+    assert.deepEqual(new Set(seen.map((s) => s.version)), new Set([VERSION]));
     assert.deepEqual(JSON.parse(seen[0]!.body), { connector: { nqn: 'nqn.h', host: 'h' } });
     assert.equal(JSON.parse(seen[3]!.body).device_path, '/dev/nvme0n1');
   });

@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import type { AxiosInstance, AxiosResponse, AxiosStatic } from 'axios';
 import type { ConnectionInfo, Connector, PortalTuple } from '../driver/model.ts';
 import type { components, operations } from '../server/generated/api.ts';
+import { VERSION } from '../shared/version.ts';
 
 /** The list's answer and one attachment of it, as api-spec/portalis.yaml defines them (generated types). */
 type Listed = operations['agentListAttachments']['responses'][200]['content']['application/json'];
@@ -89,7 +90,14 @@ export class HttpServiceClient implements ServiceClient {
       ...(opts.ca ? { httpsAgent: new HttpsAgent({ ca: [...rootCertificates, opts.ca] }) } : {}),
       baseURL: opts.url.replace(/\/+$/, ''),
       timeout: opts.timeoutMs ?? 15_000,
-      headers: { Authorization: `Bearer ${opts.token}`, 'Content-Type': 'application/json' },
+      // The version on every request: the service records it at register (a host's `agent_version`);
+      // a header, not a body field, so that a service older than it, whose schemas refuse unknown
+      // fields, answers this agent all the same during a rolling upgrade.
+      headers: {
+        Authorization: `Bearer ${opts.token}`,
+        'Content-Type': 'application/json',
+        'X-Portalis-Agent-Version': VERSION,
+      },
       validateStatus: () => true,
       // No proxy surprises on compute hosts: the service URL is dialled as given.
       proxy: false,

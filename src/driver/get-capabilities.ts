@@ -12,6 +12,7 @@
  */
 import { type Clock, systemClock } from '../shared/clock.ts';
 import type { Logger } from '../shared/logger.ts';
+import { VERSION } from '../shared/version.ts';
 import type { DriverDeps } from './deps.ts';
 import type { BackendCapacity, StorageBackend } from './ports.ts';
 
@@ -21,8 +22,8 @@ export const CAPACITY_JOB = 'capacity';
 /** The figures the fleet's capacity job last read, and how long ago (ms); null when it has not yet. */
 export type SharedCapacity = () => Promise<{ capacity: BackendCapacity; ageMs: number } | null>;
 
-/** Keep in step with package.json (a unit test checks it). */
-export const DRIVER_VERSION = '0.1.0';
+/** This release's version (src/shared/version.ts). */
+export const DRIVER_VERSION = VERSION;
 
 export interface CapabilitySettings {
   /** `volume_backend_name` (Cinder's default is the driver's class name). */

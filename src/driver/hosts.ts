@@ -38,14 +38,19 @@ export async function hostForToken(deps: Pick<DriverDeps, 'hosts'>, token: strin
 }
 
 /** The agent announces its connector; it must be the host its token was issued for. */
-export async function registerAgent(deps: DriverDeps, hostNqn: string, connector: Connector): Promise<Host> {
+export async function registerAgent(
+  deps: DriverDeps,
+  hostNqn: string,
+  connector: Connector,
+  agentVersion: string | null = null,
+): Promise<Host> {
   if (connector.nqn !== hostNqn) {
     throw new DriverError('forbidden', `connector.nqn ${connector.nqn} is not the host this token was issued for`, {
       details: { field: 'connector.nqn' },
     });
   }
-  const host = await deps.hosts.registerHost(hostNqn, connector);
-  deps.logger.info({ host: hostNqn, name: connector.host }, 'agent registered');
+  const host = await deps.hosts.registerHost(hostNqn, connector, agentVersion);
+  deps.logger.info({ host: hostNqn, name: connector.host, agentVersion }, 'agent registered');
   return host;
 }
 

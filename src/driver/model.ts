@@ -178,6 +178,8 @@ export interface Host {
   lastSeenAt: Date | null;
   /** Changes whenever something the host's agent must act on changes. */
   version: number;
+  /** The version the agent sent when it last registered; null (or absent) before 0.2.0. */
+  agentVersion?: string | null;
 }
 
 export interface Attachment {

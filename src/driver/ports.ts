@@ -316,8 +316,8 @@ export interface HostStore {
   /** null when absent. */
   getHost(nqn: string): Promise<Host | null>;
   listHosts(): Promise<Host[]>;
-  /** Records the connector the agent registered with, and that it was seen now. */
-  registerHost(nqn: string, connector: Connector): Promise<Host>;
+  /** Records the connector and version the agent registered with (null: too old to send one), and that it was seen now. */
+  registerHost(nqn: string, connector: Connector, agentVersion: string | null): Promise<Host>;
   /**
    * What the host's agent must act on, read in one statement (one snapshot, so the version and
    * the list always agree): the host's change counter (0 for an unknown host), whether

@@ -17,6 +17,8 @@ type PathOf<I extends OperationId> =
   Definition<I> extends { parameters: { path: infer P } } ? P : Record<string, never>;
 type QueryOf<I extends OperationId> =
   Definition<I> extends { parameters: { query?: infer Q } } ? NonNullable<Q> : Record<string, never>;
+type HeaderOf<I extends OperationId> =
+  Definition<I> extends { parameters: { header?: infer H } } ? NonNullable<H> : Record<string, never>;
 type BodyOf<I extends OperationId> =
   Definition<I> extends {
     requestBody: { content: { 'application/json': infer B } };
@@ -31,6 +33,8 @@ export interface Call<I extends OperationId = OperationId> {
   /** Coerced to the schema's types (`?wait=5` is the number 5). */
   query: QueryOf<I>;
   body: BodyOf<I>;
+  /** The header parameters the operation declares (names lower-cased, as Node gives them). */
+  headers: Partial<HeaderOf<I>>;
   /** Who asks; null for the operations without a token (`security: []`). */
   principal: Principal | null;
   /** For a long poll to see its client hang up; nothing else writes to it. */

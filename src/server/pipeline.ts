@@ -141,6 +141,7 @@ async function dispatch(
     params: lowerUuids(parsed.params) as never,
     query: lowerUuids(parsed.query) as never,
     body: lowerUuids(parsed.requestBody) as never,
+    headers: (parsed.headers ?? {}) as never,
     principal,
     res,
   };

@@ -11,6 +11,7 @@ import { CAPACITY_JOB } from '../driver/get-capabilities.ts';
 import type { StorageBackend } from '../driver/ports.ts';
 import type { Logger } from '../shared/logger.ts';
 import { createDb, openDb, type Db } from '../store/db.ts';
+import { requireSessionPerConnection } from '../store/session-check.ts';
 import { PgVolumeLocks } from '../store/locks.ts';
 import { PgStore } from '../store/pg-store.ts';
 import { PgHostChangeFeed } from '../store/change-feed.ts';
@@ -64,6 +65,9 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     stops.push(pg.stop);
     databaseUrl = pg.url;
     databaseDescription = `embedded PostgreSQL in ${path.join(config.dataDir, 'postgres')}`;
+  } else {
+    // Before anything takes a lock: a transaction-mode pooler is refused here, naming its setting.
+    await requireSessionPerConnection(databaseUrl);
   }
   const db: Db = await openDb(databaseUrl, { poolMax: config.dbPoolMax, logger: log });
   stops.push(() => db.destroy());

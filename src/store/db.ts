@@ -1,6 +1,6 @@
 import knexFactory, { type Knex } from 'knex';
 import type { Logger } from '../shared/logger.ts';
-import { migrateLatest } from './migrations.ts';
+import { migrateUnderLock } from './migration-lock.ts';
 
 export type Db = Knex;
 
@@ -34,6 +34,13 @@ export async function openDb(
   opts: { poolMax?: number; migrate?: boolean; logger?: Logger } = {},
 ): Promise<Db> {
   const db = createDb(url, opts);
-  if (opts.migrate ?? true) await migrateLatest(db);
+  if (opts.migrate ?? true) {
+    try {
+      await migrateUnderLock(db, opts.logger);
+    } catch (e) {
+      await db.destroy();
+      throw e;
+    }
+  }
   return db;
 }

@@ -4,6 +4,12 @@ import type { AgentView, AgentViewOptions, HostStore } from '../driver/ports.ts'
 import { HOST_CHANNEL } from './change-feed.ts';
 import { type AttachmentRow, type HostRow, toAttachment, toHost } from './pg-store.ts';
 
+/** `toHost` with the agent's version (migration 20261207180000), which pg-store's row does not carry. */
+const hostOf = (r: HostRow & { agent_version?: string | null }): Host => ({
+  ...toHost(r),
+  agentVersion: r.agent_version ?? null,
+});
+
 /** Ended attachments stay in an agent's list this long, or until it reports them disconnected. */
 const TEARDOWN_WINDOW = "interval '7 days'";
 
@@ -18,7 +24,7 @@ export class PgHostStore implements HostStore {
       .returning('*')) as HostRow[];
     // The old token stops working: its polls must find that out now, not when they time out.
     await this.wakePolls(nqn);
-    return toHost(rows[0]!);
+    return hostOf(rows[0]!);
   }
 
   async revokeToken(nqn: string): Promise<boolean> {
@@ -34,19 +40,19 @@ export class PgHostStore implements HostStore {
 
   async hostByTokenHash(tokenHash: string): Promise<Host | null> {
     const row = (await this.db('hosts').where({ token_hash: tokenHash }).first()) as HostRow | undefined;
-    return row ? toHost(row) : null;
+    return row ? hostOf(row) : null;
   }
 
   async getHost(nqn: string): Promise<Host | null> {
     const row = (await this.db('hosts').where({ nqn }).first()) as HostRow | undefined;
-    return row ? toHost(row) : null;
+    return row ? hostOf(row) : null;
   }
 
   async listHosts(): Promise<Host[]> {
-    return ((await this.db('hosts').orderBy('nqn')) as HostRow[]).map(toHost);
+    return ((await this.db('hosts').orderBy('nqn')) as HostRow[]).map(hostOf);
   }
 
-  async registerHost(nqn: string, connector: Connector): Promise<Host> {
+  async registerHost(nqn: string, connector: Connector, agentVersion: string | null): Promise<Host> {
     const rows = (await this.db('hosts')
       .where({ nqn })
       .update({
@@ -54,10 +60,11 @@ export class PgHostStore implements HostStore {
         name: connector.host,
         registered_at: this.db.fn.now(),
         last_seen_at: this.db.fn.now(),
+        agent_version: agentVersion,
       })
       .returning('*')) as HostRow[];
     if (rows.length === 0) throw new Error(`host ${nqn} not found for registration`);
-    return toHost(rows[0]!);
+    return hostOf(rows[0]!);
   }
 
   async agentView(nqn: string, opts: AgentViewOptions): Promise<AgentView> {

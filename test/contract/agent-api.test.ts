@@ -63,6 +63,27 @@ describe('agent API', () => {
     assert.deepEqual(host.body.connector, conn);
   });
 
+  it("records the agent's version (x-portalis-agent-version) at register; one that sends none (0.1.0) is answered the same", async () => {
+    const { conn, token } = await newHost();
+    const old = await t.http.post('/v1/agent/register').set(as(token)).send({ connector: conn });
+    assert.equal(old.status, 200, JSON.stringify(old.body));
+    assert.equal(old.body.host.agent_version, null);
+    const r = await t.http
+      .post('/v1/agent/register')
+      .set(as(token))
+      .set('x-portalis-agent-version', '0.2.0')
+      .send({ connector: conn });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.host.agent_version, '0.2.0');
+    assert.equal((await t.http.get(`/v1/hosts/${conn.nqn}`).set(admin())).body.agent_version, '0.2.0');
+    const long = await t.http
+      .post('/v1/agent/register')
+      .set(as(token))
+      .set('x-portalis-agent-version', 'x'.repeat(65))
+      .send({ connector: conn });
+    assert.equal(long.status, 400);
+  });
+
   it('a host token cannot use the orchestrator API, and the admin token cannot act as an agent', async () => {
     const { token } = await newHost();
     assert.equal((await t.http.post('/v1/volumes').set(as(token)).send({ id: randomUUID(), size_gb: 1 })).status, 403);

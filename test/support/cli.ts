@@ -17,9 +17,10 @@ export interface CliProcess {
   exit(): Promise<number | null>;
 }
 
-/** Runs `portalis <args>` as its own process, as an operator would. */
-export function startCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs `portalis <args>` as its own process, as an operator would; `root`: another build's checkout. */
+export function startCli(args: string[], env: NodeJS.ProcessEnv, root = ROOT): CliProcess {
+  const bin = path.join(root, 'bin', 'portalis.mjs');
+  const child = spawn(process.execPath, [bin, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const listeners = new Set<() => void>();
   const onData = (d: Buffer) => {

@@ -185,7 +185,11 @@ export interface paths {
     get: operations['getMultipathHealth'];
   };
   '/v1/agent/register': {
-    /** (host token) The agent announces its connector; connector.nqn must be the token's host. */
+    /**
+     * (host token) The agent announces its connector; connector.nqn must be the token's host.
+     * @description The host records the agent's version from `x-portalis-agent-version` (`agent_version`; null
+     * for an agent older than 0.2.0, which does not send it).
+     */
     post: operations['agentRegister'];
   };
   '/v1/agent/attachments': {
@@ -213,6 +217,8 @@ export interface components {
       token_issued_at: string | null;
       registered_at: string | null;
       last_seen_at: string | null;
+      /** @description The version the host's agent sent when it last registered; null before 0.2.0. */
+      agent_version?: string | null;
     };
     PathStatus: {
       controller: string | null;
@@ -601,6 +607,11 @@ export interface components {
     };
   };
   parameters: {
+    /**
+     * @description The Portalis agent's version (0.2.0 and later send it with every request). Optional: an
+     * older agent's requests are answered the same without it.
+     */
+    AgentVersion: string;
     /** @description The host's NQN. */
     HostNqn: components['schemas']['Nqn'];
     /** @description The orchestrator's volume UUID. */
@@ -1095,6 +1106,15 @@ export interface operations {
     };
   };
   agentRegister: {
+    parameters: {
+      header?: {
+        /**
+         * @description The Portalis agent's version (0.2.0 and later send it with every request). Optional:
+         * an older agent's requests are answered the same without it.
+         */
+        'x-portalis-agent-version'?: components['parameters']['AgentVersion'];
+      };
+    };
     requestBody: {
       content: {
         'application/json': {
@@ -1121,6 +1141,13 @@ export interface operations {
       query?: {
         since?: number;
         wait?: number;
+      };
+      header?: {
+        /**
+         * @description The Portalis agent's version (0.2.0 and later send it with every request). Optional:
+         * an older agent's requests are answered the same without it.
+         */
+        'x-portalis-agent-version'?: components['parameters']['AgentVersion'];
       };
     };
     responses: {
@@ -1150,6 +1177,13 @@ export interface operations {
   };
   agentReport: {
     parameters: {
+      header?: {
+        /**
+         * @description The Portalis agent's version (0.2.0 and later send it with every request). Optional:
+         * an older agent's requests are answered the same without it.
+         */
+        'x-portalis-agent-version'?: components['parameters']['AgentVersion'];
+      };
       path: {
         id: components['schemas']['Uuid'];
       };

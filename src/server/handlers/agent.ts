@@ -10,7 +10,12 @@ import { presentHost } from '../presenters/presenters.ts';
 export function agentHandlers(deps: DriverDeps): Handlers<'agentRegister' | 'agentListAttachments' | 'agentReport'> {
   return {
     async agentRegister(c) {
-      const host = await registerAgent(deps, hostOf(c), asConnector(c.body.connector));
+      const host = await registerAgent(
+        deps,
+        hostOf(c),
+        asConnector(c.body.connector),
+        c.headers['x-portalis-agent-version'] ?? null,
+      );
       return { status: 200, body: { host: presentHost(host) } };
     },
 

@@ -58,4 +58,5 @@ export const presentHost = (h: Host): Schema<'Host'> => ({
   token_issued_at: iso(h.tokenIssuedAt),
   registered_at: iso(h.registeredAt),
   last_seen_at: iso(h.lastSeenAt),
+  agent_version: h.agentVersion ?? null,
 });
