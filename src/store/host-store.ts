@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { AgentReport, Attachment, Connector, Host } from '../driver/model.ts';
 import type { AgentView, AgentViewOptions, HostStore } from '../driver/ports.ts';
 import { HOST_CHANNEL } from './change-feed.ts';
-import { type AttachmentRow, type HostRow, toAttachment, toHost } from './pg-store.ts';
+import { type AttachmentRow, type HostRow, toAttachment, toHost } from './rows.ts';
 
 /** Ended attachments stay in an agent's list this long, or until it reports them disconnected. */
 const TEARDOWN_WINDOW = "interval '7 days'";
