@@ -3,14 +3,13 @@ import type { DriverDeps } from '../../driver/deps.ts';
 import { registerAgent } from '../../driver/hosts.ts';
 import { hostOf, hostPrincipalOf } from '../access.ts';
 import type { Handlers, Reply } from '../call.ts';
-import { asConnector } from '../wire.ts';
 import { presentHost } from '../presenters/presenters.ts';
 
 /** The agent-facing API: each call acts for the host the token was issued to, and only that host. */
 export function agentHandlers(deps: DriverDeps): Handlers<'agentRegister' | 'agentListAttachments' | 'agentReport'> {
   return {
     async agentRegister(c) {
-      const host = await registerAgent(deps, hostOf(c), asConnector(c.body.connector));
+      const host = await registerAgent(deps, hostOf(c), c.body.connector);
       return { status: 200, body: { host: presentHost(host) } };
     },
 
