@@ -8,16 +8,13 @@ import type {
   AgentReport,
   Attachment,
   AttachmentStatus,
-  ConnectedBy,
   ConnectionInfo,
   Connector,
   AttachmentEvent,
   CellHealth,
   HealthMatrix,
   Host,
-  MultipathMode,
   Volume,
-  VolumeStatus,
 } from './model.ts';
 import type { Snapshot, SnapshotStatus } from './model.ts';
 
@@ -26,13 +23,7 @@ export type * from './backend-port.ts';
 
 // ---------------------------------------------------------------- persistence
 
-export interface NewVolume {
-  id: string;
-  name: string;
-  sizeGb: number;
-  replicas: number;
-  multiattach: boolean;
-  status: VolumeStatus;
+export interface NewVolume extends Pick<Volume, 'id' | 'name' | 'sizeGb' | 'replicas' | 'multiattach' | 'status'> {
   /** Defaults: compression false, thin true, the rest null. */
   compression?: boolean;
   thinProvisioned?: boolean;
@@ -41,15 +32,10 @@ export interface NewVolume {
   sourceVolumeId?: string | null;
 }
 
-export interface NewAttachment {
-  volumeId: string;
-  hostNqn: string;
-  hostName: string;
-  instanceUuid: string | null;
-  connector: Connector;
-  multipathMode: MultipathMode;
-  connectedBy: ConnectedBy;
-}
+export type NewAttachment = Pick<
+  Attachment,
+  'volumeId' | 'hostNqn' | 'hostName' | 'instanceUuid' | 'connector' | 'multipathMode' | 'connectedBy'
+>;
 
 export interface AttachmentFilter {
   volumeId?: string;
