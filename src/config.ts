@@ -1,9 +1,10 @@
 /**
- * Service configuration from the environment. Every setting has a variable and a default;
- * an invalid value stops start-up with a ConfigError that names the variable.
+ * Service configuration from the environment: the table SETTINGS (also `portalis help` and the
+ * table of docs/configuration.md) read by the shared parser, then the rules between settings.
+ * An invalid value stops start-up with a ConfigError that names the variable.
  */
 import path from 'node:path';
-import { ConfigError, boolVar, choiceVar, intVar } from './shared/env.ts';
+import { bool, ConfigError, choice, httpUrl, int, invalid, listenAddress, parseSettings, text } from './shared/env.ts';
 
 export { ConfigError };
 
@@ -48,173 +49,202 @@ export interface ServiceConfig {
   tls: { certFile: string; keyFile: string } | null;
 }
 
-/** The documented variables, their defaults and meaning; the table in docs/configuration.md states the same facts. */
-export const SETTINGS = [
-  ['PORTALIS_PORT', '8080', 'HTTP(S) port'],
-  ['PORTALIS_HOST', '127.0.0.1', 'address to listen on'],
-  [
-    'PORTALIS_TLS_CERT',
-    'unset',
-    'PEM certificate (chain) file: serve HTTPS; needs PORTALIS_TLS_KEY; re-read on SIGHUP',
-  ],
-  ['PORTALIS_TLS_KEY', 'unset', 'PEM private key file of PORTALIS_TLS_CERT'],
-  [
-    'PORTALIS_ADMIN_TOKEN',
-    'generated',
-    'bearer token of the orchestrator API; generated on first start, kept in the data directory and printed',
-  ],
-  ['DATABASE_URL', 'embedded', 'PostgreSQL URL; unset starts an embedded PostgreSQL under the data directory'],
-  ['PORTALIS_DATA_DIR', './.portalis', 'embedded PostgreSQL data and the generated admin token'],
-  ['PORTALIS_BACKEND', 'sim', '`sim` (simulator) or `lightos` (LightOS API v2)'],
-  ['PORTALIS_SIM_URL', 'in-process', 'simulator URL for `sim`; unset starts a 3-node in-memory simulator in-process'],
-  [
-    'PORTALIS_LIGHTOS_ENDPOINTS',
-    '-',
-    'comma-separated LightOS API base URLs (required for `lightos`), e.g. https://10.0.0.1:443',
-  ],
-  ['PORTALIS_LIGHTOS_JWT', 'unset', 'LightOS JWT, sent as a bearer token'],
-  ['PORTALIS_LIGHTOS_PROJECT', 'default', 'LightOS project of the volumes'],
-  ['PORTALIS_LIGHTOS_TIMEOUT_MS', '30000', 'per-request timeout towards the backend'],
-  [
-    'PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS',
-    '3×req+10s',
-    'deadline of one backend operation with its retries and state waits',
-  ],
-  ['PORTALIS_LIGHTOS_POLL_INTERVAL_MS', '1000 (sim: 100)', 'pause between backend state polls'],
-  [
-    'PORTALIS_LIGHTOS_TLS_VERIFY',
-    'true',
-    "verify the backend's TLS certificate (`false` for self-signed lab clusters)",
-  ],
-  ['PORTALIS_DEFAULT_REPLICAS', '3', 'replica count of a volume created without `replicas`'],
-  ['PORTALIS_DB_POOL_MAX', '10', 'PostgreSQL connection pool size (volume operations hold one each)'],
-  [
-    'PORTALIS_DB_AGENT_POOL_MAX',
-    '4',
-    "the agents' own pool (token checks, long polls, reports), so volume operations never delay them",
-  ],
-  [
-    'PORTALIS_DB_READ_POOL_MAX',
-    '4',
-    'the pool of reads, the scrape and the readiness check: they answer while volume operations wait on the backend',
-  ],
-  ['PORTALIS_VOLUME_BACKEND_NAME', 'portalis', '`volume_backend_name` reported by GET /v1/capabilities'],
-  [
-    'PORTALIS_CAPABILITIES_REFRESH_MS',
-    '60000',
-    'how long GET /v1/capabilities serves cached capacity figures before asking the backend again',
-  ],
-  ['PORTALIS_RESERVED_PERCENTAGE', '0', '`reserved_percentage` reported by GET /v1/capabilities'],
-  ['PORTALIS_LOG_LEVEL', 'info', 'pino log level'],
-  ['PORTALIS_EVENT_RETENTION_DAYS', '7', 'how long the path-health history (attachment events) is kept'],
-  [
-    'PORTALIS_PORTAL_REFRESH_MS',
-    '30000',
-    'how often live attachments follow the backend (replica moves, node changes)',
-  ],
-  [
-    'PORTALIS_METRICS_TOKEN',
-    'unset',
-    'a second bearer token that may read GET /metrics only (at least 16 characters); the admin token always may',
-  ],
-] as const;
+const token = (v: string) => (v.length >= 16 ? v : invalid('must be at least 16 characters'));
 
-function url(name: string, raw: string): string {
-  try {
-    const u = new URL(raw);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('scheme');
-    return raw.replace(/\/+$/, '');
-  } catch {
-    throw new ConfigError(name, `must be an http(s) URL, got ${JSON.stringify(raw)}`);
-  }
-}
+/** The service's settings: variable, kind, default and bounds, and the meaning the guide gives. */
+export const SETTINGS = {
+  PORTALIS_PORT: int({ def: 8080, min: 0, max: 65535, doc: 'HTTP(S) port' }),
+  PORTALIS_HOST: text({ def: '127.0.0.1', parse: listenAddress, doc: 'address to listen on' }),
+  PORTALIS_TLS_CERT: text({
+    doc:
+      'PEM certificate file (the chain, leaf first): the port serves HTTPS; needs `PORTALIS_TLS_KEY`; re-read on ' +
+      'SIGHUP',
+  }),
+  PORTALIS_TLS_KEY: text({
+    doc: 'PEM private key file of `PORTALIS_TLS_CERT` (both or neither: one alone stops start-up)',
+  }),
+  PORTALIS_ADMIN_TOKEN: text({
+    parse: token,
+    shown: 'generated',
+    doc:
+      'bearer token of the orchestrator API (at least 16 characters); generated on first start, kept in the data ' +
+      'directory and printed',
+  }),
+  DATABASE_URL: text({
+    parse: (v) => (/^postgres(ql)?:\/\//.test(v) ? v : invalid('must be a postgres:// or postgresql:// URL')),
+    shown: 'embedded',
+    doc: 'PostgreSQL URL; unset starts the embedded PostgreSQL under the data directory',
+  }),
+  PORTALIS_DATA_DIR: text({
+    def: '.portalis',
+    shown: '`./.portalis`',
+    doc: 'embedded PostgreSQL data and the generated admin token',
+  }),
+  PORTALIS_BACKEND: choice<BackendKind>({
+    def: 'sim',
+    choices: ['sim', 'lightos'],
+    shown: '`sim`',
+    doc: "`sim` (the simulator) or `lightos` (a LightOS cluster's API v2)",
+  }),
+  PORTALIS_SIM_URL: text({
+    parse: httpUrl,
+    shown: 'in-process',
+    doc: "the simulator's URL for `sim`; unset starts a 3-node in-memory simulator inside the service",
+  }),
+  PORTALIS_LIGHTOS_ENDPOINTS: text({
+    parse: (v) =>
+      v
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean)
+        .map(httpUrl),
+    shown: '–',
+    doc:
+      'comma-separated LightOS API base URLs, required for `lightos` (e.g. ' +
+      '`https://10.0.0.1:443,https://10.0.0.2:443`)',
+  }),
+  PORTALIS_LIGHTOS_JWT: text({ doc: 'LightOS JWT, sent as `Authorization: Bearer` (never logged)' }),
+  PORTALIS_LIGHTOS_PROJECT: text({ def: 'default', shown: '`default`', doc: 'LightOS project of the volumes' }),
+  PORTALIS_LIGHTOS_TIMEOUT_MS: int({
+    def: 30_000,
+    min: 100,
+    max: 600_000,
+    doc: 'per-request timeout towards the backend',
+  }),
+  PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS: int({
+    min: 100,
+    max: 3_600_000,
+    shown: '3 × request + 10 s',
+    doc: 'deadline of one backend operation with its retries and state waits',
+  }),
+  PORTALIS_LIGHTOS_POLL_INTERVAL_MS: int({
+    min: 10,
+    max: 60_000,
+    shown: '1000 (`sim`: 100)',
+    doc: 'pause between backend state polls',
+  }),
+  PORTALIS_LIGHTOS_TLS_VERIFY: bool({ def: true, doc: "verify the backend's TLS certificate" }),
+  PORTALIS_DEFAULT_REPLICAS: int({
+    def: 3,
+    min: 1,
+    max: 3,
+    doc: 'replica count of a volume created without `replicas`',
+  }),
+  PORTALIS_DB_POOL_MAX: int({
+    def: 10,
+    min: 2,
+    max: 500,
+    doc: 'PostgreSQL connection pool of volume operations (each holds one across its backend calls)',
+  }),
+  PORTALIS_DB_AGENT_POOL_MAX: int({
+    def: 4,
+    min: 1,
+    max: 500,
+    doc: 'a second pool for the agents (token checks, long polls, reports): no volume operation delays them',
+  }),
+  PORTALIS_DB_READ_POOL_MAX: int({
+    def: 4,
+    min: 1,
+    max: 500,
+    doc:
+      'a third pool for reads (get, list, health matrix), `/metrics` and `/readyz`: they answer while volume ' +
+      'operations hold the first',
+  }),
+  PORTALIS_VOLUME_BACKEND_NAME: text({
+    def: 'portalis',
+    parse: (v) =>
+      /^[A-Za-z0-9._:@-]{1,255}$/.test(v)
+        ? v
+        : invalid(`must be 1-255 letters, digits or . _ : @ -, got ${JSON.stringify(v)}`),
+    doc: '`volume_backend_name` in `GET /v1/capabilities`',
+  }),
+  PORTALIS_CAPABILITIES_REFRESH_MS: int({
+    def: 60_000,
+    min: 0,
+    max: 86_400_000,
+    doc: 'how long `GET /v1/capabilities` serves cached capacity figures; one replica of the fleet reads them',
+  }),
+  PORTALIS_RESERVED_PERCENTAGE: int({
+    def: 0,
+    min: 0,
+    max: 100,
+    doc: '`reserved_percentage` in `GET /v1/capabilities`',
+  }),
+  PORTALIS_LOG_LEVEL: text({ def: 'info', doc: 'pino log level (JSON lines on stdout)' }),
+  PORTALIS_EVENT_RETENTION_DAYS: int({
+    def: 7,
+    min: 1,
+    max: 3650,
+    doc:
+      'how long the path-health history (`GET /v1/attachments/{id}/events`) is kept; pruned hourly, once per ' +
+      'fleet',
+  }),
+  PORTALIS_PORTAL_REFRESH_MS: int({
+    def: 30_000,
+    min: 100,
+    max: 86_400_000,
+    doc:
+      "how often live attachments' portals are checked against the backend, by one replica " +
+      '([live-paths.md](live-paths.md))',
+  }),
+  PORTALIS_METRICS_TOKEN: text({
+    parse: token,
+    doc:
+      'a second bearer token that may read `GET /metrics` and nothing else (at least 16 characters); the admin ' +
+      'token always may',
+  }),
+};
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ServiceConfig {
-  const backend = choiceVar<BackendKind>(env, 'PORTALIS_BACKEND', 'sim', ['sim', 'lightos']);
-
-  const token = env.PORTALIS_ADMIN_TOKEN || null;
-  if (token !== null && token.length < 16)
-    throw new ConfigError('PORTALIS_ADMIN_TOKEN', 'must be at least 16 characters');
-
-  const metricsToken = env.PORTALIS_METRICS_TOKEN || null;
-  if (metricsToken !== null && metricsToken.length < 16)
-    throw new ConfigError('PORTALIS_METRICS_TOKEN', 'must be at least 16 characters');
-
-  const databaseUrl = env.DATABASE_URL || null;
-  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new ConfigError('DATABASE_URL', 'must be a postgres:// or postgresql:// URL');
-  }
-
-  const endpoints = (env.PORTALIS_LIGHTOS_ENDPOINTS ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((e) => url('PORTALIS_LIGHTOS_ENDPOINTS', e));
+  const s = parseSettings(SETTINGS, env);
+  const backend = s.PORTALIS_BACKEND;
+  const endpoints = s.PORTALIS_LIGHTOS_ENDPOINTS ?? [];
   if (backend === 'lightos' && endpoints.length === 0) {
     throw new ConfigError(
       'PORTALIS_LIGHTOS_ENDPOINTS',
       'required when PORTALIS_BACKEND=lightos (comma-separated API URLs)',
     );
   }
-
-  const host = env.PORTALIS_HOST || '127.0.0.1';
-  if (!/^[A-Za-z0-9.:_-]+$/.test(host))
-    throw new ConfigError('PORTALIS_HOST', `not an address: ${JSON.stringify(host)}`);
-
   return {
-    port: intVar(env, 'PORTALIS_PORT', 8080, 0, 65535),
-    host,
-    adminToken: token,
-    databaseUrl,
-    dataDir: path.resolve(cwd, env.PORTALIS_DATA_DIR || '.portalis'),
+    port: s.PORTALIS_PORT,
+    host: s.PORTALIS_HOST,
+    adminToken: s.PORTALIS_ADMIN_TOKEN ?? null,
+    databaseUrl: s.DATABASE_URL ?? null,
+    dataDir: path.resolve(cwd, s.PORTALIS_DATA_DIR),
     backend,
-    simUrl: env.PORTALIS_SIM_URL ? url('PORTALIS_SIM_URL', env.PORTALIS_SIM_URL) : null,
+    simUrl: s.PORTALIS_SIM_URL ?? null,
     lightos: {
       endpoints,
-      jwt: env.PORTALIS_LIGHTOS_JWT || null,
-      project: env.PORTALIS_LIGHTOS_PROJECT || 'default',
-      requestTimeoutMs: intVar(env, 'PORTALIS_LIGHTOS_TIMEOUT_MS', 30_000, 100, 600_000),
-      operationTimeoutMs: env.PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS
-        ? intVar(env, 'PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS', 0, 100, 3_600_000)
-        : null,
+      jwt: s.PORTALIS_LIGHTOS_JWT ?? null,
+      project: s.PORTALIS_LIGHTOS_PROJECT,
+      requestTimeoutMs: s.PORTALIS_LIGHTOS_TIMEOUT_MS,
+      operationTimeoutMs: s.PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS ?? null,
       // The simulator changes state within milliseconds; a real cluster within seconds.
-      pollIntervalMs: intVar(env, 'PORTALIS_LIGHTOS_POLL_INTERVAL_MS', backend === 'sim' ? 100 : 1000, 10, 60_000),
-      tlsVerify: boolVar(env, 'PORTALIS_LIGHTOS_TLS_VERIFY', true),
+      pollIntervalMs: s.PORTALIS_LIGHTOS_POLL_INTERVAL_MS ?? (backend === 'sim' ? 100 : 1000),
+      tlsVerify: s.PORTALIS_LIGHTOS_TLS_VERIFY,
     },
-    defaultReplicas: intVar(env, 'PORTALIS_DEFAULT_REPLICAS', 3, 1, 3),
-    logLevel: env.PORTALIS_LOG_LEVEL || 'info',
-    dbPoolMax: intVar(env, 'PORTALIS_DB_POOL_MAX', 10, 2, 500),
-    dbAgentPoolMax: intVar(env, 'PORTALIS_DB_AGENT_POOL_MAX', 4, 1, 500),
-    dbReadPoolMax: intVar(env, 'PORTALIS_DB_READ_POOL_MAX', 4, 1, 500),
-    tls: tlsFiles(env, cwd),
-    eventRetentionDays: intVar(env, 'PORTALIS_EVENT_RETENTION_DAYS', 7, 1, 3650),
-    portalRefreshMs: intVar(env, 'PORTALIS_PORTAL_REFRESH_MS', 30_000, 100, 86_400_000),
-    metricsToken,
+    defaultReplicas: s.PORTALIS_DEFAULT_REPLICAS,
+    logLevel: s.PORTALIS_LOG_LEVEL,
+    dbPoolMax: s.PORTALIS_DB_POOL_MAX,
+    dbAgentPoolMax: s.PORTALIS_DB_AGENT_POOL_MAX,
+    dbReadPoolMax: s.PORTALIS_DB_READ_POOL_MAX,
+    tls: tlsFiles(s.PORTALIS_TLS_CERT, s.PORTALIS_TLS_KEY, cwd),
+    eventRetentionDays: s.PORTALIS_EVENT_RETENTION_DAYS,
+    portalRefreshMs: s.PORTALIS_PORTAL_REFRESH_MS,
+    metricsToken: s.PORTALIS_METRICS_TOKEN ?? null,
     capabilities: {
-      backendName: backendName(env),
-      refreshMs: intVar(env, 'PORTALIS_CAPABILITIES_REFRESH_MS', 60_000, 0, 86_400_000),
-      reservedPercentage: intVar(env, 'PORTALIS_RESERVED_PERCENTAGE', 0, 0, 100),
+      backendName: s.PORTALIS_VOLUME_BACKEND_NAME,
+      refreshMs: s.PORTALIS_CAPABILITIES_REFRESH_MS,
+      reservedPercentage: s.PORTALIS_RESERVED_PERCENTAGE,
     },
   };
 }
 
 /** Both or neither: a certificate without its key (or the reverse) is a mistake, not plain HTTP. */
-function tlsFiles(env: NodeJS.ProcessEnv, cwd: string): ServiceConfig['tls'] {
-  const cert = env.PORTALIS_TLS_CERT || null;
-  const key = env.PORTALIS_TLS_KEY || null;
+function tlsFiles(cert: string | undefined, key: string | undefined, cwd: string): ServiceConfig['tls'] {
   if (cert && !key)
     throw new ConfigError('PORTALIS_TLS_KEY', 'required with PORTALIS_TLS_CERT (the PEM private key file)');
   if (key && !cert)
     throw new ConfigError('PORTALIS_TLS_CERT', 'required with PORTALIS_TLS_KEY (the PEM certificate file)');
   return cert && key ? { certFile: path.resolve(cwd, cert), keyFile: path.resolve(cwd, key) } : null;
-}
-
-function backendName(env: NodeJS.ProcessEnv): string {
-  const raw = env.PORTALIS_VOLUME_BACKEND_NAME || 'portalis';
-  if (!/^[A-Za-z0-9._:@-]{1,255}$/.test(raw))
-    throw new ConfigError(
-      'PORTALIS_VOLUME_BACKEND_NAME',
-      `must be 1-255 letters, digits or . _ : @ -, got ${JSON.stringify(raw)}`,
-    );
-  return raw;
 }

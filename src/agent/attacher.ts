@@ -115,6 +115,23 @@ export class Attacher {
     this.locks = opts.locks ?? new KeyedMutex();
   }
 
+  /**
+   * Runs `fn` holding the locks of the spec's subsystems, with the host NQN controllers are
+   * matched on and a trace that starts before the lock wait (so the wait shows in it).
+   */
+  private underLocks<T>(
+    spec: AttachSpec,
+    fn: (ctx: AgentContext, hostNqn: string | null, trace: Trace) => Promise<T>,
+  ): Promise<T> {
+    const trace = new Trace(this.host.clock);
+    const ctx = { ...this.ctx, trace };
+    trace.mark('lock wait');
+    return this.locks.runAll(this.keys(spec), async () => {
+      trace.mark('locked');
+      return fn(ctx, await this.hostNqn(spec), trace);
+    });
+  }
+
   private keys(spec: AttachSpec): string[] {
     return spec.targets.map((t) => t.nqn);
   }
@@ -136,12 +153,7 @@ export class Attacher {
    */
   async connect(spec: AttachSpec, opts: { undoOnFailure?: boolean } = {}): Promise<ConnectResult> {
     const started = this.host.clock.now();
-    const trace = new Trace(this.host.clock);
-    const ctx = { ...this.ctx, trace };
-    trace.mark('lock wait');
-    return this.locks.runAll(this.keys(spec), async () => {
-      trace.mark('locked');
-      const hostNqn = await this.hostNqn(spec);
+    return this.underLocks(spec, async (ctx, hostNqn, trace) => {
       const before = opts.undoOnFailure ? await this.controllerNames(spec) : null;
       try {
         const r = await strategyFor(spec).attach(ctx, spec, hostNqn);
@@ -258,12 +270,7 @@ export class Attacher {
    * Not an error when the volume is not attached.
    */
   async disconnect(spec: AttachSpec, opts: DisconnectOptions = {}): Promise<DisconnectResult> {
-    const trace = new Trace(this.host.clock);
-    const ctx = { ...this.ctx, trace };
-    trace.mark('lock wait');
-    return this.locks.runAll(this.keys(spec), async () => {
-      trace.mark('locked');
-      const hostNqn = await this.hostNqn(spec);
+    return this.underLocks(spec, async (ctx, hostNqn, trace) => {
       const res: DisconnectResult = {
         devices: [],
         flushed: [],

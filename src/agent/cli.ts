@@ -13,9 +13,15 @@
  */
 import type pino from 'pino';
 import { type Logger, createLogger } from '../shared/logger.ts';
-import { ConfigError } from '../shared/env.ts';
+import { ConfigError, settingsHelp } from '../shared/env.ts';
 import { UsageError } from '../shared/errors.ts';
-import { AGENT_SETTINGS, type AgentSettings, loadAgentSettings, loadDaemonSettings } from './config.ts';
+import {
+  AGENT_SETTINGS,
+  type AgentSettings,
+  DAEMON_SETTINGS,
+  loadAgentSettings,
+  loadDaemonSettings,
+} from './config.ts';
 import { parseConnectionData, toAttachSpec } from './connection-data.ts';
 import { connectorProperties } from './connector-properties.ts';
 import { Attacher, TeardownError } from './attacher.ts';
@@ -40,7 +46,7 @@ const USAGE = `usage: portalis agent [connector-properties | attach --connection
                       | detach --connection-info <file|-> [--force]]
   no subcommand: run the daemon (needs PORTALIS_URL and PORTALIS_TOKEN)
 settings (environment, default):
-${AGENT_SETTINGS.map(([k, d, m]) => `  ${k.padEnd(34)} ${d.padEnd(22)} ${m}`).join('\n')}
+${settingsHelp({ ...DAEMON_SETTINGS, ...AGENT_SETTINGS })}
 `;
 
 function parseFlags(args: string[]): { connectionInfo?: string; force: boolean } {

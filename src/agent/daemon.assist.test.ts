@@ -60,6 +60,15 @@ async function osBrickConnect(host: FakeHost, addrs: string[]): Promise<void> {
   }
 }
 
+/** A running daemon on a host where os-brick has connected the two portals it was handed. */
+async function osBrickConnected() {
+  const s = setup();
+  await elapse(s.clock, 500);
+  const handed = portals(['10.0.0.1', '10.0.0.2']);
+  await osBrickConnect(s.host, ['10.0.0.1', '10.0.0.2']);
+  return { ...s, handed };
+}
+
 /** os-brick's disconnect_volume: `nvme disconnect -d` for the controller of each of its portals. */
 async function osBrickDisconnect(host: FakeHost, addrs: string[]): Promise<void> {
   for (const name of host.controllers(NQN)) {
@@ -126,9 +135,7 @@ describe('agent daemon: host-connected attachments', () => {
   });
 
   it('an agent started after the host connected observes without connecting anything', async () => {
-    const { host, clock, service, stop } = setup();
-    await elapse(clock, 500);
-    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    const { host, clock, service, stop } = await osBrickConnected();
     service.putHostConnected('a1', nativeData({ portals: portals(['10.0.0.1', '10.0.0.2']) }));
     await elapse(clock, 1_000);
     assert.equal(service.last('a1')?.state, 'connected');
@@ -157,10 +164,7 @@ describe('agent daemon: host-connected attachments', () => {
   });
 
   it("live paths: the new portal is added to the host device, the dead stale one pruned, the host's live one kept", async () => {
-    const { host, clock, service, stop } = setup();
-    await elapse(clock, 500);
-    const handed = portals(['10.0.0.1', '10.0.0.2']);
-    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    const { host, clock, service, stop, handed } = await osBrickConnected();
     service.putHostConnected('a1', nativeData({ portals: handed }));
     await elapse(clock, 1_000);
     assert.equal(service.last('a1')?.state, 'connected');
@@ -185,10 +189,7 @@ describe('agent daemon: host-connected attachments', () => {
   });
 
   it("after terminate it removes only the controllers it added; the host's stay the host's", async () => {
-    const { host, clock, service, stop } = setup();
-    await elapse(clock, 500);
-    const handed = portals(['10.0.0.1', '10.0.0.2']);
-    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    const { host, clock, service, stop, handed } = await osBrickConnected();
     service.putHostConnected('a1', nativeData({ portals: portals(['10.0.0.1', '10.0.0.2', '10.0.0.3']) }), {
       hostPortals: handed,
     });
@@ -212,10 +213,7 @@ describe('agent daemon: host-connected attachments', () => {
   });
 
   it("a dead controller of the host's pruned while another of its own stays: os-brick's disconnect is still seen", async () => {
-    const { host, clock, service, stop } = setup();
-    await elapse(clock, 500);
-    const handed = portals(['10.0.0.1', '10.0.0.2']);
-    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    const { host, clock, service, stop, handed } = await osBrickConnected();
     service.putHostConnected('a1', nativeData({ portals: handed }));
     await elapse(clock, 1_000);
     service.putHostConnected('a1', nativeData({ portals: portals(['10.0.0.1', '10.0.0.3']) }), { hostPortals: handed });
@@ -259,10 +257,7 @@ describe('agent daemon: host-connected attachments', () => {
   });
 
   it('a terminated instance of a volume another attachment still wants here touches nothing', async () => {
-    const { host, clock, service, stop } = setup();
-    await elapse(clock, 500);
-    const handed = portals(['10.0.0.1', '10.0.0.2']);
-    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    const { host, clock, service, stop, handed } = await osBrickConnected();
     const moved = nativeData({ portals: portals(['10.0.0.1', '10.0.0.2', '10.0.0.3']) });
     service.putHostConnected('i1', moved, { hostPortals: handed });
     service.putHostConnected('i2', moved, { hostPortals: handed });
@@ -277,9 +272,7 @@ describe('agent daemon: host-connected attachments', () => {
   });
 
   it("without host_portals (an older service) every portal is the host's: nothing added, nothing removed", async () => {
-    const { host, clock, service, stop } = setup();
-    await elapse(clock, 500);
-    await osBrickConnect(host, ['10.0.0.1', '10.0.0.2']);
+    const { host, clock, service, stop } = await osBrickConnected();
     service.putHostConnected('a1', nativeData(), { hostPortals: null });
     // The host connected two of the three portals it counts as the host's: after the settle time.
     await elapse(clock, 11_000, 500);

@@ -1,5 +1,6 @@
 import { setFlagsFromString } from 'node:v8';
 import { ConfigError, loadConfig, SETTINGS } from '../config.ts';
+import { settingsHelp } from '../shared/env.ts';
 import { createLogger } from '../shared/logger.ts';
 
 const USAGE = `usage: portalis <command>
@@ -99,12 +100,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'help':
       case '--help':
       case '-h':
-        process.stdout.write(
-          USAGE +
-            '\nservice settings:\n' +
-            SETTINGS.map(([k, d, m]) => `  ${k.padEnd(28)} ${d.padEnd(11)} ${m}`).join('\n') +
-            '\n',
-        );
+        process.stdout.write(`${USAGE}\nservice settings:\n${settingsHelp(SETTINGS)}\n`);
         return cmd === undefined ? 2 : 0;
       default:
         process.stderr.write(`portalis: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);

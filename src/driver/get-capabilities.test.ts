@@ -3,7 +3,12 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { ManualClock } from '../shared/clock.ts';
 import { silentLogger } from '../shared/logger.ts';
-import { CapabilitiesCache, DEFAULT_CAPABILITY_SETTINGS, DRIVER_VERSION } from './get-capabilities.ts';
+import {
+  CapabilitiesCache,
+  DEFAULT_CAPABILITY_SETTINGS,
+  DRIVER_VERSION,
+  FIXED_CAPABILITIES,
+} from './get-capabilities.ts';
 import type { BackendCapacity, StorageBackend } from './ports.ts';
 
 /** A backend whose capacity() answers from a script and counts the calls; nothing else is used. */
@@ -38,17 +43,10 @@ describe('capabilities (get_volume_stats)', () => {
       volume_backend_name: 'lightos-a',
       vendor_name: 'Portalis',
       driver_version: DRIVER_VERSION,
-      storage_protocol: 'NVMe-oF',
       total_capacity_gb: 10240,
       free_capacity_gb: 10000,
       reserved_percentage: 5,
-      multiattach: true,
-      online_extend_support: true,
-      thin_provisioning_support: true,
-      thick_provisioning_support: false,
-      QoS_support: true,
-      compression: [true, false],
-      shared_targets: true,
+      ...FIXED_CAPABILITIES,
     });
   });
 

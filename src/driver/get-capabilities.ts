@@ -70,6 +70,18 @@ interface Figures {
 
 const figure = (gb: number | null): CapacityFigure => (gb === null ? 'unknown' : Math.floor(gb));
 
+/** What every answer says, whatever the backend's figures (test/contract/capabilities.test.ts lists them). */
+export const FIXED_CAPABILITIES = {
+  storage_protocol: 'NVMe-oF',
+  multiattach: true,
+  online_extend_support: true,
+  thin_provisioning_support: true,
+  thick_provisioning_support: false,
+  QoS_support: true,
+  compression: [true, false],
+  shared_targets: true,
+} as const satisfies Partial<Capabilities>;
+
 export class CapabilitiesCache {
   private figures: Figures | null = null;
   private inflight: Promise<void> | null = null;
@@ -137,17 +149,10 @@ export class CapabilitiesCache {
       volume_backend_name: this.settings.backendName,
       vendor_name: 'Portalis',
       driver_version: DRIVER_VERSION,
-      storage_protocol: 'NVMe-oF',
       total_capacity_gb: f.total,
       free_capacity_gb: f.free,
       reserved_percentage: this.settings.reservedPercentage,
-      multiattach: true,
-      online_extend_support: true,
-      thin_provisioning_support: true,
-      thick_provisioning_support: false,
-      QoS_support: true,
-      compression: [true, false],
-      shared_targets: true,
+      ...FIXED_CAPABILITIES,
     };
   }
 }

@@ -32,7 +32,8 @@ export interface Connector {
   host: string;
   nvme_hostid?: string;
   uuid?: string | null;
-  ip?: string;
+  /** os-brick's `get_connector_properties` gives `ip: None` on a host where it finds no address. */
+  ip?: string | null;
   host_ips?: string[];
   multipath?: boolean;
   enforce_multipath?: boolean;

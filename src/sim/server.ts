@@ -17,7 +17,7 @@ import { DEFAULT_NVMET_ROOT } from './nvmet/configfs.ts';
 import { NvmetDataPlane } from './nvmet/nvmet-data-plane.ts';
 import { formatEndpoint } from './wire.ts';
 import { createLogger, type Logger, silentLogger } from '../shared/logger.ts';
-import { ConfigError, boolVar, choiceVar, intVar } from '../shared/env.ts';
+import { bool, ConfigError, choice, int, invalid, parseSettings, text } from '../shared/env.ts';
 
 export interface SimServerOptions {
   host?: string;
@@ -129,53 +129,83 @@ export interface SimEnvConfig {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-function addrVar(env: NodeJS.ProcessEnv, name: string, def: string): string {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return def;
-  const v = raw.trim().replace(/^\[(.*)\]$/, '$1');
-  if (!isIP(v) && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v)) {
-    throw new ConfigError(name, `must be an IP address or host name, got ${JSON.stringify(raw)}`);
-  }
+function address(raw: string): string {
+  const v = raw.replace(/^\[(.*)\]$/, '$1');
+  if (!isIP(v) && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(v))
+    invalid(`must be an IP address or host name, got ${JSON.stringify(raw)}`);
   return v;
 }
 
-function pathVar(env: NodeJS.ProcessEnv, name: string, def: string, cwd: string, mustBeAbsolute = false): string {
-  const raw = env[name];
-  const v = raw === undefined || raw === '' ? def : raw;
-  if (v.includes('\0')) throw new ConfigError(name, `must be a path, got ${JSON.stringify(raw)}`);
-  if (mustBeAbsolute && !path.isAbsolute(v))
-    throw new ConfigError(name, `must be an absolute path, got ${JSON.stringify(raw)}`);
-  return path.resolve(cwd, v);
+function aPath(v: string): string {
+  return v.includes('\0') ? invalid(`must be a path, got ${JSON.stringify(v)}`) : v;
 }
+
+/** The simulator's settings (also the table of docs/simulator.md). */
+export const SIM_SETTINGS = {
+  PORTALIS_SIM_HOST: text({ def: '127.0.0.1', parse: address, doc: 'address of its REST API' }),
+  PORTALIS_SIM_PORT: int({ def: 8090, min: 0, max: 65535, doc: 'port of its REST API' }),
+  PORTALIS_SIM_NODES: int({ def: 3, min: 1, max: 64, doc: 'storage nodes' }),
+  PORTALIS_SIM_NODE_ADDRESS: text({ def: '127.0.0.1', parse: address, doc: "the nodes' NVMe/TCP address" }),
+  PORTALIS_SIM_BASE_PORT: int({ def: 4420, min: 1, max: 65535, doc: 'node _i_ serves NVMe/TCP on base + _i_' }),
+  PORTALIS_SIM_JWT: text({
+    parse: (v) => (/\s/.test(v) ? invalid('must not contain whitespace') : v),
+    doc: 'require this bearer JWT on `/api/v2`',
+  }),
+  PORTALIS_SIM_DATA_PLANE: choice({
+    def: 'memory',
+    choices: ['memory', 'nvmet'] as const,
+    shown: '`memory`',
+    doc: '`memory` (nothing a host can connect to) or `nvmet` (the kernel target, through configfs)',
+  }),
+  PORTALIS_SIM_DATA_DIR: text({
+    def: path.join('.portalis', 'sim-nvmet'),
+    parse: aPath,
+    shown: '`./.portalis/sim-nvmet`',
+    doc: "`nvmet`: folder of the volumes' sparse backing files",
+  }),
+  PORTALIS_SIM_NVMET_CONFIGFS: text({
+    def: DEFAULT_NVMET_ROOT,
+    parse: (v) => (path.isAbsolute(aPath(v)) ? v : invalid(`must be an absolute path, got ${JSON.stringify(v)}`)),
+    shown: `\`${DEFAULT_NVMET_ROOT}\``,
+    doc: "`nvmet`: nvmet's configfs folder",
+  }),
+  PORTALIS_SIM_NVMET_ALLOW_ANY_HOST: bool({
+    def: false,
+    doc: '`nvmet`: let every host connect, whatever the ACLs',
+  }),
+  PORTALIS_SIM_LOG_LEVEL: choice({
+    def: 'info',
+    choices: LOG_LEVELS,
+    doc: 'pino log level (data-plane failures are logged at `error`)',
+  }),
+};
 
 /**
  * Reads the `PORTALIS_SIM_*` variables; throws ConfigError naming the bad one. Relative
  * paths are resolved against `cwd`.
  */
 export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): SimEnvConfig {
-  const nodes = intVar(env, 'PORTALIS_SIM_NODES', 3, 1, 64);
-  const basePort = intVar(env, 'PORTALIS_SIM_BASE_PORT', 4420, 1, 65535);
+  const s = parseSettings(SIM_SETTINGS, env);
+  const nodes = s.PORTALIS_SIM_NODES;
+  const basePort = s.PORTALIS_SIM_BASE_PORT;
   if (basePort + nodes - 1 > 65535) {
     throw new ConfigError(
       'PORTALIS_SIM_BASE_PORT',
       `${basePort} leaves no port for ${nodes} nodes (PORTALIS_SIM_NODES)`,
     );
   }
-  const jwt = env.PORTALIS_SIM_JWT;
-  if (jwt !== undefined && jwt !== '' && /\s/.test(jwt))
-    throw new ConfigError('PORTALIS_SIM_JWT', 'must not contain whitespace');
   return {
-    host: addrVar(env, 'PORTALIS_SIM_HOST', '127.0.0.1'),
-    port: intVar(env, 'PORTALIS_SIM_PORT', 8090, 0, 65535),
+    host: s.PORTALIS_SIM_HOST,
+    port: s.PORTALIS_SIM_PORT,
     nodes,
-    nodeAddress: addrVar(env, 'PORTALIS_SIM_NODE_ADDRESS', '127.0.0.1'),
+    nodeAddress: s.PORTALIS_SIM_NODE_ADDRESS,
     basePort,
-    jwt: jwt === undefined || jwt === '' ? undefined : jwt,
-    dataPlane: choiceVar(env, 'PORTALIS_SIM_DATA_PLANE', 'memory', ['memory', 'nvmet'] as const),
-    dataDir: pathVar(env, 'PORTALIS_SIM_DATA_DIR', path.join('.portalis', 'sim-nvmet'), cwd),
-    nvmetConfigfs: pathVar(env, 'PORTALIS_SIM_NVMET_CONFIGFS', DEFAULT_NVMET_ROOT, cwd, true),
-    nvmetAllowAnyHost: boolVar(env, 'PORTALIS_SIM_NVMET_ALLOW_ANY_HOST', false),
-    logLevel: choiceVar(env, 'PORTALIS_SIM_LOG_LEVEL', 'info', LOG_LEVELS),
+    jwt: s.PORTALIS_SIM_JWT,
+    dataPlane: s.PORTALIS_SIM_DATA_PLANE,
+    dataDir: path.resolve(cwd, s.PORTALIS_SIM_DATA_DIR),
+    nvmetConfigfs: path.resolve(cwd, s.PORTALIS_SIM_NVMET_CONFIGFS),
+    nvmetAllowAnyHost: s.PORTALIS_SIM_NVMET_ALLOW_ANY_HOST,
+    logLevel: s.PORTALIS_SIM_LOG_LEVEL,
   };
 }
 

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { AgentReport, Attachment, Connector, Host } from '../driver/model.ts';
 import type { AgentView, AgentViewOptions, HostStore } from '../driver/ports.ts';
 import { HOST_CHANNEL } from './change-feed.ts';
-import { type AttachmentRow, type HostRow, toAttachment, toHost } from './pg-store.ts';
+import { type AttachmentRow, type HostRow, toAttachment, toHost } from './rows.ts';
 
 /** `toHost` with the agent's version (migration 20261207180000), which pg-store's row does not carry. */
 const hostOf = (r: HostRow & { agent_version?: string | null }): Host => ({

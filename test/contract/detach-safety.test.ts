@@ -17,8 +17,6 @@ describe('detach safety', () => {
   before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
 
-  const attachment = async (id: string) => (await t.http.get(`/v1/attachments/${id}`).set(api.auth())).body;
-
   it("a terminate that does not say which of a host's attachments is refused; nothing changes", async () => {
     const vol = await api.created({ multiattach: true });
     const conn = connector(NATIVE);
@@ -29,7 +27,7 @@ describe('detach safety', () => {
     assert.equal(r.body.error.code, 'ambiguous_attachment');
     assert.match(r.body.error.message, /instance_uuid or attachment_id/);
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
-    for (const a of [a1, a2]) assert.equal((await attachment(a.body.attachment_id)).status, 'attached');
+    for (const a of [a1, a2]) assert.equal((await api.attachment(a.body.attachment_id)).status, 'attached');
 
     const forced = await api.term(vol.id, { connector: conn, force: true });
     assert.equal(forced.status, 200);
@@ -80,7 +78,7 @@ describe('detach safety', () => {
     const r = await api.term(vol.id, { connector: conn });
     assert.equal(r.status, 200);
     assert.deepEqual(r.body, { revoked: false, shared: false, detached: [], revoked_hosts: [], pending: [id] });
-    assert.equal((await attachment(id)).status, 'detaching');
+    assert.equal((await api.attachment(id)).status, 'detaching');
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn], 'access stays while the device may be in use');
     const tasks = (await t.http.get('/v1/agent/attachments').set(agent)).body.attachments;
     assert.deepEqual(
@@ -94,12 +92,12 @@ describe('detach safety', () => {
         .status,
       200,
     );
-    assert.equal((await attachment(id)).status, 'detaching');
+    assert.equal((await api.attachment(id)).status, 'detaching');
     assert.deepEqual(await sim.acl(vol.backend_uuid), [conn.nqn]);
 
     // Released: the access goes, the attachment ends.
     assert.equal((await report('disconnected')).status, 200);
-    assert.equal((await attachment(id)).status, 'detached');
+    assert.equal((await api.attachment(id)).status, 'detached');
     assert.deepEqual(await sim.acl(vol.backend_uuid), []);
     const again = await api.term(vol.id, { connector: conn });
     assert.deepEqual(again.body, { revoked: false, shared: false, detached: [], revoked_hosts: [], pending: [] });

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { lifecycleClient, simSnapshot, simVolume } from '../support/lifecycle.ts';
-import { startTarget, type Target } from '../support/target.ts';
+import { type LifecycleClient, simSnapshot, simVolume, startSuite } from '../support/lifecycle.ts';
+import type { Target } from '../support/target.ts';
 import { GiB } from '../../src/shared/units.ts';
 
 /**
@@ -12,12 +12,8 @@ import { GiB } from '../../src/shared/units.ts';
  */
 describe('snapshots, volumes from snapshots, clones', () => {
   let t: Target;
-  let api: ReturnType<typeof lifecycleClient>;
-
-  before(async () => {
-    t = await startTarget();
-    api = lifecycleClient(t);
-  });
+  let api: LifecycleClient;
+  before(async () => ({ t, api } = await startSuite()));
   after(async () => t?.close());
 
   async function snapshot(volumeId: string, body: Record<string, unknown> = {}) {

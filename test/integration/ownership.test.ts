@@ -21,7 +21,6 @@ describe('who connects an attachment', () => {
   before(async () => ({ t, sim, api } = await startSuite()));
   after(async () => t?.close());
 
-  const attachment = async (id: string) => (await t.http.get(`/v1/attachments/${id}`).set(api.auth())).body;
   /** Registers the host's agent; its token's calls. */
   async function agentOf(conn: Record<string, unknown>) {
     const issued = await t.http.post('/v1/hosts').set(api.auth()).send({ nqn: conn.nqn });
@@ -43,12 +42,12 @@ describe('who connects an attachment', () => {
     const agent = await agentOf(osBrick);
     const host = await api.init(vol.id, osBrick);
     assert.equal(host.status, 200);
-    const a = await attachment(host.body.attachment_id);
+    const a = await api.attachment(host.body.attachment_id);
     assert.equal(a.connected_by, 'host');
     assert.deepEqual(a.host_portals, host.body.connection_info.data.portals, 'the portals the host was handed');
 
     const own = connector({ ...NATIVE, ...AGENT });
-    const mine = await attachment((await api.init(vol.id, own)).body.attachment_id);
+    const mine = await api.attachment((await api.init(vol.id, own)).body.attachment_id);
     assert.equal(mine.connected_by, 'agent');
     assert.equal(mine.host_portals, null);
 
@@ -64,7 +63,7 @@ describe('who connects an attachment', () => {
     // A repeat keeps it, whatever the connector says this time.
     const again = await api.init(vol.id, { ...osBrick, ...AGENT });
     assert.equal(again.body.attachment_id, a.id);
-    assert.equal((await attachment(a.id)).connected_by, 'host');
+    assert.equal((await api.attachment(a.id)).connected_by, 'host');
   });
 
   it('the portal refresh moves connection_info, not host_portals; a repeated initialize hands the host the new ones', async () => {
@@ -79,13 +78,13 @@ describe('who connects an attachment', () => {
     const to = [0, 1, 2].find((i) => !handed.some((p) => p[1] === 4420 + i))!;
     assert.equal((await sim.moveReplica(vol.backend_uuid, from, to)).status, 200);
     await refreshPortals(t.deps!);
-    const moved = await attachment(id);
+    const moved = await api.attachment(id);
     assert.notDeepEqual(moved.connection_info.data.portals, handed, 'the service follows the backend');
     assert.deepEqual(moved.host_portals, handed, 'the host still has what it was handed');
     const before = (await agent.list()).version;
 
     const repeat = await api.init(vol.id, osBrick);
-    const now = await attachment(id);
+    const now = await api.attachment(id);
     assert.deepEqual(now.host_portals, repeat.body.connection_info.data.portals);
     assert.ok((await agent.list()).version > before, "the host's agent is woken for the new host_portals");
   });
@@ -124,7 +123,7 @@ describe('who connects an attachment', () => {
     assert.equal(m.volumes[0].health, 'detached');
     assert.equal(m.summary.detached, 1);
     assert.equal(m.volume_summary.detached, 1);
-    assert.equal((await attachment(id)).health, 'detached');
+    assert.equal((await api.attachment(id)).health, 'detached');
     const only = await t.http
       .get('/v1/health/multipath')
       .query({ volume_id: vol.id, health: 'detached' })

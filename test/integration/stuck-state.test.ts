@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { GiB } from '../../src/shared/units.ts';
-import { lifecycleClient, resetFaults, simVolume } from '../support/lifecycle.ts';
+import { type LifecycleClient, lifecycleClient, resetFaults, simVolume, startSuite } from '../support/lifecycle.ts';
 import { AGENT, connector, NATIVE, startTarget, type Target } from '../support/target.ts';
 import { SimClient } from '../support/sim-client.ts';
 
@@ -281,12 +281,8 @@ describe('the volume record follows the backend after a failed extend or delete'
 
 describe('a long poll re-checks its token when it wakes', () => {
   let t: Target;
-  let api: ReturnType<typeof lifecycleClient>;
-
-  before(async () => {
-    t = await startTarget();
-    api = lifecycleClient(t);
-  });
+  let api: LifecycleClient;
+  before(async () => ({ t, api } = await startSuite()));
   after(async () => t?.close());
 
   const lastSeen = async (nqn: string) =>

@@ -25,16 +25,14 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'portalis-tls-'));
 const file = (name: string) => path.join(dir, name);
 const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
 
+/** `openssl req` makes a new unencrypted P-256 key, written to the file named next. */
+const NEW_EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout'];
+
 function makeCa(): void {
   openssl(
     'req',
     '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
+    ...NEW_EC_KEY,
     'ca.key',
     '-out',
     'ca.pem',
@@ -52,20 +50,7 @@ function makeCa(): void {
 /** A service certificate for 127.0.0.1 signed by the test CA, with this serial; written to `<name>.pem`/`.key`. */
 function makeCert(name: string, serial: number): void {
   writeFileSync(file('ext.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  openssl(
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.csr`,
-    '-subj',
-    '/CN=127.0.0.1',
-  );
+  openssl('req', ...NEW_EC_KEY, `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=127.0.0.1');
   openssl(
     'x509',
     '-req',

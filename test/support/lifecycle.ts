@@ -78,6 +78,8 @@ export function lifecycleClient(t: Target) {
         .send({ connector, ...extra }),
     term: (id: string, body: Record<string, unknown>) =>
       t.http.post(`/v1/volumes/${id}/terminate_connection`).set(auth()).send(body),
+    /** The attachment as `GET /v1/attachments/{id}` answers it (the body). */
+    attachment: async (id: string) => (await t.http.get(`/v1/attachments/${id}`).set(auth())).body,
     attachments: async (volumeId: string) =>
       (await t.http.get('/v1/attachments').query({ volume_id: volumeId }).set(auth())).body.attachments as any[],
   };

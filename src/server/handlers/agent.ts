@@ -3,7 +3,6 @@ import type { DriverDeps } from '../../driver/deps.ts';
 import { registerAgent } from '../../driver/hosts.ts';
 import { hostOf, hostPrincipalOf } from '../access.ts';
 import type { Handlers, Reply } from '../call.ts';
-import { asConnector } from '../wire.ts';
 import { presentHost } from '../presenters/presenters.ts';
 
 /** The agent-facing API: each call acts for the host the token was issued to, and only that host. */
@@ -13,7 +12,7 @@ export function agentHandlers(deps: DriverDeps): Handlers<'agentRegister' | 'age
       const host = await registerAgent(
         deps,
         hostOf(c),
-        asConnector(c.body.connector),
+        c.body.connector,
         c.headers['x-portalis-agent-version'] ?? null,
       );
       return { status: 200, body: { host: presentHost(host) } };

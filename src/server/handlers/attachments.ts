@@ -1,5 +1,6 @@
 import type { DriverDeps } from '../../driver/deps.ts';
 import { DriverError } from '../../driver/errors.ts';
+import { attachmentNotFound } from '../../driver/guards.ts';
 import { confinedHost } from '../access.ts';
 import type { Handlers } from '../call.ts';
 import { attachmentEvents } from '../../driver/health.ts';
@@ -26,10 +27,9 @@ export function attachmentHandlers(
     async getAttachment(c) {
       const id = c.params.id;
       const a = await deps.store.getAttachment(id);
-      if (!a) throw new DriverError('attachment_not_found', `attachment ${id} does not exist`);
       const host = confinedHost(c);
       // Another host's attachment answers as a missing one: a host token learns nothing of others.
-      if (host && a.hostNqn !== host) throw new DriverError('attachment_not_found', `attachment ${id} does not exist`);
+      if (!a || (host && a.hostNqn !== host)) throw attachmentNotFound(id);
       return { status: 200, body: presentAttachment(a) };
     },
 

@@ -7,7 +7,6 @@ import { initializeConnection } from '../../driver/initialize-connection.ts';
 import { terminateConnection } from '../../driver/terminate-connection.ts';
 import type { Handlers } from '../call.ts';
 import { presentVolumeDetail } from '../presenters/lifecycle.ts';
-import { asConnector } from '../wire.ts';
 
 type VolumeOperation =
   | 'createVolume'
@@ -54,24 +53,24 @@ export function volumeHandlers(deps: DriverDeps): Handlers<VolumeOperation> {
     },
 
     async initializeConnection(c) {
-      const b = c.body;
+      const { connector, instance_uuid, access_mode } = c.body;
       const r = await initializeConnection(deps, {
         volumeId: c.params.id,
-        connector: asConnector(b.connector),
-        instanceUuid: b.instance_uuid ?? null,
-        accessMode: b.access_mode,
+        connector,
+        instanceUuid: instance_uuid ?? null,
+        accessMode: access_mode,
       });
       return { status: 200, body: { connection_info: r.connectionInfo, attachment_id: r.attachment.id } };
     },
 
     async terminateConnection(c) {
-      const b = c.body;
+      const { connector, force, attachment_id, instance_uuid } = c.body;
       const r = await terminateConnection(deps, {
         volumeId: c.params.id,
-        connector: b.connector && asConnector(b.connector),
-        force: b.force ?? false,
-        attachmentId: b.attachment_id,
-        instanceUuid: b.instance_uuid,
+        connector,
+        force: force ?? false,
+        attachmentId: attachment_id,
+        instanceUuid: instance_uuid,
       });
       return {
         status: 200,

@@ -31,22 +31,12 @@
  * Every method is idempotent, and calls are serialized: configfs steps of one change must not
  * interleave with another's.
  */
-import { constants } from 'node:fs';
-import { mkdir, open, rm } from 'node:fs/promises';
-import net from 'node:net';
-import path from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
 import type { AnaState } from '../../driver/model.ts';
 import type { DataPlane, NamespaceSpec, SimNodeEndpoint } from '../data-plane.ts';
-import {
-  type Configfs,
-  DEFAULT_NVMET_ROOT,
-  ensureDir,
-  ensureLink,
-  errnoOf,
-  NodeConfigfs,
-  removeEntry,
-  writeIfChanged,
-} from './configfs.ts';
+import { backingFile, fileSize, growFile, supportsODirect } from './backing-files.ts';
+import { type Configfs, DEFAULT_NVMET_ROOT, ensureDir, NodeConfigfs, removeEntry, writeIfChanged } from './configfs.ts';
+import { SubsystemTree } from './subsystem-tree.ts';
 
 export interface NvmetDataPlaneOptions {
   /** Folder for the sparse backing files, `<volume uuid>.img`. */
@@ -81,26 +71,11 @@ const CONFIGFS_ANA_STATES: ReadonlySet<string> = new Set([
 ]);
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** False when files in `dir` cannot be opened with O_DIRECT (tmpfs before 6.6). */
-export async function supportsODirect(dir: string): Promise<boolean> {
-  const probe = path.join(dir, `.odirect-probe-${process.pid}`);
-  try {
-    await (await open(probe, constants.O_RDWR | constants.O_CREAT | constants.O_DIRECT, 0o600)).close();
-    return true;
-  } catch (err) {
-    if (errnoOf(err) === 'EINVAL') return false;
-    throw err;
-  } finally {
-    await rm(probe, { force: true });
-  }
-}
-
 export class NvmetDataPlane implements DataPlane {
   readonly kind = 'nvmet';
   /** One ANA group per volume: groups 2..128 (group 1 is every port's default). */
   readonly maxNamespaces = MAX_ANA_GROUP - 1;
-  private readonly fs: Configfs;
-  private nqn = '';
+  private readonly tree: SubsystemTree;
   private nodes: SimNodeEndpoint[] = [];
   private buffered = false;
   private readonly volumes = new Map<string, NvmetVolume>();
@@ -109,7 +84,7 @@ export class NvmetDataPlane implements DataPlane {
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: NvmetDataPlaneOptions) {
-    this.fs = opts.configfs ?? new NodeConfigfs(opts.configfsRoot ?? DEFAULT_NVMET_ROOT);
+    this.tree = new SubsystemTree(opts.configfs ?? new NodeConfigfs(opts.configfsRoot ?? DEFAULT_NVMET_ROOT));
   }
 
   /** The plane's record of a volume (for the simulator's admin view and tests). */
@@ -127,19 +102,19 @@ export class NvmetDataPlane implements DataPlane {
       checkNqn(subsystemNqn);
       if (new Set(nodes.map((n) => n.index)).size !== nodes.length)
         throw new Error('nvmet: node indexes must be unique');
-      this.nqn = subsystemNqn;
+      this.tree.nqn = subsystemNqn;
       this.nodes = [...nodes];
       await mkdir(this.opts.dataDir, { recursive: true });
       const mode = this.opts.bufferedIo ?? 'auto';
       this.buffered = mode === 'auto' ? !(await supportsODirect(this.opts.dataDir)) : mode;
 
-      await ensureDir(this.fs, this.sub);
+      const { fs, sub } = this.tree;
+      await ensureDir(fs, sub);
       if (this.opts.allowAnyHost) {
-        for (const h of await this.fs.list(`${this.sub}/allowed_hosts`))
-          await removeEntry(this.fs, this.hostLink(h), 'unlink');
+        for (const h of await this.tree.allowedHosts()) await removeEntry(fs, this.tree.hostLink(h), 'unlink');
       }
-      await writeIfChanged(this.fs, `${this.sub}/attr_allow_any_host`, this.opts.allowAnyHost ? '1' : '0');
-      for (const node of this.nodes) await this.setupPort(node);
+      await writeIfChanged(fs, `${sub}/attr_allow_any_host`, this.opts.allowAnyHost ? '1' : '0');
+      for (const node of this.nodes) await this.tree.setupPort(node, this.down.has(node.nodeId));
       await this.adoptNamespaces();
     });
   }
@@ -162,7 +137,7 @@ export class NvmetDataPlane implements DataPlane {
           volumeUuid: uuid,
           nsid: ns.nsid,
           anaGroup: this.freeGroup(),
-          file: this.fileOf(uuid),
+          file: backingFile(this.opts.dataDir, uuid),
           sizeBytes: 0,
           ana: {},
         };
@@ -171,22 +146,16 @@ export class NvmetDataPlane implements DataPlane {
       v.ana = { ...ns.ana };
       const grew = await this.growFile(v, ns.sizeBytes);
       for (const node of this.nodes) {
-        await ensureDir(this.fs, this.group(node, v.anaGroup));
+        await this.tree.ensureGroup(node, v.anaGroup);
         await this.writeAna(v, node);
       }
-      const dir = this.ns(v.nsid);
-      await ensureDir(this.fs, dir);
-      if ((await this.fs.read(`${dir}/enable`)) === '1') {
-        await writeIfChanged(this.fs, `${dir}/ana_grpid`, String(v.anaGroup));
-        if (grew) await this.revalidate(v);
+      await ensureDir(this.tree.fs, this.tree.ns(v.nsid));
+      if (await this.tree.isEnabled(v.nsid)) {
+        await writeIfChanged(this.tree.fs, `${this.tree.ns(v.nsid)}/ana_grpid`, String(v.anaGroup));
+        if (grew) await this.tree.revalidate(v.nsid);
         return;
       }
-      await this.fs.write(`${dir}/device_path`, v.file);
-      await this.fs.write(`${dir}/device_uuid`, uuid);
-      await this.fs.write(`${dir}/device_nguid`, uuid);
-      await writeIfChanged(this.fs, `${dir}/buffered_io`, this.buffered ? '1' : '0');
-      await this.fs.write(`${dir}/ana_grpid`, String(v.anaGroup));
-      await this.fs.write(`${dir}/enable`, '1');
+      await this.tree.enableNamespace(v.nsid, { ...v, bufferedIo: this.buffered });
     });
   }
 
@@ -198,7 +167,7 @@ export class NvmetDataPlane implements DataPlane {
       await this.growFile(v, sizeBytes);
       // Always: a repeated call after a crash between truncate and revalidate still converges,
       // and nvmet only signals hosts when the size really changed.
-      await this.revalidate(v);
+      await this.tree.revalidate(v.nsid);
     });
   }
 
@@ -207,7 +176,7 @@ export class NvmetDataPlane implements DataPlane {
       const v = this.volumes.get(volumeUuid.toLowerCase());
       if (v) await this.remove(v);
       else if (this.started && UUID_RE.test(volumeUuid))
-        await rm(this.fileOf(volumeUuid.toLowerCase()), { force: true });
+        await rm(backingFile(this.opts.dataDir, volumeUuid.toLowerCase()), { force: true });
     });
   }
 
@@ -226,12 +195,9 @@ export class NvmetDataPlane implements DataPlane {
       hostNqns.forEach(checkNqn);
       this.allowedHosts = [...new Set(hostNqns)].sort();
       if (this.opts.allowAnyHost) return;
-      for (const h of this.allowedHosts) {
-        await ensureDir(this.fs, `hosts/${h}`);
-        await ensureLink(this.fs, `hosts/${h}`, this.hostLink(h));
-      }
-      for (const h of await this.fs.list(`${this.sub}/allowed_hosts`)) {
-        if (!this.allowedHosts.includes(h)) await this.revokeHost(h);
+      for (const h of this.allowedHosts) await this.tree.allowHost(h);
+      for (const h of await this.tree.allowedHosts()) {
+        if (!this.allowedHosts.includes(h)) await this.tree.revokeHost(h);
       }
     });
   }
@@ -246,8 +212,8 @@ export class NvmetDataPlane implements DataPlane {
       // Down: hosts learn `inaccessible` (an ANA event) before the port stops serving.
       // Up: the states are right before the first host reconnects.
       for (const v of this.volumes.values()) await this.writeAna(v, node);
-      if (up) await ensureLink(this.fs, this.sub, this.portLink(node));
-      else await removeEntry(this.fs, this.portLink(node), 'unlink');
+      if (up) await this.tree.linkPort(node);
+      else await this.tree.unlinkPort(node);
     });
   }
 
@@ -260,12 +226,12 @@ export class NvmetDataPlane implements DataPlane {
       if (!known) this.nodes.push({ ...node });
       const n = known ?? node;
       // Every volume's ANA group exists on the new port, with its state, before the port serves.
-      await ensureDir(this.fs, this.port(n));
+      await ensureDir(this.tree.fs, this.tree.port(n));
       for (const v of this.volumes.values()) {
-        await ensureDir(this.fs, this.group(n, v.anaGroup));
+        await this.tree.ensureGroup(n, v.anaGroup);
         await this.writeAna(v, n);
       }
-      await this.setupPort(n);
+      await this.tree.setupPort(n, this.down.has(n.nodeId));
     });
   }
 
@@ -274,7 +240,7 @@ export class NvmetDataPlane implements DataPlane {
       this.checkStarted();
       const node = this.nodes.find((n) => n.nodeId === nodeId);
       if (!node) return;
-      await this.dropPort(node);
+      await this.tree.dropPort(node);
       this.nodes = this.nodes.filter((n) => n !== node);
       this.down.delete(nodeId);
       for (const v of this.volumes.values()) delete v.ana[nodeId];
@@ -292,7 +258,7 @@ export class NvmetDataPlane implements DataPlane {
       if (i < 0) throw new Error(`nvmet: unknown node ${node.nodeId}`);
       if (this.nodes[i]!.index !== node.index) throw new Error(`nvmet: node ${node.nodeId} cannot change its index`);
       this.nodes[i] = { ...node };
-      await this.setupPort(this.nodes[i]!);
+      await this.tree.setupPort(this.nodes[i]!, this.down.has(node.nodeId));
     });
   }
 
@@ -309,100 +275,29 @@ export class NvmetDataPlane implements DataPlane {
         }
       };
       for (const v of [...this.volumes.values()]) await attempt(() => this.remove(v));
-      for (const h of await this.fs.list(`${this.sub}/allowed_hosts`)) await attempt(() => this.revokeHost(h));
-      for (const node of this.nodes) await attempt(() => this.dropPort(node));
-      await attempt(() => removeEntry(this.fs, this.sub, 'rmdir'));
+      for (const h of await this.tree.allowedHosts()) await attempt(() => this.tree.revokeHost(h));
+      for (const node of this.nodes) await attempt(() => this.tree.dropPort(node));
+      await attempt(() => removeEntry(this.tree.fs, this.tree.sub, 'rmdir'));
       this.volumes.clear();
       this.down.clear();
-      this.nqn = '';
+      this.tree.nqn = '';
       if (errors.length) throw new AggregateError(errors, 'nvmet: stop() left configuration behind');
     });
   }
 
-  // ---- paths ----
   private get started(): boolean {
-    return this.nqn !== '';
-  }
-  private get sub(): string {
-    return `subsystems/${this.nqn}`;
-  }
-  private ns(nsid: number): string {
-    return `${this.sub}/namespaces/${nsid}`;
-  }
-  private port(node: SimNodeEndpoint): string {
-    return `ports/${node.index + 1}`;
-  }
-  private portLink(node: SimNodeEndpoint): string {
-    return `${this.port(node)}/subsystems/${this.nqn}`;
-  }
-  private group(node: SimNodeEndpoint, g: number): string {
-    return `${this.port(node)}/ana_groups/${g}`;
-  }
-  private hostLink(host: string): string {
-    return `${this.sub}/allowed_hosts/${host}`;
-  }
-  private fileOf(uuid: string): string {
-    return path.join(this.opts.dataDir, `${uuid}.img`);
-  }
-
-  // ---- steps ----
-  private async setupPort(node: SimNodeEndpoint): Promise<void> {
-    const port = this.port(node);
-    await ensureDir(this.fs, port);
-    const want: [string, string][] = [
-      ['addr_trtype', 'tcp'],
-      ['addr_adrfam', net.isIPv6(node.address) ? 'ipv6' : 'ipv4'],
-      ['addr_traddr', node.address],
-      ['addr_trsvcid', String(node.port)],
-    ];
-    const changed: [string, string][] = [];
-    for (const [attr, value] of want)
-      if ((await this.fs.read(`${port}/${attr}`)) !== value) changed.push([attr, value]);
-    if (changed.length) {
-      const users = (await this.fs.list(`${port}/subsystems`)).filter((s) => s !== this.nqn);
-      if (users.length) throw new Error(`nvmet: ${port} serves ${users.join(', ')} at another address`);
-      await removeEntry(this.fs, this.portLink(node), 'unlink');
-      for (const [attr, value] of changed) await this.fs.write(`${port}/${attr}`, value);
-    }
-    if (!this.down.has(node.nodeId)) await ensureLink(this.fs, this.sub, this.portLink(node));
-  }
-
-  /** Unlinks the port, removes our ANA groups, and the port itself unless another subsystem uses it. */
-  private async dropPort(node: SimNodeEndpoint): Promise<void> {
-    const port = this.port(node);
-    await removeEntry(this.fs, this.portLink(node), 'unlink');
-    for (const g of await this.fs.list(`${port}/ana_groups`)) {
-      if (g !== '1') await removeEntry(this.fs, `${port}/ana_groups/${g}`, 'rmdir');
-    }
-    // A port another subsystem still uses is not ours to remove.
-    if ((await this.fs.list(`${port}/subsystems`)).length === 0) await removeEntry(this.fs, port, 'rmdir');
+    return this.tree.nqn !== '';
   }
 
   /**
    * After a restart: enabled namespaces already in the subsystem are known again (their ANA
-   * states unknown until set). A disabled one is a create that did not finish: it serves
-   * nothing, so it goes (its file stays, for addNamespace to pick up).
+   * states unknown until set; a disabled one goes, its file stays for addNamespace to pick up).
    */
   private async adoptNamespaces(): Promise<void> {
-    for (const name of await this.fs.list(`${this.sub}/namespaces`)) {
-      const dir = `${this.sub}/namespaces/${name}`;
-      if ((await this.fs.read(`${dir}/enable`)) !== '1') {
-        await removeEntry(this.fs, dir, 'rmdir');
-        continue;
-      }
-      const uuid = (await this.fs.read(`${dir}/device_uuid`)).toLowerCase();
-      if (this.volumes.has(uuid)) continue;
-      const file = (await this.fs.read(`${dir}/device_path`)) || this.fileOf(uuid);
-      let sizeBytes = 0;
-      try {
-        const fh = await open(file, 'r');
-        sizeBytes = (await fh.stat()).size;
-        await fh.close();
-      } catch {
-        // The file is gone; addNamespace recreates it.
-      }
-      const anaGroup = Number(await this.fs.read(`${dir}/ana_grpid`));
-      this.volumes.set(uuid, { volumeUuid: uuid, nsid: Number(name), anaGroup, file, sizeBytes, ana: {} });
+    for (const found of await this.tree.enabledNamespaces()) {
+      if (this.volumes.has(found.volumeUuid)) continue;
+      const file = found.file || backingFile(this.opts.dataDir, found.volumeUuid);
+      this.volumes.set(found.volumeUuid, { ...found, file, sizeBytes: await fileSize(file), ana: {} });
     }
   }
 
@@ -414,55 +309,21 @@ export class NvmetDataPlane implements DataPlane {
 
   /** Creates the sparse file or makes it at least `sizeBytes`; true when it grew. */
   private async growFile(v: NvmetVolume, sizeBytes: number): Promise<boolean> {
-    const fh = await open(v.file, constants.O_RDWR | constants.O_CREAT, 0o600);
-    try {
-      const size = (await fh.stat()).size;
-      v.sizeBytes = Math.max(size, sizeBytes);
-      if (size >= sizeBytes) return false;
-      await fh.truncate(sizeBytes);
-      return true;
-    } finally {
-      await fh.close();
-    }
-  }
-
-  private async revalidate(v: NvmetVolume): Promise<void> {
-    const dir = this.ns(v.nsid);
-    if ((await this.fs.list(dir)).includes('revalidate_size')) {
-      await this.fs.write(`${dir}/revalidate_size`, '1');
-    } else {
-      // Kernels without revalidate_size: a disable/enable cycle re-reads the size, but hosts
-      // see the namespace vanish and come back.
-      await this.fs.write(`${dir}/enable`, '0');
-      await this.fs.write(`${dir}/enable`, '1');
-    }
+    const { sizeBytes: size, grew } = await growFile(v.file, sizeBytes);
+    v.sizeBytes = size;
+    return grew;
   }
 
   private async remove(v: NvmetVolume): Promise<void> {
-    const dir = this.ns(v.nsid);
-    if ((await this.fs.list(`${this.sub}/namespaces`)).includes(String(v.nsid))) {
-      await this.fs.write(`${dir}/enable`, '0');
-      await removeEntry(this.fs, dir, 'rmdir');
-    }
-    if (v.anaGroup !== 1)
-      for (const node of this.nodes) await removeEntry(this.fs, this.group(node, v.anaGroup), 'rmdir');
+    await this.tree.removeNamespace(v.nsid);
+    if (v.anaGroup !== 1) for (const node of this.nodes) await this.tree.removeGroup(node, v.anaGroup);
     await rm(v.file, { force: true });
     this.volumes.delete(v.volumeUuid);
   }
 
-  private async revokeHost(host: string): Promise<void> {
-    await removeEntry(this.fs, this.hostLink(host), 'unlink');
-    try {
-      await this.fs.rmdir(`hosts/${host}`);
-    } catch (err) {
-      // EBUSY: another subsystem still allows this host; ENOENT: already gone.
-      if (errnoOf(err) !== 'EBUSY' && errnoOf(err) !== 'ENOENT') throw err;
-    }
-  }
-
   private writeAna(v: NvmetVolume, node: SimNodeEndpoint): Promise<void> {
     const state = this.down.has(node.nodeId) ? 'inaccessible' : (v.ana[node.nodeId] ?? 'inaccessible');
-    return writeIfChanged(this.fs, `${this.group(node, v.anaGroup)}/ana_state`, state);
+    return this.tree.writeAna(node, v.anaGroup, state);
   }
 
   // ---- checks ----

@@ -38,7 +38,16 @@ import path from 'node:path';
 import { type AgentStack, agentLogLines, livePorts, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunk, writeChunks } from './io.ts';
 import { check, checkEqual, observe, readSys, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
-import { controllers, headByUuid, ioErrorsSince, kernelLog, pathViews } from './nvme.ts';
+import {
+  checkOneControllerPerPortal,
+  controllers,
+  controllersByPort,
+  headByUuid,
+  waitAllDisconnected,
+  ioErrorsSince,
+  kernelLog,
+  pathViews,
+} from './nvme.ts';
 import type { AttachmentView, NvmeofConnectionData } from './rest.ts';
 import { GiB } from '../../../src/shared/units.ts';
 
@@ -62,13 +71,6 @@ async function simNodeOf(s: AgentStack, portal: Portal): Promise<{ uuid: string;
   );
   check(n, `portal ${portal[0]}:${portal[1]} is a simulator node`);
   return n;
-}
-
-/** Controllers of the subsystem per port (trsvcid): names. */
-function controllersByPort(nqn: string): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const c of controllers(nqn)) (out[c.address.trsvcid ?? '?'] ??= []).push(c.name);
-  return out;
 }
 
 /**
@@ -98,16 +100,6 @@ function checkReportMatchesSysfs(a: AttachmentView, data: NvmeofConnectionData, 
     checkEqual(p.ana_state, v.anaState, `${p.controller} ANA state`);
   }
   return head;
-}
-
-/** Exactly one live controller per portal, and no other controller of the subsystem. */
-function checkOneControllerPerPortal(nqn: string, portals: Portal[]): Record<string, string[]> {
-  const byPort = controllersByPort(nqn);
-  checkEqual(Object.keys(byPort).sort(), portals.map((p) => String(p[1])).sort(), 'ports with a controller');
-  for (const [port, names] of Object.entries(byPort))
-    checkEqual(names.length, 1, `controllers to port ${port} (${names.join(', ')})`);
-  for (const c of controllers(nqn)) checkEqual(c.state, 'live', `${c.name} state`);
-  return byPort;
 }
 
 /** Creates a 1 GiB (or `sizeGb`) 3-replica volume, attaches it, waits for the agent's connected report. */
@@ -176,13 +168,7 @@ async function agentAttach(s: AgentStack): Promise<void> {
       const a = await s.detach(volumeId, attachmentId);
       observe('detached after ms', Math.round(performance.now() - t0));
       observe('attachment after detach', { status: a.status, agent: a.agent });
-      await waitFor(
-        'no controller of the subsystem',
-        () => (controllers(s.nqn).length === 0 ? true : undefined),
-        10_000,
-        () => controllers(s.nqn),
-      );
-      check(!existsSync(`/sys/block/${head}`), `${head} is gone`);
+      await waitAllDisconnected(s.nqn, head);
       checkEqual(s.allowedHosts(), [], 'configfs allowed_hosts after the revoke');
     },
   );
@@ -577,13 +563,7 @@ async function agentBusy(s: AgentStack): Promise<void> {
       const a = await s.waitDetached(attachmentId);
       observe('torn down after ms', Math.round(performance.now() - t0));
       checkEqual(a.agent!.error, null, 'no error');
-      await waitFor(
-        'no controller of the subsystem',
-        () => (controllers(s.nqn).length === 0 ? true : undefined),
-        10_000,
-        () => controllers(s.nqn),
-      );
-      check(!existsSync(`/sys/block/${head}`), `${head} is gone`);
+      await waitAllDisconnected(s.nqn, head);
       checkEqual(s.allowedHosts(), [], 'allowed_hosts');
       observe('agent: forced detach', agentLogLines(s.agent, 'forced detach of a device in use').at(-1) ?? null);
     },

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { check, checkEqual, list, observe, readSys, sh, step, waitFor } from './lib.ts';
 import { controllers, nvmeDisks } from './nvme.ts';
-import type { AttachmentView, Connector, NvmeofConnectionData } from './rest.ts';
+import type { AttachmentView, Connector, NvmeofConnectionData, ServiceApi } from './rest.ts';
 import { PortalisProcess, repoRoot, startStack, type Stack } from './stack.ts';
 
 export const NVMET = '/sys/kernel/config/nvmet';
@@ -97,23 +97,13 @@ export class AgentStack {
   }
 
   /** Polls the attachment until `accept` returns something (the agent must stay up meanwhile). */
-  async waitAttachment<T>(
+  waitAttachment<T>(
     id: string,
     what: string,
     accept: (a: AttachmentView) => T | undefined,
     deadlineMs = 30_000,
   ): Promise<T> {
-    let last: AttachmentView | undefined;
-    return waitFor(
-      `attachment ${id.slice(0, 8)}: ${what}`,
-      async () => {
-        this.agent.checkRunning();
-        last = await this.api.attachment(id);
-        return accept(last);
-      },
-      deadlineMs,
-      () => last && { status: last.status, health: last.health, agent: last.agent },
-    );
+    return waitAttachment(this.api, this.agent, id, what, accept, deadlineMs);
   }
 
   /** Waits until the agent reports live paths to exactly `ports` (one each) and health optimal. */
@@ -277,6 +267,31 @@ export class AgentStack {
 }
 
 /** `portalis agent connector-properties`, run as the real CLI; its JSON. */
+/**
+ * Polls the attachment through the service until `accept` returns something; `agent`, when
+ * there is one, must stay up meanwhile. A timeout shows the attachment's last status and report.
+ */
+export function waitAttachment<T>(
+  api: ServiceApi,
+  agent: PortalisProcess | null,
+  id: string,
+  what: string,
+  accept: (a: AttachmentView) => T | undefined,
+  deadlineMs = 30_000,
+): Promise<T> {
+  let last: AttachmentView | undefined;
+  return waitFor(
+    `attachment ${id.slice(0, 8)}: ${what}`,
+    async () => {
+      agent?.checkRunning();
+      last = await api.attachment(id);
+      return accept(last);
+    },
+    deadlineMs,
+    () => last && { status: last.status, health: last.health, agent: last.agent },
+  );
+}
+
 export async function agentConnectorProperties(): Promise<AgentConnector> {
   const out = await sh(
     process.execPath,

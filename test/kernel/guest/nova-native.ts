@@ -30,7 +30,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { AGENT_ENV, agentLogLines, Sampler } from './agent.ts';
+import { AGENT_ENV, agentLogLines, Sampler, waitAttachment } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunks } from './io.ts';
 import {
   check,
@@ -46,7 +46,14 @@ import {
   waitFor,
   type Part,
 } from './lib.ts';
-import { controllers, headByUuid, nvmeDisks, pathViews } from './nvme.ts';
+import {
+  checkOneControllerPerPortal,
+  controllers,
+  controllersByPort,
+  headByUuid,
+  nvmeDisks,
+  pathViews,
+} from './nvme.ts';
 import { type BrickAnswer, must, OsBrick } from './osbrick.ts';
 import type { AttachmentView, Connector, NvmeofConnectionData } from './rest.ts';
 import { PortalisProcess, startStack, type Stack } from './stack.ts';
@@ -187,23 +194,13 @@ class NovaHost {
   }
 
   /** Polls the attachment until `accept` returns something; the agent must stay up meanwhile. */
-  async waitAttachment<T>(
+  waitAttachment<T>(
     id: string,
     what: string,
     accept: (a: AttachmentView) => T | undefined,
     deadlineMs = 30_000,
   ): Promise<T> {
-    let last: AttachmentView | undefined;
-    return waitFor(
-      `attachment ${id.slice(0, 8)}: ${what}`,
-      async () => {
-        this.agent?.checkRunning();
-        last = await this.api.attachment(id);
-        return accept(last);
-      },
-      deadlineMs,
-      () => last && { status: last.status, health: last.health, agent: last.agent },
-    );
+    return waitAttachment(this.api, this.agent, id, what, accept, deadlineMs);
   }
 
   get sim() {
@@ -307,23 +304,6 @@ function checkBrickConnects(a: BrickAnswer<unknown>, data: NvmeofConnectionData,
 /** No WARNING or ERROR from os-brick during a call (a race with another program is one). */
 function checkNoWarnings(a: BrickAnswer<unknown>, what: string): void {
   checkEqual(a.warnings, [], `what os-brick logged at WARNING or above during ${what}`);
-}
-
-/** Controllers of the subsystem per port (trsvcid): names. */
-function controllersByPort(nqn: string): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const c of controllers(nqn)) (out[c.address.trsvcid ?? '?'] ??= []).push(c.name);
-  return out;
-}
-
-/** Exactly one live controller per portal, and no other controller of the subsystem. */
-function checkOneControllerPerPortal(nqn: string, portals: Portal[]): Record<string, string[]> {
-  const byPort = controllersByPort(nqn);
-  checkEqual(Object.keys(byPort).sort(), portals.map((p) => String(p[1])).sort(), 'ports with a controller');
-  for (const [port, names] of Object.entries(byPort))
-    checkEqual(names.length, 1, `controllers to port ${port} (${names.join(', ')})`);
-  for (const c of controllers(nqn)) checkEqual(c.state, 'live', `${c.name} state`);
-  return byPort;
 }
 
 interface Initialized {

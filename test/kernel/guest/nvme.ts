@@ -3,10 +3,10 @@
  * controllers and block devices, as the kernel (6.1) shows them.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { RunResult } from '../harness/exec.ts';
-import { check, list, readSys, sh, shAny } from './lib.ts';
+import { check, checkEqual, list, readSys, sh, shAny, waitFor } from './lib.ts';
 
 export const HOST_NQN = 'nqn.2014-08.org.nvmexpress:uuid:3c1e6a52-8d0b-4f7e-9a21-5b6c7d8e9f01';
 export const HOST_ID = '3c1e6a52-8d0b-4f7e-9a21-5b6c7d8e9f01';
@@ -216,4 +216,35 @@ export function jsonOrText(text: string): unknown {
   } catch {
     return text.trim();
   }
+}
+
+/** Controllers of the subsystem per port (trsvcid): names. */
+export function controllersByPort(nqn: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const c of controllers(nqn)) (out[c.address.trsvcid ?? '?'] ??= []).push(c.name);
+  return out;
+}
+
+/** Exactly one live controller per portal, and no other controller of the subsystem. */
+export function checkOneControllerPerPortal(
+  nqn: string,
+  portals: [string, number, string][],
+): Record<string, string[]> {
+  const byPort = controllersByPort(nqn);
+  checkEqual(Object.keys(byPort).sort(), portals.map((p) => String(p[1])).sort(), 'ports with a controller');
+  for (const [port, names] of Object.entries(byPort))
+    checkEqual(names.length, 1, `controllers to port ${port} (${names.join(', ')})`);
+  for (const c of controllers(nqn)) checkEqual(c.state, 'live', `${c.name} state`);
+  return byPort;
+}
+
+/** Waits (10 s) until the subsystem has no controller left, then checks that its head disk went too. */
+export async function waitAllDisconnected(nqn: string, head: string): Promise<void> {
+  await waitFor(
+    'no controller of the subsystem',
+    () => (controllers(nqn).length === 0 ? true : undefined),
+    10_000,
+    () => controllers(nqn),
+  );
+  check(!existsSync(`/sys/block/${head}`), `${head} is gone`);
 }
