@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { ConfigError, boolVar, choiceVar, intVar } from './shared/env.ts';
+import { loadSecretsKey, SecretBox } from './store/secret-box.ts';
 
 export { ConfigError };
 
@@ -46,6 +47,10 @@ export interface ServiceConfig {
   capabilities: { backendName: string; refreshMs: number; reservedPercentage: number };
   /** HTTPS on the service port with this certificate and key (PEM files); null: plain HTTP. */
   tls: { certFile: string; keyFile: string } | null;
+  /** `required`: every host authenticates in-band (DH-HMAC-CHAP) with the secrets the service generates. */
+  inbandAuth: 'off' | 'required';
+  /** Encrypts the hosts' secrets at rest; null when no key is configured (then no secrets are kept). */
+  secrets: SecretBox | null;
 }
 
 /** The documented variables, their defaults and meaning; the table in docs/configuration.md states the same facts. */
@@ -117,6 +122,17 @@ export const SETTINGS = [
     'unset',
     'a second bearer token that may read GET /metrics only (at least 16 characters); the admin token always may',
   ],
+  [
+    'PORTALIS_INBAND_AUTH',
+    'off',
+    '`required`: the service generates DH-HMAC-CHAP secrets per host, sets them at the backend and delivers them to the agent; a host without them cannot connect (docs/security.md)',
+  ],
+  [
+    'PORTALIS_SECRETS_KEY',
+    'unset',
+    "32-byte key (base64 or hex) that encrypts the hosts' secrets in PostgreSQL; required with PORTALIS_INBAND_AUTH=required",
+  ],
+  ['PORTALIS_SECRETS_KEY_FILE', 'unset', 'a file holding PORTALIS_SECRETS_KEY instead (one of the two)'],
 ] as const;
 
 function url(name: string, raw: string): string {
@@ -161,7 +177,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   if (!/^[A-Za-z0-9.:_-]+$/.test(host))
     throw new ConfigError('PORTALIS_HOST', `not an address: ${JSON.stringify(host)}`);
 
+  const inbandAuth = choiceVar<'off' | 'required'>(env, 'PORTALIS_INBAND_AUTH', 'off', ['off', 'required']);
+  const secretsKey = loadSecretsKey(env);
+  if (inbandAuth === 'required' && !secretsKey)
+    throw new ConfigError(
+      'PORTALIS_SECRETS_KEY',
+      "required with PORTALIS_INBAND_AUTH=required (or PORTALIS_SECRETS_KEY_FILE): it encrypts the hosts' secrets at rest",
+    );
+
   return {
+    inbandAuth,
+    secrets: secretsKey ? new SecretBox(secretsKey) : null,
     port: intVar(env, 'PORTALIS_PORT', 8080, 0, 65535),
     host,
     adminToken: token,
