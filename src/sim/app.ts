@@ -7,6 +7,7 @@ import { adminRouter } from './admin.ts';
 import { lightosRouter, requireJwt } from './api.ts';
 import type { SimCluster } from './cluster.ts';
 import type { Faults } from './faults.ts';
+import { SimTrustedHosts } from './trusted-hosts.ts';
 import { grpcCodeFor, SimError } from './model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
 
@@ -18,6 +19,8 @@ export interface SimAppOptions {
   faults: Faults;
   jwt?: string;
   logger?: Logger;
+  /** In-band authentication's trusted hosts (default: a fresh, empty set). */
+  trustedHosts?: SimTrustedHosts;
 }
 
 function errorBody(status: number, message: string) {
@@ -41,7 +44,8 @@ export function createSimApp(opts: SimAppOptions): express.Express {
   const json = express.json({ limit: BODY_LIMIT, type: () => true });
   app.use('/sim/v1', json, adminRouter(opts.cluster, opts.faults));
   const auth = opts.jwt ? requireJwt(opts.jwt) : (_req: Request, _res: Response, next: NextFunction) => next();
-  app.use('/api/v2', opts.faults.middleware, auth, json, lightosRouter(opts.cluster));
+  const trustedHosts = opts.trustedHosts ?? new SimTrustedHosts();
+  app.use('/api/v2', opts.faults.middleware, auth, json, lightosRouter(opts.cluster), trustedHosts.router());
 
   app.use((req: Request, res: Response) => {
     res.status(404).json(errorBody(404, `no route for ${req.method} ${req.path}`));

@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { createSimApp } from './app.ts';
+import { SimTrustedHosts } from './trusted-hosts.ts';
 import { SimCluster } from './cluster.ts';
 import type { DataPlane } from './data-plane.ts';
 import { Faults } from './faults.ts';
@@ -38,6 +39,8 @@ export interface SimServer {
   url: string;
   cluster: SimCluster;
   faults: Faults;
+  /** In-band authentication: the trusted hosts and the secrets the simulated target accepts. */
+  trustedHosts: SimTrustedHosts;
   close(): Promise<void>;
 }
 
@@ -59,7 +62,8 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
     throw err;
   }
   const faults = new Faults(cluster);
-  const app = createSimApp({ cluster, faults, jwt: opts.jwt, logger });
+  const trustedHosts = new SimTrustedHosts();
+  const app = createSimApp({ cluster, faults, jwt: opts.jwt, logger, trustedHosts });
   const host = opts.host ?? '127.0.0.1';
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(opts.port ?? 0, host, (err?: Error) => (err ? reject(err) : resolve(s)));
@@ -72,6 +76,7 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
     url: `http://${formatEndpoint(host, port)}`,
     cluster,
     faults,
+    trustedHosts,
     close() {
       closing ??= (async () => {
         // Hung requests and idle keep-alive sockets would otherwise hold server.close() open.
