@@ -125,7 +125,8 @@ export const SETTINGS = [
   [
     'PORTALIS_INBAND_AUTH',
     'off',
-    '`required`: the service generates DH-HMAC-CHAP secrets per host, sets them at the backend and delivers them to the agent; a host without them cannot connect (docs/security.md)',
+    '`required`: the service generates DH-HMAC-CHAP secrets per host, sets them at the backend and ' +
+      'delivers them to its agent; a host without them cannot connect (docs/security.md)',
   ],
   [
     'PORTALIS_SECRETS_KEY',

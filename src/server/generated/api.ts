@@ -1281,7 +1281,11 @@ export interface operations {
              */
             dhchap?: {
               current: components['schemas']['DhchapPair'];
-              previous: components['schemas']['DhchapPair'] | null;
+              previous: {
+                generation: number;
+                host_secret: string;
+                ctrl_secret: string;
+              } | null;
             } | null;
           };
         };
