@@ -62,7 +62,14 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
     throw err;
   }
   const faults = new Faults(cluster);
-  const trustedHosts = new SimTrustedHosts();
+  // The secrets reach the data plane, so that a kernel target (nvmet) enforces them.
+  const trustedHosts = new SimTrustedHosts(async (hostNqn, s) => {
+    const r = await cluster.dataPlane.setHostSecrets?.(hostNqn, {
+      hostSecret: s.hostSecret,
+      ctrlSecret: s.targetSecret,
+    });
+    if (r === 'unsupported') logger.warn({ host: hostNqn }, 'the target kernel cannot enforce in-band authentication');
+  });
   const app = createSimApp({ cluster, faults, jwt: opts.jwt, logger, trustedHosts });
   const host = opts.host ?? '127.0.0.1';
   const server: Server = await new Promise((resolve, reject) => {
@@ -129,6 +136,8 @@ export interface SimEnvConfig {
   nvmetConfigfs: string;
   /** nvmet: attr_allow_any_host 1, every host may connect whatever the ACLs. */
   nvmetAllowAnyHost: boolean;
+  /** dhchap_dhgroup written for hosts with secrets; `null`: HMAC-CHAP without the DH exchange. */
+  nvmetDhgroup: (typeof NVMET_DHGROUPS)[number];
   logLevel: string;
 }
 
@@ -180,9 +189,13 @@ export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = pro
     dataDir: pathVar(env, 'PORTALIS_SIM_DATA_DIR', path.join('.portalis', 'sim-nvmet'), cwd),
     nvmetConfigfs: pathVar(env, 'PORTALIS_SIM_NVMET_CONFIGFS', DEFAULT_NVMET_ROOT, cwd, true),
     nvmetAllowAnyHost: boolVar(env, 'PORTALIS_SIM_NVMET_ALLOW_ANY_HOST', false),
+    nvmetDhgroup: choiceVar(env, 'PORTALIS_SIM_NVMET_DHGROUP', 'null', NVMET_DHGROUPS),
     logLevel: choiceVar(env, 'PORTALIS_SIM_LOG_LEVEL', 'info', LOG_LEVELS),
   };
 }
+
+/** dhchap_dhgroup values of the kernel target (drivers/nvme/common/auth.c, its dhgroup table). */
+const NVMET_DHGROUPS = ['null', 'ffdhe2048', 'ffdhe3072', 'ffdhe4096', 'ffdhe6144', 'ffdhe8192'] as const;
 
 /**
  * The data plane the configuration asks for. nvmet needs the kernel target's configfs (root,
@@ -202,6 +215,7 @@ export function dataPlaneFromConfig(cfg: SimEnvConfig): DataPlane {
     dataDir: cfg.dataDir,
     configfsRoot: cfg.nvmetConfigfs,
     allowAnyHost: cfg.nvmetAllowAnyHost,
+    dhgroup: cfg.nvmetDhgroup === 'null' ? undefined : cfg.nvmetDhgroup,
   });
 }
 

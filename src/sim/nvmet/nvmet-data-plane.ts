@@ -9,7 +9,7 @@
  *   ports/<node index + 1>                 one per node: tcp, ipv4/ipv6, traddr, trsvcid
  *     subsystems/<nqn> → subsystems/<nqn>  the node is up (unlinked: down)
  *     ana_groups/<g>/ana_state             per volume group g: the volume's state on this node
- *   hosts/<host>
+ *   hosts/<host>                           dhchap_* when the host has secrets (host-auth.ts)
  *
  * Kernel facts this relies on, seen on Debian's 6.1 (test/kernel, scenario nvmet-native):
  * - ANA groups are per port and numbered 1..128 (NVMET_MAX_ANAGRPS); group 1 is every port's
@@ -37,6 +37,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { AnaState } from '../../driver/model.ts';
 import type { DataPlane, NamespaceSpec, SimNodeEndpoint } from '../data-plane.ts';
+import { type TargetHostSecrets, writeHostAuth } from './host-auth.ts';
 import {
   type Configfs,
   DEFAULT_NVMET_ROOT,
@@ -59,6 +60,8 @@ export interface NvmetDataPlaneOptions {
   allowAnyHost?: boolean;
   /** buffered_io of the namespaces; `auto` (default): 1 when dataDir has no O_DIRECT. */
   bufferedIo?: boolean | 'auto';
+  /** dhchap_dhgroup of hosts with secrets (e.g. `ffdhe2048`); unset: the kernel's `null`. */
+  dhgroup?: string;
 }
 
 /** What the plane knows about one volume; `anaGroup` is also its ana_grpid. */
@@ -293,6 +296,14 @@ export class NvmetDataPlane implements DataPlane {
       if (this.nodes[i]!.index !== node.index) throw new Error(`nvmet: node ${node.nodeId} cannot change its index`);
       this.nodes[i] = { ...node };
       await this.setupPort(this.nodes[i]!);
+    });
+  }
+
+  setHostSecrets(hostNqn: string, secrets: TargetHostSecrets): Promise<'written' | 'unsupported'> {
+    return this.serial(async () => {
+      this.checkStarted();
+      checkNqn(hostNqn);
+      return writeHostAuth(this.fs, hostNqn, secrets, { dhgroup: this.opts.dhgroup });
     });
   }
 
