@@ -5,6 +5,7 @@ import { createTestDatabase } from '../../test/support/db.ts';
 import { generateDhchapSecret } from '../driver/dhchap-key.ts';
 import { PgHostStore } from './host-store.ts';
 import { PgStore } from './pg-store.ts';
+import { TsMigrationSource } from './migrations.ts';
 import { SecretBox } from './secret-box.ts';
 import { PgHostSecretStore } from './secret-store.ts';
 
@@ -158,5 +159,32 @@ describe('PgHostSecretStore', () => {
     assert.equal(await store.pathsOnGeneration(nqn, 2), false, 'an unauthenticated path holds it');
     await data.updateAttachment(a.id, { status: 'detached' });
     assert.equal(await store.pathsOnGeneration(nqn, 2), true, 'a detached attachment does not count');
+  });
+
+  it('the migration is expand-only: a previous release works on the migrated schema, and it undoes cleanly', async () => {
+    // What the previous release does with hosts (issue a token, register, report) touches none
+    // of the new tables; dropping them again (down) leaves those paths as they were.
+    const nqn = await host();
+    await store.begin(nqn, pair());
+    const source = new TsMigrationSource();
+    const { db, drop } = await createTestDatabase();
+    try {
+      await db.migrate.down({ migrationSource: source, name: '20261207140000_host_secrets.ts' });
+      const tables = async () =>
+        (
+          (await db.raw(
+            `SELECT tablename FROM pg_tables WHERE tablename IN ('host_secrets', 'host_auth') ORDER BY 1`,
+          )) as {
+            rows: { tablename: string }[];
+          }
+        ).rows.map((r) => r.tablename);
+      assert.deepEqual(await tables(), []);
+      await new PgHostStore(db).issueToken(nqn, 'h', 'x');
+      await db.migrate.up({ migrationSource: source, name: '20261207140000_host_secrets.ts' });
+      assert.deepEqual(await tables(), ['host_auth', 'host_secrets']);
+      assert.equal(await new PgHostSecretStore(db, new SecretBox(key)).state(nqn), null);
+    } finally {
+      await drop();
+    }
   });
 });
