@@ -101,7 +101,8 @@ export async function advanceRotation(deps: DriverDeps, nqn: string): Promise<Ro
         if (!(await store.pathsOnGeneration(nqn, next))) return { hostNqn: nqn, state: s, waitingFor: 'agent' };
         await store.advance(nqn, next, 'at_backend', 'confirmed');
       } else {
-        await deps.backend.setTrustedHost(nqn, await accepted(store, nqn, next, 0));
+        // Generation 0 → 1 set the new pair alone in step 2: there is nothing to retire there.
+        if (s.generation > 0) await deps.backend.setTrustedHost(nqn, await accepted(store, nqn, next, 0));
         if (await store.finish(nqn, next)) {
           await store.notifyAgent(nqn);
           deps.logger.info({ host: nqn, generation: next }, 'host secret rotation finished');
@@ -125,23 +126,9 @@ async function accepted(store: HostSecretStore, nqn: string, next: number, inFor
   return pairs.filter((p): p is DhchapPair => p !== null);
 }
 
-/**
- * The secrets the host's agent must hold now, null when it has none (or no key is configured).
- * While a new generation is only staged, the backend does not know it yet: the agent keeps the
- * one in force. Once the backend holds it, the agent gets it as `current` and the old one as
- * `previous` (for paths not yet moved); after retirement, `current` alone.
- */
+/** The secrets the host's agent must hold now (HostSecretStore.delivery), null without a secrets key. */
 export async function secretsForAgent(deps: DriverDeps, nqn: string): Promise<AgentSecrets | null> {
-  const store = deps.hostSecrets;
-  if (!store) return null;
-  const s = await store.state(nqn);
-  if (!s) return null;
-  const moving = s.nextGeneration !== null && (s.step === 'at_backend' || s.step === 'confirmed');
-  const [current, previous] = await Promise.all([
-    store.pair(nqn, moving ? s.nextGeneration! : s.generation),
-    moving && s.generation > 0 ? store.pair(nqn, s.generation) : null,
-  ]);
-  return current ? { current, previous } : null;
+  return deps.hostSecrets ? deps.hostSecrets.delivery(nqn) : null;
 }
 
 /** The fleet's periodic pass: every rotation under way moves on (a failing one keeps its error and waits). */

@@ -461,7 +461,16 @@ export interface HostSecretStore {
   recordError(nqn: string, message: string): Promise<void>;
   /** `confirmed` → `idle`: `next` in force, every older generation retired (its ciphertexts dropped). */
   finish(nqn: string, next: number): Promise<boolean>;
+  /**
+   * What the host's agent must hold now, read in one round trip (it rides on every long-poll
+   * answer): null when the host has no secrets. While a new generation is only `staged`, the
+   * backend does not know it: `current` is the one in force. From `at_backend` on, `current` is
+   * the new one and `previous` the one in force (for paths not yet moved); after retirement,
+   * `current` alone.
+   */
+  delivery(nqn: string): Promise<{ current: DhchapPair; previous: DhchapPair | null } | null>;
   /** The decrypted pair of one generation; null when absent or retired. */
+
   pair(nqn: string, generation: number): Promise<DhchapPair | null>;
   /**
    * True when every live path of the host's live attachments, as its agent last reported them,

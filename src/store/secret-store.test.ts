@@ -108,6 +108,34 @@ describe('PgHostSecretStore', () => {
     ]);
   });
 
+  it('delivers what the agent must hold at each step, in one read', async () => {
+    const nqn = await host();
+    assert.equal(await store.delivery(nqn), null, 'no secrets yet');
+    const p1 = pair();
+    await store.begin(nqn, p1);
+    assert.equal(await store.delivery(nqn), null, 'generation 1 staged: not at the backend yet');
+    await store.advance(nqn, 1, 'staged', 'at_backend');
+    assert.deepEqual(await store.delivery(nqn), { current: { generation: 1, ...p1 }, previous: null });
+    await store.advance(nqn, 1, 'at_backend', 'confirmed');
+    await store.finish(nqn, 1);
+    const p2 = pair();
+    await store.begin(nqn, p2);
+    assert.deepEqual(
+      await store.delivery(nqn),
+      { current: { generation: 1, ...p1 }, previous: null },
+      'staged: the old one',
+    );
+    await store.advance(nqn, 2, 'staged', 'at_backend');
+    assert.deepEqual(await store.delivery(nqn), {
+      current: { generation: 2, ...p2 },
+      previous: { generation: 1, ...p1 },
+    });
+    await store.advance(nqn, 2, 'at_backend', 'confirmed');
+    assert.deepEqual((await store.delivery(nqn))?.previous?.generation, 1, 'confirmed: the old one until retired');
+    await store.finish(nqn, 2);
+    assert.deepEqual(await store.delivery(nqn), { current: { generation: 2, ...p2 }, previous: null });
+  });
+
   it("counts only the live paths of the host's live attachments for confirmation", async () => {
     const nqn = await host();
     assert.equal(await store.pathsOnGeneration(nqn, 1), true, 'no attachments: nothing to wait for');

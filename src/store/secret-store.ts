@@ -105,6 +105,30 @@ export class PgHostSecretStore implements HostSecretStore {
     };
   }
 
+  async delivery(nqn: string): Promise<{ current: DhchapPair; previous: DhchapPair | null } | null> {
+    // The state and the generations it names, in one statement (one snapshot: a rotation moving
+    // meanwhile cannot pair a new state with an old set of rows).
+    const { rows } = (await this.db.raw(
+      `SELECT s.generation, s.host_secret, s.ctrl_secret,
+              s.generation = CASE WHEN a.step IN ('at_backend', 'confirmed') THEN a.next_generation
+                                  ELSE a.generation END AS is_current
+         FROM host_auth a
+         JOIN host_secrets s ON s.host_nqn = a.host_nqn AND s.retired_at IS NULL
+          AND (s.generation = a.generation
+               OR (a.step IN ('at_backend', 'confirmed') AND s.generation = a.next_generation))
+        WHERE a.host_nqn = ?`,
+      [nqn],
+    )) as { rows: { generation: number; host_secret: Buffer; ctrl_secret: Buffer; is_current: boolean }[] };
+    const open = (r: (typeof rows)[number]): DhchapPair => ({
+      generation: r.generation,
+      hostSecret: this.box.open(r.host_secret, context(nqn, r.generation, 'host')),
+      ctrlSecret: this.box.open(r.ctrl_secret, context(nqn, r.generation, 'ctrl')),
+    });
+    const current = rows.find((r) => r.is_current);
+    const previous = rows.find((r) => !r.is_current);
+    return current ? { current: open(current), previous: previous ? open(previous) : null } : null;
+  }
+
   async pathsOnGeneration(nqn: string, generation: number): Promise<boolean> {
     // Only live controllers count: a path that is down authenticates anew, with the newest secret
     // the agent holds, when it comes back. A path without `auth_generation` (an agent older than
