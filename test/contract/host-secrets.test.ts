@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { decodeDhchapSecret } from '../../src/driver/dhchap-key.ts';
+import { advanceAllRotations } from '../../src/driver/host-secrets.ts';
 import { lifecycleClient } from '../support/lifecycle.ts';
 import { SimClient } from '../support/sim-client.ts';
 import { connector, NATIVE, startTarget, type Target } from '../support/target.ts';
@@ -205,6 +206,12 @@ describe('host secrets (in-band authentication)', () => {
     assert.equal(s.current.generation, 2);
     assert.equal(s.previous?.generation, 1, 'the agent still holds the old pair for its unmoved paths');
     assert.deepEqual(await t.deps!.hostSecrets!.unfinished().then((l) => l.includes(h.conn.nqn)), true);
+    // When the agent does confirm, the fleet's periodic pass finishes it without another call.
+    assert.equal((await h.report(2)).status, 200);
+    const pass = await advanceAllRotations(t.deps!);
+    assert.ok(pass.advanced >= 1, JSON.stringify(pass));
+    assert.equal((await status(h.conn.nqn)).body.step, 'idle');
+    assert.equal((await secretsOf(h.token))!.previous, null);
   });
 });
 
