@@ -192,6 +192,19 @@ describe('host secrets (in-band authentication)', () => {
     assert.equal((await secretsOf(h.token))!.current.generation, 2);
   });
 
+  it('a backend failing at registration still registers the host; the periodic pass sets its secrets later', async () => {
+    await new SimClient(t.simUrl, { jwt: t.simJwt }).faults({ failNext: { count: 1, status: 500, method: 'POST' } });
+    const h = await newHost();
+    const s = (await status(h.conn.nqn)).body;
+    assert.deepEqual([s.generation, s.next_generation, s.step, s.waiting_for], [0, 1, 'staged', 'backend']);
+    assert.match(s.last_error, /backend_error/);
+    assert.equal(await secretsOf(h.token), null, 'nothing handed out that the backend does not accept');
+    assert.equal(t.sim!.trustedHosts.has(h.conn.nqn), false);
+    await advanceAllRotations(t.deps!);
+    assert.equal((await status(h.conn.nqn)).body.step, 'idle');
+    assert.equal((await secretsOf(h.token))!.current.host_secret, atBackend(h.conn.nqn));
+  });
+
   it('an agent that never confirms keeps the rotation waiting, both pairs valid; repeating it starts nothing new', async () => {
     const h = await attachedHost(1);
     const first = await rotate(h.conn.nqn);
