@@ -137,6 +137,11 @@ describe('host secrets (in-band authentication)', () => {
       },
     );
     assert.equal((await status('nqn.2014-08.org.example:nobody')).status, 404);
+    // Admin only: the host's own token may not read where its secrets stand, nor rotate them.
+    const path = `/v1/hosts/${encodeURIComponent(a.conn.nqn)}/secrets`;
+    assert.equal((await t.http.get(path).set(as(a.token))).status, 403);
+    assert.equal((await t.http.post(`${path}/rotate`).set(as(a.token))).status, 403);
+    assert.equal((await t.http.post(`${path}/rotate`)).status, 401);
   });
 
   it('a rotation sets the new pair, hands both to the agent until its paths move, then retires the old', async () => {
