@@ -70,13 +70,24 @@ export async function ensureHostSecrets(deps: DriverDeps, nqn: string): Promise<
 }
 
 /**
- * Starts a rotation (a new generation) when none is under way, else resumes the one under way;
+ * Starts a rotation (a new generation) when none is under way, else resumes the one under way
+ * (with `fromGeneration`, only when that generation is still the one in force);
  * then takes it as far as it can go now. Throws the backend's error when a backend step fails
  * (the state keeps it too); answers with `waitingFor: 'agent'` while paths still use the old one.
  */
-export async function rotateHostSecrets(deps: DriverDeps, nqn: string): Promise<RotationStatus> {
+export async function rotateHostSecrets(
+  deps: DriverDeps,
+  nqn: string,
+  opts: { fromGeneration?: number } = {},
+): Promise<RotationStatus> {
   const store = secretsOf(deps);
   await mustExist(deps, nqn);
+  // A retried call (its answer lost) names the generation it rotates away from: when that one is
+  // no longer in force, the rotation it asked for happened, and a second one must not start.
+  if (opts.fromGeneration !== undefined) {
+    const s = await store.state(nqn);
+    if (s && s.generation > opts.fromGeneration) return advanceRotation(deps, nqn);
+  }
   const begun = await store.begin(nqn, { hostSecret: generateDhchapSecret(), ctrlSecret: generateDhchapSecret() });
   if (begun.step === 'staged' && begun.nextGeneration !== null)
     deps.logger.info({ host: nqn, generation: begun.nextGeneration }, 'host secret rotation started');
@@ -110,7 +121,10 @@ export async function advanceRotation(deps: DriverDeps, nqn: string): Promise<Ro
       }
     } catch (e) {
       const code = (e as { code?: unknown }).code;
-      await store.recordError(nqn, `${s.step}: ${typeof code === 'string' ? `${code}: ` : ''}${(e as Error).message}`);
+      // The step's own error is the one to answer; failing to record it (the database down too) must not hide it.
+      await store
+        .recordError(nqn, `${s.step}: ${typeof code === 'string' ? `${code}: ` : ''}${(e as Error).message}`)
+        .catch(() => undefined);
       deps.logger.warn({ host: nqn, step: s.step, code }, 'host secret rotation step failed; it is retried');
       throw e;
     }

@@ -176,6 +176,23 @@ describe('host secrets (in-band authentication)', () => {
     assert.equal(rows, null, 'generation 1 is retired in the database');
   });
 
+  it('a retried rotate naming the generation it rotates away from never starts a second rotation', async () => {
+    const h = await newHost();
+    const rotateFrom = (g: number) =>
+      t.http
+        .post(`/v1/hosts/${encodeURIComponent(h.conn.nqn)}/secrets/rotate`)
+        .query({ from_generation: g })
+        .set(admin());
+    const first = await rotateFrom(1);
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.equal(first.body.generation, 2);
+    const retried = await rotateFrom(1);
+    assert.equal(retried.status, 200);
+    assert.equal(retried.body.generation, 2, 'generation 1 is gone already: nothing new');
+    assert.equal((await rotateFrom(2)).body.generation, 3, 'from the one in force: a new rotation');
+    assert.equal((await rotateFrom(Number.NaN)).status, 400);
+  });
+
   it('a backend failing mid-way leaves the old secret working everywhere; repeating the call finishes', async () => {
     const h = await attachedHost(1);
     const old = (await secretsOf(h.token))!.current;

@@ -201,7 +201,9 @@ export interface paths {
      * @description The new pair is set at the backend, delivered to the host's agent (with the old pair while
      * it moves), confirmed by the agent's reports (`paths[].auth_generation`), then the old pair is retired.
      * 200 when finished, 202 while waiting for the agent; a failed step leaves the old secret valid, answers
-     * the backend's error and is resumed by repeating the call.
+     * the backend's error and is resumed by repeating the call. With `from_generation` (the generation in force
+     * when the caller decided to rotate) a repeated call never starts a second rotation once that generation is
+     * no longer in force.
      */
     post: operations['rotateHostSecrets'];
   };
@@ -1180,6 +1182,10 @@ export interface operations {
   };
   rotateHostSecrets: {
     parameters: {
+      query?: {
+        /** @description The generation in force when the caller decided to rotate. */
+        from_generation?: number;
+      };
       path: {
         /** @description The host's NQN. */
         nqn: components['parameters']['HostNqn'];

@@ -58,7 +58,7 @@ export function hostHandlers(
     },
 
     async rotateHostSecrets(c) {
-      return rotation(await rotateHostSecrets(deps, c.params.nqn));
+      return rotation(await rotateHostSecrets(deps, c.params.nqn, { fromGeneration: c.query.from_generation }));
     },
 
     /** The volume × host matrix of what the agents report, for every live attachment. */
