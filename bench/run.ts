@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { agentKernel } from './agent-kernel.ts';
 import { fanout } from './fanout.ts';
+import { hostSecrets } from './host-secrets.ts';
 import { hungBackend } from './hung-backend.ts';
 import { initialize } from './initialize.ts';
 import { pipelining } from './pipelining.ts';
@@ -19,7 +20,16 @@ import { refresh } from './refresh.ts';
 import { startup } from './startup.ts';
 import { type Benchmark, type Figure, ROOT } from './support.ts';
 
-const BENCHMARKS: Benchmark[] = [startup, initialize, fanout, hungBackend, pipelining, agentKernel, refresh];
+const BENCHMARKS: Benchmark[] = [
+  startup,
+  initialize,
+  fanout,
+  hungBackend,
+  pipelining,
+  hostSecrets,
+  agentKernel,
+  refresh,
+];
 
 function format(f: Figure): string {
   const v = (x: number) => (Number.isInteger(x) || x >= 100 ? x.toFixed(0) : x.toFixed(1));

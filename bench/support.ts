@@ -183,7 +183,11 @@ const LISTENING = /listening on (http:\S+)/;
  * `portalis sim` and `portalis serve` as their own processes, the service on a scratch database
  * and reaching the simulator through the `lightos` adapter, as a deployment would; both listening.
  */
-export async function startSimAndService(serverUrl: string, name: string): Promise<SimAndService> {
+export async function startSimAndService(
+  serverUrl: string,
+  name: string,
+  env: Record<string, string> = {},
+): Promise<SimAndService> {
   const db = await scratchDatabase(serverUrl, name);
   const sim = startProgram(['sim'], { PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '3' }, LISTENING);
   let service: Program | undefined;
@@ -203,6 +207,7 @@ export async function startSimAndService(serverUrl: string, name: string): Promi
         PORTALIS_BACKEND: 'lightos',
         PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
         PORTALIS_LOG_LEVEL: 'warn',
+        ...env,
       },
       LISTENING,
     );

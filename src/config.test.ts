@@ -120,4 +120,29 @@ describe('loadConfig: portal refresh', () => {
       );
     });
   }
+
+  it('in-band auth is off by default; required without a secrets key stops start-up naming the key', () => {
+    const c = loadConfig({});
+    assert.equal(c.inbandAuth, 'off');
+    assert.equal(c.secrets, null);
+    assert.throws(
+      () => loadConfig({ PORTALIS_INBAND_AUTH: 'required' }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'PORTALIS_SECRETS_KEY',
+    );
+    assert.throws(
+      () => loadConfig({ PORTALIS_INBAND_AUTH: 'yes' }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'PORTALIS_INBAND_AUTH',
+    );
+    const on = loadConfig({
+      PORTALIS_INBAND_AUTH: 'required',
+      PORTALIS_SECRETS_KEY: Buffer.alloc(32, 7).toString('base64'),
+    });
+    assert.equal(on.inbandAuth, 'required');
+    assert.ok(on.secrets);
+    assert.equal(
+      JSON.stringify(on).includes(Buffer.alloc(32, 7).toString('base64')),
+      false,
+      'the key is not printable',
+    );
+  });
 });

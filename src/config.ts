@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { bool, ConfigError, choice, httpUrl, int, invalid, listenAddress, parseSettings, text } from './shared/env.ts';
+import { loadSecretsKey, SecretBox } from './store/secret-box.ts';
 
 export { ConfigError };
 
@@ -47,6 +48,10 @@ export interface ServiceConfig {
   capabilities: { backendName: string; refreshMs: number; reservedPercentage: number };
   /** HTTPS on the service port with this certificate and key (PEM files); null: plain HTTP. */
   tls: { certFile: string; keyFile: string } | null;
+  /** `required`: every host authenticates in-band (DH-HMAC-CHAP) with the secrets the service generates. */
+  inbandAuth: 'off' | 'required';
+  /** Encrypts the hosts' secrets at rest; null when no key is configured (then no secrets are kept). */
+  secrets: SecretBox | null;
 }
 
 const token = (v: string) => (v.length >= 16 ? v : invalid('must be at least 16 characters'));
@@ -193,6 +198,19 @@ export const SETTINGS = {
       'a second bearer token that may read `GET /metrics` and nothing else (at least 16 characters); the admin ' +
       'token always may',
   }),
+  PORTALIS_INBAND_AUTH: choice({
+    def: 'off',
+    choices: ['off', 'required'] as const,
+    doc:
+      '`required`: the service generates DH-HMAC-CHAP secrets per host, sets them at the backend and delivers them ' +
+      'to its agent; a host without them cannot connect ([security.md](security.md))',
+  }),
+  PORTALIS_SECRETS_KEY: text({
+    doc:
+      "32-byte key (base64 or hex) that encrypts the hosts' secrets in PostgreSQL; required with " +
+      '`PORTALIS_INBAND_AUTH=required`',
+  }),
+  PORTALIS_SECRETS_KEY_FILE: text({ doc: 'a file holding `PORTALIS_SECRETS_KEY` instead (one of the two)' }),
 };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ServiceConfig {
@@ -205,7 +223,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       'required when PORTALIS_BACKEND=lightos (comma-separated API URLs)',
     );
   }
+  const inbandAuth = s.PORTALIS_INBAND_AUTH;
+  // The key's variables are in SETTINGS for help and the guide; loadSecretsKey reads them (one of
+  // the two, a file's content trimmed) and checks the key's length.
+  const secretsKey = loadSecretsKey(env);
+  if (inbandAuth === 'required' && !secretsKey)
+    throw new ConfigError(
+      'PORTALIS_SECRETS_KEY',
+      "required with PORTALIS_INBAND_AUTH=required (or PORTALIS_SECRETS_KEY_FILE): it encrypts the hosts' secrets at rest",
+    );
+
   return {
+    inbandAuth,
+    secrets: secretsKey ? new SecretBox(secretsKey) : null,
     port: s.PORTALIS_PORT,
     host: s.PORTALIS_HOST,
     adminToken: s.PORTALIS_ADMIN_TOKEN ?? null,

@@ -69,6 +69,16 @@ describe('HttpServiceClient', () => {
     assert.equal(JSON.parse(seen[3]!.body).device_path, '/dev/nvme0n1');
   });
 
+  it("passes the host's DH-HMAC-CHAP secrets of the list through unchanged", async () => {
+    const dhchap = {
+      current: { generation: 2, host_secret: 'DHHC-1:00:bmV3:', ctrl_secret: 'DHHC-1:00:Y3RybA==:' },
+      previous: { generation: 1, host_secret: 'DHHC-1:00:b2xk:', ctrl_secret: 'DHHC-1:00:b2xkYw==:' },
+    };
+    next = { status: 200, body: { version: 9, attachments: [], dhchap } };
+    const list = await new HttpServiceClient({ url, token: TOKEN }).listAttachments(null, 0);
+    assert.deepEqual(list.dhchap, dhchap);
+  });
+
   it('turns failures into ServiceErrors that never carry the token', async () => {
     const c = new HttpServiceClient({ url, token: TOKEN });
     next = { status: 403, body: { error: { code: 'forbidden', message: 'token host mismatch' } } };

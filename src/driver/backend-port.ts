@@ -3,6 +3,7 @@
  * method's comment is its contract, including what happens when the thing is missing or
  * already there. `ports.ts` re-exports it with the other ports.
  */
+import type { DhchapPair } from './host-secret-ports.ts';
 import type { VolumePath } from './model.ts';
 
 export interface ClusterInfo {
@@ -164,4 +165,14 @@ export interface StorageBackend {
 
   /** Cluster capacity where the backend reports it. */
   capacity(): Promise<BackendCapacity>;
+
+  /**
+   * Makes `hostNqn` a trusted host (in-band authentication) whose connections must prove
+   * `accepted[0]`'s host secret, the target answering with its controller secret. Creates the
+   * trusted host when absent. `accepted[1]`, when given, is the previous pair, kept valid while
+   * the host moves to the new one on a backend that can hold two; a backend that holds one pair
+   * per host keeps only `accepted[0]` (docs/DECISIONS.md says which does what). Idempotent:
+   * setting what is already set changes nothing.
+   */
+  setTrustedHost(hostNqn: string, accepted: DhchapPair[]): Promise<void>;
 }

@@ -5,6 +5,7 @@ import type {
   ClusterInfo,
   HealthStore,
   HostChangeFeed,
+  HostSecretStore,
   HostStore,
   RefreshStore,
   StorageBackend,
@@ -34,6 +35,10 @@ export interface DriverDeps {
   refresh: RefreshStore;
   /** How long the path-health history is kept (default 7 days). */
   eventRetentionMs?: number;
+  /** The hosts' DH-HMAC-CHAP secrets; unset when no secrets key is configured. */
+  hostSecrets?: HostSecretStore;
+  /** `required`: a host gets its secrets when its token is issued (PORTALIS_INBAND_AUTH). Default `off`. */
+  inbandAuth?: 'off' | 'required';
 }
 
 /** Caches a successful answer; a failure is not cached, so the next call asks again. */

@@ -29,6 +29,7 @@ export const ERROR_STATUS = {
   conflict: 409,
   insufficient_capacity: 409,
   busy: 409,
+  auth_not_configured: 409,
   backend_error: 502,
   backend_rejected: 502,
   backend_unavailable: 503,

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { DriverDeps } from './deps.ts';
 import { DriverError } from './errors.ts';
 import { hostNotFound } from './guards.ts';
+import { ensureHostSecrets } from './host-secrets.ts';
 import type { Connector, Host } from './model.ts';
 
 /** Host tokens are random; only their SHA-256 is stored, so a database leak reveals no token. */
@@ -23,6 +24,14 @@ export async function issueHostToken(
   const existing = await deps.hosts.getHost(nqn);
   const host = await deps.hosts.issueToken(nqn, name ?? existing?.name ?? nqn, hashToken(token));
   deps.logger.info({ host: nqn }, 'host token issued');
+  if (deps.inbandAuth === 'required') {
+    // With authentication required, a registered host gets its secrets now. A backend that fails
+    // here does not stop the registration: the rotation state says what is left, and the fleet's
+    // periodic pass (or POST /v1/hosts/{nqn}/secrets) finishes it.
+    await ensureHostSecrets(deps, nqn).catch((e: unknown) =>
+      deps.logger.warn({ host: nqn, code: (e as { code?: unknown }).code }, 'host secrets not set up yet'),
+    );
+  }
   return { host, token };
 }
 

@@ -157,6 +157,11 @@ export interface PathStatus {
    */
   state: string;
   ana_state: string | null;
+  /**
+   * The generation of the host's DH-HMAC-CHAP secret this controller authenticated with; null
+   * when it did not authenticate; absent from an agent older than in-band authentication.
+   */
+  auth_generation?: number | null;
 }
 
 export interface AgentReport {

@@ -19,6 +19,8 @@ import type {
 } from './model.ts';
 import type { Snapshot, SnapshotStatus } from './model.ts';
 
+export type { DhchapPair, HostAuthState, HostSecretStore, RotationStep } from './host-secret-ports.ts';
+
 // The storage backend's port is in backend-port.ts; every port is importable from here.
 export type * from './backend-port.ts';
 

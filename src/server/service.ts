@@ -16,6 +16,8 @@ import { PgVolumeLocks } from '../store/locks.ts';
 import { PgStore } from '../store/pg-store.ts';
 import { PgHostChangeFeed } from '../store/change-feed.ts';
 import { PgHostStore } from '../store/host-store.ts';
+import { PgHostSecretStore } from '../store/secret-store.ts';
+import { advanceAllRotations } from '../driver/host-secrets.ts';
 import { PgHealthStore } from '../store/health-store.ts';
 import { PgRefreshStore } from '../store/refresh-store.ts';
 import { PgPeriodicJobs, sharedCapacity } from '../store/periodic-jobs.ts';
@@ -133,6 +135,9 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     defaults: { replicas: config.defaultReplicas },
     capabilities: config.capabilities,
     sharedCapacity: shareCapacity ? sharedCapacity(periodicJobs, CAPACITY_JOB) : undefined,
+    // On the agents' pool: the long poll reads the host's secrets with its list.
+    hostSecrets: config.secrets ? new PgHostSecretStore(agentDb, config.secrets) : undefined,
+    inbandAuth: config.inbandAuth,
   };
   // Periodic work once per fleet (docs/DECISIONS.md): each pass runs on the one replica that claims
   // it in `periodic_jobs`; /metrics says which passes this replica ran. Claims use the read pool.
@@ -159,6 +164,20 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
           log.info({ ...r, failed: r.failed.length }, 'portal refresh changed attachments');
       },
     },
+    // Host secret rotations under way move on (a backend step retried, an agent's confirmation
+    // noticed, the old secret retired) without anyone repeating the rotate call.
+    ...(deps.hostSecrets
+      ? [
+          {
+            name: 'secret-rotation',
+            periodMs: config.portalRefreshMs,
+            pass: async () => {
+              const r = await advanceAllRotations(deps);
+              if (r.advanced > 0 || r.failed > 0) log.info(r, 'host secret rotations advanced');
+            },
+          },
+        ]
+      : []),
     // The capacity figures of GET /v1/capabilities, read for every replica (see deps.sharedCapacity).
     ...(shareCapacity
       ? [{ name: CAPACITY_JOB, periodMs: config.capabilities.refreshMs, publish: true, pass: () => backend.capacity() }]

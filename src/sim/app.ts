@@ -8,6 +8,7 @@ import { lightosRouter, requireJwt } from './api.ts';
 import type { SimCluster } from './cluster.ts';
 import type { Faults } from './faults.ts';
 import { RequestCounts } from './request-counts.ts';
+import { SimTrustedHosts } from './trusted-hosts.ts';
 import { grpcCodeFor, SimError } from './model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
 
@@ -21,6 +22,8 @@ export interface SimAppOptions {
   logger?: Logger;
   /** Counts the `/api/v2` requests (default: a counter of its own, served at `/sim/v1/requests`). */
   requests?: RequestCounts;
+  /** In-band authentication's trusted hosts (default: a fresh, empty set). */
+  trustedHosts?: SimTrustedHosts;
 }
 
 function errorBody(status: number, message: string) {
@@ -45,7 +48,16 @@ export function createSimApp(opts: SimAppOptions): express.Express {
   const requests = opts.requests ?? new RequestCounts();
   app.use('/sim/v1', json, adminRouter(opts.cluster, opts.faults, requests));
   const auth = opts.jwt ? requireJwt(opts.jwt) : (_req: Request, _res: Response, next: NextFunction) => next();
-  app.use('/api/v2', requests.middleware, opts.faults.middleware, auth, json, lightosRouter(opts.cluster));
+  const trustedHosts = opts.trustedHosts ?? new SimTrustedHosts();
+  app.use(
+    '/api/v2',
+    requests.middleware,
+    opts.faults.middleware,
+    auth,
+    json,
+    lightosRouter(opts.cluster),
+    trustedHosts.router(),
+  );
 
   app.use((req: Request, res: Response) => {
     res.status(404).json(errorBody(404, `no route for ${req.method} ${req.path}`));

@@ -43,6 +43,15 @@ export interface DataPlane {
   removeNamespace(volumeUuid: string): Promise<void>;
   /** The per-node ANA states of a volume changed (failover, failback). */
   setAna(volumeUuid: string, ana: Record<string, AnaState>): Promise<void>;
+  /**
+   * In-band authentication: the target makes `hostNqn` prove `hostSecret` and answers with
+   * `ctrlSecret` (DHHC-1 strings). `unsupported` when the target cannot enforce it (a kernel
+   * without CONFIG_NVME_TARGET_AUTH). Optional: a plane without it only keeps the ACL.
+   */
+  setHostSecrets?(
+    hostNqn: string,
+    secrets: { hostSecret: string; ctrlSecret: string },
+  ): Promise<'written' | 'unsupported'>;
   /** Host NQNs allowed to connect (the union of all volume ACLs). */
   setAllowedHosts(hostNqns: string[]): Promise<void>;
   /** A node went down (its portal stops serving) or came back. */

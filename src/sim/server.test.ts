@@ -22,6 +22,7 @@ describe('simConfigFromEnv', () => {
       dataDir: '/srv/x/.portalis/sim-nvmet',
       nvmetConfigfs: '/sys/kernel/config/nvmet',
       nvmetAllowAnyHost: false,
+      nvmetDhgroup: 'null',
       logLevel: 'info',
     });
   });
@@ -39,6 +40,7 @@ describe('simConfigFromEnv', () => {
         PORTALIS_SIM_DATA_DIR: 'volumes',
         PORTALIS_SIM_NVMET_CONFIGFS: '/mnt/cfg/nvmet',
         PORTALIS_SIM_NVMET_ALLOW_ANY_HOST: 'true',
+        PORTALIS_SIM_NVMET_DHGROUP: 'ffdhe2048',
         PORTALIS_SIM_LOG_LEVEL: 'debug',
       },
       '/srv/x',
@@ -54,6 +56,7 @@ describe('simConfigFromEnv', () => {
       dataDir: '/srv/x/volumes',
       nvmetConfigfs: '/mnt/cfg/nvmet',
       nvmetAllowAnyHost: true,
+      nvmetDhgroup: 'ffdhe2048',
       logLevel: 'debug',
     });
   });
@@ -70,6 +73,7 @@ describe('simConfigFromEnv', () => {
     [{ PORTALIS_SIM_DATA_PLANE: 'kernel' }, 'PORTALIS_SIM_DATA_PLANE'],
     [{ PORTALIS_SIM_NVMET_CONFIGFS: 'sys/kernel/config/nvmet' }, 'PORTALIS_SIM_NVMET_CONFIGFS'],
     [{ PORTALIS_SIM_NVMET_ALLOW_ANY_HOST: 'maybe' }, 'PORTALIS_SIM_NVMET_ALLOW_ANY_HOST'],
+    [{ PORTALIS_SIM_NVMET_DHGROUP: 'ffdhe1024' }, 'PORTALIS_SIM_NVMET_DHGROUP'],
     [{ PORTALIS_SIM_LOG_LEVEL: 'loud' }, 'PORTALIS_SIM_LOG_LEVEL'],
   ];
   for (const [env, name] of bad) {

@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import path from 'node:path';
 import { createSimApp } from './app.ts';
+import { SimTrustedHosts } from './trusted-hosts.ts';
 import { SimCluster } from './cluster.ts';
 import type { DataPlane } from './data-plane.ts';
 import { Faults } from './faults.ts';
@@ -38,6 +39,8 @@ export interface SimServer {
   url: string;
   cluster: SimCluster;
   faults: Faults;
+  /** In-band authentication: the trusted hosts and the secrets the simulated target accepts. */
+  trustedHosts: SimTrustedHosts;
   close(): Promise<void>;
 }
 
@@ -59,7 +62,15 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
     throw err;
   }
   const faults = new Faults(cluster);
-  const app = createSimApp({ cluster, faults, jwt: opts.jwt, logger });
+  // The secrets reach the data plane, so that a kernel target (nvmet) enforces them.
+  const trustedHosts = new SimTrustedHosts(async (hostNqn, s) => {
+    const r = await cluster.dataPlane.setHostSecrets?.(hostNqn, {
+      hostSecret: s.hostSecret,
+      ctrlSecret: s.targetSecret,
+    });
+    if (r === 'unsupported') logger.warn({ host: hostNqn }, 'the target kernel cannot enforce in-band authentication');
+  });
+  const app = createSimApp({ cluster, faults, jwt: opts.jwt, logger, trustedHosts });
   const host = opts.host ?? '127.0.0.1';
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(opts.port ?? 0, host, (err?: Error) => (err ? reject(err) : resolve(s)));
@@ -72,6 +83,7 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
     url: `http://${formatEndpoint(host, port)}`,
     cluster,
     faults,
+    trustedHosts,
     close() {
       closing ??= (async () => {
         // Hung requests and idle keep-alive sockets would otherwise hold server.close() open.
@@ -124,8 +136,13 @@ export interface SimEnvConfig {
   nvmetConfigfs: string;
   /** nvmet: attr_allow_any_host 1, every host may connect whatever the ACLs. */
   nvmetAllowAnyHost: boolean;
+  /** dhchap_dhgroup written for hosts with secrets; `null`: HMAC-CHAP without the DH exchange. */
+  nvmetDhgroup: (typeof NVMET_DHGROUPS)[number];
   logLevel: string;
 }
+
+/** dhchap_dhgroup values of the kernel target (drivers/nvme/common/auth.c, its dhgroup table). */
+const NVMET_DHGROUPS = ['null', 'ffdhe2048', 'ffdhe3072', 'ffdhe4096', 'ffdhe6144', 'ffdhe8192'] as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -173,6 +190,13 @@ export const SIM_SETTINGS = {
     def: false,
     doc: '`nvmet`: let every host connect, whatever the ACLs',
   }),
+  PORTALIS_SIM_NVMET_DHGROUP: choice({
+    def: 'null',
+    choices: NVMET_DHGROUPS,
+    doc:
+      '`nvmet`: `dhchap_dhgroup` written for hosts with in-band authentication secrets; `null`: HMAC-CHAP without ' +
+      'the DH exchange (the only group a kernel without the RFC 7919 groups offers)',
+  }),
   PORTALIS_SIM_LOG_LEVEL: choice({
     def: 'info',
     choices: LOG_LEVELS,
@@ -205,6 +229,7 @@ export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = pro
     dataDir: path.resolve(cwd, s.PORTALIS_SIM_DATA_DIR),
     nvmetConfigfs: path.resolve(cwd, s.PORTALIS_SIM_NVMET_CONFIGFS),
     nvmetAllowAnyHost: s.PORTALIS_SIM_NVMET_ALLOW_ANY_HOST,
+    nvmetDhgroup: s.PORTALIS_SIM_NVMET_DHGROUP,
     logLevel: s.PORTALIS_SIM_LOG_LEVEL,
   };
 }
@@ -227,6 +252,7 @@ export function dataPlaneFromConfig(cfg: SimEnvConfig): DataPlane {
     dataDir: cfg.dataDir,
     configfsRoot: cfg.nvmetConfigfs,
     allowAnyHost: cfg.nvmetAllowAnyHost,
+    dhgroup: cfg.nvmetDhgroup === 'null' ? undefined : cfg.nvmetDhgroup,
   });
 }
 

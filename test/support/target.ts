@@ -66,6 +66,8 @@ export interface TargetOptions {
   listen?: boolean;
   /** PORTALIS_PORTAL_REFRESH_MS (default: the service's 30 s). */
   portalRefreshMs?: number;
+  /** More service settings (e.g. PORTALIS_INBAND_AUTH, PORTALIS_SECRETS_KEY). */
+  env?: Record<string, string>;
 }
 
 export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
@@ -120,6 +122,7 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       ...(opts.simJwt ? { PORTALIS_LIGHTOS_JWT: opts.simJwt } : {}),
       ...(opts.dbPoolMax ? { PORTALIS_DB_POOL_MAX: String(opts.dbPoolMax) } : {}),
       ...(opts.portalRefreshMs ? { PORTALIS_PORTAL_REFRESH_MS: String(opts.portalRefreshMs) } : {}),
+      ...opts.env,
     });
     const { deps, metrics, readiness } = await composeDeps(config, log, stops);
     const token = `test-admin-${randomUUID()}`;

@@ -12,6 +12,7 @@ import type {
   BackendVolume,
   BackendVolumeSpec,
   ClusterInfo,
+  DhchapPair,
   StorageBackend,
 } from '../../driver/ports.ts';
 import { LightosCalls } from './calls.ts';
@@ -30,6 +31,7 @@ import {
 } from './parse.ts';
 import { volumePathsOf } from './paths.ts';
 import { LightosSnapshots } from './snapshots.ts';
+import { setTrustedHost } from './trusted-hosts.ts';
 
 /** States in which a volume is settled enough to hand out (Cinder's success states). */
 const READY = new Set(['Available', 'Migrating']);
@@ -365,6 +367,10 @@ export class LightosBackend implements StorageBackend {
     // A tenant JWT may not read cluster statistics (the reason the Cinder driver reports 'infinite').
     if (a.status === 403) return { totalGb: null, freeGb: null };
     return this.calls.parse(op, a, parseCapacity);
+  }
+
+  setTrustedHost(hostNqn: string, accepted: DhchapPair[]): Promise<void> {
+    return setTrustedHost(this.calls, hostNqn, accepted);
   }
 }
 

@@ -172,6 +172,41 @@ export interface paths {
     /** Revoke the host's agent token. */
     delete: operations['revokeHostToken'];
   };
+  '/v1/hosts/{nqn}/secrets': {
+    parameters: {
+      path: {
+        /** @description The host's NQN. */
+        nqn: components['parameters']['HostNqn'];
+      };
+    };
+    /** Where the host's in-band authentication (DH-HMAC-CHAP) secrets stand; never the secrets. */
+    get: operations['getHostSecrets'];
+    /**
+     * Give the host its first secrets (or finish a rotation under way); a host that has them is left alone.
+     * @description 200 when done, 202 while the rotation waits for the host's agent (every live path must
+     * authenticate with the new generation). A backend failure answers 502/503/504 and the state keeps the step
+     * and error; repeating the call resumes. 409 `auth_not_configured` without a secrets key.
+     */
+    post: operations['ensureHostSecrets'];
+  };
+  '/v1/hosts/{nqn}/secrets/rotate': {
+    parameters: {
+      path: {
+        /** @description The host's NQN. */
+        nqn: components['parameters']['HostNqn'];
+      };
+    };
+    /**
+     * Rotate the host's secrets (a new generation), or resume the rotation under way.
+     * @description The new pair is set at the backend, delivered to the host's agent (with the old pair while
+     * it moves), confirmed by the agent's reports (`paths[].auth_generation`), then the old pair is retired.
+     * 200 when finished, 202 while waiting for the agent; a failed step leaves the old secret valid, answers
+     * the backend's error and is resumed by repeating the call. With `from_generation` (the generation in force
+     * when the caller decided to rotate) a repeated call never starts a second rotation once that generation is
+     * no longer in force.
+     */
+    post: operations['rotateHostSecrets'];
+  };
   '/v1/health/multipath': {
     /**
      * The cluster-wide health matrix (volume × host) of live attachments, from the agents' reports.
@@ -210,6 +245,34 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
   schemas: {
+    DhchapPair: {
+      generation: number;
+      /** @description What the host proves (nvme connect --dhchap-secret). */
+      host_secret: string;
+      /** @description What the target proves back (--dhchap-ctrl-secret). */
+      ctrl_secret: string;
+    };
+    HostSecretStatus: {
+      host_nqn: string;
+      /** @description The generation in force; 0 before the first secrets. */
+      generation: number;
+      next_generation: number | null;
+      /**
+       * @description `none`: no secrets yet; `idle`: nothing under way; `staged`: the new pair is stored, not
+       * yet at the backend; `at_backend`: the backend accepts it, the agent has it, paths are moving;
+       * `confirmed`: every live path moved, the old pair is still to retire.
+       * @enum {string}
+       */
+      step: 'none' | 'idle' | 'staged' | 'at_backend' | 'confirmed';
+      /**
+       * @description `backend`: a backend step to retry (see last_error); `agent`: paths still on the old
+       * pair.
+       * @enum {string|null}
+       */
+      waiting_for: 'backend' | 'agent' | null;
+      last_error: string | null;
+      updated_at: string | null;
+    };
     Host: {
       nqn: string;
       name: string;
@@ -227,6 +290,11 @@ export interface components {
       transport: string;
       state: string;
       ana_state: string | null;
+      /**
+       * @description The generation of the host's secret this controller authenticated with (DH-HMAC-CHAP);
+       * null when it did not authenticate. A rotation waits until every live path reports the new one.
+       */
+      auth_generation?: number | null;
     };
     AgentReport: {
       /**
@@ -603,6 +671,12 @@ export interface components {
     Error: {
       content: {
         'application/json': components['schemas']['Error'];
+      };
+    };
+    /** @description where the host's secrets stand */
+    HostSecretStatus: {
+      content: {
+        'application/json': components['schemas']['HostSecretStatus'];
       };
     };
   };
@@ -1076,6 +1150,71 @@ export interface operations {
       404: components['responses']['Error'];
     };
   };
+  getHostSecrets: {
+    parameters: {
+      path: {
+        /** @description The host's NQN. */
+        nqn: components['parameters']['HostNqn'];
+      };
+    };
+    responses: {
+      /** @description the state */
+      200: {
+        content: {
+          'application/json': components['schemas']['HostSecretStatus'];
+        };
+      };
+      400: components['responses']['Error'];
+      401: components['responses']['Error'];
+      403: components['responses']['Error'];
+      404: components['responses']['Error'];
+      409: components['responses']['Error'];
+    };
+  };
+  ensureHostSecrets: {
+    parameters: {
+      path: {
+        /** @description The host's NQN. */
+        nqn: components['parameters']['HostNqn'];
+      };
+    };
+    responses: {
+      200: components['responses']['HostSecretStatus'];
+      202: components['responses']['HostSecretStatus'];
+      400: components['responses']['Error'];
+      401: components['responses']['Error'];
+      403: components['responses']['Error'];
+      404: components['responses']['Error'];
+      409: components['responses']['Error'];
+      502: components['responses']['Error'];
+      503: components['responses']['Error'];
+      504: components['responses']['Error'];
+    };
+  };
+  rotateHostSecrets: {
+    parameters: {
+      query?: {
+        /** @description The generation in force when the caller decided to rotate. */
+        from_generation?: number;
+      };
+      path: {
+        /** @description The host's NQN. */
+        nqn: components['parameters']['HostNqn'];
+      };
+    };
+    responses: {
+      200: components['responses']['HostSecretStatus'];
+      202: components['responses']['HostSecretStatus'];
+      400: components['responses']['Error'];
+      401: components['responses']['Error'];
+      403: components['responses']['Error'];
+      404: components['responses']['Error'];
+      409: components['responses']['Error'];
+      502: components['responses']['Error'];
+      503: components['responses']['Error'];
+      504: components['responses']['Error'];
+    };
+  };
   getMultipathHealth: {
     parameters: {
       query?: {
@@ -1167,6 +1306,20 @@ export interface operations {
               connected_by: components['schemas']['ConnectedBy'];
               host_portals: components['schemas']['HostPortals'];
             }[];
+            /**
+             * @description The host's DH-HMAC-CHAP secrets (`DHHC-1` strings), only to its own token:
+             * `current` to connect and re-authenticate with, `previous` (while a rotation moves the
+             * host) still accepted by the target. Null when the host has none; absent from a service
+             * older than in-band authentication.
+             */
+            dhchap?: {
+              current: components['schemas']['DhchapPair'];
+              previous: {
+                generation: number;
+                host_secret: string;
+                ctrl_secret: string;
+              } | null;
+            } | null;
           };
         };
       };

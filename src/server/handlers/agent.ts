@@ -1,9 +1,10 @@
 import { pollAgentTasks, recordAgentReport } from '../../driver/agent-sync.ts';
 import type { DriverDeps } from '../../driver/deps.ts';
+import { secretsForAgent } from '../../driver/host-secrets.ts';
 import { registerAgent } from '../../driver/hosts.ts';
 import { hostOf, hostPrincipalOf } from '../access.ts';
 import type { Handlers, Reply } from '../call.ts';
-import { presentHost } from '../presenters/presenters.ts';
+import { presentDhchapPair, presentHost } from '../presenters/presenters.ts';
 
 /** The agent-facing API: each call acts for the host the token was issued to, and only that host. */
 export function agentHandlers(deps: DriverDeps): Handlers<'agentRegister' | 'agentListAttachments' | 'agentReport'> {
@@ -54,6 +55,9 @@ async function longPoll(
   const abort = new AbortController();
   res.on?.('close', () => abort.abort());
   const list = await pollAgentTasks(deps, hostNqn, since, waitMs, { signal: abort.signal, tokenHash });
+  // The host's own secrets, read for the host the token names and no other (the poll above has
+  // checked the token again after its wait). Without a secrets key the field is left out.
+  const secrets = deps.hostSecrets ? await secretsForAgent(deps, hostNqn) : undefined;
   return {
     status: 200,
     body: {
@@ -68,6 +72,14 @@ async function longPoll(
         connected_by: t.connectedBy,
         host_portals: t.hostPortals,
       })),
+      ...(secrets === undefined
+        ? {}
+        : {
+            dhchap: secrets && {
+              current: presentDhchapPair(secrets.current),
+              previous: secrets.previous && presentDhchapPair(secrets.previous),
+            },
+          }),
     },
   };
 }

@@ -1,5 +1,7 @@
 import { effectiveHealth } from '../../driver/agent-sync.ts';
+import type { RotationStatus } from '../../driver/host-secrets.ts';
 import type { Attachment, Host, Volume } from '../../driver/model.ts';
+import type { DhchapPair } from '../../driver/ports.ts';
 import type { Schema } from '../wire.ts';
 
 const iso = (d: Date | null): string | null => (d ? d.toISOString() : null);
@@ -59,4 +61,22 @@ export const presentHost = (h: Host): Schema<'Host'> => ({
   registered_at: iso(h.registeredAt),
   last_seen_at: iso(h.lastSeenAt),
   agent_version: h.agentVersion ?? null,
+});
+
+/** Where a host's secrets stand; the secrets themselves never leave through the admin API. */
+export const presentSecretStatus = (r: RotationStatus): Schema<'HostSecretStatus'> => ({
+  host_nqn: r.hostNqn,
+  generation: r.state?.generation ?? 0,
+  next_generation: r.state?.nextGeneration ?? null,
+  step: r.state ? r.state.step : 'none',
+  waiting_for: r.waitingFor,
+  last_error: r.state?.lastError ?? null,
+  updated_at: iso(r.state?.updatedAt ?? null),
+});
+
+/** A generation of secrets on the agent's channel, to its own host only. */
+export const presentDhchapPair = (p: DhchapPair): Schema<'DhchapPair'> => ({
+  generation: p.generation,
+  host_secret: p.hostSecret,
+  ctrl_secret: p.ctrlSecret,
 });

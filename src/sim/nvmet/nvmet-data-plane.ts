@@ -9,7 +9,7 @@
  *   ports/<node index + 1>                 one per node: tcp, ipv4/ipv6, traddr, trsvcid
  *     subsystems/<nqn> → subsystems/<nqn>  the node is up (unlinked: down)
  *     ana_groups/<g>/ana_state             per volume group g: the volume's state on this node
- *   hosts/<host>
+ *   hosts/<host>                           dhchap_* when the host has secrets (host-auth.ts)
  *
  * Kernel facts this relies on, seen on Debian's 6.1 (test/kernel, scenario nvmet-native):
  * - ANA groups are per port and numbered 1..128 (NVMET_MAX_ANAGRPS); group 1 is every port's
@@ -36,6 +36,7 @@ import type { AnaState } from '../../driver/model.ts';
 import type { DataPlane, NamespaceSpec, SimNodeEndpoint } from '../data-plane.ts';
 import { backingFile, fileSize, growFile, supportsODirect } from './backing-files.ts';
 import { type Configfs, DEFAULT_NVMET_ROOT, ensureDir, NodeConfigfs, removeEntry, writeIfChanged } from './configfs.ts';
+import { type TargetHostSecrets, writeHostAuth } from './host-auth.ts';
 import { SubsystemTree } from './subsystem-tree.ts';
 
 export interface NvmetDataPlaneOptions {
@@ -49,6 +50,8 @@ export interface NvmetDataPlaneOptions {
   allowAnyHost?: boolean;
   /** buffered_io of the namespaces; `auto` (default): 1 when dataDir has no O_DIRECT. */
   bufferedIo?: boolean | 'auto';
+  /** dhchap_dhgroup of hosts with secrets (e.g. `ffdhe2048`); unset: the kernel's `null`. */
+  dhgroup?: string;
 }
 
 /** What the plane knows about one volume; `anaGroup` is also its ana_grpid. */
@@ -259,6 +262,14 @@ export class NvmetDataPlane implements DataPlane {
       if (this.nodes[i]!.index !== node.index) throw new Error(`nvmet: node ${node.nodeId} cannot change its index`);
       this.nodes[i] = { ...node };
       await this.tree.setupPort(this.nodes[i]!, this.down.has(node.nodeId));
+    });
+  }
+
+  setHostSecrets(hostNqn: string, secrets: TargetHostSecrets): Promise<'written' | 'unsupported'> {
+    return this.serial(async () => {
+      this.checkStarted();
+      checkNqn(hostNqn);
+      return writeHostAuth(this.tree.fs, hostNqn, secrets, { dhgroup: this.opts.dhgroup });
     });
   }
 

@@ -44,7 +44,7 @@ function kindOf(rel: string): Kind | undefined {
 }
 
 /** Files (name → initial value) and default groups (names ending in '/') of a new item. */
-function defaults(kind: Kind, revalidateSize: boolean): Record<string, string> {
+function defaults(kind: Kind, revalidateSize: boolean, hostAuth = false): Record<string, string> {
   switch (kind) {
     case 'subsystem':
       return {
@@ -81,7 +81,10 @@ function defaults(kind: Kind, revalidateSize: boolean): Record<string, string> {
     case 'anagroup':
       return { ana_state: 'inaccessible' };
     case 'host':
-      return {};
+      // CONFIG_NVME_TARGET_AUTH's attributes and their defaults (drivers/nvme/target/configfs.c).
+      return hostAuth
+        ? { dhchap_key: '', dhchap_ctrl_key: '', dhchap_hash: 'hmac(sha256)', dhchap_dhgroup: 'null' }
+        : {};
   }
 }
 
@@ -94,6 +97,8 @@ export interface StandInOptions {
   revalidateSize?: boolean;
   /** The backing files' file system has O_DIRECT; false models tmpfs (buffered_io needed). */
   odirect?: boolean;
+  /** Hosts have the dhchap_* attributes (a kernel with CONFIG_NVME_TARGET_AUTH; Debian 12's has not). */
+  hostAuth?: boolean;
 }
 
 export class ConfigfsStandIn extends NodeConfigfs {
@@ -127,7 +132,9 @@ export class ConfigfsStandIn extends NodeConfigfs {
       fail('mkdir', rel, 'EINVAL');
     if ((kind === 'namespace' || kind === 'port') && !/^\d+$/.test(name)) fail('mkdir', rel, 'EINVAL');
     await super.mkdir(rel);
-    for (const [entry, value] of Object.entries(defaults(kind, this.options.revalidateSize ?? true))) {
+    for (const [entry, value] of Object.entries(
+      defaults(kind, this.options.revalidateSize ?? true, this.options.hostAuth),
+    )) {
       if (entry.endsWith('/')) await mkdir(this.abs(path.join(rel, entry)));
       else await writeFile(this.abs(path.join(rel, entry)), `${value}\n`);
     }
@@ -138,7 +145,7 @@ export class ConfigfsStandIn extends NodeConfigfs {
     if (!existsSync(this.abs(rel))) fail('rmdir', rel, 'ENOENT');
     if (!kind || (kind === 'anagroup' && path.basename(rel) === '1')) fail('rmdir', rel, 'EPERM');
     if ([...this.links.values()].includes(rel)) fail('rmdir', rel, 'EBUSY');
-    const own = defaults(kind, this.options.revalidateSize ?? true);
+    const own = defaults(kind, this.options.revalidateSize ?? true, this.options.hostAuth);
     const isDefault = (child: string) => child in own || `${child}/` in own;
     const userChildren = async (dir: string): Promise<boolean> => {
       for (const e of await readdir(this.abs(path.join(rel, dir)))) {

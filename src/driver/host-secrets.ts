@@ -1,0 +1,162 @@
+/**
+ * Each host's DH-HMAC-CHAP secrets, owned by the service: generated here, sealed at rest by the
+ * store, set at the backend (trusted host), handed only to the host's own agent, and rotated.
+ *
+ * A rotation, first secrets included (generation 0 → 1), is a state machine stored in
+ * PostgreSQL (`host_auth`), each step retried from where it stopped:
+ *   1. `staged`: the next generation is generated and stored (sealed). Nothing outside knows it.
+ *   2. → `at_backend`: the backend is told to accept the new pair, and the old one while the host
+ *      moves (where it can hold two); the agent is woken and gets both (`current`, `previous`).
+ *   3. → `confirmed`: every live path of the host's live attachments reported that it
+ *      authenticated with the new generation (the agent re-authenticates in place).
+ *   4. → `idle`: the backend keeps only the new pair; the old generation is retired (its
+ *      ciphertexts dropped) and the agent woken to forget it.
+ * A failure at any step leaves the old secret valid everywhere, so every path keeps working; the
+ * state names the step and the last error. `advanceRotation` resumes (the rotate call, repeated,
+ * or the fleet's periodic pass).
+ */
+import type { DriverDeps } from './deps.ts';
+import { generateDhchapSecret } from './dhchap-key.ts';
+import { DriverError } from './errors.ts';
+import { hostNotFound } from './guards.ts';
+import type { DhchapPair, HostAuthState, HostSecretStore } from './ports.ts';
+
+/** What a rotation waits for: `backend` (step 2 or 4 to be retried), `agent` (step 3), nothing when idle. */
+export type WaitingFor = 'backend' | 'agent' | null;
+
+export interface RotationStatus {
+  hostNqn: string;
+  state: HostAuthState | null;
+  waitingFor: WaitingFor;
+}
+
+/** What the host's agent is handed: the secrets to connect with, and the previous ones while a rotation moves it. */
+export interface AgentSecrets {
+  current: DhchapPair;
+  previous: DhchapPair | null;
+}
+
+function secretsOf(deps: DriverDeps): HostSecretStore {
+  if (!deps.hostSecrets)
+    throw new DriverError(
+      'auth_not_configured',
+      'host secrets need a secrets key: set PORTALIS_SECRETS_KEY or PORTALIS_SECRETS_KEY_FILE',
+    );
+  return deps.hostSecrets;
+}
+
+async function mustExist(deps: DriverDeps, nqn: string): Promise<void> {
+  if (!(await deps.hosts.getHost(nqn))) throw hostNotFound(nqn);
+}
+
+const waitingFor = (s: HostAuthState | null): WaitingFor =>
+  !s || s.step === 'idle' ? null : s.step === 'at_backend' ? 'agent' : 'backend';
+
+/** The host's secret state (never the secrets). Throws `host_not_found`. */
+export async function hostSecretStatus(deps: DriverDeps, nqn: string): Promise<RotationStatus> {
+  const store = secretsOf(deps);
+  await mustExist(deps, nqn);
+  const state = await store.state(nqn);
+  return { hostNqn: nqn, state, waitingFor: waitingFor(state) };
+}
+
+/** Gives the host its first secrets, or finishes a rotation under way; a host that has them is left alone. */
+export async function ensureHostSecrets(deps: DriverDeps, nqn: string): Promise<RotationStatus> {
+  const store = secretsOf(deps);
+  await mustExist(deps, nqn);
+  const state = await store.state(nqn);
+  if (state && (state.generation > 0 || state.step !== 'idle')) return advanceRotation(deps, nqn);
+  return rotateHostSecrets(deps, nqn);
+}
+
+/**
+ * Starts a rotation (a new generation) when none is under way, else resumes the one under way
+ * (with `fromGeneration`, only when that generation is still the one in force);
+ * then takes it as far as it can go now. Throws the backend's error when a backend step fails
+ * (the state keeps it too); answers with `waitingFor: 'agent'` while paths still use the old one.
+ */
+export async function rotateHostSecrets(
+  deps: DriverDeps,
+  nqn: string,
+  opts: { fromGeneration?: number } = {},
+): Promise<RotationStatus> {
+  const store = secretsOf(deps);
+  await mustExist(deps, nqn);
+  // A retried call (its answer lost) names the generation it rotates away from: when that one is
+  // no longer in force, the rotation it asked for happened, and a second one must not start.
+  if (opts.fromGeneration !== undefined) {
+    const s = await store.state(nqn);
+    if (s && s.generation > opts.fromGeneration) return advanceRotation(deps, nqn);
+  }
+  const begun = await store.begin(nqn, { hostSecret: generateDhchapSecret(), ctrlSecret: generateDhchapSecret() });
+  if (begun.step === 'staged' && begun.nextGeneration !== null)
+    deps.logger.info({ host: nqn, generation: begun.nextGeneration }, 'host secret rotation started');
+  return advanceRotation(deps, nqn);
+}
+
+/** Takes the host's rotation, if any, as far as it can go now (see the steps above). */
+export async function advanceRotation(deps: DriverDeps, nqn: string): Promise<RotationStatus> {
+  const store = secretsOf(deps);
+  // Each pass moves one step or stops; four steps at most, the bound guards against a store
+  // that reports a step it cannot leave.
+  for (let i = 0; i < 8; i++) {
+    const s = await store.state(nqn);
+    if (!s || s.step === 'idle' || s.nextGeneration === null) return { hostNqn: nqn, state: s, waitingFor: null };
+    const next = s.nextGeneration;
+    try {
+      if (s.step === 'staged') {
+        await deps.backend.setTrustedHost(nqn, await accepted(store, nqn, next, s.generation));
+        await store.advance(nqn, next, 'staged', 'at_backend');
+        await store.notifyAgent(nqn);
+      } else if (s.step === 'at_backend') {
+        if (!(await store.pathsOnGeneration(nqn, next))) return { hostNqn: nqn, state: s, waitingFor: 'agent' };
+        await store.advance(nqn, next, 'at_backend', 'confirmed');
+      } else {
+        // Generation 0 → 1 set the new pair alone in step 2: there is nothing to retire there.
+        if (s.generation > 0) await deps.backend.setTrustedHost(nqn, await accepted(store, nqn, next, 0));
+        if (await store.finish(nqn, next)) {
+          await store.notifyAgent(nqn);
+          deps.logger.info({ host: nqn, generation: next }, 'host secret rotation finished');
+        }
+      }
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      // The step's own error is the one to answer; failing to record it (the database down too) must not hide it.
+      await store
+        .recordError(nqn, `${s.step}: ${typeof code === 'string' ? `${code}: ` : ''}${(e as Error).message}`)
+        .catch(() => undefined);
+      deps.logger.warn({ host: nqn, step: s.step, code }, 'host secret rotation step failed; it is retried');
+      throw e;
+    }
+  }
+  const s = await store.state(nqn);
+  return { hostNqn: nqn, state: s, waitingFor: waitingFor(s) };
+}
+
+/** The pairs the backend must accept: the new one, and the one in force while the host moves (none for 0). */
+async function accepted(store: HostSecretStore, nqn: string, next: number, inForce: number): Promise<DhchapPair[]> {
+  const pairs = await Promise.all([store.pair(nqn, next), inForce > 0 ? store.pair(nqn, inForce) : null]);
+  if (!pairs[0]) throw new DriverError('internal', `host ${nqn}: secret generation ${next} is missing`);
+  return pairs.filter((p): p is DhchapPair => p !== null);
+}
+
+/** The secrets the host's agent must hold now (HostSecretStore.delivery), null without a secrets key. */
+export async function secretsForAgent(deps: DriverDeps, nqn: string): Promise<AgentSecrets | null> {
+  return deps.hostSecrets ? deps.hostSecrets.delivery(nqn) : null;
+}
+
+/** The fleet's periodic pass: every rotation under way moves on (a failing one keeps its error and waits). */
+export async function advanceAllRotations(deps: DriverDeps): Promise<{ advanced: number; failed: number }> {
+  if (!deps.hostSecrets) return { advanced: 0, failed: 0 };
+  let advanced = 0;
+  let failed = 0;
+  for (const nqn of await deps.hostSecrets.unfinished()) {
+    try {
+      const r = await advanceRotation(deps, nqn);
+      if (r.waitingFor === null) advanced++;
+    } catch {
+      failed++;
+    }
+  }
+  return { advanced, failed };
+}
