@@ -10,11 +10,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../src/config.ts';
-import { buildConnectionInfo } from '../src/driver/connection-info.ts';
 import type { DriverDeps } from '../src/driver/deps.ts';
 import { refreshPortals, refreshVolumePortals } from '../src/driver/refresh-portals.ts';
 import { composeDeps } from '../src/server/service.ts';
 import { silentLogger } from '../src/shared/logger.ts';
+import { recordAttached, recordVolume } from '../test/support/records.ts';
 import { SimClient, waitUntil } from '../test/support/sim-client.ts';
 import { type Benchmark, type Figure, load, median, scratchDatabase, startProgram } from './support.ts';
 
@@ -96,37 +96,18 @@ export const refresh: Benchmark = {
 
       ctx.log(`recording ${volumes} attached volumes, one host each`);
       await load(volumes, 8, async (i) => {
-        const volumeId = randomUUID();
         const backendUuid = uuids[i]!;
-        await deps.store.insertVolume({
-          id: volumeId,
-          name: `volume-${volumeId}`,
-          sizeGb: 1,
-          replicas: 2,
-          multiattach: false,
-          status: 'available',
-        });
-        await deps.store.updateVolume(volumeId, { backendUuid });
+        const { id: volumeId } = await recordVolume(deps.store, { backendUuid, replicas: 2, multiattach: false });
         const nqn = `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`;
-        const connector = { host: `host-${i}`, nqn, multipath: true, nvme_native_multipath: true };
-        const a = await deps.store.insertAttachment({
+        await recordAttached(deps.store, {
           volumeId,
-          hostNqn: nqn,
-          hostName: connector.host,
-          instanceUuid: null,
-          connector,
-          multipathMode: 'native',
-          connectedBy: 'host',
-        });
-        const connectionInfo = buildConnectionInfo({
-          volumeUuid: backendUuid,
+          backendUuid,
           subsystemNqn,
           paths: paths.get(backendUuid)!,
           hostNqn: nqn,
-          mode: 'native',
-          accessMode: 'rw',
+          hostName: `host-${i}`,
+          connectedBy: 'host',
         });
-        await deps.store.updateAttachment(a.id, { status: 'attached', connectionInfo });
       });
 
       // One pass each first: the pools' connections and the JIT warmed alike.

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase } from '../../test/support/db.ts';
+import { recordVolume } from '../../test/support/records.ts';
 import { waitUntil } from '../../test/support/sim-client.ts';
 import { type AgentTaskList, pollAgentTasks } from '../driver/agent-sync.ts';
 import { DriverError } from '../driver/errors.ts';
@@ -55,14 +56,7 @@ describe('agent long poll on PostgreSQL', () => {
     await deps.hosts.issueToken(nqn, 'h', `hash-${nqn}`);
     await issued.changed;
     const store = new PgStore(t.db);
-    const v = await store.insertVolume({
-      id: randomUUID(),
-      name: 'v',
-      sizeGb: 1,
-      replicas: 3,
-      multiattach: true,
-      status: 'available',
-    });
+    const v = await recordVolume(store);
     const { version } = await deps.hosts.agentView(nqn, { since: null });
     return { nqn, store, volumeId: v.id, version, tokenHash: `hash-${nqn}` };
   }

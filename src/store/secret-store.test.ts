@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase } from '../../test/support/db.ts';
+import { recordVolume } from '../../test/support/records.ts';
 import { generateDhchapSecret } from '../driver/dhchap-key.ts';
 import { PgHostStore } from './host-store.ts';
 import { PgStore } from './pg-store.ts';
@@ -140,14 +141,7 @@ describe('PgHostSecretStore', () => {
     const nqn = await host();
     assert.equal(await store.pathsOnGeneration(nqn, 1), true, 'no attachments: nothing to wait for');
     const data = new PgStore(t.db);
-    const v = await data.insertVolume({
-      id: randomUUID(),
-      name: 'v',
-      sizeGb: 1,
-      replicas: 3,
-      multiattach: true,
-      status: 'available',
-    });
+    const v = await recordVolume(data);
     const a = await data.insertAttachment({
       volumeId: v.id,
       hostNqn: nqn,

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
-import { buildConnectionInfo } from '../../src/driver/connection-info.ts';
 import { refreshPortals } from '../../src/driver/refresh-portals.ts';
 import { availableVolume, SimClient } from '../support/sim-client.ts';
+import { recordAttached, recordVolume } from '../support/records.ts';
 import { startTarget, type Target } from '../support/target.ts';
 
 const VOLUMES = 200;
@@ -47,38 +46,19 @@ describe('portal refresh at scale', () => {
     }
     for (const u of backendUuids) await availableVolume(t.simUrl, u);
     for (const backendUuid of backendUuids) {
-      const volumeId = randomUUID();
-      await deps.store.insertVolume({
-        id: volumeId,
-        name: `volume-${volumeId}`,
-        sizeGb: 1,
-        replicas: 2,
-        multiattach: true,
-        status: 'available',
-      });
-      await deps.store.updateVolume(volumeId, { backendUuid });
+      const { id: volumeId } = await recordVolume(deps.store, { backendUuid, replicas: 2 });
       const paths = await deps.backend.volumePaths(backendUuid);
       for (let h = 0; h < PER_VOLUME; h++) {
         const nqn = `nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-${String(h).padStart(12, '0')}`;
-        const connector = { host: `host-${h}`, nqn, multipath: true, nvme_native_multipath: true };
-        const a = await deps.store.insertAttachment({
+        await recordAttached(deps.store, {
           volumeId,
-          hostNqn: nqn,
-          hostName: connector.host,
-          instanceUuid: null,
-          connector,
-          multipathMode: 'native',
-          connectedBy: 'agent' as const,
-        });
-        const connectionInfo = buildConnectionInfo({
-          volumeUuid: backendUuid,
+          backendUuid,
           subsystemNqn,
           paths,
           hostNqn: nqn,
-          mode: 'native',
-          accessMode: 'rw',
+          hostName: `host-${h}`,
+          connectedBy: 'agent',
         });
-        await deps.store.updateAttachment(a.id, { status: 'attached', connectionInfo });
       }
     }
 
