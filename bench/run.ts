@@ -16,9 +16,10 @@ import { hungBackend } from './hung-backend.ts';
 import { initialize } from './initialize.ts';
 import { pipelining } from './pipelining.ts';
 import { startup } from './startup.ts';
+import { stormBench } from './storm.ts';
 import { type Benchmark, type Figure, ROOT } from './support.ts';
 
-const BENCHMARKS: Benchmark[] = [startup, initialize, fanout, hungBackend, pipelining, agentKernel];
+const BENCHMARKS: Benchmark[] = [startup, initialize, fanout, stormBench, hungBackend, pipelining, agentKernel];
 
 function format(f: Figure): string {
   const v = (x: number) => (Number.isInteger(x) || x >= 100 ? x.toFixed(0) : x.toFixed(1));

@@ -177,7 +177,19 @@ export interface SimAndService {
 /** The admin token the benchmarks' services run with (a bench secret, nothing real). */
 export const TOKEN = 'bench-admin-token-0123456789';
 
-const LISTENING = /listening on (http:\S+)/;
+export const LISTENING = /listening on (http:\S+)/;
+
+/** A `portalis serve` of the benchmarks: on `databaseUrl`, reaching the simulator through the `lightos` adapter. */
+export function serviceEnv(databaseUrl: string, simUrl: string): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    PORTALIS_PORT: '0',
+    PORTALIS_ADMIN_TOKEN: TOKEN,
+    PORTALIS_BACKEND: 'lightos',
+    PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
+    PORTALIS_LOG_LEVEL: 'warn',
+  };
+}
 
 /**
  * `portalis sim` and `portalis serve` as their own processes, the service on a scratch database
@@ -194,18 +206,7 @@ export async function startSimAndService(serverUrl: string, name: string): Promi
   };
   try {
     const simUrl = (await sim.ready).match[1]!;
-    service = startProgram(
-      ['serve'],
-      {
-        DATABASE_URL: db.url,
-        PORTALIS_PORT: '0',
-        PORTALIS_ADMIN_TOKEN: TOKEN,
-        PORTALIS_BACKEND: 'lightos',
-        PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
-        PORTALIS_LOG_LEVEL: 'warn',
-      },
-      LISTENING,
-    );
+    service = startProgram(['serve'], serviceEnv(db.url, simUrl), LISTENING);
     const url = (await service.ready).match[1]!;
     return { url, simUrl, databaseUrl: db.url, service, stop };
   } catch (e) {
