@@ -29,7 +29,12 @@ export interface FleetOptions {
 
 export async function startFleet(serverUrl: string, name: string, count: number, o: FleetOptions = {}): Promise<Fleet> {
   const db = await scratchDatabase(serverUrl, name);
-  const sim = startProgram(['sim'], { PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '3' }, LISTENING);
+  const sim = startProgram(
+    ['sim'],
+    // 100 TiB: room for 2,000 hosts × 10 volumes of 1 GiB and more (10 TiB is the default).
+    { PORTALIS_SIM_PORT: '0', PORTALIS_SIM_NODES: '3', PORTALIS_SIM_CAPACITY_GIB: String(100 * 1024) },
+    LISTENING,
+  );
   const replicas: Program[] = [];
   const stop = async () => {
     await Promise.all(replicas.map((r) => r.stop()));

@@ -23,6 +23,7 @@ describe('simConfigFromEnv', () => {
       nvmetConfigfs: '/sys/kernel/config/nvmet',
       nvmetAllowAnyHost: false,
       logLevel: 'info',
+      capacityBytes: 10 * 2 ** 40,
     });
   });
 
@@ -40,6 +41,7 @@ describe('simConfigFromEnv', () => {
         PORTALIS_SIM_NVMET_CONFIGFS: '/mnt/cfg/nvmet',
         PORTALIS_SIM_NVMET_ALLOW_ANY_HOST: 'true',
         PORTALIS_SIM_LOG_LEVEL: 'debug',
+        PORTALIS_SIM_CAPACITY_GIB: '40960',
       },
       '/srv/x',
     );
@@ -55,6 +57,7 @@ describe('simConfigFromEnv', () => {
       nvmetConfigfs: '/mnt/cfg/nvmet',
       nvmetAllowAnyHost: true,
       logLevel: 'debug',
+      capacityBytes: 40 * 2 ** 40,
     });
   });
 

@@ -125,6 +125,8 @@ export interface SimEnvConfig {
   /** nvmet: attr_allow_any_host 1, every host may connect whatever the ACLs. */
   nvmetAllowAnyHost: boolean;
   logLevel: string;
+  /** The cluster's logical capacity (10 TiB unless set; the boot-storm benchmark needs more). */
+  capacityBytes: number;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -176,6 +178,7 @@ export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = pro
     nvmetConfigfs: pathVar(env, 'PORTALIS_SIM_NVMET_CONFIGFS', DEFAULT_NVMET_ROOT, cwd, true),
     nvmetAllowAnyHost: boolVar(env, 'PORTALIS_SIM_NVMET_ALLOW_ANY_HOST', false),
     logLevel: choiceVar(env, 'PORTALIS_SIM_LOG_LEVEL', 'info', LOG_LEVELS),
+    capacityBytes: intVar(env, 'PORTALIS_SIM_CAPACITY_GIB', 10 * 1024, 1, 2 ** 30) * 2 ** 30,
   };
 }
 
