@@ -94,19 +94,35 @@ function queryCount(r: Program): Promise<number> {
   });
 }
 
-/** A client of the fleet that sends each request to the next replica, as a round-robin balancer. */
-export function roundRobin(urls: string[]) {
+/**
+ * A client of the fleet that sends each request to the next replica, as a round-robin balancer.
+ * With `retries`, a 503 (the database or backend unavailable for a moment) or a 409 `busy` is
+ * sent again after `retryMs`, as the Cinder driver's client does (`portalis_api_retries` 3,
+ * `portalis_api_retry_interval` 1 s: integrations/cinder/portalis_cinder/driver.py); `retried`
+ * counts them.
+ */
+export function roundRobin(urls: string[], o: { retries?: number; retryMs?: number } = {}) {
   let next = 0;
-  return async (method: string, p: string, token: string, body?: unknown, signal?: AbortSignal) => {
-    const url = urls[next++ % urls.length]!;
-    const r = await fetch(url + p, {
-      method,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal,
-    });
-    const text = await r.text();
-    if (r.status >= 300) throw new Error(`${method} ${p}: ${r.status} ${text}`);
-    return JSON.parse(text) as Record<string, unknown>;
+  const send = async (method: string, p: string, token: string, body?: unknown, signal?: AbortSignal) => {
+    for (let attempt = 0; ; attempt++) {
+      const url = urls[next++ % urls.length]!;
+      const r = await fetch(url + p, {
+        method,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      });
+      const text = await r.text();
+      const again = r.status === 503 || (r.status === 409 && text.includes('"busy"'));
+      if (again && attempt < (o.retries ?? 0)) {
+        send.retried++;
+        await new Promise((resolve) => setTimeout(resolve, o.retryMs ?? 1000));
+        continue;
+      }
+      if (r.status >= 300) throw new Error(`${method} ${p}: ${r.status} ${text}`);
+      return JSON.parse(text) as Record<string, unknown>;
+    }
   };
+  send.retried = 0;
+  return send;
 }
