@@ -106,12 +106,25 @@ export function roundRobin(urls: string[], o: { retries?: number; retryMs?: numb
   const send = async (method: string, p: string, token: string, body?: unknown, signal?: AbortSignal) => {
     for (let attempt = 0; ; attempt++) {
       const url = urls[next++ % urls.length]!;
-      const r = await fetch(url + p, {
-        method,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal,
-      });
+      let r: Response;
+      try {
+        r = await fetch(url + p, {
+          method,
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal,
+        });
+      } catch (e) {
+        // A kept-alive connection the replica closed (its 5 s keepAliveTimeout) just as this
+        // request reused it: the write fails with EPIPE or ECONNRESET. A GET is sent again once,
+        // on a new connection, as an agent's next poll would be; `reconnected` counts them.
+        const code = ((e as Error).cause as { code?: string } | undefined)?.code;
+        if (method === 'GET' && !signal?.aborted && (code === 'EPIPE' || code === 'ECONNRESET') && attempt === 0) {
+          send.reconnected++;
+          continue;
+        }
+        throw e;
+      }
       const text = await r.text();
       const again = r.status === 503 || (r.status === 409 && text.includes('"busy"'));
       if (again && attempt < (o.retries ?? 0)) {
@@ -124,5 +137,6 @@ export function roundRobin(urls: string[], o: { retries?: number; retryMs?: numb
     }
   };
   send.retried = 0;
+  send.reconnected = 0;
   return send;
 }
