@@ -94,6 +94,8 @@ function queryCount(r: Program): Promise<number> {
   });
 }
 
+const RECONNECT = new Set(['EPIPE', 'ECONNRESET', 'UND_ERR_SOCKET']);
+
 /**
  * A client of the fleet that sends each request to the next replica, as a round-robin balancer.
  * With `retries`, a 503 (the database or backend unavailable for a moment) or a 409 `busy` is
@@ -116,10 +118,11 @@ export function roundRobin(urls: string[], o: { retries?: number; retryMs?: numb
         });
       } catch (e) {
         // A kept-alive connection the replica closed (its 5 s keepAliveTimeout) just as this
-        // request reused it: the write fails with EPIPE or ECONNRESET. A GET is sent again once,
-        // on a new connection, as an agent's next poll would be; `reconnected` counts them.
-        const code = ((e as Error).cause as { code?: string } | undefined)?.code;
-        if (method === 'GET' && !signal?.aborted && (code === 'EPIPE' || code === 'ECONNRESET') && attempt === 0) {
+        // request reused it: the write fails with EPIPE or ECONNRESET, or undici reads the close
+        // first (UND_ERR_SOCKET, "other side closed"). A GET is sent again once, on a new
+        // connection, as an agent's next poll would be; `reconnected` counts them.
+        const code = ((e as Error).cause as { code?: string } | undefined)?.code ?? '';
+        if (method === 'GET' && !signal?.aborted && RECONNECT.has(code) && attempt === 0) {
           send.reconnected++;
           continue;
         }
