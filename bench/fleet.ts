@@ -98,10 +98,10 @@ const RECONNECT = new Set(['EPIPE', 'ECONNRESET', 'UND_ERR_SOCKET']);
 
 /**
  * A client of the fleet that sends each request to the next replica, as a round-robin balancer.
- * With `retries`, a 503 (the database or backend unavailable for a moment) or a 409 `busy` is
- * sent again after `retryMs`, as the Cinder driver's client does (`portalis_api_retries` 3,
- * `portalis_api_retry_interval` 1 s: integrations/cinder/portalis_cinder/driver.py); `retried`
- * counts them.
+ * With `retries`, a 502/503/504 (the database or backend unavailable for a moment) or a 409
+ * `busy` is sent again after `retryMs`, doubled for each next attempt (at most 10 s), as the
+ * Cinder driver's client does (`portalis_api_retries` 3, `portalis_api_retry_interval` 1 s:
+ * integrations/cinder/portalis_cinder/client.py); `retried` counts them.
  */
 export function roundRobin(urls: string[], o: { retries?: number; retryMs?: number } = {}) {
   let next = 0;
@@ -129,10 +129,11 @@ export function roundRobin(urls: string[], o: { retries?: number; retryMs?: numb
         throw e;
       }
       const text = await r.text();
-      const again = r.status === 503 || (r.status === 409 && text.includes('"busy"'));
+      const again = [502, 503, 504].includes(r.status) || (r.status === 409 && text.includes('"busy"'));
       if (again && attempt < (o.retries ?? 0)) {
         send.retried++;
-        await new Promise((resolve) => setTimeout(resolve, o.retryMs ?? 1000));
+        const pause = Math.min((o.retryMs ?? 1000) * 2 ** attempt, 10_000);
+        await new Promise((resolve) => setTimeout(resolve, pause));
         continue;
       }
       if (r.status >= 300) throw new Error(`${method} ${p}: ${r.status} ${text}`);

@@ -171,7 +171,7 @@ export const stormBench: Benchmark = {
             ...(round === 'new' ? { target: '≤ 6 ms' } : {}),
           },
           { name: `${round}: database round trips per call`, value: queries, unit: 'queries' },
-          { name: `${round}: calls retried after a 503 or busy`, value: retriedNow - retried, unit: '' },
+          { name: `${round}: calls retried after a 502/503/504 or busy`, value: retriedNow - retried, unit: '' },
           {
             name: `${round}: machine CPU per call`,
             value: (m1 - m0) / calls,
