@@ -13,9 +13,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { LightosBackend } from '../src/backend/lightos/index.ts';
-import { startFleet } from './fleet.ts';
-import { roundRobin } from './fleet.ts';
-import { type Benchmark, type Figure, load, machineCpuMs, percentile, ROOT, TOKEN } from './support.ts';
+import { roundRobin, startFleet } from './fleet.ts';
+import { type Benchmark, type Figure, gate, load, machineCpuMs, percentile, ROOT, TOKEN } from './support.ts';
 
 /** cinder-volume's greenthreads per service (oslo.messaging `executor_thread_pool_size`, default 64). */
 const CINDER_GREENTHREADS = 64;
@@ -30,14 +29,7 @@ async function storm(
   concurrency: number,
   fn: (host: number, volume: number) => Promise<void>,
 ): Promise<{ latencies: number[]; seconds: number }> {
-  let free = concurrency;
-  const waiting: (() => void)[] = [];
-  const acquire = () => (free > 0 ? (free--, Promise.resolve()) : new Promise<void>((r) => waiting.push(r)));
-  const release = () => {
-    const next = waiting.shift();
-    if (next) next();
-    else free++;
-  };
+  const { acquire, release } = gate(concurrency);
   const latencies: number[] = [];
   const t0 = performance.now();
   await Promise.all(

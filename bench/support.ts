@@ -73,6 +73,20 @@ export function machineCpuMs(): number {
   return ((user! + nice! + system! + irq! + softirq! + steal!) * 1000) / 100;
 }
 
+/** At most `n` holders at a time; the others wait first come, first served. */
+export function gate(n: number): { acquire(): Promise<void>; release(): void } {
+  let free = n;
+  const waiting: (() => void)[] = [];
+  return {
+    acquire: () => (free > 0 ? (free--, Promise.resolve()) : new Promise<void>((r) => waiting.push(r))),
+    release: () => {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    },
+  };
+}
+
 /** Runs `total` calls of `fn(i)` with `concurrency` in flight; the latency of each call in ms. */
 export async function load(
   total: number,
