@@ -69,12 +69,17 @@ export const fanout: Benchmark = {
         // STARTING first requests in flight. All 10,000 at once left a replica's event loop too far
         // behind to read some requests within Node's 60 s headersTimeout (408 request_timeout).
         await starting.acquire();
-        let since: number;
+        let since: number | undefined;
         try {
-          since = (await list(null, 0)).version as number;
+          while (since === undefined && !stop.signal.aborted)
+            since = await list(null, 0).then(
+              (r) => r.version as number,
+              () => void failed++,
+            );
         } finally {
           starting.release();
         }
+        if (since === undefined) return;
         parked++;
         while (!stop.signal.aborted) {
           const t0 = performance.now();
@@ -95,7 +100,9 @@ export const fanout: Benchmark = {
           for (const a of r.attachments as { id: string }[]) if (!seenAt.has(a.id)) seenAt.set(a.id, at);
         }
       };
-      const running = hosts.map((h) => poller(h).catch((e) => (stop.signal.aborted ? undefined : Promise.reject(e))));
+      // A poller that fails is counted, never left as an unhandled rejection: that ends this
+      // process before the `finally` below stops the replicas and the simulator.
+      const running = hosts.map((h) => poller(h).catch(() => void (stop.signal.aborted || failed++)));
       // 120 s, or 30 ms per poller for large fleets on this shared machine.
       const deadline = Date.now() + Math.max(120_000, pollers * 30);
       while (parked < pollers && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
