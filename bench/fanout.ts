@@ -85,7 +85,7 @@ export const fanout: Benchmark = {
           const t0 = performance.now();
           // A poll that fails (a connection reset twice over on this overloaded machine) is sent
           // again, as the agent's loop does; `failed` counts them.
-          const r = await list(since, WAIT_S).catch((e: unknown) => {
+          const r: Record<string, unknown> | null = await list(since, WAIT_S).catch((e: unknown) => {
             if (stop.signal.aborted) throw e;
             failed++;
             return null;
