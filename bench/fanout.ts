@@ -159,7 +159,7 @@ export const fanout: Benchmark = {
         },
         { name: 'agent report, concurrency 1: p50', value: percentile(reports, 50), unit: 'ms' },
         { name: 'polls woken without a change of their host', value: spurious, unit: '', target: '0' },
-        { name: 'polls sent again on a new connection (closed kept-alive one)', value: call.reconnected, unit: '' },
+        { name: 'requests sent again on a new connection (reset or closed)', value: call.reconnected, unit: '' },
         { name: 'polls failed and sent again', value: failed, unit: '' },
       ] satisfies Figure[];
     } finally {

@@ -119,10 +119,11 @@ export function roundRobin(urls: string[], o: { retries?: number; retryMs?: numb
       } catch (e) {
         // A kept-alive connection the replica closed (its 5 s keepAliveTimeout) just as this
         // request reused it: the write fails with EPIPE or ECONNRESET, or undici reads the close
-        // first (UND_ERR_SOCKET, "other side closed"). A GET is sent again once, on a new
-        // connection, as an agent's next poll would be; `reconnected` counts them.
+        // first (UND_ERR_SOCKET, "other side closed"). Every Portalis call is idempotent, and
+        // the Cinder driver and the agent send it again after a transport failure: so does this,
+        // on a new connection, up to 3 times; `reconnected` counts them.
         const code = ((e as Error).cause as { code?: string } | undefined)?.code ?? '';
-        if (method === 'GET' && !signal?.aborted && RECONNECT.has(code) && attempt === 0) {
+        if (!signal?.aborted && RECONNECT.has(code) && attempt < 3) {
           send.reconnected++;
           continue;
         }
