@@ -4,7 +4,7 @@
  * Each sample is charged to the nearest owner on its stack, leaf first: a package of
  * node_modules (the socket write pg asks for is pg's), else the service's own layer (src/server,
  * src/store, ...), else "node internals"; V8's own entries ((garbage collector), (program),
- * (idle)) stand alone. The format is Chrome DevTools' Profile object: nodes with parent links
+ * (idle)) and the socket writes stand alone. The format is Chrome DevTools' Profile object: nodes with parent links
  * through `children`, `samples` (node ids) and `timeDeltas` (µs)
  * (https://chromedevtools.github.io/devtools-protocol/tot/Profiler/#type-Profile).
  */
@@ -15,6 +15,8 @@ interface ProfileNode {
   callFrame: { functionName: string; url: string };
   children?: number[];
 }
+
+const SOCKET_WRITES = new Set(['writev', 'writeLatin1String', 'writeUtf8String', 'writeBuffer']);
 
 function ownerOf(url: string, fn: string): string | undefined {
   if (!url) return fn.startsWith('(') && fn !== '(root)' ? fn : undefined;
@@ -43,7 +45,11 @@ export function owners(profile: {
       const f = byId.get(at)!.callFrame;
       owner = ownerOf(f.url, f.functionName);
     }
-    const key = owner ?? 'node internals';
+    // The socket writes stand apart: V8's sampler ticks in wall time, so on a loaded machine a
+    // thread preempted in the system call (a loopback send wakes the receiver) is charged there.
+    const leaf = byId.get(id)!.callFrame;
+    const write = !leaf.url && SOCKET_WRITES.has(leaf.functionName);
+    const key = write ? 'socket writes' : (owner ?? 'node internals');
     total.set(key, (total.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
   });
   return total;

@@ -3,8 +3,8 @@
  * `hosts` × `volumes` initialize_connection calls through three `portalis serve` replicas behind a
  * round-robin client, at the concurrency OpenStack produces (docs/performance.md, "Boot storm"):
  * cinder-volume runs each RPC in one of its 64 greenthreads (oslo.messaging's
- * `executor_thread_pool_size`), and Nova brings a host's instances back one after another, so a
- * host's volumes come one at a time. Two rounds: the first attach of every pair (new), then the
+ * `executor_thread_pool_size`), and nova-compute's start-up goes through a host's instances one
+ * after another, so a host's volumes come one at a time. Two rounds: the first attach of every pair (new), then the
  * re-attach after the power loss (the same pairs again); each against the backend calls one
  * initialize makes (the adapter's `attachAccess`), issued raw from this process at the same
  * concurrency for a host NQN of their own.
