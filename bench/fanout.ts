@@ -1,18 +1,24 @@
 /**
- * Fan-out: many agents long-polling one `portalis serve` over real HTTP (all from this process),
+ * Fan-out: many agents long-polling `portalis serve` over real HTTP (all from this process),
  * while initialize_connection runs at concurrency 16 for their hosts. Measures, for each
- * attachment, initialize answered → its host's poll answered with it; the service's resident
- * memory with every poller parked; and polls answered without a change of their host (a poll
- * that waits 60 s and comes back early with the same version), which must be none.
+ * attachment, initialize answered → its host's poll answered with it; each service process's
+ * resident memory with every poller parked; and polls answered without a change of their host (a
+ * poll that waits 120 s and comes back early with the same version), which must be none.
+ * `--hosts N` (2,000; 200 with `--quick`) pollers, `--replicas N` (1) service processes on one
+ * database behind a round-robin client: each request, poll or initialize, goes to the next replica,
+ * so a poll is woken by a change made through another replica (PostgreSQL's NOTIFY between them).
  */
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { type Benchmark, type Figure, load, percentile, processCpuMs, startSimAndService, TOKEN } from './support.ts';
+import { roundRobin, startFleet } from './fleet.ts';
+import { type Benchmark, type Figure, gate, load, percentile, TOKEN } from './support.ts';
 
 /** The pollers' wait: long enough that none comes back during the RSS window below. */
 const WAIT_S = 120;
 const SETTLE_MS = 20_000;
+/** Pollers making their first request at once. */
+const STARTING = 256;
 
 function rssMb(pid: number): number {
   const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
@@ -23,25 +29,15 @@ export const fanout: Benchmark = {
   name: 'fanout',
   description: 'long-polling agents woken by initialize_connection at concurrency 16',
   async run(ctx) {
-    const pollers = ctx.quick ? 200 : 2000;
+    const pollers = Number(ctx.options.hosts ?? (ctx.quick ? 200 : 2000));
+    const replicaCount = Number(ctx.options.replicas ?? 1);
     const attaches = ctx.quick ? 64 : 320;
-    const stack = await startSimAndService(ctx.databaseUrl, 'fanout');
+    const fleet = await startFleet(ctx.databaseUrl, 'fanout', replicaCount);
     const stop = new AbortController();
     // Every poll's fetch listens on this one signal (two or three at a time per poller).
     setMaxListeners(pollers * 4, stop.signal);
     try {
-      const { url } = stack;
-      const call = async (method: string, path: string, token: string, body?: unknown, signal?: AbortSignal) => {
-        const r = await fetch(url + path, {
-          method,
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal,
-        });
-        const text = await r.text();
-        if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${text}`);
-        return JSON.parse(text) as Record<string, unknown>;
-      };
+      const call = roundRobin(fleet.urls);
       const hosts: { nqn: string; token: string }[] = [];
       await load(pollers, 16, async (i) => {
         const nqn = `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`;
@@ -55,8 +51,10 @@ export const fanout: Benchmark = {
         volumes.push(v.id as string);
       }
 
+      const starting = gate(STARTING);
       const seenAt = new Map<string, number>();
       let spurious = 0;
+      let failed = 0;
       let parked = 0;
       const poller = async (h: { token: string }) => {
         const list = (since: number | null, wait: number) =>
@@ -67,11 +65,32 @@ export const fanout: Benchmark = {
             undefined,
             stop.signal,
           );
-        let since = (await list(null, 0)).version as number;
+        // Agents coming up after a power loss do not all connect in the same millisecond: at most
+        // STARTING first requests in flight. All 10,000 at once left a replica's event loop too far
+        // behind to read some requests within Node's 60 s headersTimeout (408 request_timeout).
+        await starting.acquire();
+        let since: number | undefined;
+        try {
+          while (since === undefined && !stop.signal.aborted)
+            since = await list(null, 0).then(
+              (r) => r.version as number,
+              () => void failed++,
+            );
+        } finally {
+          starting.release();
+        }
+        if (since === undefined) return;
         parked++;
         while (!stop.signal.aborted) {
           const t0 = performance.now();
-          const r = await list(since, WAIT_S);
+          // A poll that fails (a connection reset twice over on this overloaded machine) is sent
+          // again, as the agent's loop does; `failed` counts them.
+          const r: Record<string, unknown> | null = await list(since, WAIT_S).catch((e: unknown) => {
+            if (stop.signal.aborted) throw e;
+            failed++;
+            return null;
+          });
+          if (!r) continue;
           const at = performance.now();
           if (r.version === since) {
             if (at - t0 < (WAIT_S - 1) * 1000) spurious++;
@@ -81,28 +100,31 @@ export const fanout: Benchmark = {
           for (const a of r.attachments as { id: string }[]) if (!seenAt.has(a.id)) seenAt.set(a.id, at);
         }
       };
-      const running = hosts.map((h) => poller(h).catch((e) => (stop.signal.aborted ? undefined : Promise.reject(e))));
-      const deadline = Date.now() + 120_000;
+      // A poller that fails is counted, never left as an unhandled rejection: that ends this
+      // process before the `finally` below stops the replicas and the simulator.
+      const running = hosts.map((h) => poller(h).catch(() => void (stop.signal.aborted || failed++)));
+      // 120 s, or 30 ms per poller for large fleets on this shared machine.
+      const deadline = Date.now() + Math.max(120_000, pollers * 30);
       while (parked < pollers && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       // The first polls answered; the long polls that follow must all be parked (their token
       // checks and reads done) before the measurement: wait until the service is idle, under 10 %
       // of a core over half a second. At 2,000 pollers a fixed second was not enough, and the
       // attachments then queued behind the parking polls' reads.
-      const pid = stack.service.child.pid!;
-      for (let cpu = processCpuMs(pid); Date.now() < deadline; ) {
+      const pids = fleet.replicas.map((r) => r.child.pid!);
+      for (let cpu = fleet.cpuMs(); Date.now() < deadline; ) {
         await new Promise((r) => setTimeout(r, 500));
-        const now = processCpuMs(pid);
-        if (now - cpu < 50) break;
+        const now = fleet.cpuMs();
+        if (now - cpu < 50 * replicaCount) break;
         cpu = now;
       }
-      const idleRss = rssMb(pid);
-      ctx.log(`${parked} pollers parked, service RSS ${idleRss.toFixed(0)} MB`);
+      const idleRss = Math.max(...pids.map(rssMb));
+      ctx.log(`${parked} pollers parked, service RSS ${pids.map((p) => rssMb(p).toFixed(0)).join(' / ')} MB`);
       // And after a measurement window of idleness: V8's memory reducer hands the parking burst's
       // garbage back some 10 s after allocation stops (src/heap/memory-reducer.cc), so this is the
       // resident memory a fleet of parked agents keeps; the first figure is the burst's peak.
       await new Promise((r) => setTimeout(r, SETTLE_MS));
-      const settledRss = rssMb(pid);
-      ctx.log(`service RSS ${settledRss.toFixed(0)} MB after ${SETTLE_MS / 1000} s idle`);
+      const settledRss = Math.max(...pids.map(rssMb));
+      ctx.log(`service RSS ${pids.map((p) => rssMb(p).toFixed(0)).join(' / ')} MB after ${SETTLE_MS / 1000} s idle`);
 
       const answeredAt = new Map<string, number>();
       const tokenOf = new Map<string, string>();
@@ -122,24 +144,27 @@ export const fanout: Benchmark = {
       const reports = await reportLatencies(call, tokenOf);
       stop.abort();
       await Promise.allSettled(running);
+      const rssOf = replicaCount === 1 ? 'service RSS' : `service RSS, largest of ${replicaCount} replicas`;
       return [
         { name: `poll answered after initialize, p50 (${pollers} pollers)`, value: percentile(delays, 50), unit: 'ms' },
         { name: `poll answered after initialize, p99`, value: percentile(delays, 99), unit: 'ms', target: '≤ 50 ms' },
         { name: 'attachments never seen by their poller', value: missed, unit: '' },
         { name: 'initialize_connection at concurrency 16', value: attaches / initRun.seconds, unit: '/s' },
-        { name: `service RSS, ${pollers} pollers just parked`, value: idleRss, unit: 'MB' },
+        { name: `${rssOf}, ${pollers} pollers just parked`, value: idleRss, unit: 'MB' },
         {
-          name: `service RSS, ${pollers} idle pollers (${SETTLE_MS / 1000} s later)`,
+          name: `${rssOf}, ${pollers} idle pollers (${SETTLE_MS / 1000} s later)`,
           value: settledRss,
           unit: 'MB',
           target: '≤ 200 MB',
         },
         { name: 'agent report, concurrency 1: p50', value: percentile(reports, 50), unit: 'ms' },
         { name: 'polls woken without a change of their host', value: spurious, unit: '', target: '0' },
+        { name: 'requests sent again on a new connection (reset or closed)', value: call.reconnected, unit: '' },
+        { name: 'polls failed and sent again', value: failed, unit: '' },
       ] satisfies Figure[];
     } finally {
       stop.abort();
-      await stack.stop();
+      await fleet.stop();
     }
   },
 };

@@ -18,12 +18,14 @@ import { initialize } from './initialize.ts';
 import { pipelining } from './pipelining.ts';
 import { refresh } from './refresh.ts';
 import { startup } from './startup.ts';
+import { stormBench } from './storm.ts';
 import { type Benchmark, type Figure, ROOT } from './support.ts';
 
 const BENCHMARKS: Benchmark[] = [
   startup,
   initialize,
   fanout,
+  stormBench,
   hungBackend,
   pipelining,
   hostSecrets,

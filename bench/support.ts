@@ -73,6 +73,20 @@ export function machineCpuMs(): number {
   return ((user! + nice! + system! + irq! + softirq! + steal!) * 1000) / 100;
 }
 
+/** At most `n` holders at a time; the others wait first come, first served. */
+export function gate(n: number): { acquire(): Promise<void>; release(): void } {
+  let free = n;
+  const waiting: (() => void)[] = [];
+  return {
+    acquire: () => (free > 0 ? (free--, Promise.resolve()) : new Promise<void>((r) => waiting.push(r))),
+    release: () => {
+      const next = waiting.shift();
+      if (next) next();
+      else free++;
+    },
+  };
+}
+
 /** Runs `total` calls of `fn(i)` with `concurrency` in flight; the latency of each call in ms. */
 export async function load(
   total: number,
@@ -177,7 +191,19 @@ export interface SimAndService {
 /** The admin token the benchmarks' services run with (a bench secret, nothing real). */
 export const TOKEN = 'bench-admin-token-0123456789';
 
-const LISTENING = /listening on (http:\S+)/;
+export const LISTENING = /listening on (http:\S+)/;
+
+/** A `portalis serve` of the benchmarks: on `databaseUrl`, reaching the simulator through the `lightos` adapter. */
+export function serviceEnv(databaseUrl: string, simUrl: string): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    PORTALIS_PORT: '0',
+    PORTALIS_ADMIN_TOKEN: TOKEN,
+    PORTALIS_BACKEND: 'lightos',
+    PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
+    PORTALIS_LOG_LEVEL: 'warn',
+  };
+}
 
 /**
  * `portalis sim` and `portalis serve` as their own processes, the service on a scratch database
@@ -198,19 +224,7 @@ export async function startSimAndService(
   };
   try {
     const simUrl = (await sim.ready).match[1]!;
-    service = startProgram(
-      ['serve'],
-      {
-        DATABASE_URL: db.url,
-        PORTALIS_PORT: '0',
-        PORTALIS_ADMIN_TOKEN: TOKEN,
-        PORTALIS_BACKEND: 'lightos',
-        PORTALIS_LIGHTOS_ENDPOINTS: simUrl,
-        PORTALIS_LOG_LEVEL: 'warn',
-        ...env,
-      },
-      LISTENING,
-    );
+    service = startProgram(['serve'], { ...serviceEnv(db.url, simUrl), ...env }, LISTENING);
     const url = (await service.ready).match[1]!;
     return { url, simUrl, databaseUrl: db.url, service, stop };
   } catch (e) {

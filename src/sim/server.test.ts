@@ -24,6 +24,7 @@ describe('simConfigFromEnv', () => {
       nvmetAllowAnyHost: false,
       nvmetDhgroup: 'null',
       logLevel: 'info',
+      capacityBytes: 10 * 2 ** 40,
     });
   });
 
@@ -42,6 +43,7 @@ describe('simConfigFromEnv', () => {
         PORTALIS_SIM_NVMET_ALLOW_ANY_HOST: 'true',
         PORTALIS_SIM_NVMET_DHGROUP: 'ffdhe2048',
         PORTALIS_SIM_LOG_LEVEL: 'debug',
+        PORTALIS_SIM_CAPACITY_GIB: '40960',
       },
       '/srv/x',
     );
@@ -58,6 +60,7 @@ describe('simConfigFromEnv', () => {
       nvmetAllowAnyHost: true,
       nvmetDhgroup: 'ffdhe2048',
       logLevel: 'debug',
+      capacityBytes: 40 * 2 ** 40,
     });
   });
 

@@ -139,6 +139,8 @@ export interface SimEnvConfig {
   /** dhchap_dhgroup written for hosts with secrets; `null`: HMAC-CHAP without the DH exchange. */
   nvmetDhgroup: (typeof NVMET_DHGROUPS)[number];
   logLevel: string;
+  /** The cluster's logical capacity (10 TiB unless set; the boot-storm benchmark needs more). */
+  capacityBytes: number;
 }
 
 /** dhchap_dhgroup values of the kernel target (drivers/nvme/common/auth.c, its dhgroup table). */
@@ -162,6 +164,13 @@ export const SIM_SETTINGS = {
   PORTALIS_SIM_HOST: text({ def: '127.0.0.1', parse: address, doc: 'address of its REST API' }),
   PORTALIS_SIM_PORT: int({ def: 8090, min: 0, max: 65535, doc: 'port of its REST API' }),
   PORTALIS_SIM_NODES: int({ def: 3, min: 1, max: 64, doc: 'storage nodes' }),
+  PORTALIS_SIM_CAPACITY_GIB: int({
+    def: 10 * 1024,
+    min: 1,
+    max: 2 ** 30,
+    shown: '10240 (10 TiB)',
+    doc: "the cluster's logical capacity (the sum of its volumes' sizes)",
+  }),
   PORTALIS_SIM_NODE_ADDRESS: text({ def: '127.0.0.1', parse: address, doc: "the nodes' NVMe/TCP address" }),
   PORTALIS_SIM_BASE_PORT: int({ def: 4420, min: 1, max: 65535, doc: 'node _i_ serves NVMe/TCP on base + _i_' }),
   PORTALIS_SIM_JWT: text({
@@ -231,6 +240,7 @@ export function simConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = pro
     nvmetAllowAnyHost: s.PORTALIS_SIM_NVMET_ALLOW_ANY_HOST,
     nvmetDhgroup: s.PORTALIS_SIM_NVMET_DHGROUP,
     logLevel: s.PORTALIS_SIM_LOG_LEVEL,
+    capacityBytes: s.PORTALIS_SIM_CAPACITY_GIB * 2 ** 30,
   };
 }
 
