@@ -46,6 +46,9 @@ export const HOST_PACKAGES = [
   'xz-utils',
   // The Nova scenarios (guest/nova-native.ts) run Debian's os-brick under /usr/bin/python3.
   'python3-os-brick',
+  // The nvmet-auth group builds the nvme modules with in-band authentication (harness/nvme-auth.ts):
+  // gcc-12 and make; Debian's linux-kbuild package brings the rest of kbuild prebuilt.
+  'build-essential',
 ];
 
 /** Modules the initramfs loads itself, to reach the 9p exports; everything else comes over 9p. */

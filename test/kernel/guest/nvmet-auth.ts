@@ -1,0 +1,381 @@
+/**
+ * Guest group `nvmet-auth`: NVMe in-band authentication (DH-HMAC-CHAP) between the kernel's
+ * nvmet target and its NVMe/TCP host, on Debian's kernel with the nvme modules rebuilt with
+ * CONFIG_NVME_AUTH and CONFIG_NVME_TARGET_AUTH (harness/nvme-auth.ts). Driven by hand through
+ * configfs (`hosts/<hostnqn>/dhchap_*`) and Debian 12's nvme-cli 2.3; keys from
+ * `nvme gen-dhchap-key`. DH group "null" only: the kernel lacks the RFC 7919 FFDHE groups
+ * (docs/KERNEL.md §6). Facts seen go to observations.json.
+ *
+ * Secrets appear on nvme-cli's command line here on purpose: these are throwaway test keys and
+ * the scenario proves what nvme-cli does with its options; `auth-config-file` proves the way
+ * that keeps them off the command line.
+ */
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { NvmetDataPlane } from '../../../src/sim/nvmet/nvmet-data-plane.ts';
+import type { SimNodeEndpoint } from '../../../src/sim/data-plane.ts';
+import { MiB } from '../../../src/shared/units.ts';
+import { BackgroundWriter } from './io.ts';
+import { check, checkEqual, list, observe, readSys, scenarioGroup, sh, shAny, step, waitFor } from './lib.ts';
+import {
+  type ConnectOptions,
+  controllers,
+  directIoRoundTrip,
+  HOST_ID,
+  HOST_NQN,
+  headByUuid,
+  ioErrorsSince,
+  kernelLog,
+} from './nvme.ts';
+
+const NQN = 'nqn.2016-01.com.lightbitslabs:uuid:7a4e2c1d-3b5f-4e6a-9c8d-2e1f0a9b8c7d';
+const VOL = '2b3c4d5e-6f70-4a81-9b92-a3b4c5d6e7f8';
+const NODES: SimNodeEndpoint[] = [0, 1].map((index) => ({
+  nodeId: `node-${index + 1}`,
+  index,
+  address: '127.0.0.1',
+  port: 4420 + index,
+}));
+const HOST_DIR = `/sys/kernel/config/nvmet/hosts/${HOST_NQN}`;
+
+interface Keys {
+  host: string;
+  ctrl: string;
+}
+
+interface Ctx {
+  plane: NvmetDataPlane;
+  keys: Keys;
+}
+
+/** A DHHC-1 secret from nvme-cli 2.3: 32 bytes, transformed with SHA-256 for `HOST_NQN` (hmac 1). */
+async function genKey(): Promise<string> {
+  const key = (await sh('nvme', ['gen-dhchap-key', '--key-length=32', '--hmac=1', `--nqn=${HOST_NQN}`])).trim();
+  check(/^DHHC-1:01:[A-Za-z0-9+/]+=*:$/.test(key), `gen-dhchap-key printed a DHHC-1 key: ${key.slice(0, 10)}…`);
+  return key;
+}
+
+/** What the target demands of HOST_NQN (configfs; nvmet reads it at the next (re-)authentication). */
+function setTargetKeys(keys: Partial<Keys>): void {
+  if (keys.host !== undefined) writeFileSync(`${HOST_DIR}/dhchap_key`, keys.host);
+  if (keys.ctrl !== undefined) writeFileSync(`${HOST_DIR}/dhchap_ctrl_key`, keys.ctrl);
+}
+
+/** `nvme connect` like guest/nvme.ts's, plus the secrets and an explicit config file (or `none`). */
+function connect(
+  o: Omit<ConnectOptions, 'nqn' | 'address'> & { secret?: string; ctrlSecret?: string; config?: string },
+) {
+  return shAny('nvme', [
+    'connect',
+    '-t',
+    'tcp',
+    '-a',
+    '127.0.0.1',
+    '-s',
+    String(o.port),
+    '-n',
+    NQN,
+    '-q',
+    o.hostNqn ?? HOST_NQN,
+    '-I',
+    o.hostId ?? HOST_ID,
+    '--ctrl-loss-tmo=-1',
+    '--reconnect-delay=1',
+    `--config=${o.config ?? 'none'}`,
+    ...(o.secret ? [`--dhchap-secret=${o.secret}`] : []),
+    ...(o.ctrlSecret ? [`--dhchap-ctrl-secret=${o.ctrlSecret}`] : []),
+    '-o',
+    'json',
+  ]);
+}
+
+/** Kernel log lines after `mark`, without the timestamp. */
+async function logSince(mark: number): Promise<string[]> {
+  return (await kernelLog()).slice(mark).map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, ''));
+}
+
+/** Controller folder attributes that say how a controller authenticated (6.1: only the secrets). */
+function authView(name: string) {
+  const dir = `/sys/class/nvme/${name}`;
+  return {
+    state: readSys(`${dir}/state`),
+    cntlid: readSys(`${dir}/cntlid`),
+    dhchap_secret: readSys(`${dir}/dhchap_secret`),
+    dhchap_ctrl_secret: readSys(`${dir}/dhchap_ctrl_secret`),
+  };
+}
+
+/** A refused connect: nvme-cli's exit and message, the kernel's lines, nothing left behind. */
+async function expectRefused(what: string, attempt: () => ReturnType<typeof connect>) {
+  const mark = (await kernelLog()).length;
+  const t0 = performance.now();
+  const r = await attempt();
+  const seen = {
+    code: r.code,
+    stdout: r.stdout.trim(),
+    stderr: r.stderr.trim(),
+    ms: Math.round(performance.now() - t0),
+    kernel: await logSince(mark),
+  };
+  observe(what, seen);
+  check(r.code !== 0, `${what}: nvme connect fails`);
+  checkEqual(controllers(NQN), [], `${what}: controllers left`);
+  checkEqual(
+    list('/sys/block').filter((d) => d.startsWith('nvme')),
+    [],
+    `${what}: NVMe block devices left`,
+  );
+  return seen;
+}
+
+async function disconnectAll(): Promise<void> {
+  if (controllers(NQN).length) await sh('nvme', ['disconnect', '-n', NQN]);
+  await waitFor('no controller of the subsystem', () => (controllers(NQN).length === 0 ? true : undefined));
+}
+
+/**
+ * Dynamic debug for exactly one message of nvmet: `ctrl <cntlid> qid <q> host authenticated`
+ * (a pr_debug in target/fabrics-cmd-auth.c), the only place 6.1 says that a re-authentication
+ * succeeded; the host logs only its failures. The message carries no key material.
+ */
+function enableTargetAuthLog(): void {
+  writeFileSync('/sys/kernel/debug/dynamic_debug/control', 'module nvmet format "host authenticated" +p\n');
+}
+
+async function connectBoth(keys: Keys): Promise<string[]> {
+  for (const n of NODES) {
+    const r = await connect({ port: n.port, secret: keys.host, ctrlSecret: keys.ctrl });
+    checkEqual(r.code, 0, `authenticated connect to ${n.port}: ${r.stderr.trim()}`);
+  }
+  const names = controllers(NQN).map((c) => c.name);
+  checkEqual(names.length, NODES.length, 'controllers');
+  return names;
+}
+
+await scenarioGroup<Ctx>('nvmet-auth', {
+  setup: async () => {
+    observe('kernel', readSys('/proc/sys/kernel/osrelease'));
+    observe('nvme version', (await sh('nvme', ['version'])).trim());
+    observe('modules', {
+      nvme_core: readSys('/sys/module/nvme_core/taint'),
+      nvme_common: list('/sys/module').includes('nvme_common'),
+    });
+    await sh('mount', ['-t', 'debugfs', 'debugfs', '/sys/kernel/debug']);
+    enableTargetAuthLog();
+    const plane = new NvmetDataPlane({ dataDir: '/tmp/portalis-nvmet' });
+    await plane.start(NQN, NODES);
+    await plane.setAllowedHosts([HOST_NQN]);
+    await plane.addNamespace({
+      volumeUuid: VOL,
+      nsid: 1,
+      sizeBytes: 64 * MiB,
+      ana: { 'node-1': 'optimized', 'node-2': 'non-optimized' },
+    });
+    observe('configfs host attributes', list(HOST_DIR));
+    check(list(HOST_DIR).includes('dhchap_key'), 'nvmet has hosts/<nqn>/dhchap_key (CONFIG_NVME_TARGET_AUTH)');
+    const keys = { host: await genKey(), ctrl: await genKey() };
+    setTargetKeys(keys);
+    observe('configfs host after setting keys', {
+      dhchap_hash: readSys(`${HOST_DIR}/dhchap_hash`),
+      dhchap_dhgroup: readSys(`${HOST_DIR}/dhchap_dhgroup`),
+      key_reads_back: readSys(`${HOST_DIR}/dhchap_key`) === keys.host,
+    });
+    // FFDHE groups need CONFIG_CRYPTO_DH_RFC7919_GROUPS, built into the kernel image: Debian's lacks it.
+    const ffdhe = await shAny('sh', ['-c', `echo ffdhe2048 > '${HOST_DIR}/dhchap_dhgroup'`]);
+    observe('dhchap_dhgroup ffdhe2048', { code: ffdhe.code, stderr: ffdhe.stderr.trim() });
+    observe('/proc/crypto ffdhe', (readSys('/proc/crypto') ?? '').includes('ffdhe'));
+    writeFileSync(`${HOST_DIR}/dhchap_dhgroup`, 'null');
+    return { plane, keys };
+  },
+  parts: [
+    {
+      name: 'auth-connect',
+      run: async ({ keys }) => {
+        const mark = (await kernelLog()).length;
+        const names = await step('connect both portals with host and controller secrets', () => connectBoth(keys));
+        const log = await logSince(mark);
+        observe('kernel log of an authenticated connect', log);
+        for (const n of names) {
+          check(
+            log.some((l) => l.startsWith(`nvme ${n}: qid 0: authenticated`)),
+            `${n}: "qid 0: authenticated"`,
+          );
+          const v = authView(n);
+          checkEqual(v.dhchap_secret, keys.host, `${n} dhchap_secret`);
+          checkEqual(v.dhchap_ctrl_secret, keys.ctrl, `${n} dhchap_ctrl_secret`);
+        }
+        // 6.1 creates both attributes 0644 (S_IRUGO | S_IWUSR, host/core.c): any local user reads the secrets.
+        observe(
+          'sysfs modes',
+          Object.fromEntries(
+            ['dhchap_secret', 'dhchap_ctrl_secret'].map((a) => [
+              a,
+              (statSync(`/sys/class/nvme/${names[0]}/${a}`).mode & 0o777).toString(8),
+            ]),
+          ),
+        );
+        observe('controller attributes', list(`/sys/class/nvme/${names[0]}`));
+        const head = await waitFor('the head device', () => headByUuid(VOL));
+        observe('O_DIRECT 16 MiB', await directIoRoundTrip(`/dev/${head}`, 16, 'auth'));
+        await disconnectAll();
+      },
+    },
+    {
+      name: 'auth-refused',
+      run: async ({ keys }) => {
+        // 6.1: the connect answer asks for authentication, the host has no key ("qid 0: no key",
+        // "authentication setup failed") and fails the admin queue with NVME_SC_AUTH_REQUIRED
+        // (0x191 = 401, drivers/nvme/host/fabrics.c nvmf_connect_admin_queue); nvme-cli sees EIO.
+        const none = await expectRefused('no secret', () => connect({ port: 4420 }));
+        check(
+          none.kernel.some((l) => /qid 0: no key/.test(l)) && none.kernel.some((l) => /ret=401/.test(l)),
+          'the kernel says "qid 0: no key" and fails the queue with 401',
+        );
+        const wrong = await genKey();
+        const bad = await expectRefused('wrong host secret', () => connect({ port: 4420, secret: wrong }));
+        check(
+          bad.kernel.some((l) => /host response mismatch/.test(l)) &&
+            bad.kernel.some((l) => /qid 0: authentication failed/.test(l)),
+          'nvmet logs the host response mismatch, the host "authentication failed"',
+        );
+        // The right secret still works after the refusals (nothing stuck on the target).
+        await connectBoth(keys);
+        await disconnectAll();
+      },
+    },
+    {
+      name: 'auth-bidirectional',
+      run: async ({ keys }) => {
+        const impostor = await genKey();
+        setTargetKeys({ ctrl: impostor });
+        try {
+          const seen = await expectRefused('target presents the wrong controller secret', () =>
+            connect({ port: 4420, secret: keys.host, ctrlSecret: keys.ctrl }),
+          );
+          check(
+            seen.kernel.some((l) => /qid 0: controller authentication failed/.test(l)),
+            'the host logs the failed controller authentication',
+          );
+        } finally {
+          setTargetKeys({ ctrl: keys.ctrl });
+        }
+        await connectBoth(keys);
+        await disconnectAll();
+      },
+    },
+    {
+      name: 'auth-rotate',
+      run: async (ctx) => {
+        const old = ctx.keys;
+        const names = await connectBoth(old);
+        const head = await waitFor('the head device', () => headByUuid(VOL));
+        const ioMark = (await kernelLog()).length;
+        const writer = new BackgroundWriter(`/dev/${head}`, 0, 8, 'rotate').start();
+        await writer.waitForWrites(8, 'before the rotation');
+        const next = { host: await genKey(), ctrl: old.ctrl };
+        const mark = (await kernelLog()).length;
+        await step('the target takes the new secret; live controllers stay (soft state)', async () => {
+          setTargetKeys({ host: next.host });
+          await writer.waitForWrites(4, 'after the target changed');
+          checkEqual(
+            controllers(NQN).map((c) => c.state),
+            ['live', 'live'],
+            'controller states',
+          );
+        });
+        await step('each controller re-authenticates with the new secret through sysfs', async () => {
+          for (const n of names) {
+            const cntlid = readSys(`/sys/class/nvme/${n}/cntlid`);
+            writeFileSync(`/sys/class/nvme/${n}/dhchap_secret`, next.host);
+            await waitFor(`${n} (cntlid ${cntlid}) re-authenticated`, async () =>
+              (await logSince(mark)).some((l) => new RegExp(`ctrl ${cntlid} qid 0 host authenticated`).test(l))
+                ? true
+                : undefined,
+            );
+            checkEqual(readSys(`/sys/class/nvme/${n}/dhchap_secret`), next.host, `${n} dhchap_secret`);
+          }
+          await writer.waitForWrites(8, 'after the rotation');
+        });
+        await writer.stop();
+        const log = await logSince(mark);
+        observe('kernel log of the rotation', log);
+        check(!log.some((l) => /authentication failed|mismatch/.test(l)), 'no authentication failure');
+        checkEqual(writer.failures, [], 'failed writes');
+        const v = await writer.verify();
+        checkEqual(v.problems, [], 'blocks that do not verify');
+        checkEqual(await ioErrorsSince(ioMark), [], 'kernel I/O errors');
+        observe('writes', { written: writer.written, slowestMs: writer.maxWriteMs });
+        await disconnectAll();
+        ctx.keys = next;
+        await expectRefused('the old secret after the rotation', () =>
+          connect({ port: 4420, secret: old.host, ctrlSecret: old.ctrl }),
+        );
+        await connectBoth(next);
+        await disconnectAll();
+      },
+    },
+    {
+      name: 'auth-config-file',
+      run: async ({ keys }) => {
+        // os-brick runs `nvme connect -a -s -t -n -q <hostnqn>` (no secret, no -I): nvme-cli 2.3
+        // reads /etc/nvme/config.json by default and libnvme 1.3 takes the host entry's
+        // dhchap_key when hostnqn and hostid (from /etc/nvme/hostid) match.
+        mkdirSync('/etc/nvme', { recursive: true });
+        writeFileSync('/etc/nvme/hostnqn', `${HOST_NQN}\n`);
+        writeFileSync('/etc/nvme/hostid', `${HOST_ID}\n`);
+        const config = [
+          {
+            hostnqn: HOST_NQN,
+            hostid: HOST_ID,
+            dhchap_key: keys.host,
+            subsystems: [
+              {
+                nqn: NQN,
+                ports: NODES.map((n) => ({
+                  transport: 'tcp',
+                  traddr: '127.0.0.1',
+                  trsvcid: String(n.port),
+                  dhchap_ctrl_key: keys.ctrl,
+                })),
+              },
+            ],
+          },
+        ];
+        const args = ['connect', '-t', 'tcp', '-a', '127.0.0.1', '-s', '4420', '-n', NQN, '-q', HOST_NQN];
+        // Without `hostid` the entry does not match (libnvme 1.3 nvme_lookup_host compares the
+        // hostid nvme-cli read from /etc/nvme/hostid): no key is used and the target refuses.
+        const { hostid: _, ...noHostId } = config[0];
+        writeFileSync('/etc/nvme/config.json', JSON.stringify([noHostId]), { mode: 0o600 });
+        await expectRefused('config.json host entry without hostid', () => shAny('nvme', args));
+        writeFileSync('/etc/nvme/config.json', JSON.stringify(config, null, 2), { mode: 0o600 });
+        const mark = (await kernelLog()).length;
+        const r = await shAny('nvme', args);
+        observe('os-brick-style connect with /etc/nvme/config.json', {
+          code: r.code,
+          stdout: r.stdout.trim(),
+          stderr: r.stderr.trim(),
+          kernel: await logSince(mark),
+        });
+        checkEqual(r.code, 0, `nvme ${args.join(' ')}: ${r.stderr.trim()}`);
+        const [c] = controllers(NQN);
+        const v = authView(c.name);
+        observe('controller made from config.json', { ...v, dhchap_secret: v.dhchap_secret === keys.host });
+        checkEqual(v.dhchap_secret, keys.host, 'host secret from config.json');
+        checkEqual(v.dhchap_ctrl_secret, keys.ctrl, 'controller secret from config.json (per port)');
+        await disconnectAll();
+        writeFileSync('/etc/nvme/config.json', '[]');
+      },
+    },
+  ],
+  between: async () => {
+    await disconnectAll();
+  },
+  diagnose: () => {
+    void kernelLog().then((l) => console.log(l.slice(-40).join('\n')));
+  },
+  teardown: async ({ plane }) => {
+    await disconnectAll();
+    await plane.stop();
+    for (const d of ['subsystems', 'ports', 'hosts'])
+      checkEqual(list(`/sys/kernel/config/nvmet/${d}`), [], `configfs ${d}`);
+  },
+});
