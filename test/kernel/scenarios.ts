@@ -113,11 +113,15 @@ export const scenarios: Scenario[] = [
     name: 'nvmet-auth',
     description:
       'DH-HMAC-CHAP between nvmet and the NVMe/TCP host (nvme modules rebuilt with CONFIG_NVME_AUTH and ' +
-      'CONFIG_NVME_TARGET_AUTH; DH group null), nvme-cli 2.3 and configfs driven by hand',
+      'CONFIG_NVME_TARGET_AUTH, the FFDHE groups as a module; ffdhe2048), nvme-cli 2.3 and configfs driven by hand',
     script: 'test/kernel/guest/nvmet-auth.ts',
     byDefault: true,
     kernel: 'nvme-auth',
-    modules: NVME_MODULES,
+    // The guest cannot autoload crypto modules (the kernel runs modprobe in the initramfs's root,
+    // which has none), so what the FFDHE groups need is loaded up front: dh_ffdhe (on a host its
+    // crypto-ffdhe* aliases load it) and the default RNG the private keys come from (Debian:
+    // CONFIG_CRYPTO_DRBG=m, seeded by jitterentropy_rng, HMAC-SHA512 by default).
+    modules: [...NVME_MODULES, 'dh_ffdhe', 'jitterentropy_rng', 'sha512_generic', 'drbg'],
     timeoutMs: 300_000,
     parts: [
       {
@@ -125,6 +129,10 @@ export const scenarios: Scenario[] = [
         description:
           'host and controller secrets from nvme gen-dhchap-key in configfs and on nvme connect: both portals ' +
           'authenticate ("qid 0: authenticated"), sysfs shows the secrets, O_DIRECT pattern reads back',
+      },
+      {
+        name: 'auth-dhgroups',
+        description: 'the same connect with the DH groups null, ffdhe3072 and ffdhe8192 (dh_ffdhe.ko)',
       },
       {
         name: 'auth-refused',

@@ -19,6 +19,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { run, runOk } from './exec.ts';
 import { CannotRun, type KernelArtifacts, type Log } from './prepare.ts';
 
@@ -30,6 +31,13 @@ import { CannotRun, type KernelArtifacts, type Log } from './prepare.ts';
  */
 const MAKE_VARS = ['CONFIG_NVME_COMMON=m', 'CONFIG_NVME_AUTH=y', 'CONFIG_NVME_TARGET_AUTH=y'];
 const KCFLAGS = '-DCONFIG_NVME_AUTH=1 -DCONFIG_NVME_TARGET_AUTH=1';
+/**
+ * The RFC 7919 groups as a module of their own (ffdhe/ffdhe.c: the kernel's crypto/dh.c and
+ * dh_helper.c of the same source, templates only), since Debian builds CONFIG_CRYPTO_DH=y
+ * without CONFIG_CRYPTO_DH_RFC7919_GROUPS and nvme-auth then offers only the "null" group.
+ */
+const FFDHE_DIR = fileURLToPath(new URL('./ffdhe/', import.meta.url));
+const FFDHE_FILES = ['ffdhe.c', 'Kbuild'];
 /** Bump when the build below changes in a way the hash of its inputs does not show. */
 const RECIPE = `1 ${MAKE_VARS.join(' ')} ${KCFLAGS}`;
 
@@ -86,22 +94,30 @@ export async function ensureNvmeAuthKernel(
   const kernelDir = path.join(base.cacheDir, base.source);
   const [imagePkg, version] = base.source.split('_');
   const hash = createHash('sha256')
-    .update(`${RECIPE}\n${await readFile(new URL(import.meta.url))}`)
-    .digest('hex')
-    .slice(0, 12);
-  const dir = path.join(kernelDir, `nvme-auth-${hash}`);
+    .update(RECIPE)
+    .update(await readFile(new URL(import.meta.url)));
+  for (const f of FFDHE_FILES) hash.update(await readFile(path.join(FFDHE_DIR, f)));
+  const dir = path.join(kernelDir, `nvme-auth-${hash.digest('hex').slice(0, 12)}`);
   const artifacts = { ...base, source: `${base.source}+nvme-auth`, modulesDir: path.join(dir, 'lib', 'modules') };
   if (existsSync(path.join(dir, '.ready'))) return artifacts;
 
   const t0 = performance.now();
   log(`building the nvme modules with in-band authentication for ${base.version} (once per kernel version)`);
   const stage = await mkdtemp(path.join(kernelDir, 'nvme-auth-staging-'));
+  // Where the time goes, for docs/KERNEL.md §6: download, unpack, make, module tree.
+  const phases: string[] = [];
+  let tPhase = performance.now();
+  const phase = (name: string) => {
+    phases.push(`${name} ${((performance.now() - tPhase) / 1000).toFixed(1)} s`);
+    tPhase = performance.now();
+  };
   try {
     const dl = path.join(stage, 'dl');
     await mkdir(dl);
     const pkgs = await buildPackages(imagePkg, version);
     const got = await run('apt-get', ['download', '-qq', ...pkgs], { cwd: dl, timeoutMs: 900_000 });
     if (got.code !== 0) throw new CannotRun(`apt-get download ${pkgs.join(' ')} failed:\n${got.stderr.trim()}`);
+    phase('download');
     const tree = path.join(stage, 'tree');
     for (const deb of await readdir(dl)) {
       await runOk('dpkg', ['-x', path.join(dl, deb), tree], { timeoutMs: 300_000 });
@@ -118,9 +134,12 @@ export async function ensureNvmeAuthKernel(
     const major = /^(\d+\.\d+)\./.exec(version)![1];
     const tarball = path.join(tree, 'usr', 'src', `linux-source-${major}.tar.xz`);
     const src = `linux-source-${major}`;
-    await runOk('tar', ['-xJf', tarball, '-C', stage, `${src}/drivers/nvme`, `${src}/Makefile`], {
-      timeoutMs: 600_000,
-    });
+    const fromTar = ['drivers/nvme', 'Makefile', 'crypto/dh.c', 'crypto/dh_helper.c'].map((f) => `${src}/${f}`);
+    await runOk('tar', ['-xJf', tarball, '-C', stage, ...fromTar], { timeoutMs: 600_000 });
+    const ffdhe = path.join(stage, src, 'ffdhe');
+    await mkdir(ffdhe);
+    for (const f of FFDHE_FILES) await copyFile(path.join(FFDHE_DIR, f), path.join(ffdhe, f));
+    for (const f of ['dh.c', 'dh_helper.c']) await copyFile(path.join(stage, src, 'crypto', f), path.join(ffdhe, f));
     await rm(tarball);
     const srcMk = await readFile(path.join(stage, src, 'Makefile'), 'utf8');
     const sub = /^SUBLEVEL = (\d+)$/m.exec(srcMk)?.[1];
@@ -131,14 +150,19 @@ export async function ensureNvmeAuthKernel(
 
     const build = path.join(stage, src, 'drivers', 'nvme');
     const jobs = String(Math.min(4, availableParallelism()));
-    const made = await run(
-      'nice',
-      ['-n', '10', 'make', `-j${jobs}`, '-C', headersDir, `M=${build}`, ...MAKE_VARS, `KCFLAGS=${KCFLAGS}`, 'modules'],
-      { timeoutMs: 1_800_000 },
-    );
-    await writeFile(path.join(stage, 'build.log'), made.stdout + made.stderr);
-    if (made.code !== 0)
-      throw new Error(`building the nvme modules failed:\n${(made.stderr || made.stdout).slice(-3000)}`);
+    phase('unpack');
+    let buildLog = '';
+    for (const [dir, vars] of [
+      [build, [...MAKE_VARS, `KCFLAGS=${KCFLAGS}`]],
+      [ffdhe, []],
+    ] as const) {
+      const args = ['-n', '10', 'make', `-j${jobs}`, '-C', headersDir, `M=${dir}`, ...vars, 'modules'];
+      const made = await run('nice', args, { timeoutMs: 1_800_000 });
+      buildLog += made.stdout + made.stderr;
+      await writeFile(path.join(stage, 'build.log'), buildLog);
+      if (made.code !== 0) throw new Error(`building ${dir} failed:\n${(made.stderr || made.stdout).slice(-3000)}`);
+    }
+    phase('make');
     const built = await findKo(build);
 
     // A copy of Debian's module tree (hard links: nothing is written through them, replaced
@@ -163,6 +187,8 @@ export async function ensureNvmeAuthKernel(
       await mkdir(path.dirname(to), { recursive: true });
       await copyFile(path.join(build, f), to);
     }
+    await mkdir(path.join(modDir, 'extra'), { recursive: true });
+    await copyFile(path.join(ffdhe, 'dh_ffdhe.ko'), path.join(modDir, 'extra', 'dh_ffdhe.ko'));
     // depmod regenerates the indexes; drop the linked copies rather than write through them.
     for (const f of await readdir(modDir)) {
       if (f.startsWith('modules.') && !f.startsWith('modules.builtin') && f !== 'modules.order') {
@@ -175,6 +201,7 @@ export async function ensureNvmeAuthKernel(
     const magic = (await runOk('modinfo', ['-F', 'vermagic', path.join(modDir, debian[0])])).stdout.trim();
     if (!magic.startsWith(`${base.version} `)) throw new Error(`built modules have vermagic "${magic}"`);
 
+    phase('module tree');
     await rm(path.join(stage, src), { recursive: true });
     await rm(tree, { recursive: true });
     await writeFile(path.join(stage, '.ready'), `${RECIPE}\n${pkgs.join(' ')}\n`);
@@ -185,6 +212,9 @@ export async function ensureNvmeAuthKernel(
   } finally {
     await rm(stage, { recursive: true, force: true });
   }
-  log(`nvme modules with in-band authentication built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  log(
+    `nvme modules with in-band authentication built in ${((performance.now() - t0) / 1000).toFixed(1)} s ` +
+      `(${phases.join(', ')})`,
+  );
   return artifacts;
 }
