@@ -212,6 +212,12 @@ export async function ensureNvmeAuthKernel(
   } finally {
     await rm(stage, { recursive: true, force: true });
   }
+  // Trees of an older recipe are never booted again (staging folders of a concurrent build stay).
+  for (const old of await readdir(kernelDir)) {
+    if (/^nvme-auth-[0-9a-f]+$/.test(old) && path.join(kernelDir, old) !== dir) {
+      await rm(path.join(kernelDir, old), { recursive: true, force: true });
+    }
+  }
   log(
     `nvme modules with in-band authentication built in ${((performance.now() - t0) / 1000).toFixed(1)} s ` +
       `(${phases.join(', ')})`,
