@@ -36,6 +36,11 @@ const NODES: SimNodeEndpoint[] = [0, 1].map((index) => ({
   port: 4420 + index,
 }));
 const HOST_DIR = `/sys/kernel/config/nvmet/hosts/${HOST_NQN}`;
+/** A second allowed host whose target entry has no key: the target does not ask it to authenticate. */
+const OPEN_HOST = {
+  hostNqn: 'nqn.2014-08.org.nvmexpress:uuid:5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b',
+  hostId: '5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b',
+};
 
 interface Keys {
   host: string;
@@ -169,7 +174,7 @@ await scenarioGroup<Ctx>('nvmet-auth', {
     enableTargetAuthLog();
     const plane = new NvmetDataPlane({ dataDir: '/tmp/portalis-nvmet' });
     await plane.start(NQN, NODES);
-    await plane.setAllowedHosts([HOST_NQN]);
+    await plane.setAllowedHosts([HOST_NQN, OPEN_HOST.hostNqn]);
     await plane.addNamespace({
       volumeUuid: VOL,
       nsid: 1,
@@ -251,6 +256,48 @@ await scenarioGroup<Ctx>('nvmet-auth', {
           setDhGroup('ffdhe2048');
         }
         observe('nvme connect ms by DH group (emulated CPU)', seen);
+      },
+    },
+    {
+      name: 'auth-not-required',
+      run: async ({ keys }) => {
+        // 6.1 authenticates only when the target's connect answer asks for it (fabrics.c
+        // nvmf_connect_admin_queue): a secret given to a target that does not ask is kept in
+        // sysfs but never used, so "dhchap_secret is not none" alone does not mean authenticated.
+        const mark = (await kernelLog()).length;
+        const r = await connect({ port: 4420, ...OPEN_HOST, secret: keys.host });
+        checkEqual(r.code, 0, `connect with a secret to a target that does not ask: ${r.stderr.trim()}`);
+        const [c] = controllers(NQN);
+        const log = await logSince(mark);
+        observe('secret given, target does not ask', {
+          kernel: log,
+          secretShown: authView(c.name).dhchap_secret === keys.host,
+        });
+        check(!log.some((l) => /authenticated/.test(l)), 'no authentication happened');
+        checkEqual(authView(c.name).dhchap_secret, keys.host, 'sysfs dhchap_secret shows the unused secret');
+        // Asked to re-authenticate, the host tries; nvmet has no key for it ("no host key") and
+        // ends the association ("fatal error"): the host's failure is soft, the target's is not.
+        // The host then reconnects, and since this target does not ask, comes back live.
+        const again = (await kernelLog()).length;
+        writeFileSync(`/sys/class/nvme/${c.name}/dhchap_secret`, keys.host);
+        await waitFor('the failed re-authentication', async () =>
+          (await logSince(again)).some((l) => /starting error recovery/.test(l)) ? true : undefined,
+        );
+        await waitFor(
+          `${c.name} live again`,
+          () => (authView(c.name).state === 'live' ? true : undefined),
+          30_000,
+          () => authView(c.name).state,
+        );
+        const reauth = await logSince(again);
+        observe('re-authentication the target did not ask for', reauth);
+        for (const want of [/qid 0 no host key/, /ctrl \d+ fatal error occurred/, /qid 0: authentication failed/]) {
+          check(
+            reauth.some((l) => want.test(l)),
+            `kernel log has ${want}`,
+          );
+        }
+        await disconnectAll();
       },
     },
     {
