@@ -157,18 +157,18 @@ export const scenarios: Scenario[] = [
           'writes: every controller re-authenticates, no write fails, every block verifies; the old secret is refused after',
       },
       {
+        name: 'auth-config-file',
+        description:
+          "os-brick's plain nvme connect (no secret option) authenticates with the host key and per-port controller " +
+          'key from /etc/nvme/config.json (nvme-cli 2.3, libnvme 1.3)',
+      },
+      {
         name: 'auth-rotate-reconnect',
         // Still being made to pass (test/kernel/README.md): the controller stayed in its reconnect loop.
         byDefault: false,
         description:
           'a controller reset between the target taking the new secret and the host getting it: its reconnect is refused ' +
           'and retried; the new secret through sysfs brings it back live; writes go on through the other path, none fails',
-      },
-      {
-        name: 'auth-config-file',
-        description:
-          "os-brick's plain nvme connect (no secret option) authenticates with the host key and per-port controller " +
-          'key from /etc/nvme/config.json (nvme-cli 2.3, libnvme 1.3)',
       },
     ],
   },

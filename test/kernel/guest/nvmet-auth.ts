@@ -162,6 +162,14 @@ async function connectBoth(keys: Keys): Promise<string[]> {
   return names;
 }
 
+/** The start of a rotation: both portals connected with `keys`, O_DIRECT writes running on the head. */
+async function connectAndWrite(keys: Keys, tag: string) {
+  const names = await connectBoth(keys);
+  const head = await waitFor('the head device', () => headByUuid(VOL));
+  const ioMark = (await kernelLog()).length;
+  return { names, ioMark, writer: new BackgroundWriter(`/dev/${head}`, 0, 8, tag).start() };
+}
+
 await scenarioGroup<Ctx>('nvmet-auth', {
   setup: async () => {
     observe('kernel', readSys('/proc/sys/kernel/osrelease'));
@@ -347,11 +355,8 @@ await scenarioGroup<Ctx>('nvmet-auth', {
       name: 'auth-rotate',
       run: async (ctx) => {
         const old = ctx.keys;
-        const names = await connectBoth(old);
-        const head = await waitFor('the head device', () => headByUuid(VOL));
-        const ioMark = (await kernelLog()).length;
         const next = { host: await genKey(), ctrl: old.ctrl };
-        const writer = new BackgroundWriter(`/dev/${head}`, 0, 8, 'rotate').start();
+        const { names, ioMark, writer } = await connectAndWrite(old, 'rotate');
         const mark = (await kernelLog()).length;
         try {
           await writer.waitForWrites(8, 'before the rotation');
@@ -394,67 +399,6 @@ await scenarioGroup<Ctx>('nvmet-auth', {
           connect({ port: 4420, secret: old.host, ctrlSecret: old.ctrl }),
         );
         await connectBoth(next);
-        await disconnectAll();
-      },
-    },
-    {
-      name: 'auth-rotate-reconnect',
-      run: async (ctx) => {
-        // The window between the target's new key and the host's: a controller that reconnects
-        // then (here: a reset) presents the old key, fails, and keeps retrying; giving it the
-        // new key through sysfs lets the next attempt in. The other path carries the I/O.
-        const old = ctx.keys;
-        const names = await connectBoth(old);
-        const head = await waitFor('the head device', () => headByUuid(VOL));
-        const ioMark = (await kernelLog()).length;
-        const writer = new BackgroundWriter(`/dev/${head}`, 0, 8, 'window').start();
-        let resetError: string | undefined;
-        let during: string | null = null;
-        const mark = (await kernelLog()).length;
-        try {
-          await writer.waitForWrites(8, 'before the rotation');
-          const next = { host: await genKey(), ctrl: old.ctrl };
-          setTargetKeys({ host: next.host });
-          ctx.keys = next;
-          const [first, second] = names;
-          // reset_controller waits for the reconnect (nvme_reset_ctrl_sync) and fails with
-          // ENETRESET when it did not end live; it may also block, so it runs in a child process
-          // (a synchronous write here once stalled the whole script).
-          const reset = await shAny('sh', ['-c', `echo 1 > /sys/class/nvme/${first}/reset_controller`], 60_000);
-          resetError = `exit ${reset.code}${reset.timedOut ? ' (timeout)' : ''}: ${reset.stderr.trim()}`;
-          await waitFor(`${first} refused on reconnect with the old key`, async () =>
-            (await logSince(mark)).some((l) => l.startsWith(`nvme ${first}: qid 0: authentication failed`))
-              ? true
-              : undefined,
-          );
-          during = authView(first).state;
-          await writer.waitForWrites(4, 'through the other path');
-          const write = await shAny(
-            'sh',
-            ['-c', `printf %s '${next.host}' > /sys/class/nvme/${first}/dhchap_secret`],
-            60_000,
-          );
-          observe('dhchap_secret write on the reconnecting controller', {
-            code: write.code,
-            stderr: write.stderr.trim(),
-          });
-          await waitFor(
-            `${first} live with the new key`,
-            () => (authView(first).state === 'live' ? true : undefined),
-            30_000,
-            () => authView(first).state,
-          );
-          writeFileSync(`/sys/class/nvme/${second}/dhchap_secret`, next.host);
-          await writer.waitForWrites(8, 'after the rotation');
-        } finally {
-          await writer.stop();
-        }
-        const log = await logSince(mark);
-        observe('reconnect inside the rotation window', { resetError, stateWhileRefused: during, kernel: log });
-        checkEqual(writer.failures, [], 'failed writes');
-        checkEqual((await writer.verify()).problems, [], 'blocks that do not verify');
-        checkEqual(await ioErrorsSince(ioMark), [], 'kernel I/O errors');
-        observe('writes', { written: writer.written, slowestMs: writer.maxWriteMs });
         await disconnectAll();
       },
     },
@@ -508,6 +452,64 @@ await scenarioGroup<Ctx>('nvmet-auth', {
         checkEqual(v.dhchap_ctrl_secret, keys.ctrl, 'controller secret from config.json (per port)');
         await disconnectAll();
         writeFileSync('/etc/nvme/config.json', '[]');
+      },
+    },
+    {
+      name: 'auth-rotate-reconnect',
+      run: async (ctx) => {
+        // The window between the target's new key and the host's: a controller that reconnects
+        // then (here: a reset) presents the old key, fails, and keeps retrying; giving it the
+        // new key through sysfs lets the next attempt in. The other path carries the I/O.
+        const old = ctx.keys;
+        const { names, ioMark, writer } = await connectAndWrite(old, 'window');
+        let resetError: string | undefined;
+        let during: string | null = null;
+        const mark = (await kernelLog()).length;
+        try {
+          await writer.waitForWrites(8, 'before the rotation');
+          const next = { host: await genKey(), ctrl: old.ctrl };
+          setTargetKeys({ host: next.host });
+          ctx.keys = next;
+          const [first, second] = names;
+          // reset_controller waits for the reconnect (nvme_reset_ctrl_sync) and fails with
+          // ENETRESET when it did not end live; it may also block, so it runs in a child process
+          // (a synchronous write here once stalled the whole script).
+          const reset = await shAny('sh', ['-c', `echo 1 > /sys/class/nvme/${first}/reset_controller`], 60_000);
+          resetError = `exit ${reset.code}${reset.timedOut ? ' (timeout)' : ''}: ${reset.stderr.trim()}`;
+          await waitFor(`${first} refused on reconnect with the old key`, async () =>
+            (await logSince(mark)).some((l) => l.startsWith(`nvme ${first}: qid 0: authentication failed`))
+              ? true
+              : undefined,
+          );
+          during = authView(first).state;
+          await writer.waitForWrites(4, 'through the other path');
+          const write = await shAny(
+            'sh',
+            ['-c', `printf %s '${next.host}' > /sys/class/nvme/${first}/dhchap_secret`],
+            60_000,
+          );
+          observe('dhchap_secret write on the reconnecting controller', {
+            code: write.code,
+            stderr: write.stderr.trim(),
+          });
+          await waitFor(
+            `${first} live with the new key`,
+            () => (authView(first).state === 'live' ? true : undefined),
+            30_000,
+            () => authView(first).state,
+          );
+          writeFileSync(`/sys/class/nvme/${second}/dhchap_secret`, next.host);
+          await writer.waitForWrites(8, 'after the rotation');
+        } finally {
+          await writer.stop();
+        }
+        const log = await logSince(mark);
+        observe('reconnect inside the rotation window', { resetError, stateWhileRefused: during, kernel: log });
+        checkEqual(writer.failures, [], 'failed writes');
+        checkEqual((await writer.verify()).problems, [], 'blocks that do not verify');
+        checkEqual(await ioErrorsSince(ioMark), [], 'kernel I/O errors');
+        observe('writes', { written: writer.written, slowestMs: writer.maxWriteMs });
+        await disconnectAll();
       },
     },
   ],
