@@ -43,6 +43,11 @@ export interface Scenario {
   modules?: string[];
   timeoutMs: number;
   host?: () => Promise<HostSide>;
+  /**
+   * `nvme-auth`: boot Debian's kernel with its nvme modules rebuilt with in-band authentication
+   * (harness/nvme-auth.ts, built once per kernel version into the cache). Default: Debian's as is.
+   */
+  kernel?: 'nvme-auth';
 }
 
 export const NVME_MODULES = ['nvmet', 'nvmet-tcp', 'nvme-tcp'];
@@ -103,6 +108,69 @@ export const scenarios: Scenario[] = [
     cmdline: ['nvme_core.multipath=N'],
     modules: [...NVME_MODULES, ...DM_MODULES],
     timeoutMs: 150_000,
+  },
+  {
+    name: 'nvmet-auth',
+    description:
+      'DH-HMAC-CHAP between nvmet and the NVMe/TCP host (nvme modules rebuilt with CONFIG_NVME_AUTH and ' +
+      'CONFIG_NVME_TARGET_AUTH, the FFDHE groups as a module; ffdhe2048), nvme-cli 2.3 and configfs driven by hand',
+    script: 'test/kernel/guest/nvmet-auth.ts',
+    byDefault: true,
+    kernel: 'nvme-auth',
+    // The guest cannot autoload crypto modules (the kernel runs modprobe in the initramfs's root,
+    // which has none), so what the FFDHE groups need is loaded up front: dh_ffdhe (on a host its
+    // crypto-ffdhe* aliases load it) and the default RNG the private keys come from (Debian:
+    // CONFIG_CRYPTO_DRBG=m, HMAC-SHA512 by default). jitterentropy_rng does not load in the guest
+    // ("Unknown symbol"); the DRBG logs "Continuing without Jitter RNG" and seeds from the kernel.
+    modules: [...NVME_MODULES, 'dh_ffdhe', 'sha512_generic', 'drbg'],
+    timeoutMs: 300_000,
+    parts: [
+      {
+        name: 'auth-connect',
+        description:
+          'host and controller secrets from nvme gen-dhchap-key in configfs and on nvme connect: both portals ' +
+          'authenticate ("qid 0: authenticated"), sysfs shows the secrets, O_DIRECT pattern reads back',
+      },
+      {
+        name: 'auth-dhgroups',
+        description: 'the same connect with the DH groups null, ffdhe3072 and ffdhe8192 (dh_ffdhe.ko)',
+      },
+      {
+        name: 'auth-not-required',
+        description:
+          'a secret given to a target that does not ask for one: connected unauthenticated, sysfs still shows the secret; ' +
+          're-authenticating it through sysfs makes nvmet end the association; the host reconnects, live again',
+      },
+      {
+        name: 'auth-refused',
+        description:
+          'no secret and a wrong secret: nvme connect fails, the kernel says why, no controller or device left',
+      },
+      {
+        name: 'auth-bidirectional',
+        description: 'the target presents the wrong controller secret: the host refuses it, nothing left',
+      },
+      {
+        name: 'auth-rotate',
+        description:
+          "new host secret on the target, then through each live controller's sysfs dhchap_secret under O_DIRECT " +
+          'writes: every controller re-authenticates, no write fails, every block verifies; the old secret is refused after',
+      },
+      {
+        name: 'auth-config-file',
+        description:
+          "os-brick's plain nvme connect (no secret option) authenticates with the host key and per-port controller " +
+          'key from /etc/nvme/config.json (nvme-cli 2.3, libnvme 1.3)',
+      },
+      {
+        name: 'auth-rotate-reconnect',
+        // Still being made to pass (test/kernel/README.md): the controller stayed in its reconnect loop.
+        byDefault: false,
+        description:
+          'a controller reset between the target taking the new secret and the host getting it: its reconnect is refused ' +
+          'and retried; the new secret through sysfs brings it back live; writes go on through the other path, none fails',
+      },
+    ],
   },
   {
     name: 'sim-nvmet',

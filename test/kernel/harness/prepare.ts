@@ -46,6 +46,12 @@ export const HOST_PACKAGES = [
   'xz-utils',
   // The Nova scenarios (guest/nova-native.ts) run Debian's os-brick under /usr/bin/python3.
   'python3-os-brick',
+  // The nvmet-auth group builds the nvme modules with in-band authentication (harness/nvme-auth.ts):
+  // gcc-12 and make; the rest of kbuild comes prebuilt in linux-kbuild-6.1, which the harness only
+  // unpacks, so its libraries are named here (libelf1 for objtool and modpost; libssl3 for
+  // sign-file is present wherever apt is).
+  'build-essential',
+  'libelf1',
 ];
 
 /** Modules the initramfs loads itself, to reach the 9p exports; everything else comes over 9p. */
