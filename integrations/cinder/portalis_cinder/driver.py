@@ -33,36 +33,10 @@ from cinder.volume import volume_types
 
 from portalis_cinder.client import PortalisClient
 from portalis_cinder.client import PortalisError
+from portalis_cinder.errors import translate
+from portalis_cinder.options import portalis_opts
 
 LOG = logging.getLogger(__name__)
-
-portalis_opts = [
-    cfg.URIOpt('portalis_url',
-               schemes=['http', 'https'],
-               help='Base URL of the Portalis driver service, e.g. '
-                    'https://portalis.example:8080.'),
-    cfg.StrOpt('portalis_token',
-               secret=True,
-               help='Admin bearer token of the Portalis service (its PORTALIS_ADMIN_TOKEN).'),
-    cfg.StrOpt('portalis_ca_file',
-               help='CA bundle that signed the Portalis service\'s TLS certificate. Unset: the '
-                    'system\'s CA store.'),
-    cfg.IntOpt('portalis_api_timeout',
-               default=120,
-               min=1,
-               help='Seconds to wait for one Portalis answer. Keep it above the service\'s own '
-                    'backend operation deadline (PORTALIS_LIGHTOS_OPERATION_TIMEOUT_MS, 100 s by '
-                    'default) so that a slow backend ends in Portalis\'s error, not a timeout.'),
-    cfg.IntOpt('portalis_api_retries',
-               default=3,
-               min=0,
-               help='Extra attempts of a Portalis call after no answer or a 502/503/504 (every '
-                    'Portalis call is idempotent).'),
-    cfg.FloatOpt('portalis_api_retry_interval',
-                 default=1.0,
-                 min=0,
-                 help='Seconds before the first retry; doubled for each next one (at most 10).'),
-]
 
 CONF = cfg.CONF
 CONF.register_opts(portalis_opts, group=configuration.SHARED_CONF_GROUP)
@@ -201,7 +175,7 @@ class PortalisVolumeDriver(driver.VolumeDriver):
         try:
             created = self._client.create_volume(body)
         except PortalisError as e:
-            raise self._translate(e, volume=volume, snapshot=snapshot, source_volume=source_volume)
+            raise translate(e, volume=volume, snapshot=snapshot, source_volume=source_volume)
         LOG.info('Portalis volume %(id)s created (%(size)s GiB, %(replicas)s replicas).',
                  {'id': created['id'], 'size': created['size_gb'], 'replicas': created['replicas']})
 
@@ -230,13 +204,13 @@ class PortalisVolumeDriver(driver.VolumeDriver):
         try:
             self._client.delete_volume(volume.name_id)
         except PortalisError as e:
-            raise self._translate(e, volume=volume, deleting=True)
+            raise translate(e, volume=volume, deleting=True)
 
     def extend_volume(self, volume, new_size):
         try:
             self._client.extend_volume(volume.name_id, int(new_size))
         except PortalisError as e:
-            raise self._translate(e, volume=volume)
+            raise translate(e, volume=volume)
 
     # Snapshots.
 
@@ -247,14 +221,14 @@ class PortalisVolumeDriver(driver.VolumeDriver):
         try:
             self._client.create_snapshot(snapshot.volume.name_id, body)
         except PortalisError as e:
-            raise self._translate(e, volume=snapshot.volume, snapshot=snapshot)
+            raise translate(e, volume=snapshot.volume, snapshot=snapshot)
 
     def delete_snapshot(self, snapshot):
         """Delete; a snapshot Portalis does not know is a success."""
         try:
             self._client.delete_snapshot(snapshot.id)
         except PortalisError as e:
-            raise self._translate(e, snapshot=snapshot)
+            raise translate(e, snapshot=snapshot)
 
     # Exports: Portalis grants access in initialize_connection and revokes it in
     # terminate_connection, so there is nothing to export.
@@ -293,7 +267,7 @@ class PortalisVolumeDriver(driver.VolumeDriver):
         try:
             answer = self._client.initialize_connection(volume.name_id, body)
         except PortalisError as e:
-            raise self._translate(e, volume=volume)
+            raise translate(e, volume=volume)
         LOG.debug('Portalis attachment %(att)s of volume %(vol)s for %(host)s.',
                   {'att': answer.get('attachment_id'), 'vol': volume.name_id,
                    'host': connector.get('host')})
@@ -324,7 +298,7 @@ class PortalisVolumeDriver(driver.VolumeDriver):
         try:
             answer = self._client.terminate_connection(volume.name_id, body)
         except PortalisError as e:
-            raise self._translate(e, volume=volume)
+            raise translate(e, volume=volume)
         return bool(answer.get('shared'))
 
     @staticmethod
@@ -370,7 +344,7 @@ class PortalisVolumeDriver(driver.VolumeDriver):
         try:
             caps = self._client.get_capabilities()
         except PortalisError as e:
-            raise self._translate(e)
+            raise translate(e)
         self._capabilities = caps
         stats = dict(caps)
         stats['volume_backend_name'] = (self.configuration.safe_get('volume_backend_name') or
@@ -393,34 +367,3 @@ class PortalisVolumeDriver(driver.VolumeDriver):
         self._set_property(properties, 'portalis:qos_policy', 'QoS policy',
                            _('UUID of a QoS policy defined on the backend.'), 'string')
         return properties, 'portalis'
-
-    # Errors.
-
-    @staticmethod
-    def _translate(err, volume=None, snapshot=None, source_volume=None, deleting=False):
-        """The Cinder exception for a Portalis error.
-
-        ``deleting``: the call was delete_volume, whose manager turns VolumeIsBusy into "left
-        available, not deleted" (an attached volume, or one with snapshots).
-        """
-        LOG.error('Portalis call failed: %s', err.describe())
-        code = err.code
-        if code == 'volume_in_use' and deleting:
-            return exception.VolumeIsBusy(
-                message=_('volume %(name)s is in use: %(msg)s') % {
-                    'name': volume.name, 'msg': err.message},
-                volume_name=volume.name)
-        if code == 'volume_has_snapshots' and deleting:
-            return exception.VolumeIsBusy(volume_name=volume.name)
-        if code == 'snapshot_not_found' and snapshot is not None:
-            return exception.SnapshotNotFound(snapshot_id=snapshot.id)
-        if code == 'volume_not_found':
-            missing = source_volume if source_volume is not None else volume
-            if missing is not None:
-                return exception.VolumeNotFound(volume_id=missing.id)
-        if code == 'invalid_connector':
-            return exception.InvalidConnectorException(missing=err.message)
-        if err.status == 400:
-            return exception.InvalidInput(reason=_('Portalis %(code)s: %(msg)s') % {
-                'code': code, 'msg': err.message})
-        return exception.VolumeBackendAPIException(data=_('Portalis %s') % err.describe())
