@@ -285,11 +285,17 @@ export class AgentDaemon {
     const targets: AuthTarget[] = [...this.tracked.values()]
       .flatMap((t) => neededBy(t))
       .flatMap((s) => s.targets.map((x) => ({ nqn: x.nqn, portals: x.portals })));
-    if (await this.auth.apply(this.dhchap, targets)) {
-      this.reporter.requeueAll();
-      const wake = this.wakeReporter;
-      if (wake) setImmediate(wake);
+    try {
+      if (!(await this.auth.apply(this.dhchap, targets))) return;
+    } catch (e) {
+      // A host read that failed (EACCES, EIO): the attachments are still reconciled, and the
+      // recheck tries again. The error names the file, never a secret.
+      this.log.error({ err: (e as Error).message }, 'host secrets not applied; retried at the next recheck');
+      return;
     }
+    this.reporter.requeueAll();
+    const wake = this.wakeReporter;
+    if (wake) setImmediate(wake);
   }
 
   /** Reconciles every known attachment and waits for it. */
