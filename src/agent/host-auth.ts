@@ -107,6 +107,7 @@ export class HostAuth {
       (c) => nqns.has(c.nqn) && (c.hostNqn === null || c.hostNqn === hostNqn) && c.state !== 'deleting',
     );
     let moved = false;
+    for (const name of [...this.failed.keys()]) if (!ctrls.some((c) => c.name === name)) this.failed.delete(name);
     for (const c of ctrls) {
       const dir = `/sys/class/nvme/${c.name}`;
       try {
@@ -137,7 +138,8 @@ export class HostAuth {
   async generationOf(ctrl: string): Promise<number | null> {
     const d = this.secrets;
     if (!d) return null;
-    const held = (await this.host.readFile(`/sys/class/nvme/${ctrl}/dhchap_secret`))?.trim();
+    // A controller that vanished or an unreadable attribute says nothing: null, and the report goes.
+    const held = (await this.host.readFile(`/sys/class/nvme/${ctrl}/dhchap_secret`).catch(() => null))?.trim();
     if (!held || held === 'none') return null;
     if (sameSecret(held, d.current.host_secret)) return d.current.generation;
     if (d.previous && sameSecret(held, d.previous.host_secret)) return d.previous.generation;
