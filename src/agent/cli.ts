@@ -196,6 +196,7 @@ async function runDaemon(env: Record<string, string | undefined>, io: AgentIo): 
   const daemon = new AgentDaemon({
     observer: metrics,
     attacher: attacherFor(host, s, log),
+    host,
     service,
     connectorProperties: () => connectorProperties(host, { enforceMultipath: s.enforceMultipath }),
     clock: host.clock,

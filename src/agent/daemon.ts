@@ -23,6 +23,8 @@ import { type Clock, wakeableSleep } from '../shared/clock.ts';
 import type { Connector as ConnectorDict } from '../driver/model.ts';
 import { type Logger, silentLogger } from '../shared/logger.ts';
 import { AssistedAttachments } from './assisted.ts';
+import { type AuthTarget, type Dhchap, HostAuth } from './host-auth.ts';
+import type { HostPort } from './host/port.ts';
 import { OwnedAttachments, errorReport } from './owned.ts';
 import { type AttachSpec, parseConnectionData, toAttachSpec } from './connection-data.ts';
 import type { Attacher } from './attacher.ts';
@@ -43,6 +45,8 @@ export interface DaemonObserver {
 export interface DaemonOptions {
   attacher: Attacher;
   service: ServiceClient;
+  /** The host, for in-band authentication (host-auth.ts); without it the poll's `dhchap` is ignored. */
+  host?: HostPort;
   /** The connector dict to register with (connector-properties). */
   connectorProperties: () => Promise<ConnectorDict>;
   clock: Clock;
@@ -78,7 +82,9 @@ export class AgentDaemon {
   private again = new Set<string>();
   private wakeReporter: (() => void) | null = null;
   private wakeRecheck: (() => void) | null = null;
-  private readonly options: Required<Omit<DaemonOptions, 'log' | 'observer'>>;
+  private readonly options: Required<Omit<DaemonOptions, 'log' | 'observer' | 'host'>>;
+  private readonly auth: HostAuth | null;
+  private dhchap: Dhchap = undefined;
   private readonly observer: DaemonObserver | undefined;
   private readonly assisted: AssistedAttachments;
   private readonly owned: OwnedAttachments;
@@ -101,7 +107,15 @@ export class AgentDaemon {
       hostWatchMs: opts.hostWatchMs ?? 2000,
       hostSettleMs: opts.hostSettleMs ?? 10_000,
     };
-    this.reporter = new Reporter(opts.service, opts.clock, this.log, this.options.reportRefreshMs);
+    this.auth = opts.host ? new HostAuth(opts.host, this.log) : null;
+    const auth = this.auth;
+    this.reporter = new Reporter(
+      opts.service,
+      opts.clock,
+      this.log,
+      this.options.reportRefreshMs,
+      auth ? (r) => auth.decorate(r) : undefined,
+    );
     this.owned = new OwnedAttachments({
       attacher: opts.attacher,
       clock: opts.clock,
@@ -225,6 +239,7 @@ export class AgentDaemon {
     }
     const list = await this.options.service.listAttachments(this.version, this.options.pollWaitSeconds, signal);
     const seen = new Set<string>();
+    const changed: string[] = [];
     for (const att of list.attachments) {
       seen.add(att.id);
       const old = this.tracked.get(att.id);
@@ -241,7 +256,7 @@ export class AgentDaemon {
         { attachment: att.id, desired: att.desired, connectedBy: att.connected_by ?? 'agent' },
         'attachment changed',
       );
-      void this.reconcile(att.id);
+      changed.push(att.id);
     }
     for (const id of [...this.tracked.keys()]) {
       if (seen.has(id)) continue;
@@ -250,11 +265,42 @@ export class AgentDaemon {
       this.tracked.delete(id);
       this.reporter.forget(id);
     }
+    // The secrets first: the connects these reconciles make read them from the nvme configuration.
+    if (list.dhchap !== undefined || this.dhchap !== undefined) {
+      const fresh = JSON.stringify(list.dhchap) !== JSON.stringify(this.dhchap);
+      this.dhchap = list.dhchap;
+      if (fresh || changed.length) await this.applyAuth();
+    }
+    for (const id of changed) void this.reconcile(id);
     this.version = list.version;
+  }
+
+  /**
+   * Brings the host's nvme configuration and its controllers to the poll's secrets (host-auth.ts);
+   * when a controller moved, every report goes again with its paths' new `auth_generation`, which
+   * the service's rotation waits for. A failure is logged there and retried at the next recheck.
+   */
+  private async applyAuth(): Promise<void> {
+    if (!this.auth) return;
+    const targets: AuthTarget[] = [...this.tracked.values()]
+      .flatMap((t) => neededBy(t))
+      .flatMap((s) => s.targets.map((x) => ({ nqn: x.nqn, portals: x.portals })));
+    try {
+      if (!(await this.auth.apply(this.dhchap, targets))) return;
+    } catch (e) {
+      // A host read that failed (EACCES, EIO): the attachments are still reconciled, and the
+      // recheck tries again. The error names the file, never a secret.
+      this.log.error({ err: (e as Error).message }, 'host secrets not applied; retried at the next recheck');
+      return;
+    }
+    this.reporter.requeueAll();
+    const wake = this.wakeReporter;
+    if (wake) setImmediate(wake);
   }
 
   /** Reconciles every known attachment and waits for it. */
   async reconcileAll(): Promise<void> {
+    if (this.dhchap !== undefined) await this.applyAuth();
     await Promise.all([...this.tracked.keys()].map((id) => this.reconcile(id)));
   }
 

@@ -22,7 +22,15 @@ export type AgentErrorCode =
   /** multipathd did not assemble the map before the deadline. */
   | 'dm_map_missing'
   /** A required binary (nvme, multipathd) is not installed. */
-  | 'command_unavailable';
+  | 'command_unavailable'
+  /** The target refused the host's DH-HMAC-CHAP authentication (kernel log: no key, authentication failed). */
+  | 'auth_rejected'
+  /** A live controller could not be given the new secret; it keeps the generation reported. */
+  | 'auth_rotation_failed'
+  /** nvme-cli 3.x reads nvme-fabrics.conf, which the agent does not write yet: new connects carry no secret. */
+  | 'auth_unsupported'
+  /** /etc/nvme/config.json is not a JSON array of host entries: the agent leaves it alone. */
+  | 'nvme_config_invalid';
 
 export class AgentError extends CodedError<AgentErrorCode> {}
 

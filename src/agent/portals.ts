@@ -53,6 +53,36 @@ export async function portalStates(
 export interface PortalFailure {
   portal: string;
   message: string;
+  /** The kernel log says the target refused DH-HMAC-CHAP authentication (authRefusal). */
+  authRejected?: boolean;
+}
+
+/**
+ * Linux 6.1's lines for a connect the target refused at authentication (docs/KERNEL.md §6, seen
+ * on 6.1): no secret (`qid 0: no key`), a wrong one (`qid 0: authentication failed`), a target
+ * with the wrong controller secret (`qid 0: controller authentication failed`), or a host kernel
+ * without CONFIG_NVME_AUTH (`qid 0: authentication setup failed`); the connect's status 0x191
+ * (NVME_SC_AUTH_REQUIRED) shows as `failed to connect queue: 0 ret=401`.
+ */
+const AUTH_REFUSED = new RegExp(
+  'nvme nvme\\d+: (qid 0: (no key|authentication failed|controller authentication failed|authentication setup failed)' +
+    '|failed to connect queue: 0 ret=401)',
+);
+
+/**
+ * Whether the connect just refused was refused at authentication. nvme-cli 2.3 says only
+ * `Failed to write to /dev/nvme-fabrics: Input/output error` (exit 1): the reason is in the kernel
+ * log alone, so the last lines of `dmesg` are read (the agent runs as root; dmesg_restrict does not
+ * stop it). A refusal leaves no controller behind, so there is nothing to undo.
+ */
+async function authRefusal(ctx: AgentContext, message: string): Promise<boolean> {
+  if (!/input\/output error|failed to write to nvme-fabrics device/i.test(message)) return false;
+  const r = await ctx.host.run('dmesg', [], { timeoutMs: ctx.commandTimeoutMs });
+  if (r.code !== 0) return false;
+  return r.stdout
+    .split('\n')
+    .slice(-20)
+    .some((l) => AUTH_REFUSED.test(l));
 }
 
 export interface ConnectOutcome {
@@ -126,7 +156,8 @@ export async function connectPortals(
       after.set(s, there);
       return true;
     }
-    failures.push({ portal: label, message: outcome.message });
+    const authRejected = outcome.kind === 'failed' && (await authRefusal(ctx, `${r.stderr}\n${r.stdout}`));
+    failures.push({ portal: label, message: outcome.message, ...(authRejected ? { authRejected } : {}) });
     ctx.log.warn(
       { portal: label, nqn: target.nqn, err: outcome.message },
       'nvme connect failed; will retry on a later pass',
@@ -163,9 +194,12 @@ export async function rescan(ctx: AgentContext, ctrls: Iterable<string>): Promis
 }
 
 export function connectFailed(target: TargetSpec, failures: PortalFailure[]): AgentError {
+  // Every portal refused at authentication: a secret problem, not a network one.
+  const auth = failures.length > 0 && failures.every((f) => f.authRejected);
+  const why = failures.map((f) => `${f.portal}: ${f.message}`).join('; ') || 'no portals';
   return new AgentError(
-    'connect_failed',
-    `no portal of ${target.nqn} could be connected: ${failures.map((f) => `${f.portal}: ${f.message}`).join('; ') || 'no portals'}`,
+    auth ? 'auth_rejected' : 'connect_failed',
+    `${auth ? 'the target refused DH-HMAC-CHAP authentication (kernel log); ' : ''}no portal of ${target.nqn} could be connected: ${why}`,
     { details: { failures } },
   );
 }

@@ -17,6 +17,8 @@ export class Reporter {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly refreshMs: number,
+    /** Adds what is read at sending time (host-auth.ts: each path's `auth_generation`). */
+    private readonly decorate: (r: AttachmentReport) => Promise<AttachmentReport> = async (r) => r,
   ) {}
 
   /** Queues the report when it differs from the last one sent or that one is getting old. */
@@ -43,6 +45,12 @@ export class Reporter {
     return Math.max(0, due);
   }
 
+  /** Queues every report sent again (what `decorate` adds has changed: a rotation moved a controller). */
+  requeueAll(): void {
+    for (const [id, s] of this.sent)
+      if (!this.queued.has(id)) this.queued.set(id, JSON.parse(s.json) as AttachmentReport);
+  }
+
   /** Stops reporting an attachment the service no longer lists. */
   forget(id: string): void {
     this.sent.delete(id);
@@ -57,7 +65,7 @@ export class Reporter {
   async flush(): Promise<boolean> {
     for (const [id, report] of [...this.queued]) {
       try {
-        await this.service.report(id, report);
+        await this.service.report(id, await this.decorate(report));
         // A new state delivered is an event in the attachment's life (connected, disconnected, an
         // error), worth a line; the periodic refreshes and health changes are not logged here.
         if (this.sent.get(id)?.state !== report.state)

@@ -7,9 +7,10 @@
  *   PUT  /v1/agent/attachments/{id}/report        {state, device_path, …} → 200
  *
  * With a secrets key configured, the list also carries `dhchap`: this host's own DH-HMAC-CHAP
- * secrets (`current`, and `previous` while a rotation moves it), which the agent passes to
- * `nvme connect` and never logs; a report's `paths[].auth_generation` tells the service which
- * generation each controller authenticated with (docs/security.md).
+ * secrets (`current`, and `previous` while a rotation moves it), which the agent keeps in
+ * /etc/nvme/config.json and its controllers' sysfs (host-auth.ts), never on a command line or in a
+ * log; a report's `paths[].auth_generation` tells the service which generation each controller
+ * holds (docs/agent.md).
  * The first list call sends no `since` and `wait=0`: "answer now". The token travels only in
  * the Authorization header and is never part of an error message or log line.
  */

@@ -33,9 +33,13 @@ export interface AgentStack {
 
 export async function startAgentStack(
   host: FakeHost,
-  opts: { untilDeadlineMs: number; portalRefreshMs?: number },
+  opts: { untilDeadlineMs: number; portalRefreshMs?: number; env?: Record<string, string> },
 ): Promise<AgentStack> {
-  const t = await startTarget({ dataPlane: new FabricDataPlane(host), portalRefreshMs: opts.portalRefreshMs });
+  const t = await startTarget({
+    dataPlane: new FabricDataPlane(host),
+    portalRefreshMs: opts.portalRefreshMs,
+    env: opts.env,
+  });
   const server: Server = await new Promise((resolve) => {
     const s = t.app!.listen(0, '127.0.0.1', () => resolve(s));
   });
@@ -65,6 +69,7 @@ export async function startAgentStack(
       const daemon = new AgentDaemon({
         attacher: new Attacher(host, { deviceTimeoutMs: 5000 }),
         service: new HttpServiceClient({ url, token: issued.body.token }),
+        host,
         connectorProperties: () => connectorProperties(host),
         clock: systemClock,
         recheckIntervalMs,

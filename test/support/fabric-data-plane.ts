@@ -43,6 +43,12 @@ export class FabricDataPlane implements DataPlane {
     return nsid === undefined ? undefined : this.host.fabric.subsystem(this.nqn).namespaces.get(nsid);
   }
 
+  /** The simulator's trusted-host secrets, enforced by the fake target as nvmet's `dhchap_key` would be. */
+  async setHostSecrets(hostNqn: string, secrets: { hostSecret: string; ctrlSecret: string }): Promise<'written'> {
+    this.host.fabric.hostKeys.set(hostNqn, secrets.hostSecret);
+    return 'written';
+  }
+
   async resizeNamespace(volumeUuid: string, sizeBytes: number): Promise<void> {
     const ns = this.ns(volumeUuid);
     if (ns) ns.sizeBytes = sizeBytes;

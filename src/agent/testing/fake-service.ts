@@ -23,6 +23,8 @@ export class FakeService implements ServiceClient {
   /** The host NQN the token belongs to; register with another answers 403. */
   tokenHost: string | null = null;
   listCalls = 0;
+  /** The host's secrets on the poll (undefined: a service without in-band authentication). */
+  dhchap: AttachmentList['dhchap'] = undefined;
   private waiters: (() => void)[] = [];
 
   constructor(private readonly clock: Clock) {}
@@ -63,6 +65,12 @@ export class FakeService implements ServiceClient {
       connected_by: 'host',
       host_portals: opts.hostPortals === undefined ? (data.portals ?? null) : opts.hostPortals,
     });
+    this.bump();
+  }
+
+  /** New secrets, as a rotation's step 2 hands them out: the version moves and the poll wakes. */
+  setSecrets(dhchap: AttachmentList['dhchap']): void {
+    this.dhchap = dhchap;
     this.bump();
   }
 
@@ -116,7 +124,11 @@ export class FakeService implements ServiceClient {
       });
       this.check();
     }
-    return { version: this.version, attachments: [...this.attachments.values()].map((a) => structuredClone(a)) };
+    return {
+      version: this.version,
+      attachments: [...this.attachments.values()].map((a) => structuredClone(a)),
+      ...(this.dhchap === undefined ? {} : { dhchap: structuredClone(this.dhchap) }),
+    };
   }
 
   async report(id: string, report: AttachmentReport): Promise<void> {

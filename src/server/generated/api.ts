@@ -291,8 +291,10 @@ export interface components {
       state: string;
       ana_state: string | null;
       /**
-       * @description The generation of the host's secret this controller authenticated with (DH-HMAC-CHAP);
-       * null when it did not authenticate. A rotation waits until every live path reports the new one.
+       * @description The generation of the host's DH-HMAC-CHAP secret this controller holds (its sysfs
+       * `dhchap_secret`, which Linux uses at every (re-)authentication; against a target that requires
+       * authentication, the one it authenticated with); null when it holds none or one the agent does not
+       * know. A rotation waits until every live path reports the new one.
        */
       auth_generation?: number | null;
     };

@@ -46,6 +46,11 @@ export function portalKey(transport: string, address: string, port: number): str
 export class FakeFabric {
   readonly subsystems = new Map<string, TargetSubsystem>();
   readonly portals = new Map<string, TargetPortal>();
+  /**
+   * DH-HMAC-CHAP as nvmet's `hosts/<hostnqn>/dhchap_key` (docs/KERNEL.md §6): a host listed here
+   * must connect with exactly this secret, or the connect is refused (NVME_SC_AUTH_REQUIRED).
+   */
+  readonly hostKeys = new Map<string, string>();
 
   addSubsystem(nqn: string, portals: { address: string; port?: number; transport?: string }[]): TargetSubsystem {
     const s: TargetSubsystem = {

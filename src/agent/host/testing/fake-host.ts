@@ -124,6 +124,8 @@ export class FakeHost implements HostPort {
     switch (cmd) {
       case 'nvme':
         return fakeNvme(this.kernel, this.cli, args, () => this.fs.read('/etc/nvme/hostnqn')?.trim() ?? null);
+      case 'dmesg':
+        return { code: 0, stdout: this.kernel.log.map((l) => `[    1.000000] ${l}\n`).join(''), stderr: '' };
       case 'multipathd':
         return this.dm.multipathd(args);
       case 'multipath':

@@ -66,6 +66,9 @@ export interface Ctrl {
   state: string;
   opts: Record<string, string>;
   nsids: Set<number>;
+  /** sysfs `dhchap_secret` / `dhchap_ctrl_secret`: the secret itself, or `none` (6.1 prints both). */
+  dhchapSecret: string;
+  dhchapCtrlSecret: string;
 }
 
 export interface Head {
@@ -105,6 +108,8 @@ export class FakeKernel {
   /** Holders a test puts on a block device (LVM, another dm), by block name. */
   readonly extraHolders = new Map<string, string[]>();
   readonly log: string[] = [];
+  /** Controllers whose `dhchap_secret` write fails (EIO), as a re-authentication the kernel could not start. */
+  readonly failDhchapWrite = new Set<string>();
   private nextMinor = 0;
   private nextDm = 0;
 
@@ -164,6 +169,8 @@ export class FakeKernel {
       state: 'live',
       opts,
       nsids: new Set(),
+      dhchapSecret: 'none',
+      dhchapCtrlSecret: 'none',
     };
     this.ctrls.set(instance, ctrl);
     if (!this.subsystems.has(nqn)) this.subsystems.set(nqn, { instance, nqn, iopolicy: 'numa', heads: new Map() });

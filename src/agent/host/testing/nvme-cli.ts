@@ -121,6 +121,16 @@ export function fakeNvme(
           : 'could not add new controller: failed to write to nvme-fabrics device\n',
       );
     }
+    const keys = dhchapKeys(nqn, transport, address, port, hostNqn);
+    const required = kernel.fabric.hostKeys.get(hostNqn);
+    if (required !== undefined && keys.host !== required) {
+      // The target refuses; nvme-cli 2.3 only says the write failed, the reason is in the kernel log.
+      kernel.log.push(`nvme nvme${kernel.ctrls.size}: qid 0: ${keys.host ? 'authentication failed' : 'no key'}`);
+      kernel.log.push(`nvme nvme${kernel.ctrls.size}: failed to connect queue: 0 ret=401`);
+      return fail(
+        'Failed to write to /dev/nvme-fabrics: Input/output error\ncould not add new controller: failed to write to nvme-fabrics device\n',
+      );
+    }
     if (kernel.findCtrl(nqn, portal, hostNqn, opts.get('w') ?? opts.get('host-traddr')) && !opts.has('D')) {
       switch (cli.alreadyForm ?? (v === '1' ? 'exit114' : v === '2.0' ? 'ealready-text' : 'stderr')) {
         case 'exit114':
@@ -146,9 +156,39 @@ export function fakeNvme(
     const nrq = num('nr-io-queues') ?? num('i');
     if (nrq !== undefined) ctrlOpts.queue_count = String(Number(nrq) + 1);
     const ctrl = kernel.addCtrl(nqn, portal, hostNqn, ctrlOpts, opts.get('w') ?? opts.get('host-traddr'), address);
+    if (keys.host) ctrl.dhchapSecret = keys.host;
+    if (keys.host && keys.ctrl) ctrl.dhchapCtrlSecret = keys.ctrl;
+    if (keys.host) kernel.render();
     return ok(
       v === '1' ? '' : v === '2.0' ? `device: nvme${ctrl.instance}\n` : `connecting to device: nvme${ctrl.instance}\n`,
     );
+  }
+
+  /**
+   * The secrets a connect uses, as nvme-cli 2.3 / libnvme 1.3 pick them: `--dhchap-secret` /
+   * `--dhchap-ctrl-secret`, else `/etc/nvme/config.json`'s host entry whose `hostnqn` and `hostid`
+   * (when /etc/nvme/hostid has one) match, its `dhchap_key`, and the matching port's
+   * `dhchap_ctrl_key` (docs/KERNEL.md §6). nvme-cli 1.x reads no config.json.
+   */
+  function dhchapKeys(nqn: string, transport: string, address: string, port: number, hostNqn: string) {
+    const given = { host: opts.get('dhchap-secret') ?? null, ctrl: opts.get('dhchap-ctrl-secret') ?? null };
+    const text = v === '1' ? null : kernel.fs.read('/etc/nvme/config.json');
+    if (given.host || text === null) return given;
+    const hostId = kernel.fs.read('/etc/nvme/hostid')?.trim();
+    type PortEntry = { transport?: string; traddr?: string; trsvcid?: string; dhchap_ctrl_key?: string };
+    type HostEntry = {
+      hostnqn?: string;
+      hostid?: string;
+      dhchap_key?: string;
+      subsystems?: { nqn?: string; ports?: PortEntry[] }[];
+    };
+    const hosts = JSON.parse(text) as HostEntry[];
+    const h = hosts.find((e) => e.hostnqn === hostNqn && (!hostId || e.hostid === hostId));
+    if (!h?.dhchap_key) return given;
+    const p = h.subsystems
+      ?.find((s) => s.nqn === nqn)
+      ?.ports?.find((e) => e.transport === transport && e.traddr === address && e.trsvcid === String(port));
+    return { host: h.dhchap_key, ctrl: p?.dhchap_ctrl_key ?? null };
   }
 
   function disconnect(): RunResult {

@@ -73,6 +73,23 @@ function renderCtrl(k: FakeKernel, ctrl: Ctrl): void {
   if (k.opts.deleteController)
     fs.writeFile(`${dir}/delete_controller`, '', { mode: 0o200, onWrite: () => k.disconnect(ctrl) });
   if (k.opts.ctrlHostnqn) fs.writeFile(`${dir}/hostnqn`, `${ctrl.hostNqn}\n`);
+  // 6.1 `nvme_ctrl_dhchap_secret_store`: EINVAL unless the text starts with `DHHC-1:` and the
+  // controller was connected with a secret; otherwise the key is replaced and re-authentication runs.
+  for (const [attr, field] of [
+    ['dhchap_secret', 'dhchapSecret'],
+    ['dhchap_ctrl_secret', 'dhchapCtrlSecret'],
+  ] as const)
+    fs.writeFile(`${dir}/${attr}`, `${ctrl[field]}\n`, {
+      mode: 0o644,
+      onWrite: (v) => {
+        const name = `nvme${ctrl.instance}`;
+        if (k.failDhchapWrite.has(name)) throw Object.assign(new Error('EIO'), { code: 'EIO' });
+        if (!v.trim().startsWith('DHHC-1:') || ctrl[field] === 'none')
+          throw Object.assign(new Error('EINVAL'), { code: 'EINVAL' });
+        ctrl[field] = v.trim();
+        k.render();
+      },
+    });
   for (const [k, v] of Object.entries(ctrl.opts)) fs.writeFile(`${dir}/${k}`, `${v}\n`);
   fs.writeFile(`/dev/nvme${ctrl.instance}`, '');
   fs.link(`/sys/class/nvme/nvme${ctrl.instance}`, dir);

@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import pino from 'pino';
+import type { ManualClock } from '../shared/clock.ts';
+import { Attacher } from './attacher.ts';
+import { connectorProperties } from './connector-properties.ts';
+import { AgentDaemon } from './daemon.ts';
+import { AgentError } from './errors.ts';
+import type { Dhchap } from './host-auth.ts';
+import { FAKE_HOSTNQN, type FakeHost } from './host/testing/fake-host.ts';
+import { NVME_CONFIG_JSON, withHostKeys } from './nvme-config.ts';
+import { FakeService } from './testing/fake-service.ts';
+import { ADDRS, NQN, VOL, nativeData, scenario } from './testing/scenario.ts';
+
+// DHHC-1 strings of the shape the service hands out (32 bytes + CRC, base64); the tests only compare them.
+const key = (c: string) => `DHHC-1:00:${c.repeat(48)}:`;
+const GEN1 = { generation: 1, host_secret: key('a'), ctrl_secret: key('b') };
+const GEN2 = { generation: 2, host_secret: key('c'), ctrl_secret: key('d') };
+const HOSTID = FAKE_HOSTNQN.split(':uuid:')[1];
+const OTHER = { hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:other', hostid: 'x', dhchap_key: key('z'), mine: 'kept' };
+
+async function elapse(clock: ManualClock, ms: number, step = 100): Promise<void> {
+  for (let t = 0; t < ms; t += step) {
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    await clock.advance(step);
+  }
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+}
+
+/** A host whose target requires `secrets.current` (nvmet's host key), an agent, and its log lines. */
+function setup(dhchap: Dhchap) {
+  const s = scenario();
+  s.host.fabric.addNamespace(NQN, { nsid: 1, uuid: VOL });
+  if (dhchap) s.host.fabric.hostKeys.set(FAKE_HOSTNQN, dhchap.current.host_secret);
+  const service = new FakeService(s.clock);
+  service.dhchap = dhchap;
+  const lines: string[] = [];
+  const log = pino(
+    { level: 'debug' },
+    new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  );
+  const writes: string[] = [];
+  const write = s.host.writeFile.bind(s.host);
+  s.host.writeFile = (p, d, o) => {
+    writes.push(p);
+    return write(p, d, o);
+  };
+  return { ...s, service, lines, writes, log };
+}
+
+function start(t: ReturnType<typeof setup>) {
+  const daemon = new AgentDaemon({
+    attacher: new Attacher(t.host, { deviceTimeoutMs: 20_000 }),
+    service: t.service,
+    host: t.host,
+    connectorProperties: () => connectorProperties(t.host),
+    clock: t.clock,
+    log: t.log,
+  });
+  const ac = new AbortController();
+  const done = daemon.run(ac.signal);
+  return async () => {
+    ac.abort();
+    await elapse(t.clock, 0);
+    await done;
+  };
+}
+
+/** An agent with one volume connected through three portals at generation 1. */
+async function attachedAt1() {
+  const t = setup({ current: GEN1, previous: null });
+  t.service.put('a1', nativeData());
+  const stop = start(t);
+  await elapse(t.clock, 2_000);
+  return { t, stop };
+}
+
+const config = (host: FakeHost) => JSON.parse(host.fs.read(NVME_CONFIG_JSON) ?? 'null');
+const secretsOf = (host: FakeHost) =>
+  host.controllers().map((c) => host.fs.read(`/sys/class/nvme/${c}/dhchap_secret`)?.trim());
+const generations = (t: ReturnType<typeof setup>, id = 'a1') => t.service.last(id)?.paths.map((p) => p.auth_generation);
+
+function assertNoSecretLeaked(t: ReturnType<typeof setup>): void {
+  const secrets = [GEN1, GEN2].flatMap((g) => [g.host_secret, g.ctrl_secret]);
+  for (const c of t.host.commands)
+    for (const a of c.args) assert.ok(!secrets.some((s) => a.includes(s)), `secret on the command line: ${c.cmd}`);
+  const text = t.lines.join('');
+  assert.ok(t.lines.length > 0, 'the agent logged');
+  for (const s of secrets) assert.ok(!text.includes(s.slice(10, 40)), 'secret in the logs');
+}
+
+describe('agent in-band authentication', () => {
+  it('keeps config.json in step (0600, other entries kept), connects through it, reports the generation', async () => {
+    const t = setup({ current: GEN1, previous: null });
+    t.host.fs.writeFile(NVME_CONFIG_JSON, JSON.stringify([OTHER]));
+    t.service.put('a1', nativeData());
+    const stop = start(t);
+    await elapse(t.clock, 2_000);
+    const c = config(t.host);
+    assert.deepEqual(c[0], OTHER, "another host's entry is kept as it was");
+    assert.equal(c[1].hostnqn, FAKE_HOSTNQN);
+    assert.equal(c[1].hostid, HOSTID, 'libnvme 1.3 ignores an entry without the hostid');
+    assert.equal(c[1].dhchap_key, GEN1.host_secret);
+    assert.deepEqual(
+      c[1].subsystems[0].ports.map((p: Record<string, string>) => [p.traddr, p.trsvcid, p.dhchap_ctrl_key]),
+      ADDRS.map((a) => [a, '4420', GEN1.ctrl_secret]),
+    );
+    assert.equal(t.host.fs.mode(NVME_CONFIG_JSON), 0o600);
+    // The target requires the key: the connects authenticated with what the file holds.
+    assert.equal(t.service.last('a1')?.state, 'connected');
+    assert.deepEqual(
+      secretsOf(t.host),
+      ADDRS.map(() => GEN1.host_secret),
+    );
+    assert.deepEqual(generations(t), [1, 1, 1]);
+    assertNoSecretLeaked(t);
+    await stop();
+  });
+
+  it('rotates: file first, then each controller through sysfs, then reports the new generation', async () => {
+    const { t, stop } = await attachedAt1();
+    t.writes.length = 0;
+    t.host.fabric.hostKeys.set(FAKE_HOSTNQN, GEN2.host_secret); // step 2: the backend has the new pair
+    t.service.setSecrets({ current: GEN2, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    const ctrls = t.host.controllers();
+    assert.deepEqual(t.writes, [
+      NVME_CONFIG_JSON,
+      ...ctrls.flatMap((c) => [`/sys/class/nvme/${c}/dhchap_secret`, `/sys/class/nvme/${c}/dhchap_ctrl_secret`]),
+    ]);
+    assert.equal(config(t.host)[0].dhchap_key, GEN2.host_secret);
+    assert.deepEqual(
+      secretsOf(t.host),
+      ADDRS.map(() => GEN2.host_secret),
+    );
+    assert.deepEqual(generations(t), [2, 2, 2]);
+    assertNoSecretLeaked(t);
+    await stop();
+  });
+
+  it('a controller whose write fails keeps the old generation, with the error, until a recheck moves it', async () => {
+    const { t, stop } = await attachedAt1();
+    const [, second] = t.host.controllers();
+    t.host.kernel.failDhchapWrite.add(second!);
+    t.service.setSecrets({ current: GEN2, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    assert.deepEqual(generations(t), [2, 1, 2]);
+    assert.equal(t.service.last('a1')?.error?.code, 'auth_rotation_failed');
+    assert.match(t.service.last('a1')?.error?.message ?? '', new RegExp(`${second} \\(EIO\\)`));
+    t.host.kernel.failDhchapWrite.clear();
+    await elapse(t.clock, 30_000); // the recheck retries it
+    assert.deepEqual(generations(t), [2, 2, 2]);
+    assert.equal(t.service.last('a1')?.error, null);
+    await stop();
+  });
+
+  it('a restarted agent finds the file and the controllers in step and writes nothing', async () => {
+    const first = await attachedAt1();
+    const t = first.t;
+    let stop = first.stop;
+    t.service.setSecrets({ current: GEN2, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    await stop();
+    t.writes.length = 0;
+    t.service.reports.clear();
+    stop = start(t);
+    await elapse(t.clock, 2_000);
+    assert.deepEqual(t.writes, []);
+    assert.deepEqual(generations(t), [2, 2, 2]);
+    await stop();
+  });
+
+  it('a connect the target refuses at authentication is auth_rejected, and leaves no controller', async () => {
+    const t = setup({ current: GEN1, previous: null });
+    t.host.fabric.hostKeys.set(FAKE_HOSTNQN, GEN2.host_secret); // the target wants another secret
+    t.service.put('a1', nativeData());
+    const stop = start(t);
+    await elapse(t.clock, 2_000);
+    assert.equal(t.service.last('a1')?.state, 'error');
+    assert.equal(t.service.last('a1')?.error?.code, 'auth_rejected');
+    assert.deepEqual(t.host.controllers(), []);
+    await stop();
+  });
+
+  it('nvme-cli 3.x: config.json is not written and the refusal is logged with its code', async () => {
+    const t = setup({ current: GEN1, previous: null });
+    t.host.fabric.hostKeys.clear();
+    t.host.script((cmd, a) => cmd === 'nvme' && a[0] === 'version', {
+      code: 0,
+      stdout: 'nvme version 3.0 (git 3.0)\n',
+      stderr: '',
+    });
+    t.service.put('a1', nativeData());
+    const stop = start(t);
+    await elapse(t.clock, 2_000);
+    assert.equal(t.host.fs.read(NVME_CONFIG_JSON), null);
+    assert.ok(t.lines.some((l) => l.includes('"code":"auth_unsupported"')));
+    await stop();
+  });
+
+  it('a config.json that is not a list of host entries is refused, never overwritten', () => {
+    const k = {
+      hostNqn: FAKE_HOSTNQN,
+      hostId: HOSTID!,
+      hostSecret: GEN1.host_secret,
+      ctrlSecret: GEN1.ctrl_secret,
+      previousCtrlSecret: null,
+      subsystems: [],
+    };
+    assert.throws(
+      () => withHostKeys('{"hostnqn": 1', k),
+      (e) => e instanceof AgentError && e.code === 'nvme_config_invalid',
+    );
+    assert.equal(withHostKeys(withHostKeys(null, k), k), withHostKeys(null, k), 'the same text when in step');
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * The host side of in-band authentication (DH-HMAC-CHAP, issue 20): the daemon hands this the
+ * `dhchap` of each long poll (the host's own secrets, `current` and, during a rotation,
+ * `previous`), and it
+ *   1. keeps /etc/nvme/config.json's host entry in step (nvme-config.ts), so that new connects,
+ *      the agent's and os-brick's plain `nvme connect`, authenticate with the current secret;
+ *   2. gives every controller of this host's subsystems that holds another secret the current one
+ *      through sysfs `dhchap_secret` / `dhchap_ctrl_secret`, which re-authenticates it in place
+ *      (Linux 6.1 `nvme_ctrl_dhchap_secret_store`; docs/KERNEL.md §6);
+ *   3. tells, per path, the generation its controller holds (`auth_generation`).
+ * Order 1 before 2: a controller that drops and reconnects meanwhile must find the new secret in
+ * the file. Nothing is remembered across restarts: the file and sysfs say where the host stands.
+ * Secrets are compared in constant time, and never logged or put in an error.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Logger } from '../shared/logger.ts';
+import type { PortalSpec } from './connection-data.ts';
+import { AgentError } from './errors.ts';
+import type { HostPort } from './host/port.ts';
+import { NVME_CONFIG_JSON, configFlavour, withHostKeys } from './nvme-config.ts';
+import type { AttachmentList, AttachmentReport } from './service-client.ts';
+import { listControllers } from './sysfs.ts';
+
+/** The poll's `dhchap`: undefined from a service without in-band authentication, null for a host without secrets. */
+export type Dhchap = AttachmentList['dhchap'];
+
+export interface AuthTarget {
+  nqn: string;
+  portals: PortalSpec[];
+}
+
+function sameSecret(a: string, b: string): boolean {
+  // Equal-length digests: timingSafeEqual needs them, and the length of a secret is not told either.
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+}
+
+export class HostAuth {
+  private secrets: Dhchap = undefined;
+  private flavour: 'json' | 'ini' | null | undefined;
+  /** Controllers whose last secret write failed, with the errno (never the secret). */
+  private readonly failed = new Map<string, string>();
+
+  constructor(
+    private readonly host: HostPort,
+    private readonly log: Logger,
+  ) {}
+
+  /** True once the service has said anything about secrets (a `dhchap` field, null included). */
+  get known(): boolean {
+    return this.secrets !== undefined;
+  }
+
+  /**
+   * Takes the poll's secrets and brings the file and the controllers of `targets` to `current`.
+   * Safe to repeat (the recheck does, to retry a controller whose write failed): what is already
+   * in step is left alone. Returns true when a controller was given a new secret.
+   */
+  async apply(dhchap: Dhchap, targets: AuthTarget[]): Promise<boolean> {
+    this.secrets = dhchap;
+    if (!dhchap) return false;
+    const hostNqn = (await this.host.readFile('/etc/nvme/hostnqn'))?.trim() ?? null;
+    if (!hostNqn) {
+      this.log.error({ code: 'auth_unsupported' }, 'no /etc/nvme/hostnqn: the host secrets cannot be applied');
+      return false;
+    }
+    await this.writeConfig(dhchap, hostNqn, targets);
+    return this.reauthenticate(dhchap, hostNqn, targets);
+  }
+
+  private async writeConfig(d: NonNullable<Dhchap>, hostNqn: string, targets: AuthTarget[]): Promise<void> {
+    if (this.flavour === undefined) {
+      const r = await this.host.run('nvme', ['version'], { timeoutMs: 10_000 });
+      this.flavour = r.code === 0 ? configFlavour(r.stdout) : null;
+    }
+    if (this.flavour === 'ini') {
+      // nvme-cli 3.0 reads /etc/nvme/nvme-fabrics.conf once it exists and config.json no more
+      // (nvme-cli v3.0-rc1 Documentation/nvme-fabrics.conf.txt): keeping config.json would not be heard.
+      this.log.error(
+        { code: 'auth_unsupported' },
+        'nvme-cli 3.x: the agent does not write nvme-fabrics.conf yet; new connects carry no secret',
+      );
+      return;
+    }
+    try {
+      const hostId = (await this.host.readFile('/etc/nvme/hostid'))?.trim() || null;
+      const old = await this.host.readFile(NVME_CONFIG_JSON);
+      const text = withHostKeys(old, {
+        hostNqn,
+        hostId,
+        hostSecret: d.current.host_secret,
+        ctrlSecret: d.current.ctrl_secret,
+        previousCtrlSecret: d.previous?.ctrl_secret ?? null,
+        subsystems: targets,
+      });
+      // The port's writeFile is a temporary file renamed over the old one (linux.ts): a connect
+      // reading the file meanwhile sees the old text or the new, never half of it. 0600: secrets.
+      if (text !== old) await this.host.writeFile(NVME_CONFIG_JSON, text, { mode: 0o600 });
+    } catch (e) {
+      const code = e instanceof AgentError ? e.code : ((e as { code?: string }).code ?? 'internal');
+      this.log.error({ code, err: e instanceof AgentError ? e.message : code }, `${NVME_CONFIG_JSON} not written`);
+    }
+  }
+
+  private async reauthenticate(d: NonNullable<Dhchap>, hostNqn: string, targets: AuthTarget[]): Promise<boolean> {
+    const nqns = new Set(targets.map((t) => t.nqn));
+    const ctrls = (await listControllers(this.host)).filter(
+      (c) => nqns.has(c.nqn) && (c.hostNqn === null || c.hostNqn === hostNqn) && c.state !== 'deleting',
+    );
+    let moved = false;
+    for (const name of [...this.failed.keys()]) if (!ctrls.some((c) => c.name === name)) this.failed.delete(name);
+    for (const c of ctrls) {
+      const dir = `/sys/class/nvme/${c.name}`;
+      try {
+        for (const [attr, secret] of [
+          ['dhchap_secret', d.current.host_secret],
+          ['dhchap_ctrl_secret', d.current.ctrl_secret],
+        ] as const) {
+          const held = (await this.host.readFile(`${dir}/${attr}`))?.trim() ?? 'none';
+          // `none`: connected without a secret; 6.1 refuses a write then (EINVAL), only a new connect helps.
+          if (held === 'none' || sameSecret(held, secret)) continue;
+          await this.host.writeFile(`${dir}/${attr}`, secret);
+          moved = true;
+        }
+        this.failed.delete(c.name);
+      } catch (e) {
+        const errno = (e as { code?: string }).code ?? 'error';
+        this.failed.set(c.name, errno);
+        this.log.warn(
+          { controller: c.name, code: 'auth_rotation_failed', err: errno },
+          'controller keeps its previous secret; retried at the next recheck',
+        );
+      }
+    }
+    return moved;
+  }
+
+  /** The generation of the secret `ctrl` holds (sysfs `dhchap_secret`), null when none of the known ones. */
+  async generationOf(ctrl: string): Promise<number | null> {
+    const d = this.secrets;
+    if (!d) return null;
+    // A controller that vanished or an unreadable attribute says nothing: null, and the report goes.
+    const held = (await this.host.readFile(`/sys/class/nvme/${ctrl}/dhchap_secret`).catch(() => null))?.trim();
+    if (!held || held === 'none') return null;
+    if (sameSecret(held, d.current.host_secret)) return d.current.generation;
+    if (d.previous && sameSecret(held, d.previous.host_secret)) return d.previous.generation;
+    return null;
+  }
+
+  /**
+   * The report with `auth_generation` on each path (only once the service spoke of secrets: an
+   * older service's schema would refuse the field), and the failed re-authentication as its error
+   * when it has none, so that the rotation's waiting shows why.
+   */
+  async decorate(r: AttachmentReport): Promise<AttachmentReport> {
+    if (!this.known) return r;
+    const paths = await Promise.all(
+      r.paths.map(async (p) => ({
+        ...p,
+        auth_generation: p.controller ? await this.generationOf(p.controller) : null,
+      })),
+    );
+    const stuck = r.paths.flatMap((p) => (p.controller && this.failed.has(p.controller) ? [p.controller] : []));
+    const error =
+      r.error ??
+      (stuck.length
+        ? {
+            code: 'auth_rotation_failed',
+            message: `not re-authenticated with the new secret: ${stuck.map((c) => `${c} (${this.failed.get(c)})`).join(', ')}`,
+          }
+        : null);
+    return { ...r, paths, error };
+  }
+}
