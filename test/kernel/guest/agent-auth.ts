@@ -82,7 +82,7 @@ function hostKeys(s: AgentStack): HostKeys {
 function secrets(s: AgentStack): Promise<SecretStatus> {
   return s.api.http
     .expect([200], 'GET', `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets`)
-    .then((a) => a.body as SecretStatus);
+    .then((a) => a as SecretStatus);
 }
 
 /** Kernel log lines after `mark`, without the timestamp. */
@@ -386,30 +386,36 @@ await scenarioGroup('agent-auth', {
         simEnv: { PORTALIS_SIM_NVMET_DHGROUP: DHGROUP },
       },
     );
-    const st = await step('the host has its secrets (generated at POST /v1/hosts)', () =>
-      waitFor(
-        'secrets in force',
-        async () => {
-          const x = await secrets(s);
-          return x.step === 'idle' && x.generation >= 1 ? x : undefined;
+    // A setup that fails after the stack started must stop it, or the guest never exits.
+    try {
+      const st = await step('the host has its secrets (generated at POST /v1/hosts)', () =>
+        waitFor(
+          'secrets in force',
+          async () => {
+            const x = await secrets(s);
+            return x.step === 'idle' && x.generation >= 1 ? x : undefined;
+          },
+          60_000,
+        ),
+      );
+      observe('host secrets', st);
+      await waitFor(
+        'the agent wrote config.json',
+        () => {
+          try {
+            return hostKeys(s).host ? true : undefined;
+          } catch {
+            return undefined;
+          }
         },
         60_000,
-      ),
-    );
-    observe('host secrets', st);
-    await waitFor(
-      'the agent wrote config.json',
-      () => {
-        try {
-          return hostKeys(s).host ? true : undefined;
-        } catch {
-          return undefined;
-        }
-      },
-      60_000,
-    );
-    targetPair = readTargetPair(s);
-    checkEqual(targetPair.host === hostKeys(s).host, true, "configfs dhchap_key = config.json's host key");
+      );
+      targetPair = readTargetPair(s);
+      checkEqual(targetPair.host === hostKeys(s).host, true, "configfs dhchap_key = config.json's host key");
+    } catch (err) {
+      await s.stop().catch(() => undefined);
+      throw err;
+    }
     return s;
   },
   parts,
