@@ -268,8 +268,18 @@ async function authBidirectional(s: AgentStack): Promise<void> {
 async function authRotate(s: AgentStack): Promise<void> {
   const before = await secrets(s);
   checkEqual(before.step, 'idle', 'nothing under way');
+  const attachMark = (await kernelLog()).length;
   const { volumeId, attachmentId, portals } = await attachNew(s);
   const a = await s.waitConnected(attachmentId, 3);
+  // Attached again after earlier parts revoked the host (its configfs entry removed): the target
+  // must still demand the secret (sysfs shows a secret even when nothing was asked, see nvmet-auth).
+  const attachLog = await logSince(attachMark);
+  const first = a.agent!.paths.map((p) => p.controller!).sort();
+  checkEqual(
+    first.filter((c) => authenticated(attachLog).has(c)),
+    first,
+    'controllers that authenticated at the attach',
+  );
   const old = hostKeys(s);
   const oldPort = portals[0]![1];
   const writer = new BackgroundWriter(a.agent!.device_path!, 0, 16, 'rotate').start();
