@@ -111,14 +111,6 @@ export class HostAuth {
     for (const c of ctrls) {
       const dir = `/sys/class/nvme/${c.name}`;
       try {
-        // Both attributes are read first and the changed ones written together: on Linux 6.1
-        // each write queues a re-authentication at once (nvme_ctrl_dhchap_secret_store and
-        // nvme_ctrl_dhchap_ctrl_secret_store, drivers/nvme/host/core.c), and that run reads the
-        // controller key a round trip later (nvme_auth_set_dhchap_reply_data). With a sysfs read
-        // between the two writes, the run started by the host secret met the target's new
-        // controller key with the old one: "controller authentication failed", nvmet ended the
-        // association and every path reconnected at once (kernel group agent-auth, first run).
-        const writes: [string, string][] = [];
         for (const [attr, secret] of [
           ['dhchap_secret', d.current.host_secret],
           ['dhchap_ctrl_secret', d.current.ctrl_secret],
@@ -126,10 +118,9 @@ export class HostAuth {
           const held = (await this.host.readFile(`${dir}/${attr}`))?.trim() ?? 'none';
           // `none`: connected without a secret; 6.1 refuses a write then (EINVAL), only a new connect helps.
           if (held === 'none' || sameSecret(held, secret)) continue;
-          writes.push([`${dir}/${attr}`, secret]);
+          await this.host.writeFile(`${dir}/${attr}`, secret);
+          moved = true;
         }
-        await Promise.all(writes.map(([file, secret]) => this.host.writeFile(file, secret)));
-        if (writes.length) moved = true;
         this.failed.delete(c.name);
       } catch (e) {
         const errno = (e as { code?: string }).code ?? 'error';
