@@ -53,6 +53,23 @@ describe('NvmetDataPlane host secrets (DH-HMAC-CHAP in configfs)', () => {
     assert.equal(await fs.read(`hosts/${HOST}/dhchap_dhgroup`), 'ffdhe2048');
   });
 
+  it('a host revoked and allowed again gets its secrets back in its new entry (revoking removes hosts/<nqn>)', async () => {
+    const { fs, dp } = await plane(true, 'ffdhe2048');
+    const s1 = secrets();
+    await dp.setHostSecrets(HOST, s1);
+    await dp.setAllowedHosts([HOST]);
+    await dp.setAllowedHosts([]);
+    assert.equal((await fs.list('hosts')).includes(HOST), false, 'the revoke removed the entry');
+    await dp.setAllowedHosts([HOST]);
+    const dir = `hosts/${HOST}`;
+    assert.equal(await fs.read(`${dir}/dhchap_key`), s1.hostSecret);
+    assert.equal(await fs.read(`${dir}/dhchap_ctrl_key`), s1.ctrlSecret);
+    assert.equal(await fs.read(`${dir}/dhchap_dhgroup`), 'ffdhe2048');
+    const before = fs.writes.length;
+    await dp.setAllowedHosts([HOST]);
+    assert.deepEqual(fs.writes.slice(before), [], 'an entry that stayed is not rewritten');
+  });
+
   it('a kernel without CONFIG_NVME_TARGET_AUTH is reported unsupported and nothing is written', async () => {
     const { fs, dp } = await plane(false);
     assert.equal(await dp.setHostSecrets(HOST, secrets()), 'unsupported');

@@ -84,6 +84,8 @@ export class NvmetDataPlane implements DataPlane {
   private readonly volumes = new Map<string, NvmetVolume>();
   private readonly down = new Set<string>();
   private allowedHosts: string[] = [];
+  /** Each host's target secrets, written again whenever its entry is made anew (see setAllowedHosts). */
+  private readonly hostSecrets = new Map<string, TargetHostSecrets>();
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: NvmetDataPlaneOptions) {
@@ -198,7 +200,15 @@ export class NvmetDataPlane implements DataPlane {
       hostNqns.forEach(checkNqn);
       this.allowedHosts = [...new Set(hostNqns)].sort();
       if (this.opts.allowAnyHost) return;
-      for (const h of this.allowedHosts) await this.tree.allowHost(h);
+      const entries = new Set(await this.tree.fs.list('hosts'));
+      for (const h of this.allowedHosts) {
+        await this.tree.allowHost(h);
+        // Revoking a host removes its hosts/<nqn> entry (rmdir), and its dhchap_* with it; an entry
+        // made anew has no key, and nvmet lets a host without a key in unauthenticated (Linux 6.1
+        // nvmet_setup_auth). The trusted host outlives its ACL entries, so its secrets go back in.
+        const secrets = this.hostSecrets.get(h);
+        if (secrets && !entries.has(h)) await writeHostAuth(this.tree.fs, h, secrets, { dhgroup: this.opts.dhgroup });
+      }
       for (const h of await this.tree.allowedHosts()) {
         if (!this.allowedHosts.includes(h)) await this.tree.revokeHost(h);
       }
@@ -269,6 +279,7 @@ export class NvmetDataPlane implements DataPlane {
     return this.serial(async () => {
       this.checkStarted();
       checkNqn(hostNqn);
+      this.hostSecrets.set(hostNqn, { ...secrets });
       return writeHostAuth(this.tree.fs, hostNqn, secrets, { dhgroup: this.opts.dhgroup });
     });
   }

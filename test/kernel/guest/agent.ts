@@ -10,7 +10,7 @@ import path from 'node:path';
 import { check, checkEqual, list, observe, readSys, sh, step, waitFor } from './lib.ts';
 import { controllers, nvmeDisks } from './nvme.ts';
 import type { AttachmentView, Connector, NvmeofConnectionData, ServiceApi } from './rest.ts';
-import { PortalisProcess, repoRoot, startStack, type Stack } from './stack.ts';
+import { PortalisProcess, repoRoot, startStack, type Stack, type StackOptions } from './stack.ts';
 
 export const NVMET = '/sys/kernel/config/nvmet';
 
@@ -309,7 +309,7 @@ export async function agentConnectorProperties(): Promise<AgentConnector> {
  */
 export async function startAgentStack(
   agentEnv: Record<string, string> = {},
-  stackOptions: { readyDeadlineMs?: number } = {},
+  stackOptions: Pick<StackOptions, 'readyDeadlineMs' | 'simEnv' | 'serviceEnv'> = {},
 ): Promise<AgentStack> {
   const databaseUrl = process.env.PORTALIS_KERNEL_DATABASE_URL;
   check(databaseUrl, 'the host side passed PORTALIS_KERNEL_DATABASE_URL');

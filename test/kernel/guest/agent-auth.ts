@@ -1,0 +1,440 @@
+/**
+ * Guest scenario group `agent-auth`: in-band authentication (DH-HMAC-CHAP, issue 20) through the
+ * whole stack, on Debian's kernel with its nvme modules rebuilt with CONFIG_NVME_AUTH and
+ * CONFIG_NVME_TARGET_AUTH (harness/nvme-auth.ts). `portalis serve` runs with
+ * `PORTALIS_INBAND_AUTH=required` and its secrets key from a file, `portalis sim` on nvmet writes
+ * the host's pair into configfs with DH group ffdhe2048, and the agent daemon keeps
+ * /etc/nvme/config.json and connects. Nothing is configured on the target by hand except where a
+ * part says it plays a backend whose secret drifted (through the simulator's LightOS API).
+ *
+ * The test reads the host's secrets from the file the agent keeps (it is root on the host, as
+ * the agent is) to compare them with sysfs and configfs; they are never printed: observations
+ * and checks compare them as booleans.
+ *
+ * - agent-auth-attach: an attach through the service authenticates every path (the kernel's
+ *   `qid 0: authenticated` per controller, `auth_generation` per path, sysfs = config.json =
+ *   configfs), O_DIRECT I/O verified.
+ * - agent-auth-rejected: the backend holds another host secret: every connect is refused, the
+ *   agent reports `auth_rejected`, no live controller and no block device meanwhile; the right
+ *   secret back at the backend and the agent's retry connects.
+ * - agent-auth-bidirectional: the backend presents another controller secret: the host refuses
+ *   the target (`controller authentication failed`), `auth_rejected`, nothing half-connected.
+ * - agent-auth-rotate: `POST /v1/hosts/{nqn}/secrets/rotate` under O_DIRECT writes: no write
+ *   fails, every path on the new generation, the rotation reaches `idle`, the old secret refused.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { type AgentStack, Sampler, startAgentStack } from './agent.ts';
+import { BackgroundWriter, verifyChunks, writeChunks } from './io.ts';
+import { check, checkEqual, observe, readSys, scenarioGroup, sh, shAny, step, waitFor, type Part } from './lib.ts';
+import { checkOneControllerPerPortal, controllers, ioErrorsSince, kernelLog, nvmeDisks } from './nvme.ts';
+import type { AttachmentView } from './rest.ts';
+
+type Portal = [string, number, string];
+const DHGROUP = 'ffdhe2048';
+const CONFIG_JSON = '/etc/nvme/config.json';
+const NVMET_HOSTS = '/sys/kernel/config/nvmet/hosts';
+
+interface SecretStatus {
+  generation: number;
+  next_generation: number | null;
+  step: string;
+  waiting_for: string | null;
+  last_error: string | null;
+}
+
+/** The host's pair as the agent keeps it in config.json (libnvme 1.3's JSON layout). */
+interface HostKeys {
+  host: string;
+  /** dhchap_ctrl_key per trsvcid. */
+  ctrl: Record<string, string>;
+}
+
+/**
+ * The pair the target holds for the host, read from its configfs entry at setup (registered, not
+ * yet attached: the entry is there with its keys) and again after a rotation; a part that plays a
+ * drifted backend puts it back.
+ */
+let targetPair: { host: string; ctrl: string } | null = null;
+
+function readTargetPair(s: AgentStack): { host: string; ctrl: string } {
+  const dir = `${NVMET_HOSTS}/${s.connector.nqn}`;
+  const host = readSys(`${dir}/dhchap_key`);
+  const ctrl = readSys(`${dir}/dhchap_ctrl_key`);
+  check(host?.startsWith('DHHC-1:') && ctrl?.startsWith('DHHC-1:'), `configfs ${dir} holds the host's pair`);
+  return { host: host as string, ctrl: ctrl as string };
+}
+
+function hostKeys(s: AgentStack): HostKeys {
+  const entries = JSON.parse(readFileSync(CONFIG_JSON, 'utf8')) as {
+    hostnqn: string;
+    dhchap_key?: string;
+    subsystems?: { nqn: string; ports?: { trsvcid: string; dhchap_ctrl_key?: string }[] }[];
+  }[];
+  const e = entries.find((x) => x.hostnqn === s.connector.nqn);
+  check(e?.dhchap_key, `${CONFIG_JSON} has a host key for ${s.connector.nqn}`);
+  const ctrl: Record<string, string> = {};
+  for (const sub of e.subsystems ?? [])
+    if (sub.nqn === s.nqn) for (const p of sub.ports ?? []) if (p.dhchap_ctrl_key) ctrl[p.trsvcid] = p.dhchap_ctrl_key;
+  return { host: e.dhchap_key, ctrl };
+}
+
+function secrets(s: AgentStack): Promise<SecretStatus> {
+  return s.api.http
+    .expect([200], 'GET', `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets`)
+    .then((a) => a as SecretStatus);
+}
+
+/** Kernel log lines after `mark`, without the timestamp. */
+async function logSince(mark: number): Promise<string[]> {
+  return (await kernelLog()).slice(mark).map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, ''));
+}
+
+/** Controllers the kernel says authenticated their admin queue (6.1 host/auth.c, dev_info on the controller). */
+function authenticated(log: string[]): Set<string> {
+  return new Set(log.flatMap((l) => /^nvme (nvme\d+): qid 0: authenticated/.exec(l)?.[1] ?? []));
+}
+
+/** A DHHC-1 secret for the host from nvme-cli (32 bytes, SHA-256 transformed: what a drifted backend would hold). */
+async function otherKey(s: AgentStack): Promise<string> {
+  return (await sh('nvme', ['gen-dhchap-key', '--key-length=32', '--hmac=1', `--nqn=${s.connector.nqn}`])).trim();
+}
+
+/** Sets the pair the target demands through the simulator's LightOS API (as the service's adapter does). */
+async function setBackendPair(s: AgentStack, hostSecret: string, targetSecret: string): Promise<void> {
+  const r = await s.sim.request('PUT', `/api/v2/trustedHosts/${encodeURIComponent(s.connector.nqn)}/secrets`, {
+    hostSecret,
+    targetSecret,
+  });
+  checkEqual(r.status, 200, 'PUT trustedHosts/{nqn}/secrets');
+}
+
+async function attachNew(s: AgentStack) {
+  const volumeId = randomUUID();
+  await s.createVolume(volumeId, 1);
+  const { data, attachmentId } = await s.attach(volumeId);
+  const portals = (data.portals ?? []) as Portal[];
+  checkEqual(portals.length, 3, 'portals of a 3-replica volume');
+  return { volumeId, data, attachmentId, portals };
+}
+
+/** Every reported path is live on `generation`, and its controller holds config.json's secrets. */
+function checkPathsOn(s: AgentStack, a: AttachmentView, generation: number): void {
+  const keys = hostKeys(s);
+  for (const p of a.agent!.paths) {
+    checkEqual(p.auth_generation, generation, `${p.controller} (port ${p.port}) auth_generation`);
+    const dir = `/sys/class/nvme/${p.controller}`;
+    checkEqual(readSys(`${dir}/dhchap_secret`) === keys.host, true, `${p.controller} dhchap_secret = config.json's`);
+    checkEqual(
+      readSys(`${dir}/dhchap_ctrl_secret`) === keys.ctrl[String(p.port)],
+      true,
+      `${p.controller} dhchap_ctrl_secret = config.json's for port ${p.port}`,
+    );
+  }
+}
+
+// ------------------------------------------------------------------------------ 1. attach
+
+async function authAttach(s: AgentStack): Promise<void> {
+  const st = await secrets(s);
+  checkEqual(st.step, 'idle', 'the secrets are in force');
+  const mark = (await kernelLog()).length;
+  const t0 = performance.now();
+  const { volumeId, attachmentId, portals } = await attachNew(s);
+  const a = await step('initialize_connection; the agent connects every portal', () =>
+    s.waitConnected(attachmentId, 3),
+  );
+  const connectMs = Math.round(performance.now() - t0);
+  await step('every path authenticated: kernel log, auth_generation, sysfs = config.json = configfs', async () => {
+    checkOneControllerPerPortal(s.nqn, portals);
+    const log = await logSince(mark);
+    observe('kernel log of the attach', log);
+    const ctrls = a.agent!.paths.map((p) => p.controller!).sort();
+    checkEqual(
+      ctrls.filter((c) => authenticated(log).has(c)),
+      ctrls,
+      'controllers that logged "qid 0: authenticated"',
+    );
+    check(!log.some((l) => /authentication failed/.test(l)), 'no authentication failure');
+    checkPathsOn(s, a, st.generation);
+    const mode = statSync(CONFIG_JSON).mode & 0o777;
+    checkEqual(mode.toString(8), '600', `${CONFIG_JSON} mode`);
+    const dir = `${NVMET_HOSTS}/${s.connector.nqn}`;
+    checkEqual(readSys(`${dir}/dhchap_key`) === hostKeys(s).host, true, "configfs dhchap_key = the host's");
+    checkEqual(readSys(`${dir}/dhchap_dhgroup`), DHGROUP, 'configfs dhchap_dhgroup');
+    checkEqual(readSys(`${dir}/dhchap_hash`), 'hmac(sha256)', 'configfs dhchap_hash');
+    observe('authenticated attach', { connectMs, generation: st.generation, paths: a.agent!.paths });
+  });
+  await step('O_DIRECT write and read back 8 MiB', async () => {
+    const dev = a.agent!.device_path!;
+    const writeMs = await writeChunks(dev, 0, 8, 'auth');
+    const { problems, readMs } = await verifyChunks(dev, 0, 'auth', new Array(8).fill(1));
+    checkEqual(problems, [], 'data read back');
+    observe('O_DIRECT 8 MiB', { writeMs, readMs });
+  });
+  await s.detach(volumeId, attachmentId);
+  await s.deleteVolume(volumeId);
+}
+
+// ------------------------------------------------------------------------------ 2, 4. refused
+
+/**
+ * The backend holds `pair` instead of the host's: the attach is refused on every portal, the agent
+ * says `auth_rejected` (with the kernel's reason), and while it retries no controller goes live and
+ * no block device appears. The right pair back at the backend: the agent's retry connects.
+ */
+async function refusedThenRight(
+  s: AgentStack,
+  what: string,
+  drift: (right: { host: string; ctrl: string }) => Promise<[string, string]>,
+) {
+  const right = targetPair;
+  check(right, 'the target pair was read at setup');
+  checkEqual(right.host === hostKeys(s).host, true, "the target's host secret is the host's (config.json)");
+  const [host, target] = await drift(right);
+  await setBackendPair(s, host, target);
+  const mark = (await kernelLog()).length;
+  const { volumeId, attachmentId, portals } = await attachNew(s);
+  const sampler = new Sampler(
+    () => ({
+      live: controllers(s.nqn)
+        .filter((c) => c.state === 'live')
+        .map((c) => c.name),
+      disks: nvmeDisks(),
+    }),
+    100,
+  );
+  let rejected: AttachmentView;
+  try {
+    rejected = await step(`${what}: the agent reports auth_rejected`, () =>
+      s.waitAttachment(
+        attachmentId,
+        'error auth_rejected',
+        (x) => (x.agent?.error?.code === 'auth_rejected' ? x : undefined),
+        60_000,
+      ),
+    );
+    // One more refused pass of the agent's (re-check every 2 s) inside the sampled window.
+    await s.waitAttachment(
+      attachmentId,
+      'a later report, still auth_rejected',
+      (x) =>
+        x.agent?.reported_at !== rejected.agent?.reported_at && x.agent?.error?.code === 'auth_rejected'
+          ? x
+          : undefined,
+      30_000,
+    );
+  } finally {
+    await sampler.stop();
+  }
+  const log = await logSince(mark);
+  observe(`${what}: refused`, { report: rejected.agent, kernel: log.slice(0, 40) });
+  checkEqual(
+    sampler.samples.filter((x) => x.value.live.length || x.value.disks.length),
+    [],
+    `${what}: samples with a live controller or an NVMe block device`,
+  );
+  check(sampler.samples.length > 0, 'the refusal window was sampled');
+  check(rejected.agent!.state !== 'connected', `${what}: not reported connected`);
+  await step(`${what}: the right pair back at the backend; the agent's retry connects`, async () => {
+    await setBackendPair(s, right.host, right.ctrl);
+    const a = await s.waitConnected(attachmentId, 3, 60_000);
+    checkOneControllerPerPortal(s.nqn, portals);
+    checkPathsOn(s, a, (await secrets(s)).generation);
+  });
+  await s.detach(volumeId, attachmentId);
+  await s.deleteVolume(volumeId);
+  return log;
+}
+
+async function authRejected(s: AgentStack): Promise<void> {
+  const log = await refusedThenRight(s, 'wrong host secret', async (right) => [await otherKey(s), right.ctrl]);
+  check(
+    log.some((l) => /host response mismatch/.test(l)) && log.some((l) => /qid 0: authentication failed/.test(l)),
+    'nvmet logs "host response mismatch", the host "qid 0: authentication failed"',
+  );
+}
+
+async function authBidirectional(s: AgentStack): Promise<void> {
+  const log = await refusedThenRight(s, 'wrong controller secret', async (right) => [right.host, await otherKey(s)]);
+  check(
+    log.some((l) => /qid 0: controller authentication failed/.test(l)),
+    'the host logs "qid 0: controller authentication failed"',
+  );
+}
+
+// ------------------------------------------------------------------------------ 3. rotation
+
+async function authRotate(s: AgentStack): Promise<void> {
+  const before = await secrets(s);
+  checkEqual(before.step, 'idle', 'nothing under way');
+  const attachMark = (await kernelLog()).length;
+  const { volumeId, attachmentId, portals } = await attachNew(s);
+  const a = await s.waitConnected(attachmentId, 3);
+  // Attached again after earlier parts revoked the host (its configfs entry removed): the target
+  // must still demand the secret (sysfs shows a secret even when nothing was asked, see nvmet-auth).
+  const attachLog = await logSince(attachMark);
+  const first = a.agent!.paths.map((p) => p.controller!).sort();
+  checkEqual(
+    first.filter((c) => authenticated(attachLog).has(c)),
+    first,
+    'controllers that authenticated at the attach',
+  );
+  const old = hostKeys(s);
+  const oldPort = portals[0]![1];
+  const writer = new BackgroundWriter(a.agent!.device_path!, 0, 16, 'rotate').start();
+  const mark = (await kernelLog()).length;
+  const ioMark = mark;
+  let rotated: AttachmentView;
+  const t0 = performance.now();
+  let firstAnswer: unknown;
+  try {
+    await writer.waitForWrites(8, 'before the rotation');
+    const r = await s.api.http.request(
+      'POST',
+      `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets/rotate?from_generation=${before.generation}`,
+    );
+    firstAnswer = { status: r.status, body: r.body };
+    check([200, 202].includes(r.status), `rotate answered ${r.status}: ${JSON.stringify(r.body)}`);
+    const done = await step('the rotation reaches idle on the next generation', () =>
+      waitFor(
+        'secrets idle on generation + 1',
+        async () => {
+          const st = await secrets(s);
+          return st.step === 'idle' && st.generation === before.generation + 1 ? st : undefined;
+        },
+        120_000,
+      ),
+    );
+    observe('rotation', { firstAnswer, ms: Math.round(performance.now() - t0), status: done });
+    rotated = await s.waitAttachment(
+      attachmentId,
+      'every path reported on the new generation',
+      (x) =>
+        x.agent?.paths.length === 3 &&
+        x.agent.paths.every((p) => p.state === 'live' && p.auth_generation === before.generation + 1)
+          ? x
+          : undefined,
+      30_000,
+    );
+    await writer.waitForWrites(8, 'after the rotation');
+  } finally {
+    await writer.stop();
+  }
+  const log = await logSince(mark);
+  observe('kernel log of the rotation', log);
+  observe('writes', { written: writer.written, slowestMs: writer.maxWriteMs });
+  checkEqual(writer.failures, [], 'failed writes');
+  checkEqual((await writer.verify()).problems, [], 'blocks that do not verify');
+  checkEqual(await ioErrorsSince(ioMark), [], 'kernel I/O errors');
+  check(!log.some((l) => /authentication failed/.test(l)), 'no authentication failure during the rotation');
+  const ctrls = rotated.agent!.paths.map((p) => p.controller!).sort();
+  checkEqual(
+    ctrls.filter((c) => authenticated(log).has(c)),
+    ctrls,
+    'controllers that re-authenticated ("qid 0: authenticated")',
+  );
+  checkPathsOn(s, rotated, before.generation + 1);
+  checkEqual(hostKeys(s).host === old.host, false, 'config.json holds a new host secret');
+  checkOneControllerPerPortal(s.nqn, portals);
+  targetPair = readTargetPair(s);
+  checkEqual(targetPair.host === hostKeys(s).host, true, "configfs dhchap_key = config.json's new host key");
+
+  await step('a connect with the old secret is refused afterwards; nothing added', async () => {
+    const n = controllers(s.nqn).length;
+    const m = (await kernelLog()).length;
+    // -D: a new association beside the live one (nvme-cli would otherwise answer "already
+    // connected"); --config=none: only the secrets given here (throwaway test keys) are used.
+    const r = await shAny('nvme', [
+      'connect',
+      '-t',
+      'tcp',
+      '-a',
+      '127.0.0.1',
+      '-s',
+      String(oldPort),
+      '-n',
+      s.nqn,
+      '-q',
+      s.connector.nqn,
+      '-I',
+      s.connector.nvme_hostid,
+      '-D',
+      '--config=none',
+      `--dhchap-secret=${old.host}`,
+      `--dhchap-ctrl-secret=${old.ctrl[String(oldPort)]}`,
+    ]);
+    const k = await logSince(m);
+    observe('connect with the old secret', { code: r.code, stderr: r.stderr.trim(), kernel: k });
+    check(r.code !== 0, 'nvme connect with the old secret fails');
+    check(
+      k.some((l) => /host response mismatch/.test(l)),
+      'nvmet logs "host response mismatch"',
+    );
+    checkEqual(controllers(s.nqn).length, n, 'controllers after the refused connect');
+  });
+  await s.detach(volumeId, attachmentId);
+  await s.deleteVolume(volumeId);
+}
+
+const parts: Part<AgentStack>[] = [
+  { name: 'agent-auth-attach', run: authAttach },
+  { name: 'agent-auth-rejected', run: authRejected },
+  { name: 'agent-auth-bidirectional', run: authBidirectional },
+  { name: 'agent-auth-rotate', run: authRotate },
+];
+
+await scenarioGroup('agent-auth', {
+  setup: async () => {
+    // The secrets key in a file (mode 0600), never on a command line or in the environment's value.
+    const keyFile = '/tmp/portalis-secrets.key';
+    writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+    const s = await startAgentStack(
+      {},
+      {
+        serviceEnv: { PORTALIS_INBAND_AUTH: 'required', PORTALIS_SECRETS_KEY_FILE: keyFile },
+        simEnv: { PORTALIS_SIM_NVMET_DHGROUP: DHGROUP },
+      },
+    );
+    // A setup that fails after the stack started must stop it, or the guest never exits.
+    try {
+      const st = await step('the host has its secrets (generated at POST /v1/hosts)', () =>
+        waitFor(
+          'secrets in force',
+          async () => {
+            const x = await secrets(s);
+            return x.step === 'idle' && x.generation >= 1 ? x : undefined;
+          },
+          60_000,
+        ),
+      );
+      observe('host secrets', st);
+      await waitFor(
+        'the agent wrote config.json',
+        () => {
+          try {
+            return hostKeys(s).host ? true : undefined;
+          } catch {
+            return undefined;
+          }
+        },
+        60_000,
+      );
+      targetPair = readTargetPair(s);
+      checkEqual(targetPair.host === hostKeys(s).host, true, "configfs dhchap_key = config.json's host key");
+    } catch (err) {
+      await s.stop().catch(() => undefined);
+      throw err;
+    }
+    return s;
+  },
+  parts,
+  between: (s) => s.cleanUp(),
+  diagnose: (s) => {
+    s?.diagnose();
+    void kernelLog().then((l) => console.log(l.slice(-40).join('\n')));
+  },
+  teardown: async (s) => {
+    await step('stop the agent, portalis serve and portalis sim (SIGTERM)', () => s.stop());
+  },
+});
