@@ -26,8 +26,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { type AgentStack, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunks } from './io.ts';
-import { check, checkEqual, observe, readSys, scenarioGroup, sh, shAny, step, waitFor, type Part } from './lib.ts';
-import { checkOneControllerPerPortal, controllers, ioErrorsSince, kernelLog, nvmeDisks } from './nvme.ts';
+import { check, checkEqual, observe, readSys, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
+import { checkOneControllerPerPortal, controllers, ioErrorsSince, kernelLog, nvmeConnect, nvmeDisks } from './nvme.ts';
 import type { AttachmentView } from './rest.ts';
 
 type Portal = [string, number, string];
@@ -345,25 +345,19 @@ async function authRotate(s: AgentStack): Promise<void> {
     const m = (await kernelLog()).length;
     // -D: a new association beside the live one (nvme-cli would otherwise answer "already
     // connected"); --config=none: only the secrets given here (throwaway test keys) are used.
-    const r = await shAny('nvme', [
-      'connect',
-      '-t',
-      'tcp',
-      '-a',
-      '127.0.0.1',
-      '-s',
-      String(oldPort),
-      '-n',
-      s.nqn,
-      '-q',
-      s.connector.nqn,
-      '-I',
-      s.connector.nvme_hostid,
-      '-D',
-      '--config=none',
-      `--dhchap-secret=${old.host}`,
-      `--dhchap-ctrl-secret=${old.ctrl[String(oldPort)]}`,
-    ]);
+    const r = await nvmeConnect({
+      nqn: s.nqn,
+      address: '127.0.0.1',
+      port: oldPort,
+      hostNqn: s.connector.nqn,
+      hostId: s.connector.nvme_hostid,
+      extra: [
+        '-D',
+        '--config=none',
+        `--dhchap-secret=${old.host}`,
+        `--dhchap-ctrl-secret=${old.ctrl[String(oldPort)]}`,
+      ],
+    });
     const k = await logSince(m);
     observe('connect with the old secret', { code: r.code, stderr: r.stderr.trim(), kernel: k });
     check(r.code !== 0, 'nvme connect with the old secret fails');

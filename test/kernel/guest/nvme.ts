@@ -19,6 +19,8 @@ export interface ConnectOptions {
   transport?: string;
   hostNqn?: string;
   hostId?: string;
+  /** More options, before `-o json` (secrets, `--config`, `-D`). */
+  extra?: string[];
 }
 
 /** `nvme connect … -o json`; the caller interprets the result. */
@@ -39,6 +41,7 @@ export function nvmeConnect(o: ConnectOptions): Promise<RunResult> {
     o.hostId ?? HOST_ID,
     '--ctrl-loss-tmo=-1',
     '--reconnect-delay=1',
+    ...(o.extra ?? []),
     '-o',
     'json',
   ]);

@@ -25,6 +25,7 @@ import {
   headByUuid,
   ioErrorsSince,
   kernelLog,
+  nvmeConnect,
 } from './nvme.ts';
 
 const NQN = 'nqn.2016-01.com.lightbitslabs:uuid:7a4e2c1d-3b5f-4e6a-9c8d-2e1f0a9b8c7d';
@@ -75,28 +76,16 @@ function setDhGroup(group: string): void {
 function connect(
   o: Omit<ConnectOptions, 'nqn' | 'address'> & { secret?: string; ctrlSecret?: string; config?: string },
 ) {
-  return shAny('nvme', [
-    'connect',
-    '-t',
-    'tcp',
-    '-a',
-    '127.0.0.1',
-    '-s',
-    String(o.port),
-    '-n',
-    NQN,
-    '-q',
-    o.hostNqn ?? HOST_NQN,
-    '-I',
-    o.hostId ?? HOST_ID,
-    '--ctrl-loss-tmo=-1',
-    '--reconnect-delay=1',
-    `--config=${o.config ?? 'none'}`,
-    ...(o.secret ? [`--dhchap-secret=${o.secret}`] : []),
-    ...(o.ctrlSecret ? [`--dhchap-ctrl-secret=${o.ctrlSecret}`] : []),
-    '-o',
-    'json',
-  ]);
+  return nvmeConnect({
+    ...o,
+    nqn: NQN,
+    address: '127.0.0.1',
+    extra: [
+      `--config=${o.config ?? 'none'}`,
+      ...(o.secret ? [`--dhchap-secret=${o.secret}`] : []),
+      ...(o.ctrlSecret ? [`--dhchap-ctrl-secret=${o.ctrlSecret}`] : []),
+    ],
+  });
 }
 
 /** Kernel log lines after `mark`, without the timestamp. */
