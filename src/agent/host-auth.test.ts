@@ -160,6 +160,21 @@ describe('agent in-band authentication', () => {
     await stop();
   });
 
+  it('a controller whose controller-secret write fails after its host secret reports no new generation', async () => {
+    const { t, stop } = await attachedAt1();
+    const [, second] = t.host.controllers();
+    t.host.kernel.failDhchapCtrlWrite.add(second!);
+    t.service.setSecrets({ current: GEN2, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    assert.equal(t.host.fs.read(`/sys/class/nvme/${second}/dhchap_secret`)?.trim(), GEN2.host_secret);
+    assert.deepEqual(generations(t), [2, null, 2], 'half-moved: neither generation');
+    assert.equal(t.service.last('a1')?.error?.code, 'auth_rotation_failed');
+    t.host.kernel.failDhchapCtrlWrite.clear();
+    await elapse(t.clock, 30_000); // the recheck writes the controller secret
+    assert.deepEqual(generations(t), [2, 2, 2]);
+    await stop();
+  });
+
   it('a restarted agent finds the file and the controllers in step and writes nothing', async () => {
     const first = await attachedAt1();
     const t = first.t;
