@@ -175,6 +175,21 @@ describe('agent in-band authentication', () => {
     await stop();
   });
 
+  it('a port of a gone attachment moves to the current controller key even when `previous` never came', async () => {
+    const { t, stop } = await attachedAt1();
+    t.service.remove('a1'); // no live paths: the rotation goes staged→idle at once
+    await elapse(t.clock, 1_000);
+    t.service.setSecrets({ current: GEN2, previous: null });
+    await elapse(t.clock, 1_000);
+    const c = config(t.host);
+    assert.equal(c[0].dhchap_key, GEN2.host_secret);
+    assert.deepEqual(
+      c[0].subsystems[0].ports.map((p: Record<string, string>) => [p.traddr, p.dhchap_ctrl_key]),
+      ADDRS.map((a) => [a, GEN2.ctrl_secret]),
+    );
+    await stop();
+  });
+
   it('a restarted agent finds the file and the controllers in step and writes nothing', async () => {
     const first = await attachedAt1();
     const t = first.t;
@@ -225,7 +240,6 @@ describe('agent in-band authentication', () => {
       hostId: HOSTID!,
       hostSecret: GEN1.host_secret,
       ctrlSecret: GEN1.ctrl_secret,
-      previousCtrlSecret: null,
       subsystems: [],
     };
     assert.throws(

@@ -89,7 +89,6 @@ export class HostAuth {
         hostId,
         hostSecret: d.current.host_secret,
         ctrlSecret: d.current.ctrl_secret,
-        previousCtrlSecret: d.previous?.ctrl_secret ?? null,
         subsystems: targets,
       });
       // The port's writeFile is a temporary file renamed over the old one (linux.ts): a connect
