@@ -85,6 +85,9 @@ export class AgentDaemon {
   private readonly options: Required<Omit<DaemonOptions, 'log' | 'observer' | 'host'>>;
   private readonly auth: HostAuth | null;
   private dhchap: Dhchap = undefined;
+  /** The applyAuth pass running, and the one queued behind it (applyAuth). */
+  private authRunning: Promise<void> | null = null;
+  private authQueued: Promise<void> | null = null;
   private readonly observer: DaemonObserver | undefined;
   private readonly assisted: AssistedAttachments;
   private readonly owned: OwnedAttachments;
@@ -280,7 +283,30 @@ export class AgentDaemon {
    * when a controller moved, every report goes again with its paths' new `auth_generation`, which
    * the service's rotation waits for. A failure is logged there and retried at the next recheck.
    */
-  private async applyAuth(): Promise<void> {
+  private applyAuth(): Promise<void> {
+    // One pass at a time, each reading `this.dhchap` when it starts: the watch loop and the recheck
+    // both call this, and a recheck still writing the old secret could otherwise land after the
+    // poll's new one and move config.json and a controller back. A call during a pass waits for
+    // the one pass queued behind it, which starts after it and so applies the latest secrets.
+    if (this.authQueued !== null) return this.authQueued;
+    if (this.authRunning === null) return this.startAuthPass();
+    const queued = this.authRunning.then(() => {
+      this.authQueued = null;
+      return this.startAuthPass();
+    });
+    this.authQueued = queued;
+    return queued;
+  }
+
+  private startAuthPass(): Promise<void> {
+    const pass: Promise<void> = this.authPass().finally(() => {
+      if (this.authRunning === pass) this.authRunning = null;
+    });
+    this.authRunning = pass;
+    return pass;
+  }
+
+  private async authPass(): Promise<void> {
     if (!this.auth) return;
     const targets: AuthTarget[] = [...this.tracked.values()]
       .flatMap((t) => neededBy(t))
