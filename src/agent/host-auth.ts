@@ -91,8 +91,9 @@ export class HostAuth {
         ctrlSecret: d.current.ctrl_secret,
         subsystems: targets,
       });
-      // The port's writeFile is a temporary file renamed over the old one (linux.ts): a connect
-      // reading the file meanwhile sees the old text or the new, never half of it. 0600: secrets.
+      // The port's writeFile is a temporary file (random name, 'wx', 0600, fsynced) renamed over the
+      // old one (linux.ts): a connect reading the file meanwhile sees the old text or the new, never
+      // half of it. 0600: secrets.
       if (text !== old) await this.host.writeFile(NVME_CONFIG_JSON, text, { mode: 0o600 });
     } catch (e) {
       const code = e instanceof AgentError ? e.code : ((e as { code?: string }).code ?? 'internal');
