@@ -284,16 +284,17 @@ export class AgentDaemon {
    * the service's rotation waits for. A failure is logged there and retried at the next recheck.
    */
   private applyAuth(): Promise<void> {
-    // One pass at a time, each reading `this.dhchap` when it starts: the watch loop and the recheck
-    // both call this, and a recheck still writing the old secret could otherwise land after the
-    // poll's new one and move config.json and a controller back. A call during a pass waits for
-    // the one pass queued behind it, which starts after it and so applies the latest secrets.
+    // One pass at a time, each reading `this.dhchap` as it starts: else a recheck still writing the
+    // old secret could land after the poll's new one, in config.json and sysfs. A call during a
+    // pass waits for the one pass queued behind it, which applies the latest secrets.
     if (this.authQueued !== null) return this.authQueued;
     if (this.authRunning === null) return this.startAuthPass();
-    const queued = this.authRunning.then(() => {
+    const next = () => {
       this.authQueued = null;
       return this.startAuthPass();
-    });
+    };
+    // However the running pass ended (its caller has its error): a rejection must reset it too.
+    const queued = this.authRunning.then(next, next);
     this.authQueued = queued;
     return queued;
   }
