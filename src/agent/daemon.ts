@@ -85,6 +85,9 @@ export class AgentDaemon {
   private readonly options: Required<Omit<DaemonOptions, 'log' | 'observer' | 'host'>>;
   private readonly auth: HostAuth | null;
   private dhchap: Dhchap = undefined;
+  /** The applyAuth pass running, and the one queued behind it (applyAuth). */
+  private authRunning: Promise<void> | null = null;
+  private authQueued: Promise<void> | null = null;
   private readonly observer: DaemonObserver | undefined;
   private readonly assisted: AssistedAttachments;
   private readonly owned: OwnedAttachments;
@@ -280,7 +283,31 @@ export class AgentDaemon {
    * when a controller moved, every report goes again with its paths' new `auth_generation`, which
    * the service's rotation waits for. A failure is logged there and retried at the next recheck.
    */
-  private async applyAuth(): Promise<void> {
+  private applyAuth(): Promise<void> {
+    // One pass at a time, each reading `this.dhchap` as it starts: else a recheck still writing the
+    // old secret could land after the poll's new one, in config.json and sysfs. A call during a
+    // pass waits for the one pass queued behind it, which applies the latest secrets.
+    if (this.authQueued !== null) return this.authQueued;
+    if (this.authRunning === null) return this.startAuthPass();
+    const next = () => {
+      this.authQueued = null;
+      return this.startAuthPass();
+    };
+    // However the running pass ended (its caller has its error): a rejection must reset it too.
+    const queued = this.authRunning.then(next, next);
+    this.authQueued = queued;
+    return queued;
+  }
+
+  private startAuthPass(): Promise<void> {
+    const pass: Promise<void> = this.authPass().finally(() => {
+      if (this.authRunning === pass) this.authRunning = null;
+    });
+    this.authRunning = pass;
+    return pass;
+  }
+
+  private async authPass(): Promise<void> {
     if (!this.auth) return;
     const targets: AuthTarget[] = [...this.tracked.values()]
       .flatMap((t) => neededBy(t))

@@ -17,6 +17,7 @@ import { ADDRS, NQN, VOL, nativeData, scenario } from './testing/scenario.ts';
 const key = (c: string) => `DHHC-1:00:${c.repeat(48)}:`;
 const GEN1 = { generation: 1, host_secret: key('a'), ctrl_secret: key('b') };
 const GEN2 = { generation: 2, host_secret: key('c'), ctrl_secret: key('d') };
+const GEN3 = { generation: 3, host_secret: key('e'), ctrl_secret: key('f') };
 const HOSTID = FAKE_HOSTNQN.split(':uuid:')[1];
 const OTHER = { hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:other', hostid: 'x', dhchap_key: key('z'), mine: 'kept' };
 
@@ -160,6 +161,72 @@ describe('agent in-band authentication', () => {
     await stop();
   });
 
+  it('a controller whose controller-secret write fails after its host secret reports no new generation', async () => {
+    const { t, stop } = await attachedAt1();
+    const [, second] = t.host.controllers();
+    t.host.kernel.failDhchapCtrlWrite.add(second!);
+    t.service.setSecrets({ current: GEN2, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    assert.equal(t.host.fs.read(`/sys/class/nvme/${second}/dhchap_secret`)?.trim(), GEN2.host_secret);
+    assert.deepEqual(generations(t), [2, null, 2], 'half-moved: neither generation');
+    assert.equal(t.service.last('a1')?.error?.code, 'auth_rotation_failed');
+    t.host.kernel.failDhchapCtrlWrite.clear();
+    await elapse(t.clock, 30_000); // the recheck writes the controller secret
+    assert.deepEqual(generations(t), [2, 2, 2]);
+    await stop();
+  });
+
+  it('a port of a gone attachment moves to the current controller key even when `previous` never came', async () => {
+    const { t, stop } = await attachedAt1();
+    t.service.remove('a1'); // no live paths: the rotation goes staged→idle at once
+    await elapse(t.clock, 1_000);
+    t.service.setSecrets({ current: GEN2, previous: null });
+    await elapse(t.clock, 1_000);
+    const c = config(t.host);
+    assert.equal(c[0].dhchap_key, GEN2.host_secret);
+    assert.deepEqual(
+      c[0].subsystems[0].ports.map((p: Record<string, string>) => [p.traddr, p.dhchap_ctrl_key]),
+      ADDRS.map((a) => [a, GEN2.ctrl_secret]),
+    );
+    await stop();
+  });
+
+  it('a recheck still writing the old secret never lands after the poll brings a newer one', async () => {
+    const { t, stop } = await attachedAt1();
+    const [, second] = t.host.controllers();
+    t.host.kernel.failDhchapWrite.add(second!);
+    t.service.setSecrets({ current: GEN2, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    t.host.kernel.failDhchapWrite.clear();
+    // The recheck's retry of `second` with GEN2 is held in its sysfs write...
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    let holding = false;
+    const write = t.host.writeFile.bind(t.host);
+    t.host.writeFile = async (p, d, o) => {
+      if (p === `/sys/class/nvme/${second}/dhchap_secret` && d === GEN2.host_secret) {
+        holding = true;
+        await held;
+      }
+      return write(p, d, o);
+    };
+    await elapse(t.clock, 30_000);
+    assert.ok(holding, 'the recheck is writing GEN2');
+    // ...while the poll brings GEN3, then the write goes on.
+    t.host.fabric.hostKeys.set(FAKE_HOSTNQN, GEN3.host_secret);
+    t.service.setSecrets({ current: GEN3, previous: GEN2 });
+    await elapse(t.clock, 1_000);
+    release();
+    await elapse(t.clock, 1_000);
+    assert.deepEqual(
+      secretsOf(t.host),
+      ADDRS.map(() => GEN3.host_secret),
+    );
+    assert.equal(config(t.host)[0].dhchap_key, GEN3.host_secret);
+    assert.deepEqual(generations(t), [3, 3, 3]);
+    await stop();
+  });
+
   it('a restarted agent finds the file and the controllers in step and writes nothing', async () => {
     const first = await attachedAt1();
     const t = first.t;
@@ -210,7 +277,6 @@ describe('agent in-band authentication', () => {
       hostId: HOSTID!,
       hostSecret: GEN1.host_secret,
       ctrlSecret: GEN1.ctrl_secret,
-      previousCtrlSecret: null,
       subsystems: [],
     };
     assert.throws(

@@ -89,11 +89,11 @@ export class HostAuth {
         hostId,
         hostSecret: d.current.host_secret,
         ctrlSecret: d.current.ctrl_secret,
-        previousCtrlSecret: d.previous?.ctrl_secret ?? null,
         subsystems: targets,
       });
-      // The port's writeFile is a temporary file renamed over the old one (linux.ts): a connect
-      // reading the file meanwhile sees the old text or the new, never half of it. 0600: secrets.
+      // The port's writeFile is a temporary file (random name, 'wx', 0600, fsynced) renamed over the
+      // old one (linux.ts): a connect reading the file meanwhile sees the old text or the new, never
+      // half of it. 0600: secrets.
       if (text !== old) await this.host.writeFile(NVME_CONFIG_JSON, text, { mode: 0o600 });
     } catch (e) {
       const code = e instanceof AgentError ? e.code : ((e as { code?: string }).code ?? 'internal');
@@ -134,15 +134,26 @@ export class HostAuth {
     return moved;
   }
 
-  /** The generation of the secret `ctrl` holds (sysfs `dhchap_secret`), null when none of the known ones. */
+  /**
+   * The generation `ctrl` holds, null when none of the known ones. Bidirectional (its
+   * `dhchap_ctrl_secret` is not `none`): both attributes must hold the same generation, or a
+   * controller whose controller-secret write failed after its host secret moved would count as
+   * moved and let the rotation retire the old pair the target still presents.
+   */
   async generationOf(ctrl: string): Promise<number | null> {
     const d = this.secrets;
     if (!d) return null;
     // A controller that vanished or an unreadable attribute says nothing: null, and the report goes.
-    const held = (await this.host.readFile(`/sys/class/nvme/${ctrl}/dhchap_secret`).catch(() => null))?.trim();
+    const read = async (attr: string) =>
+      (await this.host.readFile(`/sys/class/nvme/${ctrl}/${attr}`).catch(() => null))?.trim();
+    const held = await read('dhchap_secret');
     if (!held || held === 'none') return null;
-    if (sameSecret(held, d.current.host_secret)) return d.current.generation;
-    if (d.previous && sameSecret(held, d.previous.host_secret)) return d.previous.generation;
+    const heldCtrl = await read('dhchap_ctrl_secret');
+    if (!heldCtrl) return null;
+    for (const g of [d.current, d.previous]) {
+      if (!g || !sameSecret(held, g.host_secret)) continue;
+      return heldCtrl === 'none' || sameSecret(heldCtrl, g.ctrl_secret) ? g.generation : null;
+    }
     return null;
   }
 

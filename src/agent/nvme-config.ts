@@ -21,8 +21,6 @@ export interface HostKeys {
   hostId: string | null;
   hostSecret: string;
   ctrlSecret: string;
-  /** A previous controller secret: any port still holding it is moved to `ctrlSecret`. */
-  previousCtrlSecret: string | null;
   /** The subsystems and portals of this host's attachments (each port gets `dhchap_ctrl_key`). */
   subsystems: { nqn: string; portals: PortalSpec[] }[];
 }
@@ -80,12 +78,14 @@ export function withHostKeys(text: string | null, k: HostKeys): string {
     }
     se.ports = ports;
   }
-  // A port written for an attachment that has gone since keeps the old controller secret, which the
-  // target no longer presents after a rotation: a connect to it would refuse the target.
+  // A port written for an attachment that has gone since keeps its controller key, which the target
+  // no longer presents after a rotation; os-brick's plain connect to it would refuse the target. The
+  // host entry is ours (its dhchap_key is), so every port carrying a controller key gets the current
+  // one: matching only the `previous` pair missed rotations the agent never saw mid-way (one with
+  // no live paths goes staged→idle at once, and `previous` is never delivered). A port without a
+  // controller key is not one we wrote (every port we add carries one) and is left one-way.
   for (const se of subsystems)
-    for (const pe of asArray(se.ports))
-      if (k.previousCtrlSecret !== null && pe.dhchap_ctrl_key === k.previousCtrlSecret)
-        pe.dhchap_ctrl_key = k.ctrlSecret;
+    for (const pe of asArray(se.ports)) if (pe.dhchap_ctrl_key !== undefined) pe.dhchap_ctrl_key = k.ctrlSecret;
   entry.subsystems = subsystems;
   return `${JSON.stringify(hosts, null, 2)}\n`;
 }

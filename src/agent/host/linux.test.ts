@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -53,6 +53,24 @@ describe('LinuxHost', () => {
     await host.writeFile('/etc/nvme/hostnqn', 'nqn.x\n', { mode: 0o644 });
     assert.equal(await host.readFile('/etc/nvme/hostnqn'), 'nqn.x\n');
     assert.equal((await stat(path.join(root, 'etc/nvme/hostnqn'))).mode & 0o777, 0o644);
+  });
+
+  it('concurrent writes of one file each rename a whole file of their own, 0600, no temporary left', async () => {
+    const texts = Array.from({ length: 16 }, (_, i) => `${String(i).repeat(4096)}\n`);
+    const results = await Promise.allSettled(
+      texts.map((t) => host.writeFile('/etc/nvme/config.json', t, { mode: 0o600 })),
+    );
+    assert.deepEqual(
+      results.filter((r) => r.status === 'rejected'),
+      [],
+      'no write lost its temporary file to another',
+    );
+    assert.ok(texts.includes((await host.readFile('/etc/nvme/config.json')) ?? ''), 'one whole text');
+    assert.equal((await stat(path.join(root, 'etc/nvme/config.json'))).mode & 0o777, 0o600);
+    assert.deepEqual(
+      (await readdir(path.join(root, 'etc/nvme'))).filter((n) => n.includes('config.json')),
+      ['config.json'],
+    );
   });
 
   it('gives the machine facts the connector dict needs', () => {

@@ -4,6 +4,7 @@
  * decisions: everything it returns is interpreted by the callers.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fsSync, { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -130,12 +131,35 @@ export class LinuxHost implements HostPort {
       await fs.writeFile(phys, data);
       return;
     }
-    await fs.mkdir(path.dirname(phys), { recursive: true, mode: 0o755 });
-    // Write-then-rename so that a crash never leaves a half-written /etc/nvme/hostnqn.
-    const tmp = `${phys}.portalis-${process.pid}.tmp`;
-    await fs.writeFile(tmp, data, { mode: opts.mode ?? 0o644 });
-    if (opts.mode !== undefined) await fs.chmod(tmp, opts.mode);
-    await fs.rename(tmp, phys);
+    const dir = path.dirname(phys);
+    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    // Write-then-rename so that a crash never leaves a half-written /etc/nvme/hostnqn or config.json.
+    // A random name per write: two writes of one path at once each rename a whole file of their own
+    // (a shared name let one's truncate race the other's rename). 'wx' (O_EXCL) never opens a file
+    // someone placed there, and 0600 keeps a secret unreadable until it is complete.
+    const tmp = `${phys}.portalis-${randomBytes(8).toString('hex')}.tmp`;
+    const fh = await fs.open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(data);
+      await fh.chmod(opts.mode ?? 0o644); // the final mode, exact (open's mode is narrowed by the umask)
+      // fsync before the rename: without it a power loss can leave the new name on empty data.
+      await fh.sync();
+      await fh.close();
+      await fs.rename(tmp, phys);
+    } catch (e) {
+      await fh.close().catch(() => {});
+      await fs.rm(tmp, { force: true });
+      throw e;
+    }
+    // fsync(2): "Calling fsync() does not necessarily ensure that the entry in the directory
+    // containing the file has also reached disk. For that an explicit fsync() on a file descriptor
+    // for the directory is also needed." (Linux man-pages, fsync(2)).
+    const dh = await fs.open(dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
   }
 
   async readdir(p: string): Promise<string[]> {

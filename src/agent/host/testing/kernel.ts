@@ -110,6 +110,8 @@ export class FakeKernel {
   readonly log: string[] = [];
   /** Controllers whose `dhchap_secret` write fails (EIO), as a re-authentication the kernel could not start. */
   readonly failDhchapWrite = new Set<string>();
+  /** Controllers whose `dhchap_ctrl_secret` write alone fails (EIO): the host secret moved, the controller secret not. */
+  readonly failDhchapCtrlWrite = new Set<string>();
   private nextMinor = 0;
   private nextDm = 0;
 

@@ -83,7 +83,8 @@ function renderCtrl(k: FakeKernel, ctrl: Ctrl): void {
       mode: 0o644,
       onWrite: (v) => {
         const name = `nvme${ctrl.instance}`;
-        if (k.failDhchapWrite.has(name)) throw Object.assign(new Error('EIO'), { code: 'EIO' });
+        if (k.failDhchapWrite.has(name) || (attr === 'dhchap_ctrl_secret' && k.failDhchapCtrlWrite.has(name)))
+          throw Object.assign(new Error('EIO'), { code: 'EIO' });
         if (!v.trim().startsWith('DHHC-1:') || ctrl[field] === 'none')
           throw Object.assign(new Error('EINVAL'), { code: 'EINVAL' });
         ctrl[field] = v.trim();
