@@ -11,6 +11,7 @@
  *      authenticated with the new generation (the agent re-authenticates in place).
  *   4. → `idle`: the backend keeps only the new pair; the old generation is retired (its
  *      ciphertexts dropped) and the agent woken to forget it.
+ * Every step runs under the host's lock in PostgreSQL (`withHostLock`), so replicas take turns.
  * A failure at any step leaves the old secret valid everywhere, so every path keeps working; the
  * state names the step and the last error. `advanceRotation` resumes (the rotate call, repeated,
  * or the fleet's periodic pass).
@@ -96,7 +97,13 @@ export async function rotateHostSecrets(
 
 /** Takes the host's rotation, if any, as far as it can go now (see the steps above). */
 export async function advanceRotation(deps: DriverDeps, nqn: string): Promise<RotationStatus> {
-  const store = secretsOf(deps);
+  // Under the host's lock, each step's state is read again before its backend call, and moved
+  // before another replica can act: a replica on a stale `staged` read can no longer land the
+  // old pair at the backend after another finished and staged the next (LightOS holds one pair).
+  return secretsOf(deps).withHostLock(nqn, (store) => advanceLocked(deps, store, nqn));
+}
+
+async function advanceLocked(deps: DriverDeps, store: HostSecretStore, nqn: string): Promise<RotationStatus> {
   // Each pass moves one step or stops; four steps at most, the bound guards against a store
   // that reports a step it cannot leave.
   for (let i = 0; i < 8; i++) {
