@@ -18,7 +18,7 @@
  */
 import type { DriverDeps } from './deps.ts';
 import { generateDhchapSecret } from './dhchap-key.ts';
-import { DriverError } from './errors.ts';
+import { DriverError, isDriverError } from './errors.ts';
 import { hostNotFound } from './guards.ts';
 import type { DhchapPair, HostAuthState, HostSecretStore } from './ports.ts';
 
@@ -147,9 +147,22 @@ async function accepted(store: HostSecretStore, nqn: string, next: number, inFor
   return pairs.filter((p): p is DhchapPair => p !== null);
 }
 
-/** The secrets the host's agent must hold now (HostSecretStore.delivery), null without a secrets key. */
-export async function secretsForAgent(deps: DriverDeps, nqn: string): Promise<AgentSecrets | null> {
-  return deps.hostSecrets ? deps.hostSecrets.delivery(nqn) : null;
+/**
+ * The secrets the host's agent must hold now (HostSecretStore.delivery), null when it has none;
+ * undefined when they cannot be opened here (`secrets_unreadable`: this replica's secrets key is
+ * not the one that sealed them, or a row is damaged). The poll then goes without them, so the
+ * host still gets its attachments and keeps the secrets it holds; the log names the host and the
+ * code, never a value.
+ */
+export async function secretsForAgent(deps: DriverDeps, nqn: string): Promise<AgentSecrets | null | undefined> {
+  if (!deps.hostSecrets) return null;
+  try {
+    return await deps.hostSecrets.delivery(nqn);
+  } catch (e) {
+    if (!isDriverError(e, 'secrets_unreadable')) throw e;
+    deps.logger.error({ host: nqn, code: e.code }, 'host secrets do not open; the poll answers without them');
+    return undefined;
+  }
 }
 
 /** The fleet's periodic pass: every rotation under way moves on (a failing one keeps its error and waits). */

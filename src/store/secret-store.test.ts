@@ -57,7 +57,10 @@ describe('PgHostSecretStore', () => {
     assert.equal(raw.whole.includes('DHHC-1'), false);
     assert.deepEqual(await store.pair(nqn, 1), { generation: 1, ...p });
     // Another key cannot open it; nor can the ciphertext be moved to another host's row.
-    await assert.rejects(new PgHostSecretStore(t.db, new SecretBox(randomBytes(32))).pair(nqn, 1));
+    const otherKey = new PgHostSecretStore(t.db, new SecretBox(randomBytes(32)));
+    await assert.rejects(otherKey.pair(nqn, 1), { code: 'secrets_unreadable' });
+    await store.advance(nqn, 1, 'staged', 'at_backend');
+    await assert.rejects(otherKey.delivery(nqn), { code: 'secrets_unreadable' }, 'a typed error, never a plain one');
     const other = await host();
     await store.begin(other, pair());
     await t.db.raw(

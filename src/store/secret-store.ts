@@ -165,11 +165,30 @@ export class PgHostSecretStore implements HostSecretStore {
       | { host_secret: Buffer; ctrl_secret: Buffer }
       | undefined;
     if (!row) return null;
-    return {
-      generation,
-      hostSecret: this.box.open(row.host_secret, context(nqn, generation, 'host')),
-      ctrlSecret: this.box.open(row.ctrl_secret, context(nqn, generation, 'ctrl')),
-    };
+    return this.open(nqn, generation, row);
+  }
+
+  /**
+   * Opens one generation's pair. A ciphertext this replica's key cannot open (another
+   * PORTALIS_SECRETS_KEY than the one that sealed it, or a damaged row) is a typed error naming
+   * the host and generation, never the bytes: the rotation answers 503 `secrets_unreadable`
+   * instead of a 500, and delivery leaves the secrets out (secretsForAgent).
+   */
+  private open(nqn: string, generation: number, row: { host_secret: Buffer; ctrl_secret: Buffer }): DhchapPair {
+    try {
+      return {
+        generation,
+        hostSecret: this.box.open(row.host_secret, context(nqn, generation, 'host')),
+        ctrlSecret: this.box.open(row.ctrl_secret, context(nqn, generation, 'ctrl')),
+      };
+    } catch (e) {
+      throw new DriverError(
+        'secrets_unreadable',
+        `host ${nqn}: secret generation ${generation} does not open with this replica's ` +
+          'PORTALIS_SECRETS_KEY (another key sealed it, or the row is damaged)',
+        { cause: e },
+      );
+    }
   }
 
   async delivery(nqn: string): Promise<{ current: DhchapPair; previous: DhchapPair | null } | null> {
@@ -186,11 +205,7 @@ export class PgHostSecretStore implements HostSecretStore {
         WHERE a.host_nqn = ?`,
       [nqn],
     )) as { rows: { generation: number; host_secret: Buffer; ctrl_secret: Buffer; is_current: boolean }[] };
-    const open = (r: (typeof rows)[number]): DhchapPair => ({
-      generation: r.generation,
-      hostSecret: this.box.open(r.host_secret, context(nqn, r.generation, 'host')),
-      ctrlSecret: this.box.open(r.ctrl_secret, context(nqn, r.generation, 'ctrl')),
-    });
+    const open = (r: (typeof rows)[number]): DhchapPair => this.open(nqn, r.generation, r);
     const current = rows.find((r) => r.is_current);
     const previous = rows.find((r) => !r.is_current);
     return current ? { current: open(current), previous: previous ? open(previous) : null } : null;

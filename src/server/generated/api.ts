@@ -185,7 +185,9 @@ export interface paths {
      * Give the host its first secrets (or finish a rotation under way); a host that has them is left alone.
      * @description 200 when done, 202 while the rotation waits for the host's agent (every live path must
      * authenticate with the new generation). A backend failure answers 502/503/504 and the state keeps the step
-     * and error; repeating the call resumes. 409 `auth_not_configured` without a secrets key.
+     * and error; repeating the call resumes. 409 `auth_not_configured` without a secrets key; 503
+     * `secrets_unreadable` when this replica's secrets key cannot open the stored secrets (another key sealed
+     * them, or a row is damaged).
      */
     post: operations['ensureHostSecrets'];
   };
