@@ -12,7 +12,9 @@
  *   4. → `idle`: the backend keeps only the new pair; the old generation is retired (its
  *      ciphertexts dropped) and the agent woken to forget it.
  * Every step runs under the host's lock in PostgreSQL (`withHostLock`), so replicas take turns.
- * A failure at any step leaves the old secret valid everywhere, so every path keeps working; the
+ * A failure at any step leaves the old secret valid at a backend that holds both pairs; LightOS
+ * holds one, and a step 2 PUT whose answer was lost may have replaced it (docs/DECISIONS.md,
+ * "Rotation order": the host's new connects are refused until the step is retried). The
  * state names the step and the last error. `advanceRotation` resumes (the rotate call, repeated,
  * or the fleet's periodic pass).
  */
