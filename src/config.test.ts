@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, loadConfig, plainSecretsWarning } from './config.ts';
 
 describe('loadConfig', () => {
   it('has working defaults with nothing set', () => {
@@ -144,5 +144,19 @@ describe('loadConfig: portal refresh', () => {
       false,
       'the key is not printable',
     );
+  });
+});
+
+describe('plainSecretsWarning', () => {
+  it('warns, naming PORTALIS_TLS_CERT, when auth is required without TLS off loopback', () => {
+    const tls = { certFile: '/c.pem', keyFile: '/k.pem' };
+    const w = (inbandAuth: 'off' | 'required', host: string, withTls = false) =>
+      plainSecretsWarning({ inbandAuth, host, tls: withTls ? tls : null });
+    assert.match(w('required', '0.0.0.0') ?? '', /PORTALIS_TLS_CERT/);
+    assert.match(w('required', '10.0.0.5') ?? '', /plain HTTP/);
+    assert.match(w('required', '::') ?? '', /PORTALIS_TLS_CERT/);
+    assert.equal(w('required', '0.0.0.0', true), null, 'TLS on');
+    assert.equal(w('off', '0.0.0.0'), null, 'auth off');
+    for (const lo of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost']) assert.equal(w('required', lo), null, lo);
   });
 });

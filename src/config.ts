@@ -278,3 +278,19 @@ function tlsFiles(cert: string | undefined, key: string | undefined, cwd: string
     throw new ConfigError('PORTALIS_TLS_CERT', 'required with PORTALIS_TLS_KEY (the PEM certificate file)');
   return cert && key ? { certFile: path.resolve(cwd, cert), keyFile: path.resolve(cwd, key) } : null;
 }
+
+/**
+ * With in-band authentication on, the agents' long polls carry their hosts' DH-HMAC-CHAP secrets:
+ * over plain HTTP anyone on the path reads them. Start-up still goes on (a TLS-terminating proxy
+ * in front is a sound set-up the service cannot see), but says so, unless the service listens on
+ * loopback only, where nothing crosses a network.
+ */
+export function plainSecretsWarning(c: Pick<ServiceConfig, 'inbandAuth' | 'tls' | 'host'>): string | null {
+  if (c.inbandAuth !== 'required' || c.tls) return null;
+  const h = c.host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h)) return null;
+  return (
+    `PORTALIS_INBAND_AUTH=required without PORTALIS_TLS_CERT on ${c.host}: the hosts' secrets go to ` +
+    'their agents over plain HTTP; set PORTALIS_TLS_CERT and PORTALIS_TLS_KEY, or terminate TLS in front'
+  );
+}

@@ -30,6 +30,7 @@ export const ERROR_STATUS = {
   insufficient_capacity: 409,
   busy: 409,
   auth_not_configured: 409,
+  secrets_unreadable: 503,
   backend_error: 502,
   backend_rejected: 502,
   backend_unavailable: 503,

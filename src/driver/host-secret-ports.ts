@@ -69,6 +69,11 @@ export interface HostSecretStore {
   pathsOnGeneration(nqn: string, generation: number): Promise<boolean>;
   /** Wakes the host's agent (its long poll answers with the secrets it must now use). */
   notifyAgent(nqn: string): Promise<void>;
+  /**
+   * Runs `fn` holding the host's rotation lock (across every replica), with a store whose calls
+   * run under it: a step reads the state, calls the backend and moves the state while holding it.
+   */
+  withHostLock<T>(nqn: string, fn: (store: HostSecretStore) => Promise<T>): Promise<T>;
   /** Hosts whose rotation is under way. */
   unfinished(): Promise<string[]>;
 }

@@ -11,13 +11,16 @@
  *      authenticated with the new generation (the agent re-authenticates in place).
  *   4. → `idle`: the backend keeps only the new pair; the old generation is retired (its
  *      ciphertexts dropped) and the agent woken to forget it.
- * A failure at any step leaves the old secret valid everywhere, so every path keeps working; the
+ * Every step runs under the host's lock in PostgreSQL (`withHostLock`), so replicas take turns.
+ * A failure at any step leaves the old secret valid at a backend that holds both pairs; LightOS
+ * holds one, and a step 2 PUT whose answer was lost may have replaced it (docs/DECISIONS.md,
+ * "Rotation order": the host's new connects are refused until the step is retried). The
  * state names the step and the last error. `advanceRotation` resumes (the rotate call, repeated,
  * or the fleet's periodic pass).
  */
 import type { DriverDeps } from './deps.ts';
 import { generateDhchapSecret } from './dhchap-key.ts';
-import { DriverError } from './errors.ts';
+import { DriverError, isDriverError } from './errors.ts';
 import { hostNotFound } from './guards.ts';
 import type { DhchapPair, HostAuthState, HostSecretStore } from './ports.ts';
 
@@ -96,7 +99,13 @@ export async function rotateHostSecrets(
 
 /** Takes the host's rotation, if any, as far as it can go now (see the steps above). */
 export async function advanceRotation(deps: DriverDeps, nqn: string): Promise<RotationStatus> {
-  const store = secretsOf(deps);
+  // Under the host's lock, each step's state is read again before its backend call, and moved
+  // before another replica can act: a replica on a stale `staged` read can no longer land the
+  // old pair at the backend after another finished and staged the next (LightOS holds one pair).
+  return secretsOf(deps).withHostLock(nqn, (store) => advanceLocked(deps, store, nqn));
+}
+
+async function advanceLocked(deps: DriverDeps, store: HostSecretStore, nqn: string): Promise<RotationStatus> {
   // Each pass moves one step or stops; four steps at most, the bound guards against a store
   // that reports a step it cannot leave.
   for (let i = 0; i < 8; i++) {
@@ -140,9 +149,22 @@ async function accepted(store: HostSecretStore, nqn: string, next: number, inFor
   return pairs.filter((p): p is DhchapPair => p !== null);
 }
 
-/** The secrets the host's agent must hold now (HostSecretStore.delivery), null without a secrets key. */
-export async function secretsForAgent(deps: DriverDeps, nqn: string): Promise<AgentSecrets | null> {
-  return deps.hostSecrets ? deps.hostSecrets.delivery(nqn) : null;
+/**
+ * The secrets the host's agent must hold now (HostSecretStore.delivery), null when it has none;
+ * undefined when they cannot be opened here (`secrets_unreadable`: this replica's secrets key is
+ * not the one that sealed them, or a row is damaged). The poll then goes without them, so the
+ * host still gets its attachments and keeps the secrets it holds; the log names the host and the
+ * code, never a value.
+ */
+export async function secretsForAgent(deps: DriverDeps, nqn: string): Promise<AgentSecrets | null | undefined> {
+  if (!deps.hostSecrets) return null;
+  try {
+    return await deps.hostSecrets.delivery(nqn);
+  } catch (e) {
+    if (!isDriverError(e, 'secrets_unreadable')) throw e;
+    deps.logger.error({ host: nqn, code: e.code }, 'host secrets do not open; the poll answers without them');
+    return undefined;
+  }
 }
 
 /** The fleet's periodic pass: every rotation under way moves on (a failing one keeps its error and waits). */

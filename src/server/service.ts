@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LightosBackend } from '../backend/lightos/index.ts';
-import type { ServiceConfig } from '../config.ts';
+import { plainSecretsWarning, type ServiceConfig } from '../config.ts';
 import { refreshPortals } from '../driver/refresh-portals.ts';
 import { type FleetJob, runFleetJob } from '../driver/fleet-jobs.ts';
 import { cacheOnSuccess, type DriverDeps } from '../driver/deps.ts';
@@ -215,6 +215,8 @@ export async function startService(config: ServiceConfig, log: Logger): Promise<
       logger: log,
       readiness,
     });
+    const plain = plainSecretsWarning(config);
+    if (plain) log.warn({ setting: 'PORTALIS_TLS_CERT' }, plain);
     const { server, scheme, reloadTls } = await createServiceServer(app, config.tls, log);
     hardenServer(server, log);
     await new Promise<void>((resolve, reject) => {

@@ -17,7 +17,7 @@ import { PgStore } from './pg-store.ts';
  * for one volume hold one pooled connection, not 50.
  */
 /** Closes a pooled connection; knex's pool discards closed connections when it validates them. */
-async function destroyConnection(db: Knex, conn: unknown): Promise<void> {
+export async function destroyConnection(db: Knex, conn: unknown): Promise<void> {
   await (conn as { end(): Promise<void> }).end().catch(() => undefined);
   await (db.client as { releaseConnection(c: unknown): Promise<void> }).releaseConnection(conn).catch(() => undefined);
 }

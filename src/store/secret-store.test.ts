@@ -3,7 +3,11 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createTestDatabase } from '../../test/support/db.ts';
 import { recordVolume } from '../../test/support/records.ts';
+import type { DriverDeps } from '../driver/deps.ts';
 import { generateDhchapSecret } from '../driver/dhchap-key.ts';
+import { advanceRotation } from '../driver/host-secrets.ts';
+import type { DhchapPair } from '../driver/ports.ts';
+import { silentLogger } from '../shared/logger.ts';
 import { PgHostStore } from './host-store.ts';
 import { PgStore } from './pg-store.ts';
 import { TsMigrationSource } from './migrations.ts';
@@ -53,7 +57,10 @@ describe('PgHostSecretStore', () => {
     assert.equal(raw.whole.includes('DHHC-1'), false);
     assert.deepEqual(await store.pair(nqn, 1), { generation: 1, ...p });
     // Another key cannot open it; nor can the ciphertext be moved to another host's row.
-    await assert.rejects(new PgHostSecretStore(t.db, new SecretBox(randomBytes(32))).pair(nqn, 1));
+    const otherKey = new PgHostSecretStore(t.db, new SecretBox(randomBytes(32)));
+    await assert.rejects(otherKey.pair(nqn, 1), { code: 'secrets_unreadable' });
+    await store.advance(nqn, 1, 'staged', 'at_backend');
+    await assert.rejects(otherKey.delivery(nqn), { code: 'secrets_unreadable' }, 'a typed error, never a plain one');
     const other = await host();
     await store.begin(other, pair());
     await t.db.raw(
@@ -135,6 +142,56 @@ describe('PgHostSecretStore', () => {
     assert.deepEqual((await store.delivery(nqn))?.previous?.generation, 1, 'confirmed: the old one until retired');
     await store.finish(nqn, 2);
     assert.deepEqual(await store.delivery(nqn), { current: { generation: 2, ...p2 }, previous: null });
+  });
+
+  it('two replicas advancing one host take turns: no backend call starts while another is in flight', async () => {
+    // Replica A's PUT hangs (LightOS's transport re-sends until its deadline); replica B, on its
+    // own store and connections, must not read the same `staged` state and call the backend too,
+    // or A's late PUT could land an old pair after B moved on.
+    const nqn = await host();
+    await store.begin(nqn, pair());
+    let inFlight = 0;
+    let most = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const puts: number[][] = [];
+    const backend = {
+      async setTrustedHost(_nqn: string, accepted: DhchapPair[]) {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        puts.push(accepted.map((p) => p.generation));
+        if (puts.length === 1) await gate;
+        inFlight--;
+      },
+    };
+    const replica = (s: PgHostSecretStore) =>
+      ({ hostSecrets: s, backend, logger: silentLogger }) as unknown as DriverDeps;
+    const a = advanceRotation(replica(store), nqn);
+    const waitFor = async (what: string, cond: () => Promise<boolean> | boolean) => {
+      for (const end = Date.now() + 10_000; !(await cond()); ) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    await waitFor("A's backend call", () => puts.length === 1);
+    let bDone = false;
+    const b = advanceRotation(replica(new PgHostSecretStore(t.db, new SecretBox(key))), nqn).finally(
+      () => (bDone = true),
+    );
+    // B either finished (no lock: a second backend call beside A's) or waits in PostgreSQL for the lock.
+    const lockWaiters = async () =>
+      (
+        (await t.db.raw(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)) as {
+          rows: { n: number }[];
+        }
+      ).rows[0]!.n;
+    await waitFor('B to finish or wait for the lock', async () => bDone || (await lockWaiters()) > 0);
+    assert.equal(puts.length, 1, 'B called the backend while A was in flight');
+    release();
+    await Promise.all([a, b]);
+    assert.equal(most, 1);
+    assert.deepEqual(puts, [[1]], 'B re-read the state under the lock and found the step done');
+    assert.equal((await store.state(nqn))?.step, 'idle', 'no live paths: finished');
   });
 
   it("counts only the live paths of the host's live attachments for confirmation", async () => {

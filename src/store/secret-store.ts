@@ -4,7 +4,11 @@
  * 20261207140000 describes the tables.
  */
 import type { Knex } from 'knex';
+import type pg from 'pg';
+import { DriverError } from '../driver/errors.ts';
 import type { DhchapPair, HostAuthState, HostSecretStore, RotationStep } from '../driver/ports.ts';
+import { KeyedMutex } from '../shared/keyed-mutex.ts';
+import { destroyConnection } from './locks.ts';
 import type { SecretBox } from './secret-box.ts';
 
 interface AuthRow {
@@ -29,18 +33,81 @@ const toState = (r: AuthRow): HostAuthState => ({
 const context = (nqn: string, generation: number, which: 'host' | 'ctrl') => `${nqn}\n${generation}\n${which}`;
 
 export class PgHostSecretStore implements HostSecretStore {
+  private readonly local = new KeyedMutex();
+
+  /** `connection`: the reserved connection of a `withHostLock` holder; every statement runs on it. */
   constructor(
     private readonly db: Knex,
     private readonly box: SecretBox,
+    private readonly connection?: unknown,
+    private readonly opts: { lockTimeoutMs?: number } = {},
   ) {}
 
+  private q(table: string): Knex.QueryBuilder {
+    return this.connection ? this.db(table).connection(this.connection) : this.db(table);
+  }
+  private raw(sql: string, bindings: Knex.RawBinding[] | Knex.ValueDict): Knex.Raw {
+    const r = this.db.raw(sql, bindings as Knex.RawBinding[]);
+    return this.connection ? r.connection(this.connection) : r;
+  }
+  private tx<T>(fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+    return this.connection ? this.db.transaction(fn, { connection: this.connection }) : this.db.transaction(fn);
+  }
+
+  /**
+   * Runs `fn` holding the host's rotation lock: a PostgreSQL session-level advisory lock on a
+   * connection reserved for the holder, across every replica. A step's backend call and the
+   * state change after it happen under it, so no replica acting on a stale state can land an old
+   * pair at the backend after another moved on (LightOS's transport re-sends a PUT until its
+   * deadline). Session-level, not a transaction's: the holder's writes commit as they happen.
+   * `fn` gets a store on the same connection: a holder never waits for a second pooled one.
+   */
+  withHostLock<T>(nqn: string, fn: (store: HostSecretStore) => Promise<T>): Promise<T> {
+    if (this.connection) return fn(this); // already held on this connection
+    return this.local.run(nqn, async () => {
+      const client = this.db.client as {
+        acquireConnection(): Promise<unknown>;
+        releaseConnection(c: unknown): Promise<void>;
+      };
+      const conn = await client.acquireConnection();
+      const pgConn = conn as pg.ClientBase;
+      const key = `portalis:host-auth:${nqn}`;
+      const timeoutMs = this.opts.lockTimeoutMs ?? 120_000;
+      let locked = false;
+      try {
+        await pgConn.query(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
+        try {
+          await pgConn.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [key]);
+        } catch (e) {
+          if ((e as { code?: string }).code !== '55P03') throw e;
+          throw new DriverError('busy', `another rotation step of host ${nqn} is still running; retry later`, {
+            cause: e,
+          });
+        }
+        locked = true;
+        return await fn(new PgHostSecretStore(this.db, this.box, conn));
+      } finally {
+        const unlocked =
+          !locked ||
+          (await pgConn.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).then(
+            () => true,
+            () => false,
+          ));
+        if (unlocked) await client.releaseConnection(conn);
+        // A connection that may still hold the lock must not go back to the pool: closing it
+        // makes PostgreSQL release every session lock it holds.
+        else await destroyConnection(this.db, conn);
+      }
+    });
+  }
+
   async state(nqn: string): Promise<HostAuthState | null> {
-    const row = (await this.db('host_auth').where({ host_nqn: nqn }).first()) as AuthRow | undefined;
+    const row = (await this.q('host_auth').where({ host_nqn: nqn }).first()) as AuthRow | undefined;
     return row ? toState(row) : null;
   }
 
   async begin(nqn: string, pair: Omit<DhchapPair, 'generation'>): Promise<HostAuthState> {
-    return this.db.transaction(async (trx) => {
+    return this.tx(async (trx) => {
       await trx.raw('INSERT INTO host_auth (host_nqn) VALUES (?) ON CONFLICT (host_nqn) DO NOTHING', [nqn]);
       // The row lock orders concurrent begins: the second sees the first's rotation and joins it.
       const cur = (await trx('host_auth').where({ host_nqn: nqn }).forUpdate().first()) as AuthRow;
@@ -66,20 +133,20 @@ export class PgHostSecretStore implements HostSecretStore {
   }
 
   async advance(nqn: string, next: number, from: RotationStep, to: RotationStep): Promise<boolean> {
-    const n = await this.db('host_auth')
+    const n = await this.q('host_auth')
       .where({ host_nqn: nqn, next_generation: next, step: from })
       .update({ step: to, last_error: null, updated_at: this.db.fn.now() });
     return n > 0;
   }
 
   async recordError(nqn: string, message: string): Promise<void> {
-    await this.db('host_auth')
+    await this.q('host_auth')
       .where({ host_nqn: nqn })
       .update({ last_error: message.slice(0, 1000), updated_at: this.db.fn.now() });
   }
 
   async finish(nqn: string, next: number): Promise<boolean> {
-    return this.db.transaction(async (trx) => {
+    return this.tx(async (trx) => {
       const n = await trx('host_auth')
         .where({ host_nqn: nqn, next_generation: next, step: 'confirmed' })
         .update({ generation: next, next_generation: null, step: 'idle', last_error: null, updated_at: trx.fn.now() });
@@ -94,21 +161,40 @@ export class PgHostSecretStore implements HostSecretStore {
   }
 
   async pair(nqn: string, generation: number): Promise<DhchapPair | null> {
-    const row = (await this.db('host_secrets').where({ host_nqn: nqn, generation }).whereNull('retired_at').first()) as
+    const row = (await this.q('host_secrets').where({ host_nqn: nqn, generation }).whereNull('retired_at').first()) as
       | { host_secret: Buffer; ctrl_secret: Buffer }
       | undefined;
     if (!row) return null;
-    return {
-      generation,
-      hostSecret: this.box.open(row.host_secret, context(nqn, generation, 'host')),
-      ctrlSecret: this.box.open(row.ctrl_secret, context(nqn, generation, 'ctrl')),
-    };
+    return this.open(nqn, generation, row);
+  }
+
+  /**
+   * Opens one generation's pair. A ciphertext this replica's key cannot open (another
+   * PORTALIS_SECRETS_KEY than the one that sealed it, or a damaged row) is a typed error naming
+   * the host and generation, never the bytes: the rotation answers 503 `secrets_unreadable`
+   * instead of a 500, and delivery leaves the secrets out (secretsForAgent).
+   */
+  private open(nqn: string, generation: number, row: { host_secret: Buffer; ctrl_secret: Buffer }): DhchapPair {
+    try {
+      return {
+        generation,
+        hostSecret: this.box.open(row.host_secret, context(nqn, generation, 'host')),
+        ctrlSecret: this.box.open(row.ctrl_secret, context(nqn, generation, 'ctrl')),
+      };
+    } catch (e) {
+      throw new DriverError(
+        'secrets_unreadable',
+        `host ${nqn}: secret generation ${generation} does not open with this replica's ` +
+          'PORTALIS_SECRETS_KEY (another key sealed it, or the row is damaged)',
+        { cause: e },
+      );
+    }
   }
 
   async delivery(nqn: string): Promise<{ current: DhchapPair; previous: DhchapPair | null } | null> {
     // The state and the generations it names, in one statement (one snapshot: a rotation moving
     // meanwhile cannot pair a new state with an old set of rows).
-    const { rows } = (await this.db.raw(
+    const { rows } = (await this.raw(
       `SELECT s.generation, s.host_secret, s.ctrl_secret,
               s.generation = CASE WHEN a.step IN ('at_backend', 'confirmed') THEN a.next_generation
                                   ELSE a.generation END AS is_current
@@ -119,11 +205,7 @@ export class PgHostSecretStore implements HostSecretStore {
         WHERE a.host_nqn = ?`,
       [nqn],
     )) as { rows: { generation: number; host_secret: Buffer; ctrl_secret: Buffer; is_current: boolean }[] };
-    const open = (r: (typeof rows)[number]): DhchapPair => ({
-      generation: r.generation,
-      hostSecret: this.box.open(r.host_secret, context(nqn, r.generation, 'host')),
-      ctrlSecret: this.box.open(r.ctrl_secret, context(nqn, r.generation, 'ctrl')),
-    });
+    const open = (r: (typeof rows)[number]): DhchapPair => this.open(nqn, r.generation, r);
     const current = rows.find((r) => r.is_current);
     const previous = rows.find((r) => !r.is_current);
     return current ? { current: open(current), previous: previous ? open(previous) : null } : null;
@@ -133,7 +215,7 @@ export class PgHostSecretStore implements HostSecretStore {
     // Only live controllers count: a path that is down authenticates anew, with the newest secret
     // the agent holds, when it comes back. A path without `auth_generation` (an agent older than
     // in-band authentication, or a controller that did not authenticate) holds the rotation.
-    const { rows } = (await this.db.raw(
+    const { rows } = (await this.raw(
       `SELECT NOT EXISTS (
          SELECT 1 FROM attachments a
            CROSS JOIN LATERAL jsonb_array_elements(
@@ -151,11 +233,11 @@ export class PgHostSecretStore implements HostSecretStore {
 
   async notifyAgent(nqn: string): Promise<void> {
     // The host's version moves and its polls wake in every process (migration 20261121010000).
-    await this.db.raw('SELECT portalis_bump_host(?, ?)', [nqn, nqn]);
+    await this.raw('SELECT portalis_bump_host(?, ?)', [nqn, nqn]);
   }
 
   async unfinished(): Promise<string[]> {
-    const rows = (await this.db('host_auth').whereNot({ step: 'idle' }).orderBy('host_nqn')) as AuthRow[];
+    const rows = (await this.q('host_auth').whereNot({ step: 'idle' }).orderBy('host_nqn')) as AuthRow[];
     return rows.map((r) => r.host_nqn);
   }
 }

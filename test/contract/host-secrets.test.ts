@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import knex from 'knex';
 import { decodeDhchapSecret } from '../../src/driver/dhchap-key.ts';
 import { advanceAllRotations } from '../../src/driver/host-secrets.ts';
 import { lifecycleClient } from '../support/lifecycle.ts';
@@ -252,6 +253,30 @@ describe('host secrets (in-band authentication)', { skip: IN_PROCESS_ONLY }, () 
     assert.ok(pass.advanced >= 1, JSON.stringify(pass));
     assert.equal((await status(h.conn.nqn)).body.step, 'idle');
     assert.equal((await secretsOf(h.token))!.previous, null);
+  });
+
+  it('secrets this replica cannot open: the poll still lists the attachments without them, rotate is a 503', async () => {
+    // A replica with another PORTALIS_SECRETS_KEY, or a damaged row: the host keeps its
+    // attachments (and the secrets it holds), the operator gets a typed error, never a 500.
+    const h = await attachedHost(1);
+    const db = knex({ client: 'pg', connection: t.databaseUrl! });
+    try {
+      await db.raw(
+        `UPDATE host_secrets SET host_secret = set_byte(host_secret, length(host_secret) - 1,
+            get_byte(host_secret, length(host_secret) - 1) # 1) WHERE host_nqn = ?`,
+        [h.conn.nqn],
+      );
+    } finally {
+      await db.destroy();
+    }
+    const list = await t.http.get('/v1/agent/attachments').set(as(h.token));
+    assert.equal(list.status, 200, JSON.stringify(list.body));
+    assert.equal('dhchap' in list.body, false);
+    assert.equal(list.body.attachments.length, 1);
+    const r = await rotate(h.conn.nqn);
+    assert.equal(r.status, 503, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'secrets_unreadable');
+    assert.match(r.body.error.message, /PORTALIS_SECRETS_KEY/);
   });
 });
 

@@ -72,11 +72,43 @@ describe('LightOS trusted hosts, on the wire', () => {
         assert.ok(isDriverError(e, 'backend_rejected'), String(e));
         assert.match(e.message, /setTrustedHost\(host nqn\.2014-08/);
         assert.equal(e.message.includes(g1.hostSecret.split(':')[2]!), false, e.message);
-        assert.match(e.message, /DHHC-1:<redacted>/);
+        assert.match(e.message, /invalid hostSecret <redacted>/);
         return true;
       });
     } finally {
       await fake.close();
+    }
+  });
+
+  it('a refusal quoting a secret in any form, in JSON or in text, never passes it on', async () => {
+    const g2 = pair(2);
+    const g1 = pair(1);
+    const forms = [g2, g1].flatMap((p) =>
+      [p.hostSecret, p.ctrlSecret].flatMap((text) => {
+        const b64 = text.split(':')[2]!;
+        const key = Buffer.from(b64, 'base64').subarray(0, 32);
+        return [b64, key.toString('base64'), key.toString('hex'), key.toString('hex').toUpperCase()];
+      }),
+    );
+    const bodies: unknown[] = [
+      { message: `bad secrets: ${forms.join(' ')}` },
+      { error: `bad secrets: ${forms.join(',')}` },
+      `<html><body>400 bad request: ${forms.join(' ')}</body></html>`,
+      `${g2.hostSecret.split(':')[2]!.slice(0, 20)}`, // text cut short: no exact form to match
+    ];
+    for (const body of bodies) {
+      const fake = await startFakeLightos((r) => (r.method === 'POST' ? { body: {} } : { status: 400, body }));
+      try {
+        await assert.rejects(make(fake.url).setTrustedHost(NQN, [g2, g1]), (e: unknown) => {
+          assert.ok(isDriverError(e, 'backend_rejected'), String(e));
+          const seen = JSON.stringify({ message: e.message, cause: String(e.cause ?? '') });
+          for (const f of [...forms, g2.hostSecret.split(':')[2]!.slice(0, 20)])
+            assert.equal(seen.includes(f), false, `${f} in ${seen}`);
+          return true;
+        });
+      } finally {
+        await fake.close();
+      }
     }
   });
 });

@@ -16,7 +16,7 @@
  */
 import type { DhchapPair } from '../../driver/ports.ts';
 import type { LightosCalls } from './calls.ts';
-import type { HttpAnswer } from './transport.ts';
+import { answerMessage, type HttpAnswer } from './transport.ts';
 
 const enc = encodeURIComponent;
 
@@ -26,12 +26,36 @@ export const trustedHostSecretsPath = (hostNqn: string) => `${TRUSTED_HOSTS_PATH
 /** The secrets body: LightOS keeps one pair, so only the newest generation is sent. */
 export const secretsBody = (p: DhchapPair) => ({ hostSecret: p.hostSecret, targetSecret: p.ctrlSecret });
 
-/** A refusal that quotes what it refused must not carry a secret into an error message or a log. */
-function redacted(a: HttpAnswer): HttpAnswer {
-  const scrub = (v: unknown) => (typeof v === 'string' ? v.replace(/DHHC-1:[^\s"']*/g, 'DHHC-1:<redacted>') : v);
-  const b = a.body as { message?: unknown; error?: unknown } | undefined;
-  if (!b || typeof b !== 'object') return a;
-  return { ...a, body: { ...b, message: scrub(b.message), error: scrub(b.error) } };
+/**
+ * Every form in which a refusal could quote a secret we sent: the DHHC-1 text, its base64 part,
+ * and the key bytes alone in base64, base64url and hex (either case).
+ */
+function secretForms(accepted: DhchapPair[]): string[] {
+  return accepted
+    .flatMap((p) =>
+      [p.hostSecret, p.ctrlSecret].flatMap((text) => {
+        const b64 = text.split(':')[2] ?? '';
+        const raw = Buffer.from(b64, 'base64');
+        const key = raw.subarray(0, Math.max(0, raw.length - 4));
+        const hex = key.toString('hex');
+        return [text, b64, key.toString('base64'), key.toString('base64url'), hex, hex.toUpperCase()];
+      }),
+    )
+    .filter((f) => f.length >= 8);
+}
+
+/**
+ * What of a refusal may go on into the error (its message reaches the 502 body, the state's
+ * last_error and the log): the JSON message with every form of the secrets scrubbed. A body
+ * that is not JSON (an HTML or text page from a proxy, say) is never passed on, not even its
+ * first characters: a cut could leave part of a secret that no exact match finds.
+ */
+function redacted(a: HttpAnswer, accepted: DhchapPair[]): HttpAnswer {
+  if (a.malformed) return { status: a.status, endpoint: a.endpoint, body: undefined, malformed: 'not JSON (withheld)' };
+  let message = answerMessage(a);
+  for (const f of secretForms(accepted)) message = message.split(f).join('<redacted>');
+  message = message.replace(/DHHC-1:[^\s"']*/g, 'DHHC-1:<redacted>');
+  return { status: a.status, endpoint: a.endpoint, body: message ? { message } : undefined };
 }
 
 /**
@@ -45,7 +69,7 @@ export async function setTrustedHost(calls: LightosCalls, hostNqn: string, accep
   if (!newest) throw new RangeError('setTrustedHost needs at least one pair');
   const op = calls.begin('setTrustedHost', `host ${hostNqn}`);
   const created = await calls.send(op, { method: 'POST', path: TRUSTED_HOSTS_PATH, body: { hostNqn } });
-  if (!calls.isOk(created) && created.status !== 409) calls.fail(op, redacted(created));
+  if (!calls.isOk(created) && created.status !== 409) calls.fail(op, redacted(created, accepted));
   const set = await calls.send(op, { method: 'PUT', path: trustedHostSecretsPath(hostNqn), body: secretsBody(newest) });
-  if (!calls.isOk(set)) calls.fail(op, redacted(set));
+  if (!calls.isOk(set)) calls.fail(op, redacted(set, accepted));
 }

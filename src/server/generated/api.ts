@@ -185,7 +185,9 @@ export interface paths {
      * Give the host its first secrets (or finish a rotation under way); a host that has them is left alone.
      * @description 200 when done, 202 while the rotation waits for the host's agent (every live path must
      * authenticate with the new generation). A backend failure answers 502/503/504 and the state keeps the step
-     * and error; repeating the call resumes. 409 `auth_not_configured` without a secrets key.
+     * and error; repeating the call resumes. 409 `auth_not_configured` without a secrets key; 503
+     * `secrets_unreadable` when this replica's secrets key cannot open the stored secrets (another key sealed
+     * them, or a row is damaged).
      */
     post: operations['ensureHostSecrets'];
   };
@@ -200,10 +202,12 @@ export interface paths {
      * Rotate the host's secrets (a new generation), or resume the rotation under way.
      * @description The new pair is set at the backend, delivered to the host's agent (with the old pair while
      * it moves), confirmed by the agent's reports (`paths[].auth_generation`), then the old pair is retired.
-     * 200 when finished, 202 while waiting for the agent; a failed step leaves the old secret valid, answers
-     * the backend's error and is resumed by repeating the call. With `from_generation` (the generation in force
-     * when the caller decided to rotate) a repeated call never starts a second rotation once that generation is
-     * no longer in force.
+     * 200 when finished, 202 while waiting for the agent; a failed step answers the backend's error and is
+     * resumed by repeating the call. It leaves the old secret valid at a backend that holds both pairs; LightOS
+     * holds one, and a step whose answer was lost may have replaced it (the host's new connects are refused
+     * until the step succeeds). 503 `secrets_unreadable` when this replica's secrets key cannot open the stored
+     * secrets. With `from_generation` (the generation in force when the caller decided to rotate) a repeated
+     * call never starts a second rotation once that generation is no longer in force.
      */
     post: operations['rotateHostSecrets'];
   };
