@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Schema } from '../server/wire.ts';
 import { UsageError } from '../shared/errors.ts';
 
 export interface StatusIo {
@@ -31,35 +32,8 @@ const USAGE = `usage: portalis status [--json] [--volume UUID] [--host NQN] [--h
 const STATES = ['optimal', 'degraded', 'failed', 'unknown', 'pending', 'detached'] as const;
 type State = (typeof STATES)[number];
 
-interface Cell {
-  host_nqn: string;
-  host: string;
-  attachment_id: string;
-  state: string | null;
-  health: State;
-  multipath_mode: string;
-  device_path: string | null;
-  paths_total: number;
-  paths_live: number;
-  reported_at: string | null;
-  since: string;
-  host_stale: boolean;
-  error: { code: string; message: string } | null;
-}
-interface Matrix {
-  generated_at: string;
-  summary: Record<State, number>;
-  volumes: { volume_id: string; health: State; hosts: Cell[] }[];
-  hosts: {
-    host_nqn: string;
-    host: string;
-    health: State;
-    counts: Record<State, number>;
-    stale: boolean;
-    last_seen_at: string | null;
-  }[];
-  page: { next_offset: number | null; total_volumes: number; total_cells: number };
-}
+/** The matrix as the service answers it (api-spec/portalis.yaml's HealthMatrix). */
+type Matrix = Schema<'HealthMatrix'>;
 
 function parseArgs(argv: string[]) {
   const o = { json: false, color: true, worstFirst: false, q: new URLSearchParams() };
