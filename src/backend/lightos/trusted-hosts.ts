@@ -20,11 +20,11 @@ import { answerMessage, type HttpAnswer } from './transport.ts';
 
 const enc = encodeURIComponent;
 
-export const TRUSTED_HOSTS_PATH = '/api/v2/trustedHosts';
-export const trustedHostSecretsPath = (hostNqn: string) => `${TRUSTED_HOSTS_PATH}/${enc(hostNqn)}/secrets`;
+const TRUSTED_HOSTS_PATH = '/api/v2/trustedHosts';
+const trustedHostSecretsPath = (hostNqn: string) => `${TRUSTED_HOSTS_PATH}/${enc(hostNqn)}/secrets`;
 
 /** The secrets body: LightOS keeps one pair, so only the newest generation is sent. */
-export const secretsBody = (p: DhchapPair) => ({ hostSecret: p.hostSecret, targetSecret: p.ctrlSecret });
+const secretsBody = (p: DhchapPair) => ({ hostSecret: p.hostSecret, targetSecret: p.ctrlSecret });
 
 /**
  * Every form in which a refusal could quote a secret we sent: the DHHC-1 text, its base64 part,
