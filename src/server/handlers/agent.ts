@@ -57,7 +57,7 @@ async function longPoll(
   const list = await pollAgentTasks(deps, hostNqn, since, waitMs, { signal: abort.signal, tokenHash });
   // The host's own secrets, read for the host the token names and no other (the poll above has
   // checked the token again after its wait). Without a secrets key the field is left out.
-  const secrets = deps.hostSecrets ? await secretsForAgent(deps, hostNqn) : undefined;
+  const secrets = await secretsForAgent(deps, hostNqn);
   return {
     status: 200,
     body: {
