@@ -309,9 +309,7 @@ export class AgentDaemon {
 
   private async authPass(): Promise<void> {
     if (!this.auth) return;
-    const targets: AuthTarget[] = [...this.tracked.values()]
-      .flatMap((t) => neededBy(t))
-      .flatMap((s) => s.targets.map((x) => ({ nqn: x.nqn, portals: x.portals })));
+    const targets: AuthTarget[] = [...this.tracked.values()].flatMap((t) => neededBy(t)).flatMap((s) => s.targets);
     try {
       if (!(await this.auth.apply(this.dhchap, targets))) return;
     } catch (e) {
