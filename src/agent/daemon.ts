@@ -309,9 +309,7 @@ export class AgentDaemon {
 
   private async authPass(): Promise<void> {
     if (!this.auth) return;
-    const targets: AuthTarget[] = [...this.tracked.values()]
-      .flatMap((t) => neededBy(t))
-      .flatMap((s) => s.targets.map((x) => ({ nqn: x.nqn, portals: x.portals })));
+    const targets: AuthTarget[] = [...this.tracked.values()].flatMap((t) => neededBy(t)).flatMap((s) => s.targets);
     try {
       if (!(await this.auth.apply(this.dhchap, targets))) return;
     } catch (e) {
@@ -321,8 +319,7 @@ export class AgentDaemon {
       return;
     }
     this.reporter.requeueAll();
-    const wake = this.wakeReporter;
-    if (wake) setImmediate(wake);
+    this.wakeReporterSoon();
   }
 
   /** Reconciles every known attachment and waits for it. */
@@ -353,13 +350,17 @@ export class AgentDaemon {
   }
 
   private report(id: string, r: AttachmentReport): void {
-    // The reporter wakes on the next turn of the event loop, not in this one: the `connecting`
-    // report is submitted just before the connect, and building its HTTP request would else run
-    // ahead of the `nvme connect` spawns (the connect's path to them has no I/O wait to yield on).
-    if (this.reporter.submit(id, r)) {
-      const wake = this.wakeReporter;
-      if (wake) setImmediate(wake);
-    }
+    if (this.reporter.submit(id, r)) this.wakeReporterSoon();
+  }
+
+  /**
+   * Wakes the reporter on the next turn of the event loop, not in this one: the `connecting`
+   * report is submitted just before the connect, and building its HTTP request would else run
+   * ahead of the `nvme connect` spawns (the connect's path to them has no I/O wait to yield on).
+   */
+  private wakeReporterSoon(): void {
+    const wake = this.wakeReporter;
+    if (wake) setImmediate(wake);
   }
 
   private async reconcileOnce(id: string): Promise<void> {

@@ -14,7 +14,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../shared/logger.ts';
-import type { PortalSpec } from './connection-data.ts';
+import type { TargetSpec } from './connection-data.ts';
 import { AgentError } from './errors.ts';
 import type { HostPort } from './host/port.ts';
 import { NVME_CONFIG_JSON, configFlavour, withHostKeys } from './nvme-config.ts';
@@ -24,10 +24,8 @@ import { listControllers } from './sysfs.ts';
 /** The poll's `dhchap`: undefined from a service without in-band authentication, null for a host without secrets. */
 export type Dhchap = AttachmentList['dhchap'];
 
-export interface AuthTarget {
-  nqn: string;
-  portals: PortalSpec[];
-}
+/** A subsystem of this host's attachments and its portals: what a TargetSpec says of them. */
+export type AuthTarget = Pick<TargetSpec, 'nqn' | 'portals'>;
 
 function sameSecret(a: string, b: string): boolean {
   // Equal-length digests: timingSafeEqual needs them, and the length of a secret is not told either.

@@ -155,6 +155,8 @@ export class FakeKernel {
     opts: Record<string, string>,
     hostTraddr?: string,
     traddr = portal.address,
+    /** The DH-HMAC-CHAP secrets it connected with (a controller secret only beside a host secret). */
+    dhchap: { host: string | null; ctrl: string | null } = { host: null, ctrl: null },
   ): Ctrl {
     const taken = new Set<number>([...this.ctrls.keys(), ...[...this.subsystems.values()].map((s) => s.instance)]);
     let instance = 0;
@@ -171,8 +173,8 @@ export class FakeKernel {
       state: 'live',
       opts,
       nsids: new Set(),
-      dhchapSecret: 'none',
-      dhchapCtrlSecret: 'none',
+      dhchapSecret: dhchap.host || 'none',
+      dhchapCtrlSecret: (dhchap.host && dhchap.ctrl) || 'none',
     };
     this.ctrls.set(instance, ctrl);
     if (!this.subsystems.has(nqn)) this.subsystems.set(nqn, { instance, nqn, iopolicy: 'numa', heads: new Map() });

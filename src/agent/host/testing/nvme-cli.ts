@@ -155,10 +155,9 @@ export function fakeNvme(
     ctrlOpts.fast_io_fail_tmo = fio === undefined || Number(fio) < 0 ? 'off' : fio;
     const nrq = num('nr-io-queues') ?? num('i');
     if (nrq !== undefined) ctrlOpts.queue_count = String(Number(nrq) + 1);
-    const ctrl = kernel.addCtrl(nqn, portal, hostNqn, ctrlOpts, opts.get('w') ?? opts.get('host-traddr'), address);
-    if (keys.host) ctrl.dhchapSecret = keys.host;
-    if (keys.host && keys.ctrl) ctrl.dhchapCtrlSecret = keys.ctrl;
-    if (keys.host) kernel.render();
+    // The secrets go in with the controller: addCtrl's scan renders sysfs with them, no second render.
+    const hostTraddr = opts.get('w') ?? opts.get('host-traddr');
+    const ctrl = kernel.addCtrl(nqn, portal, hostNqn, ctrlOpts, hostTraddr, address, keys);
     return ok(
       v === '1' ? '' : v === '2.0' ? `device: nvme${ctrl.instance}\n` : `connecting to device: nvme${ctrl.instance}\n`,
     );
