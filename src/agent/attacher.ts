@@ -15,6 +15,7 @@ import type { AttachSpec, PortalSpec } from './connection-data.ts';
 import type { AgentContext } from './context.ts';
 import { AgentError } from './errors.ts';
 import type { Health, ObservedPath } from './health.ts';
+import { readHostNqn } from './connector-properties.ts';
 import type { HostPort } from './host/port.ts';
 import { locateDm, removeMap } from './multipath/dm.ts';
 import { strategyFor } from './multipath/strategy.ts';
@@ -138,7 +139,7 @@ export class Attacher {
 
   /** The host NQN controllers are matched on: the connection's, else /etc/nvme/hostnqn. */
   async hostNqn(spec: AttachSpec): Promise<string | null> {
-    return spec.hostNqn ?? (await this.host.readFile('/etc/nvme/hostnqn'))?.trim() ?? null;
+    return spec.hostNqn ?? (await readHostNqn(this.host));
   }
 
   /**

@@ -22,6 +22,16 @@ export interface AgentConnector extends Connector {
 
 const HOSTNQN = '/etc/nvme/hostnqn';
 const HOSTID = '/etc/nvme/hostid';
+/** The host NQN nvme-cli uses without `-q` (/etc/nvme/hostnqn), trimmed; null without the file. */
+export async function readHostNqn(host: HostPort): Promise<string | null> {
+  return (await host.readFile(HOSTNQN))?.trim() ?? null;
+}
+
+/** The host ID nvme-cli uses without `-I` (/etc/nvme/hostid), trimmed; null without it or when empty. */
+export async function readHostId(host: HostPort): Promise<string | null> {
+  return (await host.readFile(HOSTID))?.trim() || null;
+}
+
 const UUID_NQN_PREFIX = 'nqn.2014-08.org.nvmexpress:uuid:';
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

@@ -15,6 +15,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../shared/logger.ts';
 import type { TargetSpec } from './connection-data.ts';
+import { readHostId, readHostNqn } from './connector-properties.ts';
 import { AgentError } from './errors.ts';
 import type { HostPort } from './host/port.ts';
 import { NVME_CONFIG_JSON, configFlavour, withHostKeys } from './nvme-config.ts';
@@ -56,7 +57,7 @@ export class HostAuth {
   async apply(dhchap: Dhchap, targets: AuthTarget[]): Promise<boolean> {
     this.secrets = dhchap;
     if (!dhchap) return false;
-    const hostNqn = (await this.host.readFile('/etc/nvme/hostnqn'))?.trim() ?? null;
+    const hostNqn = await readHostNqn(this.host);
     if (!hostNqn) {
       this.log.error({ code: 'auth_unsupported' }, 'no /etc/nvme/hostnqn: the host secrets cannot be applied');
       return false;
@@ -80,7 +81,7 @@ export class HostAuth {
       return;
     }
     try {
-      const hostId = (await this.host.readFile('/etc/nvme/hostid'))?.trim() || null;
+      const hostId = await readHostId(this.host);
       const old = await this.host.readFile(NVME_CONFIG_JSON);
       const text = withHostKeys(old, {
         hostNqn,
