@@ -48,7 +48,7 @@ export interface FleetJobOptions {
 /** A replica that lost the race for a job that just became due tries again this much after it is due. */
 const DUE_MARGIN_MS = 5;
 
-export const defaultLeaseMs = (periodMs: number) => Math.min(30_000, Math.max(1000, periodMs));
+const defaultLeaseMs = (periodMs: number) => Math.min(30_000, Math.max(1000, periodMs));
 
 /** Runs `job` on this replica whenever it claims it; `stop()` ends the loop after the pass in flight. */
 export function runFleetJob(jobs: PeriodicJobs, job: FleetJob, opts: FleetJobOptions): Periodic {

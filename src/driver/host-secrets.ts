@@ -69,7 +69,7 @@ export async function ensureHostSecrets(deps: DriverDeps, nqn: string): Promise<
   await mustExist(deps, nqn);
   const state = await store.state(nqn);
   if (state && (state.generation > 0 || state.step !== 'idle')) return advanceRotation(deps, nqn);
-  return rotateHostSecrets(deps, nqn);
+  return startRotation(deps, store, nqn);
 }
 
 /**
@@ -91,6 +91,11 @@ export async function rotateHostSecrets(
     const s = await store.state(nqn);
     if (s && s.generation > opts.fromGeneration) return advanceRotation(deps, nqn);
   }
+  return startRotation(deps, store, nqn);
+}
+
+/** Begins a rotation (or joins the one under way) and advances it; the callers checked the store and the host. */
+async function startRotation(deps: DriverDeps, store: HostSecretStore, nqn: string): Promise<RotationStatus> {
   const begun = await store.begin(nqn, { hostSecret: generateDhchapSecret(), ctrlSecret: generateDhchapSecret() });
   if (begun.step === 'staged' && begun.nextGeneration !== null)
     deps.logger.info({ host: nqn, generation: begun.nextGeneration }, 'host secret rotation started');

@@ -4,12 +4,6 @@ import type { AgentView, AgentViewOptions, HostStore } from '../driver/ports.ts'
 import { HOST_CHANNEL } from './change-feed.ts';
 import { type AttachmentRow, type HostRow, toAttachment, toHost } from './rows.ts';
 
-/** `toHost` with the agent's version (migration 20261207180000), which pg-store's row does not carry. */
-const hostOf = (r: HostRow & { agent_version?: string | null }): Host => ({
-  ...toHost(r),
-  agentVersion: r.agent_version ?? null,
-});
-
 /** Ended attachments stay in an agent's list this long, or until it reports them disconnected. */
 const TEARDOWN_WINDOW = "interval '7 days'";
 
@@ -24,7 +18,7 @@ export class PgHostStore implements HostStore {
       .returning('*')) as HostRow[];
     // The old token stops working: its polls must find that out now, not when they time out.
     await this.wakePolls(nqn);
-    return hostOf(rows[0]!);
+    return toHost(rows[0]!);
   }
 
   async revokeToken(nqn: string): Promise<boolean> {
@@ -40,16 +34,16 @@ export class PgHostStore implements HostStore {
 
   async hostByTokenHash(tokenHash: string): Promise<Host | null> {
     const row = (await this.db('hosts').where({ token_hash: tokenHash }).first()) as HostRow | undefined;
-    return row ? hostOf(row) : null;
+    return row ? toHost(row) : null;
   }
 
   async getHost(nqn: string): Promise<Host | null> {
     const row = (await this.db('hosts').where({ nqn }).first()) as HostRow | undefined;
-    return row ? hostOf(row) : null;
+    return row ? toHost(row) : null;
   }
 
   async listHosts(): Promise<Host[]> {
-    return ((await this.db('hosts').orderBy('nqn')) as HostRow[]).map(hostOf);
+    return ((await this.db('hosts').orderBy('nqn')) as HostRow[]).map(toHost);
   }
 
   async registerHost(nqn: string, connector: Connector, agentVersion: string | null): Promise<Host> {
@@ -64,7 +58,7 @@ export class PgHostStore implements HostStore {
       })
       .returning('*')) as HostRow[];
     if (rows.length === 0) throw new Error(`host ${nqn} not found for registration`);
-    return hostOf(rows[0]!);
+    return toHost(rows[0]!);
   }
 
   async agentView(nqn: string, opts: AgentViewOptions): Promise<AgentView> {

@@ -17,9 +17,59 @@ import { PgStore } from './pg-store.ts';
  * for one volume hold one pooled connection, not 50.
  */
 /** Closes a pooled connection; knex's pool discards closed connections when it validates them. */
-export async function destroyConnection(db: Knex, conn: unknown): Promise<void> {
+async function destroyConnection(db: Knex, conn: unknown): Promise<void> {
   await (conn as { end(): Promise<void> }).end().catch(() => undefined);
   await (db.client as { releaseConnection(c: unknown): Promise<void> }).releaseConnection(conn).catch(() => undefined);
+}
+
+/**
+ * Runs `fn` on a pooled connection reserved for it, holding the PostgreSQL session-level advisory
+ * lock `key` (hashed with `hashtextextended`) on that connection; unlocks and releases it after.
+ * Waiting longer than `timeoutMs` for the lock is a `busy` DriverError with the message `busy`.
+ * `timeoutSet`: the connections whose session already has this lock_timeout (SET is sent once per
+ * connection, not once per lock); without it, SET is sent every time.
+ */
+export async function holdAdvisoryLock<T>(
+  db: Knex,
+  key: string,
+  opts: { timeoutMs: number; busy: string; timeoutSet?: WeakSet<object> },
+  fn: (conn: unknown) => Promise<T>,
+): Promise<T> {
+  const client = db.client as {
+    acquireConnection(): Promise<unknown>;
+    releaseConnection(c: unknown): Promise<void>;
+  };
+  const conn = await client.acquireConnection();
+  // knex's postgres client hands out node-postgres clients. The lock's three statements go to it
+  // directly: knex's raw() builds, positions and emits around each one (~0.06 ms of CPU per
+  // statement here, docs/performance.md), on every locked operation of every replica.
+  const pgConn = conn as pg.ClientBase;
+  let locked = false;
+  try {
+    if (!opts.timeoutSet?.has(conn as object)) {
+      await pgConn.query(`SET lock_timeout = ${Math.max(1, Math.floor(opts.timeoutMs))}`);
+      opts.timeoutSet?.add(conn as object);
+    }
+    try {
+      await pgConn.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [key]);
+    } catch (e) {
+      if ((e as { code?: string }).code === '55P03') throw new DriverError('busy', opts.busy, { cause: e });
+      throw e;
+    }
+    locked = true;
+    return await fn(conn);
+  } finally {
+    const unlocked =
+      !locked ||
+      (await pgConn.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).then(
+        () => true,
+        () => false,
+      ));
+    if (unlocked) await client.releaseConnection(conn);
+    // A connection that may still hold the lock must not go back to the pool: closing it
+    // makes PostgreSQL release every session lock it holds.
+    else await destroyConnection(db, conn);
+  }
 }
 
 export class PgVolumeLocks implements VolumeLocks {
@@ -56,51 +106,21 @@ export class PgVolumeLocks implements VolumeLocks {
     resolve: (v: T) => void,
     reject: (e: unknown) => void,
   ): Promise<void> {
-    const client = this.db.client as {
-      acquireConnection(): Promise<unknown>;
-      releaseConnection(c: unknown): Promise<void>;
-    };
-    const conn = await client.acquireConnection();
-    // knex's postgres client hands out node-postgres clients. The lock's three statements go to it
-    // directly: knex's raw() builds, positions and emits around each one (~0.06 ms of CPU per
-    // statement here, docs/performance.md), on every locked operation of every replica.
-    const pgConn = conn as pg.ClientBase;
     const timeoutMs = this.opts.lockTimeoutMs ?? 120_000;
-    let locked = false;
     try {
-      if (!this.timeoutSet.has(conn as object)) {
-        await pgConn.query(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
-        this.timeoutSet.add(conn as object);
-      }
-      try {
-        await pgConn.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [key]);
-      } catch (e) {
-        if ((e as { code?: string }).code === '55P03') {
-          throw new DriverError(
-            'busy',
-            `another operation on this volume is still running (waited ${timeoutMs} ms); retry later`,
-            { cause: e },
-          );
-        }
-        throw e;
-      }
-      locked = true;
-      // Settled here, before the unlock below; a rejection of fn is the caller's, not ours.
-      await fn(new PgStore(this.db, conn)).then(resolve, reject);
+      await holdAdvisoryLock(
+        this.db,
+        key,
+        {
+          timeoutMs,
+          busy: `another operation on this volume is still running (waited ${timeoutMs} ms); retry later`,
+          timeoutSet: this.timeoutSet,
+        },
+        // Settled here, before the unlock; a rejection of fn is the caller's, not ours.
+        (conn) => fn(new PgStore(this.db, conn)).then(resolve, reject),
+      );
     } catch (e) {
       reject(e);
-    } finally {
-      let unlocked = !locked;
-      if (locked) {
-        unlocked = await pgConn.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).then(
-          () => true,
-          () => false,
-        );
-      }
-      if (unlocked) await client.releaseConnection(conn);
-      // A connection that may still hold the lock must not go back to the pool: closing it
-      // makes PostgreSQL release every session lock it holds.
-      else await destroyConnection(this.db, conn);
     }
   }
 }

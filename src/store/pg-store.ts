@@ -15,9 +15,6 @@ import {
   type VolumeRow,
 } from './rows.ts';
 
-// Branches written before the row mapping moved to rows.ts import these from here.
-export { type AttachmentRow, type HostRow, toAttachment, toHost } from './rows.ts';
-
 /**
  * `Store` on PostgreSQL. With `connection` set (inside a volume lock) every query runs on that
  * connection, so the lock holder never waits for a second pooled connection.

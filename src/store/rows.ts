@@ -142,6 +142,8 @@ export interface HostRow {
   registered_at: Date | null;
   last_seen_at: Date | null;
   version: string | number;
+  /** Migration 20261207180000. */
+  agent_version?: string | null;
 }
 
 export const toHost = (r: HostRow): Host => ({
@@ -152,6 +154,7 @@ export const toHost = (r: HostRow): Host => ({
   registeredAt: r.registered_at,
   lastSeenAt: r.last_seen_at,
   version: Number(r.version),
+  agentVersion: r.agent_version ?? null,
 });
 
 export interface SnapshotRow {

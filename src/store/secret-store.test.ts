@@ -8,6 +8,7 @@ import { generateDhchapSecret } from '../driver/dhchap-key.ts';
 import { advanceRotation } from '../driver/host-secrets.ts';
 import type { DhchapPair } from '../driver/ports.ts';
 import { silentLogger } from '../shared/logger.ts';
+import { createDb } from './db.ts';
 import { PgHostStore } from './host-store.ts';
 import { PgStore } from './pg-store.ts';
 import { TsMigrationSource } from './migrations.ts';
@@ -264,6 +265,37 @@ describe('PgHostSecretStore', () => {
       assert.equal(await new PgHostSecretStore(db, new SecretBox(key)).state(nqn), null);
     } finally {
       await drop();
+    }
+  });
+  it("holds the host's lock across pools: a second waits, past its lock timeout busy; a throw releases it", async () => {
+    const nqn = await host();
+    const second = createDb(t.url);
+    try {
+      const other = new PgHostSecretStore(second, new SecretBox(key), undefined, { lockTimeoutMs: 50 });
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let entered!: () => void;
+      const inside = new Promise<void>((r) => (entered = r));
+      const p = store.withHostLock(nqn, async () => {
+        entered();
+        await held;
+      });
+      await inside;
+      await assert.rejects(
+        other.withHostLock(nqn, async () => 'never'),
+        (e: unknown) => (e as { code?: string }).code === 'busy',
+      );
+      release();
+      await p;
+      await assert.rejects(
+        store.withHostLock(nqn, async () => {
+          throw new Error('step failed');
+        }),
+        /step failed/,
+      );
+      assert.equal(await other.withHostLock(nqn, async () => 'ok'), 'ok');
+    } finally {
+      await second.destroy();
     }
   });
 });

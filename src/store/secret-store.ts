@@ -4,11 +4,10 @@
  * 20261207140000 describes the tables.
  */
 import type { Knex } from 'knex';
-import type pg from 'pg';
 import { DriverError } from '../driver/errors.ts';
 import type { DhchapPair, HostAuthState, HostSecretStore, RotationStep } from '../driver/ports.ts';
 import { KeyedMutex } from '../shared/keyed-mutex.ts';
-import { destroyConnection } from './locks.ts';
+import { holdAdvisoryLock } from './locks.ts';
 import type { SecretBox } from './secret-box.ts';
 
 interface AuthRow {
@@ -64,41 +63,15 @@ export class PgHostSecretStore implements HostSecretStore {
    */
   withHostLock<T>(nqn: string, fn: (store: HostSecretStore) => Promise<T>): Promise<T> {
     if (this.connection) return fn(this); // already held on this connection
-    return this.local.run(nqn, async () => {
-      const client = this.db.client as {
-        acquireConnection(): Promise<unknown>;
-        releaseConnection(c: unknown): Promise<void>;
-      };
-      const conn = await client.acquireConnection();
-      const pgConn = conn as pg.ClientBase;
-      const key = `portalis:host-auth:${nqn}`;
-      const timeoutMs = this.opts.lockTimeoutMs ?? 120_000;
-      let locked = false;
-      try {
-        await pgConn.query(`SET lock_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
-        try {
-          await pgConn.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [key]);
-        } catch (e) {
-          if ((e as { code?: string }).code !== '55P03') throw e;
-          throw new DriverError('busy', `another rotation step of host ${nqn} is still running; retry later`, {
-            cause: e,
-          });
-        }
-        locked = true;
-        return await fn(new PgHostSecretStore(this.db, this.box, conn));
-      } finally {
-        const unlocked =
-          !locked ||
-          (await pgConn.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).then(
-            () => true,
-            () => false,
-          ));
-        if (unlocked) await client.releaseConnection(conn);
-        // A connection that may still hold the lock must not go back to the pool: closing it
-        // makes PostgreSQL release every session lock it holds.
-        else await destroyConnection(this.db, conn);
-      }
-    });
+    const timeoutMs = this.opts.lockTimeoutMs ?? 120_000;
+    return this.local.run(nqn, () =>
+      holdAdvisoryLock(
+        this.db,
+        `portalis:host-auth:${nqn}`,
+        { timeoutMs, busy: `another rotation step of host ${nqn} is still running; retry later` },
+        (conn) => fn(new PgHostSecretStore(this.db, this.box, conn)),
+      ),
+    );
   }
 
   async state(nqn: string): Promise<HostAuthState | null> {
