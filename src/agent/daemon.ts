@@ -359,8 +359,7 @@ export class AgentDaemon {
    * ahead of the `nvme connect` spawns (the connect's path to them has no I/O wait to yield on).
    */
   private wakeReporterSoon(): void {
-    const wake = this.wakeReporter;
-    if (wake) setImmediate(wake);
+    if (this.wakeReporter) setImmediate(this.wakeReporter);
   }
 
   private async reconcileOnce(id: string): Promise<void> {

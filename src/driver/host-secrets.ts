@@ -158,8 +158,8 @@ async function accepted(store: HostSecretStore, nqn: string, next: number, inFor
  * The secrets the host's agent must hold now (HostSecretStore.delivery), null when it has none;
  * undefined (the poll leaves the field out) without a secrets key, and when they cannot be opened
  * here (`secrets_unreadable`: this replica's secrets key is not the one that sealed them, or a row
- * is damaged). The poll then goes without them, so the host still gets its attachments and keeps the secrets it holds; the log names the host and the
- * code, never a value.
+ * is damaged). The poll then goes without them, so the host still gets its attachments and keeps
+ * the secrets it holds; the log names the host and the code, never a value.
  */
 export async function secretsForAgent(deps: DriverDeps, nqn: string): Promise<AgentSecrets | null | undefined> {
   if (!deps.hostSecrets) return undefined;
