@@ -145,6 +145,59 @@ describe('agent in-band authentication', () => {
     await stop();
   });
 
+  it('a rotation in two halves: the host secret alone, then the controller secret alone, one write each', async () => {
+    // Linux 6.1 re-authenticates on each sysfs write: moving both at once would run one exchange
+    // with one new and one old secret. The service hands them over one generation at a time.
+    const { t, stop } = await attachedAt1();
+    const hostHalf = { generation: 2, host_secret: GEN2.host_secret, ctrl_secret: GEN1.ctrl_secret };
+    const ctrlHalf = { generation: 3, host_secret: GEN2.host_secret, ctrl_secret: GEN3.ctrl_secret };
+    const ctrls = t.host.controllers();
+    t.writes.length = 0;
+    t.host.fabric.hostKeys.set(FAKE_HOSTNQN, hostHalf.host_secret);
+    t.service.setSecrets({ current: hostHalf, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    assert.deepEqual(t.writes, [NVME_CONFIG_JSON, ...ctrls.map((c) => `/sys/class/nvme/${c}/dhchap_secret`)]);
+    assert.deepEqual(generations(t), [2, 2, 2]);
+    t.writes.length = 0;
+    t.service.setSecrets({ current: ctrlHalf, previous: hostHalf });
+    await elapse(t.clock, 1_000);
+    assert.deepEqual(t.writes, [NVME_CONFIG_JSON, ...ctrls.map((c) => `/sys/class/nvme/${c}/dhchap_ctrl_secret`)]);
+    assert.deepEqual(generations(t), [3, 3, 3]);
+    assert.equal(config(t.host)[0].subsystems[0].ports[0].dhchap_ctrl_key, ctrlHalf.ctrl_secret);
+    await stop();
+  });
+
+  it('a controller on the host secret of both halves reports the generation whose two secrets it holds', async () => {
+    const { t, stop } = await attachedAt1();
+    const hostHalf = { generation: 2, host_secret: GEN2.host_secret, ctrl_secret: GEN1.ctrl_secret };
+    t.service.setSecrets({ current: hostHalf, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    const [, second] = t.host.controllers();
+    t.host.kernel.failDhchapWrite.add(second!); // keeps generation 2 while the others move to 3
+    t.service.setSecrets({
+      current: { generation: 3, host_secret: GEN2.host_secret, ctrl_secret: GEN3.ctrl_secret },
+      previous: hostHalf,
+    });
+    await elapse(t.clock, 1_000);
+    assert.deepEqual(generations(t), [3, 2, 3], 'generation 2, not none: its host secret is also the current one');
+    await stop();
+  });
+
+  it('a controller that is down is not written (6.1 races its reconnect); once live again it moves', async () => {
+    const { t, stop } = await attachedAt1();
+    const ctrls = t.host.controllers();
+    t.host.setPortalUp(ADDRS[1]!, false);
+    t.writes.length = 0;
+    t.service.setSecrets({ current: GEN2, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    assert.equal(t.writes.filter((w) => w.startsWith(`/sys/class/nvme/${ctrls[1]}/`)).length, 0);
+    assert.equal(t.host.fs.read(`/sys/class/nvme/${ctrls[1]}/dhchap_secret`)?.trim(), GEN1.host_secret);
+    t.host.setPortalUp(ADDRS[1]!, true);
+    await elapse(t.clock, 30_000); // the recheck
+    assert.deepEqual(generations(t), [2, 2, 2]);
+    await stop();
+  });
+
   it('a controller whose write fails keeps the old generation, with the error, until a recheck moves it', async () => {
     const { t, stop } = await attachedAt1();
     const [, second] = t.host.controllers();

@@ -102,8 +102,13 @@ export class HostAuth {
 
   private async reauthenticate(d: NonNullable<Dhchap>, hostNqn: string, targets: AuthTarget[]): Promise<boolean> {
     const nqns = new Set(targets.map((t) => t.nqn));
+    // Live controllers only. Linux 6.1 `nvme_ctrl_dhchap_secret_store` queues a re-authentication
+    // whatever the controller's state; on a controller in its reconnect loop it raced the connect's
+    // own authentication (`qid 0 auth_send failed with status 881`) and every later reconnect failed
+    // (test/kernel/README.md, nvmet-auth `auth-rotate-reconnect`). A controller that is down is
+    // retried at the next recheck once it is live; see docs/security.md for one that cannot be.
     const ctrls = (await listControllers(this.host)).filter(
-      (c) => nqns.has(c.nqn) && (c.hostNqn === null || c.hostNqn === hostNqn) && c.state !== 'deleting',
+      (c) => nqns.has(c.nqn) && (c.hostNqn === null || c.hostNqn === hostNqn) && c.state === 'live',
     );
     let moved = false;
     for (const name of [...this.failed.keys()]) if (!ctrls.some((c) => c.name === name)) this.failed.delete(name);
@@ -149,10 +154,11 @@ export class HostAuth {
     if (!held || held === 'none') return null;
     const heldCtrl = await read('dhchap_ctrl_secret');
     if (!heldCtrl) return null;
-    for (const g of [d.current, d.previous]) {
-      if (!g || !sameSecret(held, g.host_secret)) continue;
-      return heldCtrl === 'none' || sameSecret(heldCtrl, g.ctrl_secret) ? g.generation : null;
-    }
+    // A rotation moves one secret at a time, so two generations can share a host secret (the
+    // controller-secret half): the generation is the one whose two secrets both match.
+    for (const g of [d.current, d.previous])
+      if (g && sameSecret(held, g.host_secret) && (heldCtrl === 'none' || sameSecret(heldCtrl, g.ctrl_secret)))
+        return g.generation;
     return null;
   }
 

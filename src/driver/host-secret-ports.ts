@@ -40,17 +40,21 @@ export interface HostSecretStore {
   /** null when the host never had secrets. */
   state(nqn: string): Promise<HostAuthState | null>;
   /**
-   * Starts a rotation with `pair` (generation = in force + 1) when the host is `idle`, storing it
-   * encrypted; when one is under way, leaves it and `pair` unused. Returns the state either way.
-   * The host must exist.
+   * Starts a rotation when the host is `idle`: stores `make(pair in force)` (null before the
+   * first secrets) encrypted as generation in force + 1; when one is under way, leaves it and
+   * does not call `make`. Returns the state either way. The host must exist.
    */
-  begin(nqn: string, pair: Omit<DhchapPair, 'generation'>): Promise<HostAuthState>;
+  begin(nqn: string, make: (inForce: DhchapPair | null) => Omit<DhchapPair, 'generation'>): Promise<HostAuthState>;
   /** Moves `from` → `to` for generation `next`; false when another call moved it first. Clears the last error. */
   advance(nqn: string, next: number, from: RotationStep, to: RotationStep): Promise<boolean>;
   /** Records why a step failed; the state stays where it was. */
   recordError(nqn: string, message: string): Promise<void>;
-  /** `confirmed` → `idle`: `next` in force, every older generation retired (its ciphertexts dropped). */
-  finish(nqn: string, next: number): Promise<boolean>;
+  /**
+   * `confirmed` → `idle`: `next` in force, every older generation retired (its ciphertexts
+   * dropped); with `then`, in the same transaction, `then` staged as generation `next + 1` (the
+   * controller-secret half of a rotation follows its host-secret half).
+   */
+  finish(nqn: string, next: number, then?: Omit<DhchapPair, 'generation'>): Promise<boolean>;
   /**
    * What the host's agent must hold now, read in one round trip (it rides on every long-poll
    * answer): null when the host has no secrets. While a new generation is only `staged`, the

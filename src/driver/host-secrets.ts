@@ -11,6 +11,12 @@
  *      authenticated with the new generation (the agent re-authenticates in place).
  *   4. → `idle`: the backend keeps only the new pair; the old generation is retired (its
  *      ciphertexts dropped) and the agent woken to forget it.
+ * One secret moves at a time: a rotation of a host that has secrets is two generations, the new
+ * host secret with the controller secret in force (N+1), then the new controller secret (N+2),
+ * staged by step 4 of N+1 in the same transaction. Linux 6.1 re-authenticates a controller on
+ * each sysfs secret write, so an agent moving both at once runs one exchange with one new and
+ * one old secret, which fails and drops every path (docs/DECISIONS.md, "Rotation order"). The
+ * host's first secrets (0 → 1) are one generation: no controller holds a secret yet.
  * Every step runs under the host's lock in PostgreSQL (`withHostLock`), so replicas take turns.
  * A failure at any step leaves the old secret valid at a backend that holds both pairs; LightOS
  * holds one, and a step 2 PUT whose answer was lost may have replaced it (docs/DECISIONS.md,
@@ -96,7 +102,11 @@ export async function rotateHostSecrets(
 
 /** Begins a rotation (or joins the one under way) and advances it; the callers checked the store and the host. */
 async function startRotation(deps: DriverDeps, store: HostSecretStore, nqn: string): Promise<RotationStatus> {
-  const begun = await store.begin(nqn, { hostSecret: generateDhchapSecret(), ctrlSecret: generateDhchapSecret() });
+  // The host-secret half when the host has secrets (the controller secret in force kept), else the first pair.
+  const begun = await store.begin(nqn, (inForce) => ({
+    hostSecret: generateDhchapSecret(),
+    ctrlSecret: inForce ? inForce.ctrlSecret : generateDhchapSecret(),
+  }));
   if (begun.step === 'staged' && begun.nextGeneration !== null)
     deps.logger.info({ host: nqn, generation: begun.nextGeneration }, 'host secret rotation started');
   return advanceRotation(deps, nqn);
@@ -126,11 +136,16 @@ async function advanceLocked(deps: DriverDeps, store: HostSecretStore, nqn: stri
         if (!(await store.pathsOnGeneration(nqn, next))) return { hostNqn: nqn, state: s, waitingFor: 'agent' };
         await store.advance(nqn, next, 'at_backend', 'confirmed');
       } else {
-        // Generation 0 → 1 set the new pair alone in step 2: there is nothing to retire there.
-        if (s.generation > 0) await deps.backend.setTrustedHost(nqn, await accepted(store, nqn, next, 0));
-        if (await store.finish(nqn, next)) {
+        const then = await controllerHalf(store, nqn, next, s.generation);
+        // Generation 0 → 1 set the new pair alone in step 2: there is nothing to retire there. A
+        // host-secret half leaves retiring to its controller half's step 2, whose PUT replaces both.
+        if (s.generation > 0 && !then) await deps.backend.setTrustedHost(nqn, await accepted(store, nqn, next, 0));
+        if (await store.finish(nqn, next, then)) {
           await store.notifyAgent(nqn);
-          deps.logger.info({ host: nqn, generation: next }, 'host secret rotation finished');
+          deps.logger.info(
+            { host: nqn, generation: next },
+            then ? 'host secret moved; the controller secret follows' : 'host secret rotation finished',
+          );
         }
       }
     } catch (e) {
@@ -145,6 +160,23 @@ async function advanceLocked(deps: DriverDeps, store: HostSecretStore, nqn: stri
   }
   const s = await store.state(nqn);
   return { hostNqn: nqn, state: s, waitingFor: waitingFor(s) };
+}
+
+/**
+ * The controller-secret half to stage after generation `next`, when `next` is a host-secret half
+ * (a new host secret beside the controller secret in force); undefined otherwise (a first pair, a
+ * controller-secret half, or a rotation of both begun by an earlier release).
+ */
+async function controllerHalf(
+  store: HostSecretStore,
+  nqn: string,
+  next: number,
+  inForce: number,
+): Promise<Omit<DhchapPair, 'generation'> | undefined> {
+  if (inForce === 0) return undefined;
+  const [n, cur] = await Promise.all([store.pair(nqn, next), store.pair(nqn, inForce)]);
+  if (!n || !cur || n.ctrlSecret !== cur.ctrlSecret || n.hostSecret === cur.hostSecret) return undefined;
+  return { hostSecret: n.hostSecret, ctrlSecret: generateDhchapSecret() };
 }
 
 /** The pairs the backend must accept: the new one, and the one in force while the host moves (none for 0). */

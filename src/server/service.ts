@@ -79,6 +79,9 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
   // reached its agent ~0.9 s later (bench fanout, pool 10).
   const agentDb: Db = createDb(databaseUrl, { poolMax: config.dbAgentPoolMax, logger: log });
   stops.push(() => agentDb.destroy());
+  const hostSecrets = config.secrets ? new PgHostSecretStore(agentDb, config.secrets) : undefined;
+  // After the migrations, before the service answers: a replica with another key stops here.
+  await hostSecrets?.checkKey();
   // Reads outside any lock (get and list, the health matrix, the scrape, the readiness check) on a
   // third pool, for the same reason: with the backend hanging, 30 initializes held the main pool's
   // 10 connections and queued the rest, and every read waited 30 s for a connection behind them.
@@ -136,7 +139,7 @@ export async function composeDeps(config: ServiceConfig, log: Logger, stops: (()
     capabilities: config.capabilities,
     sharedCapacity: shareCapacity ? sharedCapacity(periodicJobs, CAPACITY_JOB) : undefined,
     // On the agents' pool: the long poll reads the host's secrets with its list.
-    hostSecrets: config.secrets ? new PgHostSecretStore(agentDb, config.secrets) : undefined,
+    hostSecrets,
     inbandAuth: config.inbandAuth,
   };
   // Periodic work once per fleet (docs/DECISIONS.md): each pass runs on the one replica that claims

@@ -37,7 +37,7 @@ describe('PgHostSecretStore', () => {
   it('stores a generation sealed: the row holds neither secret, nor any DHHC-1 text, and opens to both', async () => {
     const nqn = await host();
     const p = pair();
-    const s = await store.begin(nqn, p);
+    const s = await store.begin(nqn, () => p);
     assert.deepEqual([s.generation, s.nextGeneration, s.step], [0, 1, 'staged']);
     const { rows } = (await t.db.raw(
       `SELECT host_secret, ctrl_secret, (SELECT row_to_json(h)::text FROM host_secrets h
@@ -63,7 +63,7 @@ describe('PgHostSecretStore', () => {
     await store.advance(nqn, 1, 'staged', 'at_backend');
     await assert.rejects(otherKey.delivery(nqn), { code: 'secrets_unreadable' }, 'a typed error, never a plain one');
     const other = await host();
-    await store.begin(other, pair());
+    await store.begin(other, () => pair());
     await t.db.raw(
       `UPDATE host_secrets SET host_secret = (SELECT host_secret FROM host_secrets WHERE host_nqn = ? AND generation = 1)
         WHERE host_nqn = ? AND generation = 1`,
@@ -75,7 +75,7 @@ describe('PgHostSecretStore', () => {
   it('concurrent begins start one rotation; the others join it and their pairs are unused', async () => {
     const nqn = await host();
     const pairs = Array.from({ length: 6 }, pair);
-    const states = await Promise.all(pairs.map((p) => store.begin(nqn, p)));
+    const states = await Promise.all(pairs.map((p) => store.begin(nqn, () => p)));
     assert.deepEqual(new Set(states.map((s) => s.nextGeneration)), new Set([1]));
     const stored = await store.pair(nqn, 1);
     assert.equal(pairs.filter((p) => p.hostSecret === stored?.hostSecret).length, 1);
@@ -87,7 +87,7 @@ describe('PgHostSecretStore', () => {
 
   it('moves by compare-and-set, records errors, and finishing retires every older generation', async () => {
     const nqn = await host();
-    await store.begin(nqn, pair());
+    await store.begin(nqn, () => pair());
     assert.equal(await store.advance(nqn, 1, 'at_backend', 'confirmed'), false, 'not from the wrong step');
     await store.recordError(nqn, 'backend_error: boom');
     assert.equal((await store.state(nqn))?.lastError, 'backend_error: boom');
@@ -100,7 +100,7 @@ describe('PgHostSecretStore', () => {
     assert.deepEqual(await store.unfinished().then((l) => l.includes(nqn)), false);
     const g1 = await store.pair(nqn, 1);
     assert.ok(g1);
-    const s2 = await store.begin(nqn, pair());
+    const s2 = await store.begin(nqn, () => pair());
     assert.deepEqual([s2.generation, s2.nextGeneration], [1, 2]);
     assert.deepEqual(await store.unfinished().then((l) => l.includes(nqn)), true);
     await store.advance(nqn, 2, 'staged', 'at_backend');
@@ -117,18 +117,43 @@ describe('PgHostSecretStore', () => {
     ]);
   });
 
+  it('begin hands the pair in force to make; finish with `then` stages the next generation in the same step', async () => {
+    const nqn = await host();
+    const seen: Array<DhchapPair | null> = [];
+    const p1 = pair();
+    await store.begin(nqn, (inForce) => (seen.push(inForce), p1));
+    assert.deepEqual([...seen], [null], 'no secrets yet: nothing in force');
+    await store.advance(nqn, 1, 'staged', 'at_backend');
+    await store.begin(nqn, (inForce) => (seen.push(inForce), pair()));
+    assert.equal(seen.length, 1, 'a rotation under way: make is not called');
+    await store.advance(nqn, 1, 'at_backend', 'confirmed');
+    await store.finish(nqn, 1);
+    await store.begin(nqn, (inForce) => (seen.push(inForce), { ...pair(), ctrlSecret: inForce!.ctrlSecret }));
+    assert.deepEqual(seen[1], { generation: 1, ...p1 });
+    await store.advance(nqn, 2, 'staged', 'at_backend');
+    await store.advance(nqn, 2, 'at_backend', 'confirmed');
+    const then = pair();
+    assert.equal(await store.finish(nqn, 2, then), true);
+    const s = await store.state(nqn);
+    assert.deepEqual([s?.generation, s?.nextGeneration, s?.step], [2, 3, 'staged']);
+    assert.deepEqual(await store.pair(nqn, 3), { generation: 3, ...then });
+    assert.equal(await store.pair(nqn, 1), null, 'generation 1 retired');
+    assert.equal(await store.finish(nqn, 2, pair()), false, 'a repeated finish stages nothing more');
+    assert.deepEqual(await store.pair(nqn, 3), { generation: 3, ...then });
+  });
+
   it('delivers what the agent must hold at each step, in one read', async () => {
     const nqn = await host();
     assert.equal(await store.delivery(nqn), null, 'no secrets yet');
     const p1 = pair();
-    await store.begin(nqn, p1);
+    await store.begin(nqn, () => p1);
     assert.equal(await store.delivery(nqn), null, 'generation 1 staged: not at the backend yet');
     await store.advance(nqn, 1, 'staged', 'at_backend');
     assert.deepEqual(await store.delivery(nqn), { current: { generation: 1, ...p1 }, previous: null });
     await store.advance(nqn, 1, 'at_backend', 'confirmed');
     await store.finish(nqn, 1);
     const p2 = pair();
-    await store.begin(nqn, p2);
+    await store.begin(nqn, () => p2);
     assert.deepEqual(
       await store.delivery(nqn),
       { current: { generation: 1, ...p1 }, previous: null },
@@ -150,7 +175,7 @@ describe('PgHostSecretStore', () => {
     // own store and connections, must not read the same `staged` state and call the backend too,
     // or A's late PUT could land an old pair after B moved on.
     const nqn = await host();
-    await store.begin(nqn, pair());
+    await store.begin(nqn, () => pair());
     let inFlight = 0;
     let most = 0;
     let release!: () => void;
@@ -245,7 +270,7 @@ describe('PgHostSecretStore', () => {
     // What the previous release does with hosts (issue a token, register, report) touches none
     // of the new tables; dropping them again (down) leaves those paths as they were.
     const nqn = await host();
-    await store.begin(nqn, pair());
+    await store.begin(nqn, () => pair());
     const source = new TsMigrationSource();
     const { db, drop } = await createTestDatabase();
     try {

@@ -5,6 +5,7 @@
  */
 import type { Knex } from 'knex';
 import { DriverError } from '../driver/errors.ts';
+import { ConfigError } from '../shared/env.ts';
 import type { DhchapPair, HostAuthState, HostSecretStore, RotationStep } from '../driver/ports.ts';
 import { KeyedMutex } from '../shared/keyed-mutex.ts';
 import { holdAdvisoryLock } from './locks.ts';
@@ -29,6 +30,9 @@ const toState = (r: AuthRow): HostAuthState => ({
 });
 
 /** The additional authenticated data of a sealed secret: the row and column it belongs to. */
+/** The plaintext and context of the key check value: not a secret, only proof that the key opens it. */
+const KEY_CHECK = 'portalis secrets key check v1';
+
 const context = (nqn: string, generation: number, which: 'host' | 'ctrl') => `${nqn}\n${generation}\n${which}`;
 
 export class PgHostSecretStore implements HostSecretStore {
@@ -74,35 +78,75 @@ export class PgHostSecretStore implements HostSecretStore {
     );
   }
 
+  /**
+   * Refuses a secrets key that is not the fleet's: the first replica with a key seals a check value
+   * (`secrets_key_check`, migration 20261207200000); every replica opens it at start-up. Without it
+   * a replica started with another key would seal new secrets its peers cannot open, and each
+   * host's poll through a peer would go without them (`secrets_unreadable`).
+   */
+  async checkKey(): Promise<void> {
+    await this.q('secrets_key_check')
+      .insert({ id: 1, sealed: this.box.seal(KEY_CHECK, KEY_CHECK) })
+      .onConflict('id')
+      .ignore();
+    const row = (await this.q('secrets_key_check').where({ id: 1 }).first()) as { sealed: Buffer };
+    let opened: string | null = null;
+    try {
+      opened = this.box.open(row.sealed, KEY_CHECK);
+    } catch {
+      // The check below names the setting; the cause (an authentication tag mismatch) says nothing more.
+    }
+    if (opened !== KEY_CHECK)
+      throw new ConfigError(
+        'PORTALIS_SECRETS_KEY',
+        'this key does not open the secrets this database holds: another key sealed them. Every replica ' +
+          'needs the same key (docs/security.md, "Replacing the secrets key")',
+      );
+  }
+
   async state(nqn: string): Promise<HostAuthState | null> {
     const row = (await this.q('host_auth').where({ host_nqn: nqn }).first()) as AuthRow | undefined;
     return row ? toState(row) : null;
   }
 
-  async begin(nqn: string, pair: Omit<DhchapPair, 'generation'>): Promise<HostAuthState> {
+  async begin(
+    nqn: string,
+    make: (inForce: DhchapPair | null) => Omit<DhchapPair, 'generation'>,
+  ): Promise<HostAuthState> {
     return this.tx(async (trx) => {
       await trx.raw('INSERT INTO host_auth (host_nqn) VALUES (?) ON CONFLICT (host_nqn) DO NOTHING', [nqn]);
       // The row lock orders concurrent begins: the second sees the first's rotation and joins it.
+      // It also holds `finish` off, so the pair in force read here stays the one in force.
       const cur = (await trx('host_auth').where({ host_nqn: nqn }).forUpdate().first()) as AuthRow;
       if (cur.step !== 'idle') return toState(cur);
-      const next = cur.generation + 1;
-      // A generation retired and then begun again cannot happen (generations only grow), but a
-      // row left by a rotation whose state was lost would: replace it rather than fail.
-      await trx('host_secrets')
-        .insert({
-          host_nqn: nqn,
-          generation: next,
-          host_secret: this.box.seal(pair.hostSecret, context(nqn, next, 'host')),
-          ctrl_secret: this.box.seal(pair.ctrlSecret, context(nqn, next, 'ctrl')),
-        })
-        .onConflict(['host_nqn', 'generation'])
-        .merge(['host_secret', 'ctrl_secret', 'created_at', 'retired_at']);
-      const rows = (await trx('host_auth')
-        .where({ host_nqn: nqn })
-        .update({ next_generation: next, step: 'staged', last_error: null, updated_at: trx.fn.now() })
-        .returning('*')) as AuthRow[];
-      return toState(rows[0]!);
+      const inForce = cur.generation > 0 ? await this.pairIn(trx('host_secrets'), nqn, cur.generation) : null;
+      return this.stage(trx, nqn, cur.generation + 1, make(inForce));
     });
+  }
+
+  /** Stores generation `next` (sealed) and marks it `staged`; inside the caller's transaction. */
+  private async stage(
+    trx: Knex.Transaction,
+    nqn: string,
+    next: number,
+    pair: Omit<DhchapPair, 'generation'>,
+  ): Promise<HostAuthState> {
+    // A generation retired and then begun again cannot happen (generations only grow), but a
+    // row left by a rotation whose state was lost would: replace it rather than fail.
+    await trx('host_secrets')
+      .insert({
+        host_nqn: nqn,
+        generation: next,
+        host_secret: this.box.seal(pair.hostSecret, context(nqn, next, 'host')),
+        ctrl_secret: this.box.seal(pair.ctrlSecret, context(nqn, next, 'ctrl')),
+      })
+      .onConflict(['host_nqn', 'generation'])
+      .merge(['host_secret', 'ctrl_secret', 'created_at', 'retired_at']);
+    const rows = (await trx('host_auth')
+      .where({ host_nqn: nqn })
+      .update({ next_generation: next, step: 'staged', last_error: null, updated_at: trx.fn.now() })
+      .returning('*')) as AuthRow[];
+    return toState(rows[0]!);
   }
 
   async advance(nqn: string, next: number, from: RotationStep, to: RotationStep): Promise<boolean> {
@@ -118,7 +162,7 @@ export class PgHostSecretStore implements HostSecretStore {
       .update({ last_error: message.slice(0, 1000), updated_at: this.db.fn.now() });
   }
 
-  async finish(nqn: string, next: number): Promise<boolean> {
+  async finish(nqn: string, next: number, then?: Omit<DhchapPair, 'generation'>): Promise<boolean> {
     return this.tx(async (trx) => {
       const n = await trx('host_auth')
         .where({ host_nqn: nqn, next_generation: next, step: 'confirmed' })
@@ -129,12 +173,19 @@ export class PgHostSecretStore implements HostSecretStore {
         .andWhere('generation', '<', next)
         .whereNull('retired_at')
         .update({ host_secret: null, ctrl_secret: null, retired_at: trx.fn.now() });
+      // In the same transaction: a crash between the two cannot leave a rotation half done and idle.
+      if (then) await this.stage(trx, nqn, next + 1, then);
       return true;
     });
   }
 
   async pair(nqn: string, generation: number): Promise<DhchapPair | null> {
-    const row = (await this.q('host_secrets').where({ host_nqn: nqn, generation }).whereNull('retired_at').first()) as
+    return this.pairIn(this.q('host_secrets'), nqn, generation);
+  }
+
+  /** One generation's pair, read with `q` (a query on host_secrets: this store's, or a transaction's). */
+  private async pairIn(q: Knex.QueryBuilder, nqn: string, generation: number): Promise<DhchapPair | null> {
+    const row = (await q.where({ host_nqn: nqn, generation }).whereNull('retired_at').first()) as
       | { host_secret: Buffer; ctrl_secret: Buffer }
       | undefined;
     if (!row) return null;

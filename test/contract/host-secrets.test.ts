@@ -150,7 +150,7 @@ describe('host secrets (in-band authentication)', { skip: IN_PROCESS_ONLY }, () 
     assert.equal((await t.http.post(`${path}/rotate`)).status, 401);
   });
 
-  it('a rotation sets the new pair, hands both to the agent until its paths move, then retires the old', async () => {
+  it('a rotation moves the host secret, then the controller secret, each handed to the agent until its paths move', async () => {
     const h = await attachedHost(1);
     const before1 = (await secretsOf(h.token))!;
     const r = await rotate(h.conn.nqn);
@@ -160,6 +160,10 @@ describe('host secrets (in-band authentication)', { skip: IN_PROCESS_ONLY }, () 
     const moving = (await secretsOf(h.token))!;
     assert.equal(moving.current.generation, 2);
     assert.deepEqual(moving.previous, before1.current);
+    // One secret at a time (Linux re-authenticates on each sysfs write): a new host secret, the
+    // controller secret in force kept.
+    assert.notEqual(moving.current.host_secret, before1.current.host_secret);
+    assert.equal(moving.current.ctrl_secret, before1.current.ctrl_secret, 'generation 2 keeps the controller secret');
     assert.equal(atBackend(h.conn.nqn), moving.current.host_secret, 'the backend has the new secret');
     // Two paths moved, one still live on generation 1: not yet.
     assert.equal((await h.report([2, 2, 1])).status, 200);
@@ -169,17 +173,25 @@ describe('host secrets (in-band authentication)', { skip: IN_PROCESS_ONLY }, () 
       'a path still on generation 1 holds the rotation',
     );
     assert.equal((await status(h.conn.nqn)).body.step, 'at_backend');
-    // Every live path on generation 2 (a path that is down does not count): the old pair retires.
+    // Every live path on generation 2 (a path that is down does not count): the controller secret follows.
     assert.equal((await h.report([2, 2, 1], 2)).status, 200);
+    const half = await rotate(h.conn.nqn);
+    assert.equal(half.status, 202, JSON.stringify(half.body));
+    assert.deepEqual([half.body.generation, half.body.next_generation, half.body.step], [2, 3, 'at_backend']);
+    const ctrlMoving = (await secretsOf(h.token))!;
+    assert.equal(ctrlMoving.current.host_secret, moving.current.host_secret, 'generation 3 keeps the host secret');
+    assert.notEqual(ctrlMoving.current.ctrl_secret, before1.current.ctrl_secret);
+    assert.equal(ctrlMoving.previous?.generation, 2);
+    assert.equal(t.sim!.trustedHosts.secretsOf(h.conn.nqn)?.targetSecret, ctrlMoving.current.ctrl_secret);
+    assert.equal(await t.deps!.hostSecrets!.pair(h.conn.nqn, 1), null, 'generation 1 is retired in the database');
+    assert.equal((await h.report(3)).status, 200);
     const done = await rotate(h.conn.nqn);
     assert.equal(done.status, 200, JSON.stringify(done.body));
     assert.equal(done.body.step, 'idle');
-    assert.equal(done.body.generation, 2);
-    const after2 = (await secretsOf(h.token))!;
-    assert.equal(after2.current.host_secret, moving.current.host_secret);
-    assert.equal(after2.previous, null, 'the old pair is forgotten');
-    const rows = await t.deps!.hostSecrets!.pair(h.conn.nqn, 1);
-    assert.equal(rows, null, 'generation 1 is retired in the database');
+    assert.equal(done.body.generation, 3);
+    const after3 = (await secretsOf(h.token))!;
+    assert.deepEqual(after3, { current: ctrlMoving.current, previous: null }, 'the old pairs are forgotten');
+    assert.equal(await t.deps!.hostSecrets!.pair(h.conn.nqn, 2), null, 'generation 2 is retired in the database');
   });
 
   it('a retried rotate naming the generation it rotates away from never starts a second rotation', async () => {
@@ -189,13 +201,14 @@ describe('host secrets (in-band authentication)', { skip: IN_PROCESS_ONLY }, () 
         .post(`/v1/hosts/${encodeURIComponent(h.conn.nqn)}/secrets/rotate`)
         .query({ from_generation: g })
         .set(admin());
+    // No attachments: both halves finish at once (generation 2 the host secret, 3 the controller secret).
     const first = await rotateFrom(1);
     assert.equal(first.status, 200, JSON.stringify(first.body));
-    assert.equal(first.body.generation, 2);
+    assert.equal(first.body.generation, 3);
     const retried = await rotateFrom(1);
     assert.equal(retried.status, 200);
-    assert.equal(retried.body.generation, 2, 'generation 1 is gone already: nothing new');
-    assert.equal((await rotateFrom(2)).body.generation, 3, 'from the one in force: a new rotation');
+    assert.equal(retried.body.generation, 3, 'generation 1 is gone already: nothing new');
+    assert.equal((await rotateFrom(3)).body.generation, 5, 'from the one in force: a new rotation');
     assert.equal((await rotateFrom(Number.NaN)).status, 400);
   });
 
@@ -247,8 +260,15 @@ describe('host secrets (in-band authentication)', { skip: IN_PROCESS_ONLY }, () 
     assert.equal(s.current.generation, 2);
     assert.equal(s.previous?.generation, 1, 'the agent still holds the old pair for its unmoved paths');
     assert.deepEqual(await t.deps!.hostSecrets!.unfinished().then((l) => l.includes(h.conn.nqn)), true);
-    // When the agent does confirm, the fleet's periodic pass finishes it without another call.
+    // When the agent does confirm, the fleet's periodic pass takes it on without another call:
+    // to the controller secret's half, then, once confirmed too, to the end.
     assert.equal((await h.report(2)).status, 200);
+    await advanceAllRotations(t.deps!);
+    assert.deepEqual(
+      [(await status(h.conn.nqn)).body.next_generation, (await status(h.conn.nqn)).body.waiting_for],
+      [3, 'agent'],
+    );
+    assert.equal((await h.report(3)).status, 200);
     const pass = await advanceAllRotations(t.deps!);
     assert.ok(pass.advanced >= 1, JSON.stringify(pass));
     assert.equal((await status(h.conn.nqn)).body.step, 'idle');

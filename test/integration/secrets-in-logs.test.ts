@@ -119,7 +119,8 @@ describe('host DH-HMAC-CHAP secrets never reach the log', () => {
     assert.equal((await rotate()).status, 502);
     assert.equal((await rotate()).status, 200, 'no attachment: nothing to wait for');
     await collect();
-    assert.equal(seen.size, 4, 'two generations, two secrets each');
+    // The first pair and the rotated one (generation 3: the host secret moved in 2, the controller secret in 3).
+    assert.equal(seen.size, 4, 'four secrets');
     assert.ok(logged.includes('host secret rotation step failed'), 'the failure is logged');
     assert.ok(logged.includes('host secret rotation finished'));
     assert.equal(logged.includes('DHHC-1'), false, 'a DHHC-1 string appears in the log');
@@ -230,9 +231,12 @@ describe('host DH-HMAC-CHAP secrets never reach a log or an answer, through back
       200,
     );
     assert.equal(kept(await report(2, null)).status, 200);
+    assert.equal(kept(await rotate()).status, 202, 'the host secret moved; the controller secret follows');
+    await collect();
+    assert.equal(kept(await report(3, null)).status, 200);
     assert.equal(kept(await rotate()).status, 200, 'confirmed and retired');
     kept(await status());
-    assert.equal(seen.size, 4, 'two generations, two secrets each');
+    assert.equal(seen.size, 4, 'three generations, four secrets (each half moves one)');
     assert.ok(logged.includes('host secret rotation step failed'));
     assert.ok(logged.includes('host secret rotation finished'));
     const forms = [...seen].flatMap((text) => {

@@ -206,12 +206,10 @@ export const scenarios: Scenario[] = [
       },
       {
         name: 'agent-auth-rotate',
-        // Not yet passing (test/kernel/README.md): on 6.1 the agent's two sysfs writes each start a
-        // re-authentication, and the first meets the target's new controller key with the old one.
-        byDefault: false,
         description:
-          'not yet passing: POST /v1/hosts/{nqn}/secrets/rotate under O_DIRECT writes: no write fails, ' +
-          'every path re-authenticates in place on the new generation, the rotation reaches idle, the old secret refused',
+          'POST /v1/hosts/{nqn}/secrets/rotate under O_DIRECT writes: the host secret, then the controller secret, each ' +
+          're-authenticated in place (one sysfs write per controller and half, no authentication failure); no write ' +
+          'fails, every path on the new generation, the rotation reaches idle, the old secrets refused',
       },
     ],
   },

@@ -19,14 +19,17 @@
  *   secret back at the backend and the agent's retry connects.
  * - agent-auth-bidirectional: the backend presents another controller secret: the host refuses
  *   the target (`controller authentication failed`), `auth_rejected`, nothing half-connected.
- * - agent-auth-rotate: `POST /v1/hosts/{nqn}/secrets/rotate` under O_DIRECT writes: no write
- *   fails, every path on the new generation, the rotation reaches `idle`, the old secret refused.
+ * - agent-auth-rotate: `POST /v1/hosts/{nqn}/secrets/rotate` under O_DIRECT writes: the host
+ *   secret moves (generation N+1), then the controller secret (N+2), each controller
+ *   re-authenticating in place once per half with no authentication failure; no write fails,
+ *   every path on N+2, the rotation reaches `idle`, the old secrets refused.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { type AgentStack, Sampler, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunks } from './io.ts';
-import { check, checkEqual, observe, readSys, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
+import { check, checkEqual, observe, readSys, runDir, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
 import { checkOneControllerPerPortal, controllers, ioErrorsSince, kernelLog, nvmeConnect, nvmeDisks } from './nvme.ts';
 import type { AttachmentView } from './rest.ts';
 
@@ -65,6 +68,9 @@ function readTargetPair(s: AgentStack): { host: string; ctrl: string } {
   return { host: host as string, ctrl: ctrl as string };
 }
 
+/** Every secret of the host read from config.json during the run: none may be in a program's log. */
+const secretsSeen = new Set<string>();
+
 function hostKeys(s: AgentStack): HostKeys {
   const entries = JSON.parse(readFileSync(CONFIG_JSON, 'utf8')) as {
     hostnqn: string;
@@ -73,9 +79,11 @@ function hostKeys(s: AgentStack): HostKeys {
   }[];
   const e = entries.find((x) => x.hostnqn === s.connector.nqn);
   check(e?.dhchap_key, `${CONFIG_JSON} has a host key for ${s.connector.nqn}`);
+  secretsSeen.add(e.dhchap_key);
   const ctrl: Record<string, string> = {};
   for (const sub of e.subsystems ?? [])
-    if (sub.nqn === s.nqn) for (const p of sub.ports ?? []) if (p.dhchap_ctrl_key) ctrl[p.trsvcid] = p.dhchap_ctrl_key;
+    if (sub.nqn === s.nqn)
+      for (const p of sub.ports ?? []) if (p.dhchap_ctrl_key) secretsSeen.add((ctrl[p.trsvcid] = p.dhchap_ctrl_key));
   return { host: e.dhchap_key, ctrl };
 }
 
@@ -296,12 +304,15 @@ async function authRotate(s: AgentStack): Promise<void> {
     );
     firstAnswer = { status: r.status, body: r.body };
     check([200, 202].includes(r.status), `rotate answered ${r.status}: ${JSON.stringify(r.body)}`);
-    const done = await step('the rotation reaches idle on the next generation', () =>
+    // Two generations: N+1 the new host secret, N+2 the new controller secret (one sysfs write,
+    // so one re-authentication with a matching pair, per controller and half).
+    const target = before.generation + 2;
+    const done = await step('the rotation reaches idle two generations on (host secret, then controller secret)', () =>
       waitFor(
-        'secrets idle on generation + 1',
+        'secrets idle on generation + 2',
         async () => {
           const st = await secrets(s);
-          return st.step === 'idle' && st.generation === before.generation + 1 ? st : undefined;
+          return st.step === 'idle' && st.generation === target ? st : undefined;
         },
         120_000,
       ),
@@ -311,8 +322,7 @@ async function authRotate(s: AgentStack): Promise<void> {
       attachmentId,
       'every path reported on the new generation',
       (x) =>
-        x.agent?.paths.length === 3 &&
-        x.agent.paths.every((p) => p.state === 'live' && p.auth_generation === before.generation + 1)
+        x.agent?.paths.length === 3 && x.agent.paths.every((p) => p.state === 'live' && p.auth_generation === target)
           ? x
           : undefined,
       30_000,
@@ -334,8 +344,13 @@ async function authRotate(s: AgentStack): Promise<void> {
     ctrls,
     'controllers that re-authenticated ("qid 0: authenticated")',
   );
-  checkPathsOn(s, rotated, before.generation + 1);
+  checkPathsOn(s, rotated, before.generation + 2);
   checkEqual(hostKeys(s).host === old.host, false, 'config.json holds a new host secret');
+  checkEqual(
+    hostKeys(s).ctrl[String(oldPort)] === old.ctrl[String(oldPort)],
+    false,
+    'config.json holds a new controller secret',
+  );
   checkOneControllerPerPortal(s.nqn, portals);
   targetPair = readTargetPair(s);
   checkEqual(targetPair.host === hostKeys(s).host, true, "configfs dhchap_key = config.json's new host key");
@@ -383,10 +398,15 @@ await scenarioGroup('agent-auth', {
     // The secrets key in a file (mode 0600), never on a command line or in the environment's value.
     const keyFile = '/tmp/portalis-secrets.key';
     writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
+    // Debug level: the logs searched for secrets at the teardown hold everything the programs say.
     const s = await startAgentStack(
-      {},
+      { PORTALIS_LOG_LEVEL: 'debug' },
       {
-        serviceEnv: { PORTALIS_INBAND_AUTH: 'required', PORTALIS_SECRETS_KEY_FILE: keyFile },
+        serviceEnv: {
+          PORTALIS_INBAND_AUTH: 'required',
+          PORTALIS_SECRETS_KEY_FILE: keyFile,
+          PORTALIS_LOG_LEVEL: 'debug',
+        },
         simEnv: { PORTALIS_SIM_NVMET_DHGROUP: DHGROUP },
       },
     );
@@ -430,5 +450,16 @@ await scenarioGroup('agent-auth', {
   },
   teardown: async (s) => {
     await step('stop the agent, portalis serve and portalis sim (SIGTERM)', () => s.stop());
+    await step('no secret in the logs of portalis serve, portalis sim or the agent', async () => {
+      const logs = readdirSync(runDir).filter((f) => f.endsWith('.log'));
+      check(logs.length >= 3, `the programs' logs: ${logs.join(', ')}`);
+      for (const f of logs) {
+        const text = readFileSync(path.join(runDir, f), 'utf8');
+        check(!text.includes('DHHC-1'), `${f} holds a DHHC-1 secret`);
+        for (const secret of secretsSeen)
+          check(!text.includes(secret.split(':')[2]!), `${f} holds a secret's key text`);
+      }
+      observe('logs searched', { files: logs, secrets: secretsSeen.size });
+    });
   },
 });
