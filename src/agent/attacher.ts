@@ -385,7 +385,7 @@ export class Attacher {
     spec: AttachSpec,
     stale: PortalSpec[],
     otherAttachments: AttachSpec[],
-    opts: { deadOnly?: boolean } = {},
+    opts: { deadOnly?: boolean; refused?: Set<string> } = {},
   ): Promise<PruneResult> {
     return this.locks.runAll(this.keys(spec), async () =>
       prunePortals(this.ctx, spec, await this.hostNqn(spec), stale, otherAttachments, opts),

@@ -112,22 +112,18 @@ export class AgentDaemon {
     };
     this.auth = opts.host ? new HostAuth(opts.host, this.log) : null;
     const auth = this.auth;
-    this.reporter = new Reporter(
-      opts.service,
-      opts.clock,
-      this.log,
-      this.options.reportRefreshMs,
-      auth ? (r) => auth.decorate(r) : undefined,
-    );
+    const decorate = auth ? (r: AttachmentReport) => auth.decorate(r) : undefined;
+    this.reporter = new Reporter(opts.service, opts.clock, this.log, this.options.reportRefreshMs, decorate);
     this.owned = new OwnedAttachments({
       attacher: opts.attacher,
       clock: opts.clock,
       log: this.log,
       observer: this.observer,
       connectingReportDelayMs: this.options.connectingReportDelayMs,
-      report: (id, r) => this.report(id, r),
+      report: (id, r, changed) => this.report(id, r, changed),
       others: (id) => this.othersThan(id),
       tracked: (id) => this.tracked.get(id),
+      refused: auth ? (spec) => auth.refusedControllers(spec.targets) : undefined,
     });
     this.assisted = new AssistedAttachments({
       attacher: opts.attacher,
@@ -349,8 +345,8 @@ export class AgentDaemon {
     return p;
   }
 
-  private report(id: string, r: AttachmentReport): void {
-    if (this.reporter.submit(id, r)) this.wakeReporterSoon();
+  private report(id: string, r: AttachmentReport, changed?: boolean): void {
+    if (this.reporter.submit(id, r, changed)) this.wakeReporterSoon();
   }
 
   /**

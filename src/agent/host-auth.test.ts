@@ -198,6 +198,44 @@ describe('agent in-band authentication', () => {
     await stop();
   });
 
+  it('a path down through a rotation comes back refused on the retired secret and is replaced by a new connect', async () => {
+    const { t, stop } = await attachedAt1();
+    const [, second] = t.host.controllers();
+    t.host.setPortalUp(ADDRS[1]!, false);
+    t.host.fabric.hostKeys.set(FAKE_HOSTNQN, GEN2.host_secret); // the backend holds only the new pair
+    t.service.setSecrets({ current: GEN2, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    t.host.setPortalUp(ADDRS[1]!, true);
+    assert.equal(t.host.fs.read(`/sys/class/nvme/${second}/state`)?.trim(), 'connecting', 'refused on generation 1');
+    t.writes.length = 0;
+    await elapse(t.clock, 31_000); // the recheck, and its report
+    assert.ok(t.writes.includes(`/sys/class/nvme/${second}/delete_controller`), t.writes.join('\n'));
+    assert.equal(t.host.calls(`nvme connect -t tcp -a ${ADDRS[1]} `).length, 2, 'connected again, once');
+    assert.deepEqual(generations(t), [2, 2, 2]);
+    assert.equal(t.service.last('a1')?.paths.filter((p) => p.state === 'live').length, 3);
+    assertNoSecretLeaked(t);
+    await stop();
+  });
+
+  it('a refused controller that is the last usable path of the device is kept', async () => {
+    const { t, stop } = await attachedAt1();
+    const ctrls = t.host.controllers();
+    for (const a of ADDRS) t.host.setPortalUp(a, false);
+    t.host.fabric.hostKeys.set(FAKE_HOSTNQN, GEN2.host_secret);
+    t.service.setSecrets({ current: GEN2, previous: GEN1 });
+    await elapse(t.clock, 1_000);
+    for (const a of ADDRS) t.host.setPortalUp(a, true);
+    t.writes.length = 0;
+    await elapse(t.clock, 30_000);
+    assert.deepEqual(
+      t.writes.filter((w) => w.endsWith('/delete_controller')),
+      [],
+      'no controller of a device without another path goes',
+    );
+    assert.deepEqual(t.host.controllers(), ctrls);
+    await stop();
+  });
+
   it('a controller whose write fails keeps the old generation, with the error, until a recheck moves it', async () => {
     const { t, stop } = await attachedAt1();
     const [, second] = t.host.controllers();

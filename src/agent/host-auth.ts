@@ -139,6 +139,28 @@ export class HostAuth {
   }
 
   /**
+   * Controllers of `targets` (this host's) that are down and hold a secret other than the current
+   * one: on a target that keeps one pair per host (LightOS, nvmet) their reconnects are refused
+   * until they are replaced (owned.ts). Empty without secrets; a controller connected without a
+   * secret (`none`) is not one of them.
+   */
+  async refusedControllers(targets: AuthTarget[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    const d = this.secrets;
+    if (!d) return out;
+    const hostNqn = await readHostNqn(this.host);
+    const nqns = new Set(targets.map((t) => t.nqn));
+    for (const c of await listControllers(this.host)) {
+      const mine = c.hostNqn === null || c.hostNqn === hostNqn;
+      if (!nqns.has(c.nqn) || !mine || c.state === 'live' || c.state === 'deleting') continue;
+      const held = (await this.host.readFile(`/sys/class/nvme/${c.name}/dhchap_secret`).catch(() => null))?.trim();
+      if (!held || held === 'none') continue;
+      if ((await this.generationOf(c.name)) !== d.current.generation) out.add(c.name);
+    }
+    return out;
+  }
+
+  /**
    * The generation `ctrl` holds, null when none of the known ones. Bidirectional (its
    * `dhchap_ctrl_secret` is not `none`): both attributes must hold the same generation, or a
    * controller whose controller-secret write failed after its host secret moved would count as

@@ -20,10 +20,13 @@ export interface OwnedDeps {
   log: Logger;
   observer: DaemonObserver | undefined;
   connectingReportDelayMs: number;
-  report(id: string, r: AttachmentReport): void;
+  /** `changed`: send even when equal to the last report (its paths' `auth_generation` moved). */
+  report(id: string, r: AttachmentReport, changed?: boolean): void;
   /** What every other attachment this host must keep needs. */
   others(id: string): AttachSpec[];
   tracked(id: string): Tracked | undefined;
+  /** Controllers of `spec` that are down on a secret the target no longer takes (HostAuth.refusedControllers). */
+  refused?(spec: AttachSpec): Promise<Set<string>>;
 }
 
 export class OwnedAttachments {
@@ -53,6 +56,13 @@ export class OwnedAttachments {
         if (dead.disconnected.length)
           this.deps.log.info({ attachment: id, ...dead }, 'dead stale controllers removed first');
       }
+      // A path that was down while the host's secret rotated reconnects with the secret it held,
+      // which the target (one pair per host) refuses for ever; it is replaced by a new connect,
+      // which reads the current secret from config.json, once the volume has another usable path.
+      const refused = fresh ? undefined : await this.deps.refused?.(spec);
+      const replaced = refused?.size ? await c.prunePortals(spec, [], this.deps.others(id), { refused }) : undefined;
+      if (replaced?.disconnected.length)
+        this.deps.log.info({ attachment: id, ...replaced }, 'controllers refused on a retired secret replaced');
       const connected = await c.connect(spec).finally(() => connecting.abort());
       let r: PathsResult = connected;
       if (fresh) {
@@ -91,14 +101,16 @@ export class OwnedAttachments {
           r = { ...r, ...(await c.getPaths(spec)) } as PathsResult;
         }
       }
-      this.deps.report(id, {
+      // A replaced controller may take its predecessor's name: the report reads the same, its generation does not.
+      const changed = Boolean(replaced?.disconnected.length);
+      const paths = r.paths.map(toWire);
+      const report = {
         state: 'connected',
         device_path: r.devicePath,
         size_bytes: r.sizeBytes,
         health: r.health,
-        paths: r.paths.map(toWire),
-        error: null,
-      });
+      } as const;
+      this.deps.report(id, { ...report, paths, error: null }, changed);
     } catch (e) {
       connecting.abort();
       if (fresh) this.deps.observer?.connect('failed', this.deps.clock.now() - started);

@@ -1,7 +1,8 @@
 /**
  * The prune after a portal change: the controllers of portals that no longer serve the volume go
  * once it has a usable path through its current ones (the Attacher takes the subsystem's lock
- * around it). The keep rules are teardown-plan.ts's.
+ * around it). The keep rules are teardown-plan.ts's. With `refused`, also the named controllers
+ * that the target refuses on a retired secret (dropRefused), so that a new connect replaces them.
  */
 import type { AttachSpec, PortalSpec } from './connection-data.ts';
 import type { AgentContext } from './context.ts';
@@ -12,7 +13,7 @@ import { portalKey, servesPortal } from './portals.ts';
 import { listControllers, namespacesUnderController, readBlockNamespace } from './sysfs.ts';
 import { disconnectController } from './teardown.ts';
 import { keepReasonOf } from './teardown-plan.ts';
-import { factOf, otherUsers } from './teardown-snapshot.ts';
+import { factOf, otherUsers, usableElsewhereOf } from './teardown-snapshot.ts';
 
 export interface PruneResult {
   disconnected: string[];
@@ -27,7 +28,7 @@ export async function prunePortals(
   hostNqn: string | null,
   stale: PortalSpec[],
   otherAttachments: AttachSpec[],
-  opts: { deadOnly?: boolean } = {},
+  opts: { deadOnly?: boolean; refused?: Set<string> } = {},
 ): Promise<PruneResult> {
   const out: PruneResult = { disconnected: [], kept: [], pending: false };
   const now = await strategyFor(spec).locate(ctx, spec, hostNqn);
@@ -37,6 +38,7 @@ export async function prunePortals(
     out.pending = true;
     return out;
   }
+  if (opts.refused) await dropRefused(ctx, spec, opts.refused, out);
   const current = spec.targets.flatMap((t) => t.portals);
   const gone = stale.filter((p) => !current.some((c) => portalKey(c) === portalKey(p)));
   const others = otherUsers(otherAttachments);
@@ -71,6 +73,34 @@ export async function prunePortals(
     }
   }
   return out;
+}
+
+/**
+ * Disconnects the named controllers that are still down, each only when every namespace behind
+ * it is usable through another live controller: a controller the target refuses (its secret was
+ * retired while it was down) carries no I/O now, but the last one of a device still queues it.
+ * The subsystem is shared, so a controller serves other volumes too: all of them are checked.
+ */
+async function dropRefused(ctx: AgentContext, spec: AttachSpec, names: Set<string>, out: PruneResult) {
+  for (const t of spec.targets) {
+    const ctrls = await listControllers(ctx.host, t.nqn);
+    for (const c of ctrls) {
+      if (!names.has(c.name) || c.state === 'live' || c.state === 'deleting') continue;
+      const behind = await namespacesUnderController(ctx.host, c.name);
+      let elsewhere = true;
+      for (const ns of behind) {
+        const bn = await readBlockNamespace(ctx.host, ns);
+        if (bn && !(await usableElsewhereOf(ctx.host, bn, c, ctrls))) elsewhere = false;
+      }
+      if (!elsewhere) {
+        out.kept.push({ controller: c.name, reason: 'the only usable path of a namespace behind it' });
+        continue;
+      }
+      if (spec.mode === 'dm') await delPaths(ctx, behind);
+      await disconnectController(ctx, c);
+      out.disconnected.push(c.name);
+    }
+  }
 }
 
 /** DM mode: `multipathd del path` for each path device, so no map keeps a path about to go. */

@@ -21,11 +21,14 @@ export class Reporter {
     private readonly decorate: (r: AttachmentReport) => Promise<AttachmentReport> = async (r) => r,
   ) {}
 
-  /** Queues the report when it differs from the last one sent or that one is getting old. */
-  submit(id: string, report: AttachmentReport): boolean {
+  /**
+   * Queues the report when it differs from the last one sent or that one is getting old, or when
+   * `changed`: what `decorate` adds moved under an equal report (a controller replaced under its name).
+   */
+  submit(id: string, report: AttachmentReport, changed = false): boolean {
     const json = JSON.stringify(report);
     const last = this.sent.get(id);
-    if (last && last.json === json && this.clock.now() - last.at < this.refreshMs) return false;
+    if (!changed && last && last.json === json && this.clock.now() - last.at < this.refreshMs) return false;
     this.queued.set(id, report);
     return true;
   }

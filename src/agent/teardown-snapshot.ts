@@ -97,7 +97,7 @@ export async function neededBeyond(
 }
 
 /** Whether the namespace `ns` (behind `c`) is usable through another controller of its subsystem. */
-async function usableElsewhereOf(
+export async function usableElsewhereOf(
   host: HostPort,
   ns: BlockNamespace,
   c: Controller,

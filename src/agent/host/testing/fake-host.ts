@@ -196,13 +196,18 @@ export class FakeHost implements HostPort {
     return this.commands.map((c) => [c.cmd, ...c.args].join(' ')).filter((l) => l.startsWith(prefix));
   }
 
-  /** A portal stops answering (its controllers go `connecting`) or comes back (they go `live`). */
+  /**
+   * A portal stops answering (its controllers go `connecting`) or comes back (they go `live`, but
+   * one whose secret the target no longer holds (`fabric.hostKeys`) is refused and stays
+   * `connecting`, as a 6.1 reconnect with a retired secret).
+   */
   setPortalUp(address: string, up: boolean, port = 4420, transport = 'tcp'): void {
     const p = this.fabric.portal(address, port, transport);
     p.up = up;
     for (const c of this.kernel.ctrls.values()) {
       if (c.portal !== p) continue;
-      c.state = up ? 'live' : 'connecting';
+      const required = this.fabric.hostKeys.get(c.hostNqn);
+      c.state = up && (required === undefined || required === c.dhchapSecret) ? 'live' : 'connecting';
       if (up) this.kernel.scan(c, false);
     }
     this.kernel.render();
