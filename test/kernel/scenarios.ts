@@ -211,6 +211,12 @@ export const scenarios: Scenario[] = [
           're-authenticated in place (one sysfs write per controller and half, no authentication failure); no write ' +
           'fails, every path on the new generation, the rotation reaches idle, the old secrets refused',
       },
+      {
+        name: 'agent-auth-rotate-path-down',
+        description:
+          'a node down while the secrets rotate: the rotation finishes without it; back, its controller is refused on ' +
+          'the retired secret and the agent replaces it; every path live on the new pair, no write fails',
+      },
     ],
   },
   {

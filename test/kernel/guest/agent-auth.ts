@@ -386,11 +386,94 @@ async function authRotate(s: AgentStack): Promise<void> {
   await s.deleteVolume(volumeId);
 }
 
+// ------------------------------------------------------------------------------ 5. a path down through a rotation
+
+/**
+ * A node is down while the host's secrets rotate: its controller keeps reconnecting with the
+ * secret it held, which the target (one pair per host) no longer takes once the node is back.
+ * The agent's recheck replaces it (disconnect, a new connect from config.json) since the volume
+ * has other usable paths; writes never stop.
+ */
+async function authRotatePathDown(s: AgentStack): Promise<void> {
+  const before = await secrets(s);
+  checkEqual(before.step, 'idle', 'nothing under way');
+  const { volumeId, attachmentId, portals } = await attachNew(s);
+  const a = await s.waitConnected(attachmentId, 3);
+  // A non-optimized replica's node: the writes keep their optimized path throughout.
+  const downPortal = portals.find((p) => a.agent!.paths.some((x) => x.port === p[1] && x.ana_state !== 'optimized'));
+  check(downPortal, `a non-optimized path: ${JSON.stringify(a.agent!.paths)}`);
+  const state = await s.sim.state();
+  const node = (state.nodes as { uuid: string; nvmeEndpoint: string }[]).find(
+    (x) => x.nvmeEndpoint === `${downPortal[0]}:${downPortal[1]}`,
+  );
+  check(node, `portal ${downPortal[1]} is a simulator node`);
+  const oldCtrl = a.agent!.paths.find((p) => p.port === downPortal[1])!.controller!;
+  const writer = new BackgroundWriter(a.agent!.device_path!, 0, 16, 'rotate-down').start();
+  const mark = (await kernelLog()).length;
+  try {
+    await writer.waitForWrites(4, 'before the node goes');
+    await step('the node goes down: its path is not live', async () => {
+      await s.sim.node(node.uuid, false);
+      await s.waitAttachment(attachmentId, 'the path of the down node not live', (x) =>
+        x.agent?.paths.some((p) => p.port === downPortal[1] && p.state !== 'live') ? x : undefined,
+      );
+    });
+    const r = await s.api.http.request(
+      'POST',
+      `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets/rotate?from_generation=${before.generation}`,
+    );
+    check([200, 202].includes(r.status), `rotate answered ${r.status}: ${JSON.stringify(r.body)}`);
+    await step('the rotation reaches idle without the down path', () =>
+      waitFor(
+        'secrets idle on generation + 2',
+        async () => {
+          const st = await secrets(s);
+          return st.step === 'idle' && st.generation === before.generation + 2 ? st : undefined;
+        },
+        120_000,
+      ),
+    );
+    const t0 = performance.now();
+    await s.sim.node(node.uuid, true);
+    const back = await step(
+      'the node is back: the refused controller is replaced, every path live on the new pair',
+      () =>
+        s.waitAttachment(
+          attachmentId,
+          'three live paths on generation + 2',
+          (x) =>
+            x.agent?.paths.length === 3 &&
+            x.agent.paths.every((p) => p.state === 'live' && p.auth_generation === before.generation + 2)
+              ? x
+              : undefined,
+          90_000,
+        ),
+    );
+    observe('back on the new pair after ms', Math.round(performance.now() - t0));
+    await writer.waitForWrites(4, 'after the path came back');
+    const log = await logSince(mark);
+    observe('kernel log', log);
+    checkPathsOn(s, back, before.generation + 2);
+    checkOneControllerPerPortal(s.nqn, portals);
+    observe('controllers', {
+      before: oldCtrl,
+      after: back.agent!.paths.find((p) => p.port === downPortal[1])?.controller,
+    });
+  } finally {
+    await writer.stop();
+  }
+  checkEqual(writer.failures, [], 'failed writes');
+  checkEqual((await writer.verify()).problems, [], 'blocks that do not verify');
+  await s.detach(volumeId, attachmentId);
+  await s.deleteVolume(volumeId);
+}
+
 const parts: Part<AgentStack>[] = [
   { name: 'agent-auth-attach', run: authAttach },
   { name: 'agent-auth-rejected', run: authRejected },
   { name: 'agent-auth-bidirectional', run: authBidirectional },
   { name: 'agent-auth-rotate', run: authRotate },
+  { name: 'agent-auth-rotate-path-down', run: authRotatePathDown },
 ];
 
 await scenarioGroup('agent-auth', {
