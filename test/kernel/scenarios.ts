@@ -164,7 +164,8 @@ export const scenarios: Scenario[] = [
       },
       {
         name: 'auth-rotate-reconnect',
-        // Still being made to pass (test/kernel/README.md): the controller stayed in its reconnect loop.
+        // The record of a 6.1 behaviour (test/kernel/README.md): a sysfs secret written to a reconnecting
+        // controller left it failing every reconnect, which is why the agent writes live controllers only.
         byDefault: false,
         description:
           'a controller reset between the target taking the new secret and the host getting it: its reconnect is refused ' +
