@@ -41,6 +41,7 @@ describe('in-band authentication, service to agent', () => {
     assert.equal(first.agent.paths.length, 3);
     const config = () => JSON.parse(host.fs.read(NVME_CONFIG_JSON)!) as { hostnqn: string; dhchap_key: string }[];
     assert.equal(config().find((h) => h.hostnqn === conn.nqn)?.dhchap_key, required());
+    const firstCtrl = host.fs.read(`/sys/class/nvme/${host.controllers()[0]}/dhchap_ctrl_secret`)?.trim();
 
     const nqn = encodeURIComponent(conn.nqn);
     const rotate = () => t.http.post(`/v1/hosts/${nqn}/secrets/rotate?from_generation=1`).set(admin());
@@ -49,7 +50,8 @@ describe('in-band authentication, service to agent', () => {
     const done = await poll(
       async () => {
         const r = await rotate();
-        return r.body.generation === 2 && r.body.step === 'idle'
+        // Two generations: the host secret moves in 2, the controller secret in 3.
+        return r.body.generation === 3 && r.body.step === 'idle'
           ? { done: true as const, value: r.body }
           : { done: false as const, last: r.body };
       },
@@ -57,10 +59,13 @@ describe('in-band authentication, service to agent', () => {
     );
     assert.ok(done.done, `rotation finished; last: ${JSON.stringify(done.done ? null : done.last)}`);
     const moved = await t.http.get(`/v1/attachments/${id}`).set(admin());
-    assert.deepEqual(gens(moved.body), [2, 2, 2]);
+    assert.deepEqual(gens(moved.body), [3, 3, 3]);
     assert.equal(config().find((h) => h.hostnqn === conn.nqn)?.dhchap_key, required());
     for (const c of host.controllers())
       assert.equal(host.fs.read(`/sys/class/nvme/${c}/dhchap_secret`)?.trim(), required(), `${c} re-authenticated`);
+    const ctrlKeys = new Set(host.controllers().map((c) => host.fs.read(`/sys/class/nvme/${c}/dhchap_ctrl_secret`)));
+    assert.equal(ctrlKeys.size, 1, 'every controller on one controller secret');
+    assert.notEqual([...ctrlKeys][0]?.trim(), firstCtrl, 'the controller secret moved too');
     assert.equal(host.controllers().length, 3, 'no path was dropped');
     for (const c of host.commands)
       assert.ok(!c.args.some((a) => a.includes('DHHC-1')), `no secret on a command line: ${c.cmd} ${c.args[0]}`);
