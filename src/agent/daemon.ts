@@ -26,7 +26,7 @@ import { AssistedAttachments } from './assisted.ts';
 import { type AuthTarget, type Dhchap, HostAuth } from './host-auth.ts';
 import type { HostPort } from './host/port.ts';
 import { OwnedAttachments, errorReport } from './owned.ts';
-import { type AttachSpec, parseConnectionData, toAttachSpec } from './connection-data.ts';
+import { type AttachSpec, type PortalSpec, parseConnectionData, toAttachSpec } from './connection-data.ts';
 import type { Attacher } from './attacher.ts';
 import { Reporter } from './reports.ts';
 import { type AttachmentReport, type ServiceClient, ServiceError, type WireAttachment } from './service-client.ts';
@@ -123,7 +123,7 @@ export class AgentDaemon {
       report: (id, r, changed) => this.report(id, r, changed),
       others: (id) => this.othersThan(id),
       tracked: (id) => this.tracked.get(id),
-      refused: auth ? (spec) => auth.refusedControllers(spec.targets) : undefined,
+      refused: auth ? (id, spec) => auth.refusedControllers(spec.targets, this.handedElsewhere(id)) : undefined,
     });
     this.assisted = new AssistedAttachments({
       attacher: opts.attacher,
@@ -132,10 +132,7 @@ export class AgentDaemon {
       log: this.log,
       report: (id, r) => this.report(id, r),
       others: (id) => this.othersThan(id),
-      othersHostPortals: (id) =>
-        this.live(id)
-          .filter(hostConnected)
-          .flatMap((o) => o.hostPortals),
+      othersHostPortals: (id) => this.handedElsewhere(id),
     });
   }
 
@@ -387,6 +384,13 @@ export class AgentDaemon {
    */
   private othersThan(id: string): AttachSpec[] {
     return this.live(id).flatMap((o) => neededBy(o));
+  }
+
+  /** The portals other host-connected attachments were handed: os-brick's, never the agent's to connect. */
+  private handedElsewhere(id: string): PortalSpec[] {
+    return this.live(id)
+      .filter(hostConnected)
+      .flatMap((o) => o.hostPortals);
   }
 
   /** The other attachments the service wants connected on this host. */

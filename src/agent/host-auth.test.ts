@@ -233,6 +233,9 @@ describe('agent in-band authentication', () => {
       'no controller of a device without another path goes',
     );
     assert.deepEqual(t.host.controllers(), ctrls);
+    const kept = t.lines.filter((l) => l.includes('controllers refused on a retired secret'));
+    assert.ok(kept.length > 0, 'the refused controllers were seen');
+    assert.match(kept.at(-1)!, /the only usable path of a namespace behind it/);
     await stop();
   });
 

@@ -14,13 +14,14 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../shared/logger.ts';
-import type { TargetSpec } from './connection-data.ts';
+import type { PortalSpec, TargetSpec } from './connection-data.ts';
 import { readHostId, readHostNqn } from './connector-properties.ts';
 import { AgentError } from './errors.ts';
 import type { HostPort } from './host/port.ts';
 import { NVME_CONFIG_JSON, configFlavour, withHostKeys } from './nvme-config.ts';
 import type { AttachmentList, AttachmentReport } from './service-client.ts';
-import { listControllers } from './sysfs.ts';
+import { servesPortal } from './portals.ts';
+import { type Controller, listControllers } from './sysfs.ts';
 
 /** The poll's `dhchap`: undefined from a service without in-band authentication, null for a host without secrets. */
 export type Dhchap = AttachmentList['dhchap'];
@@ -122,6 +123,8 @@ export class HostAuth {
           const held = (await this.host.readFile(`${dir}/${attr}`))?.trim() ?? 'none';
           // `none`: connected without a secret; 6.1 refuses a write then (EINVAL), only a new connect helps.
           if (held === 'none' || sameSecret(held, secret)) continue;
+          // Read again just before the write: a controller that dropped since the listing is left.
+          if ((await this.host.readFile(`${dir}/state`))?.trim() !== 'live') break;
           await this.host.writeFile(`${dir}/${attr}`, secret);
           moved = true;
         }
@@ -139,20 +142,22 @@ export class HostAuth {
   }
 
   /**
-   * Controllers of `targets` (this host's) that are down and hold a secret other than the current
-   * one: on a target that keeps one pair per host (LightOS, nvmet) their reconnects are refused
-   * until they are replaced (owned.ts). Empty without secrets; a controller connected without a
-   * secret (`none`) is not one of them.
+   * Controllers at `targets`' portals (this host's) that are down and hold a secret other than the
+   * current one: on a target that keeps one pair per host (LightOS, nvmet) their reconnects are
+   * refused until they are replaced (owned.ts). Not a controller at a portal in `handed` (another
+   * attachment's `host_portals`: os-brick's to connect, never the agent's), nor one connected
+   * without a secret (`none`). Empty without secrets.
    */
-  async refusedControllers(targets: AuthTarget[]): Promise<Set<string>> {
+  async refusedControllers(targets: AuthTarget[], handed: PortalSpec[] = []): Promise<Set<string>> {
     const out = new Set<string>();
     const d = this.secrets;
     if (!d) return out;
     const hostNqn = await readHostNqn(this.host);
-    const nqns = new Set(targets.map((t) => t.nqn));
+    const at = (c: Controller, portals: PortalSpec[]) => portals.some((p) => servesPortal(c, p, hostNqn));
     for (const c of await listControllers(this.host)) {
       const mine = c.hostNqn === null || c.hostNqn === hostNqn;
-      if (!nqns.has(c.nqn) || !mine || c.state === 'live' || c.state === 'deleting') continue;
+      if (!mine || c.state === 'live' || c.state === 'deleting') continue;
+      if (!targets.some((t) => t.nqn === c.nqn && at(c, t.portals)) || at(c, handed)) continue;
       const held = (await this.host.readFile(`/sys/class/nvme/${c.name}/dhchap_secret`).catch(() => null))?.trim();
       if (!held || held === 'none') continue;
       if ((await this.generationOf(c.name)) !== d.current.generation) out.add(c.name);

@@ -115,7 +115,8 @@ describe('agent metrics', () => {
         signal: ac.signal,
       },
     );
-    for (let i = 0; i < 30 && service.last('a1')?.state !== 'connected'; i++) {
+    // A bound on turns, not time: the CLI's start-up (files, its HTTP listener) takes more turns on a loaded machine.
+    for (let i = 0; i < 300 && service.last('a1')?.state !== 'connected'; i++) {
       await new Promise((r) => setImmediate(r));
       await s.clock.advance(100);
     }

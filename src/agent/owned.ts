@@ -25,8 +25,8 @@ export interface OwnedDeps {
   /** What every other attachment this host must keep needs. */
   others(id: string): AttachSpec[];
   tracked(id: string): Tracked | undefined;
-  /** Controllers of `spec` that are down on a secret the target no longer takes (HostAuth.refusedControllers). */
-  refused?(spec: AttachSpec): Promise<Set<string>>;
+  /** Controllers of `spec`'s portals down on a secret the target no longer takes (HostAuth.refusedControllers). */
+  refused?(id: string, spec: AttachSpec): Promise<Set<string>>;
 }
 
 export class OwnedAttachments {
@@ -59,10 +59,13 @@ export class OwnedAttachments {
       // A path that was down while the host's secret rotated reconnects with the secret it held,
       // which the target (one pair per host) refuses for ever; it is replaced by a new connect,
       // which reads the current secret from config.json, once the volume has another usable path.
-      const refused = fresh ? undefined : await this.deps.refused?.(spec);
+      const refused = fresh ? undefined : await this.deps.refused?.(id, spec);
       const replaced = refused?.size ? await c.prunePortals(spec, [], this.deps.others(id), { refused }) : undefined;
-      if (replaced?.disconnected.length)
-        this.deps.log.info({ attachment: id, ...replaced }, 'controllers refused on a retired secret replaced');
+      if (replaced?.disconnected.length || replaced?.kept.length)
+        this.deps.log.info(
+          { attachment: id, ...replaced },
+          'controllers refused on a retired secret: replaced, or kept',
+        );
       const connected = await c.connect(spec).finally(() => connecting.abort());
       let r: PathsResult = connected;
       if (fresh) {

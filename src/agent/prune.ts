@@ -31,6 +31,8 @@ export async function prunePortals(
   opts: { deadOnly?: boolean; refused?: Set<string> } = {},
 ): Promise<PruneResult> {
   const out: PruneResult = { disconnected: [], kept: [], pending: false };
+  // Before the check below: each refused controller has its own (whether its namespaces are usable elsewhere).
+  if (opts.refused) await dropRefused(ctx, spec, opts.refused, out);
   const now = await strategyFor(spec).locate(ctx, spec, hostNqn);
   // DM mode: multipathd's view of a path does not matter here, a live controller is a path.
   const usable = now.paths.filter((p) => p.state === 'live' && (spec.mode === 'dm' || anaCarriesIo(p.anaState)));
@@ -38,7 +40,6 @@ export async function prunePortals(
     out.pending = true;
     return out;
   }
-  if (opts.refused) await dropRefused(ctx, spec, opts.refused, out);
   const current = spec.targets.flatMap((t) => t.portals);
   const gone = stale.filter((p) => !current.some((c) => portalKey(c) === portalKey(p)));
   const others = otherUsers(otherAttachments);

@@ -82,26 +82,42 @@ export class PgHostSecretStore implements HostSecretStore {
    * Refuses a secrets key that is not the fleet's: the first replica with a key seals a check value
    * (`secrets_key_check`, migration 20261207200000); every replica opens it at start-up. Without it
    * a replica started with another key would seal new secrets its peers cannot open, and each
-   * host's poll through a peer would go without them (`secrets_unreadable`).
+   * host's poll through a peer would go without them (`secrets_unreadable`). On the first start
+   * with the table empty, a secret already stored must open with this key before it is vouched for.
    */
   async checkKey(): Promise<void> {
-    await this.q('secrets_key_check')
-      .insert({ id: 1, sealed: this.box.seal(KEY_CHECK, KEY_CHECK) })
-      .onConflict('id')
-      .ignore();
-    const row = (await this.q('secrets_key_check').where({ id: 1 }).first()) as { sealed: Buffer };
-    let opened: string | null = null;
-    try {
-      opened = this.box.open(row.sealed, KEY_CHECK);
-    } catch {
-      // The check below names the setting; the cause (an authentication tag mismatch) says nothing more.
-    }
-    if (opened !== KEY_CHECK)
-      throw new ConfigError(
+    const refuse = () =>
+      new ConfigError(
         'PORTALIS_SECRETS_KEY',
         'this key does not open the secrets this database holds: another key sealed them. Every replica ' +
           'needs the same key (docs/security.md, "Replacing the secrets key")',
       );
+    const opens = (sealed: Buffer, context: string): boolean => {
+      try {
+        this.box.open(sealed, context);
+        return true;
+      } catch {
+        return false; // an authentication tag mismatch says nothing more than `refuse` does
+      }
+    };
+    await this.tx(async (trx) => {
+      // Serialises first starts: a second replica waits here and then reads the first's check value.
+      await trx.raw('LOCK TABLE secrets_key_check IN SHARE ROW EXCLUSIVE MODE');
+      const row = (await trx('secrets_key_check').where({ id: 1 }).first()) as { sealed: Buffer } | undefined;
+      if (row) {
+        if (!opens(row.sealed, KEY_CHECK)) throw refuse();
+        return;
+      }
+      // No check value yet (the first start of a release that has it): secrets sealed before it
+      // must open with this key, or this replica would vouch for a key the fleet does not hold.
+      const sealed = (await trx('host_secrets')
+        .whereNull('retired_at')
+        .first('host_nqn', 'generation', 'host_secret')) as
+        | { host_nqn: string; generation: number; host_secret: Buffer }
+        | undefined;
+      if (sealed && !opens(sealed.host_secret, context(sealed.host_nqn, sealed.generation, 'host'))) throw refuse();
+      await trx('secrets_key_check').insert({ id: 1, sealed: this.box.seal(KEY_CHECK, KEY_CHECK) });
+    });
   }
 
   async state(nqn: string): Promise<HostAuthState | null> {
@@ -236,8 +252,9 @@ export class PgHostSecretStore implements HostSecretStore {
   }
 
   async pathsOnGeneration(nqn: string, generation: number): Promise<boolean> {
-    // Only live controllers count: a path that is down authenticates anew, with the newest secret
-    // the agent holds, when it comes back. A path without `auth_generation` (an agent older than
+    // Only live controllers count: a path that is down comes back through a new connect with the
+    // newest secret the agent holds (the agent replaces a controller refused on a retired secret,
+    // owned.ts), or not at all while it is a device's last path. A path without `auth_generation` (an agent older than
     // in-band authentication, or a controller that did not authenticate) holds the rotation.
     const { rows } = (await this.raw(
       `SELECT NOT EXISTS (

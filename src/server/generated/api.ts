@@ -204,13 +204,14 @@ export interface paths {
      * in force, N+2 a new controller secret (Linux re-authenticates a controller on each secret it is given, so
      * each exchange must find a pair the target holds). Each generation is set at the backend, delivered to the
      * host's agent (with the previous pair while it moves), confirmed by the agent's reports
-     * (`paths[].auth_generation`), then the previous pair is retired; N+2 is staged as N+1 is retired. 200 when
-     * finished, 202 while waiting for the agent; a failed step answers the backend's error and is resumed by
-     * repeating the call. It leaves the old secret valid at a backend that holds both pairs; LightOS holds one,
-     * and a step whose answer was lost may have replaced it (the host's new connects are refused until the step
-     * succeeds). 503 `secrets_unreadable` when this replica's secrets key cannot open the stored secrets. With
-     * `from_generation` (the generation in force when the caller decided to rotate) a repeated call never
-     * starts a second rotation once that generation is no longer in force.
+     * (`paths[].auth_generation`), then the previous pair is retired; N+2 is staged in the step that puts N+1
+     * in force and retires N. 200 when finished, 202 while waiting for the agent; a failed step answers the
+     * backend's error and is resumed by repeating the call. It leaves the old secret valid at a backend that
+     * holds both pairs; LightOS holds one, and a step whose answer was lost may have replaced it (the host's
+     * new connects are refused until the step succeeds). 503 `secrets_unreadable` when this replica's secrets
+     * key cannot open the stored secrets. With `from_generation` (the generation in force when the caller
+     * decided to rotate) a repeated call never starts a second rotation once that generation is no longer in
+     * force.
      */
     post: operations['rotateHostSecrets'];
   };
