@@ -123,7 +123,7 @@ export class AgentDaemon {
       report: (id, r, changed) => this.report(id, r, changed),
       others: (id) => this.othersThan(id),
       tracked: (id) => this.tracked.get(id),
-      refused: auth ? (id, spec) => auth.refusedControllers(spec.targets, this.handedElsewhere(id)) : undefined,
+      auth: auth?.forOwned((id) => this.handedElsewhere(id)),
     });
     this.assisted = new AssistedAttachments({
       attacher: opts.attacher,

@@ -14,7 +14,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../shared/logger.ts';
-import type { PortalSpec, TargetSpec } from './connection-data.ts';
+import type { AttachSpec, PortalSpec, TargetSpec } from './connection-data.ts';
 import { readHostId, readHostNqn } from './connector-properties.ts';
 import { AgentError } from './errors.ts';
 import type { HostPort } from './host/port.ts';
@@ -25,6 +25,11 @@ import { type Controller, listControllers } from './sysfs.ts';
 
 /** The poll's `dhchap`: undefined from a service without in-band authentication, null for a host without secrets. */
 export type Dhchap = AttachmentList['dhchap'];
+
+/** Controllers of an agent-connected attachment refused on a retired secret (owned.ts). */
+export interface RefusedPaths {
+  refused(id: string, spec: Pick<AttachSpec, 'targets'>): Promise<Set<string>>;
+}
 
 /** A subsystem of this host's attachments and its portals: what a TargetSpec says of them. */
 export type AuthTarget = Pick<TargetSpec, 'nqn' | 'portals'>;
@@ -104,30 +109,20 @@ export class HostAuth {
   private async reauthenticate(d: NonNullable<Dhchap>, hostNqn: string, targets: AuthTarget[]): Promise<boolean> {
     const nqns = new Set(targets.map((t) => t.nqn));
     // Live controllers only. Linux 6.1 `nvme_ctrl_dhchap_secret_store` queues a re-authentication
-    // whatever the controller's state; on a controller in its reconnect loop it raced the connect's
-    // own authentication (`qid 0 auth_send failed with status 881`) and every later reconnect failed
-    // (test/kernel/README.md, nvmet-auth `auth-rotate-reconnect`). A controller that is down is
-    // retried at the next recheck once it is live; see docs/security.md for one that cannot be.
+    // whatever the controller's state: on a controller waiting to reconnect, its exchange sent on a
+    // queue without a socket and the kernel oopsed (NULL pointer dereference in kernel_sendpage from
+    // nvme_tcp_try_send, kernel part agent-auth-rotate-all-down, 2026-12-07); on one in its
+    // reconnect loop it raced the connect's own authentication and every later reconnect failed
+    // (nvmet-auth `auth-rotate-reconnect`). A controller down through a rotation is replaced
+    // instead (owned.ts); the service does not rotate while a device has no live path.
     const ctrls = (await listControllers(this.host)).filter(
       (c) => nqns.has(c.nqn) && (c.hostNqn === null || c.hostNqn === hostNqn) && c.state === 'live',
     );
     let moved = false;
     for (const name of [...this.failed.keys()]) if (!ctrls.some((c) => c.name === name)) this.failed.delete(name);
     for (const c of ctrls) {
-      const dir = `/sys/class/nvme/${c.name}`;
       try {
-        for (const [attr, secret] of [
-          ['dhchap_secret', d.current.host_secret],
-          ['dhchap_ctrl_secret', d.current.ctrl_secret],
-        ] as const) {
-          const held = (await this.host.readFile(`${dir}/${attr}`))?.trim() ?? 'none';
-          // `none`: connected without a secret; 6.1 refuses a write then (EINVAL), only a new connect helps.
-          if (held === 'none' || sameSecret(held, secret)) continue;
-          // Read again just before the write: a controller that dropped since the listing is left.
-          if ((await this.host.readFile(`${dir}/state`))?.trim() !== 'live') break;
-          await this.host.writeFile(`${dir}/${attr}`, secret);
-          moved = true;
-        }
+        if (await this.writeSecrets(c.name, d)) moved = true;
         this.failed.delete(c.name);
       } catch (e) {
         const errno = (e as { code?: string }).code ?? 'error';
@@ -139,6 +134,33 @@ export class HostAuth {
       }
     }
     return moved;
+  }
+
+  /**
+   * Writes `d.current` to each of the controller's secret attributes that holds another one, the
+   * host secret first, while its state is still `live`, read again before each write: never to a
+   * controller that is not live (see reauthenticate). True when a write was made.
+   */
+  private async writeSecrets(name: string, d: NonNullable<Dhchap>): Promise<boolean> {
+    const dir = `/sys/class/nvme/${name}`;
+    let wrote = false;
+    for (const [attr, secret] of [
+      ['dhchap_secret', d.current.host_secret],
+      ['dhchap_ctrl_secret', d.current.ctrl_secret],
+    ] as const) {
+      const held = (await this.host.readFile(`${dir}/${attr}`))?.trim() ?? 'none';
+      // `none`: connected without a secret; 6.1 refuses a write then (EINVAL), only a new connect helps.
+      if (held === 'none' || sameSecret(held, secret)) continue;
+      if ((await this.host.readFile(`${dir}/state`))?.trim() !== 'live') break;
+      await this.host.writeFile(`${dir}/${attr}`, secret);
+      wrote = true;
+    }
+    return wrote;
+  }
+
+  /** What owned.ts needs: the refused controllers of an attachment (not at `handed(id)`'s portals). */
+  forOwned(handed: (id: string) => PortalSpec[]): RefusedPaths {
+    return { refused: (id, spec) => this.refusedControllers(spec.targets, handed(id)) };
   }
 
   /**

@@ -10,6 +10,7 @@ import { type Attacher, type PathsResult, TeardownError } from './attacher.ts';
 import type { AttachSpec } from './connection-data.ts';
 import type { DaemonObserver } from './daemon.ts';
 import { errorBody } from './errors.ts';
+import type { RefusedPaths } from './host-auth.ts';
 import { toWire } from './health.ts';
 import type { AttachmentReport } from './service-client.ts';
 import { type Tracked, stillWanted } from './tracked.ts';
@@ -25,8 +26,8 @@ export interface OwnedDeps {
   /** What every other attachment this host must keep needs. */
   others(id: string): AttachSpec[];
   tracked(id: string): Tracked | undefined;
-  /** Controllers of `spec`'s portals down on a secret the target no longer takes (HostAuth.refusedControllers). */
-  refused?(id: string, spec: AttachSpec): Promise<Set<string>>;
+  /** Controllers down on a secret the target no longer takes (host-auth.ts). */
+  auth?: RefusedPaths;
 }
 
 export class OwnedAttachments {
@@ -59,13 +60,13 @@ export class OwnedAttachments {
       // A path that was down while the host's secret rotated reconnects with the secret it held,
       // which the target (one pair per host) refuses for ever; it is replaced by a new connect,
       // which reads the current secret from config.json, once the volume has another usable path.
-      const refused = fresh ? undefined : await this.deps.refused?.(id, spec);
+      const refused = fresh ? undefined : await this.deps.auth?.refused(id, spec);
       const replaced = refused?.size ? await c.prunePortals(spec, [], this.deps.others(id), { refused }) : undefined;
+      // Kept: the last usable path of a device, which nothing here can move (no secret is written to
+      // a controller that is not live: host-auth.ts); the service does not rotate while a device has
+      // no live path, so only a host cut off after the backend moved ends here.
       if (replaced?.disconnected.length || replaced?.kept.length)
-        this.deps.log.info(
-          { attachment: id, ...replaced },
-          'controllers refused on a retired secret: replaced, or kept',
-        );
+        this.deps.log.warn({ attachment: id, ...replaced }, 'controllers refused on a retired secret');
       const connected = await c.connect(spec).finally(() => connecting.abort());
       let r: PathsResult = connected;
       if (fresh) {

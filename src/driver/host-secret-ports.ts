@@ -71,6 +71,11 @@ export interface HostSecretStore {
    * authenticated with `generation` or a later one (true too when there are none).
    */
   pathsOnGeneration(nqn: string, generation: number): Promise<boolean>;
+  /**
+   * A live attachment of the host whose agent reports paths and none of them live (the host cut
+   * off from its storage), null when there is none.
+   */
+  withoutLivePath(nqn: string): Promise<string | null>;
   /** Wakes the host's agent (its long poll answers with the secrets it must now use). */
   notifyAgent(nqn: string): Promise<void>;
   /**

@@ -7,6 +7,8 @@
  *   1. `staged`: the next generation is generated and stored (sealed). Nothing outside knows it.
  *   2. → `at_backend`: the backend is told to accept the new pair, and the old one while the host
  *      moves (where it can hold two); the agent is woken and gets both (`current`, `previous`).
+ *      Not while a device of the host has no live path (`host_paths_down`): its controllers could
+ *      only come back on the old secret, which a one-pair backend then refuses.
  *   3. → `confirmed`: every live path of the host's live attachments reported that it
  *      authenticated with the new generation (the agent re-authenticates in place).
  *   4. → `idle`: the backend keeps only the new pair; the old generation is retired (its
@@ -30,7 +32,10 @@ import { DriverError, isDriverError } from './errors.ts';
 import { hostNotFound } from './guards.ts';
 import type { DhchapPair, HostAuthState, HostSecretStore } from './ports.ts';
 
-/** What a rotation waits for: `backend` (step 2 or 4 to be retried), `agent` (step 3), nothing when idle. */
+/**
+ * What a rotation waits for: `backend` (step 2 or 4 to be retried), `agent` (step 3, or step 2
+ * while a device of the host has no live path), nothing when idle.
+ */
 export type WaitingFor = 'backend' | 'agent' | null;
 
 export interface RotationStatus {
@@ -58,8 +63,15 @@ async function mustExist(deps: DriverDeps, nqn: string): Promise<void> {
   if (!(await deps.hosts.getHost(nqn))) throw hostNotFound(nqn);
 }
 
+/** The code of `lastError` while a step waits for a device of the host to have a live path again. */
+const HOST_PATHS_DOWN = 'host_paths_down';
+
 const waitingFor = (s: HostAuthState | null): WaitingFor =>
-  !s || s.step === 'idle' ? null : s.step === 'at_backend' ? 'agent' : 'backend';
+  !s || s.step === 'idle'
+    ? null
+    : s.step === 'at_backend' || s.lastError?.startsWith(`staged: ${HOST_PATHS_DOWN}:`)
+      ? 'agent'
+      : 'backend';
 
 /** The host's secret state (never the secrets). Throws `host_not_found`. */
 export async function hostSecretStatus(deps: DriverDeps, nqn: string): Promise<RotationStatus> {
@@ -129,6 +141,17 @@ async function advanceLocked(deps: DriverDeps, store: HostSecretStore, nqn: stri
     const next = s.nextGeneration;
     try {
       if (s.step === 'staged') {
+        const cutOff = s.generation > 0 ? await store.withoutLivePath(nqn) : null;
+        if (cutOff) {
+          // Its controllers hold the secret in force and reconnect with it; once the backend holds
+          // only the new pair they are refused for ever, and with no live path the agent can
+          // neither re-authenticate them (6.1 writes only to live controllers) nor replace them.
+          await store.recordError(
+            nqn,
+            `staged: ${HOST_PATHS_DOWN}: attachment ${cutOff} has no live path; waiting for one`,
+          );
+          return { hostNqn: nqn, state: await store.state(nqn), waitingFor: 'agent' };
+        }
         await deps.backend.setTrustedHost(nqn, await accepted(store, nqn, next, s.generation));
         await store.advance(nqn, next, 'staged', 'at_backend');
         await store.notifyAgent(nqn);

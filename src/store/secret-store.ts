@@ -254,8 +254,9 @@ export class PgHostSecretStore implements HostSecretStore {
   async pathsOnGeneration(nqn: string, generation: number): Promise<boolean> {
     // Only live controllers count: a path that is down comes back through a new connect with the
     // newest secret the agent holds (the agent replaces a controller refused on a retired secret,
-    // owned.ts), or not at all while it is a device's last path. A path without `auth_generation` (an agent older than
-    // in-band authentication, or a controller that did not authenticate) holds the rotation.
+    // owned.ts; a device without a live path holds the rotation earlier, withoutLivePath). A path
+    // without `auth_generation` (an agent older than in-band authentication, or a controller that
+    // did not authenticate) holds the rotation.
     const { rows } = (await this.raw(
       `SELECT NOT EXISTS (
          SELECT 1 FROM attachments a
@@ -270,6 +271,19 @@ export class PgHostSecretStore implements HostSecretStore {
       { nqn, generation },
     )) as { rows: { done: boolean }[] };
     return rows[0]!.done;
+  }
+
+  async withoutLivePath(nqn: string): Promise<string | null> {
+    const { rows } = (await this.raw(
+      `SELECT a.id FROM attachments a
+        WHERE a.host_nqn = :nqn
+          AND a.status IN ('attaching', 'attached', 'detaching')
+          AND jsonb_typeof(a.paths) = 'array' AND jsonb_array_length(a.paths) > 0
+          AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(a.paths) p WHERE p->>'state' = 'live')
+        ORDER BY a.id LIMIT 1`,
+      { nqn },
+    )) as { rows: { id: string }[] };
+    return rows[0]?.id ?? null;
   }
 
   async notifyAgent(nqn: string): Promise<void> {

@@ -194,6 +194,26 @@ describe('host secrets (in-band authentication)', { skip: IN_PROCESS_ONLY }, () 
     assert.equal(await t.deps!.hostSecrets!.pair(h.conn.nqn, 2), null, 'generation 2 is retired in the database');
   });
 
+  it('a host with a device whose every path is down is not rotated: the backend keeps the pair its paths hold', async () => {
+    // Its controllers reconnect with the secret they hold; a one-pair backend holding only the new
+    // one would refuse them for ever, and the agent can neither write a secret to a controller that
+    // is not live (Linux 6.1) nor replace a device's last path.
+    const h = await attachedHost(1);
+    const old = (await secretsOf(h.token))!.current;
+    assert.equal((await h.report(1, 0)).status, 200, 'every path connecting');
+    const r = await rotate(h.conn.nqn);
+    assert.equal(r.status, 202, JSON.stringify(r.body));
+    assert.deepEqual([r.body.step, r.body.waiting_for], ['staged', 'agent']);
+    assert.match(r.body.last_error, /^staged: host_paths_down: attachment [0-9a-f-]+ has no live path/);
+    assert.equal((await status(h.conn.nqn)).body.waiting_for, 'agent');
+    assert.equal(atBackend(h.conn.nqn), old.host_secret, 'the backend still holds the pair in force');
+    assert.deepEqual(await secretsOf(h.token), { current: old, previous: null });
+    // One path back: the rotation goes on (the others are replaced by the agent once refused).
+    assert.equal((await h.report(1, 1)).status, 200);
+    const on = await rotate(h.conn.nqn);
+    assert.deepEqual([on.body.step, on.body.next_generation, on.body.last_error], ['at_backend', 2, null]);
+  });
+
   it('a retried rotate naming the generation it rotates away from never starts a second rotation', async () => {
     const h = await newHost();
     const rotateFrom = (g: number) =>

@@ -218,6 +218,12 @@ export const scenarios: Scenario[] = [
           'a node down while the secrets rotate: the rotation finishes without it; back, its controller is refused on ' +
           'the retired secret and the agent replaces it; every path live on the new pair, no write fails',
       },
+      {
+        name: 'agent-auth-rotate-all-down',
+        description:
+          'every node down (the host cut off) when the secrets are rotated: the service waits (host_paths_down), the ' +
+          'target keeps the pair the paths hold; back, the paths reconnect, the rotation moves them in place, data verified',
+      },
     ],
   },
   {

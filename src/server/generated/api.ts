@@ -274,7 +274,8 @@ export interface components {
       step: 'none' | 'idle' | 'staged' | 'at_backend' | 'confirmed';
       /**
        * @description `backend`: a backend step to retry (see last_error); `agent`: paths still on the old
-       * pair.
+       * pair, or, at `staged`, a device of the host without a live path (last_error `staged: host_paths_down:
+       * …`): the backend keeps the old pair until one is back.
        * @enum {string|null}
        */
       waiting_for: 'backend' | 'agent' | null;

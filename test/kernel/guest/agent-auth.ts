@@ -494,12 +494,93 @@ async function authRotatePathDown(s: AgentStack): Promise<void> {
   await s.deleteVolume(volumeId);
 }
 
+// ------------------------------------------------------------------------------ 6. every path down: no rotation
+
+/**
+ * Every node is down (the host cut off from its storage) when the host's secrets are rotated: the
+ * service keeps the backend on the pair the controllers hold (`host_paths_down`), since once
+ * refused they could come back by no other means on 6.1 (a secret written to a controller that is
+ * not live oopsed this kernel; a device's last path is never replaced). Back, the paths reconnect
+ * on the old pair, the rotation goes on and moves them in place.
+ */
+async function authRotateAllDown(s: AgentStack): Promise<void> {
+  const before = await secrets(s);
+  checkEqual(before.step, 'idle', 'nothing under way');
+  const { volumeId, attachmentId, portals } = await attachNew(s);
+  const a = await s.waitConnected(attachmentId, 3);
+  const dev = a.agent!.device_path!;
+  await writeChunks(dev, 0, 4, 'all-down');
+  const state = await s.sim.state();
+  const nodes = portals.map((p) => {
+    const n = (state.nodes as { uuid: string; nvmeEndpoint: string }[]).find(
+      (x) => x.nvmeEndpoint === `${p[0]}:${p[1]}`,
+    );
+    check(n, `portal ${p[1]} is a simulator node`);
+    return n.uuid;
+  });
+  const pairBefore = readTargetPair(s);
+  await step('every node goes down: no path is live', async () => {
+    for (const n of nodes) await s.sim.node(n, false);
+    await s.waitAttachment(attachmentId, 'no live path', (x) =>
+      x.agent?.paths.length && x.agent.paths.every((p) => p.state !== 'live') ? x : undefined,
+    );
+  });
+  const rotateUrl = `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets/rotate?from_generation=${before.generation}`;
+  await step('the rotation waits: host_paths_down, the backend keeps the pair the paths hold', async () => {
+    const r = await s.api.http.request('POST', rotateUrl);
+    observe('rotate while cut off', { status: r.status, body: r.body });
+    checkEqual(r.status, 202, 'rotate answers 202');
+    const b = r.body as SecretStatus & { waiting_for: string; last_error: string | null };
+    checkEqual([b.step, b.waiting_for], ['staged', 'agent'], 'step and waiting_for');
+    check(/host_paths_down/.test(b.last_error ?? ''), `last_error names host_paths_down: ${b.last_error}`);
+    const now = readTargetPair(s);
+    checkEqual(now.host === pairBefore.host && now.ctrl === pairBefore.ctrl, true, 'configfs holds the same pair');
+  });
+  const t0 = performance.now();
+  for (const n of nodes) await s.sim.node(n, true);
+  await step('the nodes are back: the paths reconnect on the pair they hold', () => s.waitConnected(attachmentId, 3));
+  const back = await step(
+    'the rotation goes on (repeated as an operator would) and moves every path in place',
+    async () => {
+      await waitFor(
+        'secrets idle on generation + 2',
+        async () => {
+          const r = await s.api.http.request('POST', rotateUrl);
+          const st = r.body as SecretStatus;
+          return st.step === 'idle' && st.generation === before.generation + 2 ? st : undefined;
+        },
+        120_000,
+      );
+      return s.waitAttachment(
+        attachmentId,
+        'three live paths on generation + 2',
+        (x) =>
+          x.agent?.paths.length === 3 &&
+          x.agent.paths.every((p) => p.state === 'live' && p.auth_generation === before.generation + 2)
+            ? x
+            : undefined,
+        30_000,
+      );
+    },
+  );
+  observe('nodes back to every path on the new pair, ms', Math.round(performance.now() - t0));
+  checkPathsOn(s, back, before.generation + 2);
+  checkOneControllerPerPortal(s.nqn, portals);
+  const { problems } = await verifyChunks(dev, 0, 'all-down', new Array(4).fill(1));
+  checkEqual(problems, [], 'blocks written before the nodes went down');
+  await writeChunks(dev, 4, 4, 'all-down-after');
+  checkEqual((await verifyChunks(dev, 4, 'all-down-after', new Array(4).fill(1))).problems, [], 'blocks written after');
+  await s.detach(volumeId, attachmentId);
+  await s.deleteVolume(volumeId);
+}
+
 const parts: Part<AgentStack>[] = [
   { name: 'agent-auth-attach', run: authAttach },
   { name: 'agent-auth-rejected', run: authRejected },
   { name: 'agent-auth-bidirectional', run: authBidirectional },
   { name: 'agent-auth-rotate', run: authRotate },
   { name: 'agent-auth-rotate-path-down', run: authRotatePathDown },
+  { name: 'agent-auth-rotate-all-down', run: authRotateAllDown },
 ];
 
 await scenarioGroup('agent-auth', {
@@ -569,6 +650,10 @@ await scenarioGroup('agent-auth', {
           check(!text.includes(secret.split(':')[2]!), `${f} holds a secret's key text`);
       }
       observe('logs searched', { files: logs, secrets: secretsSeen.size });
+    });
+    await step('the kernel never oopsed (a secret written to a controller that is not live did, on 6.1)', async () => {
+      const bad = (await kernelLog()).filter((l) => /\bBUG:|Oops|WARNING: CPU/.test(l));
+      checkEqual(bad, [], 'kernel BUG, Oops or WARNING lines');
     });
   },
 });
