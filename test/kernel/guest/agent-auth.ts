@@ -150,6 +150,19 @@ async function attachNew(s: AgentStack) {
   return { volumeId, data, attachmentId, portals };
 }
 
+/** The attachment once its three paths are live on `generation`. */
+function allLiveOn(s: AgentStack, attachmentId: string, generation: number, timeoutMs: number) {
+  return s.waitAttachment(
+    attachmentId,
+    `three live paths on generation ${generation}`,
+    (x) =>
+      x.agent?.paths.length === 3 && x.agent.paths.every((p) => p.state === 'live' && p.auth_generation === generation)
+        ? x
+        : undefined,
+    timeoutMs,
+  );
+}
+
 /** Every reported path is live on `generation`, and its controller holds config.json's secrets. */
 function checkPathsOn(s: AgentStack, a: AttachmentView, generation: number): void {
   const keys = hostKeys(s);
@@ -463,17 +476,7 @@ async function authRotatePathDown(s: AgentStack): Promise<void> {
     await s.sim.node(node.uuid, true);
     const back = await step(
       'the node is back: the refused controller is replaced, every path live on the new pair',
-      () =>
-        s.waitAttachment(
-          attachmentId,
-          'three live paths on generation + 2',
-          (x) =>
-            x.agent?.paths.length === 3 &&
-            x.agent.paths.every((p) => p.state === 'live' && p.auth_generation === before.generation + 2)
-              ? x
-              : undefined,
-          90_000,
-        ),
+      () => allLiveOn(s, attachmentId, before.generation + 2, 90_000),
     );
     observe('back on the new pair after ms', Math.round(performance.now() - t0));
     await writer.waitForWrites(4, 'after the path came back');
@@ -551,16 +554,7 @@ async function authRotateAllDown(s: AgentStack): Promise<void> {
         },
         120_000,
       );
-      return s.waitAttachment(
-        attachmentId,
-        'three live paths on generation + 2',
-        (x) =>
-          x.agent?.paths.length === 3 &&
-          x.agent.paths.every((p) => p.state === 'live' && p.auth_generation === before.generation + 2)
-            ? x
-            : undefined,
-        30_000,
-      );
+      return allLiveOn(s, attachmentId, before.generation + 2, 30_000);
     },
   );
   observe('nodes back to every path on the new pair, ms', Math.round(performance.now() - t0));
