@@ -18,6 +18,9 @@ const key = (c: string) => `DHHC-1:00:${c.repeat(48)}:`;
 const GEN1 = { generation: 1, host_secret: key('a'), ctrl_secret: key('b') };
 const GEN2 = { generation: 2, host_secret: key('c'), ctrl_secret: key('d') };
 const GEN3 = { generation: 3, host_secret: key('e'), ctrl_secret: key('f') };
+/** A rotation from GEN1 as the service makes it: the host secret alone (2), then the controller secret (3). */
+const HOST_HALF = { generation: 2, host_secret: GEN2.host_secret, ctrl_secret: GEN1.ctrl_secret };
+const CTRL_HALF = { generation: 3, host_secret: GEN2.host_secret, ctrl_secret: GEN3.ctrl_secret };
 const HOSTID = FAKE_HOSTNQN.split(':uuid:')[1];
 const OTHER = { hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:other', hostid: 'x', dhchap_key: key('z'), mine: 'kept' };
 
@@ -149,35 +152,29 @@ describe('agent in-band authentication', () => {
     // Linux 6.1 re-authenticates on each sysfs write: moving both at once would run one exchange
     // with one new and one old secret. The service hands them over one generation at a time.
     const { t, stop } = await attachedAt1();
-    const hostHalf = { generation: 2, host_secret: GEN2.host_secret, ctrl_secret: GEN1.ctrl_secret };
-    const ctrlHalf = { generation: 3, host_secret: GEN2.host_secret, ctrl_secret: GEN3.ctrl_secret };
     const ctrls = t.host.controllers();
     t.writes.length = 0;
-    t.host.fabric.hostKeys.set(FAKE_HOSTNQN, hostHalf.host_secret);
-    t.service.setSecrets({ current: hostHalf, previous: GEN1 });
+    t.host.fabric.hostKeys.set(FAKE_HOSTNQN, HOST_HALF.host_secret);
+    t.service.setSecrets({ current: HOST_HALF, previous: GEN1 });
     await elapse(t.clock, 1_000);
     assert.deepEqual(t.writes, [NVME_CONFIG_JSON, ...ctrls.map((c) => `/sys/class/nvme/${c}/dhchap_secret`)]);
     assert.deepEqual(generations(t), [2, 2, 2]);
     t.writes.length = 0;
-    t.service.setSecrets({ current: ctrlHalf, previous: hostHalf });
+    t.service.setSecrets({ current: CTRL_HALF, previous: HOST_HALF });
     await elapse(t.clock, 1_000);
     assert.deepEqual(t.writes, [NVME_CONFIG_JSON, ...ctrls.map((c) => `/sys/class/nvme/${c}/dhchap_ctrl_secret`)]);
     assert.deepEqual(generations(t), [3, 3, 3]);
-    assert.equal(config(t.host)[0].subsystems[0].ports[0].dhchap_ctrl_key, ctrlHalf.ctrl_secret);
+    assert.equal(config(t.host)[0].subsystems[0].ports[0].dhchap_ctrl_key, CTRL_HALF.ctrl_secret);
     await stop();
   });
 
   it('a controller on the host secret of both halves reports the generation whose two secrets it holds', async () => {
     const { t, stop } = await attachedAt1();
-    const hostHalf = { generation: 2, host_secret: GEN2.host_secret, ctrl_secret: GEN1.ctrl_secret };
-    t.service.setSecrets({ current: hostHalf, previous: GEN1 });
+    t.service.setSecrets({ current: HOST_HALF, previous: GEN1 });
     await elapse(t.clock, 1_000);
     const [, second] = t.host.controllers();
     t.host.kernel.failDhchapWrite.add(second!); // keeps generation 2 while the others move to 3
-    t.service.setSecrets({
-      current: { generation: 3, host_secret: GEN2.host_secret, ctrl_secret: GEN3.ctrl_secret },
-      previous: hostHalf,
-    });
+    t.service.setSecrets({ current: CTRL_HALF, previous: HOST_HALF });
     await elapse(t.clock, 1_000);
     assert.deepEqual(generations(t), [3, 2, 3], 'generation 2, not none: its host secret is also the current one');
     await stop();

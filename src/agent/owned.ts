@@ -105,16 +105,19 @@ export class OwnedAttachments {
           r = { ...r, ...(await c.getPaths(spec)) } as PathsResult;
         }
       }
-      // A replaced controller may take its predecessor's name: the report reads the same, its generation does not.
-      const changed = Boolean(replaced?.disconnected.length);
-      const paths = r.paths.map(toWire);
-      const report = {
-        state: 'connected',
-        device_path: r.devicePath,
-        size_bytes: r.sizeBytes,
-        health: r.health,
-      } as const;
-      this.deps.report(id, { ...report, paths, error: null }, changed);
+      this.deps.report(
+        id,
+        {
+          state: 'connected',
+          device_path: r.devicePath,
+          size_bytes: r.sizeBytes,
+          health: r.health,
+          paths: r.paths.map(toWire),
+          error: null,
+        },
+        // A replaced controller may take its predecessor's name: the report reads the same, its generation does not.
+        Boolean(replaced?.disconnected.length),
+      );
     } catch (e) {
       connecting.abort();
       if (fresh) this.deps.observer?.connect('failed', this.deps.clock.now() - started);

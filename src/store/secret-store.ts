@@ -29,10 +29,10 @@ const toState = (r: AuthRow): HostAuthState => ({
   updatedAt: r.updated_at,
 });
 
-/** The additional authenticated data of a sealed secret: the row and column it belongs to. */
 /** The plaintext and context of the key check value: not a secret, only proof that the key opens it. */
 const KEY_CHECK = 'portalis secrets key check v1';
 
+/** The additional authenticated data of a sealed secret: the row and column it belongs to. */
 const context = (nqn: string, generation: number, which: 'host' | 'ctrl') => `${nqn}\n${generation}\n${which}`;
 
 export class PgHostSecretStore implements HostSecretStore {

@@ -27,7 +27,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { type AgentStack, Sampler, startAgentStack } from './agent.ts';
+import { type AgentStack, Sampler, simNodeOf, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunks } from './io.ts';
 import { check, checkEqual, observe, readSys, runDir, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
 import { checkOneControllerPerPortal, controllers, ioErrorsSince, kernelLog, nvmeDisks } from './nvme.ts';
@@ -118,6 +118,26 @@ function secrets(s: AgentStack): Promise<SecretStatus> {
   return s.api.http
     .expect([200], 'GET', `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets`)
     .then((a) => a as SecretStatus);
+}
+
+/** `POST …/secrets/rotate?from_generation=`, as an operator calls it: a retry never starts a second rotation. */
+function rotateFrom(s: AgentStack, generation: number) {
+  return s.api.http.request(
+    'POST',
+    `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets/rotate?from_generation=${generation}`,
+  );
+}
+
+/** The host's secret state once `idle` on `generation`, as `read` gives it (by default `GET …/secrets`). */
+function idleOn(s: AgentStack, generation: number, read: () => Promise<SecretStatus> = () => secrets(s)) {
+  return waitFor(
+    `secrets idle on generation ${generation}`,
+    async () => {
+      const st = await read();
+      return st.step === 'idle' && st.generation === generation ? st : undefined;
+    },
+    120_000,
+  );
 }
 
 /** Kernel log lines after `mark`, without the timestamp. */
@@ -338,24 +358,14 @@ async function authRotate(s: AgentStack): Promise<void> {
   let firstAnswer: unknown;
   try {
     await writer.waitForWrites(8, 'before the rotation');
-    const r = await s.api.http.request(
-      'POST',
-      `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets/rotate?from_generation=${before.generation}`,
-    );
+    const r = await rotateFrom(s, before.generation);
     firstAnswer = { status: r.status, body: r.body };
     check([200, 202].includes(r.status), `rotate answered ${r.status}: ${JSON.stringify(r.body)}`);
     // Two generations: N+1 the new host secret, N+2 the new controller secret (one sysfs write,
     // so one re-authentication with a matching pair, per controller and half).
     const target = before.generation + 2;
     const done = await step('the rotation reaches idle two generations on (host secret, then controller secret)', () =>
-      waitFor(
-        'secrets idle on generation + 2',
-        async () => {
-          const st = await secrets(s);
-          return st.step === 'idle' && st.generation === target ? st : undefined;
-        },
-        120_000,
-      ),
+      idleOn(s, target),
     );
     observe('rotation', { firstAnswer, ms: Math.round(performance.now() - t0), status: done });
     rotated = await s.waitAttachment(
@@ -444,11 +454,7 @@ async function authRotatePathDown(s: AgentStack): Promise<void> {
   // A non-optimized replica's node: the writes keep their optimized path throughout.
   const downPortal = portals.find((p) => a.agent!.paths.some((x) => x.port === p[1] && x.ana_state !== 'optimized'));
   check(downPortal, `a non-optimized path: ${JSON.stringify(a.agent!.paths)}`);
-  const state = await s.sim.state();
-  const node = (state.nodes as { uuid: string; nvmeEndpoint: string }[]).find(
-    (x) => x.nvmeEndpoint === `${downPortal[0]}:${downPortal[1]}`,
-  );
-  check(node, `portal ${downPortal[1]} is a simulator node`);
+  const node = await simNodeOf(s, downPortal);
   const oldCtrl = a.agent!.paths.find((p) => p.port === downPortal[1])!.controller!;
   const writer = new BackgroundWriter(a.agent!.device_path!, 0, 16, 'rotate-down').start();
   const mark = (await kernelLog()).length;
@@ -460,21 +466,9 @@ async function authRotatePathDown(s: AgentStack): Promise<void> {
         x.agent?.paths.some((p) => p.port === downPortal[1] && p.state !== 'live') ? x : undefined,
       );
     });
-    const r = await s.api.http.request(
-      'POST',
-      `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets/rotate?from_generation=${before.generation}`,
-    );
+    const r = await rotateFrom(s, before.generation);
     check([200, 202].includes(r.status), `rotate answered ${r.status}: ${JSON.stringify(r.body)}`);
-    await step('the rotation reaches idle without the down path', () =>
-      waitFor(
-        'secrets idle on generation + 2',
-        async () => {
-          const st = await secrets(s);
-          return st.step === 'idle' && st.generation === before.generation + 2 ? st : undefined;
-        },
-        120_000,
-      ),
-    );
+    await step('the rotation reaches idle without the down path', () => idleOn(s, before.generation + 2));
     const t0 = performance.now();
     await s.sim.node(node.uuid, true);
     const back = await step(
@@ -516,14 +510,7 @@ async function authRotateAllDown(s: AgentStack): Promise<void> {
   const a = await s.waitConnected(attachmentId, 3);
   const dev = a.agent!.device_path!;
   await writeChunks(dev, 0, 4, 'all-down');
-  const state = await s.sim.state();
-  const nodes = portals.map((p) => {
-    const n = (state.nodes as { uuid: string; nvmeEndpoint: string }[]).find(
-      (x) => x.nvmeEndpoint === `${p[0]}:${p[1]}`,
-    );
-    check(n, `portal ${p[1]} is a simulator node`);
-    return n.uuid;
-  });
+  const nodes = await Promise.all(portals.map(async (p) => (await simNodeOf(s, p)).uuid));
   const pairBefore = readTargetPair(s);
   await step('every node goes down: no path is live', async () => {
     for (const n of nodes) await s.sim.node(n, false);
@@ -531,9 +518,8 @@ async function authRotateAllDown(s: AgentStack): Promise<void> {
       x.agent?.paths.length && x.agent.paths.every((p) => p.state !== 'live') ? x : undefined,
     );
   });
-  const rotateUrl = `/v1/hosts/${encodeURIComponent(s.connector.nqn)}/secrets/rotate?from_generation=${before.generation}`;
   await step('the rotation waits: host_paths_down, the backend keeps the pair the paths hold', async () => {
-    const r = await s.api.http.request('POST', rotateUrl);
+    const r = await rotateFrom(s, before.generation);
     observe('rotate while cut off', { status: r.status, body: r.body });
     checkEqual(r.status, 202, 'rotate answers 202');
     const b = r.body as SecretStatus & { waiting_for: string; last_error: string | null };
@@ -548,15 +534,7 @@ async function authRotateAllDown(s: AgentStack): Promise<void> {
   const back = await step(
     'the rotation goes on (repeated as an operator would) and moves every path in place',
     async () => {
-      await waitFor(
-        'secrets idle on generation + 2',
-        async () => {
-          const r = await s.api.http.request('POST', rotateUrl);
-          const st = r.body as SecretStatus;
-          return st.step === 'idle' && st.generation === before.generation + 2 ? st : undefined;
-        },
-        120_000,
-      );
+      await idleOn(s, before.generation + 2, async () => (await rotateFrom(s, before.generation)).body as SecretStatus);
       return allLiveOn(s, attachmentId, before.generation + 2, 30_000);
     },
   );

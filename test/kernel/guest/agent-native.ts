@@ -35,7 +35,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { type AgentStack, agentLogLines, livePorts, Sampler, startAgentStack } from './agent.ts';
+import { type AgentStack, agentLogLines, livePorts, Sampler, simNodeOf, startAgentStack } from './agent.ts';
 import { BackgroundWriter, verifyChunks, writeChunk, writeChunks } from './io.ts';
 import { check, checkEqual, observe, readSys, scenarioGroup, sh, step, waitFor, type Part } from './lib.ts';
 import {
@@ -62,15 +62,6 @@ async function simAnaByPort(s: AgentStack, volUuid: string): Promise<Record<stri
   for (const n of state.nodes as { uuid: string; nvmeEndpoint: string }[])
     out[n.nvmeEndpoint.split(':').pop()!] = vol.ana[n.uuid];
   return out;
-}
-
-async function simNodeOf(s: AgentStack, portal: Portal): Promise<{ uuid: string; index: number }> {
-  const state = await s.sim.state();
-  const n = (state.nodes as { uuid: string; index: number; nvmeEndpoint: string }[]).find(
-    (x) => x.nvmeEndpoint === `${portal[0]}:${portal[1]}`,
-  );
-  check(n, `portal ${portal[0]}:${portal[1]} is a simulator node`);
-  return n;
 }
 
 /**

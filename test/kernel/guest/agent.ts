@@ -406,6 +406,19 @@ export class Sampler<T> {
 }
 
 /** The ports of the live paths in an agent report, ascending and comma-joined (`4420,4421,4423`). */
+/** The simulator node serving `portal` (`[address, port, …]`): its uuid for the fault API, and its index. */
+export async function simNodeOf(
+  s: AgentStack,
+  portal: readonly [string, number, ...unknown[]],
+): Promise<{ uuid: string; index: number }> {
+  const state = await s.sim.state();
+  const n = (state.nodes as { uuid: string; index: number; nvmeEndpoint: string }[]).find(
+    (x) => x.nvmeEndpoint === `${portal[0]}:${portal[1]}`,
+  );
+  check(n, `portal ${portal[0]}:${portal[1]} is a simulator node`);
+  return n;
+}
+
 export const livePorts = (paths: { port: number; state: string }[] | undefined): string =>
   (paths ?? [])
     .filter((p) => p.state === 'live')
